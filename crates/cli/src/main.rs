@@ -1,1 +1,175 @@
-fn main() {}
+//! The `patchline` binary: command-line parsing, terminal output and exit
+//! codes. The only crate that uses `anyhow`; all work is done by the engine.
+
+mod commands;
+mod demo;
+mod exit;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Failure;
+
+/// Tracks how cloud images derive from one another and which of them carry
+/// a failure or a vulnerable package, where it came from and how it spread.
+#[derive(Debug, Parser)]
+#[command(name = "patchline", version, about, long_about = None)]
+struct Cli {
+    /// Data directory (holds patchline.db).
+    #[arg(
+        long,
+        global = true,
+        env = "PATCHLINE_DATA_DIR",
+        default_value = "patchline-data"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import artifacts, advisories or an artifact's inventory.
+    #[command(subcommand)]
+    Import(Import),
+    /// Which artifacts an advisory or failure affects, where it was
+    /// introduced and along which path it spread.
+    Affected {
+        /// Advisory or failure id.
+        id: String,
+        /// Print the JSON document of PRODUCT.md §5.
+        #[arg(long)]
+        json: bool,
+        /// Only this tenant's artifacts (ids it may not see are hidden).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Rows shown in the readable report (0: all).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The lineage of an artifact: its ancestors and its subtree as a tree.
+    Lineage {
+        id: String,
+        /// Most nodes printed.
+        #[arg(long, default_value_t = 200)]
+        max_nodes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One artifact: what it is, its inventory and what affects it now.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every open advisory and failure with how far it spread.
+    Report {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a failure of one artifact (it propagates to every descendant
+    /// that does not declare it fixed).
+    Fail {
+        /// The failed artifact.
+        artifact: String,
+        /// The failure id (e.g. FAIL-2024-001).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        summary: String,
+        #[arg(long)]
+        severity: Option<String>,
+    },
+    /// Remove artifacts (deleted instances, retired images); leaves only.
+    Remove { ids: Vec<String> },
+    /// Import real package data and advisories into a fresh data directory
+    /// and print what is affected and how it spread.
+    Demo {
+        /// Keep the data directory's previous content instead of starting
+        /// afresh.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Import {
+    /// Artifacts from a JSONL file, one artifact JSON per line, parents
+    /// before children. The file is imported whole or not at all.
+    Artifacts {
+        file: PathBuf,
+        /// Let lines replace existing artifacts (re-parent, re-inventory)
+        /// instead of rejecting different content.
+        #[arg(long)]
+        update: bool,
+    },
+    /// OSV advisories (JSON or YAML files, or folders of them).
+    Advisories {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Replace an artifact's own inventory with a dpkg status, apk
+    /// installed, CycloneDX, SPDX or purl-list file.
+    Inventory {
+        artifact: String,
+        file: PathBuf,
+        /// cyclonedx-json, cyclonedx-xml, spdx-json, dpkg-status,
+        /// apk-installed or purls (detected when omitted).
+        #[arg(long)]
+        format: Option<String>,
+        /// Distribution for purls without one, as os-release gives it
+        /// (debian-12, ubuntu-18.04, alpine-3.18).
+        #[arg(long)]
+        distro: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Import(Import::Artifacts { file, update }) => {
+            commands::import_artifacts(&cli.data_dir, &file, update)
+        }
+        Command::Import(Import::Advisories { paths }) => {
+            commands::import_advisories(&cli.data_dir, &paths)
+        }
+        Command::Import(Import::Inventory {
+            artifact,
+            file,
+            format,
+            distro,
+        }) => {
+            commands::import_inventory(&cli.data_dir, &artifact, &file, format.as_deref(), distro)
+        }
+        Command::Affected {
+            id,
+            json,
+            tenant,
+            limit,
+        } => commands::affected(&cli.data_dir, &id, json, tenant.as_deref(), limit),
+        Command::Lineage {
+            id,
+            max_nodes,
+            json,
+        } => commands::lineage(&cli.data_dir, &id, max_nodes, json),
+        Command::Show { id, json } => commands::show(&cli.data_dir, &id, json),
+        Command::Report { json } => commands::report(&cli.data_dir, json),
+        Command::Fail {
+            artifact,
+            id,
+            summary,
+            severity,
+        } => commands::fail(&cli.data_dir, &artifact, &id, &summary, severity),
+        Command::Remove { ids } => commands::remove(&cli.data_dir, &ids),
+        Command::Demo { keep } => demo::run(&cli.data_dir, keep),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+pub(crate) type CmdResult = Result<(), Failure>;

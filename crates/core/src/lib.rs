@@ -1,1 +1,20 @@
-//! Pure domain of patchline.
+//! Pure domain of patchline: ids and artifacts, the lineage catalog,
+//! inventories stored as deltas, OSV advisories compiled for evaluation,
+//! and propagation of advisories and failures down the lineage. No IO, no
+//! async, no SQL, no HTTP: everything here is plain data and functions.
+
+pub mod advisory;
+pub mod catalog;
+pub mod doc;
+pub mod ecosystem;
+pub mod error;
+pub mod inventory;
+pub mod model;
+pub mod propagate;
+pub mod timestamp;
+
+pub use advisory::{AdvIdx, Advisory, AdvisoryDb, Failure, Published, Record};
+pub use catalog::{Actor, ArtIdx, Catalog, Changes, Checkpoint, Mode, Node, Outcome, TenantIdx};
+pub use error::{AdvisoryError, CatalogError};
+pub use model::{AdvisoryId, ArtifactId, ArtifactSpec, Kind, Relation, TenantId, Visibility};
+pub use propagate::{ArtifactMatch, ComponentHit, Impact, Inheritance};

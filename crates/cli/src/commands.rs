@@ -1,0 +1,635 @@
+//! The commands: read input, call the engine, print for a person or a
+//! script.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use patchline_core::advisory::Failure as FailureRecord;
+use patchline_core::doc::{ArtifactDoc, add_distro};
+use patchline_core::timestamp::{format_unix, parse_rfc3339};
+use patchline_core::{
+    Actor, Advisory, AdvisoryId, CatalogError, Kind, Mode, Published, Record, TenantId,
+};
+use patchline_engine::report::{affected_rows, counts_by_kind, render_row};
+use patchline_engine::{BatchItem, BatchReport, Engine, EngineError};
+use patchline_formats::inventory::{Format, Hint, detect, parse as parse_inventory};
+use patchline_formats::osv;
+
+use crate::CmdResult;
+use crate::exit::Failure;
+use crate::output::{self, kinds_summary, progress_bar};
+
+/// Longest line accepted in an artifacts file (an inline SBOM can be big).
+pub const LINE_LEN_MAX: usize = 64 << 20;
+/// Largest advisory or inventory file read.
+pub const FILE_LEN_MAX: u64 = 256 << 20;
+/// Warnings printed per import before they are only counted.
+const WARNINGS_SHOWN_MAX: usize = 20;
+
+fn open_engine(data_dir: &Path) -> Result<Engine, Failure> {
+    Engine::open(data_dir).map_err(Failure::from)
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failure::rejected)?;
+    if meta.len() > FILE_LEN_MAX {
+        return Err(Failure::rejected(anyhow::anyhow!(
+            "{}: {} bytes is more than the {} bytes accepted",
+            path.display(),
+            meta.len(),
+            FILE_LEN_MAX
+        )));
+    }
+    std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failure::rejected)
+}
+
+/// `import artifacts FILE.jsonl`.
+pub fn import_artifacts(data_dir: &Path, file: &Path, update: bool) -> CmdResult {
+    let started = Instant::now();
+    let handle = File::open(file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .map_err(Failure::rejected)?;
+    let total = handle.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut engine = open_engine(data_dir)?;
+    let bar = progress_bar(total, "importing artifacts");
+    let mut reader = BufReader::with_capacity(1 << 20, handle);
+    let name = file.display().to_string();
+    let mut warnings = Vec::new();
+    let mut line_no = 0usize;
+    let mut read_bytes = 0u64;
+    let mut buf = String::new();
+    let items = std::iter::from_fn(|| {
+        loop {
+            buf.clear();
+            line_no += 1;
+            let location = || format!("{name}:{line_no}");
+            let n = match reader
+                .by_ref()
+                .take(LINE_LEN_MAX as u64 + 1)
+                .read_line(&mut buf)
+            {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(e) => {
+                    return Some(Err(EngineError::Rejected {
+                        location: Some(location()),
+                        error: CatalogError::Invalid(format!("cannot read the line: {e}")),
+                    }));
+                }
+            };
+            read_bytes += n as u64;
+            if line_no % 4096 == 0 {
+                bar.set_position(read_bytes);
+            }
+            if n > LINE_LEN_MAX {
+                return Some(Err(EngineError::Rejected {
+                    location: Some(location()),
+                    error: CatalogError::Invalid(format!("line longer than {LINE_LEN_MAX} bytes")),
+                }));
+            }
+            let text = buf.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let translated = ArtifactDoc::parse(text).and_then(|doc| doc.into_spec(None));
+            return Some(match translated {
+                Ok(t) => {
+                    warnings.extend(
+                        t.warnings
+                            .into_iter()
+                            .map(|w| format!("{}: {w}", location())),
+                    );
+                    Ok(BatchItem {
+                        location: location(),
+                        spec: t.spec,
+                    })
+                }
+                Err(error) => Err(EngineError::Rejected {
+                    location: Some(location()),
+                    error,
+                }),
+            });
+        }
+    });
+    let mode = if update { Mode::Upsert } else { Mode::Create };
+    let result = engine.apply_batch(items, mode, &Actor::Admin, &mut |_| {});
+    bar.finish_and_clear();
+    print_warnings(&warnings);
+    let report = result.map_err(|e| Failure::from(e).with_note("nothing was imported"))?;
+    let secs = started.elapsed().as_secs_f64();
+    let total_items = report.created + report.updated + report.unchanged;
+    println!(
+        "{}: {} created, {} updated, {} unchanged in {:.2} s ({:.0} artifacts/s)",
+        file.display(),
+        report.created,
+        report.updated,
+        report.unchanged,
+        secs,
+        total_items as f64 / secs.max(1e-9)
+    );
+    print_batch_matches(&engine, &report);
+    Ok(())
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings.iter().take(WARNINGS_SHOWN_MAX) {
+        eprintln!("warning: {w}");
+    }
+    if warnings.len() > WARNINGS_SHOWN_MAX {
+        eprintln!(
+            "warning: … and {} more warnings",
+            warnings.len() - WARNINGS_SHOWN_MAX
+        );
+    }
+}
+
+fn print_batch_matches(engine: &Engine, report: &BatchReport) {
+    if report.affected_pairs == 0 {
+        return;
+    }
+    let mut per_record: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &report.examples {
+        *per_record
+            .entry(engine.db().get(m.advisory).id().to_string())
+            .or_default() += 1;
+    }
+    println!(
+        "{} (artifact, advisory) pairs among the new or changed artifacts are affected by open advisories or failures{}:",
+        report.affected_pairs,
+        if report.examples.len() < report.affected_pairs {
+            " (first ones shown)"
+        } else {
+            ""
+        }
+    );
+    for (id, n) in per_record.iter().take(20) {
+        println!("  {id}: {n} artifacts");
+    }
+    if per_record.len() > 20 {
+        println!("  … and {} more advisories", per_record.len() - 20);
+    }
+}
+
+/// Collects advisory files: named files as they are, folders recursively
+/// (`.json`, `.yaml`, `.yml`), sorted so that runs are reproducible.
+fn advisory_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
+    let mut out = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(Failure::rejected)?;
+        if meta.is_dir() {
+            let mut stack = vec![path.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = std::fs::read_dir(&dir)
+                    .with_context(|| format!("cannot read {}", dir.display()))?;
+                let mut found = Vec::new();
+                for entry in entries {
+                    let p = entry?.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+                    {
+                        found.push(p);
+                    }
+                }
+                out.extend(found);
+            }
+        } else {
+            out.push(path.clone());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `import advisories PATH...`: each file is one record, accepted or
+/// rejected on its own; the accepted ones are stored in one transaction.
+pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
+    let files = advisory_files(paths)?;
+    let mut engine = open_engine(data_dir)?;
+    let bar = progress_bar(files.len() as u64, "reading advisories");
+    let mut accepted = Vec::new();
+    let mut rejected = 0usize;
+    for path in &files {
+        bar.inc(1);
+        let parsed = read_input(path).and_then(|bytes| {
+            let name = path.display().to_string();
+            let record = osv::parse_auto(&name, &bytes).map_err(Failure::rejected)?;
+            Advisory::compile(record).map_err(Failure::rejected)
+        });
+        match parsed {
+            Ok(adv) => accepted.push((path.display().to_string(), adv)),
+            Err(f) => {
+                bar.suspend(|| eprintln!("error: {}: {:#}", path.display(), f.error));
+                rejected += 1;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let report = engine.publish_advisories(accepted.clone())?;
+    let (mut new, mut updated, mut unchanged, mut stale) = (0, 0, 0, 0);
+    for o in &report.outcomes {
+        match o {
+            Published::New(_) => new += 1,
+            Published::Updated(_) => updated += 1,
+            Published::Unchanged(_) => unchanged += 1,
+            Published::Stale(_) => stale += 1,
+        }
+    }
+    println!(
+        "{} advisories: {new} new, {updated} updated, {unchanged} unchanged, {stale} older than the stored version{}",
+        report.outcomes.len(),
+        if rejected > 0 {
+            format!(", {rejected} rejected")
+        } else {
+            String::new()
+        }
+    );
+    engine.prepare();
+    let mut shown = 0;
+    for ((path, _), outcome) in accepted.iter().zip(&report.outcomes) {
+        let idx = outcome.idx();
+        let Record::Advisory(adv) = engine.db().get(idx) else {
+            continue;
+        };
+        for reason in &adv.unsupported {
+            eprintln!("note: {path}: {}: not evaluated: {reason}", adv.id);
+        }
+        if !outcome.changed() {
+            continue;
+        }
+        if adv.withdrawn {
+            println!("  {}: withdrawn, affects nothing", adv.id);
+            continue;
+        }
+        let impact = engine.impact(idx);
+        let n = impact.artifact_count();
+        if n > 0 && shown < 50 {
+            shown += 1;
+            println!(
+                "  {}: {} affected ({})",
+                adv.id,
+                n,
+                kinds_summary(&counts_by_kind(engine.catalog(), &impact))
+            );
+        }
+    }
+    if rejected > 0 {
+        return Err(Failure::rejected(anyhow::anyhow!(
+            "{rejected} of {} files were rejected (the others were imported)",
+            files.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `import inventory ARTIFACT FILE`: the artifact's own inventory becomes
+/// the file's content.
+pub fn import_inventory(
+    data_dir: &Path,
+    artifact: &str,
+    file: &Path,
+    format: Option<&str>,
+    distro: Option<String>,
+) -> CmdResult {
+    let bytes = read_input(file)?;
+    let format = match format {
+        Some(f) => f
+            .parse::<Format>()
+            .map_err(|e| Failure::rejected(anyhow::anyhow!("{e}")))?,
+        None => detect(&bytes).ok_or_else(|| {
+            Failure::rejected(anyhow::anyhow!(
+                "{}: cannot tell the format; pass --format (cyclonedx-json, cyclonedx-xml, spdx-json, dpkg-status, apk-installed, purls)",
+                file.display()
+            ))
+        })?,
+    };
+    let hint = Hint {
+        distro: distro.clone(),
+    };
+    let inventory = parse_inventory(format, &bytes, &hint)
+        .map_err(|e| Failure::rejected(anyhow::anyhow!("{}: {e}", file.display())))?;
+    print_warnings(
+        &inventory
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", file.display(), w.message))
+            .collect::<Vec<_>>(),
+    );
+    let mut engine = open_engine(data_dir)?;
+    let idx = engine
+        .catalog()
+        .lookup(artifact)
+        .filter(|&i| !engine.catalog().node(i).removed)
+        .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {artifact}")))?;
+    let mut spec = engine.catalog().spec_of(idx);
+    let purls = inventory
+        .components
+        .into_iter()
+        .map(|mut p| {
+            add_distro(&mut p, inventory.distro.as_deref().or(distro.as_deref()));
+            p.to_string()
+        })
+        .collect::<Vec<_>>();
+    let count = purls.len();
+    spec.components = Some(purls);
+    let item = BatchItem {
+        location: file.display().to_string(),
+        spec,
+    };
+    let report = engine.apply_batch([Ok(item)], Mode::Upsert, &Actor::Admin, &mut |_| {})?;
+    let node = engine.catalog().node(idx);
+    let delta = node
+        .inventory
+        .map(|inv| engine.catalog().inventories().get(inv))
+        .map(|obj| match obj.base {
+            Some(_) => format!(
+                "stored as +{} -{} against its parent's",
+                obj.added.len(),
+                obj.removed.len()
+            ),
+            None => "stored whole".to_string(),
+        })
+        .unwrap_or_default();
+    println!(
+        "{artifact}: {count} components from {} ({}), {delta}{}",
+        file.display(),
+        format.name(),
+        if report.unchanged > 0 {
+            "; unchanged"
+        } else {
+            ""
+        }
+    );
+    print_batch_matches(&engine, &report);
+    Ok(())
+}
+
+fn tenant_actor(tenant: Option<&str>) -> Result<Actor, Failure> {
+    match tenant {
+        None => Ok(Actor::Admin),
+        Some(t) => Ok(Actor::Tenant(TenantId::new(t).map_err(Failure::rejected)?)),
+    }
+}
+
+/// `affected ID [--json]`.
+pub fn affected(
+    data_dir: &Path,
+    id: &str,
+    json: bool,
+    tenant: Option<&str>,
+    limit: usize,
+) -> CmdResult {
+    let actor = tenant_actor(tenant)?;
+    let mut engine = open_engine(data_dir)?;
+    let adv = engine.lookup_record(id)?;
+    engine.prepare();
+    let catalog = engine.catalog();
+    let record = engine.db().get(adv);
+    let impact = engine.impact(adv);
+    let rows = affected_rows(catalog, &impact, &actor);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    if json {
+        // Streamed: a million rows never sit in memory as one document.
+        write!(
+            out,
+            "{{\"advisory\":{},\"affected\":[",
+            serde_json::to_string(record.id().as_str()).map_err(anyhow::Error::from)?
+        )?;
+        for (i, (a, hits)) in rows.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut out, &render_row(catalog, &actor, *a, hits))
+                .map_err(anyhow::Error::from)?;
+        }
+        out.write_all(b"]")?;
+        if let Record::Advisory(a) = record {
+            if !a.unsupported.is_empty() {
+                write!(
+                    out,
+                    ",\"unsupported\":{}",
+                    serde_json::to_string(&a.unsupported).map_err(anyhow::Error::from)?
+                )?;
+            }
+            if a.withdrawn {
+                out.write_all(b",\"withdrawn\":true")?;
+            }
+        }
+        out.write_all(b"}\n")?;
+        out.flush()?;
+        return Ok(());
+    }
+    output::print_impact(&mut out, catalog, record, &impact, &rows, &actor, limit)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `lineage ID`.
+pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdResult {
+    let engine = open_engine(data_dir)?;
+    let catalog = engine.catalog();
+    let idx = catalog
+        .lookup(id)
+        .filter(|&i| !catalog.node(i).removed)
+        .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {id}")))?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if json {
+        let ancestors: Vec<String> = catalog
+            .ancestors(idx)
+            .map(|a| catalog.node(a).id.to_string())
+            .collect();
+        let counts = catalog.subtree_counts(idx);
+        let doc = serde_json::json!({
+            "artifact": id,
+            "ancestors": ancestors,
+            "descendants": Kind::ALL.iter().zip(counts).map(|(k, n)| (k.as_str().to_string(), n)).collect::<BTreeMap<_, _>>(),
+            "tree": output::tree_json(catalog, idx, max_nodes),
+        });
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        writeln!(out)?;
+    } else {
+        output::print_lineage(&mut out, catalog, idx, max_nodes)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `show ID`.
+pub fn show(data_dir: &Path, id: &str, json: bool) -> CmdResult {
+    let engine = open_engine(data_dir)?;
+    let catalog = engine.catalog();
+    let idx = catalog
+        .lookup(id)
+        .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {id}")))?;
+    let matches = patchline_core::propagate::check_artifact(catalog, engine.db(), idx);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    output::print_artifact(&mut out, catalog, engine.db(), idx, &matches, json)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `report`: every open record with its reach.
+pub fn report(data_dir: &Path, json: bool) -> CmdResult {
+    let mut engine = open_engine(data_dir)?;
+    engine.prepare();
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let ids: Vec<_> = engine.db().iter().map(|(i, _)| i).collect();
+    for adv in ids {
+        let record = engine.db().get(adv);
+        if !record.is_open() {
+            continue;
+        }
+        let impact = engine.impact(adv);
+        let counts = counts_by_kind(engine.catalog(), &impact);
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        let mut tenants: Vec<_> = impact
+            .iter()
+            .map(|(a, _)| engine.catalog().node(a).tenant)
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let origins: std::collections::BTreeSet<String> = impact
+            .groups
+            .iter()
+            .flat_map(|g| {
+                g.hits
+                    .iter()
+                    .map(|h| engine.catalog().node(h.introduced_by).id.to_string())
+            })
+            .collect();
+        rows.push((
+            record.id().to_string(),
+            total,
+            counts,
+            tenants.len(),
+            origins,
+        ));
+    }
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if json {
+        let doc: Vec<_> = rows
+            .iter()
+            .map(|(id, total, counts, tenants, origins)| {
+                serde_json::json!({
+                    "advisory": id,
+                    "affected": total,
+                    "by_kind": Kind::ALL.iter().zip(counts).map(|(k, n)| (k.as_str().to_string(), *n)).collect::<BTreeMap<_, _>>(),
+                    "tenants": tenants,
+                    "introduced_by": origins,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{} open records affect the catalog ({} artifacts); evaluated in {:.0} ms",
+            rows.len(),
+            engine.catalog().len(),
+            started.elapsed().as_secs_f64() * 1e3
+        )?;
+        for (id, total, counts, tenants, origins) in &rows {
+            let mut origins: Vec<&String> = origins.iter().collect();
+            let more = origins.len().saturating_sub(3);
+            origins.truncate(3);
+            writeln!(
+                out,
+                "  {id:<24} {total:>8} affected  ({}; {tenants} tenants)  introduced by {}{}",
+                kinds_summary(counts),
+                origins
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if more > 0 {
+                    format!(" +{more}")
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `fail ARTIFACT --id ID --summary S`.
+pub fn fail(
+    data_dir: &Path,
+    artifact: &str,
+    id: &str,
+    summary: &str,
+    severity: Option<String>,
+) -> CmdResult {
+    let mut engine = open_engine(data_dir)?;
+    let idx = engine
+        .catalog()
+        .lookup(artifact)
+        .filter(|&i| !engine.catalog().node(i).removed)
+        .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {artifact}")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let modified_text = format_unix(now);
+    let failure = FailureRecord {
+        id: AdvisoryId::new(id).map_err(Failure::rejected)?,
+        artifact: idx,
+        summary: summary.to_string(),
+        details: None,
+        severity,
+        modified: parse_rfc3339(&modified_text)
+            .ok_or_else(|| anyhow::anyhow!("clock gives an invalid time"))?,
+        modified_text,
+        withdrawn: false,
+    };
+    let outcome = engine.publish_failure(failure, &Actor::Admin)?;
+    engine.prepare();
+    let impact = engine.impact(outcome.idx());
+    println!(
+        "failure {id} on {artifact}: {} ({})",
+        impact.artifact_count(),
+        kinds_summary(&counts_by_kind(engine.catalog(), &impact))
+    );
+    Ok(())
+}
+
+/// `remove ID...`.
+pub fn remove(data_dir: &Path, ids: &[String]) -> CmdResult {
+    let mut engine = open_engine(data_dir)?;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let n = engine.remove(&refs, &Actor::Admin)?;
+    println!("removed {n} artifacts");
+    Ok(())
+}
+
+impl Failure {
+    pub fn with_note(mut self, note: &str) -> Failure {
+        self.error = self.error.context(note.to_string());
+        self
+    }
+}

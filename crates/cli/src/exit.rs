@@ -1,0 +1,77 @@
+//! Exit codes scripts can rely on, and how failures are printed.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | failure of patchline or its environment (IO, database) |
+//! | 2 | usage error (unknown command or flag) — clap's code |
+//! | 3 | input rejected (malformed file, invalid artifact, cycle...): nothing changed |
+//! | 4 | not found (unknown artifact or advisory id) |
+
+use std::process::ExitCode;
+
+use patchline_engine::EngineError;
+
+pub const INTERNAL: u8 = 1;
+pub const REJECTED: u8 = 3;
+pub const NOT_FOUND: u8 = 4;
+
+/// A command's failure: what to print and which code to exit with.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn rejected(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: REJECTED,
+            error: error.into(),
+        }
+    }
+
+    pub fn not_found(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: NOT_FOUND,
+            error: error.into(),
+        }
+    }
+
+    pub fn report(self) -> ExitCode {
+        eprintln!("error: {:#}", self.error);
+        ExitCode::from(self.code)
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Failure {
+        let code = match &e {
+            EngineError::Rejected { .. } | EngineError::Advisory { .. } => REJECTED,
+            EngineError::NotFound { .. } => NOT_FOUND,
+            EngineError::Store(_) => INTERNAL,
+        };
+        Failure {
+            code,
+            error: e.into(),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure {
+            code: INTERNAL,
+            error,
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Failure {
+        Failure {
+            code: INTERNAL,
+            error: error.into(),
+        }
+    }
+}

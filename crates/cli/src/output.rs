@@ -1,0 +1,344 @@
+//! Terminal rendering: progress bars, impact reports, lineage trees.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use patchline_core::propagate::{ArtifactMatch, ComponentHit, Impact};
+use patchline_core::{Actor, AdvisoryDb, ArtIdx, Catalog, Kind, Record};
+use patchline_engine::report::{counts_by_kind, render_row};
+
+/// A progress bar on stderr, drawn only on a terminal.
+pub fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {percent}% {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// `2 images, 1 template, 6 instances`.
+pub fn kinds_summary(counts: &[u64; 4]) -> String {
+    let parts: Vec<String> = Kind::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{n} {}{}", k.as_str(), if *n == 1 { "" } else { "s" }))
+        .collect();
+    if parts.is_empty() {
+        "nothing".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn label(catalog: &Catalog, a: ArtIdx) -> String {
+    let n = catalog.node(a);
+    format!("{} ({}, {})", n.id, n.kind, catalog.tenant_id(n.tenant))
+}
+
+/// The readable impact report.
+pub fn print_impact(
+    out: &mut impl Write,
+    catalog: &Catalog,
+    record: &Record,
+    impact: &Impact<'_>,
+    rows: &[(ArtIdx, &[ComponentHit])],
+    actor: &Actor,
+    limit: usize,
+) -> io::Result<()> {
+    match record {
+        Record::Advisory(a) => {
+            let summary = a.osv.summary.as_deref().unwrap_or("");
+            writeln!(out, "{}  {summary}", a.id)?;
+            if a.withdrawn {
+                writeln!(out, "withdrawn: affects nothing")?;
+            }
+            for reason in &a.unsupported {
+                writeln!(out, "not evaluated: {reason}")?;
+            }
+        }
+        Record::Failure(f) => {
+            writeln!(
+                out,
+                "{}  failure of {}: {}",
+                f.id,
+                label(catalog, f.artifact),
+                f.summary
+            )?;
+        }
+    }
+    let counts = if matches!(actor, Actor::Admin) {
+        counts_by_kind(catalog, impact)
+    } else {
+        let mut c = [0u64; 4];
+        for (a, _) in rows {
+            c[catalog.node(*a).kind.code() as usize] += 1;
+        }
+        c
+    };
+    writeln!(
+        out,
+        "affects {} artifacts: {}",
+        rows.len(),
+        kinds_summary(&counts)
+    )?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Where it came from: per introducing artifact, how far it spread.
+    let mut origins: BTreeMap<String, (usize, BTreeMap<String, Option<String>>)> = BTreeMap::new();
+    for (_, hits) in rows {
+        for h in hits.iter() {
+            let entry = origins.entry(label(catalog, h.introduced_by)).or_default();
+            entry.0 += 1;
+            let what = match h.component {
+                Some(c) => catalog.components().get(c).purl.to_string(),
+                None => "(artifact failure)".into(),
+            };
+            entry.1.insert(what, h.fixed.clone());
+        }
+    }
+    writeln!(out, "introduced by:")?;
+    for (origin, (n, comps)) in &origins {
+        writeln!(out, "  {origin}: reaches {n} artifacts")?;
+        for (purl, fixed) in comps.iter().take(5) {
+            match fixed {
+                Some(f) => writeln!(out, "    {purl}  fixed in {f}")?,
+                None => writeln!(out, "    {purl}  no fix listed")?,
+            }
+        }
+        if comps.len() > 5 {
+            writeln!(out, "    … and {} more components", comps.len() - 5)?;
+        }
+    }
+    writeln!(out, "artifacts:")?;
+    let shown = if limit == 0 {
+        rows.len()
+    } else {
+        limit.min(rows.len())
+    };
+    for (a, hits) in &rows[..shown] {
+        let row = render_row(catalog, actor, *a, hits);
+        writeln!(
+            out,
+            "  {:<9} {:<32} {:<12} {}",
+            row.kind.as_str(),
+            row.artifact,
+            row.tenant,
+            row.path.join(" > ")
+        )?;
+    }
+    if shown < rows.len() {
+        writeln!(
+            out,
+            "  … and {} more (use --limit 0 or --json)",
+            rows.len() - shown
+        )?;
+    }
+    Ok(())
+}
+
+/// The lineage as a tree: ancestors on one line, the subtree below.
+pub fn print_lineage(
+    out: &mut impl Write,
+    catalog: &Catalog,
+    idx: ArtIdx,
+    max_nodes: usize,
+) -> io::Result<()> {
+    let mut ancestors: Vec<String> = catalog
+        .ancestors(idx)
+        .map(|a| catalog.node(a).id.to_string())
+        .collect();
+    if !ancestors.is_empty() {
+        ancestors.reverse();
+        writeln!(out, "ancestors: {}", ancestors.join(" > "))?;
+    }
+    let counts = catalog.subtree_counts(idx);
+    writeln!(out, "{}", node_line(catalog, idx))?;
+    let mut printed = 1usize;
+    // Depth-first with explicit prefixes; bounded by max_nodes.
+    let mut stack: Vec<(ArtIdx, String, bool)> = Vec::new();
+    let children = sorted_children(catalog, idx);
+    for (i, &c) in children.iter().enumerate().rev() {
+        stack.push((c, String::new(), i + 1 == children.len()));
+    }
+    while let Some((a, prefix, last)) = stack.pop() {
+        if printed >= max_nodes {
+            break;
+        }
+        printed += 1;
+        writeln!(
+            out,
+            "{prefix}{}{}",
+            if last { "└── " } else { "├── " },
+            node_line(catalog, a)
+        )?;
+        let child_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
+        let children = sorted_children(catalog, a);
+        for (i, &c) in children.iter().enumerate().rev() {
+            stack.push((c, child_prefix.clone(), i + 1 == children.len()));
+        }
+    }
+    let total: u64 = counts.iter().sum();
+    if (printed as u64) < total + 1 {
+        writeln!(
+            out,
+            "… {} more not shown (--max-nodes)",
+            total + 1 - printed as u64
+        )?;
+    }
+    writeln!(out, "descendants: {}", kinds_summary(&counts))?;
+    Ok(())
+}
+
+fn sorted_children(catalog: &Catalog, a: ArtIdx) -> Vec<ArtIdx> {
+    let mut c = catalog.children(a).to_vec();
+    c.sort_by(|x, y| catalog.node(*x).id.cmp(&catalog.node(*y).id));
+    c
+}
+
+fn node_line(catalog: &Catalog, a: ArtIdx) -> String {
+    let n = catalog.node(a);
+    let inventory = match n.inventory {
+        None => String::new(),
+        Some(inv) => {
+            let obj = catalog.inventories().get(inv);
+            match obj.base {
+                Some(_) => format!(
+                    ", own inventory +{} -{}",
+                    obj.added.len(),
+                    obj.removed.len()
+                ),
+                None => format!(", own inventory of {}", obj.added.len()),
+            }
+        }
+    };
+    let relation = n.relation.map(|r| format!(" [{r}]")).unwrap_or_default();
+    format!(
+        "{} ({}, {}, {}{inventory}){relation}",
+        n.id,
+        n.kind,
+        catalog.tenant_id(n.tenant),
+        n.visibility.as_str()
+    )
+}
+
+/// The subtree as nested JSON, bounded by `max_nodes`.
+pub fn tree_json(catalog: &Catalog, idx: ArtIdx, max_nodes: usize) -> serde_json::Value {
+    fn go(catalog: &Catalog, a: ArtIdx, budget: &mut usize) -> serde_json::Value {
+        *budget = budget.saturating_sub(1);
+        let n = catalog.node(a);
+        let mut children = Vec::new();
+        for c in sorted_children(catalog, a) {
+            if *budget == 0 {
+                break;
+            }
+            children.push(go(catalog, c, budget));
+        }
+        serde_json::json!({
+            "id": n.id.as_str(),
+            "kind": n.kind,
+            "tenant": catalog.tenant_id(n.tenant).as_str(),
+            "relation": n.relation,
+            "own_inventory": n.inventory.is_some(),
+            "children": children,
+        })
+    }
+    let mut budget = max_nodes.max(1);
+    go(catalog, idx, &mut budget)
+}
+
+/// `show`: one artifact.
+pub fn print_artifact(
+    out: &mut impl Write,
+    catalog: &Catalog,
+    db: &AdvisoryDb,
+    idx: ArtIdx,
+    matches: &[ArtifactMatch],
+    json: bool,
+) -> io::Result<()> {
+    let n = catalog.node(idx);
+    let effective = catalog.effective_components(idx);
+    let holder = catalog.inventory_holder(idx);
+    let affected: Vec<_> = matches
+        .iter()
+        .map(|m| {
+            let row = render_row(catalog, &Actor::Admin, idx, &m.hits);
+            serde_json::json!({
+                "advisory": db.get(m.advisory).id().as_str(),
+                "components": row.components,
+                "path": row.path,
+            })
+        })
+        .collect();
+    if json {
+        let doc = serde_json::json!({
+            "id": n.id.as_str(),
+            "kind": n.kind,
+            "tenant": catalog.tenant_id(n.tenant).as_str(),
+            "name": n.name.as_deref(),
+            "parent": n.parent.map(|p| catalog.node(p).id.to_string()),
+            "relation": n.relation,
+            "visibility": n.visibility,
+            "labels": n.labels,
+            "fixes": n.fixes,
+            "removed": n.removed,
+            "inventory_from": holder.map(|h| catalog.node(h).id.to_string()),
+            "components": effective.iter().map(|&c| catalog.components().get(c).purl.to_string()).collect::<Vec<_>>(),
+            "affected_by": affected,
+        });
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "{}", node_line(catalog, idx))?;
+    if n.removed {
+        writeln!(out, "removed")?;
+    }
+    if let Some(p) = n.parent {
+        writeln!(out, "parent: {}", label(catalog, p))?;
+    }
+    for (k, v) in &n.labels {
+        writeln!(out, "label {k}={v}")?;
+    }
+    match holder {
+        Some(h) if h == idx => {
+            writeln!(out, "inventory: {} components (its own)", effective.len())?
+        }
+        Some(h) => writeln!(
+            out,
+            "inventory: {} components, inherited from {}",
+            effective.len(),
+            catalog.node(h).id
+        )?,
+        None => writeln!(out, "inventory: none")?,
+    }
+    if matches.is_empty() {
+        writeln!(out, "not affected by any open advisory or failure")?;
+    }
+    for m in matches {
+        let row = render_row(catalog, &Actor::Admin, idx, &m.hits);
+        writeln!(
+            out,
+            "affected by {}  (path {})",
+            db.get(m.advisory).id(),
+            row.path.join(" > ")
+        )?;
+        for c in row.components {
+            writeln!(
+                out,
+                "    {}  introduced by {}{}",
+                c.purl,
+                c.introduced_by,
+                c.fixed
+                    .map(|f| format!(", fixed in {f}"))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,642 @@
+//! Advisories and failures as patchline evaluates them: an OSV record
+//! compiled into entries (target ecosystem, package name, ranges parsed in
+//! the ecosystem's version scheme) evaluated exactly as the OSV schema's
+//! `IsVulnerable` pseudocode says, plus artifact-scoped failures. The
+//! [`AdvisoryDb`] indexes open entries by package name for the
+//! new-artifact check.
+
+use std::collections::HashMap;
+
+use patchline_formats::osv;
+use patchline_versions::{Scheme, Version};
+
+use crate::catalog::ArtIdx;
+use crate::ecosystem::{PurlType, Target, normalize_name};
+use crate::error::AdvisoryError;
+use crate::model::AdvisoryId;
+use crate::timestamp::{Instant, parse_rfc3339};
+
+/// Most `affected` entries, ranges, events and versions evaluated per
+/// advisory: bounds the work one published record can cause.
+pub const AFFECTED_MAX: usize = 10_000;
+pub const EVENTS_MAX: usize = 10_000;
+pub const VERSIONS_MAX: usize = 100_000;
+
+/// Index of an advisory or failure in the [`AdvisoryDb`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdvIdx(pub u32);
+
+#[derive(Clone, Debug)]
+enum Event {
+    /// `None` is `"0"`: before every version.
+    Introduced(Option<Version>),
+    Fixed(Version),
+    LastAffected(Version),
+}
+
+impl Event {
+    fn version(&self) -> Option<&Version> {
+        match self {
+            Event::Introduced(v) => v.as_ref(),
+            Event::Fixed(v) | Event::LastAffected(v) => Some(v),
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        // At equal versions, an introduction is applied before what ends it.
+        match self {
+            Event::Introduced(_) => 0,
+            Event::Fixed(_) | Event::LastAffected(_) => 1,
+        }
+    }
+}
+
+/// One `SEMVER` or `ECOSYSTEM` range, events sorted by version.
+#[derive(Clone, Debug)]
+struct CompiledRange {
+    scheme: Scheme,
+    events: Vec<Event>,
+    /// `None` inside is `"*"` (infinity); an empty list means no limit.
+    limits: Vec<Option<Version>>,
+}
+
+/// What a range evaluation found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The version that fixes it, when the advisory names one.
+    pub fixed: Option<String>,
+}
+
+/// One `affected[]` entry that patchline can evaluate.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub ecosystem: String,
+    pub target: Target,
+    /// Normalised package name (source package for distributions).
+    pub name: String,
+    ranges: Vec<CompiledRange>,
+    /// Explicit `versions`: the text and, when it parses, the version.
+    versions: Vec<(String, Option<Version>)>,
+}
+
+impl Entry {
+    /// `IsVulnerable` of the OSV schema for one package version; `None` when
+    /// not affected. A version that does not parse in a range's scheme
+    /// cannot be inside that range.
+    pub fn evaluate(&self, version: &str) -> Option<Hit> {
+        let parsed = self.target.scheme.parse(version).ok();
+        let listed = self.versions.iter().any(|(text, v)| {
+            text == version || matches!((v, &parsed), (Some(a), Some(b)) if a == b)
+        });
+        let mut in_range = None;
+        for range in &self.ranges {
+            let v = if range.scheme == self.target.scheme {
+                parsed.clone()
+            } else {
+                range.scheme.parse(version).ok()
+            };
+            let Some(v) = v else { continue };
+            if let Some(fixed) = range.contains(&v) {
+                in_range = Some(fixed);
+                break;
+            }
+        }
+        match in_range {
+            Some(fixed) => Some(Hit { fixed }),
+            None if listed => Some(Hit {
+                fixed: parsed.as_ref().and_then(|v| self.next_fix(v)),
+            }),
+            None => None,
+        }
+    }
+
+    /// The smallest `fixed` above `v` in any range of the entry's scheme.
+    fn next_fix(&self, v: &Version) -> Option<String> {
+        self.ranges
+            .iter()
+            .filter(|r| r.scheme == self.target.scheme)
+            .flat_map(|r| r.events.iter())
+            .filter_map(|e| match e {
+                Event::Fixed(f) if f > v => Some(f),
+                _ => None,
+            })
+            .min()
+            .map(|f| f.as_str().to_string())
+    }
+}
+
+impl CompiledRange {
+    /// `Some(fix)` when `v` is inside the range; the fix is the first
+    /// `fixed` event after the introduction that applies.
+    fn contains(&self, v: &Version) -> Option<Option<String>> {
+        let before_limits = self.limits.is_empty()
+            || self.limits.iter().any(|l| match l {
+                None => true,
+                Some(l) => v < l,
+            });
+        if !before_limits {
+            return None;
+        }
+        let mut vulnerable = false;
+        let mut last_intro = None;
+        for (i, e) in self.events.iter().enumerate() {
+            match e {
+                Event::Introduced(intro) => {
+                    if intro.as_ref().is_none_or(|iv| v >= iv) {
+                        vulnerable = true;
+                        last_intro = Some(i);
+                    }
+                }
+                Event::Fixed(f) => {
+                    if v >= f {
+                        vulnerable = false;
+                    }
+                }
+                Event::LastAffected(l) => {
+                    if v > l {
+                        vulnerable = false;
+                    }
+                }
+            }
+        }
+        if !vulnerable {
+            return None;
+        }
+        let fix = last_intro.and_then(|i| {
+            self.events[i + 1..].iter().find_map(|e| match e {
+                Event::Fixed(f) => Some(f.as_str().to_string()),
+                _ => None,
+            })
+        });
+        Some(fix)
+    }
+}
+
+/// A compiled OSV advisory.
+#[derive(Clone, Debug)]
+pub struct Advisory {
+    pub id: AdvisoryId,
+    pub modified: Instant,
+    pub withdrawn: bool,
+    pub entries: Vec<Entry>,
+    /// Entries (or ranges) that cannot be evaluated, with the reason:
+    /// stored and reported, never silently dropped.
+    pub unsupported: Vec<String>,
+    pub osv: osv::Advisory,
+}
+
+impl Advisory {
+    /// Compiles an OSV record. Errors are for records that are not valid
+    /// OSV; ecosystems patchline cannot evaluate end up in `unsupported`.
+    pub fn compile(record: osv::Advisory) -> Result<Advisory, AdvisoryError> {
+        let id = AdvisoryId::new(record.id.clone()).map_err(|e| AdvisoryError::Invalid {
+            id: record.id.chars().take(80).collect(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| AdvisoryError::Invalid {
+            id: id.to_string(),
+            message,
+        };
+        let modified = parse_rfc3339(&record.modified).ok_or_else(|| {
+            invalid(format!(
+                "modified {:?} is not an RFC 3339 timestamp",
+                record.modified
+            ))
+        })?;
+        if record.affected.len() > AFFECTED_MAX {
+            return Err(invalid(format!(
+                "{} affected entries; at most {AFFECTED_MAX} are evaluated",
+                record.affected.len()
+            )));
+        }
+        let mut entries = Vec::new();
+        let mut unsupported = Vec::new();
+        for (i, affected) in record.affected.iter().enumerate() {
+            let Some(package) = &affected.package else {
+                unsupported.push(format!("affected[{i}]: no package"));
+                continue;
+            };
+            let target = match Target::parse(&package.ecosystem) {
+                Ok(t) => t,
+                Err(reason) => {
+                    unsupported.push(format!("affected[{i}] ({}): {reason}", package.name));
+                    continue;
+                }
+            };
+            let mut ranges = Vec::new();
+            let mut events_total = 0usize;
+            for (j, range) in affected.ranges.iter().enumerate() {
+                events_total += range.events.len();
+                if events_total > EVENTS_MAX {
+                    return Err(invalid(format!(
+                        "affected[{i}]: more than {EVENTS_MAX} events"
+                    )));
+                }
+                let scheme = match range.ty {
+                    osv::RangeType::Semver => Scheme::Semver,
+                    osv::RangeType::Ecosystem => target.scheme,
+                    // Git ranges need the repository; the `versions` list
+                    // carries what they mean for released versions.
+                    osv::RangeType::Git => continue,
+                };
+                match compile_range(scheme, &range.events) {
+                    Ok(r) => ranges.push(r),
+                    Err(reason) => unsupported.push(format!(
+                        "affected[{i}].ranges[{j}] ({} {}): {reason}",
+                        package.ecosystem, package.name
+                    )),
+                }
+            }
+            if affected.versions.len() > VERSIONS_MAX {
+                return Err(invalid(format!(
+                    "affected[{i}]: more than {VERSIONS_MAX} versions"
+                )));
+            }
+            let versions = affected
+                .versions
+                .iter()
+                .map(|v| (v.clone(), target.scheme.parse(v).ok()))
+                .collect();
+            entries.push(Entry {
+                ecosystem: package.ecosystem.clone(),
+                name: normalize_name(target.purl_type, &package.name),
+                target,
+                ranges,
+                versions,
+            });
+        }
+        Ok(Advisory {
+            id,
+            modified,
+            withdrawn: record.withdrawn.is_some(),
+            entries,
+            unsupported,
+            osv: record,
+        })
+    }
+
+    /// Is the advisory evaluated at all?
+    pub fn is_open(&self) -> bool {
+        !self.withdrawn
+    }
+}
+
+fn compile_range(scheme: Scheme, events: &[osv::Event]) -> Result<CompiledRange, String> {
+    let parse = |v: &str| {
+        scheme
+            .parse(v)
+            .map_err(|e| format!("event version {v:?}: {e}"))
+    };
+    let mut out = Vec::with_capacity(events.len());
+    let mut limits = Vec::new();
+    for e in events {
+        match e {
+            osv::Event::Introduced(v) if v == "0" => out.push(Event::Introduced(None)),
+            osv::Event::Introduced(v) => out.push(Event::Introduced(Some(parse(v)?))),
+            osv::Event::Fixed(v) => out.push(Event::Fixed(parse(v)?)),
+            osv::Event::LastAffected(v) => out.push(Event::LastAffected(parse(v)?)),
+            osv::Event::Limit(v) if v.contains('*') => limits.push(None),
+            osv::Event::Limit(v) => limits.push(Some(parse(v)?)),
+        }
+    }
+    if !out.iter().any(|e| matches!(e, Event::Introduced(_))) {
+        return Err("no introduced event".into());
+    }
+    // Stable: equal versions keep introduced-before-fix, then input order.
+    out.sort_by(|a, b| match (a.version(), b.version()) {
+        (None, None) => a.rank().cmp(&b.rank()),
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => x.cmp(y).then(a.rank().cmp(&b.rank())),
+    });
+    Ok(CompiledRange {
+        scheme,
+        events: out,
+        limits,
+    })
+}
+
+/// A failure of one artifact, published by its owner; it propagates to every
+/// descendant that does not declare it fixed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub id: AdvisoryId,
+    pub artifact: ArtIdx,
+    pub summary: String,
+    pub details: Option<String>,
+    pub severity: Option<String>,
+    pub modified: Instant,
+    pub modified_text: String,
+    pub withdrawn: bool,
+}
+
+/// An advisory or a failure.
+#[derive(Clone, Debug)]
+pub enum Record {
+    Advisory(Advisory),
+    Failure(Failure),
+}
+
+impl Record {
+    pub fn id(&self) -> &AdvisoryId {
+        match self {
+            Record::Advisory(a) => &a.id,
+            Record::Failure(f) => &f.id,
+        }
+    }
+
+    pub fn modified(&self) -> Instant {
+        match self {
+            Record::Advisory(a) => a.modified,
+            Record::Failure(f) => f.modified,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        match self {
+            Record::Advisory(a) => !a.withdrawn,
+            Record::Failure(f) => !f.withdrawn,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Record::Advisory(_) => "advisory",
+            Record::Failure(_) => "failure",
+        }
+    }
+}
+
+/// What publishing a record did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    New(AdvIdx),
+    /// A newer `modified`: the record was replaced and must be re-evaluated.
+    Updated(AdvIdx),
+    /// Same `modified`: nothing to do.
+    Unchanged(AdvIdx),
+    /// An older `modified` than the stored one: ignored.
+    Stale(AdvIdx),
+}
+
+impl Published {
+    pub fn idx(self) -> AdvIdx {
+        match self {
+            Published::New(i)
+            | Published::Updated(i)
+            | Published::Unchanged(i)
+            | Published::Stale(i) => i,
+        }
+    }
+
+    pub fn changed(self) -> bool {
+        matches!(self, Published::New(_) | Published::Updated(_))
+    }
+}
+
+/// Every advisory and failure, with the index of open advisory entries by
+/// package name and of open failures by artifact.
+#[derive(Debug, Default)]
+pub struct AdvisoryDb {
+    records: Vec<Record>,
+    by_id: HashMap<AdvisoryId, AdvIdx>,
+    /// Normalised package name -> (purl type, advisory, entry index).
+    by_name: HashMap<Box<str>, Vec<(PurlType, AdvIdx, u32)>>,
+    /// Artifact -> open failures published on it.
+    by_artifact: HashMap<ArtIdx, Vec<AdvIdx>>,
+}
+
+impl AdvisoryDb {
+    pub fn new() -> AdvisoryDb {
+        AdvisoryDb::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, idx: AdvIdx) -> &Record {
+        &self.records[idx.0 as usize]
+    }
+
+    pub fn lookup(&self, id: &str) -> Option<AdvIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (AdvIdx, &Record)> {
+        self.records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (AdvIdx(i as u32), r))
+    }
+
+    /// Stores a record, or replaces the stored one with the same id when the
+    /// new one is more recently modified (PRODUCT.md §4.5).
+    pub fn publish(&mut self, record: Record) -> Result<Published, AdvisoryError> {
+        if let Some(idx) = self.lookup(record.id().as_str()) {
+            let old = self.get(idx);
+            if std::mem::discriminant(old) != std::mem::discriminant(&record) {
+                return Err(AdvisoryError::IdTaken {
+                    id: record.id().to_string(),
+                    other: old.kind(),
+                });
+            }
+            if let (Record::Failure(a), Record::Failure(b)) = (old, &record)
+                && a.artifact != b.artifact
+            {
+                return Err(AdvisoryError::IdTaken {
+                    id: record.id().to_string(),
+                    other: "failure of another artifact",
+                });
+            }
+            return Ok(match record.modified().cmp(&old.modified()) {
+                std::cmp::Ordering::Greater => {
+                    self.unindex(idx);
+                    self.records[idx.0 as usize] = record;
+                    self.index(idx);
+                    Published::Updated(idx)
+                }
+                std::cmp::Ordering::Equal => Published::Unchanged(idx),
+                std::cmp::Ordering::Less => Published::Stale(idx),
+            });
+        }
+        let idx = AdvIdx(self.records.len() as u32);
+        self.by_id.insert(record.id().clone(), idx);
+        self.records.push(record);
+        self.index(idx);
+        Ok(Published::New(idx))
+    }
+
+    fn index(&mut self, idx: AdvIdx) {
+        match &self.records[idx.0 as usize] {
+            Record::Advisory(a) if a.is_open() => {
+                for (e, entry) in a.entries.iter().enumerate() {
+                    self.by_name
+                        .entry(entry.name.as_str().into())
+                        .or_default()
+                        .push((entry.target.purl_type, idx, e as u32));
+                }
+            }
+            Record::Failure(f) if !f.withdrawn => {
+                self.by_artifact.entry(f.artifact).or_default().push(idx);
+            }
+            _ => {}
+        }
+    }
+
+    fn unindex(&mut self, idx: AdvIdx) {
+        match &self.records[idx.0 as usize] {
+            Record::Advisory(a) => {
+                for entry in &a.entries {
+                    if let Some(list) = self.by_name.get_mut(entry.name.as_str()) {
+                        list.retain(|&(_, i, _)| i != idx);
+                    }
+                }
+            }
+            Record::Failure(f) => {
+                if let Some(list) = self.by_artifact.get_mut(&f.artifact) {
+                    list.retain(|&i| i != idx);
+                }
+            }
+        }
+    }
+
+    /// Open advisory entries naming package `name` in ecosystems of `ty`.
+    pub fn entries_for(
+        &self,
+        ty: PurlType,
+        name: &str,
+    ) -> impl Iterator<Item = (AdvIdx, &Entry)> + '_ {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(move |(t, _, _)| *t == ty)
+            .filter_map(move |&(_, idx, e)| match self.get(idx) {
+                Record::Advisory(a) => a.entries.get(e as usize).map(|entry| (idx, entry)),
+                Record::Failure(_) => None,
+            })
+    }
+
+    /// Open failures published on `artifact`.
+    pub fn failures_on(&self, artifact: ArtIdx) -> &[AdvIdx] {
+        self.by_artifact
+            .get(&artifact)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(json: &str) -> Advisory {
+        let record = osv::parse_json(json.as_bytes()).unwrap();
+        Advisory::compile(record).unwrap()
+    }
+
+    fn doc(ecosystem: &str, events: &str, versions: &str) -> String {
+        format!(
+            r#"{{"id":"T-1","modified":"2024-01-01T00:00:00Z","affected":[{{"package":{{"ecosystem":"{ecosystem}","name":"p"}},"ranges":[{{"type":"ECOSYSTEM","events":[{events}]}}],"versions":[{versions}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn osv_evaluation_rules() {
+        let a = entry(&doc(
+            "Debian:12",
+            r#"{"introduced":"0"},{"fixed":"1.2-1"}"#,
+            "",
+        ));
+        let e = &a.entries[0];
+        assert_eq!(
+            e.evaluate("1.1-1"),
+            Some(Hit {
+                fixed: Some("1.2-1".into())
+            })
+        );
+        assert_eq!(e.evaluate("1.2-1"), None);
+        assert_eq!(e.evaluate("1:1.0-1"), None, "epoch makes it newer");
+        assert!(e.evaluate("1.2-1~deb12u1").is_some(), "tilde sorts first");
+
+        // Two pairs out of order, as in PYSEC-2023-212.
+        let a = entry(&doc(
+            "PyPI",
+            r#"{"introduced":"2.0.0"},{"fixed":"2.0.7"},{"introduced":"0"},{"fixed":"1.26.18"}"#,
+            "",
+        ));
+        let e = &a.entries[0];
+        assert!(e.evaluate("1.26.17").is_some());
+        assert!(e.evaluate("1.26.18").is_none());
+        assert_eq!(e.evaluate("2.0.6").unwrap().fixed.as_deref(), Some("2.0.7"));
+        assert!(e.evaluate("2.0.7").is_none());
+
+        // last_affected includes the version itself.
+        let a = entry(&doc(
+            "PyPI",
+            r#"{"introduced":"0"},{"last_affected":"1.11.0"}"#,
+            "",
+        ));
+        assert!(a.entries[0].evaluate("1.11.0").is_some());
+        assert!(a.entries[0].evaluate("1.11.1").is_none());
+        assert_eq!(a.entries[0].evaluate("1.0").unwrap().fixed, None);
+
+        // Limits bound the range; "*" is infinity.
+        let a = entry(&doc("PyPI", r#"{"introduced":"1.0"},{"limit":"2.0"}"#, ""));
+        assert!(a.entries[0].evaluate("1.5").is_some());
+        assert!(a.entries[0].evaluate("2.0").is_none());
+        let a = entry(&doc("PyPI", r#"{"introduced":"1.0"},{"limit":"*"}"#, ""));
+        assert!(a.entries[0].evaluate("9.0").is_some());
+
+        // Explicit versions count even outside every range.
+        let a = entry(&doc("PyPI", r#"{"introduced":"5.0"}"#, r#""1.0""#));
+        assert!(a.entries[0].evaluate("1.0").is_some());
+        assert!(
+            a.entries[0].evaluate("1.0.0").is_some(),
+            "equal under PEP 440"
+        );
+        assert!(a.entries[0].evaluate("1.1").is_none());
+    }
+
+    #[test]
+    fn unsupported_ecosystems_are_reported() {
+        let a = entry(&doc("Packagist", r#"{"introduced":"0"}"#, ""));
+        assert!(a.entries.is_empty());
+        assert_eq!(a.unsupported.len(), 1);
+        assert!(
+            a.unsupported[0].contains("Packagist"),
+            "{:?}",
+            a.unsupported
+        );
+    }
+
+    #[test]
+    fn republishing_follows_modified() {
+        let mut db = AdvisoryDb::new();
+        let a = entry(&doc("PyPI", r#"{"introduced":"0"}"#, ""));
+        assert!(matches!(
+            db.publish(Record::Advisory(a.clone())),
+            Ok(Published::New(_))
+        ));
+        assert!(matches!(
+            db.publish(Record::Advisory(a.clone())),
+            Ok(Published::Unchanged(_))
+        ));
+        let mut newer = a.clone();
+        newer.modified = Instant(newer.modified.0 + 1);
+        assert!(matches!(
+            db.publish(Record::Advisory(newer)),
+            Ok(Published::Updated(_))
+        ));
+        assert!(matches!(
+            db.publish(Record::Advisory(a)),
+            Ok(Published::Stale(_))
+        ));
+        assert_eq!(db.entries_for(PurlType::Pypi, "p").count(), 1);
+    }
+}

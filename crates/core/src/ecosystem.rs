@@ -1,0 +1,477 @@
+//! Ecosystems: what an OSV `affected[].package.ecosystem` string selects
+//! (purl type, distribution, release, version scheme), and what a component's
+//! purl says about the same things. PRODUCT.md §4.2 is the contract.
+
+use std::fmt;
+
+use patchline_versions::Scheme;
+
+/// The purl types patchline evaluates, plus everything else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PurlType {
+    Deb,
+    Apk,
+    Rpm,
+    Pypi,
+    Npm,
+    Cargo,
+    Golang,
+    Other,
+}
+
+impl PurlType {
+    pub fn parse(ty: &str) -> PurlType {
+        match ty {
+            "deb" => PurlType::Deb,
+            "apk" => PurlType::Apk,
+            "rpm" => PurlType::Rpm,
+            "pypi" => PurlType::Pypi,
+            "npm" => PurlType::Npm,
+            "cargo" => PurlType::Cargo,
+            "golang" => PurlType::Golang,
+            _ => PurlType::Other,
+        }
+    }
+}
+
+/// A Linux distribution family, as far as matching needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Debian,
+    Ubuntu,
+    Alpine,
+    RedHat,
+    Rocky,
+    Alma,
+    CentOs,
+    Other,
+}
+
+impl Family {
+    fn from_id(id: &str) -> Family {
+        match id.to_ascii_lowercase().as_str() {
+            "debian" => Family::Debian,
+            "ubuntu" => Family::Ubuntu,
+            "alpine" => Family::Alpine,
+            "rhel" | "redhat" | "red hat" => Family::RedHat,
+            "rocky" | "rocky linux" => Family::Rocky,
+            "almalinux" | "alma" => Family::Alma,
+            "centos" => Family::CentOs,
+            _ => Family::Other,
+        }
+    }
+}
+
+/// A component's distribution and release, normalised so that it compares
+/// with an OSV ecosystem's release: Debian by major number (`12`), Ubuntu by
+/// `YY.MM`, Alpine by `MAJOR.MINOR`, the Red Hat family by major number.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Distro {
+    pub family: Family,
+    pub release: Option<Box<str>>,
+}
+
+impl Distro {
+    /// Reads a purl `distro` qualifier or an os-release pair as
+    /// `ID-VERSION` (`debian-12`, `debian-12.5`, `ubuntu-18.04`,
+    /// `alpine-3.17.2`, `centos-7.6.1810`, `debian-bookworm`).
+    pub fn parse(text: &str) -> Distro {
+        let (id, version) = match text.split_once('-') {
+            Some((id, version)) => (id, Some(version)),
+            None => (text, None),
+        };
+        let family = Family::from_id(id);
+        if family == Family::Other && version.is_none() {
+            // A bare codename (`distro=bionic`, as Ubuntu's own purls have).
+            let lower = text.to_ascii_lowercase();
+            for (family, table) in [
+                (Family::Debian, DEBIAN_CODENAMES),
+                (Family::Ubuntu, UBUNTU_CODENAMES),
+            ] {
+                if let Some((_, number)) = table.iter().find(|(name, _)| *name == lower) {
+                    return Distro {
+                        family,
+                        release: Some((*number).into()),
+                    };
+                }
+            }
+        }
+        let release = version
+            .and_then(|v| normalize_release(family, v))
+            .map(Into::into);
+        Distro { family, release }
+    }
+}
+
+fn major(version: &str) -> Option<String> {
+    let major: String = version.chars().take_while(char::is_ascii_digit).collect();
+    (!major.is_empty())
+        .then(|| major.trim_start_matches('0').to_string())
+        .map(|m| if m.is_empty() { "0".to_string() } else { m })
+}
+
+fn major_minor(version: &str) -> Option<String> {
+    let mut parts = version.split('.');
+    let a = parts.next()?.trim_start_matches('v');
+    let b = parts.next()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    (digits(a) && digits(b)).then(|| format!("{a}.{b}"))
+}
+
+const DEBIAN_CODENAMES: &[(&str, &str)] = &[
+    ("buzz", "1"),
+    ("rex", "1"),
+    ("bo", "1"),
+    ("hamm", "2"),
+    ("slink", "2"),
+    ("potato", "2"),
+    ("woody", "3"),
+    ("sarge", "3"),
+    ("etch", "4"),
+    ("lenny", "5"),
+    ("squeeze", "6"),
+    ("wheezy", "7"),
+    ("jessie", "8"),
+    ("stretch", "9"),
+    ("buster", "10"),
+    ("bullseye", "11"),
+    ("bookworm", "12"),
+    ("trixie", "13"),
+    ("forky", "14"),
+];
+
+const UBUNTU_CODENAMES: &[(&str, &str)] = &[
+    ("trusty", "14.04"),
+    ("xenial", "16.04"),
+    ("bionic", "18.04"),
+    ("cosmic", "18.10"),
+    ("disco", "19.04"),
+    ("eoan", "19.10"),
+    ("focal", "20.04"),
+    ("groovy", "20.10"),
+    ("hirsute", "21.04"),
+    ("impish", "21.10"),
+    ("jammy", "22.04"),
+    ("kinetic", "22.10"),
+    ("lunar", "23.04"),
+    ("mantic", "23.10"),
+    ("noble", "24.04"),
+    ("oracular", "24.10"),
+    ("plucky", "25.04"),
+    ("questing", "25.10"),
+];
+
+fn normalize_release(family: Family, version: &str) -> Option<String> {
+    let version = version.trim();
+    if version.is_empty() {
+        return None;
+    }
+    let lookup = |table: &[(&str, &str)]| {
+        table
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(version))
+            .map(|(_, number)| (*number).to_string())
+    };
+    match family {
+        Family::Debian => lookup(DEBIAN_CODENAMES)
+            .or_else(|| major(version))
+            .or_else(|| {
+                // `sid` and other series without a number compare by name.
+                Some(version.to_ascii_lowercase())
+            }),
+        Family::Ubuntu => lookup(UBUNTU_CODENAMES).or_else(|| major_minor(version)),
+        Family::Alpine => {
+            major_minor(version).or_else(|| (version == "edge").then(|| "edge".to_string()))
+        }
+        Family::RedHat | Family::Rocky | Family::Alma | Family::CentOs => major(version),
+        Family::Other => Some(version.to_string()),
+    }
+}
+
+/// Which Ubuntu stream an advisory entry is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Standard,
+    /// Ubuntu Pro (ESM) and other paid streams: fixes that a standard
+    /// installation does not receive, so they are not matched against it.
+    Pro,
+}
+
+/// What an OSV ecosystem string selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub purl_type: PurlType,
+    /// For distributions: the family, and the release when the ecosystem
+    /// names one (`Debian:12` -> `12`; `Debian` -> none, every release).
+    pub family: Option<Family>,
+    pub release: Option<String>,
+    pub stream: Stream,
+    pub scheme: Scheme,
+}
+
+/// Why an ecosystem cannot be evaluated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Target {
+    /// Parses `Debian:12`, `Ubuntu:18.04:LTS`, `Ubuntu:Pro:18.04:LTS`,
+    /// `Alpine:v3.19`, `Red Hat:enterprise_linux:8::appstream`,
+    /// `Rocky Linux:9`, `AlmaLinux:8`, `PyPI`, `npm`, `crates.io`, `Go`.
+    pub fn parse(ecosystem: &str) -> Result<Target, Unsupported> {
+        let (base, rest) = match ecosystem.split_once(':') {
+            Some((base, rest)) => (base, Some(rest)),
+            None => (ecosystem, None),
+        };
+        let distro = |purl_type, family, scheme, release: Option<String>, stream| Target {
+            purl_type,
+            family: Some(family),
+            release,
+            stream,
+            scheme,
+        };
+        let language = |purl_type, scheme| -> Result<Target, Unsupported> {
+            if rest.is_some() {
+                // `Maven:https://…`-style suffixes name other registries.
+                return Err(Unsupported(format!(
+                    "ecosystem {ecosystem:?}: registries other than the default are not evaluated"
+                )));
+            }
+            Ok(Target {
+                purl_type,
+                family: None,
+                release: None,
+                stream: Stream::Standard,
+                scheme,
+            })
+        };
+        match base {
+            "Debian" => {
+                let release = match rest {
+                    None => None,
+                    Some(r) => Some(normalize_release(Family::Debian, r).ok_or_else(|| {
+                        Unsupported(format!("ecosystem {ecosystem:?}: unknown Debian release"))
+                    })?),
+                };
+                Ok(distro(
+                    PurlType::Deb,
+                    Family::Debian,
+                    Scheme::Dpkg,
+                    release,
+                    Stream::Standard,
+                ))
+            }
+            "Ubuntu" => {
+                let mut stream = Stream::Standard;
+                let mut release = None;
+                for part in rest.unwrap_or("").split(':').filter(|p| !p.is_empty()) {
+                    if let Some(r) = major_minor(part) {
+                        release = Some(r);
+                    } else if part.eq_ignore_ascii_case("LTS") {
+                    } else {
+                        // Pro, FIPS, FIPS-updates, Realtime...: streams a
+                        // standard installation does not get.
+                        stream = Stream::Pro;
+                    }
+                }
+                Ok(distro(
+                    PurlType::Deb,
+                    Family::Ubuntu,
+                    Scheme::Dpkg,
+                    release,
+                    stream,
+                ))
+            }
+            "Alpine" => {
+                let release = match rest {
+                    None => None,
+                    Some(r) => Some(normalize_release(Family::Alpine, r).ok_or_else(|| {
+                        Unsupported(format!("ecosystem {ecosystem:?}: unknown Alpine release"))
+                    })?),
+                };
+                Ok(distro(
+                    PurlType::Apk,
+                    Family::Alpine,
+                    Scheme::Apk,
+                    release,
+                    Stream::Standard,
+                ))
+            }
+            "Red Hat" | "Rocky Linux" | "AlmaLinux" => {
+                let family = Family::from_id(base);
+                // Red Hat appends a CPE (`enterprise_linux:8::appstream`):
+                // its first numeric part is the major release.
+                let release = rest.and_then(|r| {
+                    r.split(':').find_map(|part| {
+                        part.chars()
+                            .next()
+                            .filter(char::is_ascii_digit)
+                            .and_then(|_| major(part))
+                    })
+                });
+                Ok(distro(
+                    PurlType::Rpm,
+                    family,
+                    Scheme::Rpm,
+                    release,
+                    Stream::Standard,
+                ))
+            }
+            "PyPI" => language(PurlType::Pypi, Scheme::Pep440),
+            "npm" => language(PurlType::Npm, Scheme::Semver),
+            "crates.io" => language(PurlType::Cargo, Scheme::Semver),
+            "Go" => language(PurlType::Golang, Scheme::Semver),
+            _ => Err(Unsupported(format!(
+                "ecosystem {ecosystem:?} is not evaluated by patchline (supported: Debian, Ubuntu, Alpine, Red Hat, Rocky Linux, AlmaLinux, PyPI, npm, crates.io, Go)"
+            ))),
+        }
+    }
+
+    /// Does a component of this distribution belong to the target? A
+    /// component whose release is unknown matches every release of its
+    /// family, as OSV scanners query `Debian` without a release then.
+    pub fn matches_distro(&self, distro: Option<&Distro>) -> bool {
+        let Some(family) = self.family else {
+            return true;
+        };
+        if self.stream == Stream::Pro {
+            return false;
+        }
+        let Some(distro) = distro else {
+            // A deb purl always has a namespace; an unknown distribution
+            // only happens for purls without one, matched by type alone.
+            return true;
+        };
+        if distro.family != family {
+            return false;
+        }
+        match (&self.release, &distro.release) {
+            (Some(want), Some(have)) => **have == **want,
+            _ => true,
+        }
+    }
+}
+
+/// Normalises a package name the way its ecosystem compares names.
+pub fn normalize_name(purl_type: PurlType, name: &str) -> String {
+    match purl_type {
+        PurlType::Pypi => {
+            // PEP 503: lowercase, runs of `-`, `_`, `.` become one `-`.
+            let mut out = String::with_capacity(name.len());
+            let mut in_sep = false;
+            for c in name.chars() {
+                if matches!(c, '-' | '_' | '.') {
+                    if !in_sep {
+                        out.push('-');
+                    }
+                    in_sep = true;
+                } else {
+                    out.extend(c.to_lowercase());
+                    in_sep = false;
+                }
+            }
+            out
+        }
+        PurlType::Deb | PurlType::Apk => name.to_ascii_lowercase(),
+        _ => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecosystems_parse() {
+        let t = Target::parse("Ubuntu:18.04:LTS").unwrap();
+        assert_eq!(
+            (t.family, t.release.as_deref(), t.stream),
+            (Some(Family::Ubuntu), Some("18.04"), Stream::Standard)
+        );
+        let t = Target::parse("Ubuntu:Pro:18.04:LTS").unwrap();
+        assert_eq!(
+            (t.release.as_deref(), t.stream),
+            (Some("18.04"), Stream::Pro)
+        );
+        let t = Target::parse("Ubuntu:22.04").unwrap();
+        assert_eq!(t.release.as_deref(), Some("22.04"));
+        let t = Target::parse("Debian:12").unwrap();
+        assert_eq!(t.release.as_deref(), Some("12"));
+        let t = Target::parse("Debian").unwrap();
+        assert_eq!(t.release, None);
+        let t = Target::parse("Alpine:v3.19").unwrap();
+        assert_eq!(t.release.as_deref(), Some("3.19"));
+        let t = Target::parse("Red Hat:enterprise_linux:8::appstream").unwrap();
+        assert_eq!(t.release.as_deref(), Some("8"));
+        assert!(Target::parse("Maven").is_err());
+        assert!(Target::parse("Packagist").is_err());
+        assert!(Target::parse("PyPI").is_ok());
+    }
+
+    #[test]
+    fn distros_normalise() {
+        assert_eq!(Distro::parse("debian-12.5").release.as_deref(), Some("12"));
+        assert_eq!(
+            Distro::parse("debian-bookworm").release.as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            Distro::parse("ubuntu-18.04").release.as_deref(),
+            Some("18.04")
+        );
+        assert_eq!(
+            Distro::parse("alpine-3.17.2").release.as_deref(),
+            Some("3.17")
+        );
+        assert_eq!(
+            Distro::parse("centos-7.6.1810").release.as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            Distro::parse("bionic"),
+            Distro {
+                family: Family::Ubuntu,
+                release: Some("18.04".into())
+            }
+        );
+        let d12 = Distro::parse("debian-12");
+        let t = Target::parse("Debian:12").unwrap();
+        assert!(t.matches_distro(Some(&d12)));
+        assert!(
+            !Target::parse("Debian:11")
+                .unwrap()
+                .matches_distro(Some(&d12))
+        );
+        assert!(Target::parse("Debian").unwrap().matches_distro(Some(&d12)));
+        assert!(
+            !Target::parse("Ubuntu:18.04:LTS")
+                .unwrap()
+                .matches_distro(Some(&d12))
+        );
+        let u = Distro::parse("ubuntu-18.04");
+        assert!(
+            !Target::parse("Ubuntu:Pro:18.04:LTS")
+                .unwrap()
+                .matches_distro(Some(&u))
+        );
+        assert!(
+            !Target::parse("Ubuntu:20.04:LTS")
+                .unwrap()
+                .matches_distro(Some(&u))
+        );
+    }
+
+    #[test]
+    fn pypi_names_normalise() {
+        assert_eq!(
+            normalize_name(PurlType::Pypi, "Flask_Caching"),
+            "flask-caching"
+        );
+        assert_eq!(normalize_name(PurlType::Pypi, "a.-_b"), "a-b");
+    }
+}

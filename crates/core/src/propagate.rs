@@ -1,0 +1,398 @@
+//! Propagation (PRODUCT.md §4.4): which artifacts an advisory or failure
+//! affects, where each affected component was introduced, and along which
+//! lineage path it spread.
+//!
+//! The work is proportional to what is affected, not to the catalog:
+//! 1. the advisory's package names select candidate components through the
+//!    source index, and each is evaluated once;
+//! 2. the inventory objects holding an affected component are found through
+//!    the inverse index and the delta forest (a delta that removes the
+//!    component masks it for everything built on it);
+//! 3. each artifact owning such an inventory brings along every artifact
+//!    that inherits it — precomputed once per catalog generation in
+//!    [`Inheritance`], so an advisory hitting a million instances costs a
+//!    slice per affected image.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::advisory::{AdvIdx, AdvisoryDb, Entry, Record};
+use crate::catalog::{ArtIdx, Catalog};
+use crate::inventory::{ComponentId, InvId};
+
+/// For every artifact owning an inventory, the artifacts that inherit it
+/// (itself first), as one compressed table.
+#[derive(Debug, Clone)]
+pub struct Inheritance {
+    generation: u64,
+    /// `offsets[h]..offsets[h + 1]` indexes `members` for holder `h`.
+    offsets: Vec<u32>,
+    members: Vec<ArtIdx>,
+}
+
+impl Inheritance {
+    /// Walks the forest once, top-down.
+    pub fn build(catalog: &Catalog) -> Inheritance {
+        let n = catalog.len();
+        let mut holder_of = vec![u32::MAX; n];
+        let mut stack: Vec<(ArtIdx, u32)> = catalog.roots().map(|r| (r, u32::MAX)).collect();
+        while let Some((a, inherited)) = stack.pop() {
+            let node = catalog.node(a);
+            let holder = if node.inventory.is_some() {
+                a.0
+            } else {
+                inherited
+            };
+            holder_of[a.0 as usize] = holder;
+            for &c in catalog.children(a) {
+                stack.push((c, holder));
+            }
+        }
+        let mut counts = vec![0u32; n + 1];
+        for &h in &holder_of {
+            if h != u32::MAX {
+                counts[h as usize + 1] += 1;
+            }
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let offsets = counts.clone();
+        let mut next = counts;
+        let mut members = vec![ArtIdx(0); offsets[n] as usize];
+        // The holder itself first, then inheritors in index order (parents
+        // are created before children, so this is a top-down order too).
+        for h in 0..n {
+            if holder_of[h] == h as u32 {
+                members[next[h] as usize] = ArtIdx(h as u32);
+                next[h] += 1;
+            }
+        }
+        for (a, &h) in holder_of.iter().enumerate() {
+            if h != u32::MAX && h != a as u32 {
+                members[next[h as usize] as usize] = ArtIdx(a as u32);
+                next[h as usize] += 1;
+            }
+        }
+        Inheritance {
+            generation: catalog.generation(),
+            offsets,
+            members,
+        }
+    }
+
+    /// Is it still valid for this catalog?
+    pub fn is_current(&self, catalog: &Catalog) -> bool {
+        self.generation == catalog.generation()
+    }
+
+    /// The holder and the artifacts inheriting its inventory.
+    pub fn members(&self, holder: ArtIdx) -> &[ArtIdx] {
+        let h = holder.0 as usize;
+        match (self.offsets.get(h), self.offsets.get(h + 1)) {
+            (Some(&a), Some(&b)) => &self.members[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// One affected component of a group of artifacts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentHit {
+    /// `None` for an artifact failure.
+    pub component: Option<ComponentId>,
+    /// Top-most artifact from which the component is present, at the same
+    /// version, on every artifact down to the affected one.
+    pub introduced_by: ArtIdx,
+    pub fixed: Option<String>,
+}
+
+/// Artifacts affected in the same way: they share the effective inventory
+/// of `members[0]`, hence the same hits.
+#[derive(Clone, Debug)]
+pub struct Group<'a> {
+    pub hits: Vec<ComponentHit>,
+    pub members: Cow<'a, [ArtIdx]>,
+}
+
+/// Everything one advisory or failure affects.
+#[derive(Clone, Debug, Default)]
+pub struct Impact<'a> {
+    pub groups: Vec<Group<'a>>,
+}
+
+impl Impact<'_> {
+    pub fn artifact_count(&self) -> usize {
+        self.groups.iter().map(|g| g.members.len()).sum()
+    }
+
+    /// Every affected artifact with its hits.
+    pub fn iter(&self) -> impl Iterator<Item = (ArtIdx, &[ComponentHit])> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(move |&a| (a, g.hits.as_slice())))
+    }
+}
+
+/// Evaluates an entry against one component, distribution included.
+pub fn entry_hit(catalog: &Catalog, entry: &Entry, c: ComponentId) -> Option<Option<String>> {
+    let comp = catalog.components().get(c);
+    if comp.purl_type != entry.target.purl_type
+        || !entry.target.matches_distro(comp.distro.as_ref())
+    {
+        return None;
+    }
+    entry.evaluate(comp.match_version()).map(|hit| hit.fixed)
+}
+
+/// The affected components of an advisory, each with its fix.
+pub fn affected_components(
+    catalog: &Catalog,
+    db: &AdvisoryDb,
+    adv: AdvIdx,
+) -> HashMap<ComponentId, Option<String>> {
+    let mut hits = HashMap::new();
+    let Record::Advisory(advisory) = db.get(adv) else {
+        return hits;
+    };
+    if advisory.withdrawn {
+        return hits;
+    }
+    for entry in &advisory.entries {
+        for &c in catalog
+            .components()
+            .by_source(entry.target.purl_type, &entry.name)
+        {
+            if hits.contains_key(&c) {
+                continue;
+            }
+            if let Some(fixed) = entry_hit(catalog, entry, c) {
+                hits.insert(c, fixed);
+            }
+        }
+    }
+    hits
+}
+
+/// Top-most artifact from which `c` is present on every artifact down to
+/// `from` (which must hold it).
+pub fn introduced_by(catalog: &Catalog, from: ArtIdx, c: ComponentId) -> ArtIdx {
+    let mut top = from;
+    for a in catalog.ancestors(from) {
+        if catalog.holds(a, c) {
+            top = a;
+        } else {
+            break;
+        }
+    }
+    top
+}
+
+/// Computes the impact of a record over the whole catalog.
+pub fn impact<'a>(
+    catalog: &Catalog,
+    inheritance: &'a Inheritance,
+    db: &AdvisoryDb,
+    adv: AdvIdx,
+) -> Impact<'a> {
+    debug_assert!(inheritance.is_current(catalog));
+    match db.get(adv) {
+        Record::Failure(f) if !f.withdrawn => failure_impact(catalog, f.id.as_str(), f.artifact),
+        Record::Failure(_) => Impact::default(),
+        Record::Advisory(_) => advisory_impact(catalog, inheritance, db, adv),
+    }
+}
+
+fn advisory_impact<'a>(
+    catalog: &Catalog,
+    inheritance: &'a Inheritance,
+    db: &AdvisoryDb,
+    adv: AdvIdx,
+) -> Impact<'a> {
+    let hits = affected_components(catalog, db, adv);
+    // Inventory objects holding each affected component, down the delta
+    // forest until a delta removes it.
+    let inventories = catalog.inventories();
+    let mut per_inventory: HashMap<InvId, Vec<ComponentId>> = HashMap::new();
+    let mut stack = Vec::new();
+    let mut sorted_hits: Vec<ComponentId> = hits.keys().copied().collect();
+    sorted_hits.sort_unstable();
+    for &c in &sorted_hits {
+        stack.extend_from_slice(inventories.containing(c));
+        while let Some(inv) = stack.pop() {
+            let list = per_inventory.entry(inv).or_default();
+            if list.last() == Some(&c) {
+                continue;
+            }
+            list.push(c);
+            for &child in inventories.children(inv) {
+                if inventories.get(child).removed.binary_search(&c).is_err() {
+                    stack.push(child);
+                }
+            }
+        }
+    }
+    let mut groups = Vec::new();
+    let mut invs: Vec<(&InvId, &Vec<ComponentId>)> = per_inventory.iter().collect();
+    invs.sort_unstable_by_key(|(inv, _)| **inv);
+    for (&inv, comps) in invs {
+        for &holder in catalog.holders(inv) {
+            if catalog.node(holder).removed {
+                continue;
+            }
+            let group_hits = comps
+                .iter()
+                .map(|&c| ComponentHit {
+                    component: Some(c),
+                    introduced_by: introduced_by(catalog, holder, c),
+                    fixed: hits.get(&c).cloned().flatten(),
+                })
+                .collect();
+            groups.push(Group {
+                hits: group_hits,
+                members: Cow::Borrowed(inheritance.members(holder)),
+            });
+        }
+    }
+    Impact { groups }
+}
+
+/// Is failure `id` declared fixed on `a`?
+fn declares_fixed(catalog: &Catalog, a: ArtIdx, id: &str) -> bool {
+    catalog
+        .node(a)
+        .fixes
+        .binary_search_by(|f| f.as_str().cmp(id))
+        .is_ok()
+}
+
+fn failure_impact<'a>(catalog: &Catalog, id: &str, origin: ArtIdx) -> Impact<'a> {
+    if catalog.node(origin).removed || declares_fixed(catalog, origin, id) {
+        return Impact::default();
+    }
+    let mut members = Vec::new();
+    let mut stack = vec![origin];
+    while let Some(a) = stack.pop() {
+        members.push(a);
+        for &c in catalog.children(a) {
+            if !declares_fixed(catalog, c, id) {
+                stack.push(c);
+            }
+        }
+    }
+    Impact {
+        groups: vec![Group {
+            hits: vec![ComponentHit {
+                component: None,
+                introduced_by: origin,
+                fixed: None,
+            }],
+            members: Cow::Owned(members),
+        }],
+    }
+}
+
+/// What one artifact carries of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactMatch {
+    pub advisory: AdvIdx,
+    pub hits: Vec<ComponentHit>,
+}
+
+/// Checks one artifact against every open advisory and failure: the path
+/// taken when an artifact is created, re-inventoried or re-parented
+/// (PRODUCT.md §4.5). Costs one index lookup per component of its
+/// effective inventory plus a walk up its lineage.
+pub fn check_artifact(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx) -> Vec<ArtifactMatch> {
+    if catalog.node(a).removed {
+        return Vec::new();
+    }
+    let mut out = match catalog.inventory_holder(a) {
+        Some(h) => advisory_matches(catalog, db, h),
+        None => Vec::new(),
+    };
+    out.extend(failure_matches(catalog, db, a));
+    out.sort_by_key(|m| m.advisory);
+    out
+}
+
+/// Open advisories affecting the effective inventory of `holder`, an
+/// artifact with an inventory of its own. Every artifact inheriting that
+/// inventory has exactly these matches.
+pub fn advisory_matches(catalog: &Catalog, db: &AdvisoryDb, holder: ArtIdx) -> Vec<ArtifactMatch> {
+    let mut found: HashMap<AdvIdx, Vec<ComponentHit>> = HashMap::new();
+    for c in catalog.effective_components(holder) {
+        let comp = catalog.components().get(c);
+        for source in std::iter::once(comp.source).chain(comp.alt_source) {
+            let name = catalog.components().source_name(source);
+            for (adv, entry) in db.entries_for(comp.purl_type, name) {
+                let list = found.entry(adv).or_default();
+                if list.iter().any(|h| h.component == Some(c)) {
+                    continue;
+                }
+                if let Some(fixed) = entry_hit(catalog, entry, c) {
+                    list.push(ComponentHit {
+                        component: Some(c),
+                        introduced_by: introduced_by(catalog, holder, c),
+                        fixed,
+                    });
+                }
+            }
+        }
+    }
+    let mut out: Vec<ArtifactMatch> = found
+        .into_iter()
+        .filter(|(_, hits)| !hits.is_empty())
+        .map(|(advisory, mut hits)| {
+            hits.sort_by_key(|h| h.component);
+            ArtifactMatch { advisory, hits }
+        })
+        .collect();
+    out.sort_by_key(|m| m.advisory);
+    out
+}
+
+/// Open failures published on `a` or an ancestor that no artifact on the
+/// path down to `a` declares fixed.
+pub fn failure_matches(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx) -> Vec<ArtifactMatch> {
+    let mut out = Vec::new();
+    let mut path: Vec<ArtIdx> = Vec::new();
+    for origin in std::iter::once(a).chain(catalog.ancestors(a)) {
+        path.push(origin);
+        for &adv in db.failures_on(origin) {
+            let Record::Failure(f) = db.get(adv) else {
+                continue;
+            };
+            if !path
+                .iter()
+                .any(|&p| declares_fixed(catalog, p, f.id.as_str()))
+            {
+                out.push(ArtifactMatch {
+                    advisory: adv,
+                    hits: vec![ComponentHit {
+                        component: None,
+                        introduced_by: origin,
+                        fixed: None,
+                    }],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The lineage path from `top` down to `a` (both included); `top` must be
+/// `a` or one of its ancestors.
+pub fn path(catalog: &Catalog, top: ArtIdx, a: ArtIdx) -> Vec<ArtIdx> {
+    let mut path = vec![a];
+    if a != top {
+        for p in catalog.ancestors(a) {
+            path.push(p);
+            if p == top {
+                break;
+            }
+        }
+    }
+    path.reverse();
+    path
+}

@@ -1,0 +1,454 @@
+//! The embedded SQLite backend: one file in the data directory, WAL mode,
+//! one transaction per batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use patchline_core::advisory::Failure;
+use patchline_core::catalog::Node;
+use patchline_core::inventory::{ComponentId, InvId, InvObj};
+use patchline_core::timestamp::parse_rfc3339;
+use patchline_core::{
+    AdvIdx, Advisory, AdvisoryDb, AdvisoryId, ArtIdx, ArtifactId, Catalog, Changes, Kind, Record,
+    Relation, TenantId, TenantIdx, Visibility,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{CatalogStore, DB_FILE, StoreError};
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (idx INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS components (idx INTEGER PRIMARY KEY, purl TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS inventories (
+    idx INTEGER PRIMARY KEY,
+    base INTEGER REFERENCES inventories(idx),
+    added BLOB NOT NULL,
+    removed BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    idx INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind INTEGER NOT NULL,
+    tenant INTEGER NOT NULL REFERENCES tenants(idx),
+    parent INTEGER,
+    relation INTEGER,
+    visibility INTEGER NOT NULL,
+    name TEXT,
+    labels TEXT,
+    inventory INTEGER REFERENCES inventories(idx),
+    fixes TEXT,
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS artifacts_parent ON artifacts(parent);
+CREATE TABLE IF NOT EXISTS records (
+    idx INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('advisory', 'failure')),
+    modified TEXT NOT NULL,
+    artifact INTEGER,
+    body TEXT NOT NULL
+);
+";
+
+/// SQLite in `DATA_DIR/patchline.db`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// How a failure is stored.
+#[derive(Serialize, Deserialize)]
+struct FailureBody {
+    summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    details: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    severity: Option<String>,
+    modified: String,
+    #[serde(default)]
+    withdrawn: bool,
+}
+
+fn ids_to_blob<T: Copy>(ids: &[T], get: impl Fn(T) -> u32) -> Vec<u8> {
+    ids.iter().flat_map(|&i| get(i).to_le_bytes()).collect()
+}
+
+fn blob_to_ids(blob: &[u8]) -> Result<Vec<ComponentId>, StoreError> {
+    if blob.len() % 4 != 0 {
+        return Err(StoreError::Corrupt("inventory blob length".into()));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|c| ComponentId(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = OFF;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let found: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err)?;
+        match found.as_deref().map(str::parse::<i64>) {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(db_err)?;
+            }
+            Some(Ok(v)) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return Err(StoreError::Corrupt("schema version".into())),
+        }
+        Ok(SqliteStore { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw connection, for read-only baselines in benchmarks.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn load_catalog(&self) -> Result<Catalog, StoreError> {
+        let mut catalog = Catalog::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, id FROM tenants ORDER BY idx")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db_err)?;
+        for row in rows {
+            let (idx, id) = row.map_err(db_err)?;
+            let id = TenantId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let got = catalog.load_tenant(id);
+            if i64::from(got.0) != idx {
+                return Err(StoreError::Corrupt(format!("tenant index {idx}")));
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, purl FROM components ORDER BY idx")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db_err)?;
+        for row in rows {
+            let (idx, purl) = row.map_err(db_err)?;
+            let got = catalog
+                .components_mut()
+                .intern(&purl)
+                .map_err(|e| StoreError::Corrupt(format!("component {purl}: {}", e.0)))?;
+            if i64::from(got.0) != idx {
+                return Err(StoreError::Corrupt(format!(
+                    "component index {idx} ({purl})"
+                )));
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, base, added, removed FROM inventories ORDER BY idx")
+            .map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let idx: i64 = r.get(0).map_err(db_err)?;
+            let base: Option<i64> = r.get(1).map_err(db_err)?;
+            let added = blob_to_ids(
+                r.get_ref(2)
+                    .map_err(db_err)?
+                    .as_blob()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )?;
+            let removed = blob_to_ids(
+                r.get_ref(3)
+                    .map_err(db_err)?
+                    .as_blob()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )?;
+            let inventories = catalog.inventories_mut();
+            let depth = match base {
+                Some(b) if b >= 0 && (b as usize) < inventories.len() => {
+                    inventories.get(InvId(b as u32)).depth + 1
+                }
+                Some(_) => return Err(StoreError::Corrupt(format!("inventory {idx} base"))),
+                None => 0,
+            };
+            let got = inventories.push(InvObj {
+                base: base.map(|b| InvId(b as u32)),
+                added: added.into(),
+                removed: removed.into(),
+                depth,
+            });
+            if i64::from(got.0) != idx {
+                return Err(StoreError::Corrupt(format!("inventory index {idx}")));
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed
+                 FROM artifacts ORDER BY idx",
+            )
+            .map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        let mut nodes = Vec::new();
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let idx: i64 = r.get(0).map_err(db_err)?;
+            if idx != nodes.len() as i64 {
+                return Err(StoreError::Corrupt(format!("artifact index {idx}")));
+            }
+            let corrupt = |what: &str| StoreError::Corrupt(format!("artifact {idx}: {what}"));
+            let id: String = r.get(1).map_err(db_err)?;
+            let kind = Kind::from_code(r.get::<_, u8>(2).map_err(db_err)?)
+                .ok_or_else(|| corrupt("kind"))?;
+            let tenant: u32 = r.get(3).map_err(db_err)?;
+            let parent: Option<u32> = r.get(4).map_err(db_err)?;
+            let relation = match r.get::<_, Option<u8>>(5).map_err(db_err)? {
+                Some(code) => Some(Relation::from_code(code).ok_or_else(|| corrupt("relation"))?),
+                None => None,
+            };
+            let visibility = match r.get::<_, u8>(6).map_err(db_err)? {
+                0 => Visibility::Private,
+                _ => Visibility::Public,
+            };
+            let name: Option<String> = r.get(7).map_err(db_err)?;
+            let labels: Option<String> = r.get(8).map_err(db_err)?;
+            let labels: BTreeMap<String, String> = match labels {
+                Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("labels"))?,
+                None => BTreeMap::new(),
+            };
+            let inventory: Option<u32> = r.get(9).map_err(db_err)?;
+            let fixes: Option<String> = r.get(10).map_err(db_err)?;
+            let fixes: Vec<AdvisoryId> = match fixes {
+                Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("fixes"))?,
+                None => Vec::new(),
+            };
+            let removed: bool = r.get(11).map_err(db_err)?;
+            if tenant as usize >= catalog.tenants().len() {
+                return Err(corrupt("tenant"));
+            }
+            nodes.push(Node {
+                id: ArtifactId::new(id).map_err(|_| corrupt("id"))?,
+                kind,
+                tenant: TenantIdx(tenant),
+                parent: parent.map(ArtIdx),
+                relation,
+                visibility,
+                name: name.map(Into::into),
+                labels,
+                inventory: inventory.map(InvId),
+                fixes: fixes.into(),
+                removed,
+            });
+        }
+        catalog
+            .load_nodes(nodes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(catalog)
+    }
+
+    fn load_records(&self, catalog: &Catalog) -> Result<AdvisoryDb, StoreError> {
+        let mut db = AdvisoryDb::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT idx, id, kind, artifact, body FROM records ORDER BY idx")
+            .map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let idx: i64 = r.get(0).map_err(db_err)?;
+            let id: String = r.get(1).map_err(db_err)?;
+            let kind: String = r.get(2).map_err(db_err)?;
+            let artifact: Option<u32> = r.get(3).map_err(db_err)?;
+            let body: String = r.get(4).map_err(db_err)?;
+            let corrupt = |what: String| StoreError::Corrupt(format!("record {id}: {what}"));
+            let record = match kind.as_str() {
+                "advisory" => {
+                    let osv = patchline_formats::osv::parse_json(body.as_bytes())
+                        .map_err(|e| corrupt(e.to_string()))?;
+                    Record::Advisory(Advisory::compile(osv).map_err(|e| corrupt(e.to_string()))?)
+                }
+                _ => {
+                    let b: FailureBody =
+                        serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+                    let artifact = artifact
+                        .filter(|&a| (a as usize) < catalog.len())
+                        .ok_or_else(|| corrupt("artifact".into()))?;
+                    Record::Failure(Failure {
+                        id: AdvisoryId::new(id.clone()).map_err(|e| corrupt(e.to_string()))?,
+                        artifact: ArtIdx(artifact),
+                        summary: b.summary,
+                        details: b.details,
+                        severity: b.severity,
+                        modified: parse_rfc3339(&b.modified)
+                            .ok_or_else(|| corrupt("modified".into()))?,
+                        modified_text: b.modified,
+                        withdrawn: b.withdrawn,
+                    })
+                }
+            };
+            let published = db.publish(record).map_err(|e| corrupt(e.to_string()))?;
+            if i64::from(published.idx().0) != idx {
+                return Err(corrupt(format!("index {idx}")));
+            }
+        }
+        Ok(db)
+    }
+}
+
+impl CatalogStore for SqliteStore {
+    fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
+        let catalog = self.load_catalog()?;
+        let db = self.load_records(&catalog)?;
+        Ok((catalog, db))
+    }
+
+    fn commit(
+        &mut self,
+        catalog: &Catalog,
+        changes: &Changes,
+        db: &AdvisoryDb,
+        records: &[AdvIdx],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO tenants (idx, id) VALUES (?1, ?2)")
+                .map_err(db_err)?;
+            for t in changes.tenants.clone() {
+                stmt.execute(params![t as i64, catalog.tenants()[t].as_str()])
+                    .map_err(db_err)?;
+            }
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO components (idx, purl) VALUES (?1, ?2)")
+                .map_err(db_err)?;
+            for c in changes.components.clone() {
+                let comp = catalog.components().get(ComponentId(c as u32));
+                stmt.execute(params![c as i64, &*comp.purl])
+                    .map_err(db_err)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO inventories (idx, base, added, removed) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db_err)?;
+            for i in changes.inventories.clone() {
+                let obj = catalog.inventories().get(InvId(i as u32));
+                stmt.execute(params![
+                    i as i64,
+                    obj.base.map(|b| i64::from(b.0)),
+                    ids_to_blob(&obj.added, |c| c.0),
+                    ids_to_blob(&obj.removed, |c| c.0),
+                ])
+                .map_err(db_err)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO artifacts
+                     (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(db_err)?;
+            for &a in &changes.artifacts {
+                let n = catalog.node(a);
+                let labels = (!n.labels.is_empty())
+                    .then(|| serde_json::to_string(&n.labels))
+                    .transpose()
+                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                let fixes = (!n.fixes.is_empty())
+                    .then(|| serde_json::to_string(&n.fixes))
+                    .transpose()
+                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                stmt.execute(params![
+                    i64::from(a.0),
+                    n.id.as_str(),
+                    n.kind.code(),
+                    i64::from(n.tenant.0),
+                    n.parent.map(|p| i64::from(p.0)),
+                    n.relation.map(Relation::code),
+                    u8::from(n.visibility == Visibility::Public),
+                    n.name.as_deref(),
+                    labels,
+                    n.inventory.map(|i| i64::from(i.0)),
+                    fixes,
+                    n.removed,
+                ])
+                .map_err(db_err)?;
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO records (idx, id, kind, modified, artifact, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db_err)?;
+            for &r in records {
+                let (kind, modified, artifact, body) = match db.get(r) {
+                    Record::Advisory(a) => (
+                        "advisory",
+                        a.osv.modified.clone(),
+                        None,
+                        serde_json::to_string(&a.osv),
+                    ),
+                    Record::Failure(f) => (
+                        "failure",
+                        f.modified_text.clone(),
+                        Some(i64::from(f.artifact.0)),
+                        serde_json::to_string(&FailureBody {
+                            summary: f.summary.clone(),
+                            details: f.details.clone(),
+                            severity: f.severity.clone(),
+                            modified: f.modified_text.clone(),
+                            withdrawn: f.withdrawn,
+                        }),
+                    ),
+                };
+                let body = body.map_err(|e| StoreError::Database(e.to_string()))?;
+                stmt.execute(params![
+                    i64::from(r.0),
+                    db.get(r).id().as_str(),
+                    kind,
+                    modified,
+                    artifact,
+                    body
+                ])
+                .map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+}
