@@ -86,7 +86,7 @@ pub fn import_artifacts(data_dir: &Path, file: &Path, update: bool) -> CmdResult
                 }
             };
             read_bytes += n as u64;
-            if line_no % 4096 == 0 {
+            if line_no.is_multiple_of(4096) {
                 bar.set_position(read_bytes);
             }
             if n > LINE_LEN_MAX {

@@ -52,7 +52,18 @@ pub fn print_impact(
 ) -> io::Result<()> {
     match record {
         Record::Advisory(a) => {
-            let summary = a.osv.summary.as_deref().unwrap_or("");
+            // YAML feeds (PyPA) often have details but no summary.
+            let summary: String = match a.osv.summary.as_deref() {
+                Some(s) => s.to_string(),
+                None => a
+                    .osv
+                    .details
+                    .as_deref()
+                    .unwrap_or("")
+                    .chars()
+                    .take(100)
+                    .collect(),
+            };
             writeln!(out, "{}  {summary}", a.id)?;
             if a.withdrawn {
                 writeln!(out, "withdrawn: affects nothing")?;
@@ -92,9 +103,12 @@ pub fn print_impact(
     // Where it came from: per introducing artifact, how far it spread.
     let mut origins: BTreeMap<String, (usize, BTreeMap<String, Option<String>>)> = BTreeMap::new();
     for (_, hits) in rows {
+        let mut counted = std::collections::BTreeSet::new();
         for h in hits.iter() {
             let entry = origins.entry(label(catalog, h.introduced_by)).or_default();
-            entry.0 += 1;
+            if counted.insert(h.introduced_by) {
+                entry.0 += 1;
+            }
             let what = match h.component {
                 Some(c) => catalog.components().get(c).purl.to_string(),
                 None => "(artifact failure)".into(),

@@ -168,7 +168,7 @@ impl<S: CatalogStore> Engine<S> {
                     });
                 }
             }
-            if (n + 1) % PROGRESS_EVERY == 0 {
+            if (n + 1).is_multiple_of(PROGRESS_EVERY) {
                 progress(n + 1);
             }
         }

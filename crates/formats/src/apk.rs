@@ -47,7 +47,10 @@ pub fn parse_installed(text: &str, hint: &Hint) -> Result<Inventory, FormatError
         if bytes.len() < 2 || !bytes[0].is_ascii_alphabetic() || bytes[1] != b':' {
             return Err(FormatError::new(
                 FORMAT,
-                format!("expected \"X:value\" (one letter, a colon), found {:?}", text::excerpt(line)),
+                format!(
+                    "expected \"X:value\" (one letter, a colon), found {:?}",
+                    text::excerpt(line)
+                ),
             )
             .at_line(n));
         }

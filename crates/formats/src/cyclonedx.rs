@@ -69,7 +69,7 @@ struct Property {
 pub fn parse_json(bytes: &[u8]) -> Result<Inventory, FormatError> {
     let bytes = text::strip_bom(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let bom: Bom = serde_path_to_error::deserialize(&mut de)
+    let text::Object(bom): text::Object<Bom> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| FormatError::from_json_path(JSON, &e))?;
     de.end().map_err(|e| FormatError::from_json(JSON, &e))?;
     from_bom(bom)
@@ -77,7 +77,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Inventory, FormatError> {
 
 /// Parses a CycloneDX document given as a JSON value (inline SBOM).
 pub(crate) fn parse_value(value: &serde_json::Value) -> Result<Inventory, FormatError> {
-    let bom: Bom = serde_path_to_error::deserialize(value)
+    let text::Object(bom): text::Object<Bom> = serde_path_to_error::deserialize(value)
         .map_err(|e| FormatError::from_json_path(JSON, &e))?;
     from_bom(bom)
 }
@@ -93,11 +93,10 @@ fn from_bom(bom: Bom) -> Result<Inventory, FormatError> {
             .at_path("bomFormat"));
         }
         None => {
-            return Err(FormatError::new(
-                JSON,
-                "missing \"bomFormat\": not a CycloneDX document",
-            )
-            .at_path("bomFormat"));
+            return Err(
+                FormatError::new(JSON, "missing \"bomFormat\": not a CycloneDX document")
+                    .at_path("bomFormat"),
+            );
         }
     }
     let mut b = Builder::default();
@@ -117,9 +116,7 @@ fn check_spec_version(
         b.warn(None, "no specVersion; read as CycloneDX 1.x");
         return Ok(());
     };
-    let minor = v
-        .strip_prefix("1.")
-        .and_then(|m| m.parse::<u32>().ok());
+    let minor = v.strip_prefix("1.").and_then(|m| m.parse::<u32>().ok());
     match minor {
         Some(0..=7) => Ok(()),
         Some(_) => {
@@ -181,7 +178,8 @@ fn walk(format: &'static str, top: &[Component], b: &mut Builder) -> Result<(), 
                 .and_then(|p| p.value.as_deref())
         };
         if let Some(src) = prop("SrcName") {
-            let version = sbom::full_version(prop("SrcEpoch"), prop("SrcVersion"), prop("SrcRelease"));
+            let version =
+                sbom::full_version(prop("SrcEpoch"), prop("SrcVersion"), prop("SrcRelease"));
             sbom::add_upstream(&mut purl, Some(src), version.as_deref());
         }
         b.push(purl);
@@ -272,7 +270,10 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Inventory, FormatError> {
                     continue;
                 }
                 if stack.len() >= MAX_DEPTH {
-                    return Err(xml_err(format!("elements nested deeper than {MAX_DEPTH}"), here));
+                    return Err(xml_err(
+                        format!("elements nested deeper than {MAX_DEPTH}"),
+                        here,
+                    ));
                 }
                 let in_bom = ns_uri.is_some() && ns_uri == bom_ns;
                 let attr = |name: &str| -> Result<Option<String>, FormatError> {
@@ -355,7 +356,9 @@ pub fn parse_xml(bytes: &[u8]) -> Result<Inventory, FormatError> {
             Event::GeneralRef(r) => {
                 let resolved = match r.resolve_char_ref() {
                     Ok(Some(c)) => Some(c.to_string()),
-                    Ok(None) => quick_xml::escape::resolve_predefined_entity(&r).map(str::to_string),
+                    Ok(None) => {
+                        quick_xml::escape::resolve_predefined_entity(&r).map(str::to_string)
+                    }
                     Err(err) => {
                         return Err(xml_err(format!("bad character reference: {err}"), here));
                     }

@@ -94,9 +94,11 @@ pub fn parse_status(text: &str, hint: &Hint) -> Result<Inventory, FormatError> {
         let key = name.to_ascii_lowercase();
         if KEPT.contains(&key.as_str()) {
             if s.fields.contains_key(&key) {
-                return Err(
-                    FormatError::new(FORMAT, format!("duplicate field {name:?} in one stanza")).at_line(n),
-                );
+                return Err(FormatError::new(
+                    FORMAT,
+                    format!("duplicate field {name:?} in one stanza"),
+                )
+                .at_line(n));
             }
             s.fields.insert(key.clone(), (value.trim().to_string(), n));
         }
@@ -151,8 +153,7 @@ struct UbuntuEvidence {
 
 impl UbuntuEvidence {
     fn is_ubuntu(&self) -> bool {
-        self.base_files
-            .unwrap_or(self.rewritten_maintainers > 0)
+        self.base_files.unwrap_or(self.rewritten_maintainers > 0)
     }
 }
 
@@ -181,8 +182,10 @@ fn finish_stanza(
     }
 
     let Some((package, pkg_line)) = get("package").filter(|(v, _)| !v.is_empty()) else {
-        return Err(FormatError::new(FORMAT, "installed package stanza without a Package field")
-            .at_line(s.start));
+        return Err(
+            FormatError::new(FORMAT, "installed package stanza without a Package field")
+                .at_line(s.start),
+        );
     };
     if package.contains(char::is_whitespace) {
         return Err(FormatError::new(
@@ -201,7 +204,10 @@ fn finish_stanza(
     if version.contains(char::is_whitespace) {
         return Err(FormatError::new(
             FORMAT,
-            format!("invalid version {:?} of {package:?}", text::excerpt(version)),
+            format!(
+                "invalid version {:?} of {package:?}",
+                text::excerpt(version)
+            ),
         )
         .at_line(ver_line));
     }

@@ -234,9 +234,7 @@ pub fn detect(bytes: &[u8]) -> Option<Format> {
 fn is_field_line(line: &str) -> bool {
     match line.split_once(':') {
         Some((name, _)) => {
-            !name.is_empty()
-                && !name.starts_with('-')
-                && name.bytes().all(|b| b.is_ascii_graphic())
+            !name.is_empty() && !name.starts_with('-') && name.bytes().all(|b| b.is_ascii_graphic())
         }
         None => false,
     }
@@ -246,9 +244,7 @@ fn is_field_line(line: &str) -> bool {
 pub fn parse(format: Format, bytes: &[u8], hint: &Hint) -> Result<Inventory, FormatError> {
     match format {
         Format::Purls => parse_purls(text::utf8("purls", bytes)?, hint),
-        Format::CycloneDxJson => {
-            cyclonedx::parse_json(bytes).map(|inv| apply_hint(inv, hint))
-        }
+        Format::CycloneDxJson => cyclonedx::parse_json(bytes).map(|inv| apply_hint(inv, hint)),
         Format::CycloneDxXml => cyclonedx::parse_xml(bytes).map(|inv| apply_hint(inv, hint)),
         Format::SpdxJson => spdx::parse_json(bytes).map(|inv| apply_hint(inv, hint)),
         // dpkg and apk databases are only read for a few ASCII fields; an
@@ -266,10 +262,7 @@ pub fn parse(format: Format, bytes: &[u8], hint: &Hint) -> Result<Inventory, For
 /// Parses an SBOM given inline as a JSON value (the `sbom` field of an
 /// artifact): CycloneDX when it has `bomFormat`, SPDX when it has
 /// `spdxVersion`.
-pub fn parse_json_value(
-    value: &serde_json::Value,
-    hint: &Hint,
-) -> Result<Inventory, FormatError> {
+pub fn parse_json_value(value: &serde_json::Value, hint: &Hint) -> Result<Inventory, FormatError> {
     let Some(obj) = value.as_object() else {
         return Err(FormatError::new(
             "sbom",

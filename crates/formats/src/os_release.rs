@@ -77,12 +77,16 @@ pub fn parse(text: &str) -> Result<OsRelease, FormatError> {
             )
             .at_line(n));
         }
-        let value = unquote(value.trim_start()).map_err(|m| FormatError::new(FORMAT, m).at_line(n))?;
+        let value =
+            unquote(value.trim_start()).map_err(|m| FormatError::new(FORMAT, m).at_line(n))?;
         let opt = |v: String| (!v.is_empty()).then_some(v);
         match key {
             "ID" => id = Some(value.to_ascii_lowercase()),
             "ID_LIKE" => {
-                os.id_like = value.split_whitespace().map(str::to_ascii_lowercase).collect();
+                os.id_like = value
+                    .split_whitespace()
+                    .map(str::to_ascii_lowercase)
+                    .collect();
             }
             "VERSION_ID" => os.version_id = opt(value),
             "VERSION_CODENAME" => os.version_codename = opt(value),
@@ -90,7 +94,9 @@ pub fn parse(text: &str) -> Result<OsRelease, FormatError> {
             _ => {}
         }
     }
-    os.id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| "linux".to_string());
+    os.id = id
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| "linux".to_string());
     Ok(os)
 }
 

@@ -149,7 +149,7 @@ impl Advisory {
 /// Parses one OSV advisory in JSON.
 pub fn parse_json(bytes: &[u8]) -> Result<Advisory, FormatError> {
     let mut de = serde_json::Deserializer::from_slice(text::strip_bom(bytes));
-    let raw: RawAdvisory = serde_path_to_error::deserialize(&mut de)
+    let text::Object(raw): text::Object<RawAdvisory> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| FormatError::from_json_path(JSON, &e))?;
     de.end().map_err(|e| FormatError::from_json(JSON, &e))?;
     validate(raw).map_err(|(path, msg)| FormatError::new(JSON, msg).at_path(path))
@@ -158,7 +158,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Advisory, FormatError> {
 /// Parses one OSV advisory in YAML (the PyPI advisory database's form).
 pub fn parse_yaml(bytes: &[u8]) -> Result<Advisory, FormatError> {
     let de = serde_norway::Deserializer::from_slice(text::strip_bom(bytes));
-    let raw: RawAdvisory = serde_path_to_error::deserialize(de)
+    let text::Object(raw): text::Object<RawAdvisory> = serde_path_to_error::deserialize(de)
         .map_err(|e| FormatError::from_yaml(YAML, e.inner(), path_string(e.path())))?;
     validate(raw).map_err(|(path, msg)| FormatError::new(YAML, msg).at_path(path))
 }
@@ -298,7 +298,10 @@ fn validate(raw: RawAdvisory) -> Result<Advisory, Invalid> {
         {
             return Err(invalid(
                 field,
-                format!("`{field}` is not an RFC 3339 timestamp: {:?}", text::excerpt(v)),
+                format!(
+                    "`{field}` is not an RFC 3339 timestamp: {:?}",
+                    text::excerpt(v)
+                ),
             ));
         }
     }
@@ -416,7 +419,11 @@ fn validate_range(path: &str, r: RawRange) -> Result<Range, Invalid> {
                 format!("{path}.events[{k}]"),
                 format!(
                     "an event must have exactly one of introduced, fixed, last_affected, limit; found {}",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ),
             ));
         }
@@ -429,7 +436,10 @@ fn validate_range(path: &str, r: RawRange) -> Result<Range, Invalid> {
             if !events.iter().any(|e| matches!(e, Event::Introduced(_))) {
                 return Err(invalid(
                     format!("{path}.events"),
-                    format!("a {} range needs at least one `introduced` event", type_name(ty)),
+                    format!(
+                        "a {} range needs at least one `introduced` event",
+                        type_name(ty)
+                    ),
                 ));
             }
         }
@@ -438,7 +448,10 @@ fn validate_range(path: &str, r: RawRange) -> Result<Range, Invalid> {
                 return Err(invalid(format!("{path}.repo"), "a GIT range needs `repo`"));
             }
             if events.is_empty() {
-                return Err(invalid(format!("{path}.events"), "a GIT range has no events"));
+                return Err(invalid(
+                    format!("{path}.events"),
+                    "a GIT range has no events",
+                ));
             }
         }
     }

@@ -254,7 +254,9 @@ fn check_type_rules(p: &Purl) -> Result<(), String> {
         "cran" if p.version.is_none() => return Err("a cran purl needs a version".into()),
         // Namespace (user) and channel come together or not at all.
         "conan" if p.namespace.is_some() != p.qualifiers.contains_key("channel") => {
-            return Err("a conan purl has a namespace exactly when it has a channel qualifier".into());
+            return Err(
+                "a conan purl has a namespace exactly when it has a channel qualifier".into(),
+            );
         }
         _ => {}
     }
@@ -271,7 +273,10 @@ fn percent_decode(s: &str) -> Result<String, String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = |b: u8| (b as char).to_digit(16);
-            match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push((h * 16 + l) as u8);
                     i += 3;
@@ -348,7 +353,12 @@ impl FromStr for Purl {
             None => (last, None),
         };
 
-        let name = percent_decode(name_enc).map_err(err)?;
+        // Slashes around the name are not significant (a decoded "%2Fa"
+        // would otherwise print as "a" and not round-trip).
+        let name = percent_decode(name_enc)
+            .map_err(err)?
+            .trim_matches('/')
+            .to_string();
         if name.is_empty() {
             return Err(err("the name is required".into()));
         }
@@ -495,9 +505,10 @@ mod tests {
 
     #[test]
     fn encodes_plus_and_at_but_not_colon() {
-        let p: Purl = "pkg:deb/debian/bsdutils@1:2.29.2-1+deb9u1?upstream=util-linux%402.29.2-1%2Bdeb9u1"
-            .parse()
-            .unwrap();
+        let p: Purl =
+            "pkg:deb/debian/bsdutils@1:2.29.2-1+deb9u1?upstream=util-linux%402.29.2-1%2Bdeb9u1"
+                .parse()
+                .unwrap();
         assert_eq!(p.version.as_deref(), Some("1:2.29.2-1+deb9u1"));
         assert_eq!(p.qualifier("upstream"), Some("util-linux@2.29.2-1+deb9u1"));
         assert_eq!(

@@ -74,7 +74,11 @@ pub(crate) fn missing_purl_warning(what: &str, names: &[String]) -> Option<Strin
         return None;
     }
     let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-    let more = if names.len() > shown.len() { ", ..." } else { "" };
+    let more = if names.len() > shown.len() {
+        ", ..."
+    } else {
+        ""
+    };
     Some(format!(
         "{} {what} without a purl skipped ({}{more})",
         names.len(),

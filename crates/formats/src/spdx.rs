@@ -59,7 +59,7 @@ struct ExternalRef {
 pub fn parse_json(bytes: &[u8]) -> Result<Inventory, FormatError> {
     let bytes = text::strip_bom(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let doc: Document = serde_path_to_error::deserialize(&mut de)
+    let text::Object(doc): text::Object<Document> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| FormatError::from_json_path(FORMAT, &e))?;
     de.end().map_err(|e| FormatError::from_json(FORMAT, &e))?;
     from_document(doc)
@@ -67,7 +67,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Inventory, FormatError> {
 
 /// Parses an SPDX document given as a JSON value (inline SBOM).
 pub(crate) fn parse_value(value: &serde_json::Value) -> Result<Inventory, FormatError> {
-    let doc: Document = serde_path_to_error::deserialize(value)
+    let text::Object(doc): text::Object<Document> = serde_path_to_error::deserialize(value)
         .map_err(|e| FormatError::from_json_path(FORMAT, &e))?;
     from_document(doc)
 }
@@ -102,7 +102,8 @@ fn from_document(doc: Document) -> Result<Inventory, FormatError> {
             .primary_package_purpose
             .as_deref()
             .map(|s| s.replace('_', "-").to_ascii_uppercase());
-        if purpose.as_deref() == Some("OPERATING-SYSTEM") || id.starts_with("SPDXRef-OperatingSystem-")
+        if purpose.as_deref() == Some("OPERATING-SYSTEM")
+            || id.starts_with("SPDXRef-OperatingSystem-")
         {
             if b.distro.is_none() {
                 b.distro = sbom::distro(p.name.as_deref(), p.version_info.as_deref());
@@ -123,7 +124,10 @@ fn from_document(doc: Document) -> Result<Inventory, FormatError> {
             {
                 continue;
             }
-            let Some(locator) = r.reference_locator.as_deref().filter(|l| !l.trim().is_empty())
+            let Some(locator) = r
+                .reference_locator
+                .as_deref()
+                .filter(|l| !l.trim().is_empty())
             else {
                 continue;
             };

@@ -33,13 +33,33 @@ fn check(case: &Case) -> Inventory {
         distro: case.hint.map(str::to_string),
     };
     let bytes = fixture(case.fixture);
-    assert_eq!(detect(&bytes), Some(case.format), "{} detected", case.fixture);
+    assert_eq!(
+        detect(&bytes),
+        Some(case.format),
+        "{} detected",
+        case.fixture
+    );
     let inv = parse(case.format, &bytes, &hint).unwrap_or_else(|e| panic!("{}: {e}", case.fixture));
-    assert_eq!(inv.components.len(), case.count, "{} component count", case.fixture);
-    assert_eq!(inv.warnings.len(), case.warnings, "{} warnings: {:?}", case.fixture, inv.warnings);
+    assert_eq!(
+        inv.components.len(),
+        case.count,
+        "{} component count",
+        case.fixture
+    );
+    assert_eq!(
+        inv.warnings.len(),
+        case.warnings,
+        "{} warnings: {:?}",
+        case.fixture,
+        inv.warnings
+    );
     let all = strings(&inv);
     for want in case.contains {
-        assert!(all.iter().any(|p| p == want), "{}: missing {want}", case.fixture);
+        assert!(
+            all.iter().any(|p| p == want),
+            "{}: missing {want}",
+            case.fixture
+        );
     }
     inv
 }
@@ -125,10 +145,22 @@ fn debian_upstream_qualifiers() {
     )
     .unwrap();
     // 588 stanzas have Source:, 64 of them with a version in parentheses.
-    let with_upstream = inv.components.iter().filter(|p| p.qualifier("upstream").is_some()).count();
-    let with_version = inv.components.iter().filter(|p| p.upstream().is_some_and(|(_, v)| v.is_some())).count();
+    let with_upstream = inv
+        .components
+        .iter()
+        .filter(|p| p.qualifier("upstream").is_some())
+        .count();
+    let with_version = inv
+        .components
+        .iter()
+        .filter(|p| p.upstream().is_some_and(|(_, v)| v.is_some()))
+        .count();
     assert_eq!((with_upstream, with_version), (588, 64));
-    assert!(inv.components.iter().all(|p| p.namespace.as_deref() == Some("debian")));
+    assert!(
+        inv.components
+            .iter()
+            .all(|p| p.namespace.as_deref() == Some("debian"))
+    );
     assert_eq!(inv.distro, None);
 }
 
@@ -139,14 +171,35 @@ fn ubuntu_is_recognised_without_a_hint() {
         &Hint::default(),
     )
     .unwrap();
-    assert!(inv.components.iter().all(|p| p.namespace.as_deref() == Some("ubuntu")));
-    assert!(!inv.components.iter().any(|p| p.name == "git"), "config-files only");
+    assert!(
+        inv.components
+            .iter()
+            .all(|p| p.namespace.as_deref() == Some("ubuntu"))
+    );
+    assert!(
+        !inv.components.iter().any(|p| p.name == "git"),
+        "config-files only"
+    );
     let bsdutils = find(&inv, "bsdutils");
-    assert_eq!(bsdutils.upstream(), Some(("util-linux", Some("2.31.1-0.4ubuntu3.1"))));
-    assert_eq!(bsdutils.qualifier("upstream"), Some("util-linux@2.31.1-0.4ubuntu3.1"));
+    assert_eq!(
+        bsdutils.upstream(),
+        Some(("util-linux", Some("2.31.1-0.4ubuntu3.1")))
+    );
+    assert_eq!(
+        bsdutils.qualifier("upstream"),
+        Some("util-linux@2.31.1-0.4ubuntu3.1")
+    );
     // The other util-linux binaries share the binary version, so dpkg
     // writes no source version for them.
-    for name in ["fdisk", "libuuid1", "mount", "libblkid1", "libmount1", "libsmartcols1", "libfdisk1"] {
+    for name in [
+        "fdisk",
+        "libuuid1",
+        "mount",
+        "libblkid1",
+        "libmount1",
+        "libsmartcols1",
+        "libfdisk1",
+    ] {
         let p = find(&inv, name);
         assert_eq!(p.upstream(), Some(("util-linux", None)), "{name}");
         assert_eq!(p.version.as_deref(), Some("2.31.1-0.4ubuntu3.1"), "{name}");
@@ -170,13 +223,20 @@ fn apk_record_without_version_is_a_warning() {
     let w = &inv.warnings[0];
     assert_eq!(w.location.as_deref(), Some("line 23"));
     assert!(w.message.contains("invalidPackageWithoutAVersion"), "{w}");
-    assert!(inv.components.iter().all(|p| p.ty == "apk" && p.namespace.as_deref() == Some("alpine")));
+    assert!(
+        inv.components
+            .iter()
+            .all(|p| p.ty == "apk" && p.namespace.as_deref() == Some("alpine"))
+    );
 
     let text = "P:nameless-follows\nV:1-r0\n\nV:2-r0\nA:x86_64\n\nP:ok\nV:1.0-r0\n";
     let inv = apk::parse_installed(text, &Hint::distro("wolfi")).unwrap();
     assert_eq!(
         strings(&inv),
-        ["pkg:apk/wolfi/nameless-follows@1-r0?distro=wolfi", "pkg:apk/wolfi/ok@1.0-r0?distro=wolfi"]
+        [
+            "pkg:apk/wolfi/nameless-follows@1-r0?distro=wolfi",
+            "pkg:apk/wolfi/ok@1.0-r0?distro=wolfi"
+        ]
     );
     assert_eq!(inv.warnings.len(), 1);
     assert_eq!(inv.warnings[0].location.as_deref(), Some("line 4"));
@@ -184,20 +244,45 @@ fn apk_record_without_version_is_a_warning() {
 
 #[test]
 fn dpkg_errors_name_the_line() {
-    let good = "Package: a\nStatus: install ok installed\nVersion: 1.0\nDescription: x\n more\n .\n";
-    assert_eq!(dpkg::parse_status(good, &Hint::default()).unwrap().components.len(), 1);
+    let good =
+        "Package: a\nStatus: install ok installed\nVersion: 1.0\nDescription: x\n more\n .\n";
+    assert_eq!(
+        dpkg::parse_status(good, &Hint::default())
+            .unwrap()
+            .components
+            .len(),
+        1
+    );
 
     let cases: &[(&str, &[&str])] = &[
         (
             "Package: a\nStatus: install ok installed\nVersion: 1.0\nthis is garbage\n",
             &["dpkg-status", "line 4", "this is garbage"],
         ),
-        (" leading continuation\nPackage: a\n", &["line 1", "continuation"]),
-        ("Package: a\nStatus: install ok installed\n\nPackage: b\n", &["line 1", "\"a\" has no Version"]),
-        ("Status: install ok installed\nVersion: 1\n", &["line 1", "without a Package"]),
-        ("Package: a\nStatus: installed\nVersion: 1\n", &["line 2", "three words"]),
-        ("Package: a\nVersion: 1\nSource: b (1\n", &["line 3", "Source"]),
-        ("Package: a\nVersion: 1\nVersion: 2\n", &["line 3", "duplicate"]),
+        (
+            " leading continuation\nPackage: a\n",
+            &["line 1", "continuation"],
+        ),
+        (
+            "Package: a\nStatus: install ok installed\n\nPackage: b\n",
+            &["line 1", "\"a\" has no Version"],
+        ),
+        (
+            "Status: install ok installed\nVersion: 1\n",
+            &["line 1", "without a Package"],
+        ),
+        (
+            "Package: a\nStatus: installed\nVersion: 1\n",
+            &["line 2", "three words"],
+        ),
+        (
+            "Package: a\nVersion: 1\nSource: b (1\n",
+            &["line 3", "Source"],
+        ),
+        (
+            "Package: a\nVersion: 1\nVersion: 2\n",
+            &["line 3", "duplicate"],
+        ),
         ("Package: a\nVersion: 1 2\n", &["line 2", "invalid version"]),
     ];
     for (text, fragments) in cases {
@@ -220,7 +305,8 @@ fn dpkg_errors_name_the_line() {
 #[test]
 fn dpkg_status_d_and_windows_line_endings() {
     // distroless status.d files have no Status field: installed.
-    let text = "Package: tzdata\r\nVersion: 2021a-1+deb11u8\r\nArchitecture: all\r\nSource: tzdata\r\n";
+    let text =
+        "Package: tzdata\r\nVersion: 2021a-1+deb11u8\r\nArchitecture: all\r\nSource: tzdata\r\n";
     let inv = dpkg::parse_status(text, &Hint::distro("debian-11")).unwrap();
     assert_eq!(
         strings(&inv),
@@ -235,7 +321,10 @@ fn dpkg_status_d_and_windows_line_endings() {
 #[test]
 fn apk_errors_name_the_line() {
     let cases: &[(&str, &[&str])] = &[
-        ("P:a\nV:1\nnot a field\n", &["apk-installed", "line 3", "not a field"]),
+        (
+            "P:a\nV:1\nnot a field\n",
+            &["apk-installed", "line 3", "not a field"],
+        ),
         ("P:a\nV:1\nPP:x\n", &["line 3"]),
         ("P:a\nV:1\nP:b\nV:2\n", &["line 3", "second \"P:\""]),
     ];
@@ -270,20 +359,34 @@ fn purl_lists() {
     let err = parse(Format::Purls, bad.as_bytes(), &Hint::default()).unwrap_err();
     assert_err_contains(&err, &["purls", "line 4", "npm/c@1"]);
 
-    let err = parse(Format::Purls, b"pkg:npm/a@1\npkg:npm/\xff\n", &Hint::default()).unwrap_err();
+    let err = parse(
+        Format::Purls,
+        b"pkg:npm/a@1\npkg:npm/\xff\n",
+        &Hint::default(),
+    )
+    .unwrap_err();
     assert_err_contains(&err, &["line 2", "UTF-8"]);
 }
 
 #[test]
 fn detection() {
     let cases: &[(&[u8], Option<Format>)] = &[
-        (b"\xEF\xBB\xBF  {\"bomFormat\": \"CycloneDX\"}", Some(Format::CycloneDxJson)),
+        (
+            b"\xEF\xBB\xBF  {\"bomFormat\": \"CycloneDX\"}",
+            Some(Format::CycloneDxJson),
+        ),
         (b"{\"spdxVersion\": \"SPDX-2.3\"}", Some(Format::SpdxJson)),
         (b"{\"id\": \"OSV-1\"}", None),
-        (b"<?xml version=\"1.0\"?><bom xmlns=\"http://cyclonedx.org/schema/bom/1.5\"/>", Some(Format::CycloneDxXml)),
+        (
+            b"<?xml version=\"1.0\"?><bom xmlns=\"http://cyclonedx.org/schema/bom/1.5\"/>",
+            Some(Format::CycloneDxXml),
+        ),
         (b"<html></html>", None),
         (b"Package: a\nVersion: 1\n", Some(Format::DpkgStatus)),
-        (b"Status: install ok installed\nPackage: a\n", Some(Format::DpkgStatus)),
+        (
+            b"Status: install ok installed\nPackage: a\n",
+            Some(Format::DpkgStatus),
+        ),
         (b"C:Q1abc=\nP:musl\n", Some(Format::ApkInstalled)),
         (b"# list\n\npkg:npm/a@1\n", Some(Format::Purls)),
         (b"hello world\n", None),
@@ -301,7 +404,10 @@ fn format_names() {
         assert_eq!(f.name().parse::<Format>().unwrap(), f);
         assert_eq!(f.to_string(), f.name());
     }
-    assert_eq!("CycloneDX-JSON".parse::<Format>().unwrap(), Format::CycloneDxJson);
+    assert_eq!(
+        "CycloneDX-JSON".parse::<Format>().unwrap(),
+        Format::CycloneDxJson
+    );
     let err = "rpmdb".parse::<Format>().unwrap_err();
     assert_err_contains(&err, &["rpmdb", "dpkg-status"]);
 }

@@ -84,7 +84,7 @@ fn ids_to_blob<T: Copy>(ids: &[T], get: impl Fn(T) -> u32) -> Vec<u8> {
 }
 
 fn blob_to_ids(blob: &[u8]) -> Result<Vec<ComponentId>, StoreError> {
-    if blob.len() % 4 != 0 {
+    if !blob.len().is_multiple_of(4) {
         return Err(StoreError::Corrupt("inventory blob length".into()));
     }
     Ok(blob

@@ -1,0 +1,469 @@
+//! End-to-end tests of the `patchline` binary on the real fixtures: every
+//! command runs as its own process, so every answer here is also an answer
+//! after a restart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel)
+}
+
+/// A data directory and the binary.
+struct Pl {
+    dir: tempfile::TempDir,
+}
+
+impl Pl {
+    fn new() -> Pl {
+        Pl {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_patchline"))
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "patchline {args:?} failed ({:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects exit `code`; returns stderr.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "patchline {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+
+    fn affected(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["affected", id, "--json"])).unwrap()
+    }
+}
+
+fn affected_ids(doc: &Value) -> Vec<String> {
+    doc["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["artifact"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The expected-results table of testdata/advisories/SOURCES.md, read from
+/// the file itself: (advisory, fixed version, affected?).
+fn expected_table() -> Vec<(String, String, bool)> {
+    let text = std::fs::read_to_string(testdata("advisories/SOURCES.md")).unwrap();
+    let rows: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("| USN-") || l.starts_with("| UBUNTU-"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            // | Advisory | Ecosystem | Source | Installed | Fixed | Result | In versions |
+            (cells.len() >= 8 && !cells[1].ends_with(".json")).then(|| {
+                (
+                    cells[1].to_string(),
+                    cells[5].to_string(),
+                    cells[6].starts_with("AFFECTED"),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(rows.len(), 19, "the table has 19 rows");
+    rows
+}
+
+#[test]
+fn sources_table_end_to_end() {
+    let pl = Pl::new();
+    let artifacts = pl.file(
+        "a.jsonl",
+        r#"{"id":"bionic","kind":"image","tenant":"canonical","visibility":"public"}
+{"id":"web-tpl","kind":"template","tenant":"acme","parent":"bionic"}
+{"id":"web-vm","kind":"instance","tenant":"acme","parent":"web-tpl","labels":{"region":"eu"}}
+"#,
+    );
+    pl.ok(&["import", "artifacts", &artifacts]);
+    let status = testdata("inventories/ubuntu-18.04.dpkg-status");
+    pl.ok(&[
+        "import",
+        "inventory",
+        "bionic",
+        status.to_str().unwrap(),
+        "--distro",
+        "ubuntu-18.04",
+    ]);
+    pl.ok(&[
+        "import",
+        "advisories",
+        testdata("advisories/ubuntu").to_str().unwrap(),
+    ]);
+    let mut affected_count = 0;
+    for (advisory, fixed, affected) in expected_table() {
+        let doc = pl.affected(&advisory);
+        assert_eq!(doc["advisory"], advisory.as_str());
+        let ids = affected_ids(&doc);
+        if !affected {
+            assert!(
+                ids.is_empty(),
+                "{advisory} must not affect anything, got {ids:?}"
+            );
+            continue;
+        }
+        affected_count += 1;
+        assert_eq!(ids, ["bionic", "web-tpl", "web-vm"], "{advisory}");
+        for a in doc["affected"].as_array().unwrap() {
+            let comps = a["components"].as_array().unwrap();
+            assert!(!comps.is_empty(), "{advisory}");
+            for c in comps {
+                assert_eq!(c["introduced_by"], "bionic", "{advisory}");
+                assert_eq!(c["fixed"], fixed.as_str(), "{advisory} {c}");
+                assert!(c["purl"].as_str().unwrap().starts_with("pkg:deb/ubuntu/"));
+            }
+        }
+        let vm = doc["affected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["artifact"] == "web-vm")
+            .unwrap();
+        assert_eq!(
+            vm["path"],
+            serde_json::json!(["bionic", "web-tpl", "web-vm"])
+        );
+        assert_eq!(vm["kind"], "instance");
+        assert_eq!(vm["tenant"], "acme");
+    }
+    assert_eq!(affected_count, 11, "11 AFFECTED rows");
+    // util-linux is matched through the source version, not bsdutils' 1:2.31.1.
+    let doc = pl.affected("USN-4512-1");
+    let purls: Vec<&str> = doc["affected"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    assert!(
+        purls
+            .iter()
+            .any(|p| p.starts_with("pkg:deb/ubuntu/bsdutils@1:2.31.1")),
+        "{purls:?}"
+    );
+}
+
+#[test]
+fn a_bad_line_rejects_the_whole_file() {
+    let pl = Pl::new();
+    let good = pl.file(
+        "good.jsonl",
+        "{\"id\":\"base\",\"kind\":\"image\",\"tenant\":\"t\"}\n",
+    );
+    pl.ok(&["import", "artifacts", &good]);
+    let bad = pl.file(
+        "bad.jsonl",
+        "{\"id\":\"a\",\"kind\":\"image\",\"tenant\":\"t\",\"parent\":\"base\"}\n\n{\"id\":\"b\",\"kind\":\"instance\",\"tenant\":\"t\",\"parent\":\"a\"}\n{\"id\":\"c\",\"kind\":\"replica\",\"tenant\":\"t\",\"parent\":\"b\"}\n",
+    );
+    let err = pl.fails(3, &["import", "artifacts", &bad]);
+    assert!(err.contains("bad.jsonl:4"), "{err}");
+    assert!(err.contains("replica"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    pl.fails(4, &["lineage", "a"]);
+    let tree = pl.ok(&["lineage", "base"]);
+    assert!(tree.contains("descendants: nothing"), "{tree}");
+
+    for (content, needle) in [
+        ("{\"id\":\"x\",\"kind\":\"image\"", "line"),
+        (
+            "{\"id\":\"x\",\"kind\":\"vm\",\"tenant\":\"t\"}",
+            "unknown kind",
+        ),
+        (
+            "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\",\"parent\":\"nope\"}",
+            "unknown parent nope",
+        ),
+        (
+            "{\"id\":\"x y\",\"kind\":\"image\",\"tenant\":\"t\"}",
+            "whitespace",
+        ),
+        (
+            "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\",\"components\":[\"pkg:deb/debian/zlib\"]}",
+            "version",
+        ),
+        (
+            "{\"id\":\"base\",\"kind\":\"image\",\"tenant\":\"t\",\"labels\":{\"a\":\"b\"}}",
+            "different content",
+        ),
+        (
+            "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\",\"sbom\":{\"bomFormat\":\"CycloneDX\",\"components\":\"nope\"}}",
+            "sbom",
+        ),
+        (
+            "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\",\"sbom\":{\"hello\":1}}",
+            "sbom",
+        ),
+    ] {
+        let f = pl.file("one.jsonl", &format!("{content}\n"));
+        let err = pl.fails(3, &["import", "artifacts", &f]);
+        assert!(err.contains("one.jsonl:1"), "{content}: {err}");
+        assert!(
+            err.contains(needle),
+            "{content}: expected {needle:?} in {err}"
+        );
+    }
+}
+
+#[test]
+fn reparenting_checks_cycles_and_reevaluates() {
+    let pl = Pl::new();
+    let f = pl.file(
+        "a.jsonl",
+        r#"{"id":"a","kind":"image","tenant":"t","components":["pkg:pypi/django@4.1.1"]}
+{"id":"b","kind":"image","tenant":"t","parent":"a"}
+{"id":"c","kind":"image","tenant":"t","parent":"b"}
+{"id":"z","kind":"image","tenant":"t","components":["pkg:pypi/django@4.1.2"]}
+"#,
+    );
+    pl.ok(&["import", "artifacts", &f]);
+    pl.ok(&[
+        "import",
+        "advisories",
+        testdata("advisories/pypi").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        affected_ids(&pl.affected("PYSEC-2022-304")),
+        ["a", "b", "c"]
+    );
+    let cycle = pl.file("cycle.jsonl", "{\"id\":\"a\",\"kind\":\"image\",\"tenant\":\"t\",\"parent\":\"c\",\"components\":[\"pkg:pypi/django@4.1.1\"]}\n");
+    let err = pl.fails(3, &["import", "artifacts", &cycle, "--update"]);
+    assert!(err.contains("cycle"), "{err}");
+    // Without --update a different line is a conflict.
+    let moved = pl.file(
+        "moved.jsonl",
+        "{\"id\":\"b\",\"kind\":\"image\",\"tenant\":\"t\",\"parent\":\"z\"}\n",
+    );
+    pl.fails(3, &["import", "artifacts", &moved]);
+    pl.ok(&["import", "artifacts", &moved, "--update"]);
+    // b and c now inherit z's fixed Django.
+    assert_eq!(affected_ids(&pl.affected("PYSEC-2022-304")), ["a"]);
+}
+
+#[test]
+fn late_artifacts_and_masking_and_failures() {
+    let pl = Pl::new();
+    pl.ok(&[
+        "import",
+        "advisories",
+        testdata("advisories/pypi").to_str().unwrap(),
+    ]);
+    let f = pl.file(
+        "a.jsonl",
+        r#"{"id":"base","kind":"image","tenant":"pub","visibility":"public","components":["pkg:pypi/urllib3@1.26.5","pkg:pypi/py@1.11.0"]}
+{"id":"patched","kind":"image","tenant":"acme","parent":"base","components":["pkg:pypi/urllib3@1.26.18","pkg:pypi/py@1.11.0"],"fixes":["FAIL-1"]}
+{"id":"vm","kind":"instance","tenant":"acme","parent":"patched"}
+{"id":"again","kind":"image","tenant":"acme","parent":"patched","components":["pkg:pypi/urllib3@1.26.5","pkg:pypi/py@1.11.0"]}
+"#,
+    );
+    let out = pl.ok(&["import", "artifacts", &f]);
+    assert!(out.contains("affected by open advisories"), "{out}");
+    let doc = pl.affected("PYSEC-2023-212");
+    assert_eq!(affected_ids(&doc), ["again", "base"]);
+    let again = &doc["affected"][0];
+    assert_eq!(
+        again["components"][0]["introduced_by"], "again",
+        "reintroduced below a fix"
+    );
+    assert_eq!(again["path"], serde_json::json!(["again"]));
+    // last_affected 1.11.0 includes 1.11.0, and it is inherited from base.
+    let doc = pl.affected("PYSEC-2022-42969");
+    assert_eq!(affected_ids(&doc), ["again", "base", "patched", "vm"]);
+    let vm = doc["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["artifact"] == "vm")
+        .unwrap();
+    assert_eq!(vm["components"][0]["introduced_by"], "base");
+    assert_eq!(vm["path"], serde_json::json!(["base", "patched", "vm"]));
+    assert!(
+        vm["components"][0].get("fixed").is_none(),
+        "last_affected has no fix"
+    );
+    // Withdrawn advisories affect nothing.
+    let doc = pl.affected("PYSEC-2021-13");
+    assert_eq!(doc["withdrawn"], true);
+    assert!(affected_ids(&doc).is_empty());
+    // A failure on base, declared fixed on patched.
+    pl.ok(&[
+        "fail",
+        "base",
+        "--id",
+        "FAIL-1",
+        "--summary",
+        "broken sshd config",
+    ]);
+    assert_eq!(affected_ids(&pl.affected("FAIL-1")), ["base"]);
+    // A late instance under base is caught.
+    let late = pl.file(
+        "late.jsonl",
+        "{\"id\":\"late\",\"kind\":\"instance\",\"tenant\":\"beta\",\"parent\":\"base\"}\n",
+    );
+    let out = pl.ok(&["import", "artifacts", &late]);
+    assert!(out.contains("3 (artifact, advisory) pairs"), "{out}");
+    assert_eq!(affected_ids(&pl.affected("FAIL-1")), ["base", "late"]);
+    // Tenant view: only its own artifacts, foreign private ids hidden.
+    let doc: Value = serde_json::from_str(&pl.ok(&[
+        "affected",
+        "PYSEC-2022-42969",
+        "--json",
+        "--tenant",
+        "acme",
+    ]))
+    .unwrap();
+    assert_eq!(affected_ids(&doc), ["again", "patched", "vm"]);
+    pl.fails(4, &["affected", "NOPE-1", "--json"]);
+    // Removing the instance takes it out of every answer.
+    pl.ok(&["remove", "late"]);
+    assert_eq!(affected_ids(&pl.affected("FAIL-1")), ["base"]);
+    pl.fails(3, &["remove", "base"]);
+}
+
+#[test]
+fn inventory_formats_from_fixtures() {
+    let pl = Pl::new();
+    let f = pl.file(
+        "a.jsonl",
+        "{\"id\":\"img\",\"kind\":\"image\",\"tenant\":\"t\"}\n",
+    );
+    pl.ok(&["import", "artifacts", &f]);
+    for (file, count_hint) in [
+        ("sboms/postgres-11.15-stretch.cdx.xml", "components"),
+        ("sboms/alpine-3.17.2.cdx.xml", "components"),
+        ("sboms/alpine-zlib.cdx.json", "components"),
+        ("sboms/centos-7.cdx.json", "components"),
+        ("sboms/centos-7.spdx.json", "components"),
+        ("sboms/postgresql.spdx.json", "components"),
+        ("inventories/debian-12.dpkg-status", "components"),
+        ("inventories/alpine-3.18.apk-installed", "components"),
+        ("inventories/alpine-trivy.apk-installed", "components"),
+    ] {
+        let out = pl.ok(&[
+            "import",
+            "inventory",
+            "img",
+            testdata(file).to_str().unwrap(),
+        ]);
+        assert!(out.contains(count_hint), "{file}: {out}");
+    }
+    let err = pl.fails(
+        3,
+        &[
+            "import",
+            "inventory",
+            "img",
+            testdata("sboms/invalid.spdx.json").to_str().unwrap(),
+            "--format",
+            "spdx-json",
+        ],
+    );
+    assert!(err.contains("invalid.spdx.json"), "{err}");
+    let err = pl.fails(
+        3,
+        &[
+            "import",
+            "inventory",
+            "img",
+            testdata("qcow2/invalid.qcow2").to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("cannot tell the format"), "{err}");
+    pl.fails(
+        4,
+        &[
+            "import",
+            "inventory",
+            "nope",
+            testdata("sboms/alpine-zlib.cdx.json").to_str().unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn distribution_releases_and_alpine() {
+    let pl = Pl::new();
+    let f = pl.file(
+        "a.jsonl",
+        r#"{"id":"a316","kind":"image","tenant":"t","components":["pkg:apk/alpine/mariadb@10.6.7-r0?arch=x86_64&distro=alpine-3.16.2"]}
+{"id":"a316fixed","kind":"image","tenant":"t","components":["pkg:apk/alpine/mariadb@10.6.8-r0?arch=x86_64&distro=alpine-3.16.2"]}
+{"id":"a318","kind":"image","tenant":"t","components":["pkg:apk/alpine/mariadb@10.6.7-r0?arch=x86_64&distro=alpine-3.18.0"]}
+{"id":"a313","kind":"image","tenant":"t","components":["pkg:apk/alpine/mariadb-client@10.5.15-r0?arch=x86_64&upstream=mariadb&distro=alpine-3.13.5"]}
+{"id":"wheezy","kind":"image","tenant":"t","components":["pkg:deb/debian/nginx-full@1.2.1-2.2+wheezy2?arch=amd64&upstream=nginx&distro=debian-7"]}
+{"id":"wheezy-fixed","kind":"image","tenant":"t","components":["pkg:deb/debian/nginx@1.2.1-2.2+wheezy3?arch=amd64&distro=debian-7.11"]}
+{"id":"jessie","kind":"image","tenant":"t","components":["pkg:deb/debian/nginx@1.2.1-2.2+wheezy2?arch=amd64&distro=debian-8"]}
+"#,
+    );
+    pl.ok(&["import", "artifacts", &f]);
+    pl.ok(&[
+        "import",
+        "advisories",
+        testdata("advisories/alpine").to_str().unwrap(),
+        testdata("advisories/debian").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        affected_ids(&pl.affected("CVE-2022-27449")),
+        ["a313", "a316"]
+    );
+    assert_eq!(affected_ids(&pl.affected("DSA-3029-1")), ["wheezy"]);
+}
+
+#[test]
+fn demo_runs_and_reruns() {
+    let pl = Pl::new();
+    let out = pl.ok(&["demo"]);
+    assert!(out.contains("USN-4038-1"), "{out}");
+    assert!(out.contains("match it at once"), "{out}");
+    // Rerunning starts afresh in a demo directory.
+    pl.ok(&["demo"]);
+    let doc = pl.affected("USN-4038-1");
+    assert_eq!(
+        affected_ids(&doc),
+        ["acme-batch", "globex-late-vm", "ubuntu-18.04"]
+    );
+    // The demo refuses to wipe a catalog it did not make.
+    let other = Pl::new();
+    let f = other.file(
+        "a.jsonl",
+        "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\"}\n",
+    );
+    other.ok(&["import", "artifacts", &f]);
+    other.fails(1, &["demo"]);
+}
