@@ -3,19 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use patchline_core::advisory::Failure as FailureRecord;
-use patchline_core::doc::{ArtifactDoc, add_distro};
+use patchline_core::doc::add_distro;
 use patchline_core::timestamp::{format_unix, parse_rfc3339};
 use patchline_core::{
-    Actor, Advisory, AdvisoryId, CatalogError, Kind, Mode, Published, Record, TenantId,
+    Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId,
 };
 use patchline_engine::report::{affected_rows, counts_by_kind, render_row};
-use patchline_engine::{BatchItem, BatchReport, Engine, EngineError};
+use patchline_engine::{BatchItem, BatchReport, Engine};
 use patchline_formats::inventory::{Format, Hint, detect, parse as parse_inventory};
 use patchline_formats::osv;
 
@@ -23,8 +23,6 @@ use crate::CmdResult;
 use crate::exit::Failure;
 use crate::output::{self, kinds_summary, progress_bar};
 
-/// Longest line accepted in an artifacts file (an inline SBOM can be big).
-pub const LINE_LEN_MAX: usize = 64 << 20;
 /// Largest advisory or inventory file read.
 pub const FILE_LEN_MAX: u64 = 256 << 20;
 /// Warnings printed per import before they are only counted.
@@ -60,65 +58,15 @@ pub fn import_artifacts(data_dir: &Path, file: &Path, update: bool) -> CmdResult
     let total = handle.metadata().map(|m| m.len()).unwrap_or(0);
     let mut engine = open_engine(data_dir)?;
     let bar = progress_bar(total, "importing artifacts");
-    let mut reader = BufReader::with_capacity(1 << 20, handle);
+    let reader = BufReader::with_capacity(1 << 20, handle);
     let name = file.display().to_string();
     let mut warnings = Vec::new();
-    let mut line_no = 0usize;
-    let mut read_bytes = 0u64;
-    let mut buf = String::new();
-    let items = std::iter::from_fn(|| {
-        loop {
-            buf.clear();
-            line_no += 1;
-            let location = || format!("{name}:{line_no}");
-            let n = match reader
-                .by_ref()
-                .take(LINE_LEN_MAX as u64 + 1)
-                .read_line(&mut buf)
-            {
-                Ok(0) => return None,
-                Ok(n) => n,
-                Err(e) => {
-                    return Some(Err(EngineError::Rejected {
-                        location: Some(location()),
-                        error: CatalogError::Invalid(format!("cannot read the line: {e}")),
-                    }));
-                }
-            };
-            read_bytes += n as u64;
-            if line_no.is_multiple_of(4096) {
-                bar.set_position(read_bytes);
-            }
-            if n > LINE_LEN_MAX {
-                return Some(Err(EngineError::Rejected {
-                    location: Some(location()),
-                    error: CatalogError::Invalid(format!("line longer than {LINE_LEN_MAX} bytes")),
-                }));
-            }
-            let text = buf.trim();
-            if text.is_empty() {
-                continue;
-            }
-            let translated = ArtifactDoc::parse(text).and_then(|doc| doc.into_spec(None));
-            return Some(match translated {
-                Ok(t) => {
-                    warnings.extend(
-                        t.warnings
-                            .into_iter()
-                            .map(|w| format!("{}: {w}", location())),
-                    );
-                    Ok(BatchItem {
-                        location: location(),
-                        spec: t.spec,
-                    })
-                }
-                Err(error) => Err(EngineError::Rejected {
-                    location: Some(location()),
-                    error,
-                }),
-            });
-        }
-    });
+    let items = patchline_engine::jsonl::artifacts(
+        reader,
+        &name,
+        |w| warnings.push(w),
+        |bytes| bar.set_position(bytes),
+    );
     let mode = if update { Mode::Upsert } else { Mode::Create };
     let result = engine.apply_batch(items, mode, &Actor::Admin, &mut |_| {});
     bar.finish_and_clear();

@@ -5,6 +5,7 @@
 //! from the current state, so that an artifact created after an advisory is
 //! matched at once (PRODUCT.md §4.5).
 
+pub mod jsonl;
 pub mod report;
 
 use std::collections::HashMap;

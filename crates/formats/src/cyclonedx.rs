@@ -27,8 +27,10 @@ const JSON: &str = "cyclonedx-json";
 const XML: &str = "cyclonedx-xml";
 
 /// The part of a BOM this reader uses.
+// Container renames only change serde's "expected struct X" wording in
+// error messages, which users see.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename = "bom", rename_all = "camelCase")]
 struct Bom {
     #[serde(default, deserialize_with = "text::lenient_string")]
     bom_format: Option<String>,
@@ -39,6 +41,7 @@ struct Bom {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename = "component")]
 struct Component {
     #[serde(rename = "type", default, deserialize_with = "text::lenient_string")]
     ty: Option<String>,
@@ -58,6 +61,7 @@ struct Component {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename = "property")]
 struct Property {
     #[serde(default, deserialize_with = "text::lenient_string")]
     name: Option<String>,

@@ -152,6 +152,13 @@ impl FormatError {
         path: Option<String>,
     ) -> Self {
         let mut message = err.to_string();
+        // serde_norway already prefixes the path it knows; it is in the
+        // location, so it is not repeated in the message.
+        if let Some(p) = &path
+            && let Some(rest) = message.strip_prefix(&format!("{p}: "))
+        {
+            message = rest.to_string();
+        }
         let mut location = Location {
             path,
             ..Location::default()

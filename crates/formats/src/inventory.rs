@@ -95,7 +95,10 @@ impl Hint {
     pub(crate) fn distro_id(&self) -> Option<&str> {
         let d = self.distro.as_deref()?.trim();
         let (id, _) = crate::os_release::split_distro(d);
-        (!id.is_empty()).then_some(id)
+        // An ID is a lowercase word ("debian", "opensuse-leap"); a bare
+        // version such as "12" names no vendor.
+        id.starts_with(|c: char| c.is_ascii_alphabetic())
+            .then_some(id)
     }
 }
 

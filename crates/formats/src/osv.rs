@@ -186,7 +186,10 @@ pub fn parse_auto(name_hint: &str, bytes: &[u8]) -> Result<Advisory, FormatError
 
 // ---- raw, tolerant form ----
 
+// Container renames only change serde's "expected struct X" wording in
+// error messages, which users see.
 #[derive(Debug, Deserialize)]
+#[serde(rename = "advisory")]
 struct RawAdvisory {
     #[serde(default)]
     schema_version: Option<String>,
@@ -219,6 +222,7 @@ struct RawAdvisory {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename = "affected entry")]
 struct RawAffected {
     #[serde(default)]
     package: Option<RawPackage>,
@@ -235,6 +239,7 @@ struct RawAffected {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename = "package")]
 struct RawPackage {
     #[serde(default)]
     ecosystem: Option<String>,
@@ -245,6 +250,7 @@ struct RawPackage {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename = "range")]
 struct RawRange {
     #[serde(rename = "type", default)]
     ty: Option<String>,
@@ -255,6 +261,7 @@ struct RawRange {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename = "event")]
 struct RawEvent {
     #[serde(default)]
     introduced: Option<String>,

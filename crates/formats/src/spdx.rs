@@ -20,8 +20,10 @@ use serde::Deserialize;
 
 const FORMAT: &str = "spdx-json";
 
+// Container renames only change serde's "expected struct X" wording in
+// error messages, which users see.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename = "document", rename_all = "camelCase")]
 struct Document {
     #[serde(default, deserialize_with = "text::lenient_string")]
     spdx_version: Option<String>,
@@ -30,7 +32,7 @@ struct Document {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename = "package", rename_all = "camelCase")]
 struct Package {
     #[serde(rename = "SPDXID", default, deserialize_with = "text::lenient_string")]
     spdx_id: Option<String>,
@@ -47,7 +49,7 @@ struct Package {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename = "external reference", rename_all = "camelCase")]
 struct ExternalRef {
     #[serde(default, deserialize_with = "text::lenient_string")]
     reference_type: Option<String>,

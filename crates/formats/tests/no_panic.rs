@@ -98,7 +98,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         )
             .prop_map(|(i, v)| Mutation::Insert(i, v)),
         (any::<usize>(), 1usize..64).prop_map(|(i, n)| Mutation::Delete(i, n)),
-        (any::<usize>(), 1usize..256, any::<usize>()).prop_map(|(a, n, b)| Mutation::Splice(a, n, b)),
+        (any::<usize>(), 1usize..256, any::<usize>())
+            .prop_map(|(a, n, b)| Mutation::Splice(a, n, b)),
     ]
 }
 

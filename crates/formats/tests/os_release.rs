@@ -38,7 +38,12 @@ fn real_files() {
             None,
         ),
         // Debian sid: no VERSION_ID
-        ("ID=debian\nVERSION_CODENAME=trixie\n", "debian", &[], Some("trixie")),
+        (
+            "ID=debian\nVERSION_CODENAME=trixie\n",
+            "debian",
+            &[],
+            Some("trixie"),
+        ),
         // No ID: defaults to linux
         ("NAME=Thing\n", "linux", &[], None),
     ];
@@ -56,7 +61,10 @@ fn quoting() {
         "ID=x\nPRETTY_NAME=\"A \\\"quoted\\\" \\$name\\\\ with `tick` \\n\"\nVERSION_ID=1'.'2\"\" # trailing\n",
     )
     .unwrap();
-    assert_eq!(os.pretty_name.as_deref(), Some("A \"quoted\" $name\\ with `tick` \\n"));
+    assert_eq!(
+        os.pretty_name.as_deref(),
+        Some("A \"quoted\" $name\\ with `tick` \\n")
+    );
     assert_eq!(os.version_id.as_deref(), Some("1.2"));
     let os = os_release::parse("ID=debian   # the id\n").unwrap();
     assert_eq!(os.id, "debian");
@@ -65,11 +73,20 @@ fn quoting() {
 #[test]
 fn errors_name_the_line() {
     let cases: &[(&str, &[&str])] = &[
-        ("ID=debian\nthis line has no equals\n", &["os-release", "line 2", "KEY=value"]),
-        ("ID=debian\nPRETTY_NAME=\"open\n", &["line 2", "unterminated double quote"]),
+        (
+            "ID=debian\nthis line has no equals\n",
+            &["os-release", "line 2", "KEY=value"],
+        ),
+        (
+            "ID=debian\nPRETTY_NAME=\"open\n",
+            &["line 2", "unterminated double quote"],
+        ),
         ("ID='x\n", &["line 1", "single quote"]),
         ("1ID=x\n", &["line 1", "variable name"]),
-        ("PRETTY_NAME=two words\n", &["line 1", "unquoted whitespace"]),
+        (
+            "PRETTY_NAME=two words\n",
+            &["line 1", "unquoted whitespace"],
+        ),
     ];
     for (text, fragments) in cases {
         let err = os_release::parse(text).unwrap_err();
@@ -81,6 +98,9 @@ fn errors_name_the_line() {
 fn distro_strings_split() {
     assert_eq!(split_distro("debian-12"), ("debian", Some("12")));
     assert_eq!(split_distro("alpine-3.18.4"), ("alpine", Some("3.18.4")));
-    assert_eq!(split_distro("opensuse-leap-15.5"), ("opensuse-leap", Some("15.5")));
+    assert_eq!(
+        split_distro("opensuse-leap-15.5"),
+        ("opensuse-leap", Some("15.5"))
+    );
     assert_eq!(split_distro("debian"), ("debian", None));
 }

@@ -27,7 +27,8 @@ fn every_fixture_parses_and_round_trips() {
         );
         // Serialised form is valid OSV that parses back to the same model.
         let json = adv.to_json();
-        let again = osv::parse_json(json.as_bytes()).unwrap_or_else(|e| panic!("{name} re-parse: {e}"));
+        let again =
+            osv::parse_json(json.as_bytes()).unwrap_or_else(|e| panic!("{name} re-parse: {e}"));
         assert_eq!(again, adv, "{name}");
         let via_serde: Advisory = serde_json::from_str(&json).unwrap();
         assert_eq!(via_serde, adv);
@@ -48,7 +49,10 @@ fn fixture_contents() {
     assert_eq!(a.modified, "2023-10-25T18:28:34.811764Z");
     let ranges = &a.affected[0].ranges;
     assert_eq!(ranges[0].ty, RangeType::Git);
-    assert_eq!(ranges[0].repo.as_deref(), Some("https://github.com/urllib3/urllib3"));
+    assert_eq!(
+        ranges[0].repo.as_deref(),
+        Some("https://github.com/urllib3/urllib3")
+    );
     assert_eq!(ranges[1].ty, RangeType::Ecosystem);
     assert_eq!(
         ranges[1].events,
@@ -61,16 +65,25 @@ fn fixture_contents() {
     );
     let versions = &a.affected[0].versions;
     assert_eq!(versions.len(), 87);
-    assert!(versions.iter().any(|v| v == "1.10"), "quoted \"1.10\" is not the float 1.1");
+    assert!(
+        versions.iter().any(|v| v == "1.10"),
+        "quoted \"1.10\" is not the float 1.1"
+    );
 
     let a = load("advisories/pypi/PYSEC-2022-42969.yaml");
-    assert_eq!(a.affected[0].ranges[0].events[1], Event::LastAffected("1.11.0".into()));
+    assert_eq!(
+        a.affected[0].ranges[0].events[1],
+        Event::LastAffected("1.11.0".into())
+    );
     assert!(a.affected[0].versions.contains(&"0.8.0-alpha2".to_string()));
 
     let a = load("advisories/alpine/CVE-2022-27449.json");
     assert_eq!(a.affected.len(), 5);
     let p = a.affected[0].package.as_ref().unwrap();
-    assert_eq!((p.ecosystem.as_str(), p.name.as_str()), ("Alpine:v3.12", "mariadb"));
+    assert_eq!(
+        (p.ecosystem.as_str(), p.name.as_str()),
+        ("Alpine:v3.12", "mariadb")
+    );
     // Not a registered purl type, but kept as given.
     assert_eq!(p.purl.as_deref(), Some("pkg:alpine/mariadb"));
 
@@ -79,11 +92,17 @@ fn fixture_contents() {
     assert_eq!(a.upstream, ["UBUNTU-CVE-2018-7738"]);
     let aff = &a.affected[0];
     assert_eq!(aff.package.as_ref().unwrap().ecosystem, "Ubuntu:18.04:LTS");
-    assert_eq!(aff.ranges[0].events[1], Event::Fixed("2.31.1-0.4ubuntu3.7".into()));
+    assert_eq!(
+        aff.ranges[0].events[1],
+        Event::Fixed("2.31.1-0.4ubuntu3.7".into())
+    );
     assert!(aff.ecosystem_specific.as_ref().unwrap()["binaries"].is_array());
 
     let a = load("advisories/debian/DSA-3029-1.json");
-    assert_eq!(a.affected[0].package.as_ref().unwrap().ecosystem, "Debian:7");
+    assert_eq!(
+        a.affected[0].package.as_ref().unwrap().ecosystem,
+        "Debian:7"
+    );
     assert_eq!(a.published.as_deref(), Some("2014-09-20T00:00:00Z"));
 }
 
@@ -108,8 +127,16 @@ fn validation_errors_name_the_place() {
     type Edit = fn(&mut serde_json::Value);
     let cases: &[(Edit, &[&str])] = &[
         (
-            |v| v["affected"][0]["ranges"][0]["events"][1] = json!({"introduced": "1", "fixed": "2"}),
-            &["osv-json", "affected[0].ranges[0].events[1]", "exactly one", "introduced, fixed"],
+            |v| {
+                v["affected"][0]["ranges"][0]["events"][1] =
+                    json!({"introduced": "1", "fixed": "2"})
+            },
+            &[
+                "osv-json",
+                "affected[0].ranges[0].events[1]",
+                "exactly one",
+                "introduced, fixed",
+            ],
         ),
         (
             |v| v["affected"][0]["ranges"][0]["events"][0] = json!({"fixd": "1"}),
@@ -117,14 +144,23 @@ fn validation_errors_name_the_place() {
         ),
         (
             |v| v["affected"][0]["ranges"][0]["type"] = json!("SEMVERISH"),
-            &["affected[0].ranges[0].type", "unknown range type \"SEMVERISH\""],
+            &[
+                "affected[0].ranges[0].type",
+                "unknown range type \"SEMVERISH\"",
+            ],
         ),
         (
             |v| v["affected"][0]["ranges"][0]["events"] = json!([{"fixed": "1"}]),
-            &["affected[0].ranges[0].events", "ECOSYSTEM range needs at least one `introduced`"],
+            &[
+                "affected[0].ranges[0].events",
+                "ECOSYSTEM range needs at least one `introduced`",
+            ],
         ),
         (
-            |v| v["affected"][0]["ranges"][0] = json!({"type": "GIT", "events": [{"introduced": "0"}]}),
+            |v| {
+                v["affected"][0]["ranges"][0] =
+                    json!({"type": "GIT", "events": [{"introduced": "0"}]})
+            },
             &["affected[0].ranges[0].repo", "GIT range needs `repo`"],
         ),
         (
@@ -133,9 +169,18 @@ fn validation_errors_name_the_place() {
             },
             &["modified", "missing"],
         ),
-        (|v| v["modified"] = json!("2024-01-02"), &["modified", "RFC 3339", "2024-01-02"]),
-        (|v| v["withdrawn"] = json!("yesterday"), &["withdrawn", "RFC 3339"]),
-        (|v| v["published"] = json!("2024-02-30T00:00:00Z"), &["published", "RFC 3339"]),
+        (
+            |v| v["modified"] = json!("2024-01-02"),
+            &["modified", "RFC 3339", "2024-01-02"],
+        ),
+        (
+            |v| v["withdrawn"] = json!("yesterday"),
+            &["withdrawn", "RFC 3339"],
+        ),
+        (
+            |v| v["published"] = json!("2024-02-30T00:00:00Z"),
+            &["published", "RFC 3339"],
+        ),
         (|v| v["id"] = json!("  "), &["id", "missing or empty"]),
         (
             |v| v["affected"][0]["package"] = json!({"ecosystem": "Debian:12"}),
@@ -147,12 +192,22 @@ fn validation_errors_name_the_place() {
             },
             &["affected[0].package", "missing `package`"],
         ),
-        (|v| v["aliases"] = json!("CVE-1"), &["aliases", "invalid type"]),
+        (
+            |v| v["aliases"] = json!("CVE-1"),
+            &["aliases", "invalid type"],
+        ),
         (
             |v| v["affected"][0]["ranges"][0]["events"][0]["introduced"] = json!(0),
-            &["affected[0].ranges[0].events[0].introduced", "invalid type", "line"],
+            &[
+                "affected[0].ranges[0].events[0].introduced",
+                "invalid type",
+                "line",
+            ],
         ),
-        (|v| v["references"] = json!([{"url": "https://x"}]), &["references[0]", "missing field `type`"]),
+        (
+            |v| v["references"] = json!([{"url": "https://x"}]),
+            &["references[0]", "missing field `type`"],
+        ),
     ];
     for (edit, fragments) in cases {
         let mut v = base();
@@ -165,7 +220,10 @@ fn validation_errors_name_the_place() {
     let mut v = base();
     v["affected"][0]["ranges"][0]["events"][1] = json!({"introduced": "1", "last_affected": "2"});
     let err = serde_json::from_value::<Advisory>(v).unwrap_err();
-    assert!(err.to_string().contains("affected[0].ranges[0].events[1]"), "{err}");
+    assert!(
+        err.to_string().contains("affected[0].ranges[0].events[1]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -196,17 +254,32 @@ fn tolerated_variations() {
     assert!(a.aliases.is_empty());
     assert_eq!(a.affected[0].ranges[0].ty, RangeType::Ecosystem);
     let p = a.affected[1].package.as_ref().unwrap();
-    assert_eq!((p.ecosystem.as_str(), p.name.as_str()), ("PyPI", "flask-caching"));
-    assert_eq!(a.affected[1].ranges[0].events[1], Event::Limit("2.0.0".into()));
+    assert_eq!(
+        (p.ecosystem.as_str(), p.name.as_str()),
+        ("PyPI", "flask-caching")
+    );
+    assert_eq!(
+        a.affected[1].ranges[0].events[1],
+        Event::Limit("2.0.0".into())
+    );
     assert!(a.affected[2].package.is_none());
     let p = a.affected[3].package.as_ref().unwrap();
-    assert_eq!((p.ecosystem.as_str(), p.name.as_str()), ("Maven", "org.apache.logging.log4j:log4j-core"));
+    assert_eq!(
+        (p.ecosystem.as_str(), p.name.as_str()),
+        ("Maven", "org.apache.logging.log4j:log4j-core")
+    );
 
     // Serialised: uppercase types, one-key events, no nulls, no credits.
     let out: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
     assert_eq!(out["affected"][0]["ranges"][0]["type"], "ECOSYSTEM");
-    assert_eq!(out["affected"][0]["ranges"][0]["events"][1], json!({"fixed": "3.0.11-1~deb12u2"}));
-    assert_eq!(out["affected"][1]["ranges"][0]["events"][1], json!({"limit": "2.0.0"}));
+    assert_eq!(
+        out["affected"][0]["ranges"][0]["events"][1],
+        json!({"fixed": "3.0.11-1~deb12u2"})
+    );
+    assert_eq!(
+        out["affected"][1]["ranges"][0]["events"][1],
+        json!({"limit": "2.0.0"})
+    );
     assert!(out.get("aliases").is_none() && out.get("credits").is_none());
     assert!(out["affected"][2].get("package").is_none());
 }
@@ -216,10 +289,15 @@ fn yaml_details() {
     // Plain scalars are kept as written: 1.10 is not the float 1.1, 0 is "0".
     let text = "id: PYSEC-X\nmodified: 2024-01-01T00:00:00Z\naffected:\n- package: {ecosystem: PyPI, name: x}\n  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: 0\n    - fixed: 1.10\n  versions: [1.0, 1.10, 2]\n";
     let a = osv::parse_yaml(text.as_bytes()).unwrap();
-    assert_eq!(a.affected[0].ranges[0].events, [Event::Introduced("0".into()), Event::Fixed("1.10".into())]);
+    assert_eq!(
+        a.affected[0].ranges[0].events,
+        [Event::Introduced("0".into()), Event::Fixed("1.10".into())]
+    );
     assert_eq!(a.affected[0].versions, ["1.0", "1.10", "2"]);
 
-    let err = osv::parse_yaml(b"id: X\nmodified: '2024-01-01T00:00:00Z'\naffected:\n  - package: [\n").unwrap_err();
+    let err =
+        osv::parse_yaml(b"id: X\nmodified: '2024-01-01T00:00:00Z'\naffected:\n  - package: [\n")
+            .unwrap_err();
     assert_err_contains(&err, &["osv-yaml", "line"]);
     let err = osv::parse_yaml(b"- id: X\n").unwrap_err();
     assert_err_contains(&err, &["osv-yaml", "expected an object"]);
