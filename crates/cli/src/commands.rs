@@ -288,7 +288,7 @@ pub fn import_inventory(
         .components
         .into_iter()
         .map(|mut p| {
-            add_distro(&mut p, inventory.distro.as_deref().or(distro.as_deref()));
+            let _ = add_distro(&mut p, inventory.distro.as_deref().or(distro.as_deref()));
             p.to_string()
         })
         .collect::<Vec<_>>();

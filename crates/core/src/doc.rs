@@ -111,8 +111,12 @@ impl ArtifactDoc {
                         purl: text.chars().take(200).collect(),
                         reason: format!("components[{i}]: {e}"),
                     })?;
-                add_distro(&mut purl, distro.as_deref());
-                out.push(purl.to_string());
+                // Keep the caller's spelling unless a qualifier was added.
+                if add_distro(&mut purl, distro.as_deref()) {
+                    out.push(purl.to_string());
+                } else {
+                    out.push(text.clone());
+                }
             }
             components = Some(out);
         }
@@ -130,7 +134,7 @@ impl ArtifactDoc {
             );
             let list = components.get_or_insert_with(Vec::new);
             for mut purl in inventory.components {
-                add_distro(&mut purl, inventory.distro.as_deref().or(distro.as_deref()));
+                let _ = add_distro(&mut purl, inventory.distro.as_deref().or(distro.as_deref()));
                 list.push(purl.to_string());
             }
         }
@@ -157,14 +161,17 @@ impl ArtifactDoc {
     }
 }
 
-/// OS package purls without a `distro` qualifier get the artifact's.
-pub fn add_distro(purl: &mut Purl, distro: Option<&str>) {
+/// OS package purls without a `distro` qualifier get the artifact's;
+/// answers whether the purl changed.
+pub fn add_distro(purl: &mut Purl, distro: Option<&str>) -> bool {
     if let Some(d) = distro
         && matches!(purl.ty.as_str(), "deb" | "apk" | "rpm")
         && !purl.qualifiers.contains_key("distro")
     {
         purl.qualifiers.insert("distro".into(), d.to_string());
+        return true;
     }
+    false
 }
 
 #[cfg(test)]

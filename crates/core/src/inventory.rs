@@ -6,7 +6,9 @@
 //! changes ten packages costs ten entries.
 //!
 //! Component identity is the canonical purl: "the same component at the same
-//! version" (PRODUCT.md §4.4) means the same canonical purl.
+//! version" (PRODUCT.md §4.4) means the same canonical purl. Answers show the
+//! purl as it was first given (`+` unencoded, say), so that callers find
+//! their own strings back.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -34,8 +36,10 @@ pub const DELTA_DEPTH_MAX: u16 = 8;
 /// One package, as matching sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Component {
-    /// Canonical purl text, the component's identity.
+    /// The purl as first given: what answers show.
     pub purl: Box<str>,
+    /// Canonical purl text, the component's identity.
+    pub canonical: Box<str>,
     pub purl_type: PurlType,
     /// The version as the ecosystem orders it (rpm: `epoch:version-release`).
     pub version: Box<str>,
@@ -186,18 +190,25 @@ impl Components {
             .map(|(i, c)| (ComponentId(i as u32), c))
     }
 
-    /// Parses, canonicalises and interns a purl.
+    /// Parses, canonicalises and interns a purl; the text is kept for display.
     pub fn intern(&mut self, text: &str) -> Result<ComponentId, ComponentError> {
         if let Some(&id) = self.by_purl.get(text) {
             return Ok(id);
         }
         let purl = Purl::from_str(text).map_err(|e| ComponentError(e.to_string()))?;
-        self.intern_purl(&purl)
+        self.intern_with_display(&purl, text)
     }
 
     pub fn intern_purl(&mut self, purl: &Purl) -> Result<ComponentId, ComponentError> {
         let canonical = purl.to_string();
+        self.intern_with_display(purl, &canonical)
+    }
+
+    fn intern_with_display(&mut self, purl: &Purl, display: &str) -> Result<ComponentId, ComponentError> {
+        let canonical = purl.to_string();
         if let Some(&id) = self.by_purl.get(canonical.as_str()) {
+            // Another spelling of a known component: remember it too.
+            self.by_purl.insert(display.into(), id);
             return Ok(id);
         }
         let facts = facts(purl)?;
@@ -215,7 +226,8 @@ impl Components {
             self.members[alt.0 as usize].push(id);
         }
         self.items.push(Component {
-            purl: canonical.clone().into_boxed_str(),
+            purl: display.into(),
+            canonical: canonical.clone().into_boxed_str(),
             purl_type: facts.purl_type,
             version: facts.version.into_boxed_str(),
             source,
@@ -223,6 +235,7 @@ impl Components {
             source_version: facts.source_version.map(String::into_boxed_str),
             distro: facts.distro,
         });
+        self.by_purl.insert(display.into(), id);
         self.by_purl.insert(canonical.into_boxed_str(), id);
         Ok(id)
     }
@@ -260,6 +273,7 @@ impl Components {
             let Some(c) = self.items.pop() else { break };
             let id = ComponentId(self.items.len() as u32);
             self.by_purl.remove(&c.purl);
+            self.by_purl.remove(&c.canonical);
             for source in std::iter::once(c.source).chain(c.alt_source) {
                 let members = &mut self.members[source.0 as usize];
                 if members.last() == Some(&id) {

@@ -112,6 +112,14 @@ impl<S: CatalogStore> Engine<S> {
         &self.db
     }
 
+    /// The catalog to mutate without persisting (benchmarks, what-if
+    /// checks), with the advisory database. Roll the catalog back to a
+    /// checkpoint before calling anything that commits.
+    pub fn parts_mut(&mut self) -> (&mut Catalog, &AdvisoryDb) {
+        self.inheritance = None;
+        (&mut self.catalog, &self.db)
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }
