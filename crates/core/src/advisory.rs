@@ -85,29 +85,37 @@ impl Entry {
     /// cannot be inside that range.
     pub fn evaluate(&self, version: &str) -> Option<Hit> {
         let parsed = self.target.scheme.parse(version).ok();
-        let listed = self.versions.iter().any(|(text, v)| {
-            text == version || matches!((v, &parsed), (Some(a), Some(b)) if a == b)
-        });
+        self.evaluate_parsed(version, parsed.as_ref())
+    }
+
+    /// [`Entry::evaluate`] with the version already parsed in the entry's
+    /// scheme (components keep theirs): the hot path parses nothing.
+    pub fn evaluate_parsed(&self, version: &str, parsed: Option<&Version>) -> Option<Hit> {
+        debug_assert!(parsed.is_none_or(|p| p.scheme() == self.target.scheme));
         let mut in_range = None;
         for range in &self.ranges {
+            let other;
             let v = if range.scheme == self.target.scheme {
-                parsed.clone()
+                parsed
             } else {
-                range.scheme.parse(version).ok()
+                other = range.scheme.parse(version).ok();
+                other.as_ref()
             };
             let Some(v) = v else { continue };
-            if let Some(fixed) = range.contains(&v) {
+            if let Some(fixed) = range.contains(v) {
                 in_range = Some(fixed);
                 break;
             }
         }
-        match in_range {
-            Some(fixed) => Some(Hit { fixed }),
-            None if listed => Some(Hit {
-                fixed: parsed.as_ref().and_then(|v| self.next_fix(v)),
-            }),
-            None => None,
+        if let Some(fixed) = in_range {
+            return Some(Hit { fixed });
         }
+        let listed = self.versions.iter().any(|(text, v)| {
+            text == version || matches!((v, parsed), (Some(a), Some(b)) if a == b)
+        });
+        listed.then(|| Hit {
+            fixed: parsed.and_then(|v| self.next_fix(v)),
+        })
     }
 
     /// The smallest `fixed` above `v` in any range of the entry's scheme.

@@ -20,6 +20,18 @@ pub enum PurlType {
 }
 
 impl PurlType {
+    /// The version scheme of this type's packages.
+    pub fn scheme(self) -> Option<Scheme> {
+        match self {
+            PurlType::Deb => Some(Scheme::Dpkg),
+            PurlType::Apk => Some(Scheme::Apk),
+            PurlType::Rpm => Some(Scheme::Rpm),
+            PurlType::Pypi => Some(Scheme::Pep440),
+            PurlType::Npm | PurlType::Cargo | PurlType::Golang => Some(Scheme::Semver),
+            PurlType::Other => None,
+        }
+    }
+
     pub fn parse(ty: &str) -> PurlType {
         match ty {
             "deb" => PurlType::Deb,

@@ -15,6 +15,8 @@ use std::str::FromStr;
 
 use patchline_formats::purl::Purl;
 
+use patchline_versions::Version;
+
 use crate::ecosystem::{Distro, PurlType, normalize_name};
 
 /// Index of an interned component.
@@ -53,6 +55,8 @@ pub struct Component {
     /// (`upstream=bash@5.2.15-2`), else `None` (use `version`).
     pub source_version: Option<Box<str>>,
     pub distro: Option<Distro>,
+    /// `match_version` parsed in the purl type's scheme, once.
+    pub parsed: Option<Version>,
 }
 
 impl Component {
@@ -225,7 +229,13 @@ impl Components {
         if let Some(alt) = alt_source {
             self.members[alt.0 as usize].push(id);
         }
+        let parsed = facts.purl_type.scheme().and_then(|scheme| {
+            scheme
+                .parse(facts.source_version.as_deref().unwrap_or(&facts.version))
+                .ok()
+        });
         self.items.push(Component {
+            parsed,
             purl: display.into(),
             canonical: canonical.clone().into_boxed_str(),
             purl_type: facts.purl_type,
@@ -269,11 +279,14 @@ impl Components {
 
     /// Forgets every component interned after the first `len`.
     pub(crate) fn truncate(&mut self, len: usize) {
+        if self.items.len() > len {
+            // Other spellings may point at the dropped components too; a
+            // rollback is rare enough for a full pass.
+            self.by_purl.retain(|_, id| (id.0 as usize) < len);
+        }
         while self.items.len() > len {
             let Some(c) = self.items.pop() else { break };
             let id = ComponentId(self.items.len() as u32);
-            self.by_purl.remove(&c.purl);
-            self.by_purl.remove(&c.canonical);
             for source in std::iter::once(c.source).chain(c.alt_source) {
                 let members = &mut self.members[source.0 as usize];
                 if members.last() == Some(&id) {

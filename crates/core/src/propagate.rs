@@ -142,7 +142,13 @@ pub fn entry_hit(catalog: &Catalog, entry: &Entry, c: ComponentId) -> Option<Opt
     {
         return None;
     }
-    entry.evaluate(comp.match_version()).map(|hit| hit.fixed)
+    let hit = match &comp.parsed {
+        Some(v) if v.scheme() == entry.target.scheme => {
+            entry.evaluate_parsed(comp.match_version(), Some(v))
+        }
+        _ => entry.evaluate(comp.match_version()),
+    };
+    hit.map(|hit| hit.fixed)
 }
 
 /// The affected components of an advisory, each with its fix.
@@ -177,13 +183,39 @@ pub fn affected_components(
 /// Top-most artifact from which `c` is present on every artifact down to
 /// `from` (which must hold it).
 pub fn introduced_by(catalog: &Catalog, from: ArtIdx, c: ComponentId) -> ArtIdx {
-    let mut top = from;
-    for a in catalog.ancestors(from) {
-        if catalog.holds(a, c) {
-            top = a;
-        } else {
+    introduced_by_on(catalog, &lineage_inventories(catalog, from), c)
+}
+
+/// `from` and its ancestors, bottom-up, each with its effective inventory:
+/// computed once per artifact, shared by all its components.
+pub fn lineage_inventories(catalog: &Catalog, from: ArtIdx) -> Vec<(ArtIdx, Option<InvId>)> {
+    let mut chain: Vec<(ArtIdx, Option<InvId>)> = std::iter::once(from)
+        .chain(catalog.ancestors(from))
+        .map(|a| (a, catalog.node(a).inventory))
+        .collect();
+    for i in (0..chain.len().saturating_sub(1)).rev() {
+        if chain[i].1.is_none() {
+            chain[i].1 = chain[i + 1].1;
+        }
+    }
+    chain
+}
+
+/// [`introduced_by`] over a precomputed chain.
+pub fn introduced_by_on(catalog: &Catalog, chain: &[(ArtIdx, Option<InvId>)], c: ComponentId) -> ArtIdx {
+    let inventories = catalog.inventories();
+    let (mut top, mut held) = chain[0];
+    for &(a, inv) in &chain[1..] {
+        // An ancestor sharing the inventory below holds what it holds.
+        let holds = match inv {
+            None => false,
+            Some(i) => Some(i) == held || inventories.contains(i, c),
+        };
+        if !holds {
             break;
         }
+        top = a;
+        held = inv;
     }
     top
 }
@@ -240,11 +272,12 @@ fn advisory_impact<'a>(
             if catalog.node(holder).removed {
                 continue;
             }
+            let chain = lineage_inventories(catalog, holder);
             let group_hits = comps
                 .iter()
                 .map(|&c| ComponentHit {
                     component: Some(c),
-                    introduced_by: introduced_by(catalog, holder, c),
+                    introduced_by: introduced_by_on(catalog, &chain, c),
                     fixed: hits.get(&c).cloned().flatten(),
                 })
                 .collect();
@@ -321,6 +354,7 @@ pub fn check_artifact(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx) -> Vec<Arti
 /// inventory has exactly these matches.
 pub fn advisory_matches(catalog: &Catalog, db: &AdvisoryDb, holder: ArtIdx) -> Vec<ArtifactMatch> {
     let mut found: HashMap<AdvIdx, Vec<ComponentHit>> = HashMap::new();
+    let chain = lineage_inventories(catalog, holder);
     for c in catalog.effective_components(holder) {
         let comp = catalog.components().get(c);
         for source in std::iter::once(comp.source).chain(comp.alt_source) {
@@ -333,7 +367,7 @@ pub fn advisory_matches(catalog: &Catalog, db: &AdvisoryDb, holder: ArtIdx) -> V
                 if let Some(fixed) = entry_hit(catalog, entry, c) {
                     list.push(ComponentHit {
                         component: Some(c),
-                        introduced_by: introduced_by(catalog, holder, c),
+                        introduced_by: introduced_by_on(catalog, &chain, c),
                         fixed,
                     });
                 }
