@@ -28,6 +28,9 @@ const PYPI: &[(&str, &str)] = &[
     ("pyyaml", "5.3.1"),
 ];
 
+/// The advisory that hits the C library of every base image.
+pub const ALL_BASES_ADVISORY: &str = "GEN-ALL-BASES";
+
 /// How big a cloud is.
 #[derive(Debug, Clone, Copy)]
 pub struct Size {
@@ -180,7 +183,13 @@ impl Universe {
             (Distro::Ubuntu, Format::DpkgStatus, UBUNTU, "ubuntu-18.04"),
             (Distro::Alpine, Format::ApkInstalled, ALPINE, "alpine-3.18"),
         ] {
-            let inv = parse(format, text.as_bytes(), &Hint { distro: Some(hint.into()) })?;
+            let inv = parse(
+                format,
+                text.as_bytes(),
+                &Hint {
+                    distro: Some(hint.into()),
+                },
+            )?;
             let pkgs = inv
                 .components
                 .into_iter()
@@ -222,7 +231,10 @@ impl Universe {
         if let Some(up) = purl.qualifier("upstream").map(str::to_string)
             && let Some((n, v)) = up.split_once('@')
         {
-            purl.qualifiers.insert("upstream".into(), format!("{n}@{}", with_variant(v, variant, *distro)));
+            purl.qualifiers.insert(
+                "upstream".into(),
+                format!("{n}@{}", with_variant(v, variant, *distro)),
+            );
         }
         let _ = write!(out, "{purl}");
     }
@@ -287,11 +299,19 @@ pub fn generate(size: Size, seed: u64, dir: &Path) -> anyhow::Result<Written> {
             let mut inv = invs[parent].clone();
             let changes = 1 + rng.below(8);
             mutate(&mut inv, &universe, &mut rng, changes);
-            let owner = if rng.chance(500) { image_tenant[parent] } else { 5 + rng.below(size.tenants - 5) };
+            let owner = if rng.chance(500) {
+                image_tenant[parent]
+            } else {
+                5 + rng.below(size.tenants - 5)
+            };
             (inv, Some(parent), owner, rng.chance(100))
         };
         line.clear();
-        let _ = write!(line, "{{\"id\":\"{id}\",\"kind\":\"image\",\"tenant\":\"{}\"", tenant(owner));
+        let _ = write!(
+            line,
+            "{{\"id\":\"{id}\",\"kind\":\"image\",\"tenant\":\"{}\"",
+            tenant(owner)
+        );
         if let Some(p) = parent {
             let _ = write!(line, ",\"parent\":\"img-{p:06}\"");
         }
@@ -318,7 +338,11 @@ pub fn generate(size: Size, seed: u64, dir: &Path) -> anyhow::Result<Written> {
     let mut tpl_tenant = Vec::with_capacity(size.templates);
     for t in 0..size.templates {
         let img = rng.below(size.images);
-        let owner = if rng.chance(700) { image_tenant[img] } else { rng.below(size.tenants) };
+        let owner = if rng.chance(700) {
+            image_tenant[img]
+        } else {
+            rng.below(size.tenants)
+        };
         // A tenant may only derive from its own or public images; the bench
         // imports as the operator, but keeps the cloud plausible.
         writeln!(
@@ -445,7 +469,12 @@ fn mutate(inv: &mut Inv, universe: &Universe, rng: &mut Rng, changes: usize) {
     }
 }
 
-fn write_advisories(universe: &Universe, size: Size, rng: &mut Rng, dir: &Path) -> anyhow::Result<String> {
+fn write_advisories(
+    universe: &Universe,
+    size: Size,
+    rng: &mut Rng,
+    dir: &Path,
+) -> anyhow::Result<String> {
     let modified = "2026-01-15T00:00:00Z";
     // The C library of every base: fixed above every variant.
     let mut affected = Vec::new();
@@ -460,7 +489,10 @@ fn write_advisories(universe: &Universe, size: Size, rng: &mut Rng, dir: &Path) 
     // Alpine has no `+`: give musl a fix far above (`_p99`).
     for a in &mut affected {
         if a["package"]["ecosystem"] == "Alpine:v3.18" {
-            let v = a["ranges"][0]["events"][1]["fixed"].as_str().unwrap_or_default().to_string();
+            let v = a["ranges"][0]["events"][1]["fixed"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let fixed = match v.split_once("+zz") {
                 Some((base, _)) => {
                     let (ver, r) = base.split_once("-r").unwrap_or((base, "0"));
@@ -471,12 +503,15 @@ fn write_advisories(universe: &Universe, size: Size, rng: &mut Rng, dir: &Path) 
             a["ranges"][0]["events"][1]["fixed"] = fixed.into();
         }
     }
-    let id = "GEN-ALL-BASES".to_string();
+    let id = ALL_BASES_ADVISORY.to_string();
     let doc = serde_json::json!({
         "schema_version": "1.6.0", "id": id, "modified": modified,
         "summary": "C library flaw present in every base image", "affected": affected
     });
-    std::fs::write(dir.join(format!("{id}.json")), serde_json::to_vec_pretty(&doc)?)?;
+    std::fs::write(
+        dir.join(format!("{id}.json")),
+        serde_json::to_vec_pretty(&doc)?,
+    )?;
 
     for i in 1..size.advisories {
         let d = match rng.below(10) {
@@ -488,13 +523,22 @@ fn write_advisories(universe: &Universe, size: Size, rng: &mut Rng, dir: &Path) 
         let p = &pkgs[rng.below(pkgs.len())];
         let v = &p.source_version;
         let (events, versions) = match rng.below(20) {
-            0..=13 => (serde_json::json!([{"introduced": "0"}, {"fixed": fix_version(v, *distro)}]), vec![]),
-            14..=16 => (serde_json::json!([{"introduced": "0"}, {"last_affected": v}]), vec![]),
+            0..=13 => (
+                serde_json::json!([{"introduced": "0"}, {"fixed": fix_version(v, *distro)}]),
+                vec![],
+            ),
+            14..=16 => (
+                serde_json::json!([{"introduced": "0"}, {"last_affected": v}]),
+                vec![],
+            ),
             17..=18 => (
                 serde_json::json!([{"introduced": "0"}, {"fixed": with_variant(v, DOWNGRADE, *distro)}]),
                 vec![],
             ),
-            _ => (serde_json::json!([{"introduced": fix_version(v, *distro)}]), vec![v.clone()]),
+            _ => (
+                serde_json::json!([{"introduced": fix_version(v, *distro)}]),
+                vec![v.clone()],
+            ),
         };
         let id = format!("GEN-{i:05}");
         let doc = serde_json::json!({

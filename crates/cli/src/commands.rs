@@ -11,9 +11,7 @@ use anyhow::Context;
 use patchline_core::advisory::Failure as FailureRecord;
 use patchline_core::doc::add_distro;
 use patchline_core::timestamp::{format_unix, parse_rfc3339};
-use patchline_core::{
-    Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId,
-};
+use patchline_core::{Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId};
 use patchline_engine::report::{affected_rows, counts_by_kind, render_row};
 use patchline_engine::{BatchItem, BatchReport, Engine};
 use patchline_formats::inventory::{Format, Hint, detect, parse as parse_inventory};

@@ -113,7 +113,7 @@ pub fn print_impact(
                 Some(c) => catalog.components().get(c).purl.to_string(),
                 None => "(artifact failure)".into(),
             };
-            entry.1.insert(what, h.fixed.clone());
+            entry.1.insert(what, h.fixed.as_deref().map(str::to_string));
         }
     }
     writeln!(out, "introduced by:")?;

@@ -412,6 +412,8 @@ pub struct AdvisoryDb {
     by_name: HashMap<Box<str>, Vec<(PurlType, AdvIdx, u32)>>,
     /// Artifact -> open failures published on it.
     by_artifact: HashMap<ArtIdx, Vec<AdvIdx>>,
+    /// Bumped whenever what matches can change (caches key on it).
+    generation: u64,
 }
 
 impl AdvisoryDb {
@@ -429,6 +431,11 @@ impl AdvisoryDb {
 
     pub fn get(&self, idx: AdvIdx) -> &Record {
         &self.records[idx.0 as usize]
+    }
+
+    /// Changes whenever a record is added or replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn lookup(&self, id: &str) -> Option<AdvIdx> {
@@ -466,6 +473,7 @@ impl AdvisoryDb {
                     self.unindex(idx);
                     self.records[idx.0 as usize] = record;
                     self.index(idx);
+                    self.generation += 1;
                     Published::Updated(idx)
                 }
                 std::cmp::Ordering::Equal => Published::Unchanged(idx),
@@ -476,6 +484,7 @@ impl AdvisoryDb {
         self.by_id.insert(record.id().clone(), idx);
         self.records.push(record);
         self.index(idx);
+        self.generation += 1;
         Ok(Published::New(idx))
     }
 

@@ -79,6 +79,9 @@ pub struct Components {
     by_source: HashMap<(PurlType, Box<str>), SourceId>,
     /// Components per source id (through `source` or `alt_source`).
     members: Vec<Vec<ComponentId>>,
+    /// Bumped when a rollback drops components, whose ids may then be
+    /// reused: caches keyed by component id check it.
+    epoch: u64,
 }
 
 /// Reads what matching needs from a parsed purl.
@@ -183,6 +186,11 @@ impl Components {
         &self.items[id.0 as usize]
     }
 
+    /// Changes when component ids may have been reused.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     pub fn find(&self, purl: &str) -> Option<ComponentId> {
         self.by_purl.get(purl).copied()
     }
@@ -208,7 +216,11 @@ impl Components {
         self.intern_with_display(purl, &canonical)
     }
 
-    fn intern_with_display(&mut self, purl: &Purl, display: &str) -> Result<ComponentId, ComponentError> {
+    fn intern_with_display(
+        &mut self,
+        purl: &Purl,
+        display: &str,
+    ) -> Result<ComponentId, ComponentError> {
         let canonical = purl.to_string();
         if let Some(&id) = self.by_purl.get(canonical.as_str()) {
             // Another spelling of a known component: remember it too.
@@ -283,6 +295,7 @@ impl Components {
             // Other spellings may point at the dropped components too; a
             // rollback is rare enough for a full pass.
             self.by_purl.retain(|_, id| (id.0 as usize) < len);
+            self.epoch += 1;
         }
         while self.items.len() > len {
             let Some(c) = self.items.pop() else { break };

@@ -14,7 +14,11 @@
 //!    slice per affected image.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::sync::Arc;
+
+// Keys here are small integers chosen by patchline, never by a client:
+// a fast non-DoS-resistant hash is fine.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::advisory::{AdvIdx, AdvisoryDb, Entry, Record};
 use crate::catalog::{ArtIdx, Catalog};
@@ -25,6 +29,9 @@ use crate::inventory::{ComponentId, InvId};
 #[derive(Debug, Clone)]
 pub struct Inheritance {
     generation: u64,
+    /// For every artifact, the artifact whose own inventory is in effect
+    /// (`u32::MAX`: none, or removed).
+    holder_of: Vec<u32>,
     /// `offsets[h]..offsets[h + 1]` indexes `members` for holder `h`.
     offsets: Vec<u32>,
     members: Vec<ArtIdx>,
@@ -76,6 +83,7 @@ impl Inheritance {
         }
         Inheritance {
             generation: catalog.generation(),
+            holder_of,
             offsets,
             members,
         }
@@ -84,6 +92,14 @@ impl Inheritance {
     /// Is it still valid for this catalog?
     pub fn is_current(&self, catalog: &Catalog) -> bool {
         self.generation == catalog.generation()
+    }
+
+    /// The artifact whose own inventory `a` has in effect.
+    pub fn holder_of(&self, a: ArtIdx) -> Option<ArtIdx> {
+        self.holder_of
+            .get(a.0 as usize)
+            .filter(|&&h| h != u32::MAX)
+            .map(|&h| ArtIdx(h))
     }
 
     /// The holder and the artifacts inheriting its inventory.
@@ -104,7 +120,8 @@ pub struct ComponentHit {
     /// Top-most artifact from which the component is present, at the same
     /// version, on every artifact down to the affected one.
     pub introduced_by: ArtIdx,
-    pub fixed: Option<String>,
+    /// Shared: a million artifacts hit by one fix share one string.
+    pub fixed: Option<Arc<str>>,
 }
 
 /// Artifacts affected in the same way: they share the effective inventory
@@ -135,7 +152,7 @@ impl Impact<'_> {
 }
 
 /// Evaluates an entry against one component, distribution included.
-pub fn entry_hit(catalog: &Catalog, entry: &Entry, c: ComponentId) -> Option<Option<String>> {
+pub fn entry_hit(catalog: &Catalog, entry: &Entry, c: ComponentId) -> Option<Option<Arc<str>>> {
     let comp = catalog.components().get(c);
     if comp.purl_type != entry.target.purl_type
         || !entry.target.matches_distro(comp.distro.as_ref())
@@ -148,7 +165,7 @@ pub fn entry_hit(catalog: &Catalog, entry: &Entry, c: ComponentId) -> Option<Opt
         }
         _ => entry.evaluate(comp.match_version()),
     };
-    hit.map(|hit| hit.fixed)
+    hit.map(|hit| hit.fixed.map(Arc::from))
 }
 
 /// The affected components of an advisory, each with its fix.
@@ -156,8 +173,8 @@ pub fn affected_components(
     catalog: &Catalog,
     db: &AdvisoryDb,
     adv: AdvIdx,
-) -> HashMap<ComponentId, Option<String>> {
-    let mut hits = HashMap::new();
+) -> HashMap<ComponentId, Option<Arc<str>>> {
+    let mut hits = HashMap::default();
     let Record::Advisory(advisory) = db.get(adv) else {
         return hits;
     };
@@ -202,14 +219,25 @@ pub fn lineage_inventories(catalog: &Catalog, from: ArtIdx) -> Vec<(ArtIdx, Opti
 }
 
 /// [`introduced_by`] over a precomputed chain.
-pub fn introduced_by_on(catalog: &Catalog, chain: &[(ArtIdx, Option<InvId>)], c: ComponentId) -> ArtIdx {
+pub fn introduced_by_on(
+    catalog: &Catalog,
+    chain: &[(ArtIdx, Option<InvId>)],
+    c: ComponentId,
+) -> ArtIdx {
     let inventories = catalog.inventories();
     let (mut top, mut held) = chain[0];
     for &(a, inv) in &chain[1..] {
-        // An ancestor sharing the inventory below holds what it holds.
-        let holds = match inv {
-            None => false,
-            Some(i) => Some(i) == held || inventories.contains(i, c),
+        // An ancestor sharing the inventory below holds what it holds; an
+        // ancestor whose inventory is the base of the delta below holds c
+        // unless the delta added it (the usual case: one binary search in a
+        // small delta instead of a walk down the ancestor's chain).
+        let holds = match (inv, held) {
+            (None, _) => false,
+            (Some(i), Some(h)) if i == h => true,
+            (Some(i), Some(h)) if inventories.get(h).base == Some(i) => {
+                inventories.get(h).added.binary_search(&c).is_err()
+            }
+            (Some(i), _) => inventories.contains(i, c),
         };
         if !holds {
             break;
@@ -245,7 +273,7 @@ fn advisory_impact<'a>(
     // Inventory objects holding each affected component, down the delta
     // forest until a delta removes it.
     let inventories = catalog.inventories();
-    let mut per_inventory: HashMap<InvId, Vec<ComponentId>> = HashMap::new();
+    let mut per_inventory: HashMap<InvId, Vec<ComponentId>> = HashMap::default();
     let mut stack = Vec::new();
     let mut sorted_hits: Vec<ComponentId> = hits.keys().copied().collect();
     sorted_hits.sort_unstable();
@@ -264,6 +292,50 @@ fn advisory_impact<'a>(
             }
         }
     }
+    // introduced_by(H, c): if the holder P of H's parent holds c, it is
+    // introduced_by(P, c), else H. P holds c exactly when P's inventory is
+    // in `per_inventory` with c; memoised, so each (holder, component) is
+    // resolved once however long the lineage.
+    let holds = |p: ArtIdx, c: ComponentId| {
+        catalog
+            .node(p)
+            .inventory
+            .and_then(|inv| per_inventory.get(&inv))
+            .is_some_and(|list| list.contains(&c))
+    };
+    let mut memo: HashMap<(ArtIdx, ComponentId), ArtIdx> = HashMap::default();
+    let mut stack: Vec<ArtIdx> = Vec::new();
+    let mut resolve = |h: ArtIdx, c: ComponentId| -> ArtIdx {
+        stack.clear();
+        stack.push(h);
+        let top;
+        // Walk up through holders that hold c, stopping at a memoised one.
+        loop {
+            let cur = *stack.last().unwrap_or(&h);
+            if let Some(&known) = memo.get(&(cur, c)) {
+                top = known;
+                stack.pop();
+                break;
+            }
+            let parent_holder = catalog
+                .node(cur)
+                .parent
+                .and_then(|p| inheritance.holder_of(p));
+            match parent_holder {
+                Some(p) if holds(p, c) && stack.len() <= crate::catalog::LINEAGE_DEPTH_MAX => {
+                    stack.push(p)
+                }
+                _ => {
+                    top = cur;
+                    break;
+                }
+            }
+        }
+        for &a in &stack {
+            memo.insert((a, c), top);
+        }
+        top
+    };
     let mut groups = Vec::new();
     let mut invs: Vec<(&InvId, &Vec<ComponentId>)> = per_inventory.iter().collect();
     invs.sort_unstable_by_key(|(inv, _)| **inv);
@@ -272,12 +344,11 @@ fn advisory_impact<'a>(
             if catalog.node(holder).removed {
                 continue;
             }
-            let chain = lineage_inventories(catalog, holder);
             let group_hits = comps
                 .iter()
                 .map(|&c| ComponentHit {
                     component: Some(c),
-                    introduced_by: introduced_by_on(catalog, &chain, c),
+                    introduced_by: resolve(holder, c),
                     fixed: hits.get(&c).cloned().flatten(),
                 })
                 .collect();
@@ -337,11 +408,21 @@ pub struct ArtifactMatch {
 /// (PRODUCT.md §4.5). Costs one index lookup per component of its
 /// effective inventory plus a walk up its lineage.
 pub fn check_artifact(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx) -> Vec<ArtifactMatch> {
+    check_artifact_cached(catalog, db, a, &mut MatchCache::new())
+}
+
+/// [`check_artifact`] with a cache that outlives the call.
+pub fn check_artifact_cached(
+    catalog: &Catalog,
+    db: &AdvisoryDb,
+    a: ArtIdx,
+    cache: &mut MatchCache,
+) -> Vec<ArtifactMatch> {
     if catalog.node(a).removed {
         return Vec::new();
     }
     let mut out = match catalog.inventory_holder(a) {
-        Some(h) => advisory_matches(catalog, db, h),
+        Some(h) => advisory_matches_cached(catalog, db, h, cache),
         None => Vec::new(),
     };
     out.extend(failure_matches(catalog, db, a));
@@ -349,40 +430,112 @@ pub fn check_artifact(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx) -> Vec<Arti
     out
 }
 
+/// Which open advisories affect each component, computed on first use and
+/// kept until the advisory database changes. Evaluating a component against
+/// its advisories is the costly part of a check, and the same components
+/// recur in every artifact built from the same images.
+/// The advisories affecting one component, each with its fix.
+pub type ComponentMatches = Arc<[(AdvIdx, Option<Arc<str>>)]>;
+
+#[derive(Debug, Default)]
+pub struct MatchCache {
+    /// (advisory database generation, component epoch) the entries hold for.
+    key: (u64, u64),
+    per_component: Vec<Option<ComponentMatches>>,
+}
+
+impl MatchCache {
+    pub fn new() -> MatchCache {
+        MatchCache::default()
+    }
+
+    /// The advisories (and fixes) affecting component `c`.
+    pub fn component(
+        &mut self,
+        catalog: &Catalog,
+        db: &AdvisoryDb,
+        c: ComponentId,
+    ) -> Arc<[(AdvIdx, Option<Arc<str>>)]> {
+        let key = (db.generation(), catalog.components().epoch());
+        if self.key != key {
+            self.per_component.clear();
+            self.key = key;
+        }
+        let i = c.0 as usize;
+        if self.per_component.len() <= i {
+            self.per_component
+                .resize(catalog.components().len().max(i + 1), None);
+        }
+        if let Some(list) = &self.per_component[i] {
+            return list.clone();
+        }
+        let comp = catalog.components().get(c);
+        let mut list: Vec<(AdvIdx, Option<Arc<str>>)> = Vec::new();
+        for source in std::iter::once(comp.source).chain(comp.alt_source) {
+            let name = catalog.components().source_name(source);
+            for (adv, entry) in db.entries_for(comp.purl_type, name) {
+                // One hit per (advisory, component): the first entry wins.
+                if list.iter().any(|(a, _)| *a == adv) {
+                    continue;
+                }
+                if let Some(fixed) = entry_hit(catalog, entry, c) {
+                    list.push((adv, fixed));
+                }
+            }
+        }
+        let list: ComponentMatches = list.into();
+        self.per_component[i] = Some(list.clone());
+        list
+    }
+}
+
 /// Open advisories affecting the effective inventory of `holder`, an
 /// artifact with an inventory of its own. Every artifact inheriting that
 /// inventory has exactly these matches.
 pub fn advisory_matches(catalog: &Catalog, db: &AdvisoryDb, holder: ArtIdx) -> Vec<ArtifactMatch> {
-    let mut found: HashMap<AdvIdx, Vec<ComponentHit>> = HashMap::new();
+    advisory_matches_cached(catalog, db, holder, &mut MatchCache::new())
+}
+
+/// [`advisory_matches`] with a cache that outlives the call.
+pub fn advisory_matches_cached(
+    catalog: &Catalog,
+    db: &AdvisoryDb,
+    holder: ArtIdx,
+    cache: &mut MatchCache,
+) -> Vec<ArtifactMatch> {
     let chain = lineage_inventories(catalog, holder);
+    let mut found: Vec<(AdvIdx, ComponentHit)> = Vec::new();
     for c in catalog.effective_components(holder) {
-        let comp = catalog.components().get(c);
-        for source in std::iter::once(comp.source).chain(comp.alt_source) {
-            let name = catalog.components().source_name(source);
-            for (adv, entry) in db.entries_for(comp.purl_type, name) {
-                let list = found.entry(adv).or_default();
-                if list.iter().any(|h| h.component == Some(c)) {
-                    continue;
-                }
-                if let Some(fixed) = entry_hit(catalog, entry, c) {
-                    list.push(ComponentHit {
-                        component: Some(c),
-                        introduced_by: introduced_by_on(catalog, &chain, c),
-                        fixed,
-                    });
-                }
-            }
+        let list = cache.component(catalog, db, c);
+        if list.is_empty() {
+            continue;
+        }
+        // Where c came from does not depend on the advisory.
+        let introduced_by = introduced_by_on(catalog, &chain, c);
+        for (adv, fixed) in list.iter() {
+            found.push((
+                *adv,
+                ComponentHit {
+                    component: Some(c),
+                    introduced_by,
+                    fixed: fixed.clone(),
+                },
+            ));
         }
     }
-    let mut out: Vec<ArtifactMatch> = found
-        .into_iter()
-        .filter(|(_, hits)| !hits.is_empty())
-        .map(|(advisory, mut hits)| {
-            hits.sort_by_key(|h| h.component);
-            ArtifactMatch { advisory, hits }
-        })
-        .collect();
-    out.sort_by_key(|m| m.advisory);
+    // Components come in id order, so a stable sort by advisory keeps the
+    // hits of each advisory sorted by component.
+    found.sort_by_key(|(adv, _)| *adv);
+    let mut out: Vec<ArtifactMatch> = Vec::new();
+    for (adv, hit) in found {
+        match out.last_mut() {
+            Some(m) if m.advisory == adv => m.hits.push(hit),
+            _ => out.push(ArtifactMatch {
+                advisory: adv,
+                hits: vec![hit],
+            }),
+        }
+    }
     out
 }
 

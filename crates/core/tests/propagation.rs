@@ -528,7 +528,7 @@ fn hit_tuple(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx, adv: AdvIdx, h: &Com
         db.get(adv).id().to_string(),
         what,
         id(h.introduced_by),
-        h.fixed.clone(),
+        h.fixed.as_deref().map(str::to_string),
         path,
     )
 }

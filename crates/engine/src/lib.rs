@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use patchline_core::advisory::Failure;
-use patchline_core::propagate::{self, ArtifactMatch, Impact};
+use patchline_core::propagate::{self, ArtifactMatch, Impact, MatchCache};
 use patchline_core::{
     Actor, AdvIdx, Advisory, AdvisoryDb, AdvisoryError, ArtIdx, ArtifactSpec, Catalog,
     CatalogError, Inheritance, Mode, Outcome, Published, Record,
@@ -84,6 +84,8 @@ pub struct Engine<S = SqliteStore> {
     catalog: Catalog,
     db: AdvisoryDb,
     inheritance: Option<Inheritance>,
+    /// Component → advisories, kept across batches (see `MatchCache`).
+    match_cache: MatchCache,
 }
 
 impl Engine<SqliteStore> {
@@ -101,6 +103,7 @@ impl<S: CatalogStore> Engine<S> {
             catalog,
             db,
             inheritance: None,
+            match_cache: MatchCache::new(),
         })
     }
 
@@ -222,45 +225,54 @@ impl<S: CatalogStore> Engine<S> {
     /// every open record. Artifacts that inherit an inventory share their
     /// holder's advisory matches, so a million new instances cost a million
     /// lookups, not a million inventory scans.
-    fn count_matches(&self, changed: &[(ArtIdx, bool)], report: &mut BatchReport) {
+    fn count_matches(&mut self, changed: &[(ArtIdx, bool)], report: &mut BatchReport) {
         if self.db.is_empty() {
             return;
         }
-        let mut by_holder: HashMap<ArtIdx, Vec<ArtifactMatch>> = HashMap::new();
+        let Engine {
+            catalog,
+            db,
+            match_cache,
+            ..
+        } = self;
+        let (catalog, db) = (&*catalog, &*db);
+        // Per holder only the advisory ids are kept: a batch of a million
+        // instances over thousands of images must not hold every match.
+        let mut by_holder: HashMap<ArtIdx, Vec<AdvIdx>> = HashMap::new();
         let mut visit = |a: ArtIdx, report: &mut BatchReport| {
-            let holder = self.catalog.inventory_holder(a);
-            let advisories = match holder {
-                Some(h) => by_holder
-                    .entry(h)
-                    .or_insert_with(|| propagate::advisory_matches(&self.catalog, &self.db, h))
-                    .len(),
-                None => 0,
+            let holder = catalog.inventory_holder(a);
+            let advisories: &[AdvIdx] = match holder {
+                Some(h) => by_holder.entry(h).or_insert_with(|| {
+                    propagate::advisory_matches_cached(catalog, db, h, match_cache)
+                        .into_iter()
+                        .map(|m| m.advisory)
+                        .collect()
+                }),
+                None => &[],
             };
-            let failures = propagate::failure_matches(&self.catalog, &self.db, a);
-            let n = advisories + failures.len();
-            report.affected_pairs += n;
-            if report.examples.len() < REPORT_EXAMPLES_MAX {
-                let holder_matches = holder
-                    .and_then(|h| by_holder.get(&h))
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                for m in holder_matches.iter().chain(failures.iter()) {
-                    if report.examples.len() < REPORT_EXAMPLES_MAX {
-                        report.examples.push(Match {
-                            artifact: a,
-                            advisory: m.advisory,
-                        });
-                    }
+            let failures = propagate::failure_matches(catalog, db, a);
+            report.affected_pairs += advisories.len() + failures.len();
+            let ids = advisories
+                .iter()
+                .copied()
+                .chain(failures.iter().map(|m| m.advisory));
+            for advisory in ids {
+                if report.examples.len() >= REPORT_EXAMPLES_MAX {
+                    break;
                 }
+                report.examples.push(Match {
+                    artifact: a,
+                    advisory,
+                });
             }
         };
         for &(a, updated) in changed {
-            if self.catalog.node(a).removed {
+            if catalog.node(a).removed {
                 continue;
             }
             visit(a, report);
             if updated {
-                for d in self.catalog.descendants(a) {
+                for d in catalog.descendants(a) {
                     visit(d, report);
                 }
             }
@@ -343,6 +355,11 @@ impl<S: CatalogStore> Engine<S> {
     /// Makes sure the inheritance table is current, for `impact`.
     pub fn prepare(&mut self) {
         let _ = self.inheritance();
+    }
+
+    /// Every open record affecting artifact `a` now.
+    pub fn check(&mut self, a: ArtIdx) -> Vec<ArtifactMatch> {
+        propagate::check_artifact_cached(&self.catalog, &self.db, a, &mut self.match_cache)
     }
 
     /// The impact of a record; call [`Engine::prepare`] first.

@@ -93,7 +93,7 @@ pub fn render_row(
             h.component.map(|c| AffectedComponent {
                 purl: catalog.components().get(c).purl.to_string(),
                 introduced_by: name(h.introduced_by),
-                fixed: h.fixed.clone(),
+                fixed: h.fixed.as_deref().map(str::to_string),
             })
         })
         .collect();

@@ -106,7 +106,9 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = OFF;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -65536;",
         )
         .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
@@ -379,9 +381,12 @@ impl CatalogStore for SqliteStore {
             }
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO artifacts
+                    "INSERT INTO artifacts
                      (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(idx) DO UPDATE SET parent = excluded.parent, relation = excluded.relation,
+                       visibility = excluded.visibility, name = excluded.name, labels = excluded.labels,
+                       inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed",
                 )
                 .map_err(db_err)?;
             for &a in &changes.artifacts {
