@@ -14,6 +14,7 @@ use crate::catalog::ArtIdx;
 use crate::ecosystem::{PurlType, Target, normalize_name};
 use crate::error::AdvisoryError;
 use crate::model::AdvisoryId;
+use crate::notice::{Severity, cvss3_base_score};
 use crate::timestamp::{Instant, parse_rfc3339};
 
 /// Most `affected` entries, ranges, events and versions evaluated per
@@ -286,6 +287,34 @@ impl Advisory {
     /// Is the advisory evaluated at all?
     pub fn is_open(&self) -> bool {
         !self.withdrawn
+    }
+
+    /// The highest severity the record states anywhere: CVSS v3 vectors
+    /// (scored), level words (`Ubuntu` priority, `database_specific`
+    /// severity as GitHub and others give it).
+    pub fn severity(&self) -> Option<Severity> {
+        let from = |s: &osv::Severity| -> Option<Severity> {
+            if s.ty.starts_with("CVSS_V3") {
+                cvss3_base_score(&s.score).map(Severity::from_score)
+            } else {
+                Severity::parse_word(&s.score)
+            }
+        };
+        let word = |v: &Option<serde_json::Value>| {
+            v.as_ref()
+                .and_then(|v| v.get("severity"))
+                .and_then(|s| s.as_str())
+                .and_then(Severity::parse_word)
+        };
+        self.osv
+            .severity
+            .iter()
+            .filter_map(from)
+            .chain(self.osv.affected.iter().flat_map(|a| a.severity.iter().filter_map(from)))
+            .chain(word(&self.osv.database_specific))
+            .chain(self.osv.affected.iter().filter_map(|a| word(&a.database_specific)))
+            .chain(self.osv.affected.iter().filter_map(|a| word(&a.ecosystem_specific)))
+            .max()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod ecosystem;
 pub mod error;
 pub mod inventory;
 pub mod model;
+pub mod notice;
 pub mod propagate;
 pub mod timestamp;
 

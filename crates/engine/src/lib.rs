@@ -213,7 +213,7 @@ impl<S: CatalogStore> Engine<S> {
         self.inheritance = None;
         if let Err(e) = self
             .store
-            .commit(&self.catalog, &changes, &self.db, records)
+            .commit(&self.catalog, &changes, &self.db, records, &Default::default())
         {
             self.reload()?;
             return Err(e.into());

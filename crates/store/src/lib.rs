@@ -8,9 +8,12 @@
 //! `load` rebuilds it exactly, `commit` writes one batch of changes in one
 //! transaction, so a batch is either wholly stored or not at all.
 
+pub mod service;
 pub mod sqlite;
 
-use patchline_core::{AdvIdx, AdvisoryDb, Catalog, Changes};
+use patchline_core::notice::NoticeState;
+use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes};
+pub use service::{Outbox, ServiceState, StoredNotice};
 use thiserror::Error;
 
 /// Name of the database file inside the data directory.
@@ -40,13 +43,29 @@ pub trait CatalogStore {
     /// Rebuilds the catalog and the advisory database.
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError>;
 
-    /// Writes one batch in one transaction: the catalog's `changes` and
-    /// the `records` (advisories, failures) that were published.
+    /// Writes one batch in one transaction: the catalog's `changes`, the
+    /// `records` (advisories, failures) that were published and the service
+    /// rows that follow from them (notices, deliveries, subscriptions...).
     fn commit(
         &mut self,
         catalog: &Catalog,
         changes: &Changes,
         db: &AdvisoryDb,
         records: &[AdvIdx],
+        outbox: &Outbox,
     ) -> Result<(), StoreError>;
+
+    /// Tenants' roles, tokens, subscriptions, watches and id counters.
+    fn load_service(&mut self) -> Result<ServiceState, StoreError>;
+
+    /// Every notice of a record: (notice id, artifact, state).
+    fn notices_of_advisory(&mut self, adv: AdvIdx) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError>;
+
+    /// Every notice about an artifact: (notice id, record, state).
+    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError>;
+
+    fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
+
+    /// Open notices last reminded (or created) before `before_ms`.
+    fn due_reminders(&mut self, before_ms: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError>;
 }

@@ -15,7 +15,9 @@ use patchline_core::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::service::{self, Outbox, ServiceState, StoredNotice};
 use crate::{CatalogStore, DB_FILE, StoreError};
+use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -112,6 +114,8 @@ impl SqliteStore {
         )
         .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.execute_batch(service::SERVICE_SCHEMA)
+            .map_err(db_err)?;
         let found: Option<String> = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
@@ -346,6 +350,7 @@ impl CatalogStore for SqliteStore {
         changes: &Changes,
         db: &AdvisoryDb,
         records: &[AdvIdx],
+        outbox: &Outbox,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(db_err)?;
         {
@@ -454,6 +459,27 @@ impl CatalogStore for SqliteStore {
                 .map_err(db_err)?;
             }
         }
+        service::write_outbox(&tx, outbox)?;
         tx.commit().map_err(db_err)
+    }
+
+    fn load_service(&mut self) -> Result<ServiceState, StoreError> {
+        service::load_service(&self.conn)
+    }
+
+    fn notices_of_advisory(&mut self, adv: AdvIdx) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+        service::notices_of_advisory(&self.conn, adv)
+    }
+
+    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+        service::notices_of_artifact(&self.conn, a)
+    }
+
+    fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
+        service::notice_by_id(&self.conn, id)
+    }
+
+    fn due_reminders(&mut self, before_ms: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError> {
+        service::due_reminders(&self.conn, before_ms, limit)
     }
 }

@@ -1,0 +1,415 @@
+//! Notices and subscriptions as values: the remediation states of
+//! PRODUCT.md §3, severity levels, subscription channels and filters, and
+//! the delivery states of the push workers. Pure: persistence is the
+//! store's, delivery the server's.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Kind;
+
+/// Remediation state of one (advisory or failure, artifact).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeState {
+    /// Recorded, not yet delivered anywhere.
+    Affected,
+    /// Delivered to at least one channel (or read through pull/stream).
+    Notified,
+    /// The tenant said it saw it.
+    Acknowledged,
+    /// The artifact no longer carries it (re-inventoried, removed, fixed
+    /// upstream of it, or the advisory changed).
+    Remediated,
+    /// The tenant states it does not apply (VEX style), with a
+    /// justification.
+    NotAffected,
+}
+
+impl NoticeState {
+    pub const ALL: [NoticeState; 5] = [
+        NoticeState::Affected,
+        NoticeState::Notified,
+        NoticeState::Acknowledged,
+        NoticeState::Remediated,
+        NoticeState::NotAffected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeState::Affected => "affected",
+            NoticeState::Notified => "notified",
+            NoticeState::Acknowledged => "acknowledged",
+            NoticeState::Remediated => "remediated",
+            NoticeState::NotAffected => "not_affected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NoticeState> {
+        NoticeState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Still asks for action: reminders go out for these.
+    pub fn is_open(self) -> bool {
+        matches!(self, NoticeState::Affected | NoticeState::Notified)
+    }
+
+    /// Closed by the tenant or by the system.
+    pub fn is_closed(self) -> bool {
+        matches!(self, NoticeState::Remediated | NoticeState::NotAffected)
+    }
+}
+
+impl fmt::Display for NoticeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// VEX justifications accepted with `not_affected` (CycloneDX/OpenVEX).
+pub const JUSTIFICATIONS: &[&str] = &[
+    "component_not_present",
+    "vulnerable_code_not_present",
+    "vulnerable_code_not_in_execute_path",
+    "vulnerable_code_cannot_be_controlled_by_adversary",
+    "inline_mitigations_already_exist",
+];
+
+/// Severity levels, ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    None,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Reads a level word as feeds spell it (`HIGH`, `moderate`,
+    /// `important`, `negligible`...).
+    pub fn parse_word(text: &str) -> Option<Severity> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" | "negligible" | "unimportant" | "informational" => Some(Severity::None),
+            "low" => Some(Severity::Low),
+            "medium" | "moderate" => Some(Severity::Medium),
+            "high" | "important" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
+    /// The CVSS qualitative rating of a base score.
+    pub fn from_score(score: f64) -> Severity {
+        if score <= 0.0 {
+            Severity::None
+        } else if score < 4.0 {
+            Severity::Low
+        } else if score < 7.0 {
+            Severity::Medium
+        } else if score < 9.0 {
+            Severity::High
+        } else {
+            Severity::Critical
+        }
+    }
+}
+
+/// CVSS v3.x base score from a vector (`CVSS:3.1/AV:N/AC:L/...`), per the
+/// FIRST specification; `None` when the vector is not a complete v3 vector.
+pub fn cvss3_base_score(vector: &str) -> Option<f64> {
+    let rest = vector
+        .strip_prefix("CVSS:3.1/")
+        .or_else(|| vector.strip_prefix("CVSS:3.0/"))?;
+    let mut m: BTreeMap<&str, &str> = BTreeMap::new();
+    for part in rest.split('/') {
+        let (k, v) = part.split_once(':')?;
+        m.insert(k, v);
+    }
+    let av = match *m.get("AV")? {
+        "N" => 0.85,
+        "A" => 0.62,
+        "L" => 0.55,
+        "P" => 0.2,
+        _ => return None,
+    };
+    let ac = match *m.get("AC")? {
+        "L" => 0.77,
+        "H" => 0.44,
+        _ => return None,
+    };
+    let scope_changed = match *m.get("S")? {
+        "U" => false,
+        "C" => true,
+        _ => return None,
+    };
+    let pr = match (*m.get("PR")?, scope_changed) {
+        ("N", _) => 0.85,
+        ("L", false) => 0.62,
+        ("L", true) => 0.68,
+        ("H", false) => 0.27,
+        ("H", true) => 0.5,
+        _ => return None,
+    };
+    let ui = match *m.get("UI")? {
+        "N" => 0.85,
+        "R" => 0.62,
+        _ => return None,
+    };
+    let cia = |k: &str| -> Option<f64> {
+        match *m.get(k)? {
+            "H" => Some(0.56),
+            "L" => Some(0.22),
+            "N" => Some(0.0),
+            _ => None,
+        }
+    };
+    let (c, i, a) = (cia("C")?, cia("I")?, cia("A")?);
+    let iss = 1.0 - (1.0 - c) * (1.0 - i) * (1.0 - a);
+    let impact = if scope_changed {
+        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02).powi(15)
+    } else {
+        6.42 * iss
+    };
+    if impact <= 0.0 {
+        return Some(0.0);
+    }
+    let exploitability = 8.22 * av * ac * pr * ui;
+    let raw = if scope_changed {
+        (1.08 * (impact + exploitability)).min(10.0)
+    } else {
+        (impact + exploitability).min(10.0)
+    };
+    Some(roundup(raw))
+}
+
+/// CVSS v3.1 Roundup: the smallest one-decimal number ≥ the input.
+fn roundup(x: f64) -> f64 {
+    let i = (x * 100_000.0).round() as i64;
+    if i % 10_000 == 0 {
+        i as f64 / 100_000.0
+    } else {
+        ((i / 10_000) + 1) as f64 / 10.0
+    }
+}
+
+/// Where a subscription delivers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Channel {
+    Webhook { url: String },
+    /// Server-sent events on `GET /v1/notices/stream`.
+    Sse,
+    /// `GET /v1/notices` with a cursor.
+    Pull,
+}
+
+impl Channel {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Channel::Webhook { .. } => "webhook",
+            Channel::Sse => "sse",
+            Channel::Pull => "pull",
+        }
+    }
+}
+
+/// Most values per filter field: filters are evaluated per notice.
+pub const FILTER_VALUES_MAX: usize = 256;
+
+/// Which notices a subscription wants; every given field must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<Kind>,
+    /// Artifact labels that must all be present with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Purl types or OSV ecosystems of the affected components (`deb`,
+    /// `pypi`, `Debian`, `PyPI`...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ecosystems: Vec<String>,
+    /// Package names (binary or source) of the affected components.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub advisories: Vec<String>,
+}
+
+/// What a filter looks at in a notice.
+#[derive(Clone, Debug)]
+pub struct FilterInput<'a> {
+    pub severity: Option<Severity>,
+    pub kind: Kind,
+    pub labels: &'a BTreeMap<String, String>,
+    /// Purl types of the affected components (`deb`).
+    pub purl_types: &'a [String],
+    /// Package names, binary and source.
+    pub packages: &'a [String],
+    pub advisory: &'a str,
+    pub aliases: &'a [String],
+}
+
+impl Filter {
+    pub fn validate(&self) -> Result<(), String> {
+        let sizes = [
+            self.kinds.len(),
+            self.labels.len(),
+            self.ecosystems.len(),
+            self.packages.len(),
+            self.advisories.len(),
+        ];
+        if sizes.iter().any(|&n| n > FILTER_VALUES_MAX) {
+            return Err(format!("a filter field has more than {FILTER_VALUES_MAX} values"));
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, n: &FilterInput<'_>) -> bool {
+        if let Some(min) = self.min_severity {
+            // Unknown severity passes: a filter must not hide what was not rated.
+            if n.severity.is_some_and(|s| s < min) {
+                return false;
+            }
+        }
+        if !self.kinds.is_empty() && !self.kinds.contains(&n.kind) {
+            return false;
+        }
+        if self.labels.iter().any(|(k, v)| n.labels.get(k) != Some(v)) {
+            return false;
+        }
+        if !self.ecosystems.is_empty() {
+            let wanted = |e: &str| {
+                let e = e.to_ascii_lowercase();
+                let ty = match e.split(':').next().unwrap_or("") {
+                    "debian" | "ubuntu" => "deb",
+                    "alpine" => "apk",
+                    "red hat" | "rocky linux" | "almalinux" => "rpm",
+                    "crates.io" => "cargo",
+                    "go" => "golang",
+                    other => other,
+                }
+                .to_string();
+                n.purl_types.iter().any(|t| *t == ty || *t == e)
+            };
+            if !self.ecosystems.iter().any(|e| wanted(e)) {
+                return false;
+            }
+        }
+        if !self.packages.is_empty() && !self.packages.iter().any(|p| n.packages.contains(p)) {
+            return false;
+        }
+        if !self.advisories.is_empty()
+            && !self
+                .advisories
+                .iter()
+                .any(|a| a == n.advisory || n.aliases.contains(a))
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// States of one push delivery (a batch of notices to one subscription).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Delivered,
+    /// Failed, retried at `next_at`.
+    Failed,
+    /// Gave up (schedule exhausted or endpoint gone): visible, replayable.
+    Dead,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 5] = [
+        DeliveryState::Pending,
+        DeliveryState::InFlight,
+        DeliveryState::Delivered,
+        DeliveryState::Failed,
+        DeliveryState::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::InFlight => "in_flight",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryState> {
+        DeliveryState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cvss_scores_match_first_calculator() {
+        for (v, want) in [
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
+            ("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:C/C:H/I:N/A:N", 6.8),
+            ("CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:N", 5.5),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N", 6.1),
+            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
+        ] {
+            assert_eq!(cvss3_base_score(v), Some(want), "{v}");
+        }
+        assert_eq!(cvss3_base_score("CVSS:4.0/AV:N"), None);
+        assert_eq!(Severity::from_score(9.8), Severity::Critical);
+        assert_eq!(Severity::parse_word("MODERATE"), Some(Severity::Medium));
+    }
+
+    #[test]
+    fn filters() {
+        let labels = BTreeMap::from([("region".to_string(), "eu".to_string())]);
+        let types = vec!["deb".to_string()];
+        let packages = vec!["libbz2-1.0".to_string(), "bzip2".to_string()];
+        let input = FilterInput {
+            severity: Some(Severity::Medium),
+            kind: Kind::Instance,
+            labels: &labels,
+            purl_types: &types,
+            packages: &packages,
+            advisory: "USN-4038-1",
+            aliases: &[],
+        };
+        assert!(Filter::default().matches(&input));
+        let f: Filter = serde_json::from_str(
+            r#"{"min_severity":"medium","kinds":["instance"],"labels":{"region":"eu"},"ecosystems":["Ubuntu:18.04:LTS"],"packages":["bzip2"],"advisories":["USN-4038-1"]}"#,
+        )
+        .unwrap();
+        assert!(f.matches(&input));
+        let f: Filter = serde_json::from_str(r#"{"min_severity":"high"}"#).unwrap();
+        assert!(!f.matches(&input));
+        let f: Filter = serde_json::from_str(r#"{"labels":{"region":"us"}}"#).unwrap();
+        assert!(!f.matches(&input));
+        let f: Filter = serde_json::from_str(r#"{"ecosystems":["PyPI"]}"#).unwrap();
+        assert!(!f.matches(&input));
+        assert!(serde_json::from_str::<Filter>(r#"{"severity":"high"}"#).is_err());
+    }
+}

@@ -1,0 +1,800 @@
+//! The service's durable state beside the catalog: tenants' roles, hashed
+//! tokens, subscriptions, watches, notices (one per record and affected
+//! artifact, with their remediation history) and the delivery queue.
+//!
+//! Rows are written through [`Outbox`] in the same transaction as the
+//! catalog and records they follow from (a notice is durable before any
+//! channel sees it); queue workers and readers use their own connections
+//! ([`SqliteQueue`], [`SqliteReader`]) on the same file.
+
+use std::path::Path;
+
+use patchline_core::notice::{DeliveryState, NoticeState};
+use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::{DB_FILE, StoreError};
+
+pub(crate) const SERVICE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenant_roles (tenant INTEGER PRIMARY KEY, roles TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    secrets TEXT NOT NULL,
+    state TEXT NOT NULL,
+    disabled_reason TEXT,
+    rate_per_s INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watches (tenant INTEGER NOT NULL, artifact INTEGER NOT NULL, PRIMARY KEY (tenant, artifact));
+CREATE TABLE IF NOT EXISTS notices (
+    id INTEGER PRIMARY KEY,
+    advisory INTEGER NOT NULL,
+    artifact INTEGER NOT NULL,
+    tenant INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    justification TEXT,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    reminders INTEGER NOT NULL DEFAULT 0,
+    reminded_at INTEGER,
+    UNIQUE (advisory, artifact)
+);
+CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);
+CREATE INDEX IF NOT EXISTS notices_artifact ON notices (artifact);
+CREATE INDEX IF NOT EXISTS notices_open ON notices (state, reminded_at);
+CREATE TABLE IF NOT EXISTS notice_events (
+    seq INTEGER PRIMARY KEY,
+    notice INTEGER NOT NULL,
+    advisory INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notice_events_advisory ON notice_events (advisory, at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    subscription TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    notices BLOB NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
+CREATE INDEX IF NOT EXISTS deliveries_subscription ON deliveries (subscription, state);
+";
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// A new notice.
+#[derive(Debug, Clone)]
+pub struct NoticeRow {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub artifact: ArtIdx,
+    pub tenant: TenantIdx,
+    pub state: NoticeState,
+    /// JSON: components, path, kind... (see the server's notice document).
+    pub body: String,
+    pub at_ms: i64,
+}
+
+/// A state change of an existing notice.
+#[derive(Debug, Clone)]
+pub struct NoticeChange {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub state: NoticeState,
+    pub justification: Option<String>,
+    pub at_ms: i64,
+}
+
+/// A new delivery: a batch of notices for one subscription.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub subscription: String,
+    /// `notice`, `reminder` or `escalation`.
+    pub purpose: &'static str,
+    pub notices: Vec<i64>,
+    pub next_at_ms: i64,
+    pub at_ms: i64,
+}
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub tenant: TenantIdx,
+    /// JSON of `notice::Channel`.
+    pub channel: String,
+    /// JSON of `notice::Filter`.
+    pub filter: String,
+    /// JSON list of `{"secret", "not_after_ms"?}`.
+    pub secrets: String,
+    /// `active` or `disabled`.
+    pub state: String,
+    pub disabled_reason: Option<String>,
+    pub rate_per_s: u32,
+    pub created_at_ms: i64,
+}
+
+/// An API token as stored: only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub tenant: TenantIdx,
+    pub hash: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Service changes written with a catalog batch.
+#[derive(Debug, Default, Clone)]
+pub struct Outbox {
+    pub roles: Vec<(TenantIdx, String, i64)>,
+    pub tokens: Vec<TokenRow>,
+    pub revoked_tokens: Vec<(String, i64)>,
+    pub subscriptions: Vec<SubscriptionRow>,
+    pub watches: Vec<(TenantIdx, ArtIdx)>,
+    pub notices: Vec<NoticeRow>,
+    pub notice_changes: Vec<NoticeChange>,
+    /// (notice, at): a reminder was scheduled.
+    pub reminded: Vec<(i64, i64)>,
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty()
+            && self.tokens.is_empty()
+            && self.revoked_tokens.is_empty()
+            && self.subscriptions.is_empty()
+            && self.watches.is_empty()
+            && self.notices.is_empty()
+            && self.notice_changes.is_empty()
+            && self.reminded.is_empty()
+            && self.deliveries.is_empty()
+    }
+}
+
+pub(crate) fn ids_blob(ids: &[i64]) -> Vec<u8> {
+    ids.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+pub(crate) fn blob_ids(blob: &[u8]) -> Vec<i64> {
+    blob.chunks_exact(8)
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), StoreError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx
+        .prepare_cached("INSERT OR REPLACE INTO tenant_roles (tenant, roles, created_at) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?;
+    for (t, roles, at) in &out.roles {
+        stmt.execute(params![t.0, roles, at]).map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO tokens (id, tenant, hash, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for t in &out.tokens {
+        stmt.execute(params![t.id, t.tenant.0, t.hash, t.created_at_ms])
+            .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1")
+        .map_err(db_err)?;
+    for (id, at) in &out.revoked_tokens {
+        stmt.execute(params![id, at]).map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR REPLACE INTO subscriptions
+             (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(db_err)?;
+    for s in &out.subscriptions {
+        stmt.execute(params![
+            s.id,
+            s.tenant.0,
+            s.channel,
+            s.filter,
+            s.secrets,
+            s.state,
+            s.disabled_reason,
+            s.rate_per_s,
+            s.created_at_ms
+        ])
+        .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached("INSERT OR IGNORE INTO watches (tenant, artifact) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    for (t, a) in &out.watches {
+        stmt.execute(params![t.0, a.0]).map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO notices (id, advisory, artifact, tenant, state, body, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        )
+        .map_err(db_err)?;
+    let mut event = tx
+        .prepare_cached("INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for n in &out.notices {
+        stmt.execute(params![
+            n.id,
+            n.advisory.0,
+            n.artifact.0,
+            n.tenant.0,
+            n.state.as_str(),
+            n.body,
+            n.at_ms
+        ])
+        .map_err(db_err)?;
+        event
+            .execute(params![n.id, n.advisory.0, n.state.as_str(), n.at_ms])
+            .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE notices SET state = ?2, justification = ?3, updated_at = ?4 WHERE id = ?1",
+        )
+        .map_err(db_err)?;
+    for c in &out.notice_changes {
+        stmt.execute(params![c.id, c.state.as_str(), c.justification, c.at_ms])
+            .map_err(db_err)?;
+        event
+            .execute(params![c.id, c.advisory.0, c.state.as_str(), c.at_ms])
+            .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached("UPDATE notices SET reminders = reminders + 1, reminded_at = ?2 WHERE id = ?1")
+        .map_err(db_err)?;
+    for (id, at) in &out.reminded {
+        stmt.execute(params![id, at]).map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+        )
+        .map_err(db_err)?;
+    for d in &out.deliveries {
+        stmt.execute(params![
+            d.id,
+            d.subscription,
+            d.purpose,
+            ids_blob(&d.notices),
+            d.next_at_ms,
+            d.at_ms
+        ])
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Everything the engine keeps in memory about the service.
+#[derive(Debug, Default, Clone)]
+pub struct ServiceState {
+    pub roles: Vec<(TenantIdx, String)>,
+    pub tokens: Vec<TokenRow>,
+    pub subscriptions: Vec<SubscriptionRow>,
+    pub watches: Vec<(TenantIdx, ArtIdx)>,
+    pub next_notice_id: i64,
+    pub next_delivery_id: i64,
+}
+
+pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError> {
+    let mut state = ServiceState::default();
+    let mut stmt = conn
+        .prepare("SELECT tenant, roles FROM tenant_roles")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((TenantIdx(r.get(0)?), r.get::<_, String>(1)?)))
+        .map_err(db_err)?;
+    for r in rows {
+        state.roles.push(r.map_err(db_err)?);
+    }
+    let mut stmt = conn
+        .prepare("SELECT id, tenant, hash, created_at, revoked_at FROM tokens")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(TokenRow {
+                id: r.get(0)?,
+                tenant: TenantIdx(r.get(1)?),
+                hash: r.get(2)?,
+                created_at_ms: r.get(3)?,
+                revoked_at_ms: r.get(4)?,
+            })
+        })
+        .map_err(db_err)?;
+    for r in rows {
+        state.tokens.push(r.map_err(db_err)?);
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at
+             FROM subscriptions ORDER BY created_at, id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(SubscriptionRow {
+                id: r.get(0)?,
+                tenant: TenantIdx(r.get(1)?),
+                channel: r.get(2)?,
+                filter: r.get(3)?,
+                secrets: r.get(4)?,
+                state: r.get(5)?,
+                disabled_reason: r.get(6)?,
+                rate_per_s: r.get(7)?,
+                created_at_ms: r.get(8)?,
+            })
+        })
+        .map_err(db_err)?;
+    for r in rows {
+        state.subscriptions.push(r.map_err(db_err)?);
+    }
+    let mut stmt = conn
+        .prepare("SELECT tenant, artifact FROM watches")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((TenantIdx(r.get(0)?), ArtIdx(r.get(1)?))))
+        .map_err(db_err)?;
+    for r in rows {
+        state.watches.push(r.map_err(db_err)?);
+    }
+    state.next_notice_id = conn
+        .query_row("SELECT coalesce(max(id), 0) + 1 FROM notices", [], |r| r.get(0))
+        .map_err(db_err)?;
+    state.next_delivery_id = conn
+        .query_row("SELECT coalesce(max(id), 0) + 1 FROM deliveries", [], |r| r.get(0))
+        .map_err(db_err)?;
+    Ok(state)
+}
+
+/// A notice as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNotice {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub artifact: ArtIdx,
+    pub tenant: TenantIdx,
+    pub state: NoticeState,
+    pub justification: Option<String>,
+    pub body: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub reminders: i64,
+}
+
+const NOTICE_COLUMNS: &str =
+    "id, advisory, artifact, tenant, state, justification, body, created_at, updated_at, reminders";
+
+fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
+    let state: String = r.get(4)?;
+    Ok(StoredNotice {
+        id: r.get(0)?,
+        advisory: AdvIdx(r.get(1)?),
+        artifact: ArtIdx(r.get(2)?),
+        tenant: TenantIdx(r.get(3)?),
+        state: NoticeState::parse(&state).unwrap_or(NoticeState::Affected),
+        justification: r.get(5)?,
+        body: r.get(6)?,
+        created_at_ms: r.get(7)?,
+        updated_at_ms: r.get(8)?,
+        reminders: r.get(9)?,
+    })
+}
+
+/// Notice queries the engine needs inside its own connection.
+pub(crate) fn notices_of_advisory(conn: &Connection, adv: AdvIdx) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, artifact, state FROM notices WHERE advisory = ?1")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([adv.0], |r| {
+            let s: String = r.get(2)?;
+            Ok((r.get(0)?, ArtIdx(r.get(1)?), NoticeState::parse(&s).unwrap_or(NoticeState::Affected)))
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+pub(crate) fn notices_of_artifact(conn: &Connection, a: ArtIdx) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, advisory, state FROM notices WHERE artifact = ?1")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([a.0], |r| {
+            let s: String = r.get(2)?;
+            Ok((r.get(0)?, AdvIdx(r.get(1)?), NoticeState::parse(&s).unwrap_or(NoticeState::Affected)))
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+pub(crate) fn notice_by_id(conn: &Connection, id: i64) -> Result<Option<StoredNotice>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"))
+        .map_err(db_err)?
+        .query_row([id], notice_from_row)
+        .optional()
+        .map_err(db_err)
+}
+
+/// Open notices due for a reminder: delivered or not, unacknowledged, last
+/// reminded (or created) before `before_ms`.
+pub(crate) fn due_reminders(conn: &Connection, before_ms: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {NOTICE_COLUMNS} FROM notices
+             WHERE state IN ('affected', 'notified') AND coalesce(reminded_at, created_at) < ?1
+             ORDER BY id LIMIT ?2"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![before_ms, limit as i64], notice_from_row)
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(db_err)?;
+    Ok(conn)
+}
+
+/// A claimed delivery, for a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: i64,
+    pub subscription: String,
+    pub purpose: String,
+    pub notices: Vec<i64>,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+}
+
+/// What a worker learnt from one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub id: i64,
+    pub state: DeliveryState,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// For `Failed`: when to retry.
+    pub next_at_ms: i64,
+    pub at_ms: i64,
+    /// Notices that were delivered (their state moves to `notified`).
+    pub notices: Vec<i64>,
+}
+
+/// The delivery queue on its own connection.
+#[derive(Debug)]
+pub struct SqliteQueue {
+    conn: Connection,
+}
+
+impl SqliteQueue {
+    pub fn open(data_dir: &Path) -> Result<SqliteQueue, StoreError> {
+        Ok(SqliteQueue {
+            conn: open(&data_dir.join(DB_FILE))?,
+        })
+    }
+
+    /// Puts back deliveries whose lease expired (a worker or the process
+    /// died mid-attempt): at-least-once, the receiver may see them twice.
+    pub fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending', lease_until = NULL
+                 WHERE state = 'in_flight' AND lease_until < ?1",
+                [now_ms],
+            )
+            .map_err(db_err)
+    }
+
+    /// Claims up to `limit` due deliveries for `lease_ms`.
+    pub fn claim(&mut self, now_ms: i64, lease_ms: i64, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let claimed = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 'in_flight', lease_until = ?2
+                     WHERE id IN (SELECT id FROM deliveries
+                                  WHERE state IN ('pending', 'failed') AND next_at <= ?1
+                                  ORDER BY next_at, id LIMIT ?3)
+                     RETURNING id, subscription, purpose, notices, attempts, created_at",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![now_ms, now_ms + lease_ms, limit as i64], |r| {
+                    Ok(Claimed {
+                        id: r.get(0)?,
+                        subscription: r.get(1)?,
+                        purpose: r.get(2)?,
+                        notices: blob_ids(&r.get::<_, Vec<u8>>(3)?),
+                        attempts: r.get(4)?,
+                        created_at_ms: r.get(5)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+        };
+        tx.commit().map_err(db_err)?;
+        let mut claimed = claimed;
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    /// Records attempts, in one transaction (group commit).
+    pub fn finish(&mut self, results: &[Finished]) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(db_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
+                       last_error = ?4, next_at = ?5, lease_until = NULL,
+                       delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
+                     WHERE id = ?1",
+                )
+                .map_err(db_err)?;
+            let mut notified = tx
+                .prepare_cached(
+                    "UPDATE notices SET state = 'notified', updated_at = ?2
+                     WHERE id = ?1 AND state = 'affected'
+                     RETURNING advisory",
+                )
+                .map_err(db_err)?;
+            let mut event = tx
+                .prepare_cached(
+                    "INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, 'notified', ?3)",
+                )
+                .map_err(db_err)?;
+            for f in results {
+                stmt.execute(params![f.id, f.state.as_str(), f.status, f.error, f.next_at_ms, f.at_ms])
+                    .map_err(db_err)?;
+                if f.state == DeliveryState::Delivered {
+                    for &n in &f.notices {
+                        let adv: Option<i64> = notified
+                            .query_row(params![n, f.at_ms], |r| r.get(0))
+                            .optional()
+                            .map_err(db_err)?;
+                        if let Some(adv) = adv {
+                            event.execute(params![n, adv, f.at_ms]).map_err(db_err)?;
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// Dead deliveries of a subscription become pending again.
+    pub fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'pending', next_at = ?2, attempts = 0
+                 WHERE subscription = ?1 AND state = 'dead'",
+                params![subscription, now_ms],
+            )
+            .map_err(db_err)
+    }
+
+    /// Pending work of a disabled subscription goes to the dead letters.
+    pub fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'dead', last_error = ?2, lease_until = NULL
+                 WHERE subscription = ?1 AND state IN ('pending', 'failed', 'in_flight')",
+                params![subscription, reason],
+            )
+            .map_err(db_err)
+    }
+
+    /// Notice bodies by id, for rendering a delivery.
+    pub fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"))
+            .map_err(db_err)?;
+        for &id in ids {
+            if let Some(n) = stmt.query_row([id], notice_from_row).optional().map_err(db_err)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest time something becomes due, if anything is queued.
+    pub fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT min(next_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+}
+
+/// Read-only queries of the API on their own connection.
+#[derive(Debug)]
+pub struct SqliteReader {
+    conn: Connection,
+}
+
+/// A delivery as listed to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryInfo {
+    pub id: i64,
+    pub purpose: String,
+    pub notices: Vec<i64>,
+    pub state: String,
+    pub attempts: i64,
+    pub next_at_ms: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+}
+
+impl SqliteReader {
+    pub fn open(data_dir: &Path) -> Result<SqliteReader, StoreError> {
+        Ok(SqliteReader {
+            conn: open(&data_dir.join(DB_FILE))?,
+        })
+    }
+
+    /// Notices a tenant may read (its own, and those about artifacts it
+    /// watches), after `after_id`, oldest first.
+    pub fn notices_after(&mut self, tenant: TenantIdx, after_id: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {NOTICE_COLUMNS} FROM notices
+                 WHERE id > ?2 AND (tenant = ?1 OR artifact IN (SELECT artifact FROM watches WHERE tenant = ?1))
+                 ORDER BY id LIMIT ?3"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![tenant.0, after_id, limit as i64], notice_from_row)
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    pub fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
+        notice_by_id(&self.conn, id)
+    }
+
+    /// Counts by (artifact kind code, state) of an advisory's notices.
+    pub fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT a.kind, n.state, count(*) FROM notices n JOIN artifacts a ON a.idx = n.artifact
+                 WHERE n.advisory = ?1 GROUP BY a.kind, n.state",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([adv.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    /// State transitions of an advisory's notices per time bucket.
+    pub fn progress_history(&mut self, adv: AdvIdx, bucket_ms: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT (at / ?2) * ?2 AS bucket, state, count(*) FROM notice_events
+                 WHERE advisory = ?1 GROUP BY bucket, state ORDER BY bucket",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![adv.0, bucket_ms.max(1)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    /// A subscription's deliveries, newest first, optionally in one state.
+    pub fn deliveries(&mut self, subscription: &str, state: Option<&str>, limit: usize) -> Result<Vec<DeliveryInfo>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, purpose, notices, state, attempts, next_at, last_status, last_error, created_at, delivered_at
+                 FROM deliveries WHERE subscription = ?1 AND (?2 IS NULL OR state = ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![subscription, state, limit as i64], |r| {
+                Ok(DeliveryInfo {
+                    id: r.get(0)?,
+                    purpose: r.get(1)?,
+                    notices: blob_ids(&r.get::<_, Vec<u8>>(2)?),
+                    state: r.get(3)?,
+                    attempts: r.get(4)?,
+                    next_at_ms: r.get(5)?,
+                    last_status: r.get(6)?,
+                    last_error: r.get(7)?,
+                    created_at_ms: r.get(8)?,
+                    delivered_at_ms: r.get(9)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    /// Queue depth per state, for metrics.
+    pub fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM deliveries GROUP BY state")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    /// Marks notices read through pull or a stream as notified.
+    pub fn mark_notified(&mut self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(db_err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE notices SET state = 'notified', updated_at = ?2 WHERE id = ?1 AND state = 'affected' RETURNING advisory",
+                )
+                .map_err(db_err)?;
+            let mut event = tx
+                .prepare_cached("INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, 'notified', ?3)")
+                .map_err(db_err)?;
+            for &id in ids {
+                let adv: Option<i64> = stmt.query_row(params![id, at_ms], |r| r.get(0)).optional().map_err(db_err)?;
+                if let Some(adv) = adv {
+                    event.execute(params![id, adv, at_ms]).map_err(db_err)?;
+                }
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+}
