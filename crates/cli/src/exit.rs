@@ -7,6 +7,7 @@
 //! | 2 | usage error (unknown command or flag) — clap's code |
 //! | 3 | input rejected (malformed file, invalid artifact, cycle...): nothing changed |
 //! | 4 | not found (unknown artifact or advisory id) |
+//! | 5 | the data directory is in use by another patchline process |
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ use patchline_engine::EngineError;
 pub const INTERNAL: u8 = 1;
 pub const REJECTED: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
+pub const BUSY: u8 = 5;
 
 /// A command's failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -47,9 +49,13 @@ impl Failure {
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Failure {
         let code = match &e {
-            EngineError::Rejected { .. } | EngineError::Advisory { .. } => REJECTED,
+            EngineError::Rejected { .. }
+            | EngineError::Advisory { .. }
+            | EngineError::Invalid(_)
+            | EngineError::Forbidden(_) => REJECTED,
             EngineError::NotFound { .. } => NOT_FOUND,
             EngineError::Store(_) => INTERNAL,
+            EngineError::Busy(_) => BUSY,
         };
         Failure {
             code,

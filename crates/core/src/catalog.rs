@@ -86,6 +86,7 @@ enum Undo {
 #[derive(Clone, Copy, Debug)]
 pub struct Checkpoint {
     undo_len: usize,
+    artifacts: usize,
     components: usize,
     inventories: usize,
 }
@@ -98,6 +99,14 @@ pub struct Changes {
     pub inventories: std::ops::Range<usize>,
     /// Artifacts to write (created, updated or removed), ascending.
     pub artifacts: Vec<ArtIdx>,
+}
+
+impl Checkpoint {
+    /// How many artifacts the catalog had: indexes from here on were
+    /// created after the checkpoint.
+    pub fn artifacts(&self) -> usize {
+        self.artifacts
+    }
 }
 
 impl Changes {
@@ -317,6 +326,7 @@ impl Catalog {
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             undo_len: self.undo.len(),
+            artifacts: self.nodes.len(),
             components: self.components.len(),
             inventories: self.inventories.len(),
         }

@@ -7,9 +7,17 @@
 
 pub mod jsonl;
 pub mod report;
+pub mod service;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
+
+use patchline_core::notice::NoticeState;
+use patchline_core::TenantIdx;
+use patchline_store::Outbox;
+
+use crate::service::{Notifier, ServiceMem};
 
 use patchline_core::advisory::Failure;
 use patchline_core::propagate::{self, ArtifactMatch, Impact, MatchCache};
@@ -25,6 +33,16 @@ use thiserror::Error;
 pub const REPORT_EXAMPLES_MAX: usize = 1000;
 /// How often batch progress is reported, in items.
 pub const PROGRESS_EVERY: usize = 4096;
+/// Holders whose matches a batch keeps at once (each can hold hundreds).
+const HOLDER_CACHE_MAX: usize = 256;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// Why an engine operation failed. Rejections leave everything unchanged.
 #[derive(Debug, Error)]
@@ -43,6 +61,12 @@ pub enum EngineError {
     NotFound { what: &'static str, id: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the data directory {0} is in use by another patchline process (is `patchline serve` running?)")]
+    Busy(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One artifact of a batch, with where it came from (`line 12`).
@@ -86,25 +110,84 @@ pub struct Engine<S = SqliteStore> {
     inheritance: Option<Inheritance>,
     /// Component → advisories, kept across batches (see `MatchCache`).
     match_cache: MatchCache,
+    /// Tenants' roles, tokens, subscriptions, watches.
+    svc: ServiceMem,
+    /// Whether changes record notices (the service does; one-off CLI
+    /// questions on a catalog that is not served do not).
+    notices_on: bool,
+    /// Service rows of the operation under way, committed with it.
+    outbox: Outbox,
+    /// Notices created by the last commit, per reading tenant, for streams.
+    created: Vec<(TenantIdx, i64)>,
+    /// Held for the engine's life: one writer per data directory.
+    _lock: Option<std::fs::File>,
 }
 
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "patchline.lock";
+
 impl Engine<SqliteStore> {
-    /// Opens the embedded store in `data_dir` and loads it.
+    /// Opens the embedded store in `data_dir` and loads it. The data
+    /// directory is locked for the engine's life: a second process (a CLI
+    /// import while `serve` runs) is refused instead of racing the first.
     pub fn open(data_dir: &Path) -> Result<Engine<SqliteStore>, EngineError> {
-        Engine::with_store(SqliteStore::open(data_dir)?)
+        std::fs::create_dir_all(data_dir).map_err(|source| {
+            EngineError::Store(StoreError::Open {
+                path: data_dir.display().to_string(),
+                source,
+            })
+        })?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| {
+                EngineError::Store(StoreError::Open {
+                    path: lock_path.display().to_string(),
+                    source,
+                })
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::Busy(data_dir.display().to_string()));
+        }
+        let mut engine = Engine::with_store(SqliteStore::open(data_dir)?)?;
+        engine._lock = Some(lock);
+        Ok(engine)
     }
 }
 
 impl<S: CatalogStore> Engine<S> {
     pub fn with_store(mut store: S) -> Result<Engine<S>, EngineError> {
         let (catalog, db) = store.load()?;
+        let svc = ServiceMem::load(store.load_service()?);
         Ok(Engine {
             store,
             catalog,
             db,
             inheritance: None,
             match_cache: MatchCache::new(),
+            svc,
+            notices_on: false,
+            outbox: Outbox::default(),
+            created: Vec::new(),
+            _lock: None,
         })
+    }
+
+    /// Records notices from now on (the service turns this on).
+    pub fn enable_notices(&mut self) {
+        self.notices_on = true;
+    }
+
+    pub fn service(&self) -> &ServiceMem {
+        &self.svc
+    }
+
+    /// Notices created by the last operation, per reading tenant.
+    pub fn take_created(&mut self) -> Vec<(TenantIdx, i64)> {
+        std::mem::take(&mut self.created)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -133,6 +216,9 @@ impl<S: CatalogStore> Engine<S> {
         let (catalog, db) = self.store.load()?;
         self.catalog = catalog;
         self.db = db;
+        self.svc = ServiceMem::load(self.store.load_service()?);
+        self.outbox = Outbox::default();
+        self.created.clear();
         self.inheritance = None;
         Ok(())
     }
@@ -184,8 +270,13 @@ impl<S: CatalogStore> Engine<S> {
                 progress(n + 1);
             }
         }
-        self.commit_catalog(&[])?;
-        self.count_matches(&changed, &mut report);
+        let first_new = cp.artifacts();
+        if let Err(e) = self.reconcile_artifacts(&changed, first_new, &mut report) {
+            self.catalog.rollback(cp);
+            self.outbox = Outbox::default();
+            return Err(e);
+        }
+        self.commit(&[])?;
         Ok(report)
     }
 
@@ -201,19 +292,35 @@ impl<S: CatalogStore> Engine<S> {
                 });
             }
         }
-        self.commit_catalog(&[])?;
+        let removed: Vec<(ArtIdx, bool)> = ids
+            .iter()
+            .filter_map(|id| self.catalog.lookup(id))
+            .map(|a| (a, true))
+            .collect();
+        let mut report = BatchReport::default();
+        if let Err(e) = self.reconcile_artifacts(&removed, usize::MAX, &mut report) {
+            self.catalog.rollback(cp);
+            self.outbox = Outbox::default();
+            return Err(e);
+        }
+        self.commit(&[])?;
         Ok(ids.len())
     }
 
-    fn commit_catalog(&mut self, records: &[AdvIdx]) -> Result<(), EngineError> {
+    /// Writes the catalog changes, `records` and the outbox in one
+    /// transaction; on failure the durable state is reloaded.
+    fn commit(&mut self, records: &[AdvIdx]) -> Result<(), EngineError> {
         let changes = self.catalog.take_changes();
-        if changes.is_empty() && records.is_empty() {
+        let outbox = std::mem::take(&mut self.outbox);
+        if changes.is_empty() && records.is_empty() && outbox.is_empty() {
             return Ok(());
         }
-        self.inheritance = None;
+        if !changes.is_empty() {
+            self.inheritance = None;
+        }
         if let Err(e) = self
             .store
-            .commit(&self.catalog, &changes, &self.db, records, &Default::default())
+            .commit(&self.catalog, &changes, &self.db, records, &outbox)
         {
             self.reload()?;
             return Err(e.into());
@@ -222,61 +329,157 @@ impl<S: CatalogStore> Engine<S> {
     }
 
     /// Checks changed artifacts (and the subtrees of updated ones) against
-    /// every open record. Artifacts that inherit an inventory share their
-    /// holder's advisory matches, so a million new instances cost a million
-    /// lookups, not a million inventory scans.
-    fn count_matches(&mut self, changed: &[(ArtIdx, bool)], report: &mut BatchReport) {
+    /// every open record, counts the pairs for the report and, when notices
+    /// are on, records new notices and remediations. Artifacts that inherit
+    /// an inventory share their holder's advisory matches (a bounded cache),
+    /// so a million new instances cost a million lookups, not a million
+    /// inventory scans. Artifacts from `first_new` on are new: they have no
+    /// notices yet.
+    fn reconcile_artifacts(
+        &mut self,
+        changed: &[(ArtIdx, bool)],
+        first_new: usize,
+        report: &mut BatchReport,
+    ) -> Result<(), EngineError> {
         if self.db.is_empty() {
-            return;
+            return Ok(());
         }
+        let now = now_ms();
         let Engine {
             catalog,
             db,
             match_cache,
+            svc,
+            outbox,
+            store,
+            created,
+            notices_on,
             ..
         } = self;
         let (catalog, db) = (&*catalog, &*db);
-        // Per holder only the advisory ids are kept: a batch of a million
-        // instances over thousands of images must not hold every match.
-        let mut by_holder: HashMap<ArtIdx, Vec<AdvIdx>> = HashMap::new();
-        let mut visit = |a: ArtIdx, report: &mut BatchReport| {
-            let holder = catalog.inventory_holder(a);
-            let advisories: &[AdvIdx] = match holder {
-                Some(h) => by_holder.entry(h).or_insert_with(|| {
-                    propagate::advisory_matches_cached(catalog, db, h, match_cache)
-                        .into_iter()
-                        .map(|m| m.advisory)
-                        .collect()
-                }),
-                None => &[],
-            };
-            let failures = propagate::failure_matches(catalog, db, a);
-            report.affected_pairs += advisories.len() + failures.len();
-            let ids = advisories
-                .iter()
-                .copied()
-                .chain(failures.iter().map(|m| m.advisory));
-            for advisory in ids {
+        let mut notifier = Notifier::new(catalog, svc, outbox, now);
+        let mut by_holder: HashMap<ArtIdx, Rc<Vec<ArtifactMatch>>> = HashMap::new();
+        let mut visit = |a: ArtIdx| -> Result<(), EngineError> {
+            let node = catalog.node(a);
+            let mut current: Vec<ArtifactMatch> = Vec::new();
+            let mut holder_matches: Rc<Vec<ArtifactMatch>> = Rc::default();
+            if !node.removed {
+                if let Some(h) = catalog.inventory_holder(a) {
+                    if by_holder.len() >= HOLDER_CACHE_MAX {
+                        by_holder.clear();
+                    }
+                    holder_matches = by_holder
+                        .entry(h)
+                        .or_insert_with(|| Rc::new(propagate::advisory_matches_cached(catalog, db, h, match_cache)))
+                        .clone();
+                }
+                current = propagate::failure_matches(catalog, db, a);
+            }
+            let all = holder_matches.iter().chain(current.iter());
+            report.affected_pairs += holder_matches.len() + current.len();
+            for m in all.clone() {
                 if report.examples.len() >= REPORT_EXAMPLES_MAX {
                     break;
                 }
                 report.examples.push(Match {
                     artifact: a,
-                    advisory,
+                    advisory: m.advisory,
                 });
             }
+            if !*notices_on {
+                return Ok(());
+            }
+            let mut existing: HashMap<AdvIdx, (i64, NoticeState)> = if (a.0 as usize) < first_new {
+                store
+                    .notices_of_artifact(a)?
+                    .into_iter()
+                    .map(|(id, adv, st)| (adv, (id, st)))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+            for m in all {
+                let record = db.get(m.advisory);
+                match existing.remove(&m.advisory) {
+                    None => notifier.notice(record, m.advisory, a, &m.hits),
+                    Some((id, NoticeState::Remediated)) => notifier.reopen(record, m.advisory, a, &m.hits, id),
+                    Some(_) => {}
+                }
+            }
+            for (adv, (id, state)) in existing {
+                if matches!(state, NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged) {
+                    notifier.remediate(adv, id);
+                }
+            }
+            Ok(())
         };
         for &(a, updated) in changed {
-            if catalog.node(a).removed {
-                continue;
-            }
-            visit(a, report);
+            visit(a)?;
             if updated {
                 for d in catalog.descendants(a) {
-                    visit(d, report);
+                    visit(d)?;
                 }
             }
         }
+        created.extend(notifier.finish("notice"));
+        Ok(())
+    }
+
+    /// Brings the notices of a record in line with its impact: new ones for
+    /// newly affected artifacts, reopened ones for reintroductions,
+    /// remediations for artifacts it no longer affects.
+    fn reconcile_record(&mut self, adv: AdvIdx) -> Result<(), EngineError> {
+        self.prepare();
+        let mut existing: HashMap<ArtIdx, (i64, NoticeState)> = self
+            .store
+            .notices_of_advisory(adv)?
+            .into_iter()
+            .map(|(id, a, st)| (a, (id, st)))
+            .collect();
+        let now = now_ms();
+        let Engine {
+            catalog,
+            db,
+            inheritance,
+            svc,
+            outbox,
+            created,
+            ..
+        } = self;
+        let Some(inh) = inheritance.as_ref() else {
+            return Ok(());
+        };
+        let impact = propagate::impact(catalog, inh, db, adv);
+        let record = db.get(adv);
+        let mut notifier = Notifier::new(catalog, svc, outbox, now);
+        for (a, hits) in impact.iter() {
+            match existing.remove(&a) {
+                None => notifier.notice(record, adv, a, hits),
+                Some((id, NoticeState::Remediated)) => notifier.reopen(record, adv, a, hits, id),
+                Some(_) => {}
+            }
+        }
+        for (_, (id, state)) in existing {
+            if matches!(state, NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged) {
+                notifier.remediate(adv, id);
+            }
+        }
+        created.extend(notifier.finish("notice"));
+        Ok(())
+    }
+
+    /// Records the notices every open record should have and does not
+    /// (the service's start-up: imports made while it was stopped, or a
+    /// catalog served for the first time).
+    pub fn reconcile_all(&mut self) -> Result<usize, EngineError> {
+        let ids: Vec<AdvIdx> = self.db.iter().filter(|(_, r)| r.is_open()).map(|(i, _)| i).collect();
+        let mut n = 0;
+        for adv in ids {
+            self.reconcile_record(adv)?;
+            n += self.outbox.notices.len();
+            self.commit(&[])?;
+        }
+        Ok(n)
     }
 
     /// Publishes advisories; each is stored before anything is evaluated.
@@ -335,7 +538,15 @@ impl<S: CatalogStore> Engine<S> {
             }
             report.outcomes.push(outcome);
         }
-        self.commit_catalog(&changed)?;
+        if self.notices_on {
+            for &adv in &changed {
+                if let Err(e) = self.reconcile_record(adv) {
+                    self.reload()?;
+                    return Err(e);
+                }
+            }
+        }
+        self.commit(&changed)?;
         Ok(report)
     }
 

@@ -3,10 +3,10 @@
 
 use patchline_core::propagate::{ComponentHit, Impact, path};
 use patchline_core::{Actor, ArtIdx, Catalog, Kind, Record, Visibility};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One affected component of an artifact.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AffectedComponent {
     pub purl: String,
     pub introduced_by: String,

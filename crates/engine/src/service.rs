@@ -1,0 +1,678 @@
+//! The pub/sub side of the engine: tenants' roles and tokens, subscriptions
+//! and watches in memory, and the notices and deliveries that follow from
+//! every change (PRODUCT.md §3, §4.5, §4.6). Everything here ends up in the
+//! [`Outbox`] committed with the change that caused it, so a notice is
+//! durable before any channel can see it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use patchline_core::notice::{Channel, Filter, FilterInput, NoticeState, Severity};
+use patchline_core::propagate::ComponentHit;
+use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
+use patchline_store::service::{DeliveryRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow};
+use patchline_store::{Outbox, ServiceState};
+use serde::{Deserialize, Serialize};
+
+use crate::report::render_row;
+
+/// Most notices one webhook message carries.
+pub const DELIVERY_BATCH_MAX: usize = 100;
+/// Default per-endpoint rate limit, requests per second.
+pub const RATE_PER_S_DEFAULT: u32 = 1000;
+
+/// A role a tenant holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Tenant,
+    Publisher,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Tenant => "tenant",
+            Role::Publisher => "publisher",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "tenant" => Some(Role::Tenant),
+            "publisher" => Some(Role::Publisher),
+            _ => None,
+        }
+    }
+}
+
+/// A webhook secret with the time it stops signing (rotation overlap).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEntry {
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after_ms: Option<i64>,
+}
+
+/// A subscription in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub tenant: TenantIdx,
+    pub channel: Channel,
+    pub filter: Filter,
+    pub secrets: Vec<SecretEntry>,
+    pub active: bool,
+    pub disabled_reason: Option<String>,
+    pub rate_per_s: u32,
+    pub created_at_ms: i64,
+}
+
+impl Subscription {
+    pub fn to_row(&self) -> SubscriptionRow {
+        SubscriptionRow {
+            id: self.id.clone(),
+            tenant: self.tenant,
+            channel: serde_json::to_string(&self.channel).unwrap_or_default(),
+            filter: serde_json::to_string(&self.filter).unwrap_or_default(),
+            secrets: serde_json::to_string(&self.secrets).unwrap_or_default(),
+            state: if self.active { "active" } else { "disabled" }.into(),
+            disabled_reason: self.disabled_reason.clone(),
+            rate_per_s: self.rate_per_s,
+            created_at_ms: self.created_at_ms,
+        }
+    }
+
+    fn from_row(row: &SubscriptionRow) -> Option<Subscription> {
+        Some(Subscription {
+            id: row.id.clone(),
+            tenant: row.tenant,
+            channel: serde_json::from_str(&row.channel).ok()?,
+            filter: serde_json::from_str(&row.filter).ok()?,
+            secrets: serde_json::from_str(&row.secrets).ok()?,
+            active: row.state == "active",
+            disabled_reason: row.disabled_reason.clone(),
+            rate_per_s: row.rate_per_s,
+            created_at_ms: row.created_at_ms,
+        })
+    }
+
+    /// Secrets that sign now (the current one and, during a rotation,
+    /// the previous one until its overlap ends).
+    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
+        self.secrets
+            .iter()
+            .filter(|s| s.not_after_ms.is_none_or(|t| t > now_ms))
+            .map(|s| s.secret.as_str())
+            .collect()
+    }
+}
+
+/// The service state the engine keeps in memory.
+#[derive(Debug, Default)]
+pub struct ServiceMem {
+    pub roles: HashMap<TenantIdx, Vec<Role>>,
+    /// Token hash -> (token id, tenant); revoked tokens are absent.
+    pub tokens: HashMap<String, (String, TenantIdx)>,
+    pub subscriptions: BTreeMap<String, Subscription>,
+    /// Watchers of each public artifact.
+    pub watchers: HashMap<ArtIdx, Vec<TenantIdx>>,
+    pub next_notice_id: i64,
+    pub next_delivery_id: i64,
+}
+
+impl ServiceMem {
+    pub fn load(state: ServiceState) -> ServiceMem {
+        let mut mem = ServiceMem {
+            next_notice_id: state.next_notice_id.max(1),
+            next_delivery_id: state.next_delivery_id.max(1),
+            ..Default::default()
+        };
+        for (t, roles) in state.roles {
+            mem.roles
+                .insert(t, roles.split(',').filter_map(Role::parse).collect());
+        }
+        for TokenRow {
+            id,
+            tenant,
+            hash,
+            revoked_at_ms,
+            ..
+        } in state.tokens
+        {
+            if revoked_at_ms.is_none() {
+                mem.tokens.insert(hash, (id, tenant));
+            }
+        }
+        for row in &state.subscriptions {
+            if let Some(s) = Subscription::from_row(row) {
+                mem.subscriptions.insert(s.id.clone(), s);
+            }
+        }
+        for (t, a) in state.watches {
+            mem.watchers.entry(a).or_default().push(t);
+        }
+        mem
+    }
+
+    pub fn has_role(&self, t: TenantIdx, role: Role) -> bool {
+        self.roles.get(&t).is_some_and(|r| r.contains(&role))
+    }
+
+    fn webhooks_of(&self, t: TenantIdx) -> impl Iterator<Item = &Subscription> {
+        self.subscriptions.values().filter(move |s| {
+            s.tenant == t && s.active && matches!(s.channel, Channel::Webhook { .. })
+        })
+    }
+}
+
+/// What a record contributes to notices.
+struct RecordInfo<'a> {
+    id: &'a str,
+    summary: Option<&'a str>,
+    severity: Option<Severity>,
+    aliases: &'a [String],
+    failure: bool,
+}
+
+fn record_info(record: &Record) -> RecordInfo<'_> {
+    match record {
+        Record::Advisory(a) => RecordInfo {
+            id: a.id.as_str(),
+            summary: a.osv.summary.as_deref(),
+            severity: a.severity(),
+            aliases: &a.osv.aliases,
+            failure: false,
+        },
+        Record::Failure(f) => RecordInfo {
+            id: f.id.as_str(),
+            summary: Some(&f.summary),
+            severity: f.severity.as_deref().and_then(Severity::parse_word),
+            aliases: &[],
+            failure: true,
+        },
+    }
+}
+
+/// The stored JSON of a notice (its state is added when rendered).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoticeBody {
+    pub advisory: String,
+    pub artifact: String,
+    pub kind: patchline_core::Kind,
+    pub tenant: String,
+    pub components: Vec<crate::report::AffectedComponent>,
+    pub path: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introduced_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failure: bool,
+}
+
+/// Collects notices and deliveries for one change.
+#[derive(Debug)]
+pub struct Notifier<'a> {
+    pub catalog: &'a Catalog,
+    pub mem: &'a mut ServiceMem,
+    pub outbox: &'a mut Outbox,
+    pub now_ms: i64,
+    /// (subscription, record) -> notice ids to deliver.
+    pending: BTreeMap<(String, AdvIdx), Vec<i64>>,
+    /// New notice ids per reading tenant (owner and watchers), for streams.
+    pub created: Vec<(TenantIdx, i64)>,
+}
+
+impl<'a> Notifier<'a> {
+    pub fn new(catalog: &'a Catalog, mem: &'a mut ServiceMem, outbox: &'a mut Outbox, now_ms: i64) -> Notifier<'a> {
+        Notifier {
+            catalog,
+            mem,
+            outbox,
+            now_ms,
+            pending: BTreeMap::new(),
+            created: Vec::new(),
+        }
+    }
+
+    /// Records a notice for (record, artifact) and queues its deliveries.
+    pub fn notice(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit]) {
+        let node = self.catalog.node(a);
+        let owner = node.tenant;
+        let info = record_info(record);
+        let row = render_row(self.catalog, &Actor::Tenant(self.catalog.tenant_id(owner).clone()), a, hits);
+        let introduced_by = hits
+            .first()
+            .filter(|_| info.failure)
+            .map(|h| self.catalog.node(h.introduced_by).id.to_string());
+        let body = NoticeBody {
+            advisory: info.id.to_string(),
+            artifact: row.artifact,
+            kind: row.kind,
+            tenant: row.tenant,
+            components: row.components,
+            path: row.path,
+            introduced_by,
+            summary: info.summary.map(str::to_string),
+            severity: info.severity,
+            failure: info.failure,
+        };
+        let id = self.mem.next_notice_id;
+        self.mem.next_notice_id += 1;
+        self.outbox.notices.push(NoticeRow {
+            id,
+            advisory: adv,
+            artifact: a,
+            tenant: owner,
+            state: NoticeState::Affected,
+            body: serde_json::to_string(&body).unwrap_or_default(),
+            at_ms: self.now_ms,
+        });
+        self.route(record, adv, a, hits, id);
+    }
+
+    /// A closed notice applies again (reintroduced): reopened and re-sent.
+    pub fn reopen(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit], id: i64) {
+        self.outbox.notice_changes.push(NoticeChange {
+            id,
+            advisory: adv,
+            state: NoticeState::Affected,
+            justification: None,
+            at_ms: self.now_ms,
+        });
+        self.route(record, adv, a, hits, id);
+    }
+
+    /// The artifact no longer carries the record.
+    pub fn remediate(&mut self, adv: AdvIdx, id: i64) {
+        self.outbox.notice_changes.push(NoticeChange {
+            id,
+            advisory: adv,
+            state: NoticeState::Remediated,
+            justification: None,
+            at_ms: self.now_ms,
+        });
+    }
+
+    fn route(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit], id: i64) {
+        let node = self.catalog.node(a);
+        let info = record_info(record);
+        let mut purl_types = Vec::new();
+        let mut packages = Vec::new();
+        for h in hits {
+            if let Some(c) = h.component {
+                let comp = self.catalog.components().get(c);
+                if let Ok(p) = comp.purl.parse::<patchline_formats::purl::Purl>() {
+                    purl_types.push(p.ty.clone());
+                    packages.push(p.name.clone());
+                }
+                packages.push(self.catalog.components().source_name(comp.source).to_string());
+            }
+        }
+        let input = FilterInput {
+            severity: info.severity,
+            kind: node.kind,
+            labels: &node.labels,
+            purl_types: &purl_types,
+            packages: &packages,
+            advisory: info.id,
+            aliases: info.aliases,
+        };
+        let mut readers = vec![node.tenant];
+        if let Some(w) = self.mem.watchers.get(&a) {
+            readers.extend(w.iter().copied());
+        }
+        let mut seen = HashSet::new();
+        for t in readers {
+            if !seen.insert(t) {
+                continue;
+            }
+            self.created.push((t, id));
+            let subs: Vec<String> = self
+                .mem
+                .webhooks_of(t)
+                .filter(|s| s.filter.matches(&input))
+                .map(|s| s.id.clone())
+                .collect();
+            for s in subs {
+                self.pending.entry((s, adv)).or_default().push(id);
+            }
+        }
+    }
+
+    /// Turns the queued notice ids into delivery rows.
+    pub fn finish(mut self, purpose: &'static str) -> Vec<(TenantIdx, i64)> {
+        for ((sub, _), ids) in std::mem::take(&mut self.pending) {
+            for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
+                let id = self.mem.next_delivery_id;
+                self.mem.next_delivery_id += 1;
+                self.outbox.deliveries.push(DeliveryRow {
+                    id,
+                    subscription: sub.clone(),
+                    purpose,
+                    notices: chunk.to_vec(),
+                    next_at_ms: self.now_ms,
+                    at_ms: self.now_ms,
+                });
+            }
+        }
+        self.created
+    }
+
+    /// Queues an existing notice for the given subscriptions (reminders).
+    pub fn resend(&mut self, subscriptions: &[String], adv: AdvIdx, id: i64) {
+        for s in subscriptions {
+            self.pending.entry((s.clone(), adv)).or_default().push(id);
+        }
+    }
+}
+
+/// A notice as the API shows it: the stored body, its id and state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoticeDoc {
+    pub notice_id: i64,
+    #[serde(flatten)]
+    pub body: NoticeBody,
+    pub state: NoticeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    patchline_core::timestamp::format_unix(ms.div_euclid(1000))
+}
+
+impl NoticeDoc {
+    /// Renders a stored notice for `reader`: ids on its path that the
+    /// reader may not see (a watcher reading about a public artifact built
+    /// on private ones) become `(private)`.
+    pub fn render(n: &StoredNotice, catalog: &Catalog, reader: &Actor) -> Option<NoticeDoc> {
+        let mut body: NoticeBody = serde_json::from_str(&n.body).ok()?;
+        if let Actor::Tenant(t) = reader
+            && catalog.tenant_id(n.tenant) != t
+        {
+            let hide = |id: &mut String| {
+                if catalog.visible(id, reader).is_none() {
+                    *id = crate::report::HIDDEN.to_string();
+                }
+            };
+            body.path.iter_mut().for_each(hide);
+            for c in &mut body.components {
+                hide(&mut c.introduced_by);
+            }
+            if let Some(i) = body.introduced_by.as_mut() {
+                hide(i);
+            }
+        }
+        Some(NoticeDoc {
+            notice_id: n.id,
+            body,
+            state: n.state,
+            justification: n.justification.clone(),
+            created_at: rfc3339_ms(n.created_at_ms),
+            updated_at: rfc3339_ms(n.updated_at_ms),
+        })
+    }
+}
+
+use patchline_store::{CatalogStore, StoredNotice};
+use patchline_core::{TenantId, ArtifactId};
+use crate::{Engine, EngineError, now_ms};
+
+impl<S: CatalogStore> Engine<S> {
+    /// Creates (or gives roles to) a tenant with its first token.
+    pub fn create_tenant(
+        &mut self,
+        id: &TenantId,
+        roles: &[Role],
+        token_id: &str,
+        token_hash: &str,
+    ) -> Result<TenantIdx, EngineError> {
+        if let Some(t) = self.catalog.tenant_idx(id.as_str())
+            && self.svc.roles.contains_key(&t)
+        {
+            return Err(EngineError::Invalid(format!("tenant {id} already exists")));
+        }
+        let now = now_ms();
+        let t = self.catalog.ensure_tenant(id);
+        let mut roles = roles.to_vec();
+        if roles.is_empty() {
+            roles.push(Role::Tenant);
+        }
+        roles.dedup();
+        let text = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+        self.outbox.roles.push((t, text, now));
+        self.outbox.tokens.push(TokenRow {
+            id: token_id.to_string(),
+            tenant: t,
+            hash: token_hash.to_string(),
+            created_at_ms: now,
+            revoked_at_ms: None,
+        });
+        self.commit(&[])?;
+        self.svc.roles.insert(t, roles);
+        self.svc.tokens.insert(token_hash.to_string(), (token_id.to_string(), t));
+        Ok(t)
+    }
+
+    /// Adds a token to an existing tenant (rotation: add, then revoke).
+    pub fn add_token(&mut self, t: TenantIdx, token_id: &str, token_hash: &str) -> Result<(), EngineError> {
+        self.outbox.tokens.push(TokenRow {
+            id: token_id.to_string(),
+            tenant: t,
+            hash: token_hash.to_string(),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        });
+        self.commit(&[])?;
+        self.svc.tokens.insert(token_hash.to_string(), (token_id.to_string(), t));
+        Ok(())
+    }
+
+    /// Revokes one of `t`'s tokens (admins: any token).
+    pub fn revoke_token(&mut self, t: Option<TenantIdx>, token_id: &str) -> Result<(), EngineError> {
+        let hash = self
+            .svc
+            .tokens
+            .iter()
+            .find(|(_, (id, owner))| id == token_id && t.is_none_or(|t| t == *owner))
+            .map(|(h, _)| h.clone())
+            .ok_or_else(|| EngineError::NotFound { what: "token", id: token_id.to_string() })?;
+        self.outbox.revoked_tokens.push((token_id.to_string(), now_ms()));
+        self.commit(&[])?;
+        self.svc.tokens.remove(&hash);
+        Ok(())
+    }
+
+    /// The tenant a token hash belongs to.
+    pub fn authenticate(&self, token_hash: &str) -> Option<TenantIdx> {
+        self.svc.tokens.get(token_hash).map(|(_, t)| *t)
+    }
+
+    /// Stores a new subscription.
+    pub fn put_subscription(&mut self, sub: Subscription) -> Result<(), EngineError> {
+        sub.filter.validate().map_err(EngineError::Invalid)?;
+        self.outbox.subscriptions.push(sub.to_row());
+        self.commit(&[])?;
+        self.svc.subscriptions.insert(sub.id.clone(), sub);
+        Ok(())
+    }
+
+    /// A subscription of `t` (admins: any), or not found.
+    pub fn subscription(&self, t: Option<TenantIdx>, id: &str) -> Result<&Subscription, EngineError> {
+        self.svc
+            .subscriptions
+            .get(id)
+            .filter(|s| t.is_none_or(|t| s.tenant == t))
+            .ok_or_else(|| EngineError::NotFound { what: "subscription", id: id.to_string() })
+    }
+
+    /// Disables a subscription (endpoint answered 410, or its owner asked).
+    pub fn disable_subscription(&mut self, id: &str, reason: &str) -> Result<(), EngineError> {
+        let mut sub = self.subscription(None, id)?.clone();
+        sub.active = false;
+        sub.disabled_reason = Some(reason.to_string());
+        self.put_subscription(sub)
+    }
+
+    /// Follows a public artifact the tenant does not own.
+    pub fn watch(&mut self, t: TenantIdx, artifact: &str) -> Result<ArtIdx, EngineError> {
+        let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
+        let a = self
+            .catalog
+            .visible(artifact, &actor)
+            .ok_or_else(|| EngineError::NotFound { what: "artifact", id: artifact.to_string() })?;
+        if self.svc.watchers.get(&a).is_some_and(|w| w.contains(&t)) {
+            return Ok(a);
+        }
+        self.outbox.watches.push((t, a));
+        self.commit(&[])?;
+        self.svc.watchers.entry(a).or_default().push(t);
+        Ok(a)
+    }
+
+    /// The tenant acknowledges a notice, or states that it does not apply.
+    pub fn ack(
+        &mut self,
+        t: Option<TenantIdx>,
+        notice: i64,
+        state: NoticeState,
+        justification: Option<String>,
+    ) -> Result<StoredNotice, EngineError> {
+        let n = self
+            .store
+            .notice(notice)?
+            .filter(|n| t.is_none_or(|t| t == n.tenant))
+            .ok_or_else(|| EngineError::NotFound { what: "notice", id: notice.to_string() })?;
+        match state {
+            NoticeState::Acknowledged => {}
+            NoticeState::NotAffected => match justification.as_deref() {
+                Some(j) if patchline_core::notice::JUSTIFICATIONS.contains(&j) => {}
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "not_affected needs a justification, one of: {}",
+                        patchline_core::notice::JUSTIFICATIONS.join(", ")
+                    )));
+                }
+            },
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "a tenant can set acknowledged or not_affected, not {other}"
+                )));
+            }
+        }
+        if n.state.is_closed() {
+            return Err(EngineError::Invalid(format!("notice {notice} is already {}", n.state)));
+        }
+        if n.state == state {
+            return Ok(n);
+        }
+        let now = now_ms();
+        self.outbox.notice_changes.push(NoticeChange {
+            id: n.id,
+            advisory: n.advisory,
+            state,
+            justification: justification.clone(),
+            at_ms: now,
+        });
+        self.commit(&[])?;
+        Ok(StoredNotice {
+            state,
+            justification,
+            updated_at_ms: now,
+            ..n
+        })
+    }
+
+    /// Queues reminders for open notices not acknowledged for
+    /// `interval_ms`: to the tenant's matching webhooks, and after
+    /// `escalate_after` reminders to all its webhooks and the operator's
+    /// subscription. Returns how many notices were reminded.
+    pub fn schedule_reminders(
+        &mut self,
+        now: i64,
+        interval_ms: i64,
+        escalate_after: i64,
+        operator_subscription: Option<&str>,
+        limit: usize,
+    ) -> Result<usize, EngineError> {
+        let due = self.store.due_reminders(now - interval_ms, limit)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let Engine { catalog, svc, outbox, .. } = self;
+        let mut notifier = Notifier::new(catalog, svc, outbox, now);
+        let mut escalations = Notifier::new_detached(now);
+        for n in &due {
+            let subs: Vec<String> = notifier
+                .mem
+                .webhooks_of(n.tenant)
+                .map(|s| s.id.clone())
+                .collect();
+            if n.reminders + 1 >= escalate_after {
+                let mut all = subs.clone();
+                if let Some(op) = operator_subscription {
+                    all.push(op.to_string());
+                }
+                escalations.resend(&all, n.advisory, n.id);
+            } else {
+                notifier.resend(&subs, n.advisory, n.id);
+            }
+            notifier.outbox.reminded.push((n.id, now));
+        }
+        notifier.finish("reminder");
+        escalations.finish_into(&mut self.svc, &mut self.outbox, "escalation");
+        self.commit(&[])?;
+        Ok(due.len())
+    }
+}
+
+/// Deliveries queued without a catalog (escalations).
+#[derive(Debug, Default)]
+pub struct DetachedNotifier {
+    now_ms: i64,
+    pending: BTreeMap<(String, AdvIdx), Vec<i64>>,
+}
+
+impl DetachedNotifier {
+    pub fn resend(&mut self, subscriptions: &[String], adv: AdvIdx, id: i64) {
+        for s in subscriptions {
+            self.pending.entry((s.clone(), adv)).or_default().push(id);
+        }
+    }
+
+    pub fn finish_into(self, mem: &mut ServiceMem, outbox: &mut Outbox, purpose: &'static str) {
+        for ((sub, _), ids) in self.pending {
+            for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
+                let id = mem.next_delivery_id;
+                mem.next_delivery_id += 1;
+                outbox.deliveries.push(DeliveryRow {
+                    id,
+                    subscription: sub.clone(),
+                    purpose,
+                    notices: chunk.to_vec(),
+                    next_at_ms: self.now_ms,
+                    at_ms: self.now_ms,
+                });
+            }
+        }
+    }
+}
+
+impl Notifier<'_> {
+    pub fn new_detached(now_ms: i64) -> DetachedNotifier {
+        DetachedNotifier {
+            now_ms,
+            pending: BTreeMap::new(),
+        }
+    }
+}
+
+/// Parses an artifact id for the API.
+pub fn artifact_id(text: &str) -> Result<ArtifactId, EngineError> {
+    ArtifactId::new(text).map_err(|e| EngineError::Invalid(e.to_string()))
+}
