@@ -5,6 +5,7 @@ mod commands;
 mod demo;
 mod exit;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP API and the delivery workers. The admin token comes
+    /// from PATCHLINE_ADMIN_TOKEN.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the bound
+        /// address is printed on the first line of standard output).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Do not run the delivery workers and reminders in this process.
+        #[arg(long)]
+        no_workers: bool,
+    },
     /// Import artifacts, advisories or an artifact's inventory.
     #[command(subcommand)]
     Import(Import),
@@ -130,6 +142,7 @@ enum Import {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve { listen, no_workers } => serve::run(&cli.data_dir, &listen, !no_workers),
         Command::Import(Import::Artifacts { file, update }) => {
             commands::import_artifacts(&cli.data_dir, &file, update)
         }

@@ -310,10 +310,25 @@ impl Advisory {
             .severity
             .iter()
             .filter_map(from)
-            .chain(self.osv.affected.iter().flat_map(|a| a.severity.iter().filter_map(from)))
+            .chain(
+                self.osv
+                    .affected
+                    .iter()
+                    .flat_map(|a| a.severity.iter().filter_map(from)),
+            )
             .chain(word(&self.osv.database_specific))
-            .chain(self.osv.affected.iter().filter_map(|a| word(&a.database_specific)))
-            .chain(self.osv.affected.iter().filter_map(|a| word(&a.ecosystem_specific)))
+            .chain(
+                self.osv
+                    .affected
+                    .iter()
+                    .filter_map(|a| word(&a.database_specific)),
+            )
+            .chain(
+                self.osv
+                    .affected
+                    .iter()
+                    .filter_map(|a| word(&a.ecosystem_specific)),
+            )
             .max()
     }
 }

@@ -210,7 +210,9 @@ fn roundup(x: f64) -> f64 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Channel {
-    Webhook { url: String },
+    Webhook {
+        url: String,
+    },
     /// Server-sent events on `GET /v1/notices/stream`.
     Sse,
     /// `GET /v1/notices` with a cursor.
@@ -276,7 +278,9 @@ impl Filter {
             self.advisories.len(),
         ];
         if sizes.iter().any(|&n| n > FILTER_VALUES_MAX) {
-            return Err(format!("a filter field has more than {FILTER_VALUES_MAX} values"));
+            return Err(format!(
+                "a filter field has more than {FILTER_VALUES_MAX} values"
+            ));
         }
         Ok(())
     }

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use patchline_core::notice::NoticeState;
 use patchline_core::TenantIdx;
+use patchline_core::notice::NoticeState;
 use patchline_store::Outbox;
 
 use crate::service::{Notifier, ServiceMem};
@@ -61,7 +61,9 @@ pub enum EngineError {
     NotFound { what: &'static str, id: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the data directory {0} is in use by another patchline process (is `patchline serve` running?)")]
+    #[error(
+        "the data directory {0} is in use by another patchline process (is `patchline serve` running?)"
+    )]
     Busy(String),
     #[error("{0}")]
     Forbidden(String),
@@ -370,7 +372,14 @@ impl<S: CatalogStore> Engine<S> {
                     }
                     holder_matches = by_holder
                         .entry(h)
-                        .or_insert_with(|| Rc::new(propagate::advisory_matches_cached(catalog, db, h, match_cache)))
+                        .or_insert_with(|| {
+                            Rc::new(propagate::advisory_matches_cached(
+                                catalog,
+                                db,
+                                h,
+                                match_cache,
+                            ))
+                        })
                         .clone();
                 }
                 current = propagate::failure_matches(catalog, db, a);
@@ -402,12 +411,17 @@ impl<S: CatalogStore> Engine<S> {
                 let record = db.get(m.advisory);
                 match existing.remove(&m.advisory) {
                     None => notifier.notice(record, m.advisory, a, &m.hits),
-                    Some((id, NoticeState::Remediated)) => notifier.reopen(record, m.advisory, a, &m.hits, id),
+                    Some((id, NoticeState::Remediated)) => {
+                        notifier.reopen(record, m.advisory, a, &m.hits, id)
+                    }
                     Some(_) => {}
                 }
             }
             for (adv, (id, state)) in existing {
-                if matches!(state, NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged) {
+                if matches!(
+                    state,
+                    NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged
+                ) {
                     notifier.remediate(adv, id);
                 }
             }
@@ -460,7 +474,10 @@ impl<S: CatalogStore> Engine<S> {
             }
         }
         for (_, (id, state)) in existing {
-            if matches!(state, NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged) {
+            if matches!(
+                state,
+                NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged
+            ) {
                 notifier.remediate(adv, id);
             }
         }
@@ -472,7 +489,12 @@ impl<S: CatalogStore> Engine<S> {
     /// (the service's start-up: imports made while it was stopped, or a
     /// catalog served for the first time).
     pub fn reconcile_all(&mut self) -> Result<usize, EngineError> {
-        let ids: Vec<AdvIdx> = self.db.iter().filter(|(_, r)| r.is_open()).map(|(i, _)| i).collect();
+        let ids: Vec<AdvIdx> = self
+            .db
+            .iter()
+            .filter(|(_, r)| r.is_open())
+            .map(|(i, _)| i)
+            .collect();
         let mut n = 0;
         for adv in ids {
             self.reconcile_record(adv)?;

@@ -226,7 +226,12 @@ pub struct Notifier<'a> {
 }
 
 impl<'a> Notifier<'a> {
-    pub fn new(catalog: &'a Catalog, mem: &'a mut ServiceMem, outbox: &'a mut Outbox, now_ms: i64) -> Notifier<'a> {
+    pub fn new(
+        catalog: &'a Catalog,
+        mem: &'a mut ServiceMem,
+        outbox: &'a mut Outbox,
+        now_ms: i64,
+    ) -> Notifier<'a> {
         Notifier {
             catalog,
             mem,
@@ -242,7 +247,12 @@ impl<'a> Notifier<'a> {
         let node = self.catalog.node(a);
         let owner = node.tenant;
         let info = record_info(record);
-        let row = render_row(self.catalog, &Actor::Tenant(self.catalog.tenant_id(owner).clone()), a, hits);
+        let row = render_row(
+            self.catalog,
+            &Actor::Tenant(self.catalog.tenant_id(owner).clone()),
+            a,
+            hits,
+        );
         let introduced_by = hits
             .first()
             .filter(|_| info.failure)
@@ -274,7 +284,14 @@ impl<'a> Notifier<'a> {
     }
 
     /// A closed notice applies again (reintroduced): reopened and re-sent.
-    pub fn reopen(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit], id: i64) {
+    pub fn reopen(
+        &mut self,
+        record: &Record,
+        adv: AdvIdx,
+        a: ArtIdx,
+        hits: &[ComponentHit],
+        id: i64,
+    ) {
         self.outbox.notice_changes.push(NoticeChange {
             id,
             advisory: adv,
@@ -308,7 +325,12 @@ impl<'a> Notifier<'a> {
                     purl_types.push(p.ty.clone());
                     packages.push(p.name.clone());
                 }
-                packages.push(self.catalog.components().source_name(comp.source).to_string());
+                packages.push(
+                    self.catalog
+                        .components()
+                        .source_name(comp.source)
+                        .to_string(),
+                );
             }
         }
         let input = FilterInput {
@@ -419,9 +441,9 @@ impl NoticeDoc {
     }
 }
 
-use patchline_store::{CatalogStore, StoredNotice};
-use patchline_core::{TenantId, ArtifactId};
 use crate::{Engine, EngineError, now_ms};
+use patchline_core::{ArtifactId, TenantId};
+use patchline_store::{CatalogStore, StoredNotice};
 
 impl<S: CatalogStore> Engine<S> {
     /// Creates (or gives roles to) a tenant with its first token.
@@ -444,7 +466,11 @@ impl<S: CatalogStore> Engine<S> {
             roles.push(Role::Tenant);
         }
         roles.dedup();
-        let text = roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+        let text = roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         self.outbox.roles.push((t, text, now));
         self.outbox.tokens.push(TokenRow {
             id: token_id.to_string(),
@@ -455,12 +481,19 @@ impl<S: CatalogStore> Engine<S> {
         });
         self.commit(&[])?;
         self.svc.roles.insert(t, roles);
-        self.svc.tokens.insert(token_hash.to_string(), (token_id.to_string(), t));
+        self.svc
+            .tokens
+            .insert(token_hash.to_string(), (token_id.to_string(), t));
         Ok(t)
     }
 
     /// Adds a token to an existing tenant (rotation: add, then revoke).
-    pub fn add_token(&mut self, t: TenantIdx, token_id: &str, token_hash: &str) -> Result<(), EngineError> {
+    pub fn add_token(
+        &mut self,
+        t: TenantIdx,
+        token_id: &str,
+        token_hash: &str,
+    ) -> Result<(), EngineError> {
         self.outbox.tokens.push(TokenRow {
             id: token_id.to_string(),
             tenant: t,
@@ -469,20 +502,31 @@ impl<S: CatalogStore> Engine<S> {
             revoked_at_ms: None,
         });
         self.commit(&[])?;
-        self.svc.tokens.insert(token_hash.to_string(), (token_id.to_string(), t));
+        self.svc
+            .tokens
+            .insert(token_hash.to_string(), (token_id.to_string(), t));
         Ok(())
     }
 
     /// Revokes one of `t`'s tokens (admins: any token).
-    pub fn revoke_token(&mut self, t: Option<TenantIdx>, token_id: &str) -> Result<(), EngineError> {
+    pub fn revoke_token(
+        &mut self,
+        t: Option<TenantIdx>,
+        token_id: &str,
+    ) -> Result<(), EngineError> {
         let hash = self
             .svc
             .tokens
             .iter()
             .find(|(_, (id, owner))| id == token_id && t.is_none_or(|t| t == *owner))
             .map(|(h, _)| h.clone())
-            .ok_or_else(|| EngineError::NotFound { what: "token", id: token_id.to_string() })?;
-        self.outbox.revoked_tokens.push((token_id.to_string(), now_ms()));
+            .ok_or_else(|| EngineError::NotFound {
+                what: "token",
+                id: token_id.to_string(),
+            })?;
+        self.outbox
+            .revoked_tokens
+            .push((token_id.to_string(), now_ms()));
         self.commit(&[])?;
         self.svc.tokens.remove(&hash);
         Ok(())
@@ -503,12 +547,19 @@ impl<S: CatalogStore> Engine<S> {
     }
 
     /// A subscription of `t` (admins: any), or not found.
-    pub fn subscription(&self, t: Option<TenantIdx>, id: &str) -> Result<&Subscription, EngineError> {
+    pub fn subscription(
+        &self,
+        t: Option<TenantIdx>,
+        id: &str,
+    ) -> Result<&Subscription, EngineError> {
         self.svc
             .subscriptions
             .get(id)
             .filter(|s| t.is_none_or(|t| s.tenant == t))
-            .ok_or_else(|| EngineError::NotFound { what: "subscription", id: id.to_string() })
+            .ok_or_else(|| EngineError::NotFound {
+                what: "subscription",
+                id: id.to_string(),
+            })
     }
 
     /// Disables a subscription (endpoint answered 410, or its owner asked).
@@ -525,7 +576,10 @@ impl<S: CatalogStore> Engine<S> {
         let a = self
             .catalog
             .visible(artifact, &actor)
-            .ok_or_else(|| EngineError::NotFound { what: "artifact", id: artifact.to_string() })?;
+            .ok_or_else(|| EngineError::NotFound {
+                what: "artifact",
+                id: artifact.to_string(),
+            })?;
         if self.svc.watchers.get(&a).is_some_and(|w| w.contains(&t)) {
             return Ok(a);
         }
@@ -547,7 +601,10 @@ impl<S: CatalogStore> Engine<S> {
             .store
             .notice(notice)?
             .filter(|n| t.is_none_or(|t| t == n.tenant))
-            .ok_or_else(|| EngineError::NotFound { what: "notice", id: notice.to_string() })?;
+            .ok_or_else(|| EngineError::NotFound {
+                what: "notice",
+                id: notice.to_string(),
+            })?;
         match state {
             NoticeState::Acknowledged => {}
             NoticeState::NotAffected => match justification.as_deref() {
@@ -566,7 +623,10 @@ impl<S: CatalogStore> Engine<S> {
             }
         }
         if n.state.is_closed() {
-            return Err(EngineError::Invalid(format!("notice {notice} is already {}", n.state)));
+            return Err(EngineError::Invalid(format!(
+                "notice {notice} is already {}",
+                n.state
+            )));
         }
         if n.state == state {
             return Ok(n);
@@ -604,7 +664,12 @@ impl<S: CatalogStore> Engine<S> {
         if due.is_empty() {
             return Ok(0);
         }
-        let Engine { catalog, svc, outbox, .. } = self;
+        let Engine {
+            catalog,
+            svc,
+            outbox,
+            ..
+        } = self;
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
         let mut escalations = Notifier::new_detached(now);
         for n in &due {

@@ -59,13 +59,23 @@ pub trait CatalogStore {
     fn load_service(&mut self) -> Result<ServiceState, StoreError>;
 
     /// Every notice of a record: (notice id, artifact, state).
-    fn notices_of_advisory(&mut self, adv: AdvIdx) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError>;
+    fn notices_of_advisory(
+        &mut self,
+        adv: AdvIdx,
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError>;
 
     /// Every notice about an artifact: (notice id, record, state).
-    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError>;
+    fn notices_of_artifact(
+        &mut self,
+        a: ArtIdx,
+    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError>;
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
 
     /// Open notices last reminded (or created) before `before_ms`.
-    fn due_reminders(&mut self, before_ms: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError>;
+    fn due_reminders(
+        &mut self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError>;
 }

@@ -190,7 +190,9 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
         return Ok(());
     }
     let mut stmt = tx
-        .prepare_cached("INSERT OR REPLACE INTO tenant_roles (tenant, roles, created_at) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT OR REPLACE INTO tenant_roles (tenant, roles, created_at) VALUES (?1, ?2, ?3)",
+        )
         .map_err(db_err)?;
     for (t, roles, at) in &out.roles {
         stmt.execute(params![t.0, roles, at]).map_err(db_err)?;
@@ -242,7 +244,9 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
         )
         .map_err(db_err)?;
     let mut event = tx
-        .prepare_cached("INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, ?3, ?4)")
+        .prepare_cached(
+            "INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, ?3, ?4)",
+        )
         .map_err(db_err)?;
     for n in &out.notices {
         stmt.execute(params![
@@ -272,7 +276,9 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
             .map_err(db_err)?;
     }
     let mut stmt = tx
-        .prepare_cached("UPDATE notices SET reminders = reminders + 1, reminded_at = ?2 WHERE id = ?1")
+        .prepare_cached(
+            "UPDATE notices SET reminders = reminders + 1, reminded_at = ?2 WHERE id = ?1",
+        )
         .map_err(db_err)?;
     for (id, at) in &out.reminded {
         stmt.execute(params![id, at]).map_err(db_err)?;
@@ -370,10 +376,14 @@ pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError
         state.watches.push(r.map_err(db_err)?);
     }
     state.next_notice_id = conn
-        .query_row("SELECT coalesce(max(id), 0) + 1 FROM notices", [], |r| r.get(0))
+        .query_row("SELECT coalesce(max(id), 0) + 1 FROM notices", [], |r| {
+            r.get(0)
+        })
         .map_err(db_err)?;
     state.next_delivery_id = conn
-        .query_row("SELECT coalesce(max(id), 0) + 1 FROM deliveries", [], |r| r.get(0))
+        .query_row("SELECT coalesce(max(id), 0) + 1 FROM deliveries", [], |r| {
+            r.get(0)
+        })
         .map_err(db_err)?;
     Ok(state)
 }
@@ -413,43 +423,63 @@ fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
 }
 
 /// Notice queries the engine needs inside its own connection.
-pub(crate) fn notices_of_advisory(conn: &Connection, adv: AdvIdx) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+pub(crate) fn notices_of_advisory(
+    conn: &Connection,
+    adv: AdvIdx,
+) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT id, artifact, state FROM notices WHERE advisory = ?1")
         .map_err(db_err)?;
     let rows = stmt
         .query_map([adv.0], |r| {
             let s: String = r.get(2)?;
-            Ok((r.get(0)?, ArtIdx(r.get(1)?), NoticeState::parse(&s).unwrap_or(NoticeState::Affected)))
+            Ok((
+                r.get(0)?,
+                ArtIdx(r.get(1)?),
+                NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
+            ))
         })
         .map_err(db_err)?;
     rows.collect::<Result<_, _>>().map_err(db_err)
 }
 
-pub(crate) fn notices_of_artifact(conn: &Connection, a: ArtIdx) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+pub(crate) fn notices_of_artifact(
+    conn: &Connection,
+    a: ArtIdx,
+) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT id, advisory, state FROM notices WHERE artifact = ?1")
         .map_err(db_err)?;
     let rows = stmt
         .query_map([a.0], |r| {
             let s: String = r.get(2)?;
-            Ok((r.get(0)?, AdvIdx(r.get(1)?), NoticeState::parse(&s).unwrap_or(NoticeState::Affected)))
+            Ok((
+                r.get(0)?,
+                AdvIdx(r.get(1)?),
+                NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
+            ))
         })
         .map_err(db_err)?;
     rows.collect::<Result<_, _>>().map_err(db_err)
 }
 
 pub(crate) fn notice_by_id(conn: &Connection, id: i64) -> Result<Option<StoredNotice>, StoreError> {
-    conn.prepare_cached(&format!("SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"))
-        .map_err(db_err)?
-        .query_row([id], notice_from_row)
-        .optional()
-        .map_err(db_err)
+    conn.prepare_cached(&format!(
+        "SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"
+    ))
+    .map_err(db_err)?
+    .query_row([id], notice_from_row)
+    .optional()
+    .map_err(db_err)
 }
 
 /// Open notices due for a reminder: delivered or not, unacknowledged, last
 /// reminded (or created) before `before_ms`.
-pub(crate) fn due_reminders(conn: &Connection, before_ms: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError> {
+pub(crate) fn due_reminders(
+    conn: &Connection,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<StoredNotice>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {NOTICE_COLUMNS} FROM notices
@@ -526,7 +556,12 @@ impl SqliteQueue {
     }
 
     /// Claims up to `limit` due deliveries for `lease_ms`.
-    pub fn claim(&mut self, now_ms: i64, lease_ms: i64, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+    pub fn claim(
+        &mut self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let tx = self.conn.transaction().map_err(db_err)?;
         let claimed = {
             let mut stmt = tx
@@ -586,8 +621,15 @@ impl SqliteQueue {
                 )
                 .map_err(db_err)?;
             for f in results {
-                stmt.execute(params![f.id, f.state.as_str(), f.status, f.error, f.next_at_ms, f.at_ms])
-                    .map_err(db_err)?;
+                stmt.execute(params![
+                    f.id,
+                    f.state.as_str(),
+                    f.status,
+                    f.error,
+                    f.next_at_ms,
+                    f.at_ms
+                ])
+                .map_err(db_err)?;
                 if f.state == DeliveryState::Delivered {
                     for &n in &f.notices {
                         let adv: Option<i64> = notified
@@ -631,10 +673,16 @@ impl SqliteQueue {
         let mut out = Vec::with_capacity(ids.len());
         let mut stmt = self
             .conn
-            .prepare_cached(&format!("SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"
+            ))
             .map_err(db_err)?;
         for &id in ids {
-            if let Some(n) = stmt.query_row([id], notice_from_row).optional().map_err(db_err)? {
+            if let Some(n) = stmt
+                .query_row([id], notice_from_row)
+                .optional()
+                .map_err(db_err)?
+            {
                 out.push(n);
             }
         }
@@ -683,7 +731,12 @@ impl SqliteReader {
 
     /// Notices a tenant may read (its own, and those about artifacts it
     /// watches), after `after_id`, oldest first.
-    pub fn notices_after(&mut self, tenant: TenantIdx, after_id: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError> {
+    pub fn notices_after(
+        &mut self,
+        tenant: TenantIdx,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -718,7 +771,11 @@ impl SqliteReader {
     }
 
     /// State transitions of an advisory's notices per time bucket.
-    pub fn progress_history(&mut self, adv: AdvIdx, bucket_ms: i64) -> Result<Vec<(i64, String, i64)>, StoreError> {
+    pub fn progress_history(
+        &mut self,
+        adv: AdvIdx,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -727,13 +784,20 @@ impl SqliteReader {
             )
             .map_err(db_err)?;
         let rows = stmt
-            .query_map(params![adv.0, bucket_ms.max(1)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map(params![adv.0, bucket_ms.max(1)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .map_err(db_err)?;
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
     /// A subscription's deliveries, newest first, optionally in one state.
-    pub fn deliveries(&mut self, subscription: &str, state: Option<&str>, limit: usize) -> Result<Vec<DeliveryInfo>, StoreError> {
+    pub fn deliveries(
+        &mut self,
+        subscription: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryInfo>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -789,7 +853,10 @@ impl SqliteReader {
                 .prepare_cached("INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, 'notified', ?3)")
                 .map_err(db_err)?;
             for &id in ids {
-                let adv: Option<i64> = stmt.query_row(params![id, at_ms], |r| r.get(0)).optional().map_err(db_err)?;
+                let adv: Option<i64> = stmt
+                    .query_row(params![id, at_ms], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
                 if let Some(adv) = adv {
                     event.execute(params![id, adv, at_ms]).map_err(db_err)?;
                 }

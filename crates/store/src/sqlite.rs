@@ -467,11 +467,17 @@ impl CatalogStore for SqliteStore {
         service::load_service(&self.conn)
     }
 
-    fn notices_of_advisory(&mut self, adv: AdvIdx) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+    fn notices_of_advisory(
+        &mut self,
+        adv: AdvIdx,
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
         service::notices_of_advisory(&self.conn, adv)
     }
 
-    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+    fn notices_of_artifact(
+        &mut self,
+        a: ArtIdx,
+    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
         service::notices_of_artifact(&self.conn, a)
     }
 
@@ -479,7 +485,11 @@ impl CatalogStore for SqliteStore {
         service::notice_by_id(&self.conn, id)
     }
 
-    fn due_reminders(&mut self, before_ms: i64, limit: usize) -> Result<Vec<StoredNotice>, StoreError> {
+    fn due_reminders(
+        &mut self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
         service::due_reminders(&self.conn, before_ms, limit)
     }
 }

@@ -103,7 +103,9 @@ fn commit(
     records: &[AdvIdx],
 ) {
     let changes = catalog.take_changes();
-    store.commit(catalog, &changes, db, records, &Default::default()).unwrap();
+    store
+        .commit(catalog, &changes, db, records, &Default::default())
+        .unwrap();
 }
 
 /// The suite, over any backend that `open` gives (fresh or reopened on the

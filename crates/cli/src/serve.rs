@@ -1,0 +1,96 @@
+//! `patchline serve`: configuration from flags and environment, logging,
+//! the runtime.
+
+use std::path::Path;
+
+use anyhow::Context;
+use patchline_server::{Config, open_state, serve};
+
+use crate::CmdResult;
+use crate::exit::Failure;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_num(name: &str) -> anyhow::Result<Option<i64>> {
+    env(name)
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .with_context(|| format!("{name} must be a number"))
+        })
+        .transpose()
+}
+
+/// Reads the service configuration from the environment (documented in
+/// README.md).
+fn config(data_dir: &Path, workers: bool) -> anyhow::Result<Config> {
+    let mut c = Config::new(data_dir.to_path_buf());
+    c.workers = workers;
+    c.admin_token_hash =
+        env("PATCHLINE_ADMIN_TOKEN").map(|t| patchline_server::auth::hash_token(t.trim()));
+    c.webhook_policy =
+        patchline_webhook::Policy::from_env_value(env("PATCHLINE_WEBHOOK_ALLOW").as_deref())
+            .map_err(|e| anyhow::anyhow!("PATCHLINE_WEBHOOK_ALLOW: {e}"))?;
+    if let Some(s) = env("PATCHLINE_RETRY_SCHEDULE") {
+        c.retry = patchline_webhook::Schedule::parse(&s)
+            .map_err(|e| anyhow::anyhow!("PATCHLINE_RETRY_SCHEDULE: {e}"))?;
+    }
+    if let Some(s) = env_num("PATCHLINE_REMINDER_INTERVAL_S")? {
+        c.reminder_interval_ms = s.max(1) * 1000;
+    }
+    if let Some(n) = env_num("PATCHLINE_ESCALATE_AFTER")? {
+        c.escalate_after = n.max(1);
+    }
+    if let Some(n) = env_num("PATCHLINE_SECRET_OVERLAP_S")? {
+        c.secret_overlap_ms = n.max(0) * 1000;
+    }
+    if let Some(n) = env_num("PATCHLINE_WEBHOOK_TIMEOUT_MS")? {
+        c.webhook_timeout_ms = n.clamp(100, 300_000) as u64;
+    }
+    c.operator_webhook = env("PATCHLINE_OPERATOR_WEBHOOK");
+    if let Some(url) = &c.operator_webhook {
+        c.webhook_policy
+            .check_url(url)
+            .map_err(|e| anyhow::anyhow!("PATCHLINE_OPERATOR_WEBHOOK: {e}"))?;
+    }
+    Ok(c)
+}
+
+pub fn run(data_dir: &Path, listen: &str, workers: bool) -> CmdResult {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PATCHLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = config(data_dir, workers).map_err(Failure::rejected)?;
+    if config.admin_token_hash.is_none() {
+        eprintln!("warning: PATCHLINE_ADMIN_TOKEN is not set: no one can create tenants");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime
+        .block_on(async move {
+            let state = tokio::task::spawn_blocking(move || open_state(config))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))??;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("listening on http://{addr}");
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            serve(state, listener).await?;
+            Ok::<(), anyhow::Error>(())
+        })
+        .map_err(|e| match e.downcast::<patchline_engine::EngineError>() {
+            Ok(engine) => Failure::from(engine),
+            Err(other) => Failure::from(other),
+        })?;
+    Ok(())
+}

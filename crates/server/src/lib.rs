@@ -1,0 +1,262 @@
+//! The patchline service: the HTTP API of PRODUCT.md §5, the delivery
+//! workers, server-sent event streams and the reminder loop. The only crate
+//! that knows HTTP.
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod sse;
+pub mod state;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use patchline_core::notice::{Channel, Filter};
+use patchline_engine::service::{SecretEntry, Subscription};
+use patchline_engine::{Engine, EngineError, now_ms};
+use patchline_store::service::SqliteReader;
+use tokio::sync::{Notify, watch};
+
+pub use crate::state::{AppState, Config};
+
+/// The OpenAPI 3.1 document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Id of the operator's escalation subscription.
+pub const OPERATOR_SUBSCRIPTION: &str = "sub_operator";
+
+/// The router over a state (in-process tests call it directly).
+pub fn app(state: Arc<AppState>) -> Router {
+    let body_max = state.config.body_max_bytes;
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
+        .route("/v1/tenants", post(routes::create_tenant))
+        .route("/v1/tenants/{id}/tokens", post(routes::create_token))
+        .route("/v1/tokens/{id}", delete(routes::revoke_token))
+        .route("/v1/artifacts", post(routes::create_artifact))
+        .route(
+            "/v1/artifacts/{id}",
+            get(routes::get_artifact)
+                .put(routes::upsert_artifact)
+                .delete(routes::delete_artifact),
+        )
+        .route("/v1/artifacts/{id}/failures", post(routes::publish_failure))
+        .route("/v1/advisories", post(routes::publish_advisory))
+        .route("/v1/advisories/{id}/affected", get(routes::affected))
+        .route("/v1/advisories/{id}/progress", get(routes::progress))
+        .route(
+            "/v1/subscriptions",
+            post(routes::create_subscription).get(routes::list_subscriptions),
+        )
+        .route(
+            "/v1/subscriptions/{id}",
+            get(routes::get_subscription).delete(routes::delete_subscription),
+        )
+        .route("/v1/subscriptions/{id}/rotate", post(routes::rotate_secret))
+        .route(
+            "/v1/subscriptions/{id}/enable",
+            post(routes::enable_subscription),
+        )
+        .route(
+            "/v1/subscriptions/{id}/deliveries",
+            get(routes::list_deliveries),
+        )
+        .route("/v1/subscriptions/{id}/replay", post(routes::replay))
+        .route("/v1/watches", post(routes::watch))
+        .route("/v1/notices", get(routes::list_notices))
+        .route("/v1/notices/stream", get(routes::stream))
+        .route("/v1/notices/{id}/ack", post(routes::ack))
+        .layer(DefaultBodyLimit::max(body_max))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    st.metrics
+        .http_requests_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    next.run(req).await
+}
+
+/// Opens the data directory, turns notices on and records those missing
+/// (imports made while the service was down), and builds the state.
+pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
+    let mut engine = Engine::open(&config.data_dir)?;
+    engine.enable_notices();
+    let created = engine.reconcile_all()?;
+    if created > 0 {
+        tracing::info!(
+            notices = created,
+            "recorded the notices missing at start-up"
+        );
+    }
+    let _ = engine.take_created();
+    if let Some(url) = &config.operator_webhook {
+        ensure_operator(&mut engine, url)?;
+    }
+    let reader = SqliteReader::open(&config.data_dir)?;
+    Ok(Arc::new(AppState {
+        config,
+        engine: Arc::new(Mutex::new(engine)),
+        reader: Arc::new(Mutex::new(reader)),
+        hub: sse::Hub::default(),
+        wake: Arc::new(Notify::new()),
+        metrics: Arc::default(),
+    }))
+}
+
+/// The operator's escalation channel: a subscription of the `_operator`
+/// tenant to the configured URL.
+fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
+    let existing = engine
+        .service()
+        .subscriptions
+        .get(OPERATOR_SUBSCRIPTION)
+        .cloned();
+    let channel = Channel::Webhook {
+        url: url.to_string(),
+    };
+    if existing
+        .as_ref()
+        .is_some_and(|s| s.channel == channel && s.active)
+    {
+        return Ok(());
+    }
+    let tenant = patchline_core::TenantId::new("_operator")
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let t = engine.catalog().tenant_idx("_operator");
+    let t = match t {
+        Some(t) => t,
+        None => {
+            let (id, token) = auth::new_token();
+            engine.create_tenant(&tenant, &[], &id, &auth::hash_token(&token))?;
+            engine
+                .catalog()
+                .tenant_idx("_operator")
+                .ok_or_else(|| EngineError::Invalid("operator tenant".into()))?
+        }
+    };
+    let secrets = match existing {
+        Some(s) => s.secrets,
+        None => {
+            let secret = patchline_webhook::Secret::generate().to_string();
+            eprintln!("operator escalation webhook secret: {secret}");
+            vec![SecretEntry {
+                secret,
+                not_after_ms: None,
+            }]
+        }
+    };
+    engine.put_subscription(Subscription {
+        id: OPERATOR_SUBSCRIPTION.into(),
+        tenant: t,
+        channel,
+        filter: Filter::default(),
+        secrets,
+        active: true,
+        disabled_reason: None,
+        rate_per_s: patchline_engine::service::RATE_PER_S_DEFAULT,
+        created_at_ms: now_ms(),
+    })
+}
+
+/// Reminds unacknowledged notices on the configured schedule.
+async fn reminder_loop(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let every =
+        Duration::from_millis((st.config.reminder_interval_ms / 4).clamp(1000, 60_000) as u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let st2 = st.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<usize, EngineError> {
+            let Ok(mut e) = st2.engine.lock() else {
+                return Ok(0);
+            };
+            let operator = e
+                .service()
+                .subscriptions
+                .contains_key(OPERATOR_SUBSCRIPTION)
+                .then_some(OPERATOR_SUBSCRIPTION);
+            e.schedule_reminders(
+                now_ms(),
+                st2.config.reminder_interval_ms,
+                st2.config.escalate_after,
+                operator,
+                10_000,
+            )
+        })
+        .await;
+        if let Ok(Ok(n)) = done
+            && n > 0
+        {
+            st.metrics
+                .reminders_total
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            st.wake.notify_one();
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then stops accepting, lets requests and
+/// in-flight deliveries finish, and returns. Nothing acknowledged is lost:
+/// what was not finished is retried at the next start.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if state.config.workers {
+        tasks.push(tokio::spawn(worker::run(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(reminder_loop(state.clone(), stop_rx.clone())));
+    }
+    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,1096 @@
+//! The HTTP API of PRODUCT.md §5. Request and answer types live here, at
+//! the edge; the work is the engine's, on a blocking thread, under the
+//! engine lock.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use patchline_core::advisory::Failure;
+use patchline_core::doc::ArtifactDoc;
+use patchline_core::notice::{Channel, Filter, NoticeState};
+use patchline_core::timestamp::{format_unix, parse_rfc3339};
+use patchline_core::{
+    Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId, TenantIdx,
+};
+use patchline_engine::report::{affected_report, counts_by_kind};
+use patchline_engine::service::{NoticeDoc, RATE_PER_S_DEFAULT, Role, SecretEntry, Subscription};
+use patchline_engine::{BatchItem, Engine};
+use patchline_formats::osv;
+use patchline_store::StoredNotice;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{Principal, hash_token, new_id, new_token};
+use crate::error::{ApiError, ApiResult};
+use crate::sse::LiveNotice;
+use crate::state::AppState;
+
+/// Runs `f` with the engine on a blocking thread, then hands the notices it
+/// created to the workers and the streams.
+pub async fn with_engine<T, F>(state: &Arc<AppState>, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Engine) -> ApiResult<T> + Send + 'static,
+{
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut engine = st
+            .engine
+            .lock()
+            .map_err(|_| ApiError::internal("engine lock poisoned"))?;
+        let out = f(&mut engine);
+        let created = engine.take_created();
+        if !created.is_empty() {
+            st.metrics
+                .notices_created_total
+                .fetch_add(created.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            st.wake.notify_one();
+            push_live(&st, &engine, &created);
+        }
+        out
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Renders new notices for the tenants that have a stream open.
+fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
+    let listening: Vec<&(TenantIdx, i64)> = created
+        .iter()
+        .filter(|(t, _)| st.hub.listening(*t))
+        .collect();
+    if listening.is_empty() {
+        return;
+    }
+    let Ok(mut reader) = st.reader.lock() else {
+        return;
+    };
+    for &&(t, id) in &listening {
+        let Ok(Some(n)) = reader.notice(id) else {
+            continue;
+        };
+        let actor = Actor::Tenant(engine.catalog().tenant_id(t).clone());
+        if let Some(doc) = NoticeDoc::render(&n, engine.catalog(), &actor)
+            && let Ok(json) = serde_json::to_string(&doc)
+        {
+            st.hub.publish(
+                t,
+                LiveNotice {
+                    id,
+                    json: json.into(),
+                },
+            );
+        }
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn require_admin(p: &Principal) -> ApiResult<()> {
+    if p.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs the admin token"))
+    }
+}
+
+fn require_publisher(p: &Principal) -> ApiResult<()> {
+    if p.is_publisher() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs the publisher role"))
+    }
+}
+
+// ----- tenants and tokens -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    id: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+pub async fn create_tenant(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require_admin(&p)?;
+    let req: NewTenant = parse_json(&body)?;
+    let id = TenantId::new(req.id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let roles = req
+        .roles
+        .iter()
+        .map(|r| {
+            Role::parse(r).ok_or_else(|| {
+                ApiError::bad_request(format!("unknown role {r:?} (tenant or publisher)"))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let (token_id, token) = new_token();
+    let hash = hash_token(&token);
+    let out_id = id.to_string();
+    let roles_out: Vec<&str> = if roles.is_empty() {
+        vec!["tenant"]
+    } else {
+        roles.iter().map(|r| r.as_str()).collect()
+    };
+    let roles_out: Vec<String> = roles_out.into_iter().map(str::to_string).collect();
+    with_engine(&st, move |e| {
+        e.create_tenant(&id, &roles, &token_id, &hash)
+            .map_err(|err| match err {
+                patchline_engine::EngineError::Invalid(m) => {
+                    ApiError::new(StatusCode::CONFLICT, "conflict", m)
+                }
+                other => other.into(),
+            })?;
+        Ok(())
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": out_id, "token": token, "roles": roles_out})),
+    )
+        .into_response())
+}
+
+/// `POST /v1/tenants/{id}/tokens`: a new token (admin, or the tenant itself).
+pub async fn create_token(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> ApiResult<Response> {
+    let (token_id, token) = new_token();
+    let hash = hash_token(&token);
+    let tid = token_id.clone();
+    with_engine(&st, move |e| {
+        let t = e
+            .catalog()
+            .tenant_idx(&tenant)
+            .ok_or_else(|| ApiError::not_found("tenant", &tenant))?;
+        if p.tenant().is_some_and(|own| own != t) {
+            return Err(ApiError::not_found("tenant", &tenant));
+        }
+        e.add_token(t, &tid, &hash)?;
+        Ok(())
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": token_id, "token": token})),
+    )
+        .into_response())
+}
+
+pub async fn revoke_token(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    with_engine(&st, move |e| Ok(e.revoke_token(p.tenant(), &id)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- artifacts -----
+
+fn artifact_json(e: &Engine, a: patchline_core::ArtIdx, p: &Principal) -> Value {
+    let c = e.catalog();
+    let n = c.node(a);
+    let mut doc = json!({
+        "id": n.id.as_str(),
+        "kind": n.kind,
+        "tenant": c.tenant_id(n.tenant).as_str(),
+        "name": n.name.as_deref(),
+        "parent": n.parent.map(|x| {
+            let id = c.node(x).id.to_string();
+            if c.visible(&id, &p.actor()).is_some() { id } else { patchline_engine::report::HIDDEN.to_string() }
+        }),
+        "relation": n.relation,
+        "visibility": n.visibility,
+        "labels": n.labels,
+        "fixes": n.fixes,
+        "components": c.effective_components(a).len(),
+        "own_inventory": n.inventory.is_some(),
+    });
+    if c.owns(&p.actor(), a) {
+        let matches = patchline_core::propagate::check_artifact(c, e.db(), a);
+        doc["affected_by"] = matches
+            .iter()
+            .map(|m| Value::from(e.db().get(m.advisory).id().as_str()))
+            .collect();
+    }
+    doc
+}
+
+async fn put_artifact(
+    st: Arc<AppState>,
+    p: Principal,
+    body: Bytes,
+    mode: Mode,
+    path_id: Option<String>,
+) -> ApiResult<Response> {
+    let doc = ArtifactDoc::parse(
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(id) = &path_id
+        && &doc.id != id
+    {
+        return Err(ApiError::bad_request(format!(
+            "the body's id {} is not the path's {id}",
+            doc.id
+        )));
+    }
+    let owner = match &p {
+        Principal::Tenant { id, .. } => {
+            if doc.tenant.as_ref().is_some_and(|t| t != id.as_str()) {
+                return Err(ApiError::forbidden(
+                    "a tenant creates artifacts under itself",
+                ));
+            }
+            Some(id.clone())
+        }
+        Principal::Admin => None,
+    };
+    let translated = doc
+        .into_spec(owner.as_ref())
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    let warnings = translated.warnings;
+    let item = BatchItem {
+        location: String::new(),
+        spec: translated.spec,
+    };
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let report = e.apply_batch([Ok(item.clone())], mode, &actor, &mut |_| {})?;
+        let a = e
+            .catalog()
+            .lookup(item.spec.id.as_str())
+            .ok_or_else(|| ApiError::internal("artifact vanished"))?;
+        let mut doc = artifact_json(e, a, &p);
+        if !warnings.is_empty() {
+            doc["warnings"] = json!(warnings);
+        }
+        let status = if report.created > 0 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(doc)).into_response())
+    })
+    .await
+}
+
+pub async fn create_artifact(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
+    put_artifact(st, p, body, Mode::Create, None).await
+}
+
+pub async fn upsert_artifact(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    put_artifact(st, p, body, Mode::Upsert, Some(id)).await
+}
+
+pub async fn get_artifact(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let a = e
+            .catalog()
+            .visible(&id, &p.actor())
+            .ok_or_else(|| ApiError::not_found("artifact", &id))?;
+        Ok(Json(artifact_json(e, a, &p)))
+    })
+    .await
+}
+
+pub async fn delete_artifact(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    with_engine(&st, move |e| {
+        e.remove(&[id.as_str()], &p.actor())?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewFailure {
+    #[serde(default)]
+    id: Option<String>,
+    summary: String,
+    #[serde(default)]
+    details: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    modified: Option<String>,
+    #[serde(default)]
+    withdrawn: bool,
+}
+
+pub async fn publish_failure(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(artifact): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require_publisher(&p)?;
+    let req: NewFailure = parse_json(&body)?;
+    if req.summary.is_empty() || req.summary.len() > 1024 {
+        return Err(ApiError::bad_request("summary must have 1 to 1024 bytes"));
+    }
+    let id = AdvisoryId::new(req.id.unwrap_or_else(|| new_id("FAIL")))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let modified_text = req
+        .modified
+        .unwrap_or_else(|| format_unix(patchline_engine::now_ms() / 1000));
+    let modified = parse_rfc3339(&modified_text)
+        .ok_or_else(|| ApiError::bad_request("modified must be an RFC 3339 timestamp"))?;
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let a = e
+            .catalog()
+            .visible(&artifact, &actor)
+            .filter(|&a| e.catalog().owns(&actor, a))
+            .ok_or_else(|| ApiError::not_found("artifact", &artifact))?;
+        let outcome = e.publish_failure(
+            Failure {
+                id: id.clone(),
+                artifact: a,
+                summary: req.summary,
+                details: req.details,
+                severity: req.severity,
+                modified,
+                modified_text,
+                withdrawn: req.withdrawn,
+            },
+            &actor,
+        )?;
+        e.prepare();
+        let impact = e.impact(outcome.idx());
+        let body = json!({
+            "id": id.as_str(),
+            "outcome": outcome_name(outcome),
+            "affected": impact.artifact_count(),
+        });
+        let status = if matches!(outcome, Published::New(_)) {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(body)).into_response())
+    })
+    .await
+}
+
+fn outcome_name(o: Published) -> &'static str {
+    match o {
+        Published::New(_) => "new",
+        Published::Updated(_) => "updated",
+        Published::Unchanged(_) => "unchanged",
+        Published::Stale(_) => "stale",
+    }
+}
+
+// ----- advisories -----
+
+pub async fn publish_advisory(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require_publisher(&p)?;
+    let record = osv::parse_json(&body)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    let adv = Advisory::compile(record)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    with_engine(&st, move |e| {
+        let report = e.publish_advisories(vec![(String::new(), adv)])?;
+        let outcome = report.outcomes[0];
+        e.prepare();
+        let impact = e.impact(outcome.idx());
+        let Record::Advisory(a) = e.db().get(outcome.idx()) else {
+            return Err(ApiError::internal("not an advisory"));
+        };
+        let body = json!({
+            "id": a.id.as_str(),
+            "outcome": outcome_name(outcome),
+            "affected": impact.artifact_count(),
+            "withdrawn": a.withdrawn,
+            "unsupported": a.unsupported,
+        });
+        let status = if matches!(outcome, Published::New(_)) {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(body)).into_response())
+    })
+    .await
+}
+
+pub async fn affected(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let adv = e.lookup_record(&id)?;
+        e.prepare();
+        let impact = e.impact(adv);
+        let report = affected_report(e.catalog(), e.db().get(adv), &impact, &p.actor());
+        Ok(Json(
+            serde_json::to_value(report).map_err(ApiError::internal)?,
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProgressQuery {
+    /// Width of a history bucket, in seconds.
+    #[serde(default)]
+    bucket_s: Option<i64>,
+}
+
+pub async fn progress(
+    State(st): State<Arc<AppState>>,
+    _p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<ProgressQuery>,
+) -> ApiResult<Json<Value>> {
+    let (adv, affected_now, kinds) = with_engine(&st, move |e| {
+        let adv = e.lookup_record(&id)?;
+        e.prepare();
+        let impact = e.impact(adv);
+        Ok((
+            adv,
+            impact.artifact_count(),
+            counts_by_kind(e.catalog(), &impact),
+        ))
+    })
+    .await?;
+    let reader = st.reader.clone();
+    let bucket_ms = q.bucket_s.unwrap_or(3600).clamp(1, 30 * 86_400) * 1000;
+    let (counts, history) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let mut r = reader
+            .lock()
+            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+        Ok((r.progress_counts(adv)?, r.progress_history(adv, bucket_ms)?))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let mut by_kind: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
+    let mut total = 0;
+    for (kind, state, n) in counts {
+        let k = Kind::from_code(kind).map(Kind::as_str).unwrap_or("unknown");
+        *by_kind
+            .entry(k)
+            .or_default()
+            .entry(state.clone())
+            .or_default() += n;
+        *by_state.entry(state).or_default() += n;
+        total += n;
+    }
+    let history: Vec<Value> = history
+        .into_iter()
+        .map(|(at, state, n)| json!({"at": format_unix(at / 1000), "state": state, "count": n}))
+        .collect();
+    Ok(Json(json!({
+        "advisory": st_id(&st, adv).await,
+        "affected_now": affected_now,
+        "affected_now_by_kind": Kind::ALL.iter().zip(kinds).map(|(k, n)| (k.as_str(), n)).collect::<BTreeMap<_, _>>(),
+        "notices": total,
+        "by_state": by_state,
+        "by_kind": by_kind,
+        "history": history,
+    })))
+}
+
+async fn st_id(st: &Arc<AppState>, adv: patchline_core::AdvIdx) -> String {
+    with_engine(st, move |e| Ok(e.db().get(adv).id().to_string()))
+        .await
+        .unwrap_or_default()
+}
+
+// ----- subscriptions and watches -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    channel: Channel,
+    #[serde(default)]
+    filter: Option<Filter>,
+    #[serde(default)]
+    rate_per_s: Option<u32>,
+    /// Admins create subscriptions for a tenant.
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+fn subscription_json(s: &Subscription, tenant: &str) -> Value {
+    json!({
+        "id": s.id,
+        "tenant": tenant,
+        "channel": s.channel,
+        "filter": s.filter,
+        "state": if s.active { "active" } else { "disabled" },
+        "disabled_reason": s.disabled_reason,
+        "rate_per_s": s.rate_per_s,
+        "created_at": format_unix(s.created_at_ms / 1000),
+    })
+}
+
+pub async fn create_subscription(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: NewSubscription = parse_json(&body)?;
+    if let Channel::Webhook { url } = &req.channel {
+        st.config.webhook_policy.check_url(url).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "url_refused",
+                e.to_string(),
+            )
+        })?;
+    }
+    let filter = req.filter.unwrap_or_default();
+    filter.validate().map_err(ApiError::bad_request)?;
+    let secret = matches!(req.channel, Channel::Webhook { .. })
+        .then(|| patchline_webhook::secret::Secret::generate().to_string());
+    let id = new_id("sub");
+    let out_secret = secret.clone();
+    let out_id = id.clone();
+    let rate = req
+        .rate_per_s
+        .unwrap_or(RATE_PER_S_DEFAULT)
+        .clamp(1, 100_000);
+    with_engine(&st, move |e| {
+        let tenant = match (&p, req.tenant) {
+            (Principal::Tenant { idx, .. }, None) => *idx,
+            (Principal::Tenant { .. }, Some(_)) => {
+                return Err(ApiError::forbidden("a tenant subscribes for itself"));
+            }
+            (Principal::Admin, Some(t)) => e
+                .catalog()
+                .tenant_idx(&t)
+                .ok_or_else(|| ApiError::not_found("tenant", &t))?,
+            (Principal::Admin, None) => {
+                return Err(ApiError::bad_request("an admin names the tenant"));
+            }
+        };
+        let sub = Subscription {
+            id,
+            tenant,
+            channel: req.channel,
+            filter,
+            secrets: secret
+                .into_iter()
+                .map(|secret| SecretEntry {
+                    secret,
+                    not_after_ms: None,
+                })
+                .collect(),
+            active: true,
+            disabled_reason: None,
+            rate_per_s: rate,
+            created_at_ms: patchline_engine::now_ms(),
+        };
+        e.put_subscription(sub)?;
+        Ok(())
+    })
+    .await?;
+    let mut body = json!({"id": out_id});
+    if let Some(s) = out_secret {
+        body["secret"] = s.into();
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub async fn list_subscriptions(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let subs: Vec<Value> = e
+            .service()
+            .subscriptions
+            .values()
+            .filter(|s| p.tenant().is_none_or(|t| t == s.tenant))
+            .map(|s| subscription_json(s, e.catalog().tenant_id(s.tenant).as_str()))
+            .collect();
+        Ok(Json(json!({"subscriptions": subs})))
+    })
+    .await
+}
+
+pub async fn get_subscription(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let s = e.subscription(p.tenant(), &id)?;
+        Ok(Json(subscription_json(
+            s,
+            e.catalog().tenant_id(s.tenant).as_str(),
+        )))
+    })
+    .await
+}
+
+pub async fn delete_subscription(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let sid = id.clone();
+    with_engine(&st, move |e| {
+        e.subscription(p.tenant(), &id)?;
+        e.disable_subscription(&id, "deleted by its owner")?;
+        Ok(())
+    })
+    .await?;
+    bury(&st, sid, "subscription deleted").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pending work of a disabled subscription becomes dead letters.
+pub async fn bury(st: &Arc<AppState>, id: String, reason: &'static str) -> ApiResult<()> {
+    let dir = st.config.data_dir.clone();
+    tokio::task::spawn_blocking(move || -> ApiResult<()> {
+        let mut q = patchline_store::service::SqliteQueue::open(&dir)?;
+        q.bury(&id, reason)?;
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+pub async fn enable_subscription(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let mut s = e.subscription(p.tenant(), &id)?.clone();
+        s.active = true;
+        s.disabled_reason = None;
+        e.put_subscription(s.clone())?;
+        Ok(Json(subscription_json(
+            &s,
+            e.catalog().tenant_id(s.tenant).as_str(),
+        )))
+    })
+    .await
+}
+
+/// `POST /v1/subscriptions/{id}/rotate`: a new secret; the old one keeps
+/// signing for the overlap, so receivers can switch without a gap.
+pub async fn rotate_secret(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let overlap = st.config.secret_overlap_ms;
+    let secret = patchline_webhook::secret::Secret::generate().to_string();
+    let out = secret.clone();
+    let sub_id = id.clone();
+    with_engine(&st, move |e| {
+        let mut s = e.subscription(p.tenant(), &id)?.clone();
+        if !matches!(s.channel, Channel::Webhook { .. }) {
+            return Err(ApiError::bad_request(
+                "only webhook subscriptions have secrets",
+            ));
+        }
+        let now = patchline_engine::now_ms();
+        for old in &mut s.secrets {
+            if old.not_after_ms.is_none_or(|t| t > now + overlap) {
+                old.not_after_ms = Some(now + overlap);
+            }
+        }
+        s.secrets.retain(|x| x.not_after_ms.is_none_or(|t| t > now));
+        s.secrets.insert(
+            0,
+            SecretEntry {
+                secret,
+                not_after_ms: None,
+            },
+        );
+        e.put_subscription(s)?;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(
+        json!({"id": sub_id, "secret": out, "previous_valid_for_s": overlap / 1000}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveriesQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub async fn list_deliveries(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> ApiResult<Json<Value>> {
+    let sid = id.clone();
+    with_engine(&st, move |e| {
+        e.subscription(p.tenant(), &sid)
+            .map(|_| ())
+            .map_err(Into::into)
+    })
+    .await?;
+    if let Some(s) = &q.state
+        && patchline_core::notice::DeliveryState::parse(s).is_none()
+    {
+        return Err(ApiError::bad_request(format!("unknown state {s:?}")));
+    }
+    let reader = st.reader.clone();
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let mut r = reader
+            .lock()
+            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+        Ok(r.deliveries(&id, q.state.as_deref(), limit)?)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|d| {
+            json!({
+                "id": format!("msg_{}", d.id), "purpose": d.purpose, "notices": d.notices, "state": d.state,
+                "attempts": d.attempts, "next_attempt_at": format_unix(d.next_at_ms / 1000),
+                "last_status": d.last_status, "last_error": d.last_error,
+                "created_at": format_unix(d.created_at_ms / 1000),
+                "delivered_at": d.delivered_at_ms.map(|t| format_unix(t / 1000)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"deliveries": rows})))
+}
+
+pub async fn replay(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let sid = id.clone();
+    with_engine(&st, move |e| {
+        e.subscription(p.tenant(), &sid)
+            .map(|_| ())
+            .map_err(Into::into)
+    })
+    .await?;
+    let dir = st.config.data_dir.clone();
+    let n = tokio::task::spawn_blocking(move || -> ApiResult<usize> {
+        let mut q = patchline_store::service::SqliteQueue::open(&dir)?;
+        Ok(q.replay(&id, patchline_engine::now_ms())?)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    st.wake.notify_one();
+    Ok(Json(json!({"replayed": n})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWatch {
+    artifact: String,
+}
+
+pub async fn watch(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: NewWatch = parse_json(&body)?;
+    let Some(t) = p.tenant() else {
+        return Err(ApiError::bad_request("watches are a tenant's"));
+    };
+    with_engine(&st, move |e| {
+        e.watch(t, &req.artifact)?;
+        Ok((StatusCode::CREATED, Json(json!({"artifact": req.artifact}))).into_response())
+    })
+    .await
+}
+
+// ----- notices -----
+
+#[derive(Debug, Deserialize)]
+pub struct NoticesQuery {
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn read_notices(
+    st: &Arc<AppState>,
+    p: &Principal,
+    tenant: TenantIdx,
+    after: i64,
+    limit: usize,
+) -> ApiResult<Vec<NoticeDoc>> {
+    let reader = st.reader.clone();
+    let rows: Vec<StoredNotice> = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let mut r = reader
+            .lock()
+            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+        let rows = r.notices_after(tenant, after, limit)?;
+        let ids: Vec<i64> = rows
+            .iter()
+            .filter(|n| n.state == NoticeState::Affected && n.tenant == tenant)
+            .map(|n| n.id)
+            .collect();
+        r.mark_notified(&ids, patchline_engine::now_ms())?;
+        Ok(rows)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let p = p.clone();
+    with_engine(st, move |e| {
+        Ok(rows
+            .iter()
+            .filter_map(|n| NoticeDoc::render(n, e.catalog(), &p.actor()))
+            .collect())
+    })
+    .await
+}
+
+fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
+    p.tenant()
+        .ok_or_else(|| ApiError::bad_request("notices are read with a tenant's token"))
+}
+
+pub async fn list_notices(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Query(q): Query<NoticesQuery>,
+) -> ApiResult<Json<Value>> {
+    let t = reader_tenant(&p)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, st.config.page_max);
+    let after = q.after.unwrap_or(0).max(0);
+    let docs = read_notices(&st, &p, t, after, limit).await?;
+    let next = docs.last().map(|d| d.notice_id).unwrap_or(after);
+    Ok(Json(json!({"notices": docs, "next": next})))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    #[serde(default)]
+    state: Option<NoticeState>,
+    #[serde(default)]
+    justification: Option<String>,
+}
+
+pub async fn ack(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: AckBody = if body.is_empty() {
+        AckBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    with_engine(&st, move |e| {
+        let n = e.ack(
+            p.tenant(),
+            id,
+            req.state.unwrap_or(NoticeState::Acknowledged),
+            req.justification,
+        )?;
+        let doc = NoticeDoc::render(&n, e.catalog(), &p.actor())
+            .ok_or_else(|| ApiError::internal("notice body"))?;
+        Ok(Json(serde_json::to_value(doc).map_err(ApiError::internal)?))
+    })
+    .await
+}
+
+/// `GET /v1/notices/stream`: server-sent events, one per notice, resumable
+/// with `Last-Event-ID` (or `?after=`): the backlog after that id is read
+/// from the database, then live notices follow.
+pub async fn stream(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    headers: HeaderMap,
+    Query(q): Query<NoticesQuery>,
+) -> ApiResult<Response> {
+    let t = reader_tenant(&p)?;
+    let open = st
+        .metrics
+        .sse_streams
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if open as usize >= st.config.streams_max {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many open streams",
+        ));
+    }
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(q.after)
+        .unwrap_or(0);
+    // Subscribe before reading the backlog so nothing falls in between.
+    let live = st.hub.subscribe(t);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        st2.metrics
+            .sse_streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = pump(st2.clone(), p, t, after, live, tx).await;
+        st2.metrics
+            .sse_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn event_of(doc: &NoticeDoc) -> Option<Event> {
+    let json = serde_json::to_string(doc).ok()?;
+    Some(
+        Event::default()
+            .id(doc.notice_id.to_string())
+            .event("notice")
+            .data(json),
+    )
+}
+
+/// Feeds one stream: backlog pages, then live notices; on lag, back to the
+/// database from the last id sent.
+async fn pump(
+    st: Arc<AppState>,
+    p: Principal,
+    t: TenantIdx,
+    mut last: i64,
+    mut live: tokio::sync::broadcast::Receiver<LiveNotice>,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) -> Result<(), ()> {
+    let page = st.config.page_max.min(500);
+    loop {
+        // Backlog (or catch-up after lag).
+        loop {
+            let docs = read_notices(&st, &p, t, last, page).await.map_err(|_| ())?;
+            let n = docs.len();
+            for d in docs {
+                last = d.notice_id;
+                let ev = event_of(&d).ok_or(())?;
+                tx.send(ev).await.map_err(|_| ())?;
+            }
+            if n < page {
+                break;
+            }
+        }
+        // Live.
+        loop {
+            match live.recv().await {
+                Ok(n) if n.id <= last => continue,
+                Ok(n) => {
+                    last = n.id;
+                    let ev = Event::default()
+                        .id(n.id.to_string())
+                        .event("notice")
+                        .data(n.json.to_string());
+                    tx.send(ev).await.map_err(|_| ())?;
+                    let reader = st.reader.clone();
+                    let id = n.id;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Ok(mut r) = reader.lock() {
+                            let _ = r.mark_notified(&[id], patchline_engine::now_ms());
+                        }
+                    });
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(()),
+            }
+        }
+    }
+}
+
+// ----- operations -----
+
+pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let (artifacts, records) = with_engine(&st, |e| Ok((e.catalog().len(), e.db().len()))).await?;
+    Ok(Json(
+        json!({"status": "ok", "artifacts": artifacts, "records": records}),
+    ))
+}
+
+pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
+    let (artifacts, records) =
+        with_engine(&st, |e| Ok((e.catalog().len() as u64, e.db().len() as u64))).await?;
+    let reader = st.reader.clone();
+    let deliveries = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let mut r = reader
+            .lock()
+            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+        Ok(r.delivery_counts()?)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let text = st.metrics.render(artifacts, records, &deliveries);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+pub async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::OPENAPI,
+    )
+        .into_response()
+}

@@ -1,0 +1,408 @@
+//! Delivery workers: claim due deliveries from the durable queue, render
+//! them (CloudEvents 1.0 body, Standard Webhooks headers), send them with
+//! bounded concurrency per endpoint and overall and a per-endpoint rate,
+//! and record every attempt durably (in group commits). A delivery's state
+//! goes Pending → InFlight (leased) → Delivered | Failed{next_at} | Dead;
+//! a lease that expires (crash) makes it Pending again: at least once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use patchline_core::notice::{Channel, DeliveryState};
+use patchline_core::{Actor, TenantIdx};
+use patchline_engine::now_ms;
+use patchline_engine::service::NoticeDoc;
+use patchline_store::service::{Claimed, Finished, SqliteQueue};
+use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
+use serde_json::json;
+use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc, watch};
+
+use crate::state::AppState;
+
+/// Attempts recorded per group commit, at most.
+const FINISH_BATCH_MAX: usize = 512;
+/// How long results wait for company before a group commit.
+const FINISH_LINGER_MS: u64 = 5;
+/// Longest sleep when nothing is due (new work wakes the loop earlier).
+const IDLE_POLL_MS: u64 = 1000;
+
+/// A token bucket per endpoint.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// What a send needs from the engine, copied out under its lock.
+struct Target {
+    url: url::Url,
+    secrets: Vec<Secret>,
+    tenant: TenantIdx,
+    active: bool,
+    rate_per_s: u32,
+}
+
+fn xorshift(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Runs until `shutdown` turns true; then finishes what is in flight.
+pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let sender = match Sender::new(SenderConfig {
+        timeout_ms: st.config.webhook_timeout_ms,
+        connect_timeout_ms: st.config.webhook_timeout_ms.min(5000),
+        user_agent: format!("patchline/{}", env!("CARGO_PKG_VERSION")),
+        policy: st.config.webhook_policy.clone(),
+    }) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook client; deliveries stop");
+            return;
+        }
+    };
+    let dir = st.config.data_dir.clone();
+    let queue = match tokio::task::spawn_blocking(move || SqliteQueue::open(&dir)).await {
+        Ok(Ok(q)) => Arc::new(std::sync::Mutex::new(q)),
+        _ => {
+            tracing::error!("cannot open the delivery queue; deliveries stop");
+            return;
+        }
+    };
+    // Leases from a previous process are void: it is gone.
+    {
+        let q = queue.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            q.lock()
+                .ok()
+                .map(|mut q| q.release_expired(i64::MAX).is_ok())
+        })
+        .await;
+    }
+    let (done_tx, done_rx) = mpsc::channel::<Finished>(FINISH_BATCH_MAX * 4);
+    let finisher = tokio::spawn(finish_loop(st.clone(), queue.clone(), done_rx));
+    let inflight = Arc::new(Semaphore::new(st.config.inflight_max));
+    let endpoints: Arc<AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>> = Arc::default();
+    let mut rng = (now_ms() as u64) | 1;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        // Claim as many as can be sent now.
+        let room = inflight.available_permits().min(st.config.claim_batch_max);
+        let claimed = if room == 0 {
+            Vec::new()
+        } else {
+            let q = queue.clone();
+            let lease = st.config.lease_ms;
+            tokio::task::spawn_blocking(move || {
+                q.lock()
+                    .ok()
+                    .and_then(|mut q| q.claim(now_ms(), lease, room).ok())
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+        };
+        if claimed.is_empty() {
+            let wait = {
+                let q = queue.clone();
+                let next = tokio::task::spawn_blocking(move || {
+                    q.lock().ok().and_then(|mut q| q.next_due().ok().flatten())
+                })
+                .await
+                .ok()
+                .flatten();
+                match next {
+                    Some(t) => {
+                        Duration::from_millis((t - now_ms()).clamp(1, IDLE_POLL_MS as i64) as u64)
+                    }
+                    None => Duration::from_millis(IDLE_POLL_MS),
+                }
+            };
+            let wait = if room == 0 {
+                Duration::from_millis(2)
+            } else {
+                wait
+            };
+            tokio::select! {
+                _ = st.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for c in claimed {
+            let Ok(permit) = inflight.clone().acquire_owned().await else {
+                break;
+            };
+            let random = xorshift(&mut rng);
+            let (st, sender, done, endpoints) = (
+                st.clone(),
+                sender.clone(),
+                done_tx.clone(),
+                endpoints.clone(),
+            );
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let finished = attempt(&st, &sender, &queue, &endpoints, c, random).await;
+                let _ = done.send(finished).await;
+                drop(permit);
+            });
+        }
+    }
+    // Let in-flight attempts finish (bounded by the request time-out).
+    let _ = tokio::time::timeout(
+        Duration::from_millis(st.config.webhook_timeout_ms + 1000),
+        inflight.acquire_many(st.config.inflight_max as u32),
+    )
+    .await;
+    drop(done_tx);
+    let _ = finisher.await;
+}
+
+/// Copies what a send needs out of the engine.
+fn target(st: &AppState, subscription: &str) -> Option<Target> {
+    let engine = st.engine.lock().ok()?;
+    let s = engine.service().subscriptions.get(subscription)?;
+    let Channel::Webhook { url } = &s.channel else {
+        return None;
+    };
+    let now = now_ms();
+    Some(Target {
+        url: url::Url::parse(url).ok()?,
+        secrets: s
+            .signing_secrets(now)
+            .into_iter()
+            .filter_map(|x| Secret::parse(x).ok())
+            .collect(),
+        tenant: s.tenant,
+        active: s.active,
+        rate_per_s: s.rate_per_s,
+    })
+}
+
+/// Renders and sends one delivery; answers what the queue must record.
+async fn attempt(
+    st: &Arc<AppState>,
+    sender: &Sender,
+    queue: &Arc<std::sync::Mutex<SqliteQueue>>,
+    endpoints: &AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>,
+    c: Claimed,
+    random: f64,
+) -> Finished {
+    let now = now_ms();
+    let dead = |error: &str| Finished {
+        id: c.id,
+        state: DeliveryState::Dead,
+        status: None,
+        error: Some(error.to_string()),
+        next_at_ms: now,
+        at_ms: now,
+        notices: Vec::new(),
+    };
+    let st2 = st.clone();
+    let sub = c.subscription.clone();
+    let Some(target) = tokio::task::spawn_blocking(move || target(&st2, &sub))
+        .await
+        .ok()
+        .flatten()
+    else {
+        return dead("subscription gone");
+    };
+    if !target.active {
+        return dead("subscription disabled");
+    }
+    // Body: the notices as their subscriber sees them.
+    let (q, ids, st2, tenant) = (queue.clone(), c.notices.clone(), st.clone(), target.tenant);
+    let docs = tokio::task::spawn_blocking(move || -> Option<Vec<NoticeDoc>> {
+        let rows = q.lock().ok()?.notices(&ids).ok()?;
+        let engine = st2.engine.lock().ok()?;
+        let actor = Actor::Tenant(engine.catalog().tenant_id(tenant).clone());
+        Some(
+            rows.iter()
+                .filter_map(|n| NoticeDoc::render(n, engine.catalog(), &actor))
+                .collect(),
+        )
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(docs) = docs else {
+        return Finished {
+            id: c.id,
+            state: DeliveryState::Failed,
+            status: None,
+            error: Some("could not read the notices".into()),
+            next_at_ms: now + 1000,
+            at_ms: now,
+            notices: Vec::new(),
+        };
+    };
+    let msg_id = format!("msg_{}", c.id);
+    let ty = match c.purpose.as_str() {
+        "reminder" => "dev.patchline.notice.reminder",
+        "escalation" => "dev.patchline.notice.escalation",
+        _ => "dev.patchline.notice",
+    };
+    let time = patchline_core::timestamp::format_unix(now / 1000);
+    let event = cloudevents::event(
+        &msg_id,
+        "/patchline",
+        ty,
+        &time,
+        json!({"purpose": c.purpose, "notices": docs}),
+    );
+    let body = serde_json::to_vec(&event).unwrap_or_default();
+    let timestamp = now / 1000;
+    let secrets: Vec<&Secret> = target.secrets.iter().collect();
+    let signature = sign::header_value(&secrets, &msg_id, timestamp, &body);
+    // Per-endpoint concurrency and rate.
+    let key = target.url.origin().ascii_serialization();
+    let permit = {
+        let mut map = endpoints.lock().await;
+        let entry = map.entry(key.clone()).or_insert_with(|| {
+            (
+                Arc::new(Semaphore::new(st.config.per_endpoint_inflight_max)),
+                Bucket {
+                    tokens: target.rate_per_s as f64,
+                    last: Instant::now(),
+                },
+            )
+        });
+        let rate = target.rate_per_s.max(1) as f64;
+        let elapsed = entry.1.last.elapsed().as_secs_f64();
+        entry.1.tokens = (entry.1.tokens + elapsed * rate).min(rate);
+        entry.1.last = Instant::now();
+        entry.1.tokens -= 1.0;
+        let wait = if entry.1.tokens < 0.0 {
+            Some(Duration::from_secs_f64(-entry.1.tokens / rate))
+        } else {
+            None
+        };
+        (entry.0.clone(), wait)
+    };
+    if let Some(wait) = permit.1 {
+        tokio::time::sleep(wait).await;
+    }
+    let Ok(_slot) = permit.0.acquire_owned().await else {
+        return dead("endpoint closed");
+    };
+    let headers = [
+        (patchline_webhook::HEADER_ID, msg_id.clone()),
+        (patchline_webhook::HEADER_TIMESTAMP, timestamp.to_string()),
+        (patchline_webhook::HEADER_SIGNATURE, signature),
+        ("content-type", "application/cloudevents+json".to_string()),
+    ];
+    let result = sender.post(&target.url, &headers, body).await;
+    let at = now_ms();
+    st.metrics
+        .webhook_attempt_seconds
+        .observe_s(result.duration_ms as f64 / 1000.0);
+    let retry_at = |after: Option<Duration>| -> Option<i64> {
+        let attempts_done = c.attempts + 1;
+        let scheduled = st.config.retry.next_delay(attempts_done, random)?;
+        let delay = after.map_or(scheduled, |a| a.max(scheduled));
+        Some(at + delay.as_millis() as i64)
+    };
+    let (state, next_at) = match result.outcome {
+        Outcome::Delivered => {
+            st.metrics
+                .webhook_delivered_total
+                .fetch_add(1, Ordering::Relaxed);
+            if c.attempts == 0 {
+                st.metrics
+                    .notice_delivery_latency_seconds
+                    .observe_s((at - c.created_at_ms).max(0) as f64 / 1000.0);
+            }
+            (DeliveryState::Delivered, at)
+        }
+        Outcome::Gone => {
+            st.metrics
+                .webhook_gone_total
+                .fetch_add(1, Ordering::Relaxed);
+            let (st2, sub) = (st.clone(), c.subscription.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(mut e) = st2.engine.lock() {
+                    let _ = e.disable_subscription(&sub, "the endpoint answered 410 Gone");
+                }
+            })
+            .await;
+            let _ =
+                crate::routes::bury(st, c.subscription.clone(), "the endpoint answered 410 Gone")
+                    .await;
+            (DeliveryState::Dead, at)
+        }
+        Outcome::Retry { after } => match retry_at(after) {
+            Some(t) => (DeliveryState::Failed, t),
+            None => (DeliveryState::Dead, at),
+        },
+        Outcome::Failed => match retry_at(None) {
+            Some(t) => (DeliveryState::Failed, t),
+            None => (DeliveryState::Dead, at),
+        },
+    };
+    match state {
+        DeliveryState::Failed => st
+            .metrics
+            .webhook_failed_total
+            .fetch_add(1, Ordering::Relaxed),
+        DeliveryState::Dead => st
+            .metrics
+            .webhook_dead_total
+            .fetch_add(1, Ordering::Relaxed),
+        _ => 0,
+    };
+    Finished {
+        id: c.id,
+        state,
+        status: result.status,
+        error: result.error,
+        next_at_ms: next_at,
+        at_ms: at,
+        notices: if state == DeliveryState::Delivered {
+            c.notices
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Writes attempt results in group commits.
+async fn finish_loop(
+    st: Arc<AppState>,
+    queue: Arc<std::sync::Mutex<SqliteQueue>>,
+    mut rx: mpsc::Receiver<Finished>,
+) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH_MAX);
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        batch.push(first);
+        let linger = tokio::time::sleep(Duration::from_millis(FINISH_LINGER_MS));
+        tokio::pin!(linger);
+        while batch.len() < FINISH_BATCH_MAX {
+            tokio::select! {
+                r = rx.recv() => match r { Some(f) => batch.push(f), None => break },
+                _ = &mut linger => break,
+            }
+        }
+        let results = std::mem::take(&mut batch);
+        let q = queue.clone();
+        let failed = tokio::task::spawn_blocking(move || {
+            q.lock()
+                .map_err(|_| ())
+                .and_then(|mut q| q.finish(&results).map_err(|_| ()))
+        })
+        .await;
+        if !matches!(failed, Ok(Ok(()))) {
+            // The lease expires and the delivery is retried: at least once.
+            tracing::error!("could not record delivery attempts");
+        }
+        st.wake.notify_one();
+    }
+}
