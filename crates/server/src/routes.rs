@@ -1038,15 +1038,15 @@ async fn pump(
                     let ev = Event::default()
                         .id(n.id.to_string())
                         .event("notice")
-                        .data(n.json.to_string());
+                        .data(&*n.json);
                     tx.send(ev).await.map_err(|_| ())?;
                     let reader = st.reader.clone();
                     let id = n.id;
-                    let _ = tokio::task::spawn_blocking(move || {
+                    drop(tokio::task::spawn_blocking(move || {
                         if let Ok(mut r) = reader.lock() {
                             let _ = r.mark_notified(&[id], patchline_engine::now_ms());
                         }
-                    });
+                    }));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(()),

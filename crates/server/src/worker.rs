@@ -35,6 +35,9 @@ struct Bucket {
     last: Instant,
 }
 
+/// Per endpoint (URL origin): its concurrency slots and its rate bucket.
+type Endpoints = AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>;
+
 /// What a send needs from the engine, copied out under its lock.
 struct Target {
     url: url::Url,
@@ -86,7 +89,7 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let (done_tx, done_rx) = mpsc::channel::<Finished>(FINISH_BATCH_MAX * 4);
     let finisher = tokio::spawn(finish_loop(st.clone(), queue.clone(), done_rx));
     let inflight = Arc::new(Semaphore::new(st.config.inflight_max));
-    let endpoints: Arc<AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>> = Arc::default();
+    let endpoints: Arc<Endpoints> = Arc::default();
     let mut rng = (now_ms() as u64) | 1;
     loop {
         if *shutdown.borrow() {
@@ -192,7 +195,7 @@ async fn attempt(
     st: &Arc<AppState>,
     sender: &Sender,
     queue: &Arc<std::sync::Mutex<SqliteQueue>>,
-    endpoints: &AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>,
+    endpoints: &Endpoints,
     c: Claimed,
     random: f64,
 ) -> Finished {
