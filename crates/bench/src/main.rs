@@ -5,6 +5,7 @@
 //! recursive-CTE descendant query). Release builds only mean anything.
 
 mod cloud;
+mod service;
 
 use std::collections::HashSet;
 use std::io::BufReader;
@@ -26,6 +27,7 @@ struct Args {
     seed: u64,
     keep: bool,
     reuse: bool,
+    service: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -34,6 +36,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut seed = 42;
     let mut keep = false;
     let mut reuse = false;
+    let mut service = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -44,6 +47,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--dir" => dir = PathBuf::from(args.next().context("--dir needs a path")?),
             "--seed" => seed = args.next().context("--seed needs a number")?.parse()?,
             "--keep" => keep = true,
+            "--service" => service = true,
             "--reuse" => {
                 reuse = true;
                 keep = true;
@@ -65,6 +69,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seed,
         keep,
         reuse,
+        service,
     })
 }
 
@@ -126,11 +131,26 @@ fn main() -> anyhow::Result<()> {
     let size = args.size;
     let mut rows = Vec::new();
     let data_dir = args.dir.join(format!("data-{}", size.name));
+    if args.service {
+        let (all_bases, advisories_dir) = generate_and_import(&args, &data_dir, &mut rows, false)?;
+        let figures = service::run(&data_dir, &advisories_dir, &all_bases)?;
+        println!("\n| {} cloud, service | | |\n|---|---|---|", size.name);
+        for r in &rows {
+            println!("| {} | {} | {} |", r.what, r.value, r.note);
+        }
+        for (what, value, note) in figures.rows {
+            println!("| {what} | {value} | {note} |");
+        }
+        if !args.keep {
+            std::fs::remove_dir_all(&args.dir).ok();
+        }
+        return Ok(());
+    }
     let all_bases_advisory = if args.reuse && data_dir.exists() {
         eprintln!("reusing {}", data_dir.display());
         cloud::ALL_BASES_ADVISORY.to_string()
     } else {
-        generate_and_import(&args, &data_dir, &mut rows)?
+        generate_and_import(&args, &data_dir, &mut rows, true)?.0
     };
     let db_path = data_dir.join(patchline_store::DB_FILE);
     {
@@ -421,9 +441,10 @@ fn naive_rescan(
 /// Generates the cloud and imports it, as `patchline import` would.
 fn generate_and_import(
     args: &Args,
-    data_dir: &PathBuf,
+    data_dir: &std::path::Path,
     rows: &mut Vec<Row>,
-) -> anyhow::Result<String> {
+    publish: bool,
+) -> anyhow::Result<(String, PathBuf)> {
     let size = args.size;
     let rows = &mut *rows;
     if data_dir.exists() {
@@ -465,6 +486,9 @@ fn generate_and_import(
         &format!("{n_instances} in {:.2} s", d.as_secs_f64()),
     );
 
+    if !publish {
+        return Ok((written.all_bases_advisory, written.advisories_dir));
+    }
     // Advisories.
     let t = Instant::now();
     let mut files: Vec<_> = std::fs::read_dir(&written.advisories_dir)?
@@ -489,5 +513,5 @@ fn generate_and_import(
         format!("{:.0} MiB", mib(proc_status_kib("VmHWM"))),
         "generation and import of the whole cloud in one process",
     );
-    Ok(written.all_bases_advisory)
+    Ok((written.all_bases_advisory, written.advisories_dir))
 }

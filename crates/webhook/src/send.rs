@@ -57,8 +57,8 @@ pub enum Outcome {
     Delivered,
     /// Transient: 5xx, 429, 408, 3xx (redirects are not followed; the
     /// tenant should update the URL), timeouts and connection errors.
-    /// `after` is the receiver's `Retry-After` on 429/503, to be honoured as
-    /// a lower bound on the next delay.
+    /// `after` is the receiver's `Retry-After` on 429/503 (capped at a day),
+    /// to be honoured as a lower bound on the next delay.
     Retry { after: Option<Duration> },
     /// 410: the receiver asks us to stop; disable the endpoint.
     Gone,
@@ -88,7 +88,8 @@ pub struct Sender {
 /// reqwest is built with `rustls-no-provider` (ring only, no aws-lc C
 /// build), so a process-wide provider must exist before a client is built.
 /// If the embedding program installed one already, that one is kept.
-fn ensure_crypto_provider() {
+/// Public so that other reqwest clients in the process can call it too.
+pub fn ensure_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
@@ -270,20 +271,25 @@ fn describe(e: &reqwest::Error) -> String {
     out
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3). A
-/// date in the past means "now"; anything unparsable is ignored.
+/// Longest `Retry-After` honoured: a receiver cannot park a delivery for
+/// longer than a day (and callers doing millisecond arithmetic on it cannot
+/// overflow).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), capped
+/// at [`MAX_RETRY_AFTER`]. A date in the past means "now"; anything
+/// unparsable is ignored.
 #[must_use]
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Absurdly long values saturate rather than being dropped: the
-        // receiver clearly wants us to back off.
-        return Some(Duration::from_secs(
-            value.parse::<u64>().unwrap_or(u64::MAX),
-        ));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for u64 is still "back off a lot", not garbage.
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -307,8 +313,11 @@ mod tests {
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(
             parse_retry_after("99999999999999999999999", now),
-            Some(Duration::from_secs(u64::MAX))
+            Some(MAX_RETRY_AFTER)
         );
+        assert_eq!(parse_retry_after("86401", now), Some(MAX_RETRY_AFTER));
+        let far = httpdate::fmt_http_date(now + Duration::from_secs(10 * 86_400));
+        assert_eq!(parse_retry_after(&far, now), Some(MAX_RETRY_AFTER));
         for bad in ["", "-5", "1.5", "soon", "Mon, 32 Foo 2024"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }

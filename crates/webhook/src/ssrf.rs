@@ -14,7 +14,7 @@ pub const MAX_URL_LEN: usize = 2048;
 
 /// Why a URL, an address or an allow-list entry was refused. Messages name
 /// the host or address (useful to the tenant) but never a query string.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SsrfError {
     #[error("bad entry {0:?} in the webhook allow-list: expected a CIDR such as 10.0.0.0/8")]
     BadAllowEntry(String),

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use patchline_webhook::{Outcome, Policy, Secret, Sender, SenderConfig, sign};
+use patchline_webhook::ssrf::SsrfError;
+use patchline_webhook::{GuardedResolver, Outcome, Policy, Secret, Sender, SenderConfig, sign};
 use url::Url;
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -32,7 +33,10 @@ fn signed_headers(body: &[u8]) -> Vec<(&'static str, String)> {
     vec![
         ("webhook-id", "msg_test".to_owned()),
         ("webhook-timestamp", ts.to_string()),
-        ("webhook-signature", sign::signature(&secret, "msg_test", ts, body)),
+        (
+            "webhook-signature",
+            sign::signature(&secret, "msg_test", ts, body),
+        ),
     ]
 }
 
@@ -50,7 +54,9 @@ async fn delivered_on_2xx_with_headers_and_body() {
         .expect(1)
         .mount(&server)
         .await;
-    let a = loopback_sender().post(&url(&server, "/hook"), &signed_headers(&body), body.clone()).await;
+    let a = loopback_sender()
+        .post(&url(&server, "/hook"), &signed_headers(&body), body.clone())
+        .await;
     assert_eq!(a.outcome, Outcome::Delivered);
     assert_eq!(a.status, Some(204));
     assert_eq!(a.error, None);
@@ -65,7 +71,9 @@ async fn large_response_body_is_not_a_problem() {
         .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 1024 * 1024]))
         .mount(&server)
         .await;
-    let a = loopback_sender().post(&url(&server, "/"), &[], b"{}".to_vec()).await;
+    let a = loopback_sender()
+        .post(&url(&server, "/"), &[], b"{}".to_vec())
+        .await;
     assert_eq!(a.outcome, Outcome::Delivered);
 }
 
@@ -78,18 +86,32 @@ async fn redirect_is_not_followed() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(path("/new")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
-    let a = loopback_sender().post(&url(&server, "/old"), &[], b"{}".to_vec()).await;
+    Mock::given(path("/new"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let a = loopback_sender()
+        .post(&url(&server, "/old"), &[], b"{}".to_vec())
+        .await;
     assert_eq!(a.outcome, Outcome::Retry { after: None });
     assert_eq!(a.status, Some(302));
-    assert!(a.error.as_deref().unwrap_or("").contains("redirect"), "{a:?}");
+    assert!(
+        a.error.as_deref().unwrap_or("").contains("redirect"),
+        "{a:?}"
+    );
 }
 
 #[tokio::test]
 async fn gone_disables() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(410)).mount(&server).await;
-    let a = loopback_sender().post(&url(&server, "/"), &[], b"{}".to_vec()).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410))
+        .mount(&server)
+        .await;
+    let a = loopback_sender()
+        .post(&url(&server, "/"), &[], b"{}".to_vec())
+        .await;
     assert_eq!(a.outcome, Outcome::Gone);
     assert_eq!(a.status, Some(410));
 }
@@ -101,8 +123,15 @@ async fn too_many_requests_carries_retry_after_seconds() {
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "120"))
         .mount(&server)
         .await;
-    let a = loopback_sender().post(&url(&server, "/"), &[], b"{}".to_vec()).await;
-    assert_eq!(a.outcome, Outcome::Retry { after: Some(Duration::from_secs(120)) });
+    let a = loopback_sender()
+        .post(&url(&server, "/"), &[], b"{}".to_vec())
+        .await;
+    assert_eq!(
+        a.outcome,
+        Outcome::Retry {
+            after: Some(Duration::from_secs(120))
+        }
+    );
     assert_eq!(a.status, Some(429));
 }
 
@@ -114,7 +143,10 @@ async fn unavailable_with_http_date_and_without() {
         .respond_with(ResponseTemplate::new(503).insert_header("retry-after", when.as_str()))
         .mount(&server)
         .await;
-    Mock::given(path("/plain")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
+    Mock::given(path("/plain"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
     Mock::given(path("/500"))
         .respond_with(ResponseTemplate::new(500).insert_header("retry-after", "5"))
         .mount(&server)
@@ -123,8 +155,13 @@ async fn unavailable_with_http_date_and_without() {
 
     let a = s.post(&url(&server, "/dated"), &[], b"{}".to_vec()).await;
     assert_eq!(a.status, Some(503));
-    let Outcome::Retry { after: Some(after) } = a.outcome else { panic!("{a:?}") };
-    assert!(after > Duration::from_secs(590) && after <= Duration::from_secs(600), "{after:?}");
+    let Outcome::Retry { after: Some(after) } = a.outcome else {
+        panic!("{a:?}")
+    };
+    assert!(
+        after > Duration::from_secs(590) && after <= Duration::from_secs(600),
+        "{after:?}"
+    );
 
     let a = s.post(&url(&server, "/plain"), &[], b"{}".to_vec()).await;
     assert_eq!(a.outcome, Outcome::Retry { after: None });
@@ -138,9 +175,18 @@ async fn unavailable_with_http_date_and_without() {
 #[tokio::test]
 async fn other_4xx_fail_and_408_retries() {
     let server = MockServer::start().await;
-    Mock::given(path("/401")).respond_with(ResponseTemplate::new(401)).mount(&server).await;
-    Mock::given(path("/404")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
-    Mock::given(path("/408")).respond_with(ResponseTemplate::new(408)).mount(&server).await;
+    Mock::given(path("/401"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    Mock::given(path("/404"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    Mock::given(path("/408"))
+        .respond_with(ResponseTemplate::new(408))
+        .mount(&server)
+        .await;
     let s = loopback_sender();
     for p in ["/401", "/404"] {
         let a = s.post(&url(&server, p), &[], b"{}".to_vec()).await;
@@ -158,7 +204,9 @@ async fn slow_receiver_times_out() {
         .mount(&server)
         .await;
     let s = sender_with(Some("127.0.0.0/8"), 300);
-    let a = s.post(&url(&server, "/"), &[], b"{\"secret-body\":1}".to_vec()).await;
+    let a = s
+        .post(&url(&server, "/"), &[], b"{\"secret-body\":1}".to_vec())
+        .await;
     assert_eq!(a.outcome, Outcome::Retry { after: None });
     assert_eq!(a.status, None);
     assert!(a.duration_ms >= 250 && a.duration_ms < 2_500, "{a:?}");
@@ -170,7 +218,11 @@ async fn slow_receiver_times_out() {
 #[tokio::test]
 async fn connection_refused_retries() {
     // Bind then drop to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let u = Url::parse(&format!("http://127.0.0.1:{port}/hook?token=abc")).unwrap();
     let a = loopback_sender().post(&u, &[], b"{}".to_vec()).await;
     assert_eq!(a.outcome, Outcome::Retry { after: None });
@@ -182,7 +234,11 @@ async fn connection_refused_retries() {
 #[tokio::test]
 async fn ip_literal_loopback_refused_without_allow_list() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
     let strict = sender_with(None, 2_000);
     let port = server.address().port();
     for u in [
@@ -192,7 +248,9 @@ async fn ip_literal_loopback_refused_without_allow_list() {
         format!("http://0x7f.1:{port}/"),
         format!("http://2130706433:{port}/"),
     ] {
-        let a = strict.post(&Url::parse(&u).unwrap(), &[], b"{}".to_vec()).await;
+        let a = strict
+            .post(&Url::parse(&u).unwrap(), &[], b"{}".to_vec())
+            .await;
         assert_eq!(a.outcome, Outcome::Failed, "{u}");
         assert_eq!(a.status, None);
         assert!(a.error.as_deref().unwrap_or("").contains("SSRF"), "{a:?}");
@@ -200,31 +258,100 @@ async fn ip_literal_loopback_refused_without_allow_list() {
     // Accepted once 127.0.0.0/8 is allow-listed (Mock's expect(0) is checked
     // on drop, so use a second server for the positive case).
     let ok_server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(1).mount(&ok_server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&ok_server)
+        .await;
     let open = sender_with(Some("127.0.0.0/8"), 2_000);
     let u = Url::parse(&format!("http://127.0.0.1:{}/", ok_server.address().port())).unwrap();
-    assert_eq!(open.post(&u, &[], b"{}".to_vec()).await.outcome, Outcome::Delivered);
+    assert_eq!(
+        open.post(&u, &[], b"{}".to_vec()).await.outcome,
+        Outcome::Delivered
+    );
 }
 
 #[tokio::test]
-async fn localhost_name_is_refused_by_the_resolver() {
+async fn localhost_name_is_refused() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
-    let port = server.address().port();
-    // A policy that passes the static `localhost` check (only ::2 allowed,
-    // which is not what localhost resolves to in practice would be odd), so
-    // bypass it by naming a *.localhost-free alias: the resolver must refuse.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
     let strict = sender_with(None, 2_000);
-    let u = Url::parse(&format!("http://localhost:{port}/")).unwrap();
+    let u = Url::parse(&format!("http://localhost:{}/", server.address().port())).unwrap();
     let a = strict.post(&u, &[], b"{}".to_vec()).await;
     assert_eq!(a.outcome, Outcome::Failed);
     assert!(a.error.as_deref().unwrap_or("").contains("SSRF"), "{a:?}");
 }
 
 #[tokio::test]
+async fn resolver_drops_loopback_even_when_the_static_check_passes() {
+    // Only ::1 is allowed, so `localhost` passes the static check, but the
+    // mock listens on 127.0.0.1, which the resolver must drop: whether the
+    // attempt then fails on ::1 or finds no address left, the mock is never hit.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let s = sender_with(Some("::1/128"), 2_000);
+    let u = Url::parse(&format!("http://localhost:{}/", server.address().port())).unwrap();
+    let a = s.post(&u, &[], b"{}".to_vec()).await;
+    assert_eq!(a.status, None);
+    let err = a.error.clone().unwrap_or_default();
+    match a.outcome {
+        // localhost had only 127.0.0.1: nothing left after filtering.
+        Outcome::Failed => assert!(err.contains("SSRF") && err.contains("127.0.0.1"), "{a:?}"),
+        // localhost also had ::1: kept, but nothing listens there.
+        Outcome::Retry { .. } => assert!(err.starts_with("connection failed"), "{a:?}"),
+        _ => panic!("{a:?}"),
+    }
+}
+
+#[tokio::test]
+async fn guarded_resolver_refusal_is_typed_inside_reqwest_errors() {
+    patchline_webhook::send::ensure_crypto_provider();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(GuardedResolver::new(Policy::default()))
+        .build()
+        .unwrap();
+    let err = client
+        .post(format!("http://localhost:{}/", server.address().port()))
+        .send()
+        .await
+        .unwrap_err();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut found = None;
+    while let Some(e) = source {
+        if let Some(refusal) = e.downcast_ref::<SsrfError>() {
+            found = Some(refusal.clone());
+        }
+        source = e.source();
+    }
+    assert!(
+        matches!(found, Some(SsrfError::AllForbidden { .. })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn localhost_allowed_when_loopback_is_listed() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
     let u = Url::parse(&format!("http://localhost:{}/", server.address().port())).unwrap();
     let a = loopback_sender().post(&u, &[], b"{}".to_vec()).await;
     assert_eq!(a.outcome, Outcome::Delivered, "{a:?}");
@@ -233,9 +360,15 @@ async fn localhost_allowed_when_loopback_is_listed() {
 #[tokio::test]
 async fn bad_header_fails_without_sending() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).expect(0).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
     let headers = [("webhook-signature", "v1,abc\r\nx-injected: 1".to_owned())];
-    let a = loopback_sender().post(&url(&server, "/"), &headers, b"{}".to_vec()).await;
+    let a = loopback_sender()
+        .post(&url(&server, "/"), &headers, b"{}".to_vec())
+        .await;
     assert_eq!(a.outcome, Outcome::Failed);
     assert!(!a.error.unwrap_or_default().contains("abc"));
 }

@@ -1,0 +1,328 @@
+//! `patchline-bench --service`: the pub/sub figures of issue 3, measured
+//! in one process against a local keep-alive webhook receiver:
+//! - fan-out: one advisory hitting every base image of the cloud, every
+//!   notice and delivery durable when `publish` returns;
+//! - delivery throughput of single-notice signed webhooks (each attempt's
+//!   state durable), against a raw HTTP client posting the same bodies to
+//!   the same receiver with the same concurrency;
+//! - latency from creating an affected artifact to its webhook arriving,
+//!   at a steady 1,000 notices/s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use patchline_core::notice::{Channel, Filter};
+use patchline_core::{Actor, Advisory, ArtifactId, ArtifactSpec, Kind, Mode, TenantId, Visibility};
+use patchline_engine::service::{SecretEntry, Subscription};
+use patchline_engine::{BatchItem, now_ms};
+use patchline_formats::osv;
+use patchline_server::{AppState, Config, open_state};
+
+/// What the receiver saw: webhook-id -> arrival (ms since epoch).
+#[derive(Debug, Default)]
+struct Seen {
+    count: AtomicU64,
+    arrivals: Mutex<HashMap<String, i64>>,
+}
+
+async fn receive(State(seen): State<Arc<Seen>>, headers: HeaderMap, _body: axum::body::Bytes) -> StatusCode {
+    let at = now_ms();
+    seen.count.fetch_add(1, Ordering::Relaxed);
+    if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok())
+        && let Ok(mut map) = seen.arrivals.lock()
+    {
+        map.entry(id.to_string()).or_insert(at);
+    }
+    StatusCode::NO_CONTENT
+}
+
+/// A keep-alive receiver on its own runtime thread.
+fn start_receiver() -> anyhow::Result<(SocketAddr, Arc<Seen>)> {
+    let seen = Arc::new(Seen::default());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("receiver runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let _ = tx.send(listener.local_addr().expect("addr"));
+            let app = Router::new().route("/hook/{tenant}", post(receive)).with_state(s2);
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(5)).context("receiver did not start")?;
+    Ok((addr, seen))
+}
+
+fn count_deliveries(db: &Path, state: &str) -> anyhow::Result<i64> {
+    let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn.query_row("SELECT count(*) FROM deliveries WHERE state = ?1", [state], |r| r.get(0))?)
+}
+
+async fn wait_delivered(db: &Path, total: i64, bound: Duration) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    loop {
+        let done = {
+            let db = db.to_path_buf();
+            tokio::task::spawn_blocking(move || count_deliveries(&db, "delivered")).await??
+        };
+        if done >= total {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > bound {
+            anyhow::bail!("only {done} of {total} deliveries after {:?}", bound);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct Figures {
+    pub rows: Vec<(String, String, String)>,
+}
+
+/// Runs the service measurements on an imported catalog in `data_dir`.
+pub fn run(data_dir: &Path, advisories_dir: &Path, all_bases: &str) -> anyhow::Result<Figures> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run_async(data_dir.to_path_buf(), advisories_dir.to_path_buf(), all_bases.to_string()))
+}
+
+async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String) -> anyhow::Result<Figures> {
+    let mut rows = Vec::new();
+    let mut row = |what: &str, value: String, note: String| {
+        eprintln!("  {what}: {value} {note}");
+        rows.push((what.to_string(), value, note));
+    };
+    let (addr, seen) = start_receiver()?;
+    let mut config = Config::new(data_dir.clone());
+    config.webhook_policy = patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.per_endpoint_inflight_max = 64;
+    config.inflight_max = 256;
+    config.reminder_interval_ms = i64::MAX / 4;
+    let st: Arc<AppState> = {
+        let c = config.clone();
+        tokio::task::spawn_blocking(move || open_state(c)).await??
+    };
+
+    // One webhook subscription per tenant.
+    let t = Instant::now();
+    let n_subs = {
+        let st = st.clone();
+        let url_base = format!("http://{addr}/hook/");
+        tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+            let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+            let tenants: Vec<_> = (0..e.catalog().tenants().len()).map(|i| patchline_core::TenantIdx(i as u32)).collect();
+            for (i, t) in tenants.iter().enumerate() {
+                e.put_subscription(Subscription {
+                    id: format!("sub_bench_{i}"),
+                    tenant: *t,
+                    channel: Channel::Webhook { url: format!("{url_base}{i}") },
+                    filter: Filter::default(),
+                    secrets: vec![SecretEntry { secret: patchline_webhook::Secret::generate().to_string(), not_after_ms: None }],
+                    active: true,
+                    disabled_reason: None,
+                    rate_per_s: 100_000,
+                    created_at_ms: now_ms(),
+                })?;
+            }
+            Ok(tenants.len())
+        })
+        .await??
+    };
+    eprintln!("  {n_subs} webhook subscriptions in {:.1} s", t.elapsed().as_secs_f64());
+
+    // Fan-out: publish the advisory that hits every base image.
+    let record = osv::parse_json(&std::fs::read(advisories_dir.join(format!("{all_bases}.json")))?)?;
+    let adv = Advisory::compile(record)?;
+    let t = Instant::now();
+    {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+            e.publish_advisories(vec![(String::new(), adv)])?;
+            let _ = e.take_created();
+            Ok(())
+        })
+        .await??;
+    }
+    let d_fanout = t.elapsed();
+    let (notices, deliveries): (i64, i64) = {
+        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
+        (
+            conn.query_row("SELECT count(*) FROM notices", [], |r| r.get(0))?,
+            conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))?,
+        )
+    };
+    row(
+        "fan-out: one advisory, every notice and delivery durable (target ≤ 10 s for 1M)",
+        format!("{:.2} s", d_fanout.as_secs_f64()),
+        format!("{notices} notices for {n_subs} tenants, {deliveries} webhook deliveries queued, in one transaction"),
+    );
+
+    // Deliver the fan-out.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(patchline_server::worker::run(st.clone(), stop_rx));
+    st.wake.notify_one();
+    let d = wait_delivered(&data_dir, deliveries, Duration::from_secs(600)).await?;
+    row(
+        "fan-out delivered (batches of ≤ 100 notices per request)",
+        format!("{:.2} s", d.as_secs_f64()),
+        format!("{:.0} requests/s, {:.0} notices/s", deliveries as f64 / d.as_secs_f64(), notices as f64 / d.as_secs_f64()),
+    );
+
+    // Throughput of single-notice deliveries.
+    let n_single: i64 = 20_000;
+    let base_delivered = count_deliveries(&data_dir, "delivered")?;
+    {
+        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let tx = conn.unchecked_transaction()?;
+        let max_id: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM deliveries", [], |r| r.get(0))?;
+        let notice_ids: Vec<(i64, i64)> = {
+            let mut stmt = tx.prepare("SELECT id, tenant FROM notices ORDER BY id LIMIT ?1")?;
+            let rows = stmt.query_map([n_single], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let now = now_ms() + 1000;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+                 VALUES (?1, ?2, 'notice', ?3, 'pending', ?4, ?4)",
+            )?;
+            for (i, (nid, tenant)) in notice_ids.iter().enumerate() {
+                stmt.execute(rusqlite::params![max_id + 1 + i as i64, format!("sub_bench_{tenant}"), nid.to_le_bytes().to_vec(), now])?;
+            }
+        }
+        tx.commit()?;
+        // The engine's id counter must not collide with these rows.
+        if let Ok(mut e) = st.engine.lock() {
+            e.bump_delivery_ids(max_id + 1 + notice_ids.len() as i64);
+        }
+    }
+    let seen_before = seen.count.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    st.wake.notify_one();
+    let t = Instant::now();
+    let d_single = wait_delivered(&data_dir, base_delivered + n_single, Duration::from_secs(300)).await?;
+    let _ = t;
+    let rate = n_single as f64 / d_single.as_secs_f64();
+    let received = seen.count.load(Ordering::Relaxed) - seen_before;
+
+    // Raw HTTP client, same receiver, same body size and concurrency.
+    let body = vec![b'x'; 900];
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let url = format!("http://{addr}/hook/raw");
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let t = Instant::now();
+    let mut handles = Vec::with_capacity(n_single as usize);
+    for i in 0..n_single {
+        let permit = sem.clone().acquire_owned().await?;
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        handles.push(tokio::spawn(async move {
+            let _ = client.post(&url).header("webhook-id", format!("raw_{i}")).body(body).send().await;
+            drop(permit);
+        }));
+    }
+    for h in handles {
+        let _ = h.await;
+    }
+    let d_raw = t.elapsed();
+    let raw_rate = n_single as f64 / d_raw.as_secs_f64();
+    row(
+        "signed webhook deliveries, one notice each, state durable (target ≥ 5,000/s)",
+        format!("{rate:.0} requests/s"),
+        format!(
+            "{n_single} deliveries in {:.2} s ({received} received); raw HTTP client on the same receiver: {raw_rate:.0} requests/s, ratio {:.2}",
+            d_single.as_secs_f64(),
+            rate / raw_rate
+        ),
+    );
+
+    // Latency at 1,000 notices/s: 10 late instances every 10 ms for 10 s.
+    let parent = {
+        let e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let c = e.catalog();
+        c.nodes()
+            .find(|(_, n)| n.kind == Kind::Image && n.parent.is_none() && !n.removed)
+            .map(|(_, n)| (n.id.clone(), c.tenant_id(n.tenant).clone()))
+            .context("a base image")?
+    };
+    let base_delivered = count_deliveries(&data_dir, "delivered")?;
+    let ticks = 5000;
+    let per_tick = 1;
+    let start = Instant::now();
+    let mut created = 0i64;
+    for tick in 0..ticks {
+        let target = start + Duration::from_millis(tick as u64);
+        tokio::time::sleep_until(target.into()).await;
+        let st2 = st.clone();
+        let parent = parent.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut e = st2.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+            let items: Vec<_> = (0..per_tick)
+                .map(|k| {
+                    Ok(BatchItem {
+                        location: String::new(),
+                        spec: ArtifactSpec {
+                            id: ArtifactId::new(format!("late-{tick}-{k}")).expect("id"),
+                            kind: Kind::Instance,
+                            tenant: parent.1.clone(),
+                            name: None,
+                            parent: Some(parent.0.clone()),
+                            relation: None,
+                            visibility: Visibility::Private,
+                            labels: Default::default(),
+                            components: None,
+                            fixes: vec![],
+                        },
+                    })
+                })
+                .collect();
+            e.apply_batch(items, Mode::Create, &Actor::Admin, &mut |_| {})?;
+            let _ = e.take_created();
+            Ok(())
+        })
+        .await??;
+        st.wake.notify_one();
+        created += per_tick;
+    }
+    let offered = created as f64 / start.elapsed().as_secs_f64();
+    wait_delivered(&data_dir, base_delivered + created, Duration::from_secs(60)).await?;
+    let latencies = {
+        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
+        let mut stmt = conn.prepare("SELECT id, created_at FROM deliveries WHERE id > (SELECT max(id) FROM deliveries) - ?1")?;
+        let rows: Vec<(i64, i64)> = stmt.query_map([created], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let mut l: Vec<i64> = rows
+            .iter()
+            .filter_map(|(id, at)| arrivals.get(&format!("msg_{id}")).map(|a| a - at))
+            .collect();
+        l.sort_unstable();
+        l
+    };
+    if !latencies.is_empty() {
+        let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        row(
+            "latency, artifact created → webhook received, at 1,000 notices/s (target p50 ≤ 50 ms, p99 ≤ 250 ms)",
+            format!("p50 {} ms, p99 {} ms", p(0.5), p(0.99)),
+            format!("{} notices offered at {offered:.0}/s, max {} ms", latencies.len(), p(1.0)),
+        );
+    }
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    let _ = TenantId::new("x");
+    Ok(Figures { rows })
+}
