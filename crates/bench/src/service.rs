@@ -34,7 +34,11 @@ struct Seen {
     arrivals: Mutex<HashMap<String, i64>>,
 }
 
-async fn receive(State(seen): State<Arc<Seen>>, headers: HeaderMap, _body: axum::body::Bytes) -> StatusCode {
+async fn receive(
+    State(seen): State<Arc<Seen>>,
+    headers: HeaderMap,
+    _body: axum::body::Bytes,
+) -> StatusCode {
     let at = now_ms();
     seen.count.fetch_add(1, Ordering::Relaxed);
     if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok())
@@ -57,20 +61,30 @@ fn start_receiver() -> anyhow::Result<(SocketAddr, Arc<Seen>)> {
             .build()
             .expect("receiver runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             let _ = tx.send(listener.local_addr().expect("addr"));
-            let app = Router::new().route("/hook/{tenant}", post(receive)).with_state(s2);
+            let app = Router::new()
+                .route("/hook/{tenant}", post(receive))
+                .with_state(s2);
             let _ = axum::serve(listener, app).await;
         });
     });
-    let addr = rx.recv_timeout(Duration::from_secs(5)).context("receiver did not start")?;
+    let addr = rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("receiver did not start")?;
     Ok((addr, seen))
 }
 
 fn count_deliveries(db: &Path, state: &str) -> anyhow::Result<i64> {
     let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn.query_row("SELECT count(*) FROM deliveries WHERE state = ?1", [state], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT count(*) FROM deliveries WHERE state = ?1",
+        [state],
+        |r| r.get(0),
+    )?)
 }
 
 async fn wait_delivered(db: &Path, total: i64, bound: Duration) -> anyhow::Result<Duration> {
@@ -96,11 +110,21 @@ pub struct Figures {
 
 /// Runs the service measurements on an imported catalog in `data_dir`.
 pub fn run(data_dir: &Path, advisories_dir: &Path, all_bases: &str) -> anyhow::Result<Figures> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run_async(data_dir.to_path_buf(), advisories_dir.to_path_buf(), all_bases.to_string()))
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(
+        data_dir.to_path_buf(),
+        advisories_dir.to_path_buf(),
+        all_bases.to_string(),
+    ))
 }
 
-async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String) -> anyhow::Result<Figures> {
+async fn run_async(
+    data_dir: PathBuf,
+    advisories_dir: PathBuf,
+    all_bases: String,
+) -> anyhow::Result<Figures> {
     let mut rows = Vec::new();
     let mut row = |what: &str, value: String, note: String| {
         eprintln!("  {what}: {value} {note}");
@@ -108,7 +132,8 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
     };
     let (addr, seen) = start_receiver()?;
     let mut config = Config::new(data_dir.clone());
-    config.webhook_policy = patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.webhook_policy = patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.per_endpoint_inflight_max = 64;
     config.inflight_max = 256;
     config.reminder_interval_ms = i64::MAX / 4;
@@ -124,14 +149,21 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
         let url_base = format!("http://{addr}/hook/");
         tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
             let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-            let tenants: Vec<_> = (0..e.catalog().tenants().len()).map(|i| patchline_core::TenantIdx(i as u32)).collect();
+            let tenants: Vec<_> = (0..e.catalog().tenants().len())
+                .map(|i| patchline_core::TenantIdx(i as u32))
+                .collect();
             for (i, t) in tenants.iter().enumerate() {
                 e.put_subscription(Subscription {
                     id: format!("sub_bench_{i}"),
                     tenant: *t,
-                    channel: Channel::Webhook { url: format!("{url_base}{i}") },
+                    channel: Channel::Webhook {
+                        url: format!("{url_base}{i}"),
+                    },
                     filter: Filter::default(),
-                    secrets: vec![SecretEntry { secret: patchline_webhook::Secret::generate().to_string(), not_after_ms: None }],
+                    secrets: vec![SecretEntry {
+                        secret: patchline_webhook::Secret::generate().to_string(),
+                        not_after_ms: None,
+                    }],
                     active: true,
                     disabled_reason: None,
                     rate_per_s: 100_000,
@@ -142,10 +174,15 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
         })
         .await??
     };
-    eprintln!("  {n_subs} webhook subscriptions in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "  {n_subs} webhook subscriptions in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Fan-out: publish the advisory that hits every base image.
-    let record = osv::parse_json(&std::fs::read(advisories_dir.join(format!("{all_bases}.json")))?)?;
+    let record = osv::parse_json(&std::fs::read(
+        advisories_dir.join(format!("{all_bases}.json")),
+    )?)?;
     let adv = Advisory::compile(record)?;
     let t = Instant::now();
     {
@@ -169,7 +206,9 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
     row(
         "fan-out: one advisory, every notice and delivery durable (target ≤ 10 s for 1M)",
         format!("{:.2} s", d_fanout.as_secs_f64()),
-        format!("{notices} notices for {n_subs} tenants, {deliveries} webhook deliveries queued, in one transaction"),
+        format!(
+            "{notices} notices for {n_subs} tenants, {deliveries} webhook deliveries queued, in one transaction"
+        ),
     );
 
     // Deliver the fan-out.
@@ -180,7 +219,11 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
     row(
         "fan-out delivered (batches of ≤ 100 notices per request)",
         format!("{:.2} s", d.as_secs_f64()),
-        format!("{:.0} requests/s, {:.0} notices/s", deliveries as f64 / d.as_secs_f64(), notices as f64 / d.as_secs_f64()),
+        format!(
+            "{:.0} requests/s, {:.0} notices/s",
+            deliveries as f64 / d.as_secs_f64(),
+            notices as f64 / d.as_secs_f64()
+        ),
     );
 
     // Throughput of single-notice deliveries.
@@ -190,7 +233,9 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
         let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let tx = conn.unchecked_transaction()?;
-        let max_id: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM deliveries", [], |r| r.get(0))?;
+        let max_id: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM deliveries", [], |r| {
+            r.get(0)
+        })?;
         let notice_ids: Vec<(i64, i64)> = {
             let mut stmt = tx.prepare("SELECT id, tenant FROM notices ORDER BY id LIMIT ?1")?;
             let rows = stmt.query_map([n_single], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -203,7 +248,12 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
                  VALUES (?1, ?2, 'notice', ?3, 'pending', ?4, ?4)",
             )?;
             for (i, (nid, tenant)) in notice_ids.iter().enumerate() {
-                stmt.execute(rusqlite::params![max_id + 1 + i as i64, format!("sub_bench_{tenant}"), nid.to_le_bytes().to_vec(), now])?;
+                stmt.execute(rusqlite::params![
+                    max_id + 1 + i as i64,
+                    format!("sub_bench_{tenant}"),
+                    nid.to_le_bytes().to_vec(),
+                    now
+                ])?;
             }
         }
         tx.commit()?;
@@ -216,14 +266,21 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
     tokio::time::sleep(Duration::from_millis(1000)).await;
     st.wake.notify_one();
     let t = Instant::now();
-    let d_single = wait_delivered(&data_dir, base_delivered + n_single, Duration::from_secs(300)).await?;
+    let d_single = wait_delivered(
+        &data_dir,
+        base_delivered + n_single,
+        Duration::from_secs(300),
+    )
+    .await?;
     let _ = t;
     let rate = n_single as f64 / d_single.as_secs_f64();
     let received = seen.count.load(Ordering::Relaxed) - seen_before;
 
     // Raw HTTP client, same receiver, same body size and concurrency.
     let body = vec![b'x'; 900];
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
     let url = format!("http://{addr}/hook/raw");
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let t = Instant::now();
@@ -232,7 +289,12 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
         let permit = sem.clone().acquire_owned().await?;
         let (client, url, body) = (client.clone(), url.clone(), body.clone());
         handles.push(tokio::spawn(async move {
-            let _ = client.post(&url).header("webhook-id", format!("raw_{i}")).body(body).send().await;
+            let _ = client
+                .post(&url)
+                .header("webhook-id", format!("raw_{i}"))
+                .body(body)
+                .send()
+                .await;
             drop(permit);
         }));
     }
@@ -304,7 +366,9 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
     let latencies = {
         let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
         let mut stmt = conn.prepare("SELECT id, created_at FROM deliveries WHERE id > (SELECT max(id) FROM deliveries) - ?1")?;
-        let rows: Vec<(i64, i64)> = stmt.query_map([created], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        let rows: Vec<(i64, i64)> = stmt
+            .query_map([created], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
         let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
         let mut l: Vec<i64> = rows
             .iter()
@@ -318,7 +382,11 @@ async fn run_async(data_dir: PathBuf, advisories_dir: PathBuf, all_bases: String
         row(
             "latency, artifact created → webhook received, at 1,000 notices/s (target p50 ≤ 50 ms, p99 ≤ 250 ms)",
             format!("p50 {} ms, p99 {} ms", p(0.5), p(0.99)),
-            format!("{} notices offered at {offered:.0}/s, max {} ms", latencies.len(), p(1.0)),
+            format!(
+                "{} notices offered at {offered:.0}/s, max {} ms",
+                latencies.len(),
+                p(1.0)
+            ),
         );
     }
     let _ = stop_tx.send(true);

@@ -466,7 +466,13 @@ impl<S: CatalogStore> Engine<S> {
         let impact = propagate::impact(catalog, inh, db, adv);
         let record = db.get(adv);
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
-        for (a, hits) in impact.iter() {
+        // In artifact order: the notice indexes keyed by artifact then grow
+        // at their end instead of at a million random places.
+        let mut rows: Vec<(ArtIdx, &[propagate::ComponentHit])> =
+            Vec::with_capacity(impact.artifact_count());
+        rows.extend(impact.iter());
+        rows.sort_unstable_by_key(|(a, _)| *a);
+        for (a, hits) in rows {
             match existing.remove(&a) {
                 None => notifier.notice(record, adv, a, hits),
                 Some((id, NoticeState::Remediated)) => notifier.reopen(record, adv, a, hits, id),
@@ -560,6 +566,7 @@ impl<S: CatalogStore> Engine<S> {
             }
             report.outcomes.push(outcome);
         }
+        let t0 = std::time::Instant::now();
         if self.notices_on {
             for &adv in &changed {
                 if let Err(e) = self.reconcile_record(adv) {
@@ -568,7 +575,11 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
+        let t1 = t0.elapsed();
         self.commit(&changed)?;
+        if std::env::var_os("PL_TRACE").is_some() {
+            eprintln!("reconcile {:?} commit {:?}", t1, t0.elapsed() - t1);
+        }
         Ok(report)
     }
 

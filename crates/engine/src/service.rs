@@ -4,16 +4,19 @@
 //! [`Outbox`] committed with the change that caused it, so a notice is
 //! durable before any channel can see it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use patchline_core::inventory::ComponentId;
 
 use patchline_core::notice::{Channel, Filter, FilterInput, NoticeState, Severity};
 use patchline_core::propagate::ComponentHit;
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
-use patchline_store::service::{DeliveryRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow};
+use patchline_store::service::{
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow,
+};
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
-
-use crate::report::render_row;
 
 /// Most notices one webhook message carries.
 pub const DELIVERY_BATCH_MAX: usize = 100;
@@ -116,8 +119,22 @@ pub struct ServiceMem {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Watchers of each public artifact.
     pub watchers: HashMap<ArtIdx, Vec<TenantIdx>>,
+    /// Active webhook subscriptions per tenant (derived from
+    /// `subscriptions`; every notice looks its readers up here).
+    webhooks: HashMap<TenantIdx, Vec<String>>,
     pub next_notice_id: i64,
     pub next_delivery_id: i64,
+    pub next_group_id: i64,
+}
+
+/// One stored component of a notice group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct GroupEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    purl: Option<String>,
+    introduced_by: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fixed: Option<String>,
 }
 
 impl ServiceMem {
@@ -125,6 +142,7 @@ impl ServiceMem {
         let mut mem = ServiceMem {
             next_notice_id: state.next_notice_id.max(1),
             next_delivery_id: state.next_delivery_id.max(1),
+            next_group_id: state.next_group_id.max(1),
             ..Default::default()
         };
         for (t, roles) in state.roles {
@@ -151,7 +169,21 @@ impl ServiceMem {
         for (t, a) in state.watches {
             mem.watchers.entry(a).or_default().push(t);
         }
+        mem.reindex();
         mem
+    }
+
+    /// Rebuilds the per-tenant webhook index after a subscription change.
+    pub fn reindex(&mut self) {
+        self.webhooks.clear();
+        for s in self.subscriptions.values() {
+            if s.active && matches!(s.channel, Channel::Webhook { .. }) {
+                self.webhooks
+                    .entry(s.tenant)
+                    .or_default()
+                    .push(s.id.clone());
+            }
+        }
     }
 
     pub fn has_role(&self, t: TenantIdx, role: Role) -> bool {
@@ -159,9 +191,11 @@ impl ServiceMem {
     }
 
     fn webhooks_of(&self, t: TenantIdx) -> impl Iterator<Item = &Subscription> {
-        self.subscriptions.values().filter(move |s| {
-            s.tenant == t && s.active && matches!(s.channel, Channel::Webhook { .. })
-        })
+        self.webhooks
+            .get(&t)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.subscriptions.get(id))
     }
 }
 
@@ -171,7 +205,6 @@ struct RecordInfo<'a> {
     summary: Option<&'a str>,
     severity: Option<Severity>,
     aliases: &'a [String],
-    failure: bool,
 }
 
 fn record_info(record: &Record) -> RecordInfo<'_> {
@@ -181,14 +214,12 @@ fn record_info(record: &Record) -> RecordInfo<'_> {
             summary: a.osv.summary.as_deref(),
             severity: a.severity(),
             aliases: &a.osv.aliases,
-            failure: false,
         },
         Record::Failure(f) => RecordInfo {
             id: f.id.as_str(),
             summary: Some(&f.summary),
             severity: f.severity.as_deref().and_then(Severity::parse_word),
             aliases: &[],
-            failure: true,
         },
     }
 }
@@ -204,6 +235,7 @@ pub struct NoticeBody {
     pub path: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub introduced_by: Option<String>,
+    /// Filled from the record when rendered (not stored per notice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +244,10 @@ pub struct NoticeBody {
     pub failure: bool,
 }
 
+/// (record, hash of the component list) -> [(component list, facts)].
+type FilterFacts =
+    HashMap<(AdvIdx, u64), Vec<(Vec<Option<ComponentId>>, Rc<(Vec<String>, Vec<String>)>)>>;
+
 /// Collects notices and deliveries for one change.
 #[derive(Debug)]
 pub struct Notifier<'a> {
@@ -219,8 +255,13 @@ pub struct Notifier<'a> {
     pub mem: &'a mut ServiceMem,
     pub outbox: &'a mut Outbox,
     pub now_ms: i64,
-    /// (subscription, record) -> notice ids to deliver.
-    pending: BTreeMap<(String, AdvIdx), Vec<i64>>,
+    /// record -> subscription -> notice ids to deliver.
+    pending: BTreeMap<AdvIdx, HashMap<String, Vec<i64>>>,
+    /// What filters look at, per (record, affected components): computed
+    /// once for all the artifacts sharing them.
+    filter_facts: FilterFacts,
+    /// Notice groups made by this change: (record, hash) -> [(hits, id, top)].
+    groups: HashMap<(AdvIdx, u64), Vec<(Vec<ComponentHit>, i64, ArtIdx)>>,
     /// New notice ids per reading tenant (owner and watchers), for streams.
     pub created: Vec<(TenantIdx, i64)>,
 }
@@ -238,46 +279,82 @@ impl<'a> Notifier<'a> {
             outbox,
             now_ms,
             pending: BTreeMap::new(),
+            filter_facts: HashMap::new(),
+            groups: HashMap::new(),
             created: Vec::new(),
         }
     }
 
+    /// The group of notices sharing these hits of this record (created on
+    /// first use), and the top-most introduction among the hits.
+    fn group(&mut self, adv: AdvIdx, hits: &[ComponentHit]) -> (i64, ArtIdx) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for hit in hits {
+            hit.component.hash(&mut h);
+            hit.introduced_by.hash(&mut h);
+            hit.fixed.hash(&mut h);
+        }
+        let key = (adv, h.finish());
+        if let Some(list) = self.groups.get(&key)
+            && let Some((_, id, top)) = list.iter().find(|(stored, _, _)| stored.as_slice() == hits)
+        {
+            return (*id, *top);
+        }
+        let catalog = self.catalog;
+        let depth = |a: ArtIdx| catalog.ancestors(a).count();
+        let top = hits
+            .iter()
+            .map(|h| h.introduced_by)
+            .min_by_key(|&a| depth(a))
+            .unwrap_or(ArtIdx(0));
+        let mut entries: Vec<GroupEntry> = hits
+            .iter()
+            .map(|h| GroupEntry {
+                purl: h
+                    .component
+                    .map(|c| catalog.components().get(c).purl.to_string()),
+                introduced_by: h.introduced_by.0,
+                fixed: h.fixed.as_deref().map(str::to_string),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.purl.cmp(&b.purl));
+        let id = self.mem.next_group_id;
+        self.mem.next_group_id += 1;
+        self.outbox.groups.push(GroupRow {
+            id,
+            advisory: adv,
+            components: serde_json::to_string(&entries).unwrap_or_default(),
+        });
+        self.groups
+            .entry(key)
+            .or_default()
+            .push((hits.to_vec(), id, top));
+        (id, top)
+    }
+
+    /// The lineage path of `a` from `top`, as artifact indexes.
+    fn path(&self, top: ArtIdx, a: ArtIdx) -> Vec<u32> {
+        patchline_core::propagate::path(self.catalog, top, a)
+            .into_iter()
+            .map(|x| x.0)
+            .collect()
+    }
+
     /// Records a notice for (record, artifact) and queues its deliveries.
     pub fn notice(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit]) {
-        let node = self.catalog.node(a);
-        let owner = node.tenant;
-        let info = record_info(record);
-        let row = render_row(
-            self.catalog,
-            &Actor::Tenant(self.catalog.tenant_id(owner).clone()),
-            a,
-            hits,
-        );
-        let introduced_by = hits
-            .first()
-            .filter(|_| info.failure)
-            .map(|h| self.catalog.node(h.introduced_by).id.to_string());
-        let body = NoticeBody {
-            advisory: info.id.to_string(),
-            artifact: row.artifact,
-            kind: row.kind,
-            tenant: row.tenant,
-            components: row.components,
-            path: row.path,
-            introduced_by,
-            summary: info.summary.map(str::to_string),
-            severity: info.severity,
-            failure: info.failure,
-        };
+        let (group, top) = self.group(adv, hits);
+        let path = self.path(top, a);
         let id = self.mem.next_notice_id;
         self.mem.next_notice_id += 1;
         self.outbox.notices.push(NoticeRow {
             id,
             advisory: adv,
             artifact: a,
-            tenant: owner,
+            tenant: self.catalog.node(a).tenant,
             state: NoticeState::Affected,
-            body: serde_json::to_string(&body).unwrap_or_default(),
+            group,
+            path,
             at_ms: self.now_ms,
         });
         self.route(record, adv, a, hits, id);
@@ -292,12 +369,15 @@ impl<'a> Notifier<'a> {
         hits: &[ComponentHit],
         id: i64,
     ) {
+        let (group, top) = self.group(adv, hits);
+        let path = self.path(top, a);
         self.outbox.notice_changes.push(NoticeChange {
             id,
             advisory: adv,
             state: NoticeState::Affected,
             justification: None,
             at_ms: self.now_ms,
+            regroup: Some((group, path)),
         });
         self.route(record, adv, a, hits, id);
     }
@@ -310,16 +390,72 @@ impl<'a> Notifier<'a> {
             state: NoticeState::Remediated,
             justification: None,
             at_ms: self.now_ms,
+            regroup: None,
         });
     }
 
     fn route(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit], id: i64) {
         let node = self.catalog.node(a);
         let info = record_info(record);
+        let facts = self.filter_facts(adv, hits);
+        let input = FilterInput {
+            severity: info.severity,
+            kind: node.kind,
+            labels: &node.labels,
+            purl_types: &facts.0,
+            packages: &facts.1,
+            advisory: info.id,
+            aliases: info.aliases,
+        };
+        // The owner, then watchers (rare), each once.
+        let watchers = self.mem.watchers.get(&a).map(Vec::as_slice).unwrap_or(&[]);
+        let readers = std::iter::once(node.tenant).chain(watchers.iter().copied());
+        for (i, t) in readers.enumerate() {
+            if i > 0 && (t == node.tenant || watchers[..i - 1].contains(&t)) {
+                continue;
+            }
+            self.created.push((t, id));
+            let per_adv = self.pending.entry(adv).or_default();
+            for s in self.mem.webhooks_of(t) {
+                if !s.filter.matches(&input) {
+                    continue;
+                }
+                match per_adv.get_mut(s.id.as_str()) {
+                    Some(ids) => ids.push(id),
+                    None => {
+                        per_adv.insert(s.id.clone(), vec![id]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Purl types and package names of the affected components, computed
+    /// once per (record, component set): keyed by a hash and checked
+    /// against the stored list, so no allocation on a hit.
+    fn filter_facts(
+        &mut self,
+        adv: AdvIdx,
+        hits: &[ComponentHit],
+    ) -> Rc<(Vec<String>, Vec<String>)> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for hit in hits {
+            hit.component.hash(&mut h);
+        }
+        let key = (adv, h.finish());
+        let same = |stored: &Vec<Option<ComponentId>>| {
+            stored.len() == hits.len() && stored.iter().zip(hits).all(|(s, h)| *s == h.component)
+        };
+        if let Some(list) = self.filter_facts.get(&key)
+            && let Some((_, facts)) = list.iter().find(|(c, _)| same(c))
+        {
+            return facts.clone();
+        }
         let mut purl_types = Vec::new();
         let mut packages = Vec::new();
-        for h in hits {
-            if let Some(c) = h.component {
+        for hit in hits {
+            if let Some(c) = hit.component {
                 let comp = self.catalog.components().get(c);
                 if let Ok(p) = comp.purl.parse::<patchline_formats::purl::Purl>() {
                     purl_types.push(p.ty.clone());
@@ -333,51 +469,32 @@ impl<'a> Notifier<'a> {
                 );
             }
         }
-        let input = FilterInput {
-            severity: info.severity,
-            kind: node.kind,
-            labels: &node.labels,
-            purl_types: &purl_types,
-            packages: &packages,
-            advisory: info.id,
-            aliases: info.aliases,
-        };
-        let mut readers = vec![node.tenant];
-        if let Some(w) = self.mem.watchers.get(&a) {
-            readers.extend(w.iter().copied());
-        }
-        let mut seen = HashSet::new();
-        for t in readers {
-            if !seen.insert(t) {
-                continue;
-            }
-            self.created.push((t, id));
-            let subs: Vec<String> = self
-                .mem
-                .webhooks_of(t)
-                .filter(|s| s.filter.matches(&input))
-                .map(|s| s.id.clone())
-                .collect();
-            for s in subs {
-                self.pending.entry((s, adv)).or_default().push(id);
-            }
-        }
+        let facts = Rc::new((purl_types, packages));
+        self.filter_facts
+            .entry(key)
+            .or_default()
+            .push((hits.iter().map(|h| h.component).collect(), facts.clone()));
+        facts
     }
 
     /// Turns the queued notice ids into delivery rows.
     pub fn finish(mut self, purpose: &'static str) -> Vec<(TenantIdx, i64)> {
-        for ((sub, _), ids) in std::mem::take(&mut self.pending) {
-            for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
-                let id = self.mem.next_delivery_id;
-                self.mem.next_delivery_id += 1;
-                self.outbox.deliveries.push(DeliveryRow {
-                    id,
-                    subscription: sub.clone(),
-                    purpose,
-                    notices: chunk.to_vec(),
-                    next_at_ms: self.now_ms,
-                    at_ms: self.now_ms,
-                });
+        for (_, per_sub) in std::mem::take(&mut self.pending) {
+            let mut subs: Vec<(String, Vec<i64>)> = per_sub.into_iter().collect();
+            subs.sort_by(|a, b| a.0.cmp(&b.0));
+            for (sub, ids) in subs {
+                for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
+                    let id = self.mem.next_delivery_id;
+                    self.mem.next_delivery_id += 1;
+                    self.outbox.deliveries.push(DeliveryRow {
+                        id,
+                        subscription: sub.clone(),
+                        purpose,
+                        notices: chunk.to_vec(),
+                        next_at_ms: self.now_ms,
+                        at_ms: self.now_ms,
+                    });
+                }
             }
         }
         self.created
@@ -385,8 +502,9 @@ impl<'a> Notifier<'a> {
 
     /// Queues an existing notice for the given subscriptions (reminders).
     pub fn resend(&mut self, subscriptions: &[String], adv: AdvIdx, id: i64) {
+        let per_adv = self.pending.entry(adv).or_default();
         for s in subscriptions {
-            self.pending.entry((s.clone(), adv)).or_default().push(id);
+            per_adv.entry(s.clone()).or_default().push(id);
         }
     }
 }
@@ -412,27 +530,74 @@ impl NoticeDoc {
     /// Renders a stored notice for `reader`: ids on its path that the
     /// reader may not see (a watcher reading about a public artifact built
     /// on private ones) become `(private)`.
-    pub fn render(n: &StoredNotice, catalog: &Catalog, reader: &Actor) -> Option<NoticeDoc> {
-        let mut body: NoticeBody = serde_json::from_str(&n.body).ok()?;
-        if let Actor::Tenant(t) = reader
-            && catalog.tenant_id(n.tenant) != t
-        {
-            let hide = |id: &mut String| {
-                if catalog.visible(id, reader).is_none() {
-                    *id = crate::report::HIDDEN.to_string();
+    pub fn render(
+        n: &StoredNotice,
+        catalog: &Catalog,
+        db: &patchline_core::AdvisoryDb,
+        reader: &Actor,
+    ) -> Option<NoticeDoc> {
+        let entries: Vec<GroupEntry> = serde_json::from_str(&n.components).ok()?;
+        // Ids on the lineage the reader may not see (a watcher reading
+        // about a public artifact built on private ones) become `(private)`.
+        let name = |idx: u32| -> String {
+            if (idx as usize) >= catalog.len() {
+                return crate::report::HIDDEN.to_string();
+            }
+            let node = catalog.node(ArtIdx(idx));
+            let visible = match reader {
+                Actor::Admin => true,
+                Actor::Tenant(t) => {
+                    node.visibility == patchline_core::Visibility::Public
+                        || catalog.tenant_id(node.tenant) == t
                 }
             };
-            body.path.iter_mut().for_each(hide);
-            for c in &mut body.components {
-                hide(&mut c.introduced_by);
+            if visible {
+                node.id.to_string()
+            } else {
+                crate::report::HIDDEN.to_string()
             }
-            if let Some(i) = body.introduced_by.as_mut() {
-                hide(i);
+        };
+        let node = catalog.node(n.artifact);
+        let mut components = Vec::new();
+        let mut introduced_by = None;
+        let mut failure = false;
+        for e in &entries {
+            match &e.purl {
+                Some(purl) => components.push(crate::report::AffectedComponent {
+                    purl: purl.clone(),
+                    introduced_by: name(e.introduced_by),
+                    fixed: e.fixed.clone(),
+                }),
+                None => {
+                    failure = true;
+                    introduced_by = Some(name(e.introduced_by));
+                }
             }
         }
+        let (advisory, summary, severity) = if (n.advisory.0 as usize) < db.len() {
+            let info = record_info(db.get(n.advisory));
+            (
+                info.id.to_string(),
+                info.summary.map(str::to_string),
+                info.severity,
+            )
+        } else {
+            (String::new(), None, None)
+        };
         Some(NoticeDoc {
             notice_id: n.id,
-            body,
+            body: NoticeBody {
+                advisory,
+                artifact: node.id.to_string(),
+                kind: node.kind,
+                tenant: catalog.tenant_id(node.tenant).to_string(),
+                components,
+                path: n.path.iter().map(|&i| name(i)).collect(),
+                introduced_by,
+                summary,
+                severity,
+                failure,
+            },
             state: n.state,
             justification: n.justification.clone(),
             created_at: rfc3339_ms(n.created_at_ms),
@@ -549,6 +714,7 @@ impl<S: CatalogStore> Engine<S> {
         self.outbox.subscriptions.push(sub.to_row());
         self.commit(&[])?;
         self.svc.subscriptions.insert(sub.id.clone(), sub);
+        self.svc.reindex();
         Ok(())
     }
 
@@ -644,6 +810,7 @@ impl<S: CatalogStore> Engine<S> {
             state,
             justification: justification.clone(),
             at_ms: now,
+            regroup: None,
         });
         self.commit(&[])?;
         Ok(StoredNotice {

@@ -78,7 +78,7 @@ fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
             continue;
         };
         let actor = Actor::Tenant(engine.catalog().tenant_id(t).clone());
-        if let Some(doc) = NoticeDoc::render(&n, engine.catalog(), &actor)
+        if let Some(doc) = NoticeDoc::render(&n, engine.catalog(), engine.db(), &actor)
             && let Ok(json) = serde_json::to_string(&doc)
         {
             st.hub.publish(
@@ -888,7 +888,7 @@ async fn read_notices(
     with_engine(st, move |e| {
         Ok(rows
             .iter()
-            .filter_map(|n| NoticeDoc::render(n, e.catalog(), &p.actor()))
+            .filter_map(|n| NoticeDoc::render(n, e.catalog(), e.db(), &p.actor()))
             .collect())
     })
     .await
@@ -939,7 +939,7 @@ pub async fn ack(
             req.state.unwrap_or(NoticeState::Acknowledged),
             req.justification,
         )?;
-        let doc = NoticeDoc::render(&n, e.catalog(), &p.actor())
+        let doc = NoticeDoc::render(&n, e.catalog(), e.db(), &p.actor())
             .ok_or_else(|| ApiError::internal("notice body"))?;
         Ok(Json(serde_json::to_value(doc).map_err(ApiError::internal)?))
     })

@@ -229,7 +229,7 @@ async fn attempt(
         let actor = Actor::Tenant(engine.catalog().tenant_id(tenant).clone());
         Some(
             rows.iter()
-                .filter_map(|n| NoticeDoc::render(n, engine.catalog(), &actor))
+                .filter_map(|n| NoticeDoc::render(n, engine.catalog(), engine.db(), &actor))
                 .collect(),
         )
     })

@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS watches (tenant INTEGER NOT NULL, artifact INTEGER NOT NULL, PRIMARY KEY (tenant, artifact));
+CREATE TABLE IF NOT EXISTS notice_groups (
+    id INTEGER PRIMARY KEY,
+    advisory INTEGER NOT NULL,
+    components TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS notices (
     id INTEGER PRIMARY KEY,
     advisory INTEGER NOT NULL,
@@ -43,16 +48,17 @@ CREATE TABLE IF NOT EXISTS notices (
     tenant INTEGER NOT NULL,
     state TEXT NOT NULL,
     justification TEXT,
-    body TEXT NOT NULL,
+    grp INTEGER NOT NULL,
+    path BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     reminders INTEGER NOT NULL DEFAULT 0,
-    reminded_at INTEGER,
+    reminded_at INTEGER NOT NULL,
     UNIQUE (advisory, artifact)
 );
 CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);
 CREATE INDEX IF NOT EXISTS notices_artifact ON notices (artifact);
-CREATE INDEX IF NOT EXISTS notices_open ON notices (state, reminded_at);
+CREATE INDEX IF NOT EXISTS notices_due ON notices (reminded_at) WHERE state IN ('affected', 'notified');
 CREATE TABLE IF NOT EXISTS notice_events (
     seq INTEGER PRIMARY KEY,
     notice INTEGER NOT NULL,
@@ -83,7 +89,9 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-/// A new notice.
+/// A new notice. What artifacts share (the affected components, where
+/// each was introduced, the fix) is stored once per group; a notice keeps
+/// its artifact's lineage path as artifact indexes.
 #[derive(Debug, Clone)]
 pub struct NoticeRow {
     pub id: i64,
@@ -91,9 +99,18 @@ pub struct NoticeRow {
     pub artifact: ArtIdx,
     pub tenant: TenantIdx,
     pub state: NoticeState,
-    /// JSON: components, path, kind... (see the server's notice document).
-    pub body: String,
+    pub group: i64,
+    pub path: Vec<u32>,
     pub at_ms: i64,
+}
+
+/// The shared part of notices: a JSON list of
+/// `{"purl"?, "introduced_by": artifact index, "fixed"?}`.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub components: String,
 }
 
 /// A state change of an existing notice.
@@ -104,6 +121,8 @@ pub struct NoticeChange {
     pub state: NoticeState,
     pub justification: Option<String>,
     pub at_ms: i64,
+    /// A reopened notice's new group and path.
+    pub regroup: Option<(i64, Vec<u32>)>,
 }
 
 /// A new delivery: a batch of notices for one subscription.
@@ -154,6 +173,7 @@ pub struct Outbox {
     pub revoked_tokens: Vec<(String, i64)>,
     pub subscriptions: Vec<SubscriptionRow>,
     pub watches: Vec<(TenantIdx, ArtIdx)>,
+    pub groups: Vec<GroupRow>,
     pub notices: Vec<NoticeRow>,
     pub notice_changes: Vec<NoticeChange>,
     /// (notice, at): a reminder was scheduled.
@@ -168,11 +188,22 @@ impl Outbox {
             && self.revoked_tokens.is_empty()
             && self.subscriptions.is_empty()
             && self.watches.is_empty()
+            && self.groups.is_empty()
             && self.notices.is_empty()
             && self.notice_changes.is_empty()
             && self.reminded.is_empty()
             && self.deliveries.is_empty()
     }
+}
+
+pub(crate) fn path_blob(path: &[u32]) -> Vec<u8> {
+    path.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+pub(crate) fn blob_path(blob: &[u8]) -> Vec<u32> {
+    blob.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 pub(crate) fn ids_blob(ids: &[i64]) -> Vec<u8> {
@@ -238,9 +269,16 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
         stmt.execute(params![t.0, a.0]).map_err(db_err)?;
     }
     let mut stmt = tx
+        .prepare_cached("INSERT INTO notice_groups (id, advisory, components) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?;
+    for g in &out.groups {
+        stmt.execute(params![g.id, g.advisory.0, g.components])
+            .map_err(db_err)?;
+    }
+    let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO notices (id, advisory, artifact, tenant, state, body, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            "INSERT INTO notices (id, advisory, artifact, tenant, state, grp, path, created_at, updated_at, reminded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
         )
         .map_err(db_err)?;
     let mut event = tx
@@ -249,28 +287,42 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
         )
         .map_err(db_err)?;
     for n in &out.notices {
+        // The creation is the notice row itself (`created_at`): no event
+        // row, which halves the writes of a million-notice fan-out.
         stmt.execute(params![
             n.id,
             n.advisory.0,
             n.artifact.0,
             n.tenant.0,
             n.state.as_str(),
-            n.body,
+            n.group,
+            path_blob(&n.path),
             n.at_ms
         ])
         .map_err(db_err)?;
-        event
-            .execute(params![n.id, n.advisory.0, n.state.as_str(), n.at_ms])
-            .map_err(db_err)?;
     }
     let mut stmt = tx
         .prepare_cached(
-            "UPDATE notices SET state = ?2, justification = ?3, updated_at = ?4 WHERE id = ?1",
+            "UPDATE notices SET state = ?2, justification = ?3, updated_at = ?4,
+               grp = coalesce(?5, grp), path = coalesce(?6, path),
+               reminded_at = CASE WHEN ?5 IS NULL THEN reminded_at ELSE ?4 END
+             WHERE id = ?1",
         )
         .map_err(db_err)?;
     for c in &out.notice_changes {
-        stmt.execute(params![c.id, c.state.as_str(), c.justification, c.at_ms])
-            .map_err(db_err)?;
+        let (grp, path) = match &c.regroup {
+            Some((g, p)) => (Some(*g), Some(path_blob(p))),
+            None => (None, None),
+        };
+        stmt.execute(params![
+            c.id,
+            c.state.as_str(),
+            c.justification,
+            c.at_ms,
+            grp,
+            path
+        ])
+        .map_err(db_err)?;
         event
             .execute(params![c.id, c.advisory.0, c.state.as_str(), c.at_ms])
             .map_err(db_err)?;
@@ -312,6 +364,7 @@ pub struct ServiceState {
     pub watches: Vec<(TenantIdx, ArtIdx)>,
     pub next_notice_id: i64,
     pub next_delivery_id: i64,
+    pub next_group_id: i64,
 }
 
 pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError> {
@@ -385,6 +438,13 @@ pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError
             r.get(0)
         })
         .map_err(db_err)?;
+    state.next_group_id = conn
+        .query_row(
+            "SELECT coalesce(max(id), 0) + 1 FROM notice_groups",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
     Ok(state)
 }
 
@@ -397,14 +457,17 @@ pub struct StoredNotice {
     pub tenant: TenantIdx,
     pub state: NoticeState,
     pub justification: Option<String>,
-    pub body: String,
+    /// The group's components JSON (see [`GroupRow`]).
+    pub components: String,
+    /// The lineage path, artifact indexes from the introduction down.
+    pub path: Vec<u32>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub reminders: i64,
 }
 
-const NOTICE_COLUMNS: &str =
-    "id, advisory, artifact, tenant, state, justification, body, created_at, updated_at, reminders";
+const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders";
+const NOTICE_FROM: &str = "notices n JOIN notice_groups g ON g.id = n.grp";
 
 fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
     let state: String = r.get(4)?;
@@ -415,10 +478,11 @@ fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
         tenant: TenantIdx(r.get(3)?),
         state: NoticeState::parse(&state).unwrap_or(NoticeState::Affected),
         justification: r.get(5)?,
-        body: r.get(6)?,
-        created_at_ms: r.get(7)?,
-        updated_at_ms: r.get(8)?,
-        reminders: r.get(9)?,
+        components: r.get(6)?,
+        path: blob_path(&r.get::<_, Vec<u8>>(7)?),
+        created_at_ms: r.get(8)?,
+        updated_at_ms: r.get(9)?,
+        reminders: r.get(10)?,
     })
 }
 
@@ -465,7 +529,7 @@ pub(crate) fn notices_of_artifact(
 
 pub(crate) fn notice_by_id(conn: &Connection, id: i64) -> Result<Option<StoredNotice>, StoreError> {
     conn.prepare_cached(&format!(
-        "SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"
+        "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ?1"
     ))
     .map_err(db_err)?
     .query_row([id], notice_from_row)
@@ -482,9 +546,9 @@ pub(crate) fn due_reminders(
 ) -> Result<Vec<StoredNotice>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {NOTICE_COLUMNS} FROM notices
-             WHERE state IN ('affected', 'notified') AND coalesce(reminded_at, created_at) < ?1
-             ORDER BY id LIMIT ?2"
+            "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
+             WHERE n.state IN ('affected', 'notified') AND n.reminded_at < ?1
+             ORDER BY n.reminded_at LIMIT ?2"
         ))
         .map_err(db_err)?;
     let rows = stmt
@@ -674,7 +738,7 @@ impl SqliteQueue {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {NOTICE_COLUMNS} FROM notices WHERE id = ?1"
+                "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ?1"
             ))
             .map_err(db_err)?;
         for &id in ids {
@@ -740,9 +804,9 @@ impl SqliteReader {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {NOTICE_COLUMNS} FROM notices
-                 WHERE id > ?2 AND (tenant = ?1 OR artifact IN (SELECT artifact FROM watches WHERE tenant = ?1))
-                 ORDER BY id LIMIT ?3"
+                "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
+                 WHERE n.id > ?2 AND (n.tenant = ?1 OR n.artifact IN (SELECT artifact FROM watches WHERE tenant = ?1))
+                 ORDER BY n.id LIMIT ?3"
             ))
             .map_err(db_err)?;
         let rows = stmt
@@ -779,8 +843,11 @@ impl SqliteReader {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT (at / ?2) * ?2 AS bucket, state, count(*) FROM notice_events
-                 WHERE advisory = ?1 GROUP BY bucket, state ORDER BY bucket",
+                "SELECT bucket, state, count(*) FROM (
+                   SELECT (created_at / ?2) * ?2 AS bucket, 'affected' AS state FROM notices WHERE advisory = ?1
+                   UNION ALL
+                   SELECT (at / ?2) * ?2 AS bucket, state FROM notice_events WHERE advisory = ?1)
+                 GROUP BY bucket, state ORDER BY bucket, state",
             )
             .map_err(db_err)?;
         let rows = stmt

@@ -110,7 +110,7 @@ impl SqliteStore {
              PRAGMA foreign_keys = OFF;
              PRAGMA busy_timeout = 5000;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -65536;",
+             PRAGMA cache_size = -262144;",
         )
         .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
