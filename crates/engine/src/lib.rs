@@ -566,7 +566,6 @@ impl<S: CatalogStore> Engine<S> {
             }
             report.outcomes.push(outcome);
         }
-        let t0 = std::time::Instant::now();
         if self.notices_on {
             for &adv in &changed {
                 if let Err(e) = self.reconcile_record(adv) {
@@ -575,11 +574,7 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
-        let t1 = t0.elapsed();
         self.commit(&changed)?;
-        if std::env::var_os("PL_TRACE").is_some() {
-            eprintln!("reconcile {:?} commit {:?}", t1, t0.elapsed() - t1);
-        }
         Ok(report)
     }
 
