@@ -248,6 +248,9 @@ pub struct NoticeBody {
 type FilterFacts =
     HashMap<(AdvIdx, u64), Vec<(Vec<Option<ComponentId>>, Rc<(Vec<String>, Vec<String>)>)>>;
 
+/// (record, hash of the hits) -> [(hits, group id, top-most introduction)].
+type Groups = HashMap<(AdvIdx, u64), Vec<(Vec<ComponentHit>, i64, ArtIdx)>>;
+
 /// Collects notices and deliveries for one change.
 #[derive(Debug)]
 pub struct Notifier<'a> {
@@ -261,7 +264,7 @@ pub struct Notifier<'a> {
     /// once for all the artifacts sharing them.
     filter_facts: FilterFacts,
     /// Notice groups made by this change: (record, hash) -> [(hits, id, top)].
-    groups: HashMap<(AdvIdx, u64), Vec<(Vec<ComponentHit>, i64, ArtIdx)>>,
+    groups: Groups,
     /// New notice ids per reading tenant (owner and watchers), for streams.
     pub created: Vec<(TenantIdx, i64)>,
 }
@@ -537,6 +540,35 @@ impl NoticeDoc {
         reader: &Actor,
     ) -> Option<NoticeDoc> {
         let entries: Vec<GroupEntry> = serde_json::from_str(&n.components).ok()?;
+        Self::render_entries(n, &entries, catalog, db, reader)
+    }
+
+    /// Renders many notices, parsing each group's components once.
+    pub fn render_all(
+        rows: &[StoredNotice],
+        catalog: &Catalog,
+        db: &patchline_core::AdvisoryDb,
+        reader: &Actor,
+    ) -> Vec<NoticeDoc> {
+        let mut parsed: HashMap<&str, Option<Vec<GroupEntry>>> = HashMap::new();
+        rows.iter()
+            .filter_map(|n| {
+                let entries = parsed
+                    .entry(n.components.as_str())
+                    .or_insert_with(|| serde_json::from_str(&n.components).ok())
+                    .as_deref()?;
+                Self::render_entries(n, entries, catalog, db, reader)
+            })
+            .collect()
+    }
+
+    fn render_entries(
+        n: &StoredNotice,
+        entries: &[GroupEntry],
+        catalog: &Catalog,
+        db: &patchline_core::AdvisoryDb,
+        reader: &Actor,
+    ) -> Option<NoticeDoc> {
         // Ids on the lineage the reader may not see (a watcher reading
         // about a public artifact built on private ones) become `(private)`.
         let name = |idx: u32| -> String {
@@ -561,7 +593,7 @@ impl NoticeDoc {
         let mut components = Vec::new();
         let mut introduced_by = None;
         let mut failure = false;
-        for e in &entries {
+        for e in entries {
             match &e.purl {
                 Some(purl) => components.push(crate::report::AffectedComponent {
                     purl: purl.clone(),

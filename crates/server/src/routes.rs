@@ -886,10 +886,12 @@ async fn read_notices(
     .map_err(ApiError::internal)??;
     let p = p.clone();
     with_engine(st, move |e| {
-        Ok(rows
-            .iter()
-            .filter_map(|n| NoticeDoc::render(n, e.catalog(), e.db(), &p.actor()))
-            .collect())
+        Ok(NoticeDoc::render_all(
+            &rows,
+            e.catalog(),
+            e.db(),
+            &p.actor(),
+        ))
     })
     .await
 }

@@ -227,11 +227,12 @@ async fn attempt(
         let rows = q.lock().ok()?.notices(&ids).ok()?;
         let engine = st2.engine.lock().ok()?;
         let actor = Actor::Tenant(engine.catalog().tenant_id(tenant).clone());
-        Some(
-            rows.iter()
-                .filter_map(|n| NoticeDoc::render(n, engine.catalog(), engine.db(), &actor))
-                .collect(),
-        )
+        Some(NoticeDoc::render_all(
+            &rows,
+            engine.catalog(),
+            engine.db(),
+            &actor,
+        ))
     })
     .await
     .ok()

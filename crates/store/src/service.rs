@@ -735,19 +735,20 @@ impl SqliteQueue {
     /// Notice bodies by id, for rendering a delivery.
     pub fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ?1"
-            ))
-            .map_err(db_err)?;
-        for &id in ids {
-            if let Some(n) = stmt
-                .query_row([id], notice_from_row)
-                .optional()
-                .map_err(db_err)?
-            {
-                out.push(n);
+        // One query per chunk: a delivery carries up to a hundred ids.
+        for chunk in ids.chunks(100) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id IN ({placeholders}) ORDER BY n.id"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), notice_from_row)
+                .map_err(db_err)?;
+            for r in rows {
+                out.push(r.map_err(db_err)?);
             }
         }
         Ok(out)
