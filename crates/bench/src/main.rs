@@ -124,6 +124,15 @@ fn row(rows: &mut Vec<Row>, what: &str, value: String, note: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("--sse-client") && raw.len() == 6 {
+        return service::sse_client(
+            &raw[2],
+            std::path::Path::new(&raw[3]),
+            raw[4].parse()?,
+            std::path::Path::new(&raw[5]),
+        );
+    }
     let args = parse_args()?;
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with `cargo run --release -p patchline-bench`");

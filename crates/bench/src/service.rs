@@ -104,6 +104,9 @@ async fn wait_delivered(db: &Path, total: i64, bound: Duration) -> anyhow::Resul
     }
 }
 
+/// Streams opened by the stream benchmark.
+const SSE_STREAMS: usize = 10_000;
+
 pub struct Figures {
     pub rows: Vec<(String, String, String)>,
 }
@@ -391,6 +394,260 @@ async fn run_async(
     }
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    let _ = TenantId::new("x");
+    let (value, note) = sse_bench(&st, &data_dir, SSE_STREAMS, 10).await?;
+    row(
+        "server-sent events: streams held, notice created → event received at 1,000 events/s (target 10,000 streams, p99 ≤ 250 ms)",
+        value,
+        note,
+    );
     Ok(Figures { rows })
+}
+
+/// The child process of the stream benchmark: opens one server-sent event
+/// stream per token, says `ready N` on standard output, records each
+/// notice event's arrival for `seconds`, and writes `notice_id arrival_ms`
+/// lines to `out`. A separate process, because the two ends of 10,000
+/// connections do not fit in one process's file descriptors here.
+pub fn sse_client(addr: &str, tokens_file: &Path, seconds: u64, out: &Path) -> anyhow::Result<()> {
+    patchline_webhook::send::ensure_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let tokens: Vec<String> = std::fs::read_to_string(tokens_file)?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let arrivals: Arc<Mutex<Vec<(i64, i64)>>> = Arc::default();
+        let connected = Arc::new(AtomicU64::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(256));
+        let mut tasks = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            let (client, arrivals, connected, gate) = (
+                client.clone(),
+                arrivals.clone(),
+                connected.clone(),
+                gate.clone(),
+            );
+            let url = format!("http://{addr}/v1/notices/stream?after=0");
+            tasks.push(tokio::spawn(async move {
+                let resp = {
+                    let _permit = gate.acquire().await.ok()?;
+                    client.get(&url).bearer_auth(&token).send().await.ok()?
+                };
+                if !resp.status().is_success() {
+                    return None;
+                }
+                connected.fetch_add(1, Ordering::Relaxed);
+                let mut resp = resp;
+                let mut buf = String::new();
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    let at = now_ms();
+                    buf.push_str(&String::from_utf8_lossy(&chunk));
+                    while let Some(end) = buf.find("\n\n") {
+                        let event: String = buf.drain(..end + 2).collect();
+                        if let Some(id) = event
+                            .lines()
+                            .find_map(|l| l.strip_prefix("id:"))
+                            .and_then(|v| v.trim().parse::<i64>().ok())
+                            && let Ok(mut a) = arrivals.lock()
+                        {
+                            a.push((id, at));
+                        }
+                    }
+                }
+                Some(())
+            }));
+        }
+        // Wait (bounded) for every stream to be open.
+        let t = Instant::now();
+        while (connected.load(Ordering::Relaxed) as usize) < tasks.len()
+            && t.elapsed() < Duration::from_secs(120)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("ready {}", connected.load(Ordering::Relaxed));
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let lines: String = arrivals
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .iter()
+            .map(|(id, at)| format!("{id} {at}\n"))
+            .collect();
+        std::fs::write(out, lines)?;
+        println!("held {}", connected.load(Ordering::Relaxed));
+        for t in tasks {
+            t.abort();
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// Opens `streams` server-sent event streams (one per new tenant) from a
+/// child process and measures, at 1,000 events/s, the delay from a notice's
+/// creation to its arrival on the stream.
+async fn sse_bench(
+    st: &Arc<AppState>,
+    data_dir: &Path,
+    streams: usize,
+    seconds: u64,
+) -> anyhow::Result<(String, String)> {
+    {
+        // Tenants with tokens, and a public base image they can all launch from.
+        let tokens_file = data_dir.join("sse-tokens.txt");
+        let (base, tenants) = {
+            let st = st.clone();
+            let tokens_file = tokens_file.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+                let base = e
+                    .catalog()
+                    .nodes()
+                    .find(|(_, n)| {
+                        n.kind == Kind::Image
+                            && n.parent.is_none()
+                            && n.visibility == Visibility::Public
+                    })
+                    .map(|(_, n)| n.id.clone())
+                    .context("a public base image")?;
+                let mut tokens = String::new();
+                let mut tenants = Vec::with_capacity(streams);
+                for i in 0..streams {
+                    let id = TenantId::new(format!("sse-{i:05}"))?;
+                    let token = format!("plt_bench_sse_{i}");
+                    e.create_tenant(
+                        &id,
+                        &[],
+                        &format!("tok_sse_{i}"),
+                        &patchline_server::auth::hash_token(&token),
+                    )?;
+                    tokens.push_str(&token);
+                    tokens.push('\n');
+                    tenants.push(id);
+                }
+                std::fs::write(&tokens_file, tokens)?;
+                Ok((base, tenants))
+            })
+            .await??
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server =
+            tokio::spawn(axum::serve(listener, patchline_server::app(st.clone())).into_future());
+        let out_file = data_dir.join("sse-arrivals.txt");
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--sse-client")
+            .arg(addr.to_string())
+            .arg(&tokens_file)
+            .arg((seconds + 3).to_string())
+            .arg(&out_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let ready = lines.next_line().await?.unwrap_or_default();
+        let held: usize = ready
+            .strip_prefix("ready ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        eprintln!("  {held} streams open");
+        let rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        // 1,000 events/s, each one notice for one random stream's tenant.
+        let start = Instant::now();
+        let mut rng = crate::cloud::Rng::new(7);
+        let total = seconds * 1000;
+        for k in 0..total {
+            tokio::time::sleep_until((start + Duration::from_millis(k)).into()).await;
+            let tenant = tenants[rng.below(tenants.len())].clone();
+            let (st2, base) = (st.clone(), base.clone());
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                let mut e = st2.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+                let spec = ArtifactSpec {
+                    id: ArtifactId::new(format!("sse-vm-{k}"))?,
+                    kind: Kind::Instance,
+                    tenant,
+                    name: None,
+                    parent: Some(base),
+                    relation: None,
+                    visibility: Visibility::Private,
+                    labels: Default::default(),
+                    components: None,
+                    fixes: vec![],
+                };
+                e.apply_batch(
+                    [Ok(BatchItem {
+                        location: String::new(),
+                        spec,
+                    })],
+                    Mode::Create,
+                    &Actor::Admin,
+                    &mut |_| {},
+                )?;
+                let created = e.take_created();
+                drop(e);
+                publish_live(&st2, &created);
+                Ok(())
+            })
+            .await??;
+        }
+        let offered = total as f64 / start.elapsed().as_secs_f64();
+        let _ = child.wait().await;
+        server.abort();
+        let arrivals = std::fs::read_to_string(&out_file).unwrap_or_default();
+        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
+        let mut stmt = conn.prepare("SELECT created_at FROM notices WHERE id = ?1")?;
+        let mut lat: Vec<i64> = Vec::new();
+        for line in arrivals.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(id), Some(at)) = (
+                it.next().and_then(|v| v.parse::<i64>().ok()),
+                it.next().and_then(|v| v.parse::<i64>().ok()),
+            ) else {
+                continue;
+            };
+            if let Ok(created) = stmt.query_row([id], |r| r.get::<_, i64>(0)) {
+                lat.push(at - created);
+            }
+        }
+        lat.sort_unstable();
+        let p = |q: f64| {
+            lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
+                .copied()
+                .unwrap_or(-1)
+        };
+        Ok((
+            format!("{held} streams held; p50 {} ms, p99 {} ms", p(0.5), p(0.99)),
+            format!(
+                "{} of {total} events received at {offered:.0} events/s, max {} ms; server resident memory with the streams open {:.0} MiB",
+                lat.len(),
+                p(1.0),
+                rss_kib as f64 / 1024.0
+            ),
+        ))
+    }
+}
+
+/// What `with_engine` does after a change, for code outside the handlers.
+pub fn publish_live(st: &Arc<AppState>, created: &[(patchline_core::TenantIdx, i64)]) {
+    if created.is_empty() {
+        return;
+    }
+    st.wake.notify_one();
+    if let Ok(engine) = st.engine.lock() {
+        patchline_server::routes::push_live(st, &engine, created);
+    }
 }

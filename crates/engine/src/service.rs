@@ -18,6 +18,9 @@ use patchline_store::service::{
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
 
+/// The disabled reason of a subscription its owner deleted.
+pub const DELETED: &str = "deleted by its owner";
+
 /// Most notices one webhook message carries.
 pub const DELIVERY_BATCH_MAX: usize = 100;
 /// Default per-endpoint rate limit, requests per second.
@@ -174,10 +177,14 @@ impl ServiceMem {
     }
 
     /// Rebuilds the per-tenant webhook index after a subscription change.
+    /// Disabled webhooks stay in it: what they miss is recorded straight
+    /// into their dead letters, so that enable + replay fills the gap.
+    /// Deleted ones leave it.
     pub fn reindex(&mut self) {
         self.webhooks.clear();
         for s in self.subscriptions.values() {
-            if s.active && matches!(s.channel, Channel::Webhook { .. }) {
+            let deleted = s.disabled_reason.as_deref() == Some(DELETED);
+            if !deleted && matches!(s.channel, Channel::Webhook { .. }) {
                 self.webhooks
                     .entry(s.tenant)
                     .or_default()
@@ -258,8 +265,8 @@ pub struct Notifier<'a> {
     pub mem: &'a mut ServiceMem,
     pub outbox: &'a mut Outbox,
     pub now_ms: i64,
-    /// record -> subscription -> notice ids to deliver.
-    pending: BTreeMap<AdvIdx, HashMap<String, Vec<i64>>>,
+    /// record -> subscription -> (notice ids to deliver, subscription active).
+    pending: BTreeMap<AdvIdx, HashMap<String, (Vec<i64>, bool)>>,
     /// What filters look at, per (record, affected components): computed
     /// once for all the artifacts sharing them.
     filter_facts: FilterFacts,
@@ -424,9 +431,9 @@ impl<'a> Notifier<'a> {
                     continue;
                 }
                 match per_adv.get_mut(s.id.as_str()) {
-                    Some(ids) => ids.push(id),
+                    Some((ids, _)) => ids.push(id),
                     None => {
-                        per_adv.insert(s.id.clone(), vec![id]);
+                        per_adv.insert(s.id.clone(), (vec![id], s.active));
                     }
                 }
             }
@@ -483,9 +490,9 @@ impl<'a> Notifier<'a> {
     /// Turns the queued notice ids into delivery rows.
     pub fn finish(mut self, purpose: &'static str) -> Vec<(TenantIdx, i64)> {
         for (_, per_sub) in std::mem::take(&mut self.pending) {
-            let mut subs: Vec<(String, Vec<i64>)> = per_sub.into_iter().collect();
+            let mut subs: Vec<(String, (Vec<i64>, bool))> = per_sub.into_iter().collect();
             subs.sort_by(|a, b| a.0.cmp(&b.0));
-            for (sub, ids) in subs {
+            for (sub, (ids, active)) in subs {
                 for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
                     let id = self.mem.next_delivery_id;
                     self.mem.next_delivery_id += 1;
@@ -496,6 +503,7 @@ impl<'a> Notifier<'a> {
                         notices: chunk.to_vec(),
                         next_at_ms: self.now_ms,
                         at_ms: self.now_ms,
+                        dead: !active,
                     });
                 }
             }
@@ -507,7 +515,11 @@ impl<'a> Notifier<'a> {
     pub fn resend(&mut self, subscriptions: &[String], adv: AdvIdx, id: i64) {
         let per_adv = self.pending.entry(adv).or_default();
         for s in subscriptions {
-            per_adv.entry(s.clone()).or_default().push(id);
+            per_adv
+                .entry(s.clone())
+                .or_insert_with(|| (Vec::new(), true))
+                .0
+                .push(id);
         }
     }
 }
@@ -760,6 +772,7 @@ impl<S: CatalogStore> Engine<S> {
             .subscriptions
             .get(id)
             .filter(|s| t.is_none_or(|t| s.tenant == t))
+            .filter(|s| s.disabled_reason.as_deref() != Some(DELETED))
             .ok_or_else(|| EngineError::NotFound {
                 what: "subscription",
                 id: id.to_string(),
@@ -881,6 +894,7 @@ impl<S: CatalogStore> Engine<S> {
             let subs: Vec<String> = notifier
                 .mem
                 .webhooks_of(n.tenant)
+                .filter(|s| s.active)
                 .map(|s| s.id.clone())
                 .collect();
             if n.reminders + 1 >= escalate_after {
@@ -927,6 +941,7 @@ impl DetachedNotifier {
                     notices: chunk.to_vec(),
                     next_at_ms: self.now_ms,
                     at_ms: self.now_ms,
+                    dead: false,
                 });
             }
         }

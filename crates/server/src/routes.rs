@@ -62,7 +62,7 @@ where
 }
 
 /// Renders new notices for the tenants that have a stream open.
-fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
+pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
     let listening: Vec<&(TenantIdx, i64)> = created
         .iter()
         .filter(|(t, _)| st.hub.listening(*t))
@@ -646,6 +646,7 @@ pub async fn list_subscriptions(
             .subscriptions
             .values()
             .filter(|s| p.tenant().is_none_or(|t| t == s.tenant))
+            .filter(|s| s.disabled_reason.as_deref() != Some(patchline_engine::service::DELETED))
             .map(|s| subscription_json(s, e.catalog().tenant_id(s.tenant).as_str()))
             .collect();
         Ok(Json(json!({"subscriptions": subs})))
@@ -676,7 +677,7 @@ pub async fn delete_subscription(
     let sid = id.clone();
     with_engine(&st, move |e| {
         e.subscription(p.tenant(), &id)?;
-        e.disable_subscription(&id, "deleted by its owner")?;
+        e.disable_subscription(&id, patchline_engine::service::DELETED)?;
         Ok(())
     })
     .await?;
@@ -703,6 +704,9 @@ pub async fn enable_subscription(
 ) -> ApiResult<Json<Value>> {
     with_engine(&st, move |e| {
         let mut s = e.subscription(p.tenant(), &id)?.clone();
+        if s.disabled_reason.as_deref() == Some(patchline_engine::service::DELETED) {
+            return Err(ApiError::not_found("subscription", &id));
+        }
         s.active = true;
         s.disabled_reason = None;
         e.put_subscription(s.clone())?;

@@ -10,7 +10,7 @@ use patchline_core::TenantIdx;
 use tokio::sync::broadcast;
 
 /// Notices buffered per tenant channel before a slow stream must re-read.
-pub const CHANNEL_CAPACITY: usize = 1024;
+pub const CHANNEL_CAPACITY: usize = 64;
 
 /// One live notice: its id and its JSON as the tenant sees it.
 #[derive(Debug, Clone)]

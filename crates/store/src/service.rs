@@ -135,6 +135,9 @@ pub struct DeliveryRow {
     pub notices: Vec<i64>,
     pub next_at_ms: i64,
     pub at_ms: i64,
+    /// Recorded straight into the dead letters (its subscription is
+    /// disabled): replayed when the subscription is enabled again.
+    pub dead: bool,
 }
 
 /// A subscription as stored.
@@ -337,8 +340,8 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
     }
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+            "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at, last_error)
+             VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6, CASE WHEN ?7 = 'dead' THEN 'subscription disabled' END)",
         )
         .map_err(db_err)?;
     for d in &out.deliveries {
@@ -348,7 +351,8 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
             d.purpose,
             ids_blob(&d.notices),
             d.next_at_ms,
-            d.at_ms
+            d.at_ms,
+            if d.dead { "dead" } else { "pending" }
         ])
         .map_err(db_err)?;
     }
