@@ -20,7 +20,7 @@ use axum::routing::{delete, get, post};
 use patchline_core::notice::{Channel, Filter};
 use patchline_engine::service::{SecretEntry, Subscription};
 use patchline_engine::{Engine, EngineError, now_ms};
-use patchline_store::service::SqliteReader;
+use patchline_store::service::{SqliteQueue, SqliteReader};
 use tokio::sync::{Notify, watch};
 
 pub use crate::state::{AppState, Config};
@@ -109,11 +109,17 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     if let Some(url) = &config.operator_webhook {
         ensure_operator(&mut engine, url)?;
     }
-    let reader = SqliteReader::open(&config.data_dir)?;
+    let reader: Box<dyn patchline_store::NoticeReader> =
+        Box::new(SqliteReader::open(&config.data_dir)?);
+    let dir = config.data_dir.clone();
+    let queues: state::QueueFactory = Arc::new(move || {
+        Ok(Box::new(SqliteQueue::open(&dir)?) as Box<dyn patchline_store::DeliveryQueue>)
+    });
     Ok(Arc::new(AppState {
         config,
         engine: Arc::new(Mutex::new(engine)),
         reader: Arc::new(Mutex::new(reader)),
+        queues,
         hub: sse::Hub::default(),
         wake: Arc::new(Notify::new()),
         metrics: Arc::default(),

@@ -687,9 +687,9 @@ pub async fn delete_subscription(
 
 /// Pending work of a disabled subscription becomes dead letters.
 pub async fn bury(st: &Arc<AppState>, id: String, reason: &'static str) -> ApiResult<()> {
-    let dir = st.config.data_dir.clone();
+    let open = st.queues.clone();
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
-        let mut q = patchline_store::service::SqliteQueue::open(&dir)?;
+        let mut q = open()?;
         q.bury(&id, reason)?;
         Ok(())
     })
@@ -822,9 +822,9 @@ pub async fn replay(
             .map_err(Into::into)
     })
     .await?;
-    let dir = st.config.data_dir.clone();
+    let open = st.queues.clone();
     let n = tokio::task::spawn_blocking(move || -> ApiResult<usize> {
-        let mut q = patchline_store::service::SqliteQueue::open(&dir)?;
+        let mut q = open()?;
         Ok(q.replay(&id, patchline_engine::now_ms())?)
     })
     .await

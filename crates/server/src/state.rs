@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use patchline_engine::Engine;
-use patchline_store::service::SqliteReader;
+use patchline_store::{DeliveryQueue, NoticeReader, StoreError};
 use patchline_webhook::retry::Schedule;
 use patchline_webhook::ssrf::Policy;
 use tokio::sync::Notify;
@@ -74,17 +74,29 @@ impl Config {
     }
 }
 
+/// Opens delivery-queue connections of the configured backend.
+pub type QueueFactory = Arc<dyn Fn() -> Result<Box<dyn DeliveryQueue>, StoreError> + Send + Sync>;
+
 /// Shared by every handler and worker.
-#[derive(Debug)]
 pub struct AppState {
     pub config: Config,
     /// The single writer. Held briefly; database work runs on blocking
     /// threads.
     pub engine: Arc<Mutex<Engine>>,
     /// Reads that need no catalog (pages of notices, progress).
-    pub reader: Arc<Mutex<SqliteReader>>,
+    pub reader: Arc<Mutex<Box<dyn NoticeReader>>>,
+    /// Opens a connection to the delivery queue (the workers hold one).
+    pub queues: QueueFactory,
     pub hub: Hub,
     /// Wakes the delivery workers when deliveries were queued.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }

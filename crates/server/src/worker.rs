@@ -14,7 +14,8 @@ use patchline_core::notice::{Channel, DeliveryState};
 use patchline_core::{Actor, TenantIdx};
 use patchline_engine::now_ms;
 use patchline_engine::service::NoticeDoc;
-use patchline_store::service::{Claimed, Finished, SqliteQueue};
+use patchline_store::DeliveryQueue;
+use patchline_store::service::{Claimed, Finished};
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
 use serde_json::json;
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc, watch};
@@ -68,8 +69,8 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             return;
         }
     };
-    let dir = st.config.data_dir.clone();
-    let queue = match tokio::task::spawn_blocking(move || SqliteQueue::open(&dir)).await {
+    let open = st.queues.clone();
+    let queue = match tokio::task::spawn_blocking(move || open()).await {
         Ok(Ok(q)) => Arc::new(std::sync::Mutex::new(q)),
         _ => {
             tracing::error!("cannot open the delivery queue; deliveries stop");
@@ -194,7 +195,7 @@ fn target(st: &AppState, subscription: &str) -> Option<Target> {
 async fn attempt(
     st: &Arc<AppState>,
     sender: &Sender,
-    queue: &Arc<std::sync::Mutex<SqliteQueue>>,
+    queue: &Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
     endpoints: &Endpoints,
     c: Claimed,
     random: f64,
@@ -380,7 +381,7 @@ async fn attempt(
 /// Writes attempt results in group commits.
 async fn finish_loop(
     st: Arc<AppState>,
-    queue: Arc<std::sync::Mutex<SqliteQueue>>,
+    queue: Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
     mut rx: mpsc::Receiver<Finished>,
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH_MAX);

@@ -13,7 +13,7 @@ pub mod sqlite;
 
 use patchline_core::notice::NoticeState;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes};
-pub use service::{Outbox, ServiceState, StoredNotice};
+pub use service::{Claimed, DeliveryInfo, Finished, Outbox, ServiceState, StoredNotice};
 use thiserror::Error;
 
 /// Name of the database file inside the data directory.
@@ -78,4 +78,57 @@ pub trait CatalogStore {
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError>;
+}
+
+/// The durable delivery queue the workers drain: SQLite here, a NATS
+/// JetStream work queue or PostgreSQL `SKIP LOCKED` elsewhere.
+pub trait DeliveryQueue: Send {
+    /// Puts back deliveries whose lease expired (the worker died).
+    fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError>;
+    /// Claims up to `limit` due deliveries for `lease_ms`.
+    fn claim(
+        &mut self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records attempts (one group commit).
+    fn finish(&mut self, results: &[Finished]) -> Result<(), StoreError>;
+    /// Dead deliveries of a subscription become pending again.
+    fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError>;
+    /// Pending work of a subscription goes to the dead letters.
+    fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError>;
+    /// The notices a delivery carries, by id.
+    fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError>;
+    /// When the next queued delivery is due.
+    fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
+}
+
+/// The API's reads of notices and deliveries.
+pub trait NoticeReader: Send {
+    /// A tenant's notices (own and watched) after a cursor, oldest first.
+    fn notices_after(
+        &mut self,
+        tenant: patchline_core::TenantIdx,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError>;
+    fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
+    /// (artifact kind code, state, count) of a record's notices.
+    fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError>;
+    /// (bucket start ms, state, count) of a record's state transitions.
+    fn progress_history(
+        &mut self,
+        adv: AdvIdx,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError>;
+    fn deliveries(
+        &mut self,
+        subscription: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryInfo>, StoreError>;
+    fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Notices read through pull or a stream become `notified`.
+    fn mark_notified(&mut self, ids: &[i64], at_ms: i64) -> Result<(), StoreError>;
 }

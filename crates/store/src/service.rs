@@ -610,10 +610,12 @@ impl SqliteQueue {
             conn: open(&data_dir.join(DB_FILE))?,
         })
     }
+}
 
+impl crate::DeliveryQueue for SqliteQueue {
     /// Puts back deliveries whose lease expired (a worker or the process
     /// died mid-attempt): at-least-once, the receiver may see them twice.
-    pub fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+    fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
         self.conn
             .execute(
                 "UPDATE deliveries SET state = 'pending', lease_until = NULL
@@ -624,7 +626,7 @@ impl SqliteQueue {
     }
 
     /// Claims up to `limit` due deliveries for `lease_ms`.
-    pub fn claim(
+    fn claim(
         &mut self,
         now_ms: i64,
         lease_ms: i64,
@@ -662,7 +664,7 @@ impl SqliteQueue {
     }
 
     /// Records attempts, in one transaction (group commit).
-    pub fn finish(&mut self, results: &[Finished]) -> Result<(), StoreError> {
+    fn finish(&mut self, results: &[Finished]) -> Result<(), StoreError> {
         if results.is_empty() {
             return Ok(());
         }
@@ -715,7 +717,7 @@ impl SqliteQueue {
     }
 
     /// Dead deliveries of a subscription become pending again.
-    pub fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError> {
+    fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError> {
         self.conn
             .execute(
                 "UPDATE deliveries SET state = 'pending', next_at = ?2, attempts = 0
@@ -726,7 +728,7 @@ impl SqliteQueue {
     }
 
     /// Pending work of a disabled subscription goes to the dead letters.
-    pub fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError> {
+    fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError> {
         self.conn
             .execute(
                 "UPDATE deliveries SET state = 'dead', last_error = ?2, lease_until = NULL
@@ -737,7 +739,7 @@ impl SqliteQueue {
     }
 
     /// Notice bodies by id, for rendering a delivery.
-    pub fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
+    fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         // One query per chunk: a delivery carries up to a hundred ids.
         for chunk in ids.chunks(100) {
@@ -759,7 +761,7 @@ impl SqliteQueue {
     }
 
     /// The earliest time something becomes due, if anything is queued.
-    pub fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
+    fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT min(next_at) FROM deliveries WHERE state IN ('pending', 'failed')",
@@ -797,10 +799,12 @@ impl SqliteReader {
             conn: open(&data_dir.join(DB_FILE))?,
         })
     }
+}
 
+impl crate::NoticeReader for SqliteReader {
     /// Notices a tenant may read (its own, and those about artifacts it
     /// watches), after `after_id`, oldest first.
-    pub fn notices_after(
+    fn notices_after(
         &mut self,
         tenant: TenantIdx,
         after_id: i64,
@@ -820,12 +824,12 @@ impl SqliteReader {
         rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
-    pub fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
+    fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
         notice_by_id(&self.conn, id)
     }
 
     /// Counts by (artifact kind code, state) of an advisory's notices.
-    pub fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
+    fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -840,7 +844,7 @@ impl SqliteReader {
     }
 
     /// State transitions of an advisory's notices per time bucket.
-    pub fn progress_history(
+    fn progress_history(
         &mut self,
         adv: AdvIdx,
         bucket_ms: i64,
@@ -864,7 +868,7 @@ impl SqliteReader {
     }
 
     /// A subscription's deliveries, newest first, optionally in one state.
-    pub fn deliveries(
+    fn deliveries(
         &mut self,
         subscription: &str,
         state: Option<&str>,
@@ -898,7 +902,7 @@ impl SqliteReader {
     }
 
     /// Queue depth per state, for metrics.
-    pub fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+    fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT state, count(*) FROM deliveries GROUP BY state")
@@ -910,7 +914,7 @@ impl SqliteReader {
     }
 
     /// Marks notices read through pull or a stream as notified.
-    pub fn mark_notified(&mut self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
+    fn mark_notified(&mut self, ids: &[i64], at_ms: i64) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
