@@ -318,16 +318,8 @@ pub fn generate(size: Size, seed: u64, dir: &Path) -> anyhow::Result<Written> {
         if public {
             line.push_str(",\"visibility\":\"public\"");
         }
-        line.push_str(",\"components\":[");
-        for (k, &(pkg, variant)) in inv.pkgs.iter().enumerate() {
-            if k > 0 {
-                line.push(',');
-            }
-            line.push('"');
-            universe.render(inv.distro, pkg, variant, &mut line);
-            line.push('"');
-        }
-        line.push_str("]}\n");
+        push_components(&mut line, &universe, &inv);
+        line.push_str("}\n");
         out.write_all(line.as_bytes())?;
         invs.push(inv);
         image_tenant.push(owner);
@@ -404,16 +396,7 @@ pub fn generate(size: Size, seed: u64, dir: &Path) -> anyhow::Result<Written> {
                 let k = rng.below(inv.pkgs.len());
                 inv.pkgs[k].1 = UPGRADE;
             }
-            line.push_str(",\"components\":[");
-            for (k, &(pkg, variant)) in inv.pkgs.iter().enumerate() {
-                if k > 0 {
-                    line.push(',');
-                }
-                line.push('"');
-                universe.render(inv.distro, pkg, variant, &mut line);
-                line.push('"');
-            }
-            line.push(']');
+            push_components(&mut line, &universe, &inv);
         }
         line.push_str("}\n");
         out.write_all(line.as_bytes())?;
@@ -428,6 +411,20 @@ pub fn generate(size: Size, seed: u64, dir: &Path) -> anyhow::Result<Written> {
         advisories_dir,
         all_bases_advisory: all_bases,
     })
+}
+
+/// Appends `,"components":[...]` with the inventory's purls.
+fn push_components(line: &mut String, universe: &Universe, inv: &Inv) {
+    line.push_str(",\"components\":[");
+    for (k, &(pkg, variant)) in inv.pkgs.iter().enumerate() {
+        if k > 0 {
+            line.push(',');
+        }
+        line.push('"');
+        universe.render(inv.distro, pkg, variant, line);
+        line.push('"');
+    }
+    line.push(']');
 }
 
 /// Applies `changes` random edits: upgrade (masks), removal (masks),

@@ -546,46 +546,16 @@ impl Catalog {
                 let inventory = if same_inventory {
                     old_inventory
                 } else {
-                    components.map(|set| {
-                        let base = parent.and_then(|p| self.effective_inventory(p));
-                        self.inventories.create(base, &set)
-                    })
+                    self.store_inventory(parent, components)
                 };
-                let new = Node {
-                    id: spec.id.clone(),
-                    kind: spec.kind,
-                    tenant,
-                    parent,
-                    relation,
-                    visibility: spec.visibility,
-                    name: spec.name.as_deref().map(Into::into),
-                    labels: spec.labels.clone(),
-                    inventory,
-                    fixes,
-                    removed: false,
-                };
+                let new = node_of(spec, tenant, parent, relation, inventory, fixes);
                 self.replace(idx, new);
                 Ok(Outcome::Updated(idx))
             }
             existing => {
                 let tenant = self.ensure_tenant(&spec.tenant);
-                let inventory = components.map(|set| {
-                    let base = parent.and_then(|p| self.effective_inventory(p));
-                    self.inventories.create(base, &set)
-                });
-                let node = Node {
-                    id: spec.id.clone(),
-                    kind: spec.kind,
-                    tenant,
-                    parent,
-                    relation,
-                    visibility: spec.visibility,
-                    name: spec.name.as_deref().map(Into::into),
-                    labels: spec.labels.clone(),
-                    inventory,
-                    fixes,
-                    removed: false,
-                };
+                let inventory = self.store_inventory(parent, components);
+                let node = node_of(spec, tenant, parent, relation, inventory, fixes);
                 match existing {
                     // A removed artifact comes back under the same index,
                     // so its history stays attached.
@@ -597,6 +567,18 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// Stores an own inventory as a delta against the parent's effective one.
+    fn store_inventory(
+        &mut self,
+        parent: Option<ArtIdx>,
+        components: Option<Vec<ComponentId>>,
+    ) -> Option<InvId> {
+        components.map(|set| {
+            let base = parent.and_then(|p| self.effective_inventory(p));
+            self.inventories.create(base, &set)
+        })
     }
 
     fn check_relation(&self, spec: &ArtifactSpec, p: ArtIdx) -> Result<Relation, CatalogError> {
@@ -795,6 +777,30 @@ impl Catalog {
         if let Some(&moved) = siblings.get(pos) {
             self.pos_in_parent[moved.0 as usize] = pos as u32;
         }
+    }
+}
+
+/// A live node as a spec describes it.
+fn node_of(
+    spec: &ArtifactSpec,
+    tenant: TenantIdx,
+    parent: Option<ArtIdx>,
+    relation: Option<Relation>,
+    inventory: Option<InvId>,
+    fixes: Box<[AdvisoryId]>,
+) -> Node {
+    Node {
+        id: spec.id.clone(),
+        kind: spec.kind,
+        tenant,
+        parent,
+        relation,
+        visibility: spec.visibility,
+        name: spec.name.as_deref().map(Into::into),
+        labels: spec.labels.clone(),
+        inventory,
+        fixes,
+        removed: false,
     }
 }
 

@@ -92,6 +92,16 @@ pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
     }
 }
 
+/// 201 when something was created, else 200, with a JSON body.
+fn created_or_ok(created: bool, body: Value) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
 fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
@@ -284,12 +294,7 @@ async fn put_artifact(
         if !warnings.is_empty() {
             doc["warnings"] = json!(warnings);
         }
-        let status = if report.created > 0 {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok((status, Json(doc)).into_response())
+        Ok(created_or_ok(report.created > 0, doc))
     })
     .await
 }
@@ -399,12 +404,7 @@ pub async fn publish_failure(
             "outcome": outcome_name(outcome),
             "affected": impact.artifact_count(),
         });
-        let status = if matches!(outcome, Published::New(_)) {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok((status, Json(body)).into_response())
+        Ok(created_or_ok(matches!(outcome, Published::New(_)), body))
     })
     .await
 }
@@ -445,12 +445,7 @@ pub async fn publish_advisory(
             "withdrawn": a.withdrawn,
             "unsupported": a.unsupported,
         });
-        let status = if matches!(outcome, Published::New(_)) {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok((status, Json(body)).into_response())
+        Ok(created_or_ok(matches!(outcome, Published::New(_)), body))
     })
     .await
 }
