@@ -579,3 +579,82 @@ impl Failure {
         self
     }
 }
+
+/// `scan PATH...`: every image registered on its own (a bad one is reported
+/// and the others go on); rescanning changes only what changed.
+pub fn scan(data_dir: &Path, paths: &[PathBuf], tenant: &str, visibility: &str) -> CmdResult {
+    let tenant = TenantId::new(tenant).map_err(Failure::rejected)?;
+    let visibility = match visibility {
+        "private" => patchline_core::Visibility::Private,
+        "public" => patchline_core::Visibility::Public,
+        other => {
+            return Err(Failure::rejected(anyhow::anyhow!(
+                "--visibility is private or public, not {other:?}"
+            )));
+        }
+    };
+    let started = Instant::now();
+    let options = patchline_scan::scanner::ScanOptions { tenant, visibility };
+    let outcome = patchline_scan::scanner::scan(paths, &options);
+    let mut engine = open_engine(data_dir)?;
+    let (mut created, mut updated, mut unchanged, mut failed) = (0, 0, 0, outcome.errors.len());
+    for (path, error) in &outcome.errors {
+        eprintln!("error: {}: {error}", path.display());
+    }
+    for image in &outcome.images {
+        for w in &image.warnings {
+            eprintln!("warning: {}: {w}", image.path.display());
+        }
+        let item = BatchItem {
+            location: image.path.display().to_string(),
+            spec: image.spec.clone(),
+        };
+        match engine.apply_batch([Ok(item)], Mode::Upsert, &Actor::Admin, &mut |_| {}) {
+            Ok(r) => {
+                created += r.created;
+                updated += r.updated;
+                unchanged += r.unchanged;
+                let what = if r.created > 0 {
+                    "created"
+                } else if r.updated > 0 {
+                    "updated"
+                } else {
+                    "unchanged"
+                };
+                let inventory = match &image.spec.components {
+                    Some(c) => format!("{} packages", c.len()),
+                    None => "no inventory of its own".into(),
+                };
+                let parent = image
+                    .spec
+                    .parent
+                    .as_ref()
+                    .map(|p| format!(", derived from {p}"))
+                    .unwrap_or_default();
+                println!(
+                    "{} ({}{parent}): {inventory}, {what}",
+                    image.spec.id, image.format
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e}", image.path.display());
+            }
+        }
+    }
+    let on_disk = outcome.bytes_on_disk().max(1);
+    println!(
+        "{} images: {created} created, {updated} updated, {unchanged} unchanged, {failed} failed; read {} of {} bytes on disk ({:.2} %) in {:.2} s",
+        outcome.images.len(),
+        outcome.bytes_read(),
+        outcome.bytes_on_disk(),
+        outcome.bytes_read() as f64 * 100.0 / on_disk as f64,
+        started.elapsed().as_secs_f64()
+    );
+    if failed > 0 {
+        return Err(Failure::rejected(anyhow::anyhow!(
+            "{failed} images could not be scanned (the others were registered)"
+        )));
+    }
+    Ok(())
+}

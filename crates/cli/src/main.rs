@@ -95,6 +95,19 @@ enum Command {
         #[arg(long)]
         severity: Option<String>,
     },
+    /// Scan disk images (qcow2 backing chains, raw; files or folders): each
+    /// becomes an image artifact, id = its path relative to the folder
+    /// given, parent = its backing file, inventory = its guest's packages.
+    Scan {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Tenant that owns the scanned images.
+        #[arg(long, default_value = "operator")]
+        tenant: String,
+        /// private or public.
+        #[arg(long, default_value = "private")]
+        visibility: String,
+    },
     /// Remove artifacts (deleted instances, retired images); leaves only.
     Remove { ids: Vec<String> },
     /// Import real package data and advisories into a fresh data directory
@@ -177,6 +190,11 @@ fn main() -> ExitCode {
             severity,
         } => commands::fail(&cli.data_dir, &artifact, &id, &summary, severity),
         Command::Remove { ids } => commands::remove(&cli.data_dir, &ids),
+        Command::Scan {
+            paths,
+            tenant,
+            visibility,
+        } => commands::scan(&cli.data_dir, &paths, &tenant, &visibility),
         Command::Demo { keep } => demo::run(&cli.data_dir, keep),
     };
     match result {

@@ -16,3 +16,15 @@ pub trait ReadAt: Send + Sync {
     /// (`UnexpectedEof`), never a panic.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 }
+
+pub mod chain;
+pub mod error;
+pub mod fs;
+pub mod qcow2;
+pub mod raw;
+pub mod scanner;
+
+pub use chain::{ChainLink, Format, open_chain, open_chain_with_stats, resolve};
+pub use error::ScanError;
+pub use qcow2::{Qcow2Image, Qcow2Info, header_info};
+pub use raw::{RawImage, ReadStats};

@@ -1,0 +1,295 @@
+//! A folder of disk images becomes lineage and inventories: every qcow2 or
+//! raw file is an image artifact whose id is its path relative to the
+//! folder given to the scan, whose parent is its backing file
+//! (`derived_from`), and whose own inventory is what its guest filesystem
+//! holds (dpkg, apk). Only headers, allocation tables, filesystem metadata
+//! and the package databases are read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use patchline_core::{ArtifactId, ArtifactSpec, Kind, Relation, TenantId, Visibility};
+use patchline_formats::inventory::Hint;
+use sha2::{Digest, Sha256};
+
+use crate::chain::{ChainLink, Format, open_chain_with_stats, probe, resolve_with_stats};
+use crate::fs::read_guest;
+use crate::raw::ReadStats;
+
+/// Files looked at in one scan, at most.
+pub const FILES_MAX: usize = 100_000;
+/// Bytes of the file start hashed into `scan.header_sha256`.
+const HEADER_DIGEST_BYTES: u64 = 64 << 10;
+
+/// How the scan registers what it finds.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub tenant: TenantId,
+    pub visibility: Visibility,
+}
+
+/// One image found, ready for the catalog.
+#[derive(Debug, Clone)]
+pub struct ScannedImage {
+    pub path: PathBuf,
+    pub spec: ArtifactSpec,
+    pub format: Format,
+    /// Bytes of the image's files read to register it (chain included).
+    pub bytes_read: u64,
+    pub file_size: u64,
+    pub warnings: Vec<String>,
+}
+
+/// What a scan found: images in an order where parents come first, and the
+/// files that could not be read, each with the reason.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    pub images: Vec<ScannedImage>,
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+impl ScanOutcome {
+    pub fn bytes_read(&self) -> u64 {
+        self.images.iter().map(|i| i.bytes_read).sum()
+    }
+
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.images.iter().map(|i| i.file_size).sum()
+    }
+}
+
+fn looks_like_image(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    matches!(ext.as_deref(), Some("qcow2" | "qcow" | "img" | "raw"))
+        || matches!(probe(path), Ok(Format::Qcow2))
+}
+
+/// Files to scan: given files as they are, folders walked (sorted, bounded).
+fn collect(paths: &[PathBuf], errors: &mut Vec<(PathBuf, String)>) -> Vec<(PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    for root in paths {
+        let Ok(meta) = std::fs::metadata(root) else {
+            errors.push((root.clone(), "cannot read it".into()));
+            continue;
+        };
+        if meta.is_file() {
+            let base = root.parent().map(Path::to_path_buf).unwrap_or_default();
+            out.push((base, root.clone()));
+            continue;
+        }
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                errors.push((dir.clone(), "cannot list the folder".into()));
+                continue;
+            };
+            let mut found: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            found.sort();
+            for p in found {
+                if out.len() >= FILES_MAX {
+                    errors.push((
+                        root.clone(),
+                        format!("more than {FILES_MAX} files; the rest was not scanned"),
+                    ));
+                    return out;
+                }
+                if p.is_dir() {
+                    stack.push(p);
+                } else if looks_like_image(&p) {
+                    out.push((root.clone(), p));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The artifact id of a file: its path relative to the scan root that holds
+/// it, else its canonical absolute path.
+fn artifact_id(path: &Path, roots: &[PathBuf]) -> String {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    for root in roots {
+        let root = root.canonicalize().unwrap_or_else(|_| root.clone());
+        if let Ok(rel) = canonical.strip_prefix(&root) {
+            let text = rel.to_string_lossy().replace('\\', "/");
+            if !text.is_empty() {
+                return text;
+            }
+        }
+    }
+    canonical.to_string_lossy().into_owned()
+}
+
+fn header_digest(path: &Path, stats: &ReadStats) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::new();
+    (&mut file)
+        .take(HEADER_DIGEST_BYTES)
+        .read_to_end(&mut buf)
+        .ok()?;
+    stats.add(buf.len() as u64);
+    let digest = Sha256::digest(&buf);
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The purls of a guest's package databases, with its distribution.
+fn guest_components(
+    guest: &crate::fs::Guest,
+    warnings: &mut Vec<String>,
+) -> Option<(Vec<String>, Option<String>)> {
+    let distro = guest
+        .os_release
+        .as_deref()
+        .and_then(|t| patchline_formats::os_release::parse(t).ok())
+        .and_then(|o| o.distro());
+    let hint = Hint {
+        distro: distro.clone(),
+    };
+    let mut purls = Vec::new();
+    let mut found = false;
+    if let Some(status) = &guest.dpkg_status {
+        found = true;
+        match patchline_formats::dpkg::parse_status(status, &hint) {
+            Ok(inv) => purls.extend(inv.components.iter().map(ToString::to_string)),
+            Err(e) => warnings.push(format!("/var/lib/dpkg/status: {e}")),
+        }
+    }
+    for (name, text) in &guest.dpkg_status_d {
+        found = true;
+        match patchline_formats::dpkg::parse_status(text, &hint) {
+            Ok(inv) => purls.extend(inv.components.iter().map(ToString::to_string)),
+            Err(e) => warnings.push(format!("/var/lib/dpkg/status.d/{name}: {e}")),
+        }
+    }
+    if let Some(installed) = &guest.apk_installed {
+        found = true;
+        match patchline_formats::apk::parse_installed(installed, &hint) {
+            Ok(inv) => purls.extend(inv.components.iter().map(ToString::to_string)),
+            Err(e) => warnings.push(format!("/lib/apk/db/installed: {e}")),
+        }
+    }
+    if guest.rpm_db.is_some() {
+        warnings.push("an rpm database is present but not read".into());
+    }
+    found.then_some((purls, distro))
+}
+
+/// Scans files and folders. Each image is read on its own: an unreadable
+/// one is reported and the others go on.
+pub fn scan(paths: &[PathBuf], options: &ScanOptions) -> ScanOutcome {
+    let mut outcome = ScanOutcome::default();
+    let files = collect(paths, &mut outcome.errors);
+    let roots: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| {
+            if p.is_file() {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    // Every chain member once, keyed by canonical path, with its parent.
+    let mut links: BTreeMap<String, (ChainLink, Option<String>)> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (_, file) in &files {
+        let stats = ReadStats::new();
+        let chain = match resolve_with_stats(file, &stats) {
+            Ok(c) => c,
+            Err(e) => {
+                outcome.errors.push((file.clone(), e.to_string()));
+                continue;
+            }
+        };
+        // Base first, so that parents are registered before children.
+        for (i, link) in chain.iter().enumerate().rev() {
+            let id = artifact_id(&link.path, &roots);
+            let parent = chain.get(i + 1).map(|p| artifact_id(&p.path, &roots));
+            if let std::collections::btree_map::Entry::Vacant(slot) = links.entry(id.clone()) {
+                order.push(id);
+                slot.insert((link.clone(), parent));
+            }
+        }
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for id in order {
+        let Some((link, parent)) = links.get(&id).cloned() else {
+            continue;
+        };
+        if seen.contains_key(&id) {
+            continue;
+        }
+        seen.insert(id.clone(), outcome.images.len());
+        let stats = ReadStats::new();
+        let mut warnings = Vec::new();
+        let components = match open_chain_with_stats(&link.path, &stats) {
+            Ok((disk, _)) => match read_guest(disk.as_ref()) {
+                Ok(guest) => guest_components(&guest, &mut warnings),
+                Err(e) => {
+                    warnings.push(format!("no readable guest filesystem: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                outcome.errors.push((link.path.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("scan.format".to_string(), link.format.to_string());
+        labels.insert(
+            "scan.virtual_size".to_string(),
+            link.virtual_size.to_string(),
+        );
+        labels.insert("scan.file_size".to_string(), link.file_size.to_string());
+        if let Some(d) = header_digest(&link.path, &stats) {
+            labels.insert("scan.header_sha256".to_string(), d);
+        }
+        let (components, distro) = match components {
+            Some((c, d)) => (Some(c), d),
+            None => (None, None),
+        };
+        if let Some(d) = distro {
+            labels.insert("scan.distro".to_string(), d);
+        }
+        let spec = match ArtifactId::new(id.clone()) {
+            Ok(artifact) => ArtifactSpec {
+                id: artifact,
+                kind: Kind::Image,
+                tenant: options.tenant.clone(),
+                name: link
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned()),
+                parent: parent.and_then(|p| ArtifactId::new(p).ok()),
+                relation: link
+                    .info
+                    .as_ref()
+                    .and_then(|i| i.backing_file.as_ref())
+                    .map(|_| Relation::DerivedFrom),
+                visibility: options.visibility,
+                labels,
+                components,
+                fixes: Vec::new(),
+            },
+            Err(e) => {
+                outcome.errors.push((link.path.clone(), e.to_string()));
+                continue;
+            }
+        };
+        outcome.images.push(ScannedImage {
+            path: link.path.clone(),
+            spec,
+            format: link.format,
+            bytes_read: stats.bytes_read(),
+            file_size: link.file_size,
+            warnings,
+        });
+    }
+    outcome
+}
