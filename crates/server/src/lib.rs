@@ -74,6 +74,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/notices", get(routes::list_notices))
         .route("/v1/notices/stream", get(routes::stream))
         .route("/v1/notices/{id}/ack", post(routes::ack))
+        .route("/v1/scan", post(routes::scan))
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

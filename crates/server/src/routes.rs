@@ -1095,3 +1095,62 @@ pub async fn openapi() -> Response {
     )
         .into_response()
 }
+
+// ----- scanning -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// Files or folders on the server's filesystem.
+    paths: Vec<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    visibility: Option<patchline_core::Visibility>,
+}
+
+/// Most paths one scan request names.
+const SCAN_PATHS_MAX: usize = 64;
+
+/// `POST /v1/scan` (admin): scans disk images on the server and registers
+/// them; each image is applied on its own, failures are listed.
+pub async fn scan(State(st): State<Arc<AppState>>, p: Principal, body: Bytes) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    let req: ScanRequest = parse_json(&body)?;
+    if req.paths.is_empty() || req.paths.len() > SCAN_PATHS_MAX {
+        return Err(ApiError::bad_request(format!("name 1 to {SCAN_PATHS_MAX} paths")));
+    }
+    let tenant = TenantId::new(req.tenant.unwrap_or_else(|| "operator".into()))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let options = patchline_scan::scanner::ScanOptions {
+        tenant,
+        visibility: req.visibility.unwrap_or_default(),
+    };
+    let paths: Vec<std::path::PathBuf> = req.paths.iter().map(std::path::PathBuf::from).collect();
+    let outcome = tokio::task::spawn_blocking(move || patchline_scan::scanner::scan(&paths, &options))
+        .await
+        .map_err(ApiError::internal)?;
+    let (bytes_read, on_disk) = (outcome.bytes_read(), outcome.bytes_on_disk());
+    with_engine(&st, move |e| {
+        let mut images = Vec::new();
+        let mut errors: Vec<Value> = outcome
+            .errors
+            .iter()
+            .map(|(path, error)| json!({"path": path.display().to_string(), "error": error}))
+            .collect();
+        for image in outcome.images {
+            let id = image.spec.id.to_string();
+            let item = BatchItem { location: image.path.display().to_string(), spec: image.spec };
+            match e.apply_batch([Ok(item)], Mode::Upsert, &Actor::Admin, &mut |_| {}) {
+                Ok(r) => images.push(json!({
+                    "artifact": id,
+                    "outcome": if r.created > 0 { "created" } else if r.updated > 0 { "updated" } else { "unchanged" },
+                    "warnings": image.warnings,
+                })),
+                Err(err) => errors.push(json!({"path": image.path.display().to_string(), "error": err.to_string()})),
+            }
+        }
+        Ok(Json(json!({"images": images, "errors": errors, "bytes_read": bytes_read, "bytes_on_disk": on_disk})))
+    })
+    .await
+}
