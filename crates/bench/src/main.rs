@@ -5,6 +5,7 @@
 //! recursive-CTE descendant query). Release builds only mean anything.
 
 mod cloud;
+mod scanbench;
 mod service;
 
 use std::collections::HashSet;
@@ -125,6 +126,16 @@ fn row(rows: &mut Vec<Row>, what: &str, value: String, note: &str) {
 
 fn main() -> anyhow::Result<()> {
     let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("--scan") {
+        let dir = std::env::temp_dir().join("patchline-scan-bench");
+        let rows = scanbench::run_scan_bench(&dir)?;
+        println!("\n| scan | | |\n|---|---|---|");
+        for (what, value, note) in rows {
+            println!("| {what} | {value} | {note} |");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        return Ok(());
+    }
     if raw.get(1).map(String::as_str) == Some("--sse-client") && raw.len() == 6 {
         return service::sse_client(
             &raw[2],

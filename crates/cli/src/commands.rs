@@ -595,7 +595,13 @@ pub fn scan(data_dir: &Path, paths: &[PathBuf], tenant: &str, visibility: &str) 
     };
     let started = Instant::now();
     let options = patchline_scan::scanner::ScanOptions { tenant, visibility };
-    let outcome = patchline_scan::scanner::scan(paths, &options);
+    let bar = progress_bar(0, "scanning images");
+    let outcome =
+        patchline_scan::scanner::scan_with_progress(paths, &options, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        });
+    bar.finish_and_clear();
     let mut engine = open_engine(data_dir)?;
     let (mut created, mut updated, mut unchanged, mut failed) = (0, 0, 0, outcome.errors.len());
     for (path, error) in &outcome.errors {

@@ -182,6 +182,15 @@ fn guest_components(
 /// Scans files and folders. Each image is read on its own: an unreadable
 /// one is reported and the others go on.
 pub fn scan(paths: &[PathBuf], options: &ScanOptions) -> ScanOutcome {
+    scan_with_progress(paths, options, &mut |_, _| {})
+}
+
+/// [`scan`], calling `progress(done, total)` as images are read.
+pub fn scan_with_progress(
+    paths: &[PathBuf],
+    options: &ScanOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> ScanOutcome {
     let mut outcome = ScanOutcome::default();
     let files = collect(paths, &mut outcome.errors);
     let roots: Vec<PathBuf> = paths
@@ -217,7 +226,9 @@ pub fn scan(paths: &[PathBuf], options: &ScanOptions) -> ScanOutcome {
         }
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for id in order {
+    let total = order.len();
+    for (done, id) in order.into_iter().enumerate() {
+        progress(done, total);
         let Some((link, parent)) = links.get(&id).cloned() else {
             continue;
         };

@@ -1114,11 +1114,17 @@ const SCAN_PATHS_MAX: usize = 64;
 
 /// `POST /v1/scan` (admin): scans disk images on the server and registers
 /// them; each image is applied on its own, failures are listed.
-pub async fn scan(State(st): State<Arc<AppState>>, p: Principal, body: Bytes) -> ApiResult<Json<Value>> {
+pub async fn scan(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     require_admin(&p)?;
     let req: ScanRequest = parse_json(&body)?;
     if req.paths.is_empty() || req.paths.len() > SCAN_PATHS_MAX {
-        return Err(ApiError::bad_request(format!("name 1 to {SCAN_PATHS_MAX} paths")));
+        return Err(ApiError::bad_request(format!(
+            "name 1 to {SCAN_PATHS_MAX} paths"
+        )));
     }
     let tenant = TenantId::new(req.tenant.unwrap_or_else(|| "operator".into()))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -1127,9 +1133,10 @@ pub async fn scan(State(st): State<Arc<AppState>>, p: Principal, body: Bytes) ->
         visibility: req.visibility.unwrap_or_default(),
     };
     let paths: Vec<std::path::PathBuf> = req.paths.iter().map(std::path::PathBuf::from).collect();
-    let outcome = tokio::task::spawn_blocking(move || patchline_scan::scanner::scan(&paths, &options))
-        .await
-        .map_err(ApiError::internal)?;
+    let outcome =
+        tokio::task::spawn_blocking(move || patchline_scan::scanner::scan(&paths, &options))
+            .await
+            .map_err(ApiError::internal)?;
     let (bytes_read, on_disk) = (outcome.bytes_read(), outcome.bytes_on_disk());
     with_engine(&st, move |e| {
         let mut images = Vec::new();

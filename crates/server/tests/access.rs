@@ -601,11 +601,18 @@ async fn openapi_lists_every_route() {
 async fn scanning_is_for_the_operator() {
     let (api, _, acme, _) = world().await;
     let body = json!({"paths": ["/nonexistent/images"]});
-    assert_eq!(api.call("POST", "/v1/scan", Some(&acme), Some(body.clone())).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        api.call("POST", "/v1/scan", Some(&acme), Some(body.clone()))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
     let (s, v) = api.call("POST", "/v1/scan", Some(ADMIN), Some(body)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["images"].as_array().unwrap().len(), 0);
     assert_eq!(v["errors"][0]["path"], "/nonexistent/images");
-    let (s, _) = api.call("POST", "/v1/scan", Some(ADMIN), Some(json!({"paths": []}))).await;
+    let (s, _) = api
+        .call("POST", "/v1/scan", Some(ADMIN), Some(json!({"paths": []})))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
