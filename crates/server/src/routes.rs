@@ -61,6 +61,23 @@ where
     .map_err(ApiError::internal)?
 }
 
+/// Runs `f` with the notice reader on a blocking thread.
+pub async fn with_reader<T, F>(state: &Arc<AppState>, f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn patchline_store::NoticeReader) -> ApiResult<T> + Send + 'static,
+{
+    let reader = state.reader.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut r = reader
+            .lock()
+            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+        f(r.as_mut())
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
 /// Renders new notices for the tenants that have a stream open.
 pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
     let listening: Vec<&(TenantIdx, i64)> = created
@@ -491,16 +508,11 @@ pub async fn progress(
         ))
     })
     .await?;
-    let reader = st.reader.clone();
     let bucket_ms = q.bucket_s.unwrap_or(3600).clamp(1, 30 * 86_400) * 1000;
-    let (counts, history) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
-        let mut r = reader
-            .lock()
-            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+    let (counts, history) = with_reader(&st, move |r| {
         Ok((r.progress_counts(adv)?, r.progress_history(adv, bucket_ms)?))
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     let mut by_kind: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
     let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
     let mut total = 0;
@@ -780,16 +792,11 @@ pub async fn list_deliveries(
     {
         return Err(ApiError::bad_request(format!("unknown state {s:?}")));
     }
-    let reader = st.reader.clone();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = tokio::task::spawn_blocking(move || -> ApiResult<_> {
-        let mut r = reader
-            .lock()
-            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+    let rows = with_reader(&st, move |r| {
         Ok(r.deliveries(&id, q.state.as_deref(), limit)?)
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|d| {
@@ -867,11 +874,7 @@ async fn read_notices(
     after: i64,
     limit: usize,
 ) -> ApiResult<Vec<NoticeDoc>> {
-    let reader = st.reader.clone();
-    let rows: Vec<StoredNotice> = tokio::task::spawn_blocking(move || -> ApiResult<_> {
-        let mut r = reader
-            .lock()
-            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
+    let rows: Vec<StoredNotice> = with_reader(st, move |r| {
         let rows = r.notices_after(tenant, after, limit)?;
         let ids: Vec<i64> = rows
             .iter()
@@ -881,8 +884,7 @@ async fn read_notices(
         r.mark_notified(&ids, patchline_engine::now_ms())?;
         Ok(rows)
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     let p = p.clone();
     with_engine(st, move |e| {
         Ok(NoticeDoc::render_all(
@@ -1068,15 +1070,7 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
     let (artifacts, records) =
         with_engine(&st, |e| Ok((e.catalog().len() as u64, e.db().len() as u64))).await?;
-    let reader = st.reader.clone();
-    let deliveries = tokio::task::spawn_blocking(move || -> ApiResult<_> {
-        let mut r = reader
-            .lock()
-            .map_err(|_| ApiError::internal("reader lock poisoned"))?;
-        Ok(r.delivery_counts()?)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let deliveries = with_reader(&st, move |r| Ok(r.delivery_counts()?)).await?;
     let text = st.metrics.render(artifacts, records, &deliveries);
     Ok((
         [(
