@@ -213,7 +213,7 @@ fn a_bad_line_rejects_the_whole_file() {
         ),
         (
             "{\"id\":\"x y\",\"kind\":\"image\",\"tenant\":\"t\"}",
-            "whitespace",
+            "may only hold ASCII letters",
         ),
         (
             "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\",\"components\":[\"pkg:deb/debian/zlib\"]}",

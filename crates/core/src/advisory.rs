@@ -15,6 +15,7 @@ use crate::ecosystem::{PurlType, Target, normalize_name};
 use crate::error::AdvisoryError;
 use crate::model::AdvisoryId;
 use crate::notice::{Severity, cvss3_base_score};
+use crate::text;
 use crate::timestamp::{Instant, parse_rfc3339};
 
 /// Most `affected` entries, ranges, events and versions evaluated per
@@ -181,6 +182,17 @@ impl CompiledRange {
     }
 }
 
+/// Truncates the free text of a record (it is copied into notices and
+/// events) and drops aliases beyond the bounds of [`text`].
+fn bound_text(record: &mut osv::Advisory) {
+    text::truncate_opt(&mut record.summary, text::SUMMARY_LEN_MAX);
+    text::truncate_opt(&mut record.details, text::DETAILS_LEN_MAX);
+    record.aliases.retain(|a| a.len() <= text::ALIAS_LEN_MAX);
+    record.aliases.truncate(text::ALIASES_MAX);
+    record.related.retain(|a| a.len() <= text::ALIAS_LEN_MAX);
+    record.related.truncate(text::ALIASES_MAX);
+}
+
 /// A compiled OSV advisory.
 #[derive(Clone, Debug)]
 pub struct Advisory {
@@ -198,7 +210,21 @@ impl Advisory {
     /// Compiles an OSV record. Errors are for records that are not valid
     /// OSV; ecosystems patchline cannot evaluate end up in `unsupported`.
     pub fn compile(record: osv::Advisory) -> Result<Advisory, AdvisoryError> {
-        let id = AdvisoryId::new(record.id.clone()).map_err(|e| AdvisoryError::Invalid {
+        Self::compile_checked(record, AdvisoryId::new)
+    }
+
+    /// Compiles a record read back from the store, whose id was accepted
+    /// when it was published (see [`AdvisoryId::from_stored`]).
+    pub fn compile_stored(record: osv::Advisory) -> Result<Advisory, AdvisoryError> {
+        Self::compile_checked(record, AdvisoryId::from_stored)
+    }
+
+    fn compile_checked(
+        mut record: osv::Advisory,
+        make_id: fn(String) -> Result<AdvisoryId, crate::CatalogError>,
+    ) -> Result<Advisory, AdvisoryError> {
+        bound_text(&mut record);
+        let id = make_id(record.id.clone()).map_err(|e| AdvisoryError::Invalid {
             id: record.id.chars().take(80).collect(),
             message: e.to_string(),
         })?;
@@ -335,6 +361,12 @@ impl Advisory {
 
 fn compile_range(scheme: Scheme, events: &[osv::Event]) -> Result<CompiledRange, String> {
     let parse = |v: &str| {
+        if v.len() > text::VERSION_LEN_MAX {
+            return Err(format!(
+                "an event version is longer than {} bytes",
+                text::VERSION_LEN_MAX
+            ));
+        }
         scheme
             .parse(v)
             .map_err(|e| format!("event version {v:?}: {e}"))
@@ -380,6 +412,16 @@ pub struct Failure {
     pub modified: Instant,
     pub modified_text: String,
     pub withdrawn: bool,
+}
+
+impl Failure {
+    /// The failure with its free text cut to the bounds of [`text`].
+    pub fn bounded(mut self) -> Failure {
+        text::truncate(&mut self.summary, text::SUMMARY_LEN_MAX);
+        text::truncate_opt(&mut self.details, text::DETAILS_LEN_MAX);
+        text::truncate_opt(&mut self.severity, text::SEVERITY_LEN_MAX);
+        self
+    }
 }
 
 /// An advisory or a failure.

@@ -188,6 +188,12 @@ impl Catalog {
         (!node.removed && self.may_see(actor, node)).then_some(idx)
     }
 
+    /// Whether `actor` may see the artifact's id (its own or a public one;
+    /// admins see everything), removed or not.
+    pub fn may_see_idx(&self, actor: &Actor, idx: ArtIdx) -> bool {
+        self.may_see(actor, self.node(idx))
+    }
+
     fn may_see(&self, actor: &Actor, node: &Node) -> bool {
         match actor {
             Actor::Admin => true,
@@ -416,6 +422,16 @@ impl Catalog {
     ) -> Result<Vec<ComponentId>, CatalogError> {
         let mut set = Vec::with_capacity(purls.len());
         for purl in purls {
+            if purl.len() > crate::text::PURL_LEN_MAX {
+                return Err(CatalogError::InvalidComponent {
+                    artifact: artifact.to_string(),
+                    purl: purl.chars().take(200).collect(),
+                    reason: format!(
+                        "a purl may have at most {} bytes",
+                        crate::text::PURL_LEN_MAX
+                    ),
+                });
+            }
             let id = self
                 .components
                 .intern(purl)

@@ -148,7 +148,10 @@ impl ArtifactDoc {
             id,
             kind,
             tenant,
-            name: self.name,
+            name: self.name.map(|mut n| {
+                crate::text::truncate(&mut n, crate::text::NAME_LEN_MAX);
+                n
+            }),
             parent,
             relation,
             visibility,

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod model;
 pub mod notice;
 pub mod propagate;
+pub mod text;
 pub mod timestamp;
 
 pub use advisory::{AdvIdx, Advisory, AdvisoryDb, Failure, Published, Record};

@@ -29,11 +29,24 @@ macro_rules! string_id {
         pub struct $name(Box<str>);
 
         impl $name {
-            /// Checks the text: non-empty, at most [`ID_LEN_MAX`] bytes, no
-            /// whitespace or control characters (ids travel in URLs and logs).
+            /// Checks the text: 1 to [`ID_LEN_MAX`] bytes of [`ID_CHARS`] (ids
+            /// travel in URLs, logs and lineage paths; the class leaves out
+            /// whitespace, control and format characters, look-alikes and
+            /// the parentheses of the `(private)` marker).
             pub fn new(text: impl Into<String>) -> Result<Self, CatalogError> {
                 let text = text.into();
                 validate_id($what, &text)?;
+                Ok(Self(text.into_boxed_str()))
+            }
+
+            /// An id read back from the store: it was checked when it was
+            /// accepted, possibly under the looser rules of an older
+            /// version, so it is taken as it is (non-empty).
+            pub fn from_stored(text: impl Into<String>) -> Result<Self, CatalogError> {
+                let text = text.into();
+                if text.is_empty() {
+                    return Err(CatalogError::InvalidId { what: $what, id: text, reason: "is empty" });
+                }
                 Ok(Self(text.into_boxed_str()))
             }
 
@@ -85,13 +98,23 @@ string_id!(
     "advisory id"
 );
 
+/// The characters an id may hold, besides ASCII letters and digits.
+pub const ID_PUNCTUATION: &str = "._-:/@+~=,";
+/// The documented id character class (README, "Ids").
+pub const ID_CHARS: &str = "ASCII letters, digits and . _ - : / @ + ~ = ,";
+
+/// Whether `c` may appear in an id.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || ID_PUNCTUATION.contains(c)
+}
+
 fn validate_id(what: &'static str, text: &str) -> Result<(), CatalogError> {
     let reason = if text.is_empty() {
         "is empty"
     } else if text.len() > ID_LEN_MAX {
         "is longer than 256 bytes"
-    } else if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        "contains whitespace or a control character"
+    } else if !text.chars().all(is_id_char) {
+        "may only hold ASCII letters, digits and . _ - : / @ + ~ = ,"
     } else {
         return Ok(());
     };

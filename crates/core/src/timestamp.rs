@@ -5,6 +5,13 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant(pub i128);
 
+impl Instant {
+    /// Milliseconds since the Unix epoch, saturated to `i64`.
+    pub fn as_unix_ms(self) -> i64 {
+        (self.0 / 1_000_000).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+}
+
 /// Parses `2024-01-31T10:20:30Z`, `2024-01-31T10:20:30.123456+02:00`
 /// (lower-case `t`/`z` and a space separator too, as RFC 3339 allows).
 pub fn parse_rfc3339(text: &str) -> Option<Instant> {

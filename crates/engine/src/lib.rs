@@ -26,7 +26,7 @@ use patchline_core::{
     CatalogError, Inheritance, Mode, Outcome, Published, Record,
 };
 use patchline_store::sqlite::SqliteStore;
-use patchline_store::{CatalogStore, StoreError};
+use patchline_store::{CatalogStore, SecretKeys, StoreError};
 use thiserror::Error;
 
 /// Most example matches a batch report keeps (the counts are exact).
@@ -122,28 +122,35 @@ pub struct Engine<S = SqliteStore> {
     /// Notices created by the last commit, per reading tenant, for streams.
     created: Vec<(TenantIdx, i64)>,
     /// Held for the engine's life: one writer per data directory.
-    _lock: Option<std::fs::File>,
+    _lock: Option<DirLock>,
 }
 
 /// Name of the lock file in the data directory.
 pub const LOCK_FILE: &str = "patchline.lock";
 
-impl Engine<SqliteStore> {
-    /// Opens the embedded store in `data_dir` and loads it. The data
-    /// directory is locked for the engine's life: a second process (a CLI
-    /// import while `serve` runs) is refused instead of racing the first.
-    pub fn open(data_dir: &Path) -> Result<Engine<SqliteStore>, EngineError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| {
-            EngineError::Store(StoreError::Open {
-                path: data_dir.display().to_string(),
-                source,
-            })
-        })?;
+/// How far in the future a record's `modified` may be (clock skew): a
+/// later one would make every real update look stale.
+pub const MODIFIED_SKEW_MAX_MS: i64 = 5 * 60 * 1000;
+
+/// The exclusive lock of a data directory: one writer at a time. Taken
+/// before anything in the directory is touched.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock, creating the directory (0700) and the lock file
+    /// (0600) if needed; [`EngineError::Busy`] when another process has it.
+    pub fn acquire(data_dir: &Path) -> Result<DirLock, EngineError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        patchline_store::sqlite::create_data_dir(data_dir)?;
         let lock_path = data_dir.join(LOCK_FILE);
-        let lock = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|source| {
                 EngineError::Store(StoreError::Open {
@@ -151,12 +158,56 @@ impl Engine<SqliteStore> {
                     source,
                 })
             })?;
-        if lock.try_lock().is_err() {
+        if file.try_lock().is_err() {
             return Err(EngineError::Busy(data_dir.display().to_string()));
         }
-        let mut engine = Engine::with_store(SqliteStore::open(data_dir)?)?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+impl Engine<SqliteStore> {
+    /// Opens the embedded store in `data_dir` and loads it. The data
+    /// directory is locked for the engine's life: a second process (a CLI
+    /// import while `serve` runs) is refused instead of racing the first.
+    pub fn open(data_dir: &Path) -> Result<Engine<SqliteStore>, EngineError> {
+        Engine::open_with(data_dir, SecretKeys::none())
+    }
+
+    /// [`Engine::open`] with the operator's keys for webhook secrets.
+    pub fn open_with(
+        data_dir: &Path,
+        keys: SecretKeys,
+    ) -> Result<Engine<SqliteStore>, EngineError> {
+        let lock = DirLock::acquire(data_dir)?;
+        Engine::open_locked(data_dir, lock, keys)
+    }
+
+    /// Opens a data directory whose lock the caller already holds.
+    pub fn open_locked(
+        data_dir: &Path,
+        lock: DirLock,
+        keys: SecretKeys,
+    ) -> Result<Engine<SqliteStore>, EngineError> {
+        let mut engine = Engine::with_store(SqliteStore::open_with(data_dir, keys)?)?;
         engine._lock = Some(lock);
         Ok(engine)
+    }
+
+    /// Opens an existing catalog for a read command: the normal way when
+    /// no other process holds the directory, read-only beside a running
+    /// server otherwise. A directory without a catalog is an error (a
+    /// mistyped `--data-dir` must not answer "unknown advisory").
+    pub fn open_existing(data_dir: &Path) -> Result<Engine<SqliteStore>, EngineError> {
+        if !data_dir.join(patchline_store::DB_FILE).is_file() {
+            return Err(EngineError::Store(StoreError::NoCatalog(
+                data_dir.display().to_string(),
+            )));
+        }
+        match DirLock::acquire(data_dir) {
+            Ok(lock) => Engine::open_locked(data_dir, lock, SecretKeys::none()),
+            Err(EngineError::Busy(_)) => Engine::with_store(SqliteStore::open_read_only(data_dir)?),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -510,16 +561,29 @@ impl<S: CatalogStore> Engine<S> {
         Ok(n)
     }
 
-    /// Publishes advisories; each is stored before anything is evaluated.
+    /// Publishes advisories as the operator (CLI imports, feeds); each is
+    /// stored before anything is evaluated.
     pub fn publish_advisories(
         &mut self,
         advisories: Vec<(String, Advisory)>,
+    ) -> Result<PublishReport, EngineError> {
+        self.publish_advisories_as(advisories, &Actor::Admin)
+    }
+
+    /// Publishes advisories as `actor`: a record belongs to the tenant that
+    /// first published it (or to the operator); only its owner or an admin
+    /// may update or withdraw it, and a new id under a prefix reserved for
+    /// another publisher is refused.
+    pub fn publish_advisories_as(
+        &mut self,
+        advisories: Vec<(String, Advisory)>,
+        actor: &Actor,
     ) -> Result<PublishReport, EngineError> {
         let records = advisories
             .into_iter()
             .map(|(loc, a)| (loc, Record::Advisory(a)))
             .collect();
-        self.publish(records)
+        self.publish(records, actor)
     }
 
     /// Publishes a failure of one artifact; only its owner may.
@@ -536,14 +600,72 @@ impl<S: CatalogStore> Engine<S> {
                 id: self.catalog.node(failure.artifact).id.to_string(),
             });
         }
-        let report = self.publish(vec![(String::new(), Record::Failure(failure))])?;
+        let failure = failure.bounded();
+        let report = self.publish(vec![(String::new(), Record::Failure(failure))], actor)?;
         Ok(report.outcomes[0])
     }
 
-    fn publish(&mut self, records: Vec<(String, Record)>) -> Result<PublishReport, EngineError> {
+    /// May `actor` publish `record` (new or over the stored one)?
+    fn check_publisher(&self, record: &Record, actor: &Actor, now: i64) -> Result<(), EngineError> {
+        let modified_ms = record.modified().as_unix_ms();
+        if modified_ms > now + MODIFIED_SKEW_MAX_MS {
+            return Err(EngineError::Invalid(format!(
+                "{}: modified is in the future (more than {} minutes ahead of this server's clock)",
+                record.id(),
+                MODIFIED_SKEW_MAX_MS / 60_000
+            )));
+        }
+        let Actor::Tenant(t) = actor else {
+            return Ok(());
+        };
+        let me = self.catalog.tenant_idx(t.as_str());
+        let id = record.id().as_str();
+        match self.db.lookup(id) {
+            Some(existing) => {
+                let owner = self.svc.record_owner(existing);
+                if owner.is_none() || owner != me {
+                    return Err(EngineError::Forbidden(format!(
+                        "{id} was published by someone else: only its publisher or an admin may change it"
+                    )));
+                }
+            }
+            None => {
+                if let Some((prefix, owner)) = self.svc.reserved_prefix(id)
+                    && Some(owner) != me
+                {
+                    return Err(EngineError::Forbidden(format!(
+                        "ids starting with {prefix} are reserved for another publisher"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(
+        &mut self,
+        records: Vec<(String, Record)>,
+        actor: &Actor,
+    ) -> Result<PublishReport, EngineError> {
         let mut report = PublishReport::default();
         let mut changed = Vec::new();
+        let now = now_ms();
+        let owner = match actor {
+            Actor::Admin => None,
+            Actor::Tenant(t) => self.catalog.tenant_idx(t.as_str()),
+        };
         for (location, record) in records {
+            if let Err(e) = self.check_publisher(&record, actor, now) {
+                // Records already published in memory by this batch must
+                // not outlive the rejection.
+                self.reload()?;
+                return Err(match e {
+                    EngineError::Invalid(m) if !location.is_empty() => {
+                        EngineError::Invalid(format!("{location}: {m}"))
+                    }
+                    other => other,
+                });
+            }
             let outcome = self
                 .db
                 .publish(record)
@@ -561,6 +683,10 @@ impl<S: CatalogStore> Engine<S> {
                     return Err(e);
                 }
             };
+            if let (Published::New(idx), Some(t)) = (outcome, owner) {
+                self.outbox.record_owners.push((idx, t));
+                self.svc.record_owners.insert(idx, t);
+            }
             if outcome.changed() {
                 changed.push(outcome.idx());
             }
@@ -630,5 +756,37 @@ impl<S: CatalogStore> Engine<S> {
             what: "advisory",
             id: id.to_string(),
         })
+    }
+
+    /// A record `actor` may know of: every advisory (they are public
+    /// knowledge), and failures of artifacts it may see or that it
+    /// published. Anything else answers exactly like a missing id.
+    pub fn lookup_record_for(&self, id: &str, actor: &Actor) -> Result<AdvIdx, EngineError> {
+        let adv = self.lookup_record(id)?;
+        let visible = match (self.db.get(adv), actor) {
+            (_, Actor::Admin) | (Record::Advisory(_), _) => true,
+            (Record::Failure(f), Actor::Tenant(_)) => {
+                self.owns_record(actor, adv) || self.catalog.may_see_idx(actor, f.artifact)
+            }
+        };
+        if visible {
+            Ok(adv)
+        } else {
+            Err(EngineError::NotFound {
+                what: "advisory",
+                id: id.to_string(),
+            })
+        }
+    }
+
+    /// Did `actor` publish the record (admins own every record)?
+    pub fn owns_record(&self, actor: &Actor, adv: AdvIdx) -> bool {
+        match actor {
+            Actor::Admin => true,
+            Actor::Tenant(t) => {
+                let me = self.catalog.tenant_idx(t.as_str());
+                me.is_some() && self.svc.record_owner(adv) == me
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! `patchline affected --json` and `GET /v1/advisories/{id}/affected`.
 
 use patchline_core::propagate::{ComponentHit, Impact, path};
-use patchline_core::{Actor, ArtIdx, Catalog, Kind, Record, Visibility};
+use patchline_core::{Actor, ArtIdx, Catalog, Kind, Record};
 use serde::{Deserialize, Serialize};
 
 /// One affected component of an artifact.
@@ -22,18 +22,6 @@ pub struct AffectedArtifact {
     pub tenant: String,
     pub components: Vec<AffectedComponent>,
     pub path: Vec<String>,
-}
-
-/// The whole answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct AffectedReport {
-    pub advisory: String,
-    pub affected: Vec<AffectedArtifact>,
-    /// Entries patchline cannot evaluate (unknown ecosystem, bad range).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unsupported: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub withdrawn: bool,
 }
 
 /// Placeholder for an id the reader may not see (another tenant's private
@@ -65,20 +53,7 @@ pub fn render_row(
     a: ArtIdx,
     hits: &[ComponentHit],
 ) -> AffectedArtifact {
-    let name = |x: ArtIdx| -> String {
-        let node = catalog.node(x);
-        let visible = match actor {
-            Actor::Admin => true,
-            Actor::Tenant(t) => {
-                node.visibility == Visibility::Public || catalog.tenant_id(node.tenant) == t
-            }
-        };
-        if visible {
-            node.id.to_string()
-        } else {
-            HIDDEN.to_string()
-        }
-    };
+    let name = |x: ArtIdx| shown_id(catalog, actor, x);
     let node = catalog.node(a);
     // The path starts at the top-most introduction among the hits: every
     // introduced_by lies on the artifact's ancestor chain.
@@ -107,6 +82,15 @@ pub fn render_row(
     }
 }
 
+/// The id of `x` as `actor` may see it: itself, or [`HIDDEN`].
+pub fn shown_id(catalog: &Catalog, actor: &Actor, x: ArtIdx) -> String {
+    if catalog.may_see_idx(actor, x) {
+        catalog.node(x).id.to_string()
+    } else {
+        HIDDEN.to_string()
+    }
+}
+
 /// How many steps up from `a` the ancestor `top` is.
 fn depth_from(catalog: &Catalog, a: ArtIdx, top: ArtIdx) -> usize {
     if a == top {
@@ -118,29 +102,6 @@ fn depth_from(catalog: &Catalog, a: ArtIdx, top: ArtIdx) -> usize {
         .map_or(0, |i| i + 1)
 }
 
-/// Builds the whole report in memory (the HTTP answer; the CLI streams).
-pub fn affected_report(
-    catalog: &Catalog,
-    record: &Record,
-    impact: &Impact<'_>,
-    actor: &Actor,
-) -> AffectedReport {
-    let affected = affected_rows(catalog, impact, actor)
-        .into_iter()
-        .map(|(a, hits)| render_row(catalog, actor, a, hits))
-        .collect();
-    let (unsupported, withdrawn) = match record {
-        Record::Advisory(adv) => (adv.unsupported.clone(), adv.withdrawn),
-        Record::Failure(f) => (Vec::new(), f.withdrawn),
-    };
-    AffectedReport {
-        advisory: record.id().to_string(),
-        affected,
-        unsupported,
-        withdrawn,
-    }
-}
-
 /// Affected artifacts per kind, in `Kind::ALL` order.
 pub fn counts_by_kind(catalog: &Catalog, impact: &Impact<'_>) -> [u64; 4] {
     let mut counts = [0u64; 4];
@@ -150,4 +111,192 @@ pub fn counts_by_kind(catalog: &Catalog, impact: &Impact<'_>) -> [u64; 4] {
         }
     }
     counts
+}
+
+/// Writes the `affected` document for `rows` (already filtered for the
+/// actor and sorted), streaming: rows are rendered one at a time, so a
+/// million of them never sit in memory as one value. `next` is the cursor
+/// of the following page when the answer is paged.
+pub fn write_affected<W: std::io::Write>(
+    out: &mut W,
+    catalog: &Catalog,
+    record: &Record,
+    rows: &[(ArtIdx, &[ComponentHit])],
+    actor: &Actor,
+    next: Option<Option<&str>>,
+) -> std::io::Result<()> {
+    // Keep the kind of a writer's own error (a full `Capped` buffer).
+    let json = |e: serde_json::Error| match e.io_error_kind() {
+        Some(kind) => std::io::Error::new(kind, e),
+        None => std::io::Error::other(e),
+    };
+    write!(
+        out,
+        "{{\"advisory\":{},\"affected\":[",
+        serde_json::to_string(record.id().as_str()).map_err(json)?
+    )?;
+    for (i, (a, hits)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &render_row(catalog, actor, *a, hits)).map_err(json)?;
+    }
+    out.write_all(b"]")?;
+    let (unsupported, withdrawn) = match record {
+        Record::Advisory(a) => (a.unsupported.as_slice(), a.withdrawn),
+        Record::Failure(f) => (&[][..], f.withdrawn),
+    };
+    if !unsupported.is_empty() {
+        write!(
+            out,
+            ",\"unsupported\":{}",
+            serde_json::to_string(unsupported).map_err(json)?
+        )?;
+    }
+    if withdrawn {
+        out.write_all(b",\"withdrawn\":true")?;
+    }
+    if let Some(next) = next {
+        write!(
+            out,
+            ",\"next\":{}",
+            serde_json::to_string(&next).map_err(json)?
+        )?;
+    }
+    out.write_all(b"}")
+}
+
+/// A buffer that refuses to grow past `max` bytes (an answer's cap).
+#[derive(Debug)]
+pub struct Capped {
+    pub buf: Vec<u8>,
+    pub max: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "the answer is larger than its cap",
+            ));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Children of `a`, sorted by id, without removed ones.
+pub fn sorted_children(catalog: &Catalog, a: ArtIdx) -> Vec<ArtIdx> {
+    let mut c: Vec<ArtIdx> = catalog
+        .children(a)
+        .iter()
+        .copied()
+        .filter(|&x| !catalog.node(x).removed)
+        .collect();
+    c.sort_by(|x, y| catalog.node(*x).id.cmp(&catalog.node(*y).id));
+    c
+}
+
+/// One node of a lineage tree as `actor` sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TreeNode {
+    pub id: String,
+    pub kind: Kind,
+    /// The owner; absent on nodes the actor may not see.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relation: Option<patchline_core::Relation>,
+    pub own_inventory: bool,
+    pub children: Vec<TreeNode>,
+    /// Children left out because the node budget ran out.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The subtree of `idx` as `actor` sees it, at most `max_nodes` nodes: ids
+/// it may not see read [`HIDDEN`], and such nodes appear only when they
+/// lead to nodes it may see (another tenant's public image built on a
+/// private one); anything else of other tenants is left out.
+pub fn lineage_tree(catalog: &Catalog, idx: ArtIdx, actor: &Actor, max_nodes: usize) -> TreeNode {
+    fn leads_to_visible(catalog: &Catalog, a: ArtIdx, actor: &Actor) -> bool {
+        let mut stack = vec![a];
+        while let Some(x) = stack.pop() {
+            if catalog.may_see_idx(actor, x) {
+                return true;
+            }
+            stack.extend(catalog.children(x).iter().copied());
+        }
+        false
+    }
+    fn go(catalog: &Catalog, a: ArtIdx, actor: &Actor, budget: &mut usize) -> TreeNode {
+        *budget = budget.saturating_sub(1);
+        let n = catalog.node(a);
+        let visible = catalog.may_see_idx(actor, a);
+        let mut node = TreeNode {
+            id: shown_id(catalog, actor, a),
+            kind: n.kind,
+            tenant: visible.then(|| catalog.tenant_id(n.tenant).to_string()),
+            relation: if visible { n.relation } else { None },
+            own_inventory: visible && n.inventory.is_some(),
+            children: Vec::new(),
+            more: 0,
+        };
+        for c in sorted_children(catalog, a) {
+            if !catalog.may_see_idx(actor, c) && !leads_to_visible(catalog, c, actor) {
+                continue;
+            }
+            if *budget == 0 {
+                node.more += 1;
+                continue;
+            }
+            node.children.push(go(catalog, c, actor, budget));
+        }
+        node
+    }
+    let mut budget = max_nodes.max(1);
+    go(catalog, idx, actor, &mut budget)
+}
+
+/// Descendants of `idx` per kind (in `Kind::ALL` order) that `actor` may
+/// see.
+pub fn visible_subtree_counts(catalog: &Catalog, idx: ArtIdx, actor: &Actor) -> [u64; 4] {
+    if matches!(actor, Actor::Admin) {
+        return catalog.subtree_counts(idx);
+    }
+    let mut counts = [0u64; 4];
+    for d in catalog.descendants(idx) {
+        let n = catalog.node(d);
+        if !n.removed && catalog.may_see_idx(actor, d) {
+            counts[n.kind.code() as usize] += 1;
+        }
+    }
+    counts
+}
+
+/// Affected artifacts per kind among those `actor` reads in `affected`
+/// (all for an admin, its own for a tenant).
+pub fn counts_for(catalog: &Catalog, impact: &Impact<'_>, actor: &Actor) -> [u64; 4] {
+    match actor {
+        Actor::Admin => counts_by_kind(catalog, impact),
+        Actor::Tenant(t) => {
+            let mut counts = [0u64; 4];
+            for (a, _) in impact.iter() {
+                let n = catalog.node(a);
+                if catalog.tenant_id(n.tenant) == t {
+                    counts[n.kind.code() as usize] += 1;
+                }
+            }
+            counts
+        }
+    }
 }

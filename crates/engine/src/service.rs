@@ -119,6 +119,14 @@ pub struct ServiceMem {
     pub roles: HashMap<TenantIdx, Vec<Role>>,
     /// Token hash -> (token id, tenant); revoked tokens are absent.
     pub tokens: HashMap<String, (String, TenantIdx)>,
+    /// Every token ever made, by id (revoked ones with their time).
+    pub token_list: BTreeMap<String, TokenInfo>,
+    /// The tenant that published each record (operator records: absent).
+    pub record_owners: HashMap<AdvIdx, TenantIdx>,
+    /// Id prefixes reserved for a publisher (`USN-` → canonical).
+    pub prefixes: BTreeMap<String, TenantIdx>,
+    /// A random id of this installation, part of every message id.
+    pub installation: String,
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Watchers of each public artifact.
     pub watchers: HashMap<ArtIdx, Vec<TenantIdx>>,
@@ -128,6 +136,21 @@ pub struct ServiceMem {
     pub next_notice_id: i64,
     pub next_delivery_id: i64,
     pub next_group_id: i64,
+}
+
+/// The message id of delivery `delivery` of installation `installation`.
+pub fn message_id(installation: &str, delivery: i64) -> String {
+    format!("msg_{installation}_{delivery}")
+}
+
+/// A token as listed to its tenant and to admins (never the token itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub tenant: TenantIdx,
+    pub created_at_ms: i64,
+    pub minted_by: Option<String>,
+    pub revoked_at_ms: Option<i64>,
 }
 
 /// One stored component of a notice group.
@@ -157,13 +180,27 @@ impl ServiceMem {
             tenant,
             hash,
             revoked_at_ms,
-            ..
+            created_at_ms,
+            minted_by,
         } in state.tokens
         {
             if revoked_at_ms.is_none() {
-                mem.tokens.insert(hash, (id, tenant));
+                mem.tokens.insert(hash, (id.clone(), tenant));
             }
+            mem.token_list.insert(
+                id.clone(),
+                TokenInfo {
+                    id,
+                    tenant,
+                    created_at_ms,
+                    minted_by,
+                    revoked_at_ms,
+                },
+            );
         }
+        mem.record_owners = state.record_owners.into_iter().collect();
+        mem.prefixes = state.prefixes.into_iter().collect();
+        mem.installation = state.installation;
         for row in &state.subscriptions {
             if let Some(s) = Subscription::from_row(row) {
                 mem.subscriptions.insert(s.id.clone(), s);
@@ -195,6 +232,33 @@ impl ServiceMem {
 
     pub fn has_role(&self, t: TenantIdx, role: Role) -> bool {
         self.roles.get(&t).is_some_and(|r| r.contains(&role))
+    }
+
+    /// Whether the token is still valid (not revoked).
+    pub fn token_active(&self, id: &str) -> bool {
+        self.token_list
+            .get(id)
+            .is_some_and(|t| t.revoked_at_ms.is_none())
+    }
+
+    /// The tenant that published a record; `None` for the operator's.
+    pub fn record_owner(&self, adv: AdvIdx) -> Option<TenantIdx> {
+        self.record_owners.get(&adv).copied()
+    }
+
+    /// The longest reserved prefix of `id`, with its publisher.
+    pub fn reserved_prefix(&self, id: &str) -> Option<(&str, TenantIdx)> {
+        self.prefixes
+            .iter()
+            .filter(|(p, _)| id.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(p, t)| (p.as_str(), *t))
+    }
+
+    /// The message id of a delivery: unique across installations and the
+    /// same on every retry (Standard Webhooks `webhook-id`).
+    pub fn message_id(&self, delivery: i64) -> String {
+        message_id(&self.installation, delivery)
     }
 
     fn webhooks_of(&self, t: TenantIdx) -> impl Iterator<Item = &Subscription> {
@@ -237,7 +301,9 @@ pub struct NoticeBody {
     pub advisory: String,
     pub artifact: String,
     pub kind: patchline_core::Kind,
-    pub tenant: String,
+    /// The owner; not shown to watchers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub components: Vec<crate::report::AffectedComponent>,
     pub path: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -420,7 +486,13 @@ impl<'a> Notifier<'a> {
         // The owner, then watchers (rare), each once.
         let watchers = self.mem.watchers.get(&a).map(Vec::as_slice).unwrap_or(&[]);
         let readers = std::iter::once(node.tenant).chain(watchers.iter().copied());
+        let public = node.visibility == patchline_core::Visibility::Public;
         for (i, t) in readers.enumerate() {
+            // Watchers follow public artifacts only: one made private
+            // stops reaching them at once.
+            if i > 0 && !public {
+                break;
+            }
             if i > 0 && (t == node.tenant || watchers[..i - 1].contains(&t)) {
                 continue;
             }
@@ -530,9 +602,14 @@ pub struct NoticeDoc {
     pub notice_id: i64,
     #[serde(flatten)]
     pub body: NoticeBody,
-    pub state: NoticeState,
+    /// The owner's remediation state; watchers do not see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<NoticeState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+    /// Read by a tenant that watches the (public) artifact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watched: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -587,21 +664,26 @@ impl NoticeDoc {
             if (idx as usize) >= catalog.len() {
                 return crate::report::HIDDEN.to_string();
             }
-            let node = catalog.node(ArtIdx(idx));
-            let visible = match reader {
-                Actor::Admin => true,
-                Actor::Tenant(t) => {
-                    node.visibility == patchline_core::Visibility::Public
-                        || catalog.tenant_id(node.tenant) == t
-                }
-            };
-            if visible {
-                node.id.to_string()
-            } else {
-                crate::report::HIDDEN.to_string()
-            }
+            crate::report::shown_id(catalog, reader, ArtIdx(idx))
         };
+        if (n.artifact.0 as usize) >= catalog.len() {
+            return None;
+        }
         let node = catalog.node(n.artifact);
+        // The owner (and admins) read the whole notice; a watcher reads a
+        // public artifact's notice without the owner's name, state or
+        // justification; anyone else reads nothing (the artifact was made
+        // private, or removed, after it was watched).
+        let watched = match reader {
+            Actor::Admin => false,
+            Actor::Tenant(t) if catalog.tenant_id(node.tenant) == t => false,
+            Actor::Tenant(_)
+                if node.visibility == patchline_core::Visibility::Public && !node.removed =>
+            {
+                true
+            }
+            Actor::Tenant(_) => return None,
+        };
         let mut components = Vec::new();
         let mut introduced_by = None;
         let mut failure = false;
@@ -634,7 +716,7 @@ impl NoticeDoc {
                 advisory,
                 artifact: node.id.to_string(),
                 kind: node.kind,
-                tenant: catalog.tenant_id(node.tenant).to_string(),
+                tenant: (!watched).then(|| catalog.tenant_id(node.tenant).to_string()),
                 components,
                 path: n.path.iter().map(|&i| name(i)).collect(),
                 introduced_by,
@@ -642,10 +724,20 @@ impl NoticeDoc {
                 severity,
                 failure,
             },
-            state: n.state,
-            justification: n.justification.clone(),
+            state: (!watched).then_some(n.state),
+            justification: if watched {
+                None
+            } else {
+                n.justification.clone()
+            },
+            watched,
             created_at: rfc3339_ms(n.created_at_ms),
-            updated_at: rfc3339_ms(n.updated_at_ms),
+            // When the owner last acted is the owner's business too.
+            updated_at: rfc3339_ms(if watched {
+                n.created_at_ms
+            } else {
+                n.updated_at_ms
+            }),
         })
     }
 }
@@ -681,64 +773,121 @@ impl<S: CatalogStore> Engine<S> {
             .collect::<Vec<_>>()
             .join(",");
         self.outbox.roles.push((t, text, now));
-        self.outbox.tokens.push(TokenRow {
-            id: token_id.to_string(),
-            tenant: t,
-            hash: token_hash.to_string(),
-            created_at_ms: now,
-            revoked_at_ms: None,
-        });
+        let row = self.token_row(t, token_id, token_hash, None, now);
+        self.outbox.tokens.push(row.clone());
         self.commit(&[])?;
         self.svc.roles.insert(t, roles);
-        self.svc
-            .tokens
-            .insert(token_hash.to_string(), (token_id.to_string(), t));
+        self.remember_token(row);
         Ok(t)
     }
 
+    fn token_row(
+        &self,
+        t: TenantIdx,
+        id: &str,
+        hash: &str,
+        minted_by: Option<&str>,
+        now: i64,
+    ) -> TokenRow {
+        TokenRow {
+            id: id.to_string(),
+            tenant: t,
+            hash: hash.to_string(),
+            created_at_ms: now,
+            revoked_at_ms: None,
+            minted_by: minted_by.map(str::to_string),
+        }
+    }
+
+    fn remember_token(&mut self, row: TokenRow) {
+        self.svc
+            .tokens
+            .insert(row.hash.clone(), (row.id.clone(), row.tenant));
+        self.svc.token_list.insert(
+            row.id.clone(),
+            TokenInfo {
+                id: row.id,
+                tenant: row.tenant,
+                created_at_ms: row.created_at_ms,
+                minted_by: row.minted_by,
+                revoked_at_ms: None,
+            },
+        );
+    }
+
     /// Adds a token to an existing tenant (rotation: add, then revoke).
+    /// `minted_by` is the token that asked (`None`: the admin): revoking
+    /// it revokes this one too.
     pub fn add_token(
         &mut self,
         t: TenantIdx,
         token_id: &str,
         token_hash: &str,
+        minted_by: Option<&str>,
     ) -> Result<(), EngineError> {
-        self.outbox.tokens.push(TokenRow {
-            id: token_id.to_string(),
-            tenant: t,
-            hash: token_hash.to_string(),
-            created_at_ms: now_ms(),
-            revoked_at_ms: None,
-        });
+        let row = self.token_row(t, token_id, token_hash, minted_by, now_ms());
+        self.outbox.tokens.push(row.clone());
         self.commit(&[])?;
-        self.svc
-            .tokens
-            .insert(token_hash.to_string(), (token_id.to_string(), t));
+        self.remember_token(row);
         Ok(())
     }
 
-    /// Revokes one of `t`'s tokens (admins: any token).
+    /// Revokes one of `t`'s tokens (admins: any token) and every token it
+    /// minted, transitively; answers the ids revoked.
     pub fn revoke_token(
         &mut self,
         t: Option<TenantIdx>,
         token_id: &str,
-    ) -> Result<(), EngineError> {
-        let hash = self
+    ) -> Result<Vec<String>, EngineError> {
+        let found = self
             .svc
-            .tokens
-            .iter()
-            .find(|(_, (id, owner))| id == token_id && t.is_none_or(|t| t == *owner))
-            .map(|(h, _)| h.clone())
-            .ok_or_else(|| EngineError::NotFound {
+            .token_list
+            .get(token_id)
+            .filter(|info| info.revoked_at_ms.is_none() && t.is_none_or(|t| t == info.tenant));
+        if found.is_none() {
+            return Err(EngineError::NotFound {
                 what: "token",
                 id: token_id.to_string(),
-            })?;
-        self.outbox
-            .revoked_tokens
-            .push((token_id.to_string(), now_ms()));
+            });
+        }
+        let mut revoked = vec![token_id.to_string()];
+        let mut i = 0;
+        while i < revoked.len() {
+            let parent = revoked[i].clone();
+            revoked.extend(
+                self.svc
+                    .token_list
+                    .values()
+                    .filter(|c| c.revoked_at_ms.is_none())
+                    .filter(|c| c.minted_by.as_deref() == Some(parent.as_str()))
+                    .map(|c| c.id.clone()),
+            );
+            i += 1;
+        }
+        let now = now_ms();
+        for id in &revoked {
+            self.outbox.revoked_tokens.push((id.clone(), now));
+        }
         self.commit(&[])?;
-        self.svc.tokens.remove(&hash);
-        Ok(())
+        self.svc.tokens.retain(|_, (id, _)| !revoked.contains(id));
+        for id in &revoked {
+            if let Some(info) = self.svc.token_list.get_mut(id) {
+                info.revoked_at_ms = Some(now);
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// A tenant's tokens, oldest first.
+    pub fn tokens_of(&self, t: TenantIdx) -> Vec<&TokenInfo> {
+        let mut list: Vec<&TokenInfo> = self
+            .svc
+            .token_list
+            .values()
+            .filter(|i| i.tenant == t)
+            .collect();
+        list.sort_by(|a, b| a.created_at_ms.cmp(&b.created_at_ms).then(a.id.cmp(&b.id)));
+        list
     }
 
     /// Makes sure new deliveries get ids from `next` on (rows inserted by
@@ -747,9 +896,47 @@ impl<S: CatalogStore> Engine<S> {
         self.svc.next_delivery_id = self.svc.next_delivery_id.max(next);
     }
 
-    /// The tenant a token hash belongs to.
-    pub fn authenticate(&self, token_hash: &str) -> Option<TenantIdx> {
-        self.svc.tokens.get(token_hash).map(|(_, t)| *t)
+    /// The tenant and the token id a token hash belongs to.
+    pub fn authenticate(&self, token_hash: &str) -> Option<(TenantIdx, &str)> {
+        self.svc
+            .tokens
+            .get(token_hash)
+            .map(|(id, t)| (*t, id.as_str()))
+    }
+
+    /// Reserves an id prefix for a publisher (admin): new records whose id
+    /// starts with it may only be published by that publisher or an admin.
+    pub fn reserve_prefix(&mut self, prefix: &str, t: TenantIdx) -> Result<(), EngineError> {
+        if prefix.is_empty()
+            || prefix.len() > patchline_core::model::ID_LEN_MAX
+            || !prefix.chars().all(patchline_core::model::is_id_char)
+        {
+            return Err(EngineError::Invalid(format!(
+                "a prefix is 1 to {} bytes of {}",
+                patchline_core::model::ID_LEN_MAX,
+                patchline_core::model::ID_CHARS
+            )));
+        }
+        self.outbox
+            .prefixes
+            .push((prefix.to_string(), Some((t, now_ms()))));
+        self.commit(&[])?;
+        self.svc.prefixes.insert(prefix.to_string(), t);
+        Ok(())
+    }
+
+    /// Releases a reserved prefix.
+    pub fn release_prefix(&mut self, prefix: &str) -> Result<(), EngineError> {
+        if !self.svc.prefixes.contains_key(prefix) {
+            return Err(EngineError::NotFound {
+                what: "prefix",
+                id: prefix.to_string(),
+            });
+        }
+        self.outbox.prefixes.push((prefix.to_string(), None));
+        self.commit(&[])?;
+        self.svc.prefixes.remove(prefix);
+        Ok(())
     }
 
     /// Stores a new subscription.

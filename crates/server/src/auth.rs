@@ -22,6 +22,9 @@ pub enum Principal {
         idx: TenantIdx,
         id: TenantId,
         publisher: bool,
+        /// The id of the token used (streams opened with it close when it
+        /// is revoked; tokens it mints are revoked with it).
+        token: String,
     },
 }
 
@@ -38,6 +41,14 @@ impl Principal {
         match self {
             Principal::Admin => None,
             Principal::Tenant { idx, .. } => Some(*idx),
+        }
+    }
+
+    /// The id of the tenant token used; `None` for the admin.
+    pub fn token_id(&self) -> Option<&str> {
+        match self {
+            Principal::Admin => None,
+            Principal::Tenant { token, .. } => Some(token),
         }
     }
 
@@ -124,13 +135,14 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .engine
             .lock()
             .map_err(|_| ApiError::internal("engine lock poisoned"))?;
-        let idx = engine
+        let (idx, token) = engine
             .authenticate(&hash)
             .ok_or_else(ApiError::unauthorized)?;
         Ok(Principal::Tenant {
             idx,
             id: engine.catalog().tenant_id(idx).clone(),
             publisher: engine.service().has_role(idx, Role::Publisher),
+            token: token.to_string(),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! that knows HTTP.
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -10,7 +11,6 @@ pub mod sse;
 pub mod state;
 pub mod worker;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,19 +39,36 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi))
         .route("/v1/tenants", post(routes::create_tenant))
-        .route("/v1/tenants/{id}/tokens", post(routes::create_token))
+        .route(
+            "/v1/tenants/{id}/tokens",
+            post(routes::create_token).get(routes::list_tokens),
+        )
         .route("/v1/tokens/{id}", delete(routes::revoke_token))
-        .route("/v1/artifacts", post(routes::create_artifact))
+        .route(
+            "/v1/prefixes",
+            post(routes::reserve_prefix).get(routes::list_prefixes),
+        )
+        .route("/v1/prefixes/{prefix}", delete(routes::release_prefix))
+        .route("/v1/operator/escalation", get(routes::operator_escalation))
+        .route(
+            "/v1/artifacts",
+            post(routes::create_artifact).get(routes::list_artifacts),
+        )
         .route(
             "/v1/artifacts/{id}",
             get(routes::get_artifact)
                 .put(routes::upsert_artifact)
                 .delete(routes::delete_artifact),
         )
+        .route("/v1/artifacts/{id}/lineage", get(routes::lineage))
         .route("/v1/artifacts/{id}/failures", post(routes::publish_failure))
-        .route("/v1/advisories", post(routes::publish_advisory))
+        .route(
+            "/v1/advisories",
+            post(routes::publish_advisory).get(routes::list_records),
+        )
         .route("/v1/advisories/{id}/affected", get(routes::affected))
         .route("/v1/advisories/{id}/progress", get(routes::progress))
+        .route("/v1/report", get(routes::report))
         .route(
             "/v1/subscriptions",
             post(routes::create_subscription).get(routes::list_subscriptions),
@@ -75,7 +92,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/notices/stream", get(routes::stream))
         .route("/v1/notices/{id}/ack", post(routes::ack))
         .route("/v1/scan", post(routes::scan))
+        .fallback(error::no_route)
         .layer(DefaultBodyLimit::max(body_max))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_body,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -94,10 +117,59 @@ async fn count_requests(
     next.run(req).await
 }
 
+/// Reads a request's body whole before any handler runs: at most
+/// `body_max_bytes` (else 413) within `body_read_timeout_ms` (else 408),
+/// so a client trickling a body cannot hold a handler.
+async fn read_body(
+    axum::extract::State(st): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, st.config.body_max_bytes);
+    let timeout = Duration::from_millis(st.config.body_read_timeout_ms);
+    let bytes = match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return error::ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the request body is larger than {} bytes",
+                    st.config.body_max_bytes
+                ),
+            )
+            .into_response();
+        }
+        Ok(Err(_)) => {
+            return error::ApiError::bad_request("the request body could not be read")
+                .into_response();
+        }
+        Err(_) => {
+            return error::ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    st.config.body_read_timeout_ms / 1000
+                ),
+            )
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
 /// Opens the data directory, turns notices on and records those missing
 /// (imports made while the service was down), and builds the state.
 pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
-    let mut engine = Engine::open(&config.data_dir)?;
+    let mut engine = Engine::open_with(&config.data_dir, config.secret_keys.clone())?;
     engine.enable_notices();
     let created = engine.reconcile_all()?;
     if created > 0 {
@@ -124,6 +196,9 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         hub: sse::Hub::default(),
         wake: Arc::new(Notify::new()),
         metrics: Arc::default(),
+        revocations: watch::channel(0).0,
+        stopping: watch::channel(false).0,
+        conflicts: Mutex::default(),
     }))
 }
 
@@ -161,8 +236,12 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
     let secrets = match existing {
         Some(s) => s.secrets,
         None => {
+            // Never printed nor logged: the operator reads it with
+            // `GET /v1/operator/escalation`.
             let secret = patchline_webhook::Secret::generate().to_string();
-            eprintln!("operator escalation webhook secret: {secret}");
+            tracing::info!(
+                "escalation webhook set up; read its secret with GET /v1/operator/escalation"
+            );
             vec![SecretEntry {
                 secret,
                 not_after_ms: None,
@@ -225,20 +304,34 @@ async fn reminder_loop(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
 /// in-flight deliveries finish, and returns. Nothing acknowledged is lost:
 /// what was not finished is retried at the next start.
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    serve_until(state, listener, shutdown_signal()).await
+}
+
+/// [`serve`] until `shutdown` completes (tests stop the server this way).
+pub async fn serve_until(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let fd_limit = conn::raise_fd_limit();
+    let conns_max = conn::conns_max(&state, fd_limit);
+    tracing::info!(conns_max, fd_limit, "accepting connections");
+    let stop_rx = state.stopping.subscribe();
     let mut tasks = Vec::new();
     if state.config.workers {
         tasks.push(tokio::spawn(worker::run(state.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(reminder_loop(state.clone(), stop_rx.clone())));
     }
-    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let acceptor = tokio::spawn(conn::accept_loop(
+        state.clone(),
+        listener,
+        app(state.clone()),
+        conns_max,
+        stop_rx,
+    ));
+    shutdown.await;
+    let _ = state.stopping.send(true);
+    let _ = acceptor.await;
     for t in tasks {
         let _ = t.await;
     }

@@ -72,6 +72,12 @@ pub struct Metrics {
     pub notice_delivery_latency_seconds: Histogram,
     pub sse_streams: AtomicU64,
     pub reminders_total: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Connections closed at once because the cap was reached.
+    pub connections_refused_total: AtomicU64,
+    /// Failed `accept` calls (out of descriptors, ...).
+    pub accept_errors_total: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -87,6 +93,9 @@ impl Default for Metrics {
             notice_delivery_latency_seconds: Histogram::new(LATENCY_BOUNDS_S),
             sse_streams: AtomicU64::new(0),
             reminders_total: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            connections_refused_total: AtomicU64::new(0),
+            accept_errors_total: AtomicU64::new(0),
         }
     }
 }
@@ -154,6 +163,24 @@ impl Metrics {
             "patchline_sse_streams",
             "Server-sent event streams open.",
             l(&self.sse_streams),
+        );
+        gauge(
+            &mut out,
+            "patchline_connections",
+            "HTTP connections open.",
+            l(&self.connections),
+        );
+        counter(
+            &mut out,
+            "patchline_connections_refused_total",
+            "Connections closed at once because the connection cap was reached.",
+            l(&self.connections_refused_total),
+        );
+        counter(
+            &mut out,
+            "patchline_accept_errors_total",
+            "Failed accepts (for example out of file descriptors).",
+            l(&self.accept_errors_total),
         );
         gauge(
             &mut out,

@@ -20,7 +20,7 @@ use patchline_core::timestamp::{format_unix, parse_rfc3339};
 use patchline_core::{
     Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId, TenantIdx,
 };
-use patchline_engine::report::{affected_report, counts_by_kind};
+use patchline_engine::report::counts_by_kind;
 use patchline_engine::service::{NoticeDoc, RATE_PER_S_DEFAULT, Role, SecretEntry, Subscription};
 use patchline_engine::{BatchItem, Engine};
 use patchline_formats::osv;
@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use crate::auth::{Principal, hash_token, new_id, new_token};
 use crate::error::{ApiError, ApiResult};
 use crate::sse::LiveNotice;
-use crate::state::AppState;
+use crate::state::{AppState, Bucket};
 
 /// Runs `f` with the engine on a blocking thread, then hands the notices it
 /// created to the workers and the streams.
@@ -103,6 +103,7 @@ pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
                 LiveNotice {
                     id,
                     json: json.into(),
+                    own: n.tenant == t,
                 },
             );
         }
@@ -211,7 +212,7 @@ pub async fn create_token(
         if p.tenant().is_some_and(|own| own != t) {
             return Err(ApiError::not_found("tenant", &tenant));
         }
-        e.add_token(t, &tid, &hash)?;
+        e.add_token(t, &tid, &hash, p.token_id())?;
         Ok(())
     })
     .await?;
@@ -222,13 +223,47 @@ pub async fn create_token(
         .into_response())
 }
 
+/// `DELETE /v1/tokens/{id}`: revokes the token and every token it minted;
+/// streams opened with them close.
 pub async fn revoke_token(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     with_engine(&st, move |e| Ok(e.revoke_token(p.tenant(), &id)?)).await?;
+    st.revocations.send_modify(|n| *n += 1);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/tenants/{id}/tokens`: the tenant's tokens (never the tokens
+/// themselves), for the tenant and for admins.
+pub async fn list_tokens(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let t = e
+            .catalog()
+            .tenant_idx(&tenant)
+            .filter(|t| p.tenant().is_none_or(|own| own == *t))
+            .filter(|t| e.service().roles.contains_key(t))
+            .ok_or_else(|| ApiError::not_found("tenant", &tenant))?;
+        let tokens: Vec<Value> = e
+            .tokens_of(t)
+            .into_iter()
+            .map(|i| {
+                json!({
+                    "id": i.id,
+                    "created_at": format_unix(i.created_at_ms / 1000),
+                    "minted_by": i.minted_by,
+                    "revoked_at": i.revoked_at_ms.map(|t| format_unix(t / 1000)),
+                })
+            })
+            .collect();
+        Ok(Json(json!({"tokens": tokens})))
+    })
+    .await
 }
 
 // ----- artifacts -----
@@ -300,9 +335,37 @@ async fn put_artifact(
         location: String::new(),
         spec: translated.spec,
     };
+    let per_min = st.config.conflicts_per_min;
+    if let Some(t) = p.tenant() {
+        // A tenant that keeps hitting taken ids is probing: all its
+        // creations wait until its budget refills, so that "taken" and
+        // "free" answer alike while it is spent.
+        let mut buckets = st.conflicts.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(t).or_insert_with(|| Bucket::full(per_min));
+        if !bucket.has_token(per_min) {
+            return Err(ApiError::rate_limited(format!(
+                "too many creations of taken ids; retry in {} s",
+                bucket.wait_s(per_min)
+            )));
+        }
+    }
+    let st2 = st.clone();
     with_engine(&st, move |e| {
         let actor = p.actor();
-        let report = e.apply_batch([Ok(item.clone())], mode, &actor, &mut |_| {})?;
+        let applied = e.apply_batch([Ok(item.clone())], mode, &actor, &mut |_| {});
+        if let (
+            Err(patchline_engine::EngineError::Rejected {
+                error: patchline_core::CatalogError::Conflict { .. },
+                ..
+            }),
+            Some(t),
+        ) = (&applied, p.tenant())
+        {
+            let mut buckets = st2.conflicts.lock().unwrap_or_else(|e| e.into_inner());
+            let bucket = buckets.entry(t).or_insert_with(|| Bucket::full(per_min));
+            bucket.tokens -= 1.0;
+        }
+        let report = applied?;
         let a = e
             .catalog()
             .lookup(item.spec.id.as_str())
@@ -384,8 +447,10 @@ pub async fn publish_failure(
 ) -> ApiResult<Response> {
     require_publisher(&p)?;
     let req: NewFailure = parse_json(&body)?;
-    if req.summary.is_empty() || req.summary.len() > 1024 {
-        return Err(ApiError::bad_request("summary must have 1 to 1024 bytes"));
+    if req.summary.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "a failure needs a summary (longer ones are truncated)",
+        ));
     }
     let id = AdvisoryId::new(req.id.unwrap_or_else(|| new_id("FAIL")))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -448,7 +513,7 @@ pub async fn publish_advisory(
     let adv = Advisory::compile(record)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     with_engine(&st, move |e| {
-        let report = e.publish_advisories(vec![(String::new(), adv)])?;
+        let report = e.publish_advisories_as(vec![(String::new(), adv)], &p.actor())?;
         let outcome = report.outcomes[0];
         e.prepare();
         let impact = e.impact(outcome.idx());
@@ -467,21 +532,76 @@ pub async fn publish_advisory(
     .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffectedQuery {
+    /// Rows per page; without it the whole document is answered (up to
+    /// `affected_bytes_max`).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The last artifact id of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// Most rows of one page of `affected`.
+pub const AFFECTED_PAGE_MAX: usize = 10_000;
+
+/// `GET /v1/advisories/{id}/affected`: the document of PRODUCT.md §5,
+/// whole by default, paged with `?limit=&after=` (the answer then has
+/// `next`, the `after` of the following page, or null at the end).
 pub async fn affected(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    with_engine(&st, move |e| {
-        let adv = e.lookup_record(&id)?;
+    Query(q): Query<AffectedQuery>,
+) -> ApiResult<Response> {
+    let cap = st.config.affected_bytes_max;
+    let body = with_engine(&st, move |e| {
+        let actor = p.actor();
+        let adv = e.lookup_record_for(&id, &actor)?;
         e.prepare();
         let impact = e.impact(adv);
-        let report = affected_report(e.catalog(), e.db().get(adv), &impact, &p.actor());
-        Ok(Json(
-            serde_json::to_value(report).map_err(ApiError::internal)?,
-        ))
+        let catalog = e.catalog();
+        let rows = patchline_engine::report::affected_rows(catalog, &impact, &actor);
+        let mut out = patchline_engine::report::Capped {
+            buf: Vec::new(),
+            max: cap,
+        };
+        let written = match q.limit {
+            None => {
+                patchline_engine::report::write_affected(&mut out, catalog, e.db().get(adv), &rows, &actor, None)
+            }
+            Some(limit) => {
+                let limit = limit.clamp(1, AFFECTED_PAGE_MAX);
+                let start = match &q.after {
+                    Some(after) if !after.is_empty() => {
+                        rows.partition_point(|(a, _)| catalog.node(*a).id.as_str() <= after.as_str())
+                    }
+                    _ => 0,
+                };
+                let page = &rows[start..(start + limit).min(rows.len())];
+                let next = (start + page.len() < rows.len())
+                    .then(|| page.last().map(|(a, _)| catalog.node(*a).id.as_str()))
+                    .flatten();
+                patchline_engine::report::write_affected(&mut out, catalog, e.db().get(adv), page, &actor, Some(next))
+            }
+        };
+        match written {
+            Ok(()) => Ok(out.buf),
+            Err(err) if err.kind() == std::io::ErrorKind::FileTooLarge => Err(ApiError::too_large(format!(
+                "the answer is larger than {} MiB; read it in pages with ?limit=1000&after= (then &after=<next> until next is null)",
+                cap >> 20
+            ))),
+            Err(err) => Err(ApiError::internal(err)),
+        }
     })
-    .await
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -491,14 +611,20 @@ pub struct ProgressQuery {
     bucket_s: Option<i64>,
 }
 
+/// `GET /v1/advisories/{id}/progress`: counts for the record's publisher
+/// and admins; anyone else gets the answer of a missing id.
 pub async fn progress(
     State(st): State<Arc<AppState>>,
-    _p: Principal,
+    p: Principal,
     Path(id): Path<String>,
     Query(q): Query<ProgressQuery>,
 ) -> ApiResult<Json<Value>> {
     let (adv, affected_now, kinds) = with_engine(&st, move |e| {
-        let adv = e.lookup_record(&id)?;
+        let actor = p.actor();
+        let adv = e.lookup_record_for(&id, &actor)?;
+        if !e.owns_record(&actor, adv) {
+            return Err(ApiError::not_found("advisory", &id));
+        }
         e.prepare();
         let impact = e.impact(adv);
         Ok((
@@ -781,10 +907,9 @@ pub async fn list_deliveries(
     Query(q): Query<DeliveriesQuery>,
 ) -> ApiResult<Json<Value>> {
     let sid = id.clone();
-    with_engine(&st, move |e| {
-        e.subscription(p.tenant(), &sid)
-            .map(|_| ())
-            .map_err(Into::into)
+    let installation = with_engine(&st, move |e| {
+        e.subscription(p.tenant(), &sid)?;
+        Ok(e.service().installation.clone())
     })
     .await?;
     if let Some(s) = &q.state
@@ -801,7 +926,7 @@ pub async fn list_deliveries(
         .into_iter()
         .map(|d| {
             json!({
-                "id": format!("msg_{}", d.id), "purpose": d.purpose, "notices": d.notices, "state": d.state,
+                "id": patchline_engine::service::message_id(&installation, d.id), "purpose": d.purpose, "notices": d.notices, "state": d.state,
                 "attempts": d.attempts, "next_attempt_at": format_unix(d.next_at_ms / 1000),
                 "last_status": d.last_status, "last_error": d.last_error,
                 "created_at": format_unix(d.created_at_ms / 1000),
@@ -867,34 +992,67 @@ pub struct NoticesQuery {
     limit: Option<usize>,
 }
 
+/// A page of notices as one reader sees them, and the cursor after it.
+#[derive(Debug)]
+pub struct NoticePage {
+    pub docs: Vec<NoticeDoc>,
+    /// Rows looked at (visible or not).
+    pub scanned: usize,
+    /// The last notice id looked at (notices the reader may no longer see
+    /// are skipped, not returned): the next page's `after`.
+    pub next: i64,
+}
+
+/// Reads up to `limit` notices of `tenant` after `after`, rendered for the
+/// reader, within `bytes_max` bytes (at least one notice); the reader's
+/// own notices that were `affected` become `notified`.
 async fn read_notices(
     st: &Arc<AppState>,
     p: &Principal,
     tenant: TenantIdx,
     after: i64,
     limit: usize,
-) -> ApiResult<Vec<NoticeDoc>> {
-    let rows: Vec<StoredNotice> = with_reader(st, move |r| {
-        let rows = r.notices_after(tenant, after, limit)?;
-        let ids: Vec<i64> = rows
-            .iter()
-            .filter(|n| n.state == NoticeState::Affected && n.tenant == tenant)
-            .map(|n| n.id)
-            .collect();
-        r.mark_notified(&ids, patchline_engine::now_ms())?;
-        Ok(rows)
+    bytes_max: usize,
+) -> ApiResult<NoticePage> {
+    let rows: Vec<StoredNotice> =
+        with_reader(st, move |r| Ok(r.notices_after(tenant, after, limit)?)).await?;
+    let p = p.clone();
+    let (page, seen) = with_engine(st, move |e| {
+        let docs = NoticeDoc::render_all(&rows, e.catalog(), e.db(), &p.actor());
+        let mut docs = docs.into_iter().peekable();
+        let mut page = NoticePage {
+            docs: Vec::new(),
+            scanned: 0,
+            next: after,
+        };
+        let mut seen = Vec::new();
+        let mut bytes = 0usize;
+        for row in &rows {
+            if docs.peek().is_some_and(|d| d.notice_id == row.id) {
+                let Some(doc) = docs.next() else { break };
+                let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+                if !page.docs.is_empty() && bytes + size > bytes_max {
+                    break;
+                }
+                bytes += size;
+                if row.tenant == tenant && row.state == NoticeState::Affected {
+                    seen.push(row.id);
+                }
+                page.docs.push(doc);
+            }
+            page.next = row.id;
+            page.scanned += 1;
+        }
+        Ok((page, seen))
     })
     .await?;
-    let p = p.clone();
-    with_engine(st, move |e| {
-        Ok(NoticeDoc::render_all(
-            &rows,
-            e.catalog(),
-            e.db(),
-            &p.actor(),
-        ))
-    })
-    .await
+    if !seen.is_empty() {
+        with_reader(st, move |r| {
+            Ok(r.mark_notified(&seen, patchline_engine::now_ms())?)
+        })
+        .await?;
+    }
+    Ok(page)
 }
 
 fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
@@ -902,6 +1060,8 @@ fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
         .ok_or_else(|| ApiError::bad_request("notices are read with a tenant's token"))
 }
 
+/// `GET /v1/notices`: a page of the reader's notices; each record's text
+/// (its summary) is given once, under `records`, not in every notice.
 pub async fn list_notices(
     State(st): State<Arc<AppState>>,
     p: Principal,
@@ -910,9 +1070,24 @@ pub async fn list_notices(
     let t = reader_tenant(&p)?;
     let limit = q.limit.unwrap_or(100).clamp(1, st.config.page_max);
     let after = q.after.unwrap_or(0).max(0);
-    let docs = read_notices(&st, &p, t, after, limit).await?;
-    let next = docs.last().map(|d| d.notice_id).unwrap_or(after);
-    Ok(Json(json!({"notices": docs, "next": next})))
+    let mut page = read_notices(&st, &p, t, after, limit, st.config.page_bytes_max).await?;
+    let records = take_record_text(&mut page.docs);
+    Ok(Json(
+        json!({"notices": page.docs, "records": records, "next": page.next}),
+    ))
+}
+
+/// Moves each record's summary out of its notices into one map entry per
+/// record (text is rendered once per page or event, not per notice).
+pub fn take_record_text(docs: &mut [NoticeDoc]) -> BTreeMap<String, Value> {
+    let mut records = BTreeMap::new();
+    for d in docs {
+        let summary = d.body.summary.take();
+        records
+            .entry(d.body.advisory.clone())
+            .or_insert_with(|| json!({"summary": summary}));
+    }
+    records
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -949,9 +1124,27 @@ pub async fn ack(
     .await
 }
 
+/// Counts a stream for as long as its connection lives: dropped with the
+/// response body when the client goes away.
+struct StreamGuard {
+    st: Arc<AppState>,
+    tenant: TenantIdx,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.st.hub.close_stream(self.tenant);
+        self.st
+            .metrics
+            .sse_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// `GET /v1/notices/stream`: server-sent events, one per notice, resumable
 /// with `Last-Event-ID` (or `?after=`): the backlog after that id is read
-/// from the database, then live notices follow.
+/// from the database, then live notices follow. The stream ends when its
+/// token is revoked or the server stops.
 pub async fn stream(
     State(st): State<Arc<AppState>>,
     p: Principal,
@@ -959,17 +1152,26 @@ pub async fn stream(
     Query(q): Query<NoticesQuery>,
 ) -> ApiResult<Response> {
     let t = reader_tenant(&p)?;
-    let open = st
-        .metrics
+    st.hub
+        .open_stream(t, st.config.streams_max, st.config.streams_per_tenant_max)
+        .map_err(|refused| match refused {
+            crate::sse::StreamRefused::Full => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many open streams",
+            ),
+            crate::sse::StreamRefused::TenantFull => ApiError::rate_limited(format!(
+                "this tenant holds {} open streams; close one first",
+                st.config.streams_per_tenant_max
+            )),
+        })?;
+    st.metrics
         .sse_streams
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if open as usize >= st.config.streams_max {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "too many open streams",
-        ));
-    }
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let guard = StreamGuard {
+        st: st.clone(),
+        tenant: t,
+    };
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -978,19 +1180,12 @@ pub async fn stream(
         .unwrap_or(0);
     // Subscribe before reading the backlog so nothing falls in between.
     let live = st.hub.subscribe(t);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
-    let st2 = st.clone();
-    tokio::spawn(async move {
-        st2.metrics
-            .sse_streams
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = pump(st2.clone(), p, t, after, live, tx).await;
-        st2.metrics
-            .sse_streams
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok::<Event, Infallible>(e), rx))
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(pump(st.clone(), p, t, after, live, tx));
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<Event, Infallible>(e), (rx, guard)))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -1007,8 +1202,25 @@ fn event_of(doc: &NoticeDoc) -> Option<Event> {
     )
 }
 
+/// Whether the stream's token is still valid.
+async fn token_still_valid(st: &Arc<AppState>, p: &Principal) -> bool {
+    let Some(token) = p.token_id().map(str::to_string) else {
+        return true;
+    };
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || {
+        st.engine
+            .lock()
+            .map(|e| e.service().token_active(&token))
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// Feeds one stream: backlog pages, then live notices; on lag, back to the
-/// database from the last id sent.
+/// database from the last id sent. Ends when the client is gone, the
+/// token is revoked or the server stops.
 async fn pump(
     st: Arc<AppState>,
     p: Principal,
@@ -1016,43 +1228,65 @@ async fn pump(
     mut last: i64,
     mut live: tokio::sync::broadcast::Receiver<LiveNotice>,
     tx: tokio::sync::mpsc::Sender<Event>,
-) -> Result<(), ()> {
+) {
     let page = st.config.page_max.min(500);
+    let mut revocations = st.revocations.subscribe();
+    let mut stopping = st.stopping.subscribe();
+    if *stopping.borrow() {
+        return;
+    }
     loop {
         // Backlog (or catch-up after lag).
         loop {
-            let docs = read_notices(&st, &p, t, last, page).await.map_err(|_| ())?;
-            let n = docs.len();
-            for d in docs {
-                last = d.notice_id;
-                let ev = event_of(&d).ok_or(())?;
-                tx.send(ev).await.map_err(|_| ())?;
+            let Ok(batch) = read_notices(&st, &p, t, last, page, usize::MAX).await else {
+                return;
+            };
+            for d in &batch.docs {
+                let Some(ev) = event_of(d) else { return };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
             }
-            if n < page {
+            last = batch.next;
+            if batch.scanned < page {
                 break;
             }
         }
         // Live.
         loop {
-            match live.recv().await {
-                Ok(n) if n.id <= last => continue,
-                Ok(n) => {
-                    last = n.id;
-                    let ev = Event::default()
-                        .id(n.id.to_string())
-                        .event("notice")
-                        .data(&*n.json);
-                    tx.send(ev).await.map_err(|_| ())?;
-                    let reader = st.reader.clone();
-                    let id = n.id;
-                    drop(tokio::task::spawn_blocking(move || {
-                        if let Ok(mut r) = reader.lock() {
-                            let _ = r.mark_notified(&[id], patchline_engine::now_ms());
-                        }
-                    }));
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = stopping.changed() => return,
+                changed = revocations.changed() => {
+                    if changed.is_err() || !token_still_valid(&st, &p).await {
+                        return;
+                    }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return Err(()),
+                got = live.recv() => match got {
+                    Ok(n) if n.id <= last => continue,
+                    Ok(n) => {
+                        last = n.id;
+                        let ev = Event::default()
+                            .id(n.id.to_string())
+                            .event("notice")
+                            .data(&*n.json);
+                        if tx.send(ev).await.is_err() {
+                            return;
+                        }
+                        if !n.own {
+                            continue;
+                        }
+                        let reader = st.reader.clone();
+                        let id = n.id;
+                        drop(tokio::task::spawn_blocking(move || {
+                            if let Ok(mut r) = reader.lock() {
+                                let _ = r.mark_notified(&[id], patchline_engine::now_ms());
+                            }
+                        }));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
             }
         }
     }
@@ -1103,6 +1337,40 @@ pub struct ScanRequest {
     visibility: Option<patchline_core::Visibility>,
 }
 
+/// The named paths, each resolved (symbolic links followed) and required
+/// to lie under one of the configured image roots: the API never reads
+/// anything else of the server's filesystem.
+fn confined_paths(
+    roots: &[std::path::PathBuf],
+    paths: &[String],
+) -> ApiResult<Vec<std::path::PathBuf>> {
+    if roots.is_empty() {
+        return Err(ApiError::forbidden(
+            "scanning through the API is off: the operator sets PATCHLINE_SCAN_ROOTS to the folders it may read",
+        ));
+    }
+    let roots: Vec<std::path::PathBuf> = roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .collect();
+    paths
+        .iter()
+        .map(|p| {
+            let refused = || {
+                ApiError::forbidden(format!(
+                    "{p}: not under an image root (PATCHLINE_SCAN_ROOTS) or not found"
+                ))
+            };
+            let real = std::fs::canonicalize(p).map_err(|_| refused())?;
+            if roots.iter().any(|r| real.starts_with(r)) {
+                Ok(real)
+            } else {
+                Err(refused())
+            }
+        })
+        .collect()
+}
+
 /// Most paths one scan request names.
 const SCAN_PATHS_MAX: usize = 64;
 
@@ -1126,7 +1394,7 @@ pub async fn scan(
         tenant,
         visibility: req.visibility.unwrap_or_default(),
     };
-    let paths: Vec<std::path::PathBuf> = req.paths.iter().map(std::path::PathBuf::from).collect();
+    let paths = confined_paths(&st.config.scan_roots, &req.paths)?;
     let outcome =
         tokio::task::spawn_blocking(move || patchline_scan::scanner::scan(&paths, &options))
             .await
@@ -1152,6 +1420,367 @@ pub async fn scan(
             }
         }
         Ok(Json(json!({"images": images, "errors": errors, "bytes_read": bytes_read, "bytes_on_disk": on_disk})))
+    })
+    .await
+}
+
+// ----- reserved id prefixes (admin) -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPrefix {
+    prefix: String,
+    tenant: String,
+}
+
+/// `POST /v1/prefixes`: reserves a record id prefix for a publisher (the
+/// operator assigns the ids of a shared feed: `USN-` to the publisher that
+/// issues them).
+pub async fn reserve_prefix(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require_admin(&p)?;
+    let req: NewPrefix = parse_json(&body)?;
+    with_engine(&st, move |e| {
+        let t = e
+            .catalog()
+            .tenant_idx(&req.tenant)
+            .filter(|t| e.service().roles.contains_key(t))
+            .ok_or_else(|| ApiError::not_found("tenant", &req.tenant))?;
+        if !e.service().has_role(t, Role::Publisher) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("tenant {} is not a publisher", req.tenant),
+            ));
+        }
+        e.reserve_prefix(&req.prefix, t)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"prefix": req.prefix, "tenant": req.tenant})),
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// `GET /v1/prefixes` (admin).
+pub async fn list_prefixes(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    with_engine(&st, move |e| {
+        let list: Vec<Value> = e
+            .service()
+            .prefixes
+            .iter()
+            .map(|(prefix, t)| json!({"prefix": prefix, "tenant": e.catalog().tenant_id(*t).as_str()}))
+            .collect();
+        Ok(Json(json!({"prefixes": list})))
+    })
+    .await
+}
+
+/// `DELETE /v1/prefixes/{prefix}` (admin).
+pub async fn release_prefix(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(prefix): Path<String>,
+) -> ApiResult<StatusCode> {
+    require_admin(&p)?;
+    with_engine(&st, move |e| Ok(e.release_prefix(&prefix)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- the operator's escalation channel (admin) -----
+
+/// `GET /v1/operator/escalation`: the escalation webhook and the secret
+/// that signs it (never printed or logged; rotate it with
+/// `POST /v1/subscriptions/sub_operator/rotate`).
+pub async fn operator_escalation(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+) -> ApiResult<Json<Value>> {
+    require_admin(&p)?;
+    with_engine(&st, move |e| {
+        let s = e
+            .subscription(None, crate::OPERATOR_SUBSCRIPTION)
+            .map_err(|_| {
+                ApiError::not_found(
+                    "escalation webhook",
+                    "(PATCHLINE_OPERATOR_WEBHOOK is not set)",
+                )
+            })?;
+        let Channel::Webhook { url } = &s.channel else {
+            return Err(ApiError::internal(
+                "the operator subscription is not a webhook",
+            ));
+        };
+        let now = patchline_engine::now_ms();
+        Ok(Json(json!({
+            "subscription": s.id,
+            "url": url,
+            "secret": s.signing_secrets(now).first(),
+            "previous_secrets": s.signing_secrets(now).iter().skip(1).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+// ----- reads for dashboards and scripts -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsQuery {
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    kind: Option<Kind>,
+    /// `key=value`.
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The last artifact id of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// Most artifacts or records per page of a list.
+pub const LIST_PAGE_MAX: usize = 1000;
+
+/// `GET /v1/artifacts`: the artifacts the caller may see (its own and
+/// public ones; admins: all), in creation order, filtered by tenant, kind
+/// and label, paged with `?limit=&after=`.
+pub async fn list_artifacts(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Query(q): Query<ArtifactsQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, LIST_PAGE_MAX);
+    let label = match &q.label {
+        Some(l) => Some(
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| ApiError::bad_request("label is key=value"))?,
+        ),
+        None => None,
+    };
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let c = e.catalog();
+        let tenant = match &q.tenant {
+            Some(t) => Some(
+                c.tenant_idx(t)
+                    .filter(|&x| e.service().roles.contains_key(&x) || p.is_admin())
+                    .ok_or_else(|| ApiError::not_found("tenant", t))?,
+            ),
+            None => None,
+        };
+        let start = match q.after.as_deref().filter(|a| !a.is_empty()) {
+            Some(after) => {
+                c.visible(after, &actor)
+                    .ok_or_else(|| ApiError::not_found("artifact", after))?
+                    .0 as usize
+                    + 1
+            }
+            None => 0,
+        };
+        let mut out = Vec::new();
+        let mut next = None;
+        for (a, n) in c.nodes().skip(start) {
+            if n.removed
+                || !c.may_see_idx(&actor, a)
+                || tenant.is_some_and(|t| t != n.tenant)
+                || q.kind.is_some_and(|k| k != n.kind)
+                || label
+                    .as_ref()
+                    .is_some_and(|(k, v)| n.labels.get(k) != Some(v))
+            {
+                continue;
+            }
+            if out.len() == limit {
+                next = out
+                    .last()
+                    .and_then(|v: &Value| v["id"].as_str().map(str::to_string));
+                break;
+            }
+            out.push(artifact_json(e, a, &p));
+        }
+        Ok(Json(json!({"artifacts": out, "next": next})))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineageQuery {
+    #[serde(default)]
+    max_nodes: Option<usize>,
+}
+
+/// Most nodes of one lineage answer.
+pub const LINEAGE_NODES_MAX: usize = 10_000;
+
+/// `GET /v1/artifacts/{id}/lineage`: ancestors, descendants per kind and
+/// the subtree, as the caller may see them.
+pub async fn lineage(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<LineageQuery>,
+) -> ApiResult<Json<Value>> {
+    let max_nodes = q.max_nodes.unwrap_or(200).clamp(1, LINEAGE_NODES_MAX);
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let c = e.catalog();
+        let a = c
+            .visible(&id, &actor)
+            .ok_or_else(|| ApiError::not_found("artifact", &id))?;
+        let ancestors: Vec<String> = c
+            .ancestors(a)
+            .map(|x| patchline_engine::report::shown_id(c, &actor, x))
+            .collect();
+        let counts = patchline_engine::report::visible_subtree_counts(c, a, &actor);
+        Ok(Json(json!({
+            "artifact": id,
+            "ancestors": ancestors,
+            "descendants": kind_map(&counts),
+            "tree": patchline_engine::report::lineage_tree(c, a, &actor, max_nodes),
+        })))
+    })
+    .await
+}
+
+fn kind_map(counts: &[u64; 4]) -> BTreeMap<&'static str, u64> {
+    Kind::ALL
+        .iter()
+        .zip(counts)
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    /// The last record id of the previous page.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// One record of a list: what it is and how far it spread, as the caller
+/// may count it (its own artifacts; publishers of the record and admins:
+/// every tenant's).
+fn record_row(e: &Engine, adv: patchline_core::AdvIdx, actor: &Actor) -> Value {
+    let record = e.db().get(adv);
+    let impact = e.impact(adv);
+    let counts = if e.owns_record(actor, adv) {
+        counts_by_kind(e.catalog(), &impact)
+    } else {
+        patchline_engine::report::counts_for(e.catalog(), &impact, actor)
+    };
+    let (kind, summary, withdrawn, modified) = match record {
+        Record::Advisory(a) => (
+            "advisory",
+            a.osv.summary.clone(),
+            a.withdrawn,
+            a.osv.modified.clone(),
+        ),
+        Record::Failure(f) => (
+            "failure",
+            Some(f.summary.clone()),
+            f.withdrawn,
+            f.modified_text.clone(),
+        ),
+    };
+    json!({
+        "id": record.id().as_str(),
+        "kind": kind,
+        "summary": summary,
+        "modified": modified,
+        "withdrawn": withdrawn,
+        "affected": counts.iter().sum::<u64>(),
+        "affected_by_kind": kind_map(&counts),
+        "owner": e.owns_record(actor, adv) && !matches!(actor, Actor::Admin),
+    })
+}
+
+/// `GET /v1/advisories`: advisories and the failures the caller may know
+/// of, in publication order, with their spread, paged.
+pub async fn list_records(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Query(q): Query<RecordsQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, LIST_PAGE_MAX);
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let start = match q.after.as_deref().filter(|a| !a.is_empty()) {
+            Some(after) => e.lookup_record_for(after, &actor)?.0 as usize + 1,
+            None => 0,
+        };
+        e.prepare();
+        let ids: Vec<patchline_core::AdvIdx> = e
+            .db()
+            .iter()
+            .skip(start)
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                e.lookup_record_for(e.db().get(i).id().as_str(), &actor)
+                    .is_ok()
+            })
+            .take(limit + 1)
+            .collect();
+        let more = ids.len() > limit;
+        let rows: Vec<Value> = ids
+            .iter()
+            .take(limit)
+            .map(|&i| record_row(e, i, &actor))
+            .collect();
+        let next = more
+            .then(|| {
+                rows.last()
+                    .and_then(|r| r["id"].as_str().map(str::to_string))
+            })
+            .flatten();
+        Ok(Json(json!({"records": rows, "next": next})))
+    })
+    .await
+}
+
+/// `GET /v1/report`: every open record that affects something the caller
+/// may count, most widespread first (the CLI's `report`).
+pub async fn report(State(st): State<Arc<AppState>>, p: Principal) -> ApiResult<Json<Value>> {
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        e.prepare();
+        let ids: Vec<patchline_core::AdvIdx> = e
+            .db()
+            .iter()
+            .filter(|(_, r)| r.is_open())
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                e.lookup_record_for(e.db().get(i).id().as_str(), &actor)
+                    .is_ok()
+            })
+            .collect();
+        let mut rows: Vec<Value> = ids
+            .into_iter()
+            .map(|i| record_row(e, i, &actor))
+            .filter(|r| r["affected"].as_u64().unwrap_or(0) > 0)
+            .collect();
+        rows.sort_by(|a, b| {
+            b["affected"]
+                .as_u64()
+                .cmp(&a["affected"].as_u64())
+                .then_with(|| a["id"].as_str().cmp(&b["id"].as_str()))
+        });
+        Ok(Json(json!({"records": rows})))
     })
     .await
 }

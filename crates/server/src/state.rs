@@ -44,10 +44,40 @@ pub struct Config {
     pub secret_overlap_ms: i64,
     /// Server-sent event streams held at once.
     pub streams_max: usize,
+    /// Server-sent event streams one tenant may hold at once.
+    pub streams_per_tenant_max: usize,
     /// Notices per page of `GET /v1/notices`.
     pub page_max: usize,
+    /// Bytes per page of notices (a page ends early past it; `next`
+    /// continues).
+    pub page_bytes_max: usize,
+    /// Largest whole `affected` answer; past it the API answers a
+    /// `too_large` error that points to paging.
+    pub affected_bytes_max: usize,
     /// Run the delivery workers in this process.
     pub workers: bool,
+    /// A request's headers must arrive within this; an idle keep-alive
+    /// connection is closed after it too.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this.
+    pub body_read_timeout_ms: u64,
+    /// A response write that makes no progress for this long closes the
+    /// connection (a client that stopped reading, streams included).
+    pub write_timeout_ms: u64,
+    /// Connections held at once (`None`: the descriptor limit less room
+    /// for the database and the webhook clients).
+    pub conns_max: Option<usize>,
+    /// Conflicting creations (a taken id) a tenant may make per minute
+    /// before every creation of its answers 429 for a while.
+    pub conflicts_per_min: u32,
+    /// CloudEvents `source` of webhook events (`PATCHLINE_EVENT_SOURCE`;
+    /// default `/patchline/<installation id>`).
+    pub event_source: Option<String>,
+    /// Folders `POST /v1/scan` may read (`PATCHLINE_SCAN_ROOTS`); empty:
+    /// scanning through the API is off.
+    pub scan_roots: Vec<PathBuf>,
+    /// Operator keys sealing webhook secrets at rest.
+    pub secret_keys: patchline_store::SecretKeys,
 }
 
 impl Config {
@@ -67,9 +97,20 @@ impl Config {
             escalate_after: 3,
             operator_webhook: None,
             secret_overlap_ms: 24 * 3600 * 1000,
-            streams_max: 20_000,
+            streams_max: 10_000,
+            streams_per_tenant_max: 100,
             page_max: 1000,
+            page_bytes_max: 8 << 20,
+            affected_bytes_max: 64 << 20,
             workers: true,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            write_timeout_ms: 60_000,
+            conns_max: None,
+            conflicts_per_min: 10,
+            event_source: None,
+            scan_roots: Vec::new(),
+            secret_keys: patchline_store::SecretKeys::none(),
         }
     }
 }
@@ -91,6 +132,44 @@ pub struct AppState {
     /// Wakes the delivery workers when deliveries were queued.
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Bumped at every token revocation: open streams check their token.
+    pub revocations: tokio::sync::watch::Sender<u64>,
+    /// Turns true when the server stops: open streams end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Per-tenant budget of conflicting creations (taken ids).
+    pub conflicts: Mutex<std::collections::HashMap<patchline_core::TenantIdx, Bucket>>,
+}
+
+/// A token bucket: `tokens` refill at `per_min` a minute up to `per_min`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucket {
+    pub tokens: f64,
+    pub at: std::time::Instant,
+}
+
+impl Bucket {
+    pub fn full(per_min: u32) -> Bucket {
+        Bucket {
+            tokens: f64::from(per_min),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Refills, then answers whether a token is left (without taking it).
+    pub fn has_token(&mut self, per_min: u32) -> bool {
+        let now = std::time::Instant::now();
+        let per_s = f64::from(per_min) / 60.0;
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * per_s)
+            .min(f64::from(per_min));
+        self.at = now;
+        self.tokens >= 1.0
+    }
+
+    /// Seconds until a token is back.
+    pub fn wait_s(&self, per_min: u32) -> u64 {
+        let per_s = f64::from(per_min.max(1)) / 60.0;
+        ((1.0 - self.tokens).max(0.0) / per_s).ceil() as u64
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -46,6 +46,7 @@ struct Target {
     tenant: TenantIdx,
     active: bool,
     rate_per_s: u32,
+    installation: String,
 }
 
 fn xorshift(state: &mut u64) -> f64 {
@@ -188,6 +189,7 @@ fn target(st: &AppState, subscription: &str) -> Option<Target> {
         tenant: s.tenant,
         active: s.active,
         rate_per_s: s.rate_per_s,
+        installation: engine.service().installation.clone(),
     })
 }
 
@@ -238,7 +240,7 @@ async fn attempt(
     .await
     .ok()
     .flatten();
-    let Some(docs) = docs else {
+    let Some(mut docs) = docs else {
         return Finished {
             id: c.id,
             state: DeliveryState::Failed,
@@ -249,19 +251,39 @@ async fn attempt(
             notices: Vec::new(),
         };
     };
-    let msg_id = format!("msg_{}", c.id);
+    if docs.is_empty() {
+        // Every notice of it became invisible to the subscriber (a watched
+        // artifact made private, ...): nothing to send.
+        return Finished {
+            id: c.id,
+            state: DeliveryState::Delivered,
+            status: None,
+            error: Some("nothing left that the subscriber may see".into()),
+            next_at_ms: now,
+            at_ms: now,
+            notices: Vec::new(),
+        };
+    }
+    let msg_id = patchline_engine::service::message_id(&target.installation, c.id);
     let ty = match c.purpose.as_str() {
         "reminder" => "dev.patchline.notice.reminder",
         "escalation" => "dev.patchline.notice.escalation",
         _ => "dev.patchline.notice",
     };
     let time = patchline_core::timestamp::format_unix(now / 1000);
+    let source = st
+        .config
+        .event_source
+        .clone()
+        .unwrap_or_else(|| format!("/patchline/{}", target.installation));
+    // The record's text once per message, not in each notice.
+    let records = crate::routes::take_record_text(&mut docs);
     let event = cloudevents::event(
         &msg_id,
-        "/patchline",
+        &source,
         ty,
         &time,
-        json!({"purpose": c.purpose, "notices": docs}),
+        json!({"purpose": c.purpose, "records": records, "notices": docs}),
     );
     let body = serde_json::to_vec(&event).unwrap_or_default();
     let timestamp = now / 1000;
@@ -305,6 +327,11 @@ async fn attempt(
         ("content-type", "application/cloudevents+json".to_string()),
     ];
     let result = sender.post(&target.url, &headers, body).await;
+    if let Some(detail) = &result.detail {
+        // What the tenant is told is `error`; the detail (which may name
+        // internal addresses) stays in the operator's log.
+        tracing::warn!(subscription = %c.subscription, delivery = c.id, %detail, "webhook refused by policy");
+    }
     let at = now_ms();
     st.metrics
         .webhook_attempt_seconds

@@ -8,11 +8,13 @@
 //! `load` rebuilds it exactly, `commit` writes one batch of changes in one
 //! transaction, so a batch is either wholly stored or not at all.
 
+pub mod secrets;
 pub mod service;
 pub mod sqlite;
 
 use patchline_core::notice::NoticeState;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes};
+pub use secrets::SecretKeys;
 pub use service::{Claimed, DeliveryInfo, Finished, Outbox, ServiceState, StoredNotice};
 use thiserror::Error;
 
@@ -36,6 +38,10 @@ pub enum StoreError {
         "the database was written by a newer patchline (schema {found}, this build knows {known})"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("no catalog at {0} (no patchline.db there; check --data-dir)")]
+    NoCatalog(String),
+    #[error("{0}")]
+    Secrets(String),
 }
 
 /// What a backend must do.

@@ -13,7 +13,7 @@ use patchline_core::notice::{DeliveryState, NoticeState};
 use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::{DB_FILE, StoreError};
+use crate::{DB_FILE, SecretKeys, StoreError};
 
 pub(crate) const SERVICE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenant_roles (tenant INTEGER PRIMARY KEY, roles TEXT NOT NULL, created_at INTEGER NOT NULL);
@@ -22,8 +22,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     tenant INTEGER NOT NULL,
     hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    minted_by TEXT
 );
+CREATE TABLE IF NOT EXISTS record_owners (record INTEGER PRIMARY KEY, tenant INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS id_prefixes (prefix TEXT PRIMARY KEY, tenant INTEGER NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (
     id TEXT PRIMARY KEY,
     tenant INTEGER NOT NULL,
@@ -166,6 +169,9 @@ pub struct TokenRow {
     pub hash: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// The token that minted this one (`None`: the admin did); revoking a
+    /// token revokes what it minted.
+    pub minted_by: Option<String>,
 }
 
 /// Service changes written with a catalog batch.
@@ -174,6 +180,12 @@ pub struct Outbox {
     pub roles: Vec<(TenantIdx, String, i64)>,
     pub tokens: Vec<TokenRow>,
     pub revoked_tokens: Vec<(String, i64)>,
+    /// New records and the tenant that published them (records of the
+    /// operator have no row).
+    pub record_owners: Vec<(AdvIdx, TenantIdx)>,
+    /// Reserved id prefixes: (prefix, Some((publisher, at))) reserves,
+    /// (prefix, None) releases.
+    pub prefixes: Vec<(String, Option<(TenantIdx, i64)>)>,
     pub subscriptions: Vec<SubscriptionRow>,
     pub watches: Vec<(TenantIdx, ArtIdx)>,
     pub groups: Vec<GroupRow>,
@@ -189,6 +201,8 @@ impl Outbox {
         self.roles.is_empty()
             && self.tokens.is_empty()
             && self.revoked_tokens.is_empty()
+            && self.record_owners.is_empty()
+            && self.prefixes.is_empty()
             && self.subscriptions.is_empty()
             && self.watches.is_empty()
             && self.groups.is_empty()
@@ -219,7 +233,11 @@ pub(crate) fn blob_ids(blob: &[u8]) -> Vec<i64> {
         .collect()
 }
 
-pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), StoreError> {
+pub(crate) fn write_outbox(
+    tx: &Transaction<'_>,
+    out: &Outbox,
+    keys: &SecretKeys,
+) -> Result<(), StoreError> {
     if out.is_empty() {
         return Ok(());
     }
@@ -232,17 +250,41 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
         stmt.execute(params![t.0, roles, at]).map_err(db_err)?;
     }
     let mut stmt = tx
-        .prepare_cached("INSERT INTO tokens (id, tenant, hash, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .prepare_cached(
+            "INSERT INTO tokens (id, tenant, hash, created_at, minted_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
         .map_err(db_err)?;
     for t in &out.tokens {
-        stmt.execute(params![t.id, t.tenant.0, t.hash, t.created_at_ms])
-            .map_err(db_err)?;
+        stmt.execute(params![
+            t.id,
+            t.tenant.0,
+            t.hash,
+            t.created_at_ms,
+            t.minted_by
+        ])
+        .map_err(db_err)?;
     }
     let mut stmt = tx
         .prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1")
         .map_err(db_err)?;
     for (id, at) in &out.revoked_tokens {
         stmt.execute(params![id, at]).map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached("INSERT OR REPLACE INTO record_owners (record, tenant) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    for (r, t) in &out.record_owners {
+        stmt.execute(params![r.0, t.0]).map_err(db_err)?;
+    }
+    for (prefix, owner) in &out.prefixes {
+        match owner {
+            Some((t, at)) => tx.execute(
+                "INSERT OR REPLACE INTO id_prefixes (prefix, tenant, created_at) VALUES (?1, ?2, ?3)",
+                params![prefix, t.0, at],
+            ),
+            None => tx.execute("DELETE FROM id_prefixes WHERE prefix = ?1", [prefix]),
+        }
+        .map_err(db_err)?;
     }
     let mut stmt = tx
         .prepare_cached(
@@ -257,7 +299,7 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
             s.tenant.0,
             s.channel,
             s.filter,
-            s.secrets,
+            keys.seal(&s.secrets, &s.id)?,
             s.state,
             s.disabled_reason,
             s.rate_per_s,
@@ -364,6 +406,10 @@ pub(crate) fn write_outbox(tx: &Transaction<'_>, out: &Outbox) -> Result<(), Sto
 pub struct ServiceState {
     pub roles: Vec<(TenantIdx, String)>,
     pub tokens: Vec<TokenRow>,
+    pub record_owners: Vec<(AdvIdx, TenantIdx)>,
+    pub prefixes: Vec<(String, TenantIdx)>,
+    /// A random id of the installation (see `SqliteStore::installation`).
+    pub installation: String,
     pub subscriptions: Vec<SubscriptionRow>,
     pub watches: Vec<(TenantIdx, ArtIdx)>,
     pub next_notice_id: i64,
@@ -371,7 +417,43 @@ pub struct ServiceState {
     pub next_group_id: i64,
 }
 
-pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError> {
+/// Seals every subscription's secrets under the current key (a key was
+/// added, or rotated); a no-op without a key and nothing sealed.
+pub(crate) fn reseal_secrets(conn: &Connection, keys: &SecretKeys) -> Result<(), StoreError> {
+    let rows: Vec<(String, String)> = {
+        let mut stmt = conn
+            .prepare("SELECT id, secrets FROM subscriptions")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    let mut stale = Vec::new();
+    for (id, stored) in rows {
+        let (plain, reseal) = keys.open(&stored, &id)?;
+        if reseal {
+            stale.push((id, plain));
+        }
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction().map_err(db_err)?;
+    for (id, plain) in stale {
+        tx.execute(
+            "UPDATE subscriptions SET secrets = ?2 WHERE id = ?1",
+            params![id, keys.seal(&plain, &id)?],
+        )
+        .map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)
+}
+
+pub(crate) fn load_service(
+    conn: &Connection,
+    keys: &SecretKeys,
+) -> Result<ServiceState, StoreError> {
     let mut state = ServiceState::default();
     let mut stmt = conn
         .prepare("SELECT tenant, roles FROM tenant_roles")
@@ -383,7 +465,7 @@ pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError
         state.roles.push(r.map_err(db_err)?);
     }
     let mut stmt = conn
-        .prepare("SELECT id, tenant, hash, created_at, revoked_at FROM tokens")
+        .prepare("SELECT id, tenant, hash, created_at, revoked_at, minted_by FROM tokens ORDER BY created_at, id")
         .map_err(db_err)?;
     let rows = stmt
         .query_map([], |r| {
@@ -393,12 +475,40 @@ pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError
                 hash: r.get(2)?,
                 created_at_ms: r.get(3)?,
                 revoked_at_ms: r.get(4)?,
+                minted_by: r.get(5)?,
             })
         })
         .map_err(db_err)?;
     for r in rows {
         state.tokens.push(r.map_err(db_err)?);
     }
+    let mut stmt = conn
+        .prepare("SELECT record, tenant FROM record_owners")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((AdvIdx(r.get(0)?), TenantIdx(r.get(1)?))))
+        .map_err(db_err)?;
+    for r in rows {
+        state.record_owners.push(r.map_err(db_err)?);
+    }
+    let mut stmt = conn
+        .prepare("SELECT prefix, tenant FROM id_prefixes ORDER BY prefix")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, TenantIdx(r.get(1)?))))
+        .map_err(db_err)?;
+    for r in rows {
+        state.prefixes.push(r.map_err(db_err)?);
+    }
+    state.installation = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'installation'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?
+        .unwrap_or_default();
     let mut stmt = conn
         .prepare(
             "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at
@@ -421,7 +531,9 @@ pub(crate) fn load_service(conn: &Connection) -> Result<ServiceState, StoreError
         })
         .map_err(db_err)?;
     for r in rows {
-        state.subscriptions.push(r.map_err(db_err)?);
+        let mut row = r.map_err(db_err)?;
+        row.secrets = keys.open(&row.secrets, &row.id)?.0;
+        state.subscriptions.push(row);
     }
     let mut stmt = conn
         .prepare("SELECT tenant, artifact FROM watches")
@@ -563,13 +675,7 @@ pub(crate) fn due_reminders(
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA busy_timeout = 10000;
-         PRAGMA temp_store = MEMORY;",
-    )
-    .map_err(db_err)?;
+    conn.execute_batch(crate::sqlite::PRAGMAS).map_err(db_err)?;
     Ok(conn)
 }
 

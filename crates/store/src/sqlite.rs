@@ -16,11 +16,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::service::{self, Outbox, ServiceState, StoredNotice};
-use crate::{CatalogStore, DB_FILE, StoreError};
+use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS records (
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    keys: SecretKeys,
+    /// Opened beside a running server: never writes.
+    read_only: bool,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -95,41 +98,161 @@ fn blob_to_ids(blob: &[u8]) -> Result<Vec<ComponentId>, StoreError> {
         .collect())
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open {
+/// Creates the data directory (0700, whatever the umask) if it is missing.
+pub fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if data_dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|source| StoreError::Open {
             path: data_dir.display().to_string(),
             source,
-        })?;
+        })
+}
+
+/// Makes the database file and its companions private to the service's
+/// user (0600, whatever the umask): they hold token hashes and secrets.
+fn restrict_files(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !db.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(|source| StoreError::Open {
+                path: db.display().to_string(),
+                source,
+            })?;
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        if let Ok(meta) = std::fs::metadata(&p)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| StoreError::Open {
+                    path: p.display().to_string(),
+                    source,
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The pragmas every read-write connection uses. `synchronous = FULL`: a
+/// commit is on disk before it returns, so a 2xx survives a power loss.
+pub(crate) const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = FULL;
+     PRAGMA foreign_keys = OFF;
+     PRAGMA busy_timeout = 10000;
+     PRAGMA temp_store = MEMORY;";
+
+/// Reads a `meta` value.
+fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
+}
+
+/// Brings a database written by an older build to this schema.
+fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
+    if from < 2 {
+        let has_minted_by = conn
+            .prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'minted_by'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err)?;
+        if !has_minted_by {
+            conn.execute_batch("ALTER TABLE tokens ADD COLUMN minted_by TEXT")
+                .map_err(db_err)?;
+        }
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
+        [SCHEMA_VERSION.to_string()],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`, with webhook
+    /// secrets stored as they are.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(data_dir, SecretKeys::none())
+    }
+
+    /// Opens (creating if needed) the database in `data_dir`; webhook
+    /// secrets are sealed under `keys` (and resealed at once when some are
+    /// in clear or under a previous key).
+    pub fn open_with(data_dir: &Path, keys: SecretKeys) -> Result<SqliteStore, StoreError> {
+        create_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        restrict_files(&path)?;
         let conn = Connection::open(&path).map_err(db_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = OFF;
-             PRAGMA busy_timeout = 5000;
-             PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -262144;",
-        )
-        .map_err(db_err)?;
+        conn.execute_batch(PRAGMAS).map_err(db_err)?;
+        conn.execute_batch("PRAGMA cache_size = -262144;")
+            .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(service::SERVICE_SCHEMA)
             .map_err(db_err)?;
-        let found: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db_err)?;
-        match found.as_deref().map(str::parse::<i64>) {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )
-                .map_err(db_err)?;
+        match meta(&conn, "schema")?.as_deref().map(str::parse::<i64>) {
+            None => migrate(&conn, SCHEMA_VERSION)?,
+            Some(Ok(v)) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    known: SCHEMA_VERSION,
+                });
             }
+            Some(Ok(v)) if v < SCHEMA_VERSION => migrate(&conn, v)?,
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return Err(StoreError::Corrupt("schema version".into())),
+        }
+        if meta(&conn, "installation")?.is_none() {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('installation', ?1)",
+                [random_hex(8)?],
+            )
+            .map_err(db_err)?;
+        }
+        restrict_files(&path)?;
+        service::reseal_secrets(&conn, &keys)?;
+        Ok(SqliteStore {
+            conn,
+            path,
+            keys,
+            read_only: false,
+        })
+    }
+
+    /// Opens an existing database for reading only, beside a running
+    /// server (which holds the write lock). The service state is not
+    /// loaded: reads of the catalog and the records need none of it.
+    pub fn open_read_only(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NoCatalog(data_dir.display().to_string()));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err)?;
+        conn.execute_batch("PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;")
+            .map_err(db_err)?;
+        match meta(&conn, "schema")?.as_deref().map(str::parse::<i64>) {
             Some(Ok(v)) if v > SCHEMA_VERSION => {
                 return Err(StoreError::SchemaTooNew {
                     found: v,
@@ -137,9 +260,21 @@ impl SqliteStore {
                 });
             }
             Some(Ok(_)) => {}
-            Some(Err(_)) => return Err(StoreError::Corrupt("schema version".into())),
+            _ => return Err(StoreError::NoCatalog(data_dir.display().to_string())),
         }
-        Ok(SqliteStore { conn, path })
+        Ok(SqliteStore {
+            conn,
+            path,
+            keys: SecretKeys::none(),
+            read_only: true,
+        })
+    }
+
+    /// A random id of this installation (made with the database), so that
+    /// message ids differ between installations.
+    pub fn installation(&self) -> Result<String, StoreError> {
+        meta(&self.conn, "installation")?
+            .ok_or_else(|| StoreError::Corrupt("no installation id".into()))
     }
 
     pub fn path(&self) -> &Path {
@@ -162,7 +297,7 @@ impl SqliteStore {
             .map_err(db_err)?;
         for row in rows {
             let (idx, id) = row.map_err(db_err)?;
-            let id = TenantId::new(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = TenantId::from_stored(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let got = catalog.load_tenant(id);
             if i64::from(got.0) != idx {
                 return Err(StoreError::Corrupt(format!("tenant index {idx}")));
@@ -262,7 +397,12 @@ impl SqliteStore {
             let inventory: Option<u32> = r.get(9).map_err(db_err)?;
             let fixes: Option<String> = r.get(10).map_err(db_err)?;
             let fixes: Vec<AdvisoryId> = match fixes {
-                Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("fixes"))?,
+                Some(text) => serde_json::from_str::<Vec<String>>(&text)
+                    .map_err(|_| corrupt("fixes"))?
+                    .into_iter()
+                    .map(AdvisoryId::from_stored)
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| corrupt("fixes"))?,
                 None => Vec::new(),
             };
             let removed: bool = r.get(11).map_err(db_err)?;
@@ -270,7 +410,7 @@ impl SqliteStore {
                 return Err(corrupt("tenant"));
             }
             nodes.push(Node {
-                id: ArtifactId::new(id).map_err(|_| corrupt("id"))?,
+                id: ArtifactId::from_stored(id).map_err(|_| corrupt("id"))?,
                 kind,
                 tenant: TenantIdx(tenant),
                 parent: parent.map(ArtIdx),
@@ -307,7 +447,9 @@ impl SqliteStore {
                 "advisory" => {
                     let osv = patchline_formats::osv::parse_json(body.as_bytes())
                         .map_err(|e| corrupt(e.to_string()))?;
-                    Record::Advisory(Advisory::compile(osv).map_err(|e| corrupt(e.to_string()))?)
+                    Record::Advisory(
+                        Advisory::compile_stored(osv).map_err(|e| corrupt(e.to_string()))?,
+                    )
                 }
                 _ => {
                     let b: FailureBody =
@@ -316,7 +458,8 @@ impl SqliteStore {
                         .filter(|&a| (a as usize) < catalog.len())
                         .ok_or_else(|| corrupt("artifact".into()))?;
                     Record::Failure(Failure {
-                        id: AdvisoryId::new(id.clone()).map_err(|e| corrupt(e.to_string()))?,
+                        id: AdvisoryId::from_stored(id.clone())
+                            .map_err(|e| corrupt(e.to_string()))?,
                         artifact: ArtIdx(artifact),
                         summary: b.summary,
                         details: b.details,
@@ -352,6 +495,11 @@ impl CatalogStore for SqliteStore {
         records: &[AdvIdx],
         outbox: &Outbox,
     ) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Database(
+                "this catalog was opened read-only beside a running server".into(),
+            ));
+        }
         let tx = self.conn.transaction().map_err(db_err)?;
         {
             let mut stmt = tx
@@ -459,12 +607,15 @@ impl CatalogStore for SqliteStore {
                 .map_err(db_err)?;
             }
         }
-        service::write_outbox(&tx, outbox)?;
+        service::write_outbox(&tx, outbox, &self.keys)?;
         tx.commit().map_err(db_err)
     }
 
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {
-        service::load_service(&self.conn)
+        if self.read_only {
+            return Ok(ServiceState::default());
+        }
+        service::load_service(&self.conn, &self.keys)
     }
 
     fn notices_of_advisory(

@@ -74,8 +74,15 @@ pub struct Attempt {
     pub outcome: Outcome,
     pub status: Option<u16>,
     pub duration_ms: u64,
+    /// What the subscriber may read (stored with the delivery).
     pub error: Option<String>,
+    /// For the operator's log only: why the policy refused the address
+    /// (it may name what an internal host resolves to).
+    pub detail: Option<String>,
 }
+
+/// What a subscriber is told when the SSRF policy refuses its endpoint.
+pub const REFUSED_BY_POLICY: &str = "refused by policy";
 
 /// A pooled HTTP client for deliveries. Cheap to share (`Arc` inside
 /// `reqwest::Client`); build one per process.
@@ -136,21 +143,30 @@ impl Sender {
     /// every failure is an [`Attempt`] the worker can record.
     pub async fn post(&self, url: &Url, headers: &[(&str, String)], body: Vec<u8>) -> Attempt {
         let start = Instant::now();
-        let finish = |outcome: Outcome, status: Option<u16>, error: Option<String>| Attempt {
+        let attempt = |outcome: Outcome,
+                       status: Option<u16>,
+                       error: Option<String>,
+                       detail: Option<String>| Attempt {
             outcome,
             status,
             duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
             error,
+            detail,
+        };
+        let finish = |outcome, status, error| attempt(outcome, status, error, None);
+        let refused = |why: String| {
+            attempt(
+                Outcome::Failed,
+                None,
+                Some(REFUSED_BY_POLICY.to_owned()),
+                Some(why),
+            )
         };
 
         // IP-literal hosts never reach the resolver, so they are checked
         // here; stored URLs are re-checked since the policy may have changed.
         if let Err(e) = self.policy.check_parsed(url) {
-            return finish(
-                Outcome::Failed,
-                None,
-                Some(format!("refused by SSRF policy: {e}")),
-            );
+            return refused(e.to_string());
         }
         let header_map = match build_headers(headers) {
             Ok(h) => h,
@@ -168,8 +184,7 @@ impl Sender {
             Ok(r) => r,
             Err(e) => {
                 if let Some(refusal) = ssrf_refusal(&e) {
-                    let msg = format!("refused by SSRF policy: {refusal}");
-                    return finish(Outcome::Failed, None, Some(msg));
+                    return refused(refusal.to_string());
                 }
                 return finish(Outcome::Retry { after: None }, None, Some(describe(&e)));
             }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use patchline_webhook::send::REFUSED_BY_POLICY;
 use patchline_webhook::ssrf::SsrfError;
 use patchline_webhook::{GuardedResolver, Outcome, Policy, Secret, Sender, SenderConfig, sign};
 use url::Url;
@@ -253,7 +254,11 @@ async fn ip_literal_loopback_refused_without_allow_list() {
             .await;
         assert_eq!(a.outcome, Outcome::Failed, "{u}");
         assert_eq!(a.status, None);
-        assert!(a.error.as_deref().unwrap_or("").contains("SSRF"), "{a:?}");
+        assert_eq!(a.error.as_deref(), Some(REFUSED_BY_POLICY), "{a:?}");
+        assert!(
+            a.detail.as_deref().unwrap_or("").contains("127.0.0.1"),
+            "{a:?}"
+        );
     }
     // Accepted once 127.0.0.0/8 is allow-listed (Mock's expect(0) is checked
     // on drop, so use a second server for the positive case).
@@ -283,7 +288,7 @@ async fn localhost_name_is_refused() {
     let u = Url::parse(&format!("http://localhost:{}/", server.address().port())).unwrap();
     let a = strict.post(&u, &[], b"{}".to_vec()).await;
     assert_eq!(a.outcome, Outcome::Failed);
-    assert!(a.error.as_deref().unwrap_or("").contains("SSRF"), "{a:?}");
+    assert_eq!(a.error.as_deref(), Some(REFUSED_BY_POLICY), "{a:?}");
 }
 
 #[tokio::test]
@@ -303,8 +308,16 @@ async fn resolver_drops_loopback_even_when_the_static_check_passes() {
     assert_eq!(a.status, None);
     let err = a.error.clone().unwrap_or_default();
     match a.outcome {
-        // localhost had only 127.0.0.1: nothing left after filtering.
-        Outcome::Failed => assert!(err.contains("SSRF") && err.contains("127.0.0.1"), "{a:?}"),
+        // localhost had only 127.0.0.1: nothing left after filtering. The
+        // subscriber is not told what the name resolves to (hardening
+        // item 10); the operator's log is.
+        Outcome::Failed => {
+            assert_eq!(err, REFUSED_BY_POLICY, "{a:?}");
+            assert!(
+                a.detail.as_deref().unwrap_or("").contains("127.0.0.1"),
+                "{a:?}"
+            );
+        }
         // localhost also had ::1: kept, but nothing listens there.
         Outcome::Retry { .. } => assert!(err.starts_with("connection failed"), "{a:?}"),
         _ => panic!("{a:?}"),
@@ -371,4 +384,29 @@ async fn bad_header_fails_without_sending() {
         .await;
     assert_eq!(a.outcome, Outcome::Failed);
     assert!(!a.error.unwrap_or_default().contains("abc"));
+}
+
+/// Hardening item 10: a host name that resolves to a forbidden address
+/// (here the machine's own name, which /etc/hosts maps to loopback) is
+/// refused without telling the subscriber what it resolves to.
+#[tokio::test]
+async fn item10_resolution_of_internal_names_is_not_disclosed() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let resolves_to_loopback = !host.is_empty()
+        && std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 80))
+            .map(|mut a| a.any(|a| a.ip().is_loopback()))
+            .unwrap_or(false);
+    let name = if resolves_to_loopback {
+        host
+    } else {
+        "localhost.".to_owned()
+    };
+    let strict = sender_with(None, 2_000);
+    let u = Url::parse(&format!("http://{name}:9/")).unwrap();
+    let a = strict.post(&u, &[], b"{}".to_vec()).await;
+    assert_eq!(a.outcome, Outcome::Failed, "{a:?}");
+    assert_eq!(a.error.as_deref(), Some(REFUSED_BY_POLICY), "{a:?}");
+    assert!(!a.error.unwrap_or_default().contains("127."));
 }

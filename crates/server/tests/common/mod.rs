@@ -1,0 +1,126 @@
+//! In-process test harness shared by the server's integration tests: a
+//! service on a temporary data directory, called through `app().oneshot`.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use patchline_server::{AppState, Config, app, open_state};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "admin-secret-token";
+pub const VULNERABLE: &str =
+    "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1?arch=amd64&upstream=bzip2&distro=ubuntu-18.04";
+pub const FIXED: &str =
+    "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1ubuntu0.1?arch=amd64&upstream=bzip2&distro=ubuntu-18.04";
+
+pub struct Api {
+    pub state: Arc<AppState>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Api {
+    pub fn new() -> Api {
+        Api::with(|_| {})
+    }
+
+    /// A service whose configuration `f` may adjust (workers are off).
+    pub fn with(f: impl FnOnce(&mut Config)) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("data"));
+        config.admin_token_hash = Some(patchline_server::auth::hash_token(ADMIN));
+        config.workers = false;
+        config.webhook_policy =
+            patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8")).unwrap();
+        f(&mut config);
+        Api {
+            state: open_state(config).unwrap(),
+            dir,
+        }
+    }
+
+    /// Any request; answers the status, the headers and the raw body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = app(self.state.clone())
+            .oneshot(req.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes)
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let body = body.map_or_else(Body::empty, |v| Body::from(serde_json::to_vec(&v).unwrap()));
+        let (status, _, bytes) = self.raw(method, path, token, body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    pub async fn tenant(&self, id: &str, roles: &[&str]) -> String {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/v1/tenants",
+                Some(ADMIN),
+                Some(json!({"id": id, "roles": roles})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn artifact(&self, token: &str, doc: Value) -> Value {
+        let (s, v) = self
+            .call("POST", "/v1/artifacts", Some(token), Some(doc))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    pub async fn publish(&self, token: &str, osv: &Value) -> (StatusCode, Value) {
+        self.call("POST", "/v1/advisories", Some(token), Some(osv.clone()))
+            .await
+    }
+
+    pub async fn notices(&self, token: &str) -> Vec<Value> {
+        let (s, v) = self
+            .call("GET", "/v1/notices?after=0&limit=1000", Some(token), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["notices"].as_array().unwrap().clone()
+    }
+}
+
+/// A real advisory from the test data, as JSON.
+pub fn usn_4038() -> Value {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/advisories/ubuntu/USN-4038-1.json"
+    ))
+    .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
