@@ -49,6 +49,20 @@ fn config(data_dir: &Path, workers: bool) -> anyhow::Result<Config> {
     if let Some(n) = env_num("PATCHLINE_WEBHOOK_TIMEOUT_MS")? {
         c.webhook_timeout_ms = n.clamp(100, 300_000) as u64;
     }
+    if let Some(n) = env_num("PATCHLINE_CONNS_MAX")? {
+        c.conns_max = Some(n.max(1) as usize);
+    }
+    if let Some(n) = env_num("PATCHLINE_STREAMS_MAX")? {
+        c.streams_max = n.max(1) as usize;
+    }
+    if let Some(n) = env_num("PATCHLINE_STREAMS_PER_TENANT")? {
+        c.streams_per_tenant_max = n.max(1) as usize;
+    }
+    c.event_source = env("PATCHLINE_EVENT_SOURCE");
+    c.scan_roots = env("PATCHLINE_SCAN_ROOTS")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    c.secret_keys = secret_keys()?;
     c.operator_webhook = env("PATCHLINE_OPERATOR_WEBHOOK");
     if let Some(url) = &c.operator_webhook {
         c.webhook_policy
@@ -56,6 +70,42 @@ fn config(data_dir: &Path, workers: bool) -> anyhow::Result<Config> {
             .map_err(|e| anyhow::anyhow!("PATCHLINE_OPERATOR_WEBHOOK: {e}"))?;
     }
     Ok(c)
+}
+
+/// The operator's keys for webhook secrets at rest: `PATCHLINE_SECRET_KEY`
+/// (the current key) with `PATCHLINE_SECRET_KEY_PREVIOUS` (comma-separated
+/// keys it replaced), or `PATCHLINE_SECRET_KEY_FILE` (one key a line, the
+/// current one first). Keys are 32 bytes, as 64 hex digits or base64.
+fn secret_keys() -> anyhow::Result<patchline_store::SecretKeys> {
+    let previous = env("PATCHLINE_SECRET_KEY_PREVIOUS").unwrap_or_default();
+    match (
+        env("PATCHLINE_SECRET_KEY"),
+        env("PATCHLINE_SECRET_KEY_FILE"),
+    ) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set PATCHLINE_SECRET_KEY or PATCHLINE_SECRET_KEY_FILE, not both")
+        }
+        (Some(key), None) => patchline_store::SecretKeys::new(&key, previous.split(','))
+            .map_err(|e| anyhow::anyhow!("PATCHLINE_SECRET_KEY: {e}")),
+        (None, Some(file)) => {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&file)
+                .with_context(|| format!("PATCHLINE_SECRET_KEY_FILE: cannot read {file}"))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "warning: {file} can be read by other accounts; make it 0600 (chmod 600 {file})"
+                );
+            }
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("PATCHLINE_SECRET_KEY_FILE: cannot read {file}"))?;
+            patchline_store::SecretKeys::from_file_text(&text)
+                .map_err(|e| anyhow::anyhow!("PATCHLINE_SECRET_KEY_FILE {file}: {e}"))
+        }
+        (None, None) if !previous.is_empty() => anyhow::bail!(
+            "PATCHLINE_SECRET_KEY_PREVIOUS needs PATCHLINE_SECRET_KEY (the key that replaces them)"
+        ),
+        (None, None) => Ok(patchline_store::SecretKeys::none()),
+    }
 }
 
 pub fn run(data_dir: &Path, listen: &str, workers: bool) -> CmdResult {

@@ -783,3 +783,222 @@ async fn item20_webhook_ids_differ_between_installations() {
     assert_ne!(ids[0], ids[1], "two installations both sent {}", ids[0]);
     assert!(ids[0].starts_with("msg_"));
 }
+
+// ----- 2. connections are bounded and timed out -----
+
+mod net {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    /// Whether the server closes `s` within `within` (a read answers EOF
+    /// or an error).
+    pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// One HTTP/1.1 request on a new connection; the status code.
+    pub fn get(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+        let mut s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split(' ').nth(1)?.parse().ok()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item02_connections_are_capped_and_timed_out() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let api = Api::with(|c| {
+        c.conns_max = Some(8);
+        c.header_read_timeout_ms = 400;
+        c.body_read_timeout_ms = 400;
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(patchline_server::serve_until(
+        api.state.clone(),
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let checks = tokio::task::spawn_blocking(move || {
+        // Eight idle connections take every slot; the ninth is closed at once.
+        let mut idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut ninth = TcpStream::connect(addr).unwrap();
+        assert!(
+            net::closed_within(&mut ninth, Duration::from_millis(500)),
+            "a connection past the cap was kept"
+        );
+        // Idle ones are closed by the header-read time-out...
+        for s in &mut idle {
+            assert!(
+                net::closed_within(s, Duration::from_secs(3)),
+                "an idle connection was kept past the header time-out"
+            );
+        }
+        // ... and the service answers again.
+        assert_eq!(net::get(addr, "/healthz"), Some(200));
+        // A body that never arrives whole: 408, within the body time-out.
+        let mut slow = TcpStream::connect(addr).unwrap();
+        write!(
+            slow,
+            "POST /v1/artifacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Length: 100\r\n\r\n{{\"id\""
+        )
+        .unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = [0u8; 64];
+        let n = slow.read(&mut answer).unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    });
+    let result = checks.await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    result.unwrap();
+    let refused = api
+        .state
+        .metrics
+        .connections_refused_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused >= 1, "the refusal was not counted");
+}
+
+#[tokio::test]
+async fn item02_streams_are_capped_per_tenant() {
+    let api = Api::with(|c| c.streams_per_tenant_max = 2);
+    let acme = api.tenant("acme", &[]).await;
+    let globex = api.tenant("globex", &[]).await;
+    let open = |token: String| {
+        let state = api.state.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/v1/notices/stream")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            app(state).oneshot(req).await.unwrap()
+        }
+    };
+    let a1 = open(acme.clone()).await;
+    let a2 = open(acme.clone()).await;
+    assert_eq!((a1.status(), a2.status()), (StatusCode::OK, StatusCode::OK));
+    let a3 = open(acme.clone()).await;
+    assert_eq!(a3.status(), StatusCode::TOO_MANY_REQUESTS);
+    let g1 = open(globex.clone()).await;
+    assert_eq!(
+        g1.status(),
+        StatusCode::OK,
+        "other tenants are not affected"
+    );
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        open(acme).await.status(),
+        StatusCode::OK,
+        "a closed stream frees its slot"
+    );
+}
+
+// ----- 7. secrets at rest -----
+
+/// Whether `needle` appears in any file of the data directory.
+fn on_disk(dir: &std::path::Path, needle: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
+}
+
+#[tokio::test]
+async fn item07_webhook_secrets_are_sealed_and_keys_rotate() {
+    const K1: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+    let keys = |current: &str, previous: &[&'static str]| {
+        patchline_store::SecretKeys::new(current, previous.iter().copied()).unwrap()
+    };
+    // Without a key the secret is in the (0600) file: the check below sees it.
+    let plain = Api::new();
+    let acme = plain.tenant("acme", &[]).await;
+    let (_, v) = plain
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/h"}})),
+        )
+        .await;
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert!(on_disk(&plain.dir.path().join("data"), &secret));
+
+    // With a key it never reaches the disk in clear.
+    let api = Api::with(|c| c.secret_keys = keys(K1, &[]));
+    let acme = api.tenant("acme", &[]).await;
+    let (_, v) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/h"}})),
+        )
+        .await;
+    let (id, secret) = (
+        v["id"].as_str().unwrap().to_string(),
+        v["secret"].as_str().unwrap().to_string(),
+    );
+    let data = api.dir.path().join("data");
+    assert!(!on_disk(&data, &secret), "the secret is stored in clear");
+    let Api { state, dir } = api;
+    drop(state);
+    let reopen = |k: patchline_store::SecretKeys| {
+        let mut config = patchline_server::Config::new(data.clone());
+        config.workers = false;
+        config.secret_keys = k;
+        patchline_server::open_state(config)
+    };
+    let stored = |st: &std::sync::Arc<patchline_server::AppState>| {
+        st.engine.lock().unwrap().service().subscriptions[&id].secrets[0]
+            .secret
+            .clone()
+    };
+    // Rotation: the new key with the old one as previous opens and reseals.
+    let st = reopen(keys(K2, &[K1])).unwrap();
+    assert_eq!(stored(&st), secret);
+    drop(st);
+    // From then on the new key alone is enough, and the old one is not.
+    let st = reopen(keys(K2, &[])).unwrap();
+    assert_eq!(stored(&st), secret);
+    drop(st);
+    let err = reopen(keys(K1, &[])).unwrap_err().to_string();
+    assert!(err.contains("PATCHLINE_SECRET_KEY"), "{err}");
+    let err = reopen(patchline_store::SecretKeys::none())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sealed"), "{err}");
+    assert!(!on_disk(&data, &secret));
+    drop(dir);
+}
