@@ -12,7 +12,7 @@ use patchline_core::advisory::Failure as FailureRecord;
 use patchline_core::doc::add_distro;
 use patchline_core::timestamp::{format_unix, parse_rfc3339};
 use patchline_core::{Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId};
-use patchline_engine::report::{affected_rows, counts_by_kind, render_row};
+use patchline_engine::report::{affected_rows, counts_by_kind};
 use patchline_engine::{BatchItem, BatchReport, Engine};
 use patchline_formats::inventory::{Format, Hint, detect, parse as parse_inventory};
 use patchline_formats::osv;
@@ -26,8 +26,17 @@ pub const FILE_LEN_MAX: u64 = 256 << 20;
 /// Warnings printed per import before they are only counted.
 const WARNINGS_SHOWN_MAX: usize = 20;
 
+/// The engine for a command that writes: creates the catalog if needed
+/// and holds the directory's lock (exit 5 while `serve` runs).
 fn open_engine(data_dir: &Path) -> Result<Engine, Failure> {
     Engine::open(data_dir).map_err(Failure::from)
+}
+
+/// The engine for a command that only reads: the catalog must exist (a
+/// mistyped `--data-dir` is exit 6, not an empty answer); beside a running
+/// server it is opened read-only.
+fn open_reader(data_dir: &Path) -> Result<Engine, Failure> {
+    Engine::open_existing(data_dir).map_err(Failure::from)
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -174,7 +183,17 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
         let parsed = read_input(path).and_then(|bytes| {
             let name = path.display().to_string();
             let record = osv::parse_auto(&name, &bytes).map_err(Failure::rejected)?;
-            Advisory::compile(record).map_err(Failure::rejected)
+            let adv = Advisory::compile(record).map_err(Failure::rejected)?;
+            if adv.modified.as_unix_ms()
+                > patchline_engine::now_ms() + patchline_engine::MODIFIED_SKEW_MAX_MS
+            {
+                return Err(Failure::rejected(anyhow::anyhow!(
+                    "{}: modified {} is in the future",
+                    adv.id,
+                    adv.osv.modified
+                )));
+            }
+            Ok(adv)
         });
         match parsed {
             Ok(adv) => accepted.push((path.display().to_string(), adv)),
@@ -233,8 +252,13 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             );
         }
     }
-    if rejected > 0 {
+    if rejected > 0 && report.outcomes.is_empty() {
         return Err(Failure::rejected(anyhow::anyhow!(
+            "all {rejected} files were rejected: nothing was imported"
+        )));
+    }
+    if rejected > 0 {
+        return Err(Failure::partial(anyhow::anyhow!(
             "{rejected} of {} files were rejected (the others were imported)",
             files.len()
         )));
@@ -324,10 +348,17 @@ pub fn import_inventory(
     Ok(())
 }
 
-fn tenant_actor(tenant: Option<&str>) -> Result<Actor, Failure> {
+/// The actor of `--tenant T` (the admin without it); an unknown tenant is
+/// exit 4, never an empty answer.
+fn tenant_actor(engine: &Engine, tenant: Option<&str>) -> Result<Actor, Failure> {
     match tenant {
         None => Ok(Actor::Admin),
-        Some(t) => Ok(Actor::Tenant(TenantId::new(t).map_err(Failure::rejected)?)),
+        Some(t) => {
+            if engine.catalog().tenant_idx(t).is_none() {
+                return Err(Failure::not_found(anyhow::anyhow!("unknown tenant {t}")));
+            }
+            Ok(Actor::Tenant(TenantId::new(t).map_err(Failure::rejected)?))
+        }
     }
 }
 
@@ -339,8 +370,8 @@ pub fn affected(
     tenant: Option<&str>,
     limit: usize,
 ) -> CmdResult {
-    let actor = tenant_actor(tenant)?;
-    let mut engine = open_engine(data_dir)?;
+    let mut engine = open_reader(data_dir)?;
+    let actor = tenant_actor(&engine, tenant)?;
     let adv = engine.lookup_record(id)?;
     engine.prepare();
     let catalog = engine.catalog();
@@ -351,32 +382,8 @@ pub fn affected(
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     if json {
         // Streamed: a million rows never sit in memory as one document.
-        write!(
-            out,
-            "{{\"advisory\":{},\"affected\":[",
-            serde_json::to_string(record.id().as_str()).map_err(anyhow::Error::from)?
-        )?;
-        for (i, (a, hits)) in rows.iter().enumerate() {
-            if i > 0 {
-                out.write_all(b",")?;
-            }
-            serde_json::to_writer(&mut out, &render_row(catalog, &actor, *a, hits))
-                .map_err(anyhow::Error::from)?;
-        }
-        out.write_all(b"]")?;
-        if let Record::Advisory(a) = record {
-            if !a.unsupported.is_empty() {
-                write!(
-                    out,
-                    ",\"unsupported\":{}",
-                    serde_json::to_string(&a.unsupported).map_err(anyhow::Error::from)?
-                )?;
-            }
-            if a.withdrawn {
-                out.write_all(b",\"withdrawn\":true")?;
-            }
-        }
-        out.write_all(b"}\n")?;
+        patchline_engine::report::write_affected(&mut out, catalog, record, &rows, &actor, None)?;
+        out.write_all(b"\n")?;
         out.flush()?;
         return Ok(());
     }
@@ -387,7 +394,7 @@ pub fn affected(
 
 /// `lineage ID`.
 pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdResult {
-    let engine = open_engine(data_dir)?;
+    let engine = open_reader(data_dir)?;
     let catalog = engine.catalog();
     let idx = catalog
         .lookup(id)
@@ -405,7 +412,7 @@ pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdRe
             "artifact": id,
             "ancestors": ancestors,
             "descendants": Kind::ALL.iter().zip(counts).map(|(k, n)| (k.as_str().to_string(), n)).collect::<BTreeMap<_, _>>(),
-            "tree": output::tree_json(catalog, idx, max_nodes),
+            "tree": patchline_engine::report::lineage_tree(catalog, idx, &Actor::Admin, max_nodes),
         });
         serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
         writeln!(out)?;
@@ -418,7 +425,7 @@ pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdRe
 
 /// `show ID`.
 pub fn show(data_dir: &Path, id: &str, json: bool) -> CmdResult {
-    let engine = open_engine(data_dir)?;
+    let engine = open_reader(data_dir)?;
     let catalog = engine.catalog();
     let idx = catalog
         .lookup(id)
@@ -433,7 +440,7 @@ pub fn show(data_dir: &Path, id: &str, json: bool) -> CmdResult {
 
 /// `report`: every open record with its reach.
 pub fn report(data_dir: &Path, json: bool) -> CmdResult {
-    let mut engine = open_engine(data_dir)?;
+    let mut engine = open_reader(data_dir)?;
     engine.prepare();
     let started = Instant::now();
     let mut rows = Vec::new();
@@ -582,17 +589,13 @@ impl Failure {
 
 /// `scan PATH...`: every image registered on its own (a bad one is reported
 /// and the others go on); rescanning changes only what changed.
-pub fn scan(data_dir: &Path, paths: &[PathBuf], tenant: &str, visibility: &str) -> CmdResult {
+pub fn scan(
+    data_dir: &Path,
+    paths: &[PathBuf],
+    tenant: &str,
+    visibility: patchline_core::Visibility,
+) -> CmdResult {
     let tenant = TenantId::new(tenant).map_err(Failure::rejected)?;
-    let visibility = match visibility {
-        "private" => patchline_core::Visibility::Private,
-        "public" => patchline_core::Visibility::Public,
-        other => {
-            return Err(Failure::rejected(anyhow::anyhow!(
-                "--visibility is private or public, not {other:?}"
-            )));
-        }
-    };
     let started = Instant::now();
     let options = patchline_scan::scanner::ScanOptions { tenant, visibility };
     let bar = progress_bar(0, "scanning images");
@@ -657,8 +660,13 @@ pub fn scan(data_dir: &Path, paths: &[PathBuf], tenant: &str, visibility: &str) 
         outcome.bytes_read() as f64 * 100.0 / on_disk as f64,
         started.elapsed().as_secs_f64()
     );
-    if failed > 0 {
+    if failed > 0 && created + updated + unchanged == 0 {
         return Err(Failure::rejected(anyhow::anyhow!(
+            "no image could be scanned: nothing was registered"
+        )));
+    }
+    if failed > 0 {
+        return Err(Failure::partial(anyhow::anyhow!(
             "{failed} images could not be scanned (the others were registered)"
         )));
     }

@@ -14,7 +14,7 @@ use patchline_core::doc::ArtifactDoc;
 use patchline_core::timestamp::parse_rfc3339;
 use patchline_core::{Actor, Advisory, AdvisoryId, Mode, Record};
 use patchline_engine::report::{affected_rows, counts_by_kind};
-use patchline_engine::{BatchItem, Engine, EngineError};
+use patchline_engine::{BatchItem, DirLock, Engine, EngineError};
 use patchline_formats::inventory::{Format, Hint, parse};
 use patchline_formats::osv;
 use serde_json::json;
@@ -171,26 +171,33 @@ fn edit(base: &[String], replace: &[(&str, &str)], add: &[&str]) -> Vec<String> 
     out
 }
 
-fn prepare_dir(data_dir: &Path, keep: bool) -> anyhow::Result<()> {
+/// Takes the data directory's lock before touching anything (a directory
+/// that `serve` holds is left alone: exit 5), refuses a catalog the demo
+/// did not make (and never marks one), and starts afresh unless `keep`.
+fn prepare_dir(data_dir: &Path, keep: bool) -> Result<DirLock, Failure> {
+    let lock = DirLock::acquire(data_dir)?;
     let db = data_dir.join(patchline_store::DB_FILE);
-    if keep || !db.exists() {
-        std::fs::create_dir_all(data_dir)?;
-        std::fs::write(data_dir.join(MARKER), "made by `patchline demo`\n")?;
-        return Ok(());
-    }
-    if !data_dir.join(MARKER).exists() {
-        anyhow::bail!(
-            "{} already holds a catalog that the demo did not make; pass another --data-dir",
+    let marker = data_dir.join(MARKER);
+    if db.exists() && !marker.exists() {
+        return Err(Failure::rejected(anyhow::anyhow!(
+            "{} already holds a catalog that the demo did not make; nothing was changed (pass another --data-dir)",
             data_dir.display()
-        );
+        )));
     }
-    for suffix in ["", "-wal", "-shm"] {
-        let p = data_dir.join(format!("{}{suffix}", patchline_store::DB_FILE));
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+    if !keep {
+        for suffix in ["", "-wal", "-shm"] {
+            let p = data_dir.join(format!("{}{suffix}", patchline_store::DB_FILE));
+            if p.exists() {
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
         }
     }
-    Ok(())
+    if !marker.exists() {
+        std::fs::write(&marker, "made by `patchline demo`\n")
+            .with_context(|| format!("cannot write {}", marker.display()))?;
+    }
+    Ok(lock)
 }
 
 fn batch(
@@ -220,8 +227,8 @@ fn batch(
 }
 
 pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
-    prepare_dir(data_dir, keep)?;
-    let mut engine = Engine::open(data_dir)?;
+    let lock = prepare_dir(data_dir, keep)?;
+    let mut engine = Engine::open_locked(data_dir, lock, patchline_store::SecretKeys::none())?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
 

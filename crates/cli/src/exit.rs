@@ -4,19 +4,27 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | failure of patchline or its environment (IO, database) |
-//! | 2 | usage error (unknown command or flag) — clap's code |
+//! | 2 | usage error (unknown command or flag, bad flag value, missing argument) — clap's code |
 //! | 3 | input rejected (malformed file, invalid artifact, cycle...): nothing changed |
-//! | 4 | not found (unknown artifact or advisory id) |
-//! | 5 | the data directory is in use by another patchline process |
+//! | 4 | not found (unknown artifact, advisory or tenant id) |
+//! | 5 | the data directory is in use by another patchline process (writes) |
+//! | 6 | no catalog at the data directory (reads never create one) |
+//! | 7 | partial success: some inputs were rejected, the others were applied |
+//!
+//! README.md has the same table; `tests/hardening.rs` checks each code.
 
 use std::process::ExitCode;
 
+use patchline_core::CatalogError;
 use patchline_engine::EngineError;
+use patchline_store::StoreError;
 
 pub const INTERNAL: u8 = 1;
 pub const REJECTED: u8 = 3;
 pub const NOT_FOUND: u8 = 4;
 pub const BUSY: u8 = 5;
+pub const NO_CATALOG: u8 = 6;
+pub const PARTIAL: u8 = 7;
 
 /// A command's failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -40,6 +48,14 @@ impl Failure {
         }
     }
 
+    /// Some inputs were applied, others rejected.
+    pub fn partial(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: PARTIAL,
+            error: error.into(),
+        }
+    }
+
     pub fn report(self) -> ExitCode {
         eprintln!("error: {:#}", self.error);
         ExitCode::from(self.code)
@@ -49,11 +65,16 @@ impl Failure {
 impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Failure {
         let code = match &e {
+            EngineError::Rejected {
+                error: CatalogError::UnknownArtifact(_),
+                ..
+            } => NOT_FOUND,
             EngineError::Rejected { .. }
             | EngineError::Advisory { .. }
             | EngineError::Invalid(_)
             | EngineError::Forbidden(_) => REJECTED,
             EngineError::NotFound { .. } => NOT_FOUND,
+            EngineError::Store(StoreError::NoCatalog(_)) => NO_CATALOG,
             EngineError::Store(_) => INTERNAL,
             EngineError::Busy(_) => BUSY,
         };

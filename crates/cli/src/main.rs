@@ -10,7 +10,7 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::exit::Failure;
 
@@ -104,12 +104,14 @@ enum Command {
         /// Tenant that owns the scanned images.
         #[arg(long, default_value = "operator")]
         tenant: String,
-        /// private or public.
-        #[arg(long, default_value = "private")]
-        visibility: String,
+        #[arg(long, value_enum, default_value_t = VisibilityArg::Private)]
+        visibility: VisibilityArg,
     },
     /// Remove artifacts (deleted instances, retired images); leaves only.
-    Remove { ids: Vec<String> },
+    Remove {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Import real package data and advisories into a fresh data directory
     /// and print what is affected and how it spread.
     Demo {
@@ -141,15 +143,45 @@ enum Import {
     Inventory {
         artifact: String,
         file: PathBuf,
-        /// cyclonedx-json, cyclonedx-xml, spdx-json, dpkg-status,
-        /// apk-installed or purls (detected when omitted).
-        #[arg(long)]
-        format: Option<String>,
+        /// The file's format (detected when omitted).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
         /// Distribution for purls without one, as os-release gives it
         /// (debian-12, ubuntu-18.04, alpine-3.18).
         #[arg(long)]
         distro: Option<String>,
     },
+}
+
+/// `--visibility`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum VisibilityArg {
+    Private,
+    Public,
+}
+
+/// `--format` of `import inventory`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    CyclonedxJson,
+    CyclonedxXml,
+    SpdxJson,
+    DpkgStatus,
+    ApkInstalled,
+    Purls,
+}
+
+impl FormatArg {
+    fn name(self) -> &'static str {
+        match self {
+            FormatArg::CyclonedxJson => "cyclonedx-json",
+            FormatArg::CyclonedxXml => "cyclonedx-xml",
+            FormatArg::SpdxJson => "spdx-json",
+            FormatArg::DpkgStatus => "dpkg-status",
+            FormatArg::ApkInstalled => "apk-installed",
+            FormatArg::Purls => "purls",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -167,9 +199,13 @@ fn main() -> ExitCode {
             file,
             format,
             distro,
-        }) => {
-            commands::import_inventory(&cli.data_dir, &artifact, &file, format.as_deref(), distro)
-        }
+        }) => commands::import_inventory(
+            &cli.data_dir,
+            &artifact,
+            &file,
+            format.map(FormatArg::name),
+            distro,
+        ),
         Command::Affected {
             id,
             json,
@@ -194,7 +230,15 @@ fn main() -> ExitCode {
             paths,
             tenant,
             visibility,
-        } => commands::scan(&cli.data_dir, &paths, &tenant, &visibility),
+        } => commands::scan(
+            &cli.data_dir,
+            &paths,
+            &tenant,
+            match visibility {
+                VisibilityArg::Private => patchline_core::Visibility::Private,
+                VisibilityArg::Public => patchline_core::Visibility::Public,
+            },
+        ),
         Command::Demo { keep } => demo::run(&cli.data_dir, keep),
     };
     match result {

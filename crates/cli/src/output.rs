@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use patchline_core::propagate::{ArtifactMatch, ComponentHit, Impact};
 use patchline_core::{Actor, AdvisoryDb, ArtIdx, Catalog, Kind, Record};
-use patchline_engine::report::{counts_by_kind, render_row};
+use patchline_engine::report::{counts_by_kind, render_row, shown_id, sorted_children};
 
 /// A progress bar on stderr, drawn only on a terminal.
 pub fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
@@ -35,9 +35,15 @@ pub fn kinds_summary(counts: &[u64; 4]) -> String {
     }
 }
 
-fn label(catalog: &Catalog, a: ArtIdx) -> String {
+/// `id (kind, tenant)` as `actor` may see it: another tenant's private
+/// artifact reads `(private) (kind)`.
+fn label(catalog: &Catalog, actor: &Actor, a: ArtIdx) -> String {
     let n = catalog.node(a);
-    format!("{} ({}, {})", n.id, n.kind, catalog.tenant_id(n.tenant))
+    if catalog.may_see_idx(actor, a) {
+        format!("{} ({}, {})", n.id, n.kind, catalog.tenant_id(n.tenant))
+    } else {
+        format!("{} ({})", shown_id(catalog, actor, a), n.kind)
+    }
 }
 
 /// The readable impact report.
@@ -77,7 +83,7 @@ pub fn print_impact(
                 out,
                 "{}  failure of {}: {}",
                 f.id,
-                label(catalog, f.artifact),
+                label(catalog, actor, f.artifact),
                 f.summary
             )?;
         }
@@ -105,7 +111,9 @@ pub fn print_impact(
     for (_, hits) in rows {
         let mut counted = std::collections::BTreeSet::new();
         for h in hits.iter() {
-            let entry = origins.entry(label(catalog, h.introduced_by)).or_default();
+            let entry = origins
+                .entry(label(catalog, actor, h.introduced_by))
+                .or_default();
             if counted.insert(h.introduced_by) {
                 entry.0 += 1;
             }
@@ -209,12 +217,6 @@ pub fn print_lineage(
     Ok(())
 }
 
-fn sorted_children(catalog: &Catalog, a: ArtIdx) -> Vec<ArtIdx> {
-    let mut c = catalog.children(a).to_vec();
-    c.sort_by(|x, y| catalog.node(*x).id.cmp(&catalog.node(*y).id));
-    c
-}
-
 fn node_line(catalog: &Catalog, a: ArtIdx) -> String {
     let n = catalog.node(a);
     let inventory = match n.inventory {
@@ -239,31 +241,6 @@ fn node_line(catalog: &Catalog, a: ArtIdx) -> String {
         catalog.tenant_id(n.tenant),
         n.visibility.as_str()
     )
-}
-
-/// The subtree as nested JSON, bounded by `max_nodes`.
-pub fn tree_json(catalog: &Catalog, idx: ArtIdx, max_nodes: usize) -> serde_json::Value {
-    fn go(catalog: &Catalog, a: ArtIdx, budget: &mut usize) -> serde_json::Value {
-        *budget = budget.saturating_sub(1);
-        let n = catalog.node(a);
-        let mut children = Vec::new();
-        for c in sorted_children(catalog, a) {
-            if *budget == 0 {
-                break;
-            }
-            children.push(go(catalog, c, budget));
-        }
-        serde_json::json!({
-            "id": n.id.as_str(),
-            "kind": n.kind,
-            "tenant": catalog.tenant_id(n.tenant).as_str(),
-            "relation": n.relation,
-            "own_inventory": n.inventory.is_some(),
-            "children": children,
-        })
-    }
-    let mut budget = max_nodes.max(1);
-    go(catalog, idx, &mut budget)
 }
 
 /// `show`: one artifact.
@@ -314,7 +291,7 @@ pub fn print_artifact(
         writeln!(out, "removed")?;
     }
     if let Some(p) = n.parent {
-        writeln!(out, "parent: {}", label(catalog, p))?;
+        writeln!(out, "parent: {}", label(catalog, &Actor::Admin, p))?;
     }
     for (k, v) in &n.labels {
         writeln!(out, "label {k}={v}")?;

@@ -465,5 +465,5 @@ fn demo_runs_and_reruns() {
         "{\"id\":\"x\",\"kind\":\"image\",\"tenant\":\"t\"}\n",
     );
     other.ok(&["import", "artifacts", &f]);
-    other.fails(1, &["demo"]);
+    other.fails(3, &["demo"]);
 }

@@ -18,14 +18,6 @@ fn testdata(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn run(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
@@ -127,11 +119,11 @@ fn write_diff(old: &Path, new: &Path, overlay: &Path, scratch: &Path) -> usize {
 
 #[test]
 fn scan_finds_lineage_and_where_a_vulnerable_version_came_in() {
-    for tool in ["qemu-img", "qemu-io", "mkfs.ext4", "debugfs"] {
-        if !have(tool) {
-            eprintln!("NOT RUN: {tool} is not installed");
-            return;
-        }
+    if !patchline_testkit::require_tools(
+        "scan_finds_lineage_and_where_a_vulnerable_version_came_in",
+        &["qemu-img", "qemu-io", "mkfs.ext4", "debugfs"],
+    ) {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -3,8 +3,8 @@
 //! an independent Standard Webhooks implementation (PyPI `standardwebhooks`).
 //!
 //! They need `PATCHLINE_TEST_PYTHON` to name a Python that can import
-//! `standardwebhooks` (`.ci/run` sets it up); without it each test says that
-//! it did not run and passes.
+//! `standardwebhooks` (`.ci/run` sets it up); without it each test fails in
+//! CI and, elsewhere, says that it did not run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -34,27 +34,9 @@ fn testdata(rel: &str) -> PathBuf {
 }
 
 /// The Python of `PATCHLINE_TEST_PYTHON` when it can import
-/// `standardwebhooks`; otherwise says that `test` did not run.
+/// `standardwebhooks`; otherwise the test did not run (a failure in CI).
 fn python(test: &str) -> Option<String> {
-    let py = std::env::var("PATCHLINE_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty());
-    let usable = py.as_ref().is_some_and(|py| {
-        Command::new(py)
-            .args(["-c", "import standardwebhooks"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if !usable {
-        say(&format!(
-            "NOT RUN: serve_e2e::{test} did not run; set PATCHLINE_TEST_PYTHON to a python \
-             that can import `standardwebhooks` (now {py:?})"
-        ));
-        return None;
-    }
-    py
+    patchline_testkit::require_python(&format!("serve_e2e::{test}"), "standardwebhooks")
 }
 
 /// Polls `f` every 50 ms until it holds; panics after `within`.

@@ -77,8 +77,14 @@ fn collect(paths: &[PathBuf], errors: &mut Vec<(PathBuf, String)>) -> Vec<(PathB
             continue;
         };
         if meta.is_file() {
-            let base = root.parent().map(Path::to_path_buf).unwrap_or_default();
-            out.push((base, root.clone()));
+            if !looks_like_image(root) {
+                errors.push((
+                    root.clone(),
+                    "not a disk image (qcow2, or a raw disk named .img or .raw)".into(),
+                ));
+                continue;
+            }
+            out.push((folder_of(root), root.clone()));
             continue;
         }
         let mut stack = vec![root.clone()];
@@ -107,6 +113,35 @@ fn collect(paths: &[PathBuf], errors: &mut Vec<(PathBuf, String)>) -> Vec<(PathB
         }
     }
     out
+}
+
+/// The folder of a file named on its own (`.` for a bare name), so that
+/// `base.qcow2` and `./base.qcow2` give the same id.
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether a raw file starts like a disk: a partition table (MBR, GPT,
+/// LVM) or a filesystem (ext2/3/4, XFS, btrfs) where each puts its magic.
+fn raw_disk_signature(path: &Path, stats: &ReadStats) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if file.take(0x10048).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    stats.add(head.len() as u64);
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    at(510, &[0x55, 0xaa])
+        || at(512, b"EFI PART")
+        || at(512, b"LABELONE")
+        || at(1080, &[0x53, 0xef])
+        || at(0, b"XFSB")
+        || at(0x10040, b"_BHRfS_M")
 }
 
 /// The artifact id of a file: its path relative to the scan root that holds
@@ -195,13 +230,7 @@ pub fn scan_with_progress(
     let files = collect(paths, &mut outcome.errors);
     let roots: Vec<PathBuf> = paths
         .iter()
-        .map(|p| {
-            if p.is_file() {
-                p.parent().map(Path::to_path_buf).unwrap_or_default()
-            } else {
-                p.clone()
-            }
-        })
+        .map(|p| if p.is_file() { folder_of(p) } else { p.clone() })
         .collect();
     // Every chain member once, keyed by canonical path, with its parent.
     let mut links: BTreeMap<String, (ChainLink, Option<String>)> = BTreeMap::new();
@@ -237,6 +266,14 @@ pub fn scan_with_progress(
         }
         seen.insert(id.clone(), outcome.images.len());
         let stats = ReadStats::new();
+        if link.format == Format::Raw && !raw_disk_signature(&link.path, &stats) {
+            outcome.errors.push((
+                link.path.clone(),
+                "not a disk image: no partition table or filesystem where raw disks have them"
+                    .into(),
+            ));
+            continue;
+        }
         let mut warnings = Vec::new();
         let components = match open_chain_with_stats(&link.path, &stats) {
             Ok((disk, _)) => match read_guest(disk.as_ref()) {

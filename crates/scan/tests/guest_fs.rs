@@ -671,8 +671,7 @@ fn gpt_disk_finds_root_partition() {
 
 #[test]
 fn sfdisk_tables_parse_like_linux() {
-    if Command::new("sfdisk").arg("--version").output().is_err() {
-        eprintln!("sfdisk not installed: skipping the cross-check with util-linux");
+    if !patchline_testkit::require_tools("sfdisk_tables_parse_like_linux", &["sfdisk"]) {
         return;
     }
     let w = Work::new();

@@ -14,19 +14,11 @@ use patchline_scan::qcow2::{self, Compression, Qcow2Image};
 use patchline_scan::raw::{RawImage, ReadStats};
 use patchline_scan::{ScanError, open_chain, resolve};
 
-fn have_qemu() -> bool {
-    ["qemu-img", "qemu-io"].iter().all(|tool| {
-        Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
-
+/// Returns from the test when qemu-img or qemu-io is missing (a failure
+/// in CI, see `patchline_testkit`).
 macro_rules! require_qemu {
     () => {
-        if !have_qemu() {
-            eprintln!("qemu-img or qemu-io not found: this test did not run");
+        if !patchline_testkit::require_tools(module_path!(), &["qemu-img", "qemu-io"]) {
             return;
         }
     };

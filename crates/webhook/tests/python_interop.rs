@@ -14,38 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use patchline_webhook::{Secret, sign};
 
-/// Written straight to stderr: libtest captures `println!` of passing tests,
-/// and a skipped check must be visible in a plain `cargo test` run.
-fn say(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "{msg}");
-}
-
 fn python() -> Option<String> {
-    let Some(py) = std::env::var("PATCHLINE_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-    else {
-        say(
-            "NOT RUN: python_interop did not run; set PATCHLINE_TEST_PYTHON to a python with \
-             `standardwebhooks` installed to check our signatures against the reference library",
-        );
-        return None;
-    };
-    let importable = Command::new(&py)
-        .args(["-c", "import standardwebhooks"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if importable {
-        Some(py)
-    } else {
-        say(&format!(
-            "NOT RUN: python_interop did not run; PATCHLINE_TEST_PYTHON={py} cannot import \
-             `standardwebhooks`"
-        ));
-        None
-    }
+    patchline_testkit::require_python("python_interop", "standardwebhooks")
 }
 
 /// Runs the reference verifier; true when it accepted the delivery.
@@ -148,5 +118,5 @@ fn reference_library_verifies_our_signatures() {
         &sig,
         &body
     ));
-    say("python_interop: standardwebhooks verified our signatures");
+    eprintln!("python_interop: standardwebhooks verified our signatures");
 }
