@@ -1002,3 +1002,46 @@ async fn item07_webhook_secrets_are_sealed_and_keys_rotate() {
     assert!(!on_disk(&data, &secret));
     drop(dir);
 }
+
+// ----- 21. the API scans image roots only -----
+
+#[tokio::test]
+async fn item21_the_api_scans_only_image_roots() {
+    let images = tempfile::tempdir().unwrap();
+    let mut disk = vec![0u8; 1 << 20];
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    std::fs::write(images.path().join("base.img"), &disk).unwrap();
+    std::os::unix::fs::symlink("/etc", images.path().join("escape")).unwrap();
+    let roots = vec![images.path().to_path_buf()];
+    let api = Api::with(move |c| c.scan_roots = roots);
+    let inside = images.path().join("base.img").display().to_string();
+    let through_link = images.path().join("escape/hostname").display().to_string();
+    for path in [
+        "/etc/shadow",
+        "/etc/passwd",
+        through_link.as_str(),
+        "/nonexistent",
+    ] {
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/scan",
+                Some(ADMIN),
+                Some(json!({"paths": [path]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {v}");
+        assert!(!v.to_string().contains("root:"), "{v}");
+    }
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/scan",
+            Some(ADMIN),
+            Some(json!({"paths": [inside]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["images"][0]["artifact"], "base.img", "{v}");
+}
