@@ -126,6 +126,7 @@ fn validate_id(what: &'static str, text: &str) -> Result<(), CatalogError> {
 }
 
 /// What an artifact is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -167,6 +168,7 @@ impl fmt::Display for Kind {
 }
 
 /// How an artifact came from its parent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
@@ -231,6 +233,7 @@ impl fmt::Display for Relation {
 }
 
 /// Who may see and derive from an artifact besides its owner.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {

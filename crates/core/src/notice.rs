@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Kind;
 
 /// Remediation state of one (advisory or failure, artifact).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeState {
@@ -78,6 +79,7 @@ pub const JUSTIFICATIONS: &[&str] = &[
 ];
 
 /// Severity levels, ordered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -207,6 +209,7 @@ fn roundup(x: f64) -> f64 {
 }
 
 /// Where a subscription delivers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Channel {
@@ -233,6 +236,7 @@ impl Channel {
 pub const FILTER_VALUES_MAX: usize = 256;
 
 /// Which notices a subscription wants; every given field must match.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
@@ -332,6 +336,7 @@ impl Filter {
 }
 
 /// States of one push delivery (a batch of notices to one subscription).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {

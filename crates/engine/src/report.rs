@@ -6,6 +6,7 @@ use patchline_core::{Actor, ArtIdx, Catalog, Kind, Record};
 use serde::{Deserialize, Serialize};
 
 /// One affected component of an artifact.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AffectedComponent {
     pub purl: String,
@@ -15,6 +16,7 @@ pub struct AffectedComponent {
 }
 
 /// One affected artifact.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AffectedArtifact {
     pub artifact: String,
@@ -203,6 +205,7 @@ pub fn sorted_children(catalog: &Catalog, a: ArtIdx) -> Vec<ArtIdx> {
 }
 
 /// One node of a lineage tree as `actor` sees it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TreeNode {
     pub id: String,
@@ -213,6 +216,7 @@ pub struct TreeNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relation: Option<patchline_core::Relation>,
     pub own_inventory: bool,
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub children: Vec<TreeNode>,
     /// Children left out because the node budget ran out.
     #[serde(skip_serializing_if = "is_zero")]

@@ -296,6 +296,7 @@ fn record_info(record: &Record) -> RecordInfo<'_> {
 }
 
 /// The stored JSON of a notice (its state is added when rendered).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NoticeBody {
     pub advisory: String,
@@ -597,6 +598,7 @@ impl<'a> Notifier<'a> {
 }
 
 /// A notice as the API shows it: the stored body, its id and state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NoticeDoc {
     pub notice_id: i64,

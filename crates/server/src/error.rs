@@ -7,7 +7,65 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use patchline_core::{AdvisoryError, CatalogError};
 use patchline_engine::EngineError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::{IntoResponses, ToSchema};
+
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `too_large`, `rate_limited`, `timeout`, `busy`,
+    /// `internal`, ...
+    pub code: String,
+    /// For a person; never holds SQL, paths or secrets.
+    pub message: String,
+}
+
+/// The error answers any operation may give (the documented shape).
+#[derive(Debug, IntoResponses)]
+pub enum Errors {
+    /// Malformed request: body, query or path parameter.
+    #[response(status = 400)]
+    BadRequest(#[to_schema] ErrorBody),
+    /// No valid bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The token may not do this.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Unknown id, or one the caller may not see.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The method is not one of this path's.
+    #[response(status = 405)]
+    MethodNotAllowed(ErrorBody),
+    /// The request body did not arrive in time.
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// The id is taken, or the resource changed.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The request body is too large.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Well-formed but refused (invalid content, or an answer past its cap).
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// Slow down (budgets, stream caps).
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+    /// Something failed on the server's side.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// The server is at a cap.
+    #[response(status = 503)]
+    Busy(ErrorBody),
+}
 
 /// An API error: a status, a stable code and a message for the client.
 #[derive(Debug)]
@@ -71,7 +129,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use patchline_core::notice::{Channel, Filter};
 use patchline_engine::service::{SecretEntry, Subscription};
 use patchline_engine::{Engine, EngineError, now_ms};
@@ -25,8 +24,17 @@ use tokio::sync::{Notify, watch};
 
 pub use crate::state::{AppState, Config};
 
-/// The OpenAPI 3.1 document served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+/// The OpenAPI 3.1 document served at `/openapi.json`, generated from the
+/// typed requests and answers of [`routes`] (made once).
+pub fn openapi_json() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        routes::router()
+            .1
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    })
+}
 
 /// Id of the operator's escalation subscription.
 pub const OPERATOR_SUBSCRIPTION: &str = "sub_operator";
@@ -34,64 +42,8 @@ pub const OPERATOR_SUBSCRIPTION: &str = "sub_operator";
 /// The router over a state (in-process tests call it directly).
 pub fn app(state: Arc<AppState>) -> Router {
     let body_max = state.config.body_max_bytes;
-    Router::new()
-        .route("/healthz", get(routes::healthz))
-        .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(routes::openapi))
-        .route("/v1/tenants", post(routes::create_tenant))
-        .route(
-            "/v1/tenants/{id}/tokens",
-            post(routes::create_token).get(routes::list_tokens),
-        )
-        .route("/v1/tokens/{id}", delete(routes::revoke_token))
-        .route(
-            "/v1/prefixes",
-            post(routes::reserve_prefix).get(routes::list_prefixes),
-        )
-        .route("/v1/prefixes/{prefix}", delete(routes::release_prefix))
-        .route("/v1/operator/escalation", get(routes::operator_escalation))
-        .route(
-            "/v1/artifacts",
-            post(routes::create_artifact).get(routes::list_artifacts),
-        )
-        .route(
-            "/v1/artifacts/{id}",
-            get(routes::get_artifact)
-                .put(routes::upsert_artifact)
-                .delete(routes::delete_artifact),
-        )
-        .route("/v1/artifacts/{id}/lineage", get(routes::lineage))
-        .route("/v1/artifacts/{id}/failures", post(routes::publish_failure))
-        .route(
-            "/v1/advisories",
-            post(routes::publish_advisory).get(routes::list_records),
-        )
-        .route("/v1/advisories/{id}/affected", get(routes::affected))
-        .route("/v1/advisories/{id}/progress", get(routes::progress))
-        .route("/v1/report", get(routes::report))
-        .route(
-            "/v1/subscriptions",
-            post(routes::create_subscription).get(routes::list_subscriptions),
-        )
-        .route(
-            "/v1/subscriptions/{id}",
-            get(routes::get_subscription).delete(routes::delete_subscription),
-        )
-        .route("/v1/subscriptions/{id}/rotate", post(routes::rotate_secret))
-        .route(
-            "/v1/subscriptions/{id}/enable",
-            post(routes::enable_subscription),
-        )
-        .route(
-            "/v1/subscriptions/{id}/deliveries",
-            get(routes::list_deliveries),
-        )
-        .route("/v1/subscriptions/{id}/replay", post(routes::replay))
-        .route("/v1/watches", post(routes::watch))
-        .route("/v1/notices", get(routes::list_notices))
-        .route("/v1/notices/stream", get(routes::stream))
-        .route("/v1/notices/{id}/ack", post(routes::ack))
-        .route("/v1/scan", post(routes::scan))
+    let (router, _) = routes::router();
+    router
         .fallback(error::no_route)
         .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn_with_state(

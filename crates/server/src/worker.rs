@@ -277,7 +277,7 @@ async fn attempt(
         .clone()
         .unwrap_or_else(|| format!("/patchline/{}", target.installation));
     // The record's text once per message, not in each notice.
-    let records = crate::routes::take_record_text(&mut docs);
+    let records = crate::routes::notices::take_record_text(&mut docs);
     let event = cloudevents::event(
         &msg_id,
         &source,
@@ -365,9 +365,12 @@ async fn attempt(
                 }
             })
             .await;
-            let _ =
-                crate::routes::bury(st, c.subscription.clone(), "the endpoint answered 410 Gone")
-                    .await;
+            let _ = crate::routes::subscriptions::bury(
+                st,
+                c.subscription.clone(),
+                "the endpoint answered 410 Gone",
+            )
+            .await;
             (DeliveryState::Dead, at)
         }
         Outcome::Retry { after } => match retry_at(after) {

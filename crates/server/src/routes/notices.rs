@@ -1,0 +1,377 @@
+//! A tenant's notices: pages, the live stream, acknowledgements.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use patchline_core::TenantIdx;
+use patchline_core::notice::NoticeState;
+use patchline_engine::service::NoticeDoc;
+use patchline_store::StoredNotice;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{parse_json, with_engine, with_reader};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Errors};
+use crate::sse::LiveNotice;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct NoticesQuery {
+    /// Notices after this id (default 0).
+    #[serde(default)]
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    /// 1 to 1000 (default 100).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+}
+
+/// A page of notices as one reader sees them, and the cursor after it.
+#[derive(Debug)]
+pub struct NoticePage {
+    pub docs: Vec<NoticeDoc>,
+    /// Rows looked at (visible or not).
+    pub scanned: usize,
+    /// The last notice id looked at (notices the reader may no longer see
+    /// are skipped, not returned): the next page's `after`.
+    pub next: i64,
+}
+
+/// Reads up to `limit` notices of `tenant` after `after`, rendered for the
+/// reader, within `bytes_max` bytes (at least one notice); the reader's
+/// own notices that were `affected` become `notified`.
+async fn read_notices(
+    st: &Arc<AppState>,
+    p: &Principal,
+    tenant: TenantIdx,
+    after: i64,
+    limit: usize,
+    bytes_max: usize,
+) -> ApiResult<NoticePage> {
+    let rows: Vec<StoredNotice> =
+        with_reader(st, move |r| Ok(r.notices_after(tenant, after, limit)?)).await?;
+    let p = p.clone();
+    let (page, seen) = with_engine(st, move |e| {
+        let docs = NoticeDoc::render_all(&rows, e.catalog(), e.db(), &p.actor());
+        let mut docs = docs.into_iter().peekable();
+        let mut page = NoticePage {
+            docs: Vec::new(),
+            scanned: 0,
+            next: after,
+        };
+        let mut seen = Vec::new();
+        let mut bytes = 0usize;
+        for row in &rows {
+            if docs.peek().is_some_and(|d| d.notice_id == row.id) {
+                let Some(doc) = docs.next() else { break };
+                let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+                if !page.docs.is_empty() && bytes + size > bytes_max {
+                    break;
+                }
+                bytes += size;
+                if row.tenant == tenant && row.state == NoticeState::Affected {
+                    seen.push(row.id);
+                }
+                page.docs.push(doc);
+            }
+            page.next = row.id;
+            page.scanned += 1;
+        }
+        Ok((page, seen))
+    })
+    .await?;
+    if !seen.is_empty() {
+        with_reader(st, move |r| {
+            Ok(r.mark_notified(&seen, patchline_engine::now_ms())?)
+        })
+        .await?;
+    }
+    Ok(page)
+}
+
+fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
+    super::caller_tenant(p, "notices are read")
+}
+
+/// A record's text, given once per page or message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordText {
+    summary: Option<String>,
+}
+
+/// A page of a tenant's notices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Notices {
+    notices: Vec<NoticeDoc>,
+    /// Each record's text, once, by record id.
+    records: BTreeMap<String, RecordText>,
+    /// The `after` of the next page.
+    next: i64,
+}
+
+/// A page of the caller's notices (own and watched), oldest first: at most
+/// `limit` notices and 8 MiB; each record's summary once under `records`.
+/// The caller's own `affected` notices become `notified`.
+#[utoipa::path(get, path = "/v1/notices", tag = "notices",
+    params(NoticesQuery),
+    responses((status = 200, body = Notices), Errors))]
+pub async fn list_notices(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Query(q): Query<NoticesQuery>,
+) -> ApiResult<Json<Notices>> {
+    let t = reader_tenant(&p)?;
+    let limit = super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
+    let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
+    let mut page = read_notices(&st, &p, t, after, limit, st.config.page_bytes_max).await?;
+    let records = take_record_text(&mut page.docs);
+    Ok(Json(Notices {
+        notices: page.docs,
+        records,
+        next: page.next,
+    }))
+}
+
+/// Moves each record's summary out of its notices into one map entry per
+/// record (text is rendered once per page or message, not per notice).
+pub fn take_record_text(docs: &mut [NoticeDoc]) -> BTreeMap<String, RecordText> {
+    let mut records = BTreeMap::new();
+    for d in docs {
+        let summary = d.body.summary.take();
+        records
+            .entry(d.body.advisory.clone())
+            .or_insert(RecordText { summary });
+    }
+    records
+}
+
+/// `POST /v1/notices/{id}/ack`.
+#[derive(Debug, Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// `acknowledged` (the default) or `not_affected`.
+    #[serde(default)]
+    state: Option<NoticeState>,
+    /// Required with `not_affected`: `component_not_present`,
+    /// `vulnerable_code_not_present`, `vulnerable_code_not_in_execute_path`,
+    /// `vulnerable_code_cannot_be_controlled_by_adversary`,
+    /// `inline_mitigations_already_exist`.
+    #[serde(default)]
+    justification: Option<String>,
+}
+
+/// Acknowledges one of the caller's notices, or states that it does not
+/// apply (VEX style, with a justification).
+#[utoipa::path(post, path = "/v1/notices/{id}/ack", tag = "notices",
+    params(("id" = i64, Path, description = "Notice id")),
+    request_body(content = AckBody, description = "Optional; empty means acknowledged"),
+    responses((status = 200, body = NoticeDoc), Errors))]
+pub async fn ack(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> ApiResult<Json<NoticeDoc>> {
+    let req: AckBody = if body.is_empty() {
+        AckBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    with_engine(&st, move |e| {
+        let n = e.ack(
+            p.tenant(),
+            id,
+            req.state.unwrap_or(NoticeState::Acknowledged),
+            req.justification,
+        )?;
+        let doc = NoticeDoc::render(&n, e.catalog(), e.db(), &p.actor())
+            .ok_or_else(|| ApiError::internal("notice body"))?;
+        Ok(Json(doc))
+    })
+    .await
+}
+
+/// Counts a stream for as long as its connection lives: dropped with the
+/// response body when the client goes away.
+struct StreamGuard {
+    st: Arc<AppState>,
+    tenant: TenantIdx,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.st.hub.close_stream(self.tenant);
+        self.st
+            .metrics
+            .sse_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Server-sent events, one `notice` event per notice (its id the event
+/// id), resumable with `Last-Event-ID` (or `?after=`): the backlog after
+/// that id is read from the database, then live notices follow. Ends when
+/// its token is revoked or the server stops; at most 100 per tenant.
+#[utoipa::path(get, path = "/v1/notices/stream", tag = "notices",
+    params(NoticesQuery,
+        ("last-event-id" = Option<i64>, Header, description = "Resume after this notice id")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+        description = "`event: notice`, `id: <notice id>`, `data: <notice JSON>`"), Errors))]
+pub async fn stream(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    headers: HeaderMap,
+    Query(q): Query<NoticesQuery>,
+) -> ApiResult<Response> {
+    let t = reader_tenant(&p)?;
+    st.hub
+        .open_stream(t, st.config.streams_max, st.config.streams_per_tenant_max)
+        .map_err(|refused| match refused {
+            crate::sse::StreamRefused::Full => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many open streams",
+            ),
+            crate::sse::StreamRefused::TenantFull => ApiError::rate_limited(format!(
+                "this tenant holds {} open streams; close one first",
+                st.config.streams_per_tenant_max
+            )),
+        })?;
+    st.metrics
+        .sse_streams
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let guard = StreamGuard {
+        st: st.clone(),
+        tenant: t,
+    };
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .or(q.after)
+        .unwrap_or(0);
+    // Subscribe before reading the backlog so nothing falls in between.
+    let live = st.hub.subscribe(t);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(pump(st.clone(), p, t, after, live, tx));
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|e| (Ok::<Event, Infallible>(e), (rx, guard)))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn event_of(doc: &NoticeDoc) -> Option<Event> {
+    let json = serde_json::to_string(doc).ok()?;
+    Some(
+        Event::default()
+            .id(doc.notice_id.to_string())
+            .event("notice")
+            .data(json),
+    )
+}
+
+/// Whether the stream's token is still valid.
+async fn token_still_valid(st: &Arc<AppState>, p: &Principal) -> bool {
+    let Some(token) = p.token_id().map(str::to_string) else {
+        return true;
+    };
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || {
+        st.engine
+            .lock()
+            .map(|e| e.service().token_active(&token))
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Feeds one stream: backlog pages, then live notices; on lag, back to the
+/// database from the last id sent. Ends when the client is gone, the
+/// token is revoked or the server stops.
+async fn pump(
+    st: Arc<AppState>,
+    p: Principal,
+    t: TenantIdx,
+    mut last: i64,
+    mut live: tokio::sync::broadcast::Receiver<LiveNotice>,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) {
+    let page = st.config.page_max.min(500);
+    let mut revocations = st.revocations.subscribe();
+    let mut stopping = st.stopping.subscribe();
+    if *stopping.borrow() {
+        return;
+    }
+    loop {
+        // Backlog (or catch-up after lag).
+        loop {
+            let Ok(batch) = read_notices(&st, &p, t, last, page, usize::MAX).await else {
+                return;
+            };
+            for d in &batch.docs {
+                let Some(ev) = event_of(d) else { return };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            last = batch.next;
+            if batch.scanned < page {
+                break;
+            }
+        }
+        // Live.
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = stopping.changed() => return,
+                changed = revocations.changed() => {
+                    if changed.is_err() || !token_still_valid(&st, &p).await {
+                        return;
+                    }
+                }
+                got = live.recv() => match got {
+                    Ok(n) if n.id <= last => continue,
+                    Ok(n) => {
+                        last = n.id;
+                        let ev = Event::default()
+                            .id(n.id.to_string())
+                            .event("notice")
+                            .data(&*n.json);
+                        if tx.send(ev).await.is_err() {
+                            return;
+                        }
+                        if !n.own {
+                            continue;
+                        }
+                        let reader = st.reader.clone();
+                        let id = n.id;
+                        drop(tokio::task::spawn_blocking(move || {
+                            if let Ok(mut r) = reader.lock() {
+                                let _ = r.mark_notified(&[id], patchline_engine::now_ms());
+                            }
+                        }));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}
