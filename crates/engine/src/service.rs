@@ -23,6 +23,14 @@ pub const DELETED: &str = "deleted by its owner";
 
 /// Most notices one webhook message carries.
 pub const DELIVERY_BATCH_MAX: usize = 100;
+/// Bytes one webhook message aims to stay under: notices are batched by
+/// their estimated rendered size as well as by count.
+pub const DELIVERY_BYTES_TARGET: usize = 4 << 20;
+/// Estimated bytes of a notice whose size is not known (reminders).
+const NOTICE_BYTES_DEFAULT: usize = 4 << 10;
+/// Most components one rendered notice lists (the rest is counted in
+/// `components_omitted`; `affected` has them all).
+pub const NOTICE_COMPONENTS_MAX: usize = 1000;
 /// Default per-endpoint rate limit, requests per second.
 pub const RATE_PER_S_DEFAULT: u32 = 1000;
 
@@ -316,6 +324,13 @@ pub struct NoticeBody {
     pub severity: Option<Severity>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failure: bool,
+    /// Components left out past [`NOTICE_COMPONENTS_MAX`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub components_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// (record, hash of the component list) -> [(component list, facts)].
@@ -339,6 +354,8 @@ pub struct Notifier<'a> {
     filter_facts: FilterFacts,
     /// Notice groups made by this change: (record, hash) -> [(hits, id, top)].
     groups: Groups,
+    /// Estimated rendered bytes of each notice queued by this change.
+    sizes: HashMap<i64, usize>,
     /// New notice ids per reading tenant (owner and watchers), for streams.
     pub created: Vec<(TenantIdx, i64)>,
 }
@@ -358,6 +375,7 @@ impl<'a> Notifier<'a> {
             pending: BTreeMap::new(),
             filter_facts: HashMap::new(),
             groups: HashMap::new(),
+            sizes: HashMap::new(),
             created: Vec::new(),
         }
     }
@@ -418,10 +436,32 @@ impl<'a> Notifier<'a> {
             .collect()
     }
 
+    /// The rendered size of a notice, estimated from its components and
+    /// its lineage path (the ids it will name).
+    fn estimate(&self, hits: &[ComponentHit], path: &[u32]) -> usize {
+        let components: usize = hits
+            .iter()
+            .take(NOTICE_COMPONENTS_MAX)
+            .map(|h| {
+                h.component
+                    .map_or(0, |c| self.catalog.components().get(c).purl.len())
+                    + h.fixed.as_deref().map_or(0, str::len)
+                    + patchline_core::model::ID_LEN_MAX
+                    + 64
+            })
+            .sum();
+        let path: usize = path
+            .iter()
+            .map(|&i| self.catalog.node(ArtIdx(i)).id.as_str().len() + 3)
+            .sum();
+        512 + components + path
+    }
+
     /// Records a notice for (record, artifact) and queues its deliveries.
     pub fn notice(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit]) {
         let (group, top) = self.group(adv, hits);
         let path = self.path(top, a);
+        let size = self.estimate(hits, &path);
         let id = self.mem.next_notice_id;
         self.mem.next_notice_id += 1;
         self.outbox.notices.push(NoticeRow {
@@ -434,6 +474,7 @@ impl<'a> Notifier<'a> {
             path,
             at_ms: self.now_ms,
         });
+        self.sizes.insert(id, size);
         self.route(record, adv, a, hits, id);
     }
 
@@ -448,6 +489,7 @@ impl<'a> Notifier<'a> {
     ) {
         let (group, top) = self.group(adv, hits);
         let path = self.path(top, a);
+        self.sizes.insert(id, self.estimate(hits, &path));
         self.outbox.notice_changes.push(NoticeChange {
             id,
             advisory: adv,
@@ -566,7 +608,7 @@ impl<'a> Notifier<'a> {
             let mut subs: Vec<(String, (Vec<i64>, bool))> = per_sub.into_iter().collect();
             subs.sort_by(|a, b| a.0.cmp(&b.0));
             for (sub, (ids, active)) in subs {
-                for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
+                for chunk in batches(&ids, &self.sizes) {
                     let id = self.mem.next_delivery_id;
                     self.mem.next_delivery_id += 1;
                     self.outbox.deliveries.push(DeliveryRow {
@@ -712,6 +754,8 @@ impl NoticeDoc {
         } else {
             (String::new(), None, None)
         };
+        let components_omitted = components.len().saturating_sub(NOTICE_COMPONENTS_MAX);
+        components.truncate(NOTICE_COMPONENTS_MAX);
         Some(NoticeDoc {
             notice_id: n.id,
             body: NoticeBody {
@@ -725,6 +769,7 @@ impl NoticeDoc {
                 summary,
                 severity,
                 failure,
+                components_omitted,
             },
             state: (!watched).then_some(n.state),
             justification: if watched {
@@ -1104,6 +1149,28 @@ impl<S: CatalogStore> Engine<S> {
     }
 }
 
+/// Splits queued notice ids into webhook messages of at most
+/// [`DELIVERY_BATCH_MAX`] notices and about [`DELIVERY_BYTES_TARGET`]
+/// bytes (a notice alone may exceed it; it then travels alone).
+fn batches<'a>(ids: &'a [i64], sizes: &HashMap<i64, usize>) -> Vec<&'a [i64]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, id) in ids.iter().enumerate() {
+        let size = sizes.get(id).copied().unwrap_or(NOTICE_BYTES_DEFAULT);
+        let full = i - start == DELIVERY_BATCH_MAX || bytes + size > DELIVERY_BYTES_TARGET;
+        if i > start && full {
+            out.push(&ids[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < ids.len() {
+        out.push(&ids[start..]);
+    }
+    out
+}
+
 /// Deliveries queued without a catalog (escalations).
 #[derive(Debug, Default)]
 pub struct DetachedNotifier {
@@ -1120,7 +1187,7 @@ impl DetachedNotifier {
 
     pub fn finish_into(self, mem: &mut ServiceMem, outbox: &mut Outbox, purpose: &'static str) {
         for ((sub, _), ids) in self.pending {
-            for chunk in ids.chunks(DELIVERY_BATCH_MAX) {
+            for chunk in batches(&ids, &HashMap::new()) {
                 let id = mem.next_delivery_id;
                 mem.next_delivery_id += 1;
                 outbox.deliveries.push(DeliveryRow {

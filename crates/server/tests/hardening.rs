@@ -255,6 +255,15 @@ async fn item03_huge_affected_answers_point_to_paging() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{i}: {v}");
     }
+    let (s, sub) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sub}");
     let (s, v) = api.publish(&acme, &usn_4038()).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, _, body) = api
@@ -291,7 +300,8 @@ async fn item03_huge_affected_answers_point_to_paging() {
         }
     }
     assert_eq!(seen, 1023);
-    // A page of notices stays bounded too.
+    // A page of notices stays bounded too, and every notice is reachable
+    // page by page.
     let (s, _, body) = api
         .raw(
             "GET",
@@ -306,6 +316,52 @@ async fn item03_huge_affected_answers_point_to_paging() {
         "notices page of {} bytes",
         body.len()
     );
+    let mut sizes = std::collections::HashMap::new();
+    let mut after = 0;
+    loop {
+        let (_, page) = api
+            .call(
+                "GET",
+                &format!("/v1/notices?after={after}&limit=1000"),
+                Some(&acme),
+                None,
+            )
+            .await;
+        let notices = page["notices"].as_array().unwrap();
+        if notices.is_empty() {
+            break;
+        }
+        for n in notices {
+            sizes.insert(n["notice_id"].as_i64().unwrap(), n.to_string().len());
+        }
+        after = page["next"].as_i64().unwrap();
+    }
+    assert_eq!(sizes.len(), 1023);
+    // Webhook messages are batched by size as well as by count.
+    let (_, v) = api
+        .call(
+            "GET",
+            &format!(
+                "/v1/subscriptions/{}/deliveries?limit=1000",
+                sub["id"].as_str().unwrap()
+            ),
+            Some(&acme),
+            None,
+        )
+        .await;
+    let deliveries = v["deliveries"].as_array().unwrap();
+    let mut carried = 0;
+    for d in deliveries {
+        let ids = d["notices"].as_array().unwrap();
+        carried += ids.len();
+        let bytes: usize = ids.iter().map(|i| sizes[&i.as_i64().unwrap()]).sum();
+        assert!(
+            ids.len() <= 100 && (ids.len() == 1 || bytes <= 5 << 20),
+            "{} notices, {bytes} bytes",
+            ids.len()
+        );
+    }
+    assert_eq!(carried, 1023);
 }
 
 // ----- 4. watches do not leak -----
