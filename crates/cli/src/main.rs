@@ -52,7 +52,7 @@ enum Command {
     Affected {
         /// Advisory or failure id.
         id: String,
-        /// Print the JSON document of PRODUCT.md §5.
+        /// Print the JSON document of CONTRACT.md §5.
         #[arg(long)]
         json: bool,
         /// Only this tenant's artifacts (ids it may not see are hidden).

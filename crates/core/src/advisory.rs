@@ -536,7 +536,7 @@ impl AdvisoryDb {
     }
 
     /// Stores a record, or replaces the stored one with the same id when the
-    /// new one is more recently modified (PRODUCT.md §4.5).
+    /// new one is more recently modified (CONTRACT.md §4.5).
     pub fn publish(&mut self, record: Record) -> Result<Published, AdvisoryError> {
         if let Some(idx) = self.lookup(record.id().as_str()) {
             let old = self.get(idx);

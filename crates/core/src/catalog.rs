@@ -1,5 +1,5 @@
 //! The catalog: tenants, the lineage forest of artifacts and their
-//! inventories, with the rules of PRODUCT.md §3 (which relations fit which
+//! inventories, with the rules of CONTRACT.md §3 (which relations fit which
 //! kinds, no cycles, no conflicting duplicates, tenant visibility).
 //!
 //! Every mutation is recorded in an undo log so that a batch (one imported

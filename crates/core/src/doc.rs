@@ -1,4 +1,4 @@
-//! The artifact JSON of PRODUCT.md §5 (one line of `import artifacts`, the
+//! The artifact JSON of CONTRACT.md §5 (one line of `import artifacts`, the
 //! body of `POST /v1/artifacts`) and its translation into an
 //! [`ArtifactSpec`]: inline SBOMs are parsed here, purls canonicalised.
 

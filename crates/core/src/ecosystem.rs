@@ -1,6 +1,6 @@
 //! Ecosystems: what an OSV `affected[].package.ecosystem` string selects
 //! (purl type, distribution, release, version scheme), and what a component's
-//! purl says about the same things. PRODUCT.md §4.2 is the contract.
+//! purl says about the same things. CONTRACT.md §4.2 is the contract.
 
 use std::fmt;
 

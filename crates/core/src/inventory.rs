@@ -6,7 +6,7 @@
 //! changes ten packages costs ten entries.
 //!
 //! Component identity is the canonical purl: "the same component at the same
-//! version" (PRODUCT.md §4.4) means the same canonical purl. Answers show the
+//! version" (CONTRACT.md §4.4) means the same canonical purl. Answers show the
 //! purl as it was first given (`+` unencoded, say), so that callers find
 //! their own strings back.
 
@@ -60,7 +60,7 @@ pub struct Component {
 }
 
 impl Component {
-    /// The version advisories are evaluated against (PRODUCT.md §4.2).
+    /// The version advisories are evaluated against (CONTRACT.md §4.2).
     pub fn match_version(&self) -> &str {
         self.source_version.as_deref().unwrap_or(&self.version)
     }

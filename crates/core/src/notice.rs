@@ -1,5 +1,5 @@
 //! Notices and subscriptions as values: the remediation states of
-//! PRODUCT.md §3, severity levels, subscription channels and filters, and
+//! CONTRACT.md §3, severity levels, subscription channels and filters, and
 //! the delivery states of the push workers. Pure: persistence is the
 //! store's, delivery the server's.
 

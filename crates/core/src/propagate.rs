@@ -1,4 +1,4 @@
-//! Propagation (PRODUCT.md §4.4): which artifacts an advisory or failure
+//! Propagation (CONTRACT.md §4.4): which artifacts an advisory or failure
 //! affects, where each affected component was introduced, and along which
 //! lineage path it spread.
 //!
@@ -405,7 +405,7 @@ pub struct ArtifactMatch {
 
 /// Checks one artifact against every open advisory and failure: the path
 /// taken when an artifact is created, re-inventoried or re-parented
-/// (PRODUCT.md §4.5). Costs one index lookup per component of its
+/// (CONTRACT.md §4.5). Costs one index lookup per component of its
 /// effective inventory plus a walk up its lineage.
 pub fn check_artifact(catalog: &Catalog, db: &AdvisoryDb, a: ArtIdx) -> Vec<ArtifactMatch> {
     check_artifact_cached(catalog, db, a, &mut MatchCache::new())

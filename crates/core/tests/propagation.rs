@@ -1,4 +1,4 @@
-//! Propagation (PRODUCT.md §4) checked against a naive reference.
+//! Propagation (CONTRACT.md §4) checked against a naive reference.
 //!
 //! The reference below is written from the product brief alone and shares
 //! nothing with `propagate.rs`: effective inventories are recomputed by

@@ -3,7 +3,7 @@
 //! a batch of artifacts is applied whole or not at all, published records
 //! are stored before they are evaluated, and impact questions are answered
 //! from the current state, so that an artifact created after an advisory is
-//! matched at once (PRODUCT.md §4.5).
+//! matched at once (CONTRACT.md §4.5).
 
 pub mod jsonl;
 pub mod report;

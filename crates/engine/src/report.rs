@@ -1,4 +1,4 @@
-//! Answers shaped by PRODUCT.md §5: the `affected` document shared by
+//! Answers shaped by CONTRACT.md §5: the `affected` document shared by
 //! `patchline affected --json` and `GET /v1/advisories/{id}/affected`.
 
 use patchline_core::propagate::{ComponentHit, Impact, path};
@@ -31,7 +31,7 @@ pub struct AffectedArtifact {
 pub const HIDDEN: &str = "(private)";
 
 /// Affected artifacts visible to `actor`, sorted by artifact id, each with
-/// its hits. Tenants only get their own artifacts (PRODUCT.md §4.6).
+/// its hits. Tenants only get their own artifacts (CONTRACT.md §4.6).
 pub fn affected_rows<'a>(
     catalog: &Catalog,
     impact: &'a Impact<'_>,

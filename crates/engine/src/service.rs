@@ -1,6 +1,6 @@
 //! The pub/sub side of the engine: tenants' roles and tokens, subscriptions
 //! and watches in memory, and the notices and deliveries that follow from
-//! every change (PRODUCT.md §3, §4.5, §4.6). Everything here ends up in the
+//! every change (CONTRACT.md §3, §4.5, §4.6). Everything here ends up in the
 //! [`Outbox`] committed with the change that caused it, so a notice is
 //! durable before any channel can see it.
 

@@ -1,4 +1,4 @@
-//! The patchline service: the HTTP API of PRODUCT.md §5, the delivery
+//! The patchline service: the HTTP API of CONTRACT.md §5, the delivery
 //! workers, server-sent event streams and the reminder loop. The only crate
 //! that knows HTTP.
 
