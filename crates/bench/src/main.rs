@@ -5,6 +5,7 @@
 //! recursive-CTE descendant query). Release builds only mean anything.
 
 mod cloud;
+mod durability;
 mod scanbench;
 mod service;
 
@@ -134,6 +135,15 @@ fn main() -> anyhow::Result<()> {
             println!("| {what} | {value} | {note} |");
         }
         std::fs::remove_dir_all(&dir).ok();
+        return Ok(());
+    }
+    if raw.get(1).map(String::as_str) == Some("--durability") {
+        let dir = std::env::temp_dir().join("patchline-durability-bench");
+        let rows = durability::run(&dir)?;
+        println!("\n| durability | | |\n|---|---|---|");
+        for (what, value, note) in rows {
+            println!("| {what} | {value} | {note} |");
+        }
         return Ok(());
     }
     if raw.get(1).map(String::as_str) == Some("--sse-client") && raw.len() == 6 {
