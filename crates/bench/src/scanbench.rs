@@ -177,6 +177,7 @@ pub fn run_scan_bench(dir: &Path) -> anyhow::Result<Vec<(String, String, String)
     let options = patchline_scan::scanner::ScanOptions {
         tenant: TenantId::new("bench")?,
         visibility: Visibility::Private,
+        roots: Vec::new(),
     };
     let mut times = Vec::new();
     let mut last = None;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 use patchline_core::advisory::Failure as FailureRecord;
 use patchline_core::doc::add_distro;
-use patchline_core::timestamp::{format_unix, parse_rfc3339};
+use patchline_core::timestamp::parse_rfc3339;
 use patchline_core::{Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId};
 use patchline_engine::report::{affected_rows, counts_by_kind};
 use patchline_engine::{BatchItem, BatchReport, Engine};
@@ -30,6 +30,18 @@ const WARNINGS_SHOWN_MAX: usize = 20;
 /// and holds the directory's lock (exit 5 while `serve` runs).
 fn open_engine(data_dir: &Path) -> Result<Engine, Failure> {
     Engine::open(data_dir).map_err(Failure::from)
+}
+
+/// The engine for a command that changes what must already be there
+/// (`remove`, `fail`, `import inventory`): like a read, a mistyped
+/// `--data-dir` is exit 6 and creates nothing.
+fn open_changer(data_dir: &Path) -> Result<Engine, Failure> {
+    if !data_dir.join(patchline_store::DB_FILE).is_file() {
+        return Err(Failure::from(patchline_engine::EngineError::Store(
+            patchline_store::StoreError::NoCatalog(data_dir.display().to_string()),
+        )));
+    }
+    open_engine(data_dir)
 }
 
 /// The engine for a command that only reads: the catalog must exist (a
@@ -126,7 +138,7 @@ fn print_batch_matches(engine: &Engine, report: &BatchReport) {
         }
     );
     for (id, n) in per_record.iter().take(20) {
-        println!("  {id}: {n} artifacts");
+        println!("  {id}: {}", output::count(*n as u64, "artifact"));
     }
     if per_record.len() > 20 {
         println!("  … and {} more advisories", per_record.len() - 20);
@@ -299,7 +311,7 @@ pub fn import_inventory(
             .map(|w| format!("{}: {}", file.display(), w.message))
             .collect::<Vec<_>>(),
     );
-    let mut engine = open_engine(data_dir)?;
+    let mut engine = open_changer(data_dir)?;
     let idx = engine
         .catalog()
         .lookup(artifact)
@@ -538,17 +550,13 @@ pub fn fail(
     summary: &str,
     severity: Option<String>,
 ) -> CmdResult {
-    let mut engine = open_engine(data_dir)?;
+    let mut engine = open_changer(data_dir)?;
     let idx = engine
         .catalog()
         .lookup(artifact)
         .filter(|&i| !engine.catalog().node(i).removed)
         .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {artifact}")))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let modified_text = format_unix(now);
+    let modified_text = patchline_core::timestamp::format_unix_ms(patchline_engine::now_ms());
     let failure = FailureRecord {
         id: AdvisoryId::new(id).map_err(Failure::rejected)?,
         artifact: idx,
@@ -563,9 +571,14 @@ pub fn fail(
     let outcome = engine.publish_failure(failure, &Actor::Admin)?;
     engine.prepare();
     let impact = engine.impact(outcome.idx());
+    let what = match outcome {
+        Published::New(_) => "published",
+        Published::Updated(_) => "updated",
+        Published::Unchanged(_) => "unchanged",
+        Published::Stale(_) => "older than the stored version; ignored",
+    };
     println!(
-        "failure {id} on {artifact}: {} ({})",
-        impact.artifact_count(),
+        "failure {id} on {artifact} {what}: affects {}",
         kinds_summary(&counts_by_kind(engine.catalog(), &impact))
     );
     Ok(())
@@ -573,10 +586,10 @@ pub fn fail(
 
 /// `remove ID...`.
 pub fn remove(data_dir: &Path, ids: &[String]) -> CmdResult {
-    let mut engine = open_engine(data_dir)?;
+    let mut engine = open_changer(data_dir)?;
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let n = engine.remove(&refs, &Actor::Admin)?;
-    println!("removed {n} artifacts");
+    println!("removed {n} artifact{}", if n == 1 { "" } else { "s" });
     Ok(())
 }
 
@@ -597,7 +610,11 @@ pub fn scan(
 ) -> CmdResult {
     let tenant = TenantId::new(tenant).map_err(Failure::rejected)?;
     let started = Instant::now();
-    let options = patchline_scan::scanner::ScanOptions { tenant, visibility };
+    let options = patchline_scan::scanner::ScanOptions {
+        tenant,
+        visibility,
+        roots: Vec::new(),
+    };
     let bar = progress_bar(0, "scanning images");
     let outcome =
         patchline_scan::scanner::scan_with_progress(paths, &options, &mut |done, total| {

@@ -171,11 +171,22 @@ fn edit(base: &[String], replace: &[(&str, &str)], add: &[&str]) -> Vec<String> 
     out
 }
 
+/// What the marker records: the catalog's size when the demo finished, so
+/// that a rerun can tell a directory someone has written to since.
+fn marker_text(engine: &Engine) -> String {
+    format!(
+        "made by `patchline demo`\nartifacts={}\nrecords={}\n",
+        engine.catalog().len(),
+        engine.db().len()
+    )
+}
+
 /// Takes the data directory's lock before touching anything (a directory
 /// that `serve` holds is left alone: exit 5), refuses a catalog the demo
-/// did not make (and never marks one), and starts afresh unless `keep`.
+/// did not make (and never marks one) or one changed since the demo made
+/// it, and starts afresh unless `keep`.
 fn prepare_dir(data_dir: &Path, keep: bool) -> Result<DirLock, Failure> {
-    let lock = DirLock::acquire(data_dir)?;
+    let mut lock = DirLock::acquire(data_dir)?;
     let db = data_dir.join(patchline_store::DB_FILE);
     let marker = data_dir.join(MARKER);
     if db.exists() && !marker.exists() {
@@ -183,6 +194,24 @@ fn prepare_dir(data_dir: &Path, keep: bool) -> Result<DirLock, Failure> {
             "{} already holds a catalog that the demo did not make; nothing was changed (pass another --data-dir)",
             data_dir.display()
         )));
+    }
+    if db.exists() {
+        let engine = Engine::open_locked(data_dir, lock, patchline_store::SecretKeys::none())?;
+        let recorded = std::fs::read_to_string(&marker).unwrap_or_default();
+        let now = marker_text(&engine);
+        lock = engine
+            .into_lock()
+            .ok_or_else(|| anyhow::anyhow!("the data directory's lock was lost"))?;
+        // An unfinished run of the demo (it failed half-way) is its own.
+        let unfinished = recorded.lines().nth(1) == Some("unfinished");
+        if recorded != now && !unfinished {
+            return Err(Failure::rejected(anyhow::anyhow!(
+                "{} was changed since the demo made it (the demo left {}; it now holds {}); nothing was changed — pass another --data-dir, or remove it yourself",
+                data_dir.display(),
+                recorded.lines().skip(1).collect::<Vec<_>>().join(", "),
+                now.lines().skip(1).collect::<Vec<_>>().join(", ")
+            )));
+        }
     }
     if !keep {
         for suffix in ["", "-wal", "-shm"] {
@@ -193,11 +222,27 @@ fn prepare_dir(data_dir: &Path, keep: bool) -> Result<DirLock, Failure> {
             }
         }
     }
-    if !marker.exists() {
-        std::fs::write(&marker, "made by `patchline demo`\n")
-            .with_context(|| format!("cannot write {}", marker.display()))?;
-    }
+    write_marker_text(data_dir, "made by `patchline demo`\nunfinished\n")?;
     Ok(lock)
+}
+
+/// Writes the marker (0600) with the catalog's size now.
+fn write_marker(data_dir: &Path, engine: &Engine) -> anyhow::Result<()> {
+    write_marker_text(data_dir, &marker_text(engine))
+}
+
+fn write_marker_text(data_dir: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let marker = data_dir.join(MARKER);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&marker)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", marker.display()))
 }
 
 fn batch(
@@ -417,11 +462,16 @@ pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
         .map(|m| engine.db().get(m.advisory).id().as_str())
         .collect();
     writeln!(out, "   {}", ids.join(", "))?;
+    write_marker(data_dir, &engine)?;
     writeln!(
         out,
         "\nThe data stays in {}: try `patchline --data-dir {} affected USN-4038-1 --json` or `lineage debian-12`.",
         data_dir.display(),
         data_dir.display()
+    )?;
+    writeln!(
+        out,
+        "Rerunning the demo starts afresh; it refuses once anything else was written there."
     )?;
     out.flush()?;
     Ok(())

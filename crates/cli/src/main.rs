@@ -39,7 +39,7 @@ enum Command {
         /// Address to listen on (port 0 picks a free port; the bound
         /// address is printed on the first line of standard output).
         #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
+        listen: std::net::SocketAddr,
         /// Do not run the delivery workers and reminders in this process.
         #[arg(long)]
         no_workers: bool,
@@ -187,7 +187,7 @@ impl FormatArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { listen, no_workers } => serve::run(&cli.data_dir, &listen, !no_workers),
+        Command::Serve { listen, no_workers } => serve::run(&cli.data_dir, listen, !no_workers),
         Command::Import(Import::Artifacts { file, update }) => {
             commands::import_artifacts(&cli.data_dir, &file, update)
         }

@@ -20,6 +20,12 @@ pub fn progress_bar(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
+/// `1 artifact`, `3 artifacts`.
+pub fn count(n: impl Into<u64>, word: &str) -> String {
+    let n = n.into();
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `2 images, 1 template, 6 instances`.
 pub fn kinds_summary(counts: &[u64; 4]) -> String {
     let parts: Vec<String> = Kind::ALL
@@ -99,8 +105,8 @@ pub fn print_impact(
     };
     writeln!(
         out,
-        "affects {} artifacts: {}",
-        rows.len(),
+        "affects {}: {}",
+        count(rows.len() as u64, "artifact"),
         kinds_summary(&counts)
     )?;
     if rows.is_empty() {
@@ -126,7 +132,7 @@ pub fn print_impact(
     }
     writeln!(out, "introduced by:")?;
     for (origin, (n, comps)) in &origins {
-        writeln!(out, "  {origin}: reaches {n} artifacts")?;
+        writeln!(out, "  {origin}: reaches {}", count(*n as u64, "artifact"))?;
         for (purl, fixed) in comps.iter().take(5) {
             match fixed {
                 Some(f) => writeln!(out, "    {purl}  fixed in {f}")?,

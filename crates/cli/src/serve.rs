@@ -108,16 +108,22 @@ fn secret_keys() -> anyhow::Result<patchline_store::SecretKeys> {
     }
 }
 
-pub fn run(data_dir: &Path, listen: &str, workers: bool) -> CmdResult {
+pub fn run(data_dir: &Path, listen: std::net::SocketAddr, workers: bool) -> CmdResult {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PATCHLINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let config = config(data_dir, workers).map_err(Failure::rejected)?;
-    if config.admin_token_hash.is_none() {
-        eprintln!("warning: PATCHLINE_ADMIN_TOKEN is not set: no one can create tenants");
+    match env("PATCHLINE_ADMIN_TOKEN") {
+        None => eprintln!("warning: PATCHLINE_ADMIN_TOKEN is not set: no one can create tenants"),
+        Some(t) if t.trim().len() < 16 => eprintln!(
+            "warning: PATCHLINE_ADMIN_TOKEN is shorter than 16 characters; use a long random one (openssl rand -hex 32)"
+        ),
+        Some(_) => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

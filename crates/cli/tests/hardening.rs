@@ -197,10 +197,37 @@ fn item14_demo_keep_never_marks_a_foreign_catalog() {
     assert_eq!(code(&out), 3, "{}", text(&out));
     let out = patchline(&data, &["show", "acme-vm"]);
     assert_eq!(code(&out), 0, "the catalog is intact: {}", text(&out));
-    // A directory the demo made is its own to redo.
+    // A directory the demo made is its own to redo...
     let fresh = dir.path().join("demo");
     assert_eq!(code(&patchline(&fresh, &["demo"])), 0);
     assert_eq!(code(&patchline(&fresh, &["demo"])), 0);
+    // ... until someone else writes to it (found by a new user: a rerun
+    // deleted the artifacts imported after the demo).
+    let mine = dir.path().join("mine.jsonl");
+    std::fs::write(
+        &mine,
+        "{\"id\":\"my-prod-vm\",\"kind\":\"instance\",\"tenant\":\"me\",\"parent\":\"ubuntu-18.04\"}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        code(&patchline(
+            &fresh,
+            &["import", "artifacts", mine.to_str().unwrap()]
+        )),
+        0
+    );
+    let out = patchline(&fresh, &["demo"]);
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    assert!(
+        text(&out).contains("changed since the demo made it"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        code(&patchline(&fresh, &["show", "my-prod-vm"])),
+        0,
+        "the import survived"
+    );
 }
 
 #[test]
@@ -264,6 +291,14 @@ fn item17_typos_are_refused() {
         assert_eq!(code(&out), 6, "{args:?}: {}", text(&out));
         assert!(text(&out).contains("no catalog"), "{}", text(&out));
     }
+    // Changes to what must exist do not create a catalog either.
+    for args in [
+        &["remove", "web-vm-3"][..],
+        &["fail", "base", "--id", "FAIL-1", "--summary", "x"],
+    ] {
+        let out = patchline(&typo, args);
+        assert_eq!(code(&out), 6, "{args:?}: {}", text(&out));
+    }
     assert!(!typo.exists(), "a read created a data directory");
     let out = patchline(&data, &["affected", "USN-4038-1", "--tenant", "nosuch"]);
     assert_eq!(code(&out), 4, "{}", text(&out));
@@ -322,6 +357,10 @@ fn item19_exit_codes_follow_the_table() {
             2,
         ),
         (vec!["affected".into(), "NOPE-1".into()], 4),
+        (
+            vec!["serve".into(), "--listen".into(), "nonsense".into()],
+            2,
+        ),
         (
             vec![
                 "import".into(),
@@ -392,6 +431,26 @@ fn item21_scan_ids_are_stable_and_non_disks_are_refused() {
     );
     let lineage = patchline(&data, &["show", "base.img", "--json"]);
     assert_eq!(code(&lineage), 0, "{}", text(&lineage));
+    // Two files that would share an id are never merged.
+    std::fs::create_dir_all(d.join("a")).unwrap();
+    std::fs::create_dir_all(d.join("b")).unwrap();
+    std::fs::write(d.join("a/disk.img"), &disk).unwrap();
+    let mut other = disk.clone();
+    other[0] = 1;
+    std::fs::write(d.join("b/disk.img"), &other).unwrap();
+    let both = Command::new(env!("CARGO_BIN_EXE_patchline"))
+        .current_dir(d)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["scan", "a/disk.img", "b/disk.img"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&both), 7, "{}", text(&both));
+    assert!(
+        text(&both).contains("would be artifact disk.img"),
+        "{}",
+        text(&both)
+    );
     for not_a_disk in ["picture.png", "fake.img"] {
         let out = scan(not_a_disk);
         assert_eq!(code(&out), 3, "{not_a_disk}: {}", text(&out));
@@ -435,6 +494,24 @@ fn item07_files_are_private_whatever_the_umask() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data), 0o700);
     for entry in std::fs::read_dir(&data).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    // The demo's own files too, and a directory left open by someone is
+    // closed.
+    let demo = dir.path().join("demo");
+    std::fs::create_dir(&demo).unwrap();
+    std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" --data-dir \"$1\" demo")
+        .arg(env!("CARGO_BIN_EXE_patchline"))
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(mode(&demo), 0o700);
+    for entry in std::fs::read_dir(&demo).unwrap() {
         let p = entry.unwrap().path();
         assert_eq!(mode(&p), 0o600, "{}", p.display());
     }

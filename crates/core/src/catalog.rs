@@ -605,13 +605,13 @@ impl Catalog {
             (Some(r), Some(given)) if r == given => Ok(r),
             (fitting, given) => Err(CatalogError::RelationMismatch {
                 artifact: spec.id.to_string(),
-                kind: spec.kind.as_str(),
+                kind: spec.kind.with_article(),
                 relation: given
                     .or(fitting)
                     .map(Relation::as_str)
                     .unwrap_or("made from"),
                 parent: parent.id.to_string(),
-                parent_kind: parent.kind.as_str(),
+                parent_kind: parent.kind.with_article(),
                 hint: match fitting {
                     Some(r) => format!("; the relation is {r}"),
                     None => String::new(),

@@ -19,7 +19,7 @@ pub enum CatalogError {
     UnknownParent { artifact: String, parent: String },
     #[error("unknown artifact {0}")]
     UnknownArtifact(String),
-    #[error("artifact {artifact}: a {kind} cannot be {relation} a {parent_kind} ({parent}){hint}")]
+    #[error("artifact {artifact}: {kind} cannot be {relation} {parent_kind} ({parent}){hint}")]
     RelationMismatch {
         artifact: String,
         kind: &'static str,

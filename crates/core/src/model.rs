@@ -152,6 +152,16 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
     }
 
+    /// `an image`, `a template`, ... (for messages).
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Kind::Image => "an image",
+            Kind::Template => "a template",
+            Kind::Replica => "a replica",
+            Kind::Instance => "an instance",
+        }
+    }
+
     pub fn code(self) -> u8 {
         self as u8
     }

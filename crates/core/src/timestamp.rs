@@ -128,9 +128,26 @@ pub fn format_unix(secs: i64) -> String {
     )
 }
 
+/// RFC 3339 UTC with milliseconds (`2024-01-31T10:20:30.123Z`): two
+/// publications within one second still order.
+pub fn format_unix_ms(ms: i64) -> String {
+    let secs = format_unix(ms.div_euclid(1000));
+    format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_round_trip() {
+        let text = format_unix_ms(1_700_000_000_123);
+        assert_eq!(text, "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            parse_rfc3339(&text).unwrap().as_unix_ms(),
+            1_700_000_000_123
+        );
+    }
 
     #[test]
     fn parses_and_orders() {

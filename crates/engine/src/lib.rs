@@ -182,6 +182,12 @@ impl Engine<SqliteStore> {
         Engine::open_locked(data_dir, lock, keys)
     }
 
+    /// Closes the engine and hands back the data directory's lock, if it
+    /// holds it.
+    pub fn into_lock(self) -> Option<DirLock> {
+        self._lock
+    }
+
     /// Opens a data directory whose lock the caller already holds.
     pub fn open_locked(
         data_dir: &Path,

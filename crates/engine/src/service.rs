@@ -1048,9 +1048,23 @@ impl<S: CatalogStore> Engine<S> {
         state: NoticeState,
         justification: Option<String>,
     ) -> Result<StoredNotice, EngineError> {
-        let n = self
-            .store
-            .notice(notice)?
+        let n = self.store.notice(notice)?;
+        // A watcher reads a public artifact's notice but does not own it.
+        if let (Some(n), Some(t)) = (&n, t)
+            && n.tenant != t
+            && (n.artifact.0 as usize) < self.catalog.len()
+            && self.catalog.node(n.artifact).visibility == patchline_core::Visibility::Public
+            && self
+                .svc
+                .watchers
+                .get(&n.artifact)
+                .is_some_and(|w| w.contains(&t))
+        {
+            return Err(EngineError::Forbidden(format!(
+                "notice {notice} is about a watched artifact: its owner acknowledges it"
+            )));
+        }
+        let n = n
             .filter(|n| t.is_none_or(|t| t == n.tenant))
             .ok_or_else(|| EngineError::NotFound {
                 what: "notice",

@@ -95,7 +95,17 @@ pub fn resolve_with_stats(
     path: impl AsRef<Path>,
     stats: &ReadStats,
 ) -> Result<Vec<ChainLink>, ScanError> {
-    Ok(walk(path.as_ref(), stats)?
+    resolve_within(path, stats, &[])
+}
+
+/// [`resolve_with_stats`], refusing (before opening it) any file of the
+/// chain whose real path is not under one of `roots` (none: no bound).
+pub fn resolve_within(
+    path: impl AsRef<Path>,
+    stats: &ReadStats,
+    roots: &[PathBuf],
+) -> Result<Vec<ChainLink>, ScanError> {
+    Ok(walk(path.as_ref(), stats, roots)?
         .into_iter()
         .map(|(link, _)| link)
         .collect())
@@ -113,7 +123,16 @@ pub fn open_chain_with_stats(
     path: impl AsRef<Path>,
     stats: &ReadStats,
 ) -> Result<(Box<dyn ReadAt>, Vec<ChainLink>), ScanError> {
-    let parts = walk(path.as_ref(), stats)?;
+    open_chain_within(path, stats, &[])
+}
+
+/// [`open_chain_with_stats`] bounded to `roots` (see [`resolve_within`]).
+pub fn open_chain_within(
+    path: impl AsRef<Path>,
+    stats: &ReadStats,
+    roots: &[PathBuf],
+) -> Result<(Box<dyn ReadAt>, Vec<ChainLink>), ScanError> {
+    let parts = walk(path.as_ref(), stats, roots)?;
     let mut links = Vec::with_capacity(parts.len());
     let mut files = Vec::with_capacity(parts.len());
     for (link, file) in parts {
@@ -220,7 +239,18 @@ fn declared_format(overlay: &Path, backing: &Path, fmt: &str) -> Result<Format, 
     }
 }
 
-fn walk(path: &Path, stats: &ReadStats) -> Result<Vec<(ChainLink, DiskFile)>, ScanError> {
+/// Whether the real path of `path` (links resolved) lies under one of
+/// `roots` (already canonical); no roots: anything goes.
+pub fn within(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.is_empty()
+        || std::fs::canonicalize(path).is_ok_and(|real| roots.iter().any(|r| real.starts_with(r)))
+}
+
+fn walk(
+    path: &Path,
+    stats: &ReadStats,
+    roots: &[PathBuf],
+) -> Result<Vec<(ChainLink, DiskFile)>, ScanError> {
     let mut links: Vec<(ChainLink, DiskFile)> = Vec::new();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut current = path.to_path_buf();
@@ -231,6 +261,19 @@ fn walk(path: &Path, stats: &ReadStats) -> Result<Vec<(ChainLink, DiskFile)>, Sc
             return Err(ScanError::unsupported(
                 path,
                 format!("its backing chain is longer than {MAX_CHAIN_DEPTH} files"),
+            ));
+        }
+        if !within(&current, roots) && current.exists() {
+            return Err(ScanError::unsupported(
+                overlay.as_deref().unwrap_or(&current),
+                format!(
+                    "{} is outside the folders this scan may read",
+                    if overlay.is_some() {
+                        "its backing file"
+                    } else {
+                        "it"
+                    }
+                ),
             ));
         }
         let file = match DiskFile::open(&current, stats) {

@@ -13,7 +13,7 @@ use patchline_core::{ArtifactId, ArtifactSpec, Kind, Relation, TenantId, Visibil
 use patchline_formats::inventory::Hint;
 use sha2::{Digest, Sha256};
 
-use crate::chain::{ChainLink, Format, open_chain_with_stats, probe, resolve_with_stats};
+use crate::chain::{ChainLink, Format, open_chain_within, probe, resolve_within, within};
 use crate::fs::read_guest;
 use crate::raw::ReadStats;
 
@@ -27,6 +27,10 @@ const HEADER_DIGEST_BYTES: u64 = 64 << 10;
 pub struct ScanOptions {
     pub tenant: TenantId,
     pub visibility: Visibility,
+    /// Folders the scan may read (the API's image roots): files, links and
+    /// backing files whose real path lies elsewhere are refused before they
+    /// are opened. Empty: no bound (the operator's own CLI).
+    pub roots: Vec<PathBuf>,
 }
 
 /// One image found, ready for the catalog.
@@ -69,9 +73,20 @@ fn looks_like_image(path: &Path) -> bool {
 }
 
 /// Files to scan: given files as they are, folders walked (sorted, bounded).
-fn collect(paths: &[PathBuf], errors: &mut Vec<(PathBuf, String)>) -> Vec<(PathBuf, PathBuf)> {
+fn collect(
+    paths: &[PathBuf],
+    bound: &[PathBuf],
+    errors: &mut Vec<(PathBuf, String)>,
+) -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
     for root in paths {
+        if !within(root, bound) {
+            errors.push((
+                root.clone(),
+                "outside the folders this scan may read".into(),
+            ));
+            continue;
+        }
         let Ok(meta) = std::fs::metadata(root) else {
             errors.push((root.clone(), "cannot read it".into()));
             continue;
@@ -104,6 +119,11 @@ fn collect(paths: &[PathBuf], errors: &mut Vec<(PathBuf, String)>) -> Vec<(PathB
                     ));
                     return out;
                 }
+                if !within(&p, bound) {
+                    // A link out of the folder: not followed.
+                    errors.push((p, "a link outside the folders this scan may read".into()));
+                    continue;
+                }
                 if p.is_dir() {
                     stack.push(p);
                 } else if looks_like_image(&p) {
@@ -113,6 +133,14 @@ fn collect(paths: &[PathBuf], errors: &mut Vec<(PathBuf, String)>) -> Vec<(PathB
         }
     }
     out
+}
+
+/// Whether two paths name the same file (links resolved).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// The folder of a file named on its own (`.` for a bare name), so that
@@ -227,7 +255,18 @@ pub fn scan_with_progress(
     progress: &mut dyn FnMut(usize, usize),
 ) -> ScanOutcome {
     let mut outcome = ScanOutcome::default();
-    let files = collect(paths, &mut outcome.errors);
+    let bound: Vec<PathBuf> = options
+        .roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .collect();
+    if !options.roots.is_empty() && bound.is_empty() {
+        outcome
+            .errors
+            .push((PathBuf::new(), "no image root can be read".into()));
+        return outcome;
+    }
+    let files = collect(paths, &bound, &mut outcome.errors);
     let roots: Vec<PathBuf> = paths
         .iter()
         .map(|p| if p.is_file() { folder_of(p) } else { p.clone() })
@@ -237,7 +276,7 @@ pub fn scan_with_progress(
     let mut order: Vec<String> = Vec::new();
     for (_, file) in &files {
         let stats = ReadStats::new();
-        let chain = match resolve_with_stats(file, &stats) {
+        let chain = match resolve_within(file, &stats, &bound) {
             Ok(c) => c,
             Err(e) => {
                 outcome.errors.push((file.clone(), e.to_string()));
@@ -248,9 +287,25 @@ pub fn scan_with_progress(
         for (i, link) in chain.iter().enumerate().rev() {
             let id = artifact_id(&link.path, &roots);
             let parent = chain.get(i + 1).map(|p| artifact_id(&p.path, &roots));
-            if let std::collections::btree_map::Entry::Vacant(slot) = links.entry(id.clone()) {
-                order.push(id);
-                slot.insert((link.clone(), parent));
+            match links.entry(id.clone()) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    order.push(id);
+                    slot.insert((link.clone(), parent));
+                }
+                // Two different files, one id (`a/disk.img` and
+                // `b/disk.img` named on their own): never merge them.
+                std::collections::btree_map::Entry::Occupied(taken)
+                    if !same_file(&taken.get().0.path, &link.path) =>
+                {
+                    outcome.errors.push((
+                        link.path.clone(),
+                        format!(
+                            "would be artifact {id}, which {} already is in this scan; scan their common folder instead",
+                            taken.get().0.path.display()
+                        ),
+                    ));
+                }
+                std::collections::btree_map::Entry::Occupied(_) => {}
             }
         }
     }
@@ -275,7 +330,7 @@ pub fn scan_with_progress(
             continue;
         }
         let mut warnings = Vec::new();
-        let components = match open_chain_with_stats(&link.path, &stats) {
+        let components = match open_chain_within(&link.path, &stats, &bound) {
             Ok((disk, _)) => match read_guest(disk.as_ref()) {
                 Ok(guest) => guest_components(&guest, &mut warnings),
                 Err(e) => {

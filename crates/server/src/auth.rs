@@ -114,37 +114,46 @@ impl FromRequestParts<Arc<AppState>> for Principal {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Principal, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 512)
-            .ok_or_else(ApiError::unauthorized)?;
-        let hash = hash_token(token);
-        if let Some(admin) = &state.config.admin_token_hash
-            && same(admin, &hash)
-        {
-            return Ok(Principal::Admin);
-        }
-        let engine = state
-            .engine
-            .lock()
-            .map_err(|_| ApiError::internal("engine lock poisoned"))?;
-        let (idx, token) = engine
-            .authenticate(&hash)
-            .ok_or_else(ApiError::unauthorized)?;
-        Ok(Principal::Tenant {
-            idx,
-            id: engine.catalog().tenant_id(idx).clone(),
-            publisher: engine.service().has_role(idx, Role::Publisher),
-            token: token.to_string(),
-        })
+        authenticate(state, &parts.headers)
     }
+}
+
+/// The caller of a request, from its bearer token (401 without a valid
+/// one). The body reader calls it before reading any body, so that nobody
+/// without a token makes the server buffer anything.
+pub fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unauthorized)?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+        .ok_or_else(ApiError::unauthorized)?;
+    let hash = hash_token(token);
+    if let Some(admin) = &state.config.admin_token_hash
+        && same(admin, &hash)
+    {
+        return Ok(Principal::Admin);
+    }
+    let engine = state
+        .engine
+        .lock()
+        .map_err(|_| ApiError::internal("engine lock poisoned"))?;
+    let (idx, token) = engine
+        .authenticate(&hash)
+        .ok_or_else(ApiError::unauthorized)?;
+    Ok(Principal::Tenant {
+        idx,
+        id: engine.catalog().tenant_id(idx).clone(),
+        publisher: engine.service().has_role(idx, Role::Publisher),
+        token: token.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -71,30 +71,81 @@ async fn count_requests(
 
 /// Reads a request's body whole before any handler runs: at most
 /// `body_max_bytes` (else 413) within `body_read_timeout_ms` (else 408),
-/// so a client trickling a body cannot hold a handler.
+/// so a client trickling a body cannot hold a handler. Nothing is buffered
+/// before the caller's token is checked (401 first), bodies of methods that
+/// carry none are not read, and all bodies being read at once share a
+/// budget of `body_inflight_max_bytes` (503 when no room frees up within a
+/// third of the body time-out).
 async fn read_body(
     axum::extract::State(st): axum::extract::State<Arc<AppState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use axum::http::Method;
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
-    let limited = http_body_util::Limited::new(body, st.config.body_max_bytes);
+    if matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    ) {
+        return next
+            .run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::empty(),
+            ))
+            .await;
+    }
+    if let Err(e) = auth::authenticate(&st, &parts.headers) {
+        return e.into_response();
+    }
+    const MIB: usize = 1 << 20;
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(st.config.body_max_bytes);
+    let too_large = || {
+        error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the request body is larger than {} bytes",
+                st.config.body_max_bytes
+            ),
+        )
+        .into_response()
+    };
+    if declared > st.config.body_max_bytes {
+        return too_large();
+    }
     let timeout = Duration::from_millis(st.config.body_read_timeout_ms);
-    let bytes = match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+    // Bodies without a declared length count as the largest allowed; none
+    // counts for more than the whole budget.
+    let total = st.config.body_inflight_max_bytes.div_ceil(MIB).max(1);
+    let permits = declared.div_ceil(MIB).clamp(1, total) as u32;
+    // Waiting for room takes at most a third of the body time-out.
+    let budget = match tokio::time::timeout(
+        timeout / 3,
+        st.body_budget.clone().acquire_many_owned(permits),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
             return error::ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!(
-                    "the request body is larger than {} bytes",
-                    st.config.body_max_bytes
-                ),
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many request bodies are being received; retry",
             )
             .into_response();
         }
+    };
+    let limited = http_body_util::Limited::new(body, st.config.body_max_bytes);
+    let bytes = match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(_)) => {
             return error::ApiError::bad_request("the request body could not be read")
                 .into_response();
@@ -111,11 +162,14 @@ async fn read_body(
             .into_response();
         }
     };
-    next.run(axum::extract::Request::from_parts(
-        parts,
-        axum::body::Body::from(bytes),
-    ))
-    .await
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
+        .await;
+    drop(budget);
+    response
 }
 
 /// Opens the data directory, turns notices on and records those missing
@@ -136,6 +190,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     }
     let reader: Box<dyn patchline_store::NoticeReader> =
         Box::new(SqliteReader::open(&config.data_dir)?);
+    let config_body_budget_mib = config.body_inflight_max_bytes.div_ceil(1 << 20);
     let dir = config.data_dir.clone();
     let queues: state::QueueFactory = Arc::new(move || {
         Ok(Box::new(SqliteQueue::open(&dir)?) as Box<dyn patchline_store::DeliveryQueue>)
@@ -151,6 +206,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         revocations: watch::channel(0).0,
         stopping: watch::channel(false).0,
         conflicts: Mutex::default(),
+        body_budget: Arc::new(tokio::sync::Semaphore::new((config_body_budget_mib).max(1))),
     }))
 }
 
@@ -282,6 +338,7 @@ pub async fn serve_until(
         stop_rx,
     ));
     shutdown.await;
+    tracing::info!("stopping: no new connections; finishing requests and deliveries in flight");
     let _ = state.stopping.send(true);
     let _ = acceptor.await;
     for t in tasks {

@@ -24,6 +24,9 @@ pub struct Config {
     pub retry: Schedule,
     /// Largest request body, in bytes (an artifact may carry an SBOM).
     pub body_max_bytes: usize,
+    /// Bytes of request bodies being received at once, over all
+    /// connections (counted in MiB, by their declared length).
+    pub body_inflight_max_bytes: usize,
     /// Deliveries claimed per worker poll.
     pub claim_batch_max: usize,
     /// Concurrent webhook requests in flight over all endpoints.
@@ -88,6 +91,7 @@ impl Config {
             webhook_policy: Policy::default(),
             retry: Schedule::default(),
             body_max_bytes: 16 << 20,
+            body_inflight_max_bytes: 256 << 20,
             claim_batch_max: 512,
             inflight_max: 256,
             per_endpoint_inflight_max: 32,
@@ -136,6 +140,8 @@ pub struct AppState {
     pub revocations: tokio::sync::watch::Sender<u64>,
     /// Turns true when the server stops: open streams end.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Budget of request-body bytes being received (MiB permits).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     /// Per-tenant budget of conflicting creations (taken ids).
     pub conflicts: Mutex<std::collections::HashMap<patchline_core::TenantIdx, Bucket>>,
 }

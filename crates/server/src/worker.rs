@@ -47,6 +47,9 @@ struct Target {
     active: bool,
     rate_per_s: u32,
     installation: String,
+    /// The operator's escalation channel reads every notice (as an admin),
+    /// private artifacts included.
+    operator: bool,
 }
 
 fn xorshift(state: &mut u64) -> f64 {
@@ -190,6 +193,7 @@ fn target(st: &AppState, subscription: &str) -> Option<Target> {
         active: s.active,
         rate_per_s: s.rate_per_s,
         installation: engine.service().installation.clone(),
+        operator: s.id == crate::OPERATOR_SUBSCRIPTION,
     })
 }
 
@@ -225,11 +229,21 @@ async fn attempt(
         return dead("subscription disabled");
     }
     // Body: the notices as their subscriber sees them.
-    let (q, ids, st2, tenant) = (queue.clone(), c.notices.clone(), st.clone(), target.tenant);
+    let (q, ids, st2, tenant, operator) = (
+        queue.clone(),
+        c.notices.clone(),
+        st.clone(),
+        target.tenant,
+        target.operator,
+    );
     let docs = tokio::task::spawn_blocking(move || -> Option<Vec<NoticeDoc>> {
         let rows = q.lock().ok()?.notices(&ids).ok()?;
         let engine = st2.engine.lock().ok()?;
-        let actor = Actor::Tenant(engine.catalog().tenant_id(tenant).clone());
+        let actor = if operator {
+            Actor::Admin
+        } else {
+            Actor::Tenant(engine.catalog().tenant_id(tenant).clone())
+        };
         Some(NoticeDoc::render_all(
             &rows,
             engine.catalog(),
@@ -358,6 +372,7 @@ async fn attempt(
             st.metrics
                 .webhook_gone_total
                 .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(subscription = %c.subscription, "the endpoint answered 410 Gone: subscription disabled, its pending deliveries are dead letters");
             let (st2, sub) = (st.clone(), c.subscription.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 if let Ok(mut e) = st2.engine.lock() {

@@ -401,6 +401,16 @@ async fn item04_watchers_lose_sight_of_private_artifacts() {
     );
     assert!(!text.contains("not_affected"), "{text}");
     assert!(!text.contains("canonical"), "{text}");
+    // A watcher reads but does not acknowledge (403, not "unknown").
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/notices/{}/ack", watched[0]["notice_id"]),
+            Some(&globex),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     // Made private: gone for the watcher, in pages and in new notices.
     let (s, v) = api
         .call("PUT", "/v1/artifacts/pub-img", Some(&canonical), Some(json!({"id": "pub-img", "kind": "image", "visibility": "private", "components": [VULNERABLE]})))
@@ -414,6 +424,14 @@ async fn item04_watchers_lose_sight_of_private_artifacts() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
+    // Not even the page cursor moves over the owner's new notice.
+    let (_, page) = api
+        .call("GET", "/v1/notices?after=0", Some(&globex), None)
+        .await;
+    assert_eq!(
+        page["next"], 0,
+        "the cursor reveals a hidden notice: {page}"
+    );
     assert_eq!(api.notices(&globex).await, Vec::<Value>::new());
     assert_eq!(api.notices(&canonical).await.len(), 2);
 }
@@ -1100,4 +1118,164 @@ async fn item21_the_api_scans_only_image_roots() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["images"][0]["artifact"], "base.img", "{v}");
+}
+
+/// What a scan finds under a root is bounded too: links and backing files
+/// that lead out of the roots are not opened (found from outside: a
+/// symbolic link or a qcow2 backing file inside the root read a disk
+/// elsewhere).
+#[tokio::test]
+async fn item21_links_and_backing_files_do_not_leave_the_roots() {
+    if !patchline_testkit::require_tools("item21_links_and_backing_files", &["qemu-img"]) {
+        return;
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let images = tempfile::tempdir().unwrap();
+    let mut disk = vec![0u8; 1 << 20];
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    let secret = outside.path().join("secret.img");
+    std::fs::write(&secret, &disk).unwrap();
+    let root = images.path();
+    std::fs::write(root.join("own.img"), &disk).unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("link.img")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("dirlink")).unwrap();
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-b"])
+        .arg(&secret)
+        .args(["-F", "raw"])
+        .arg(root.join("top.qcow2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let roots = vec![root.to_path_buf()];
+    let api = Api::with(move |c| c.scan_roots = roots);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/scan",
+            Some(ADMIN),
+            Some(json!({"paths": [root.display().to_string()]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let registered: Vec<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["artifact"].as_str().unwrap())
+        .collect();
+    assert_eq!(registered, ["own.img"], "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("top.qcow2") && errors.contains("outside"),
+        "{v}"
+    );
+}
+
+// ----- 2. (found from outside) bodies are not buffered for strangers -----
+
+/// A body that sends one chunk and then nothing, forever.
+fn endless_body() -> Body {
+    let chunks = futures_util::stream::unfold(0u8, |n| async move {
+        if n == 0 {
+            Some((
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 1024])),
+                1,
+            ))
+        } else {
+            std::future::pending::<()>().await;
+            None
+        }
+    });
+    Body::from_stream(chunks)
+}
+
+#[tokio::test]
+async fn item02_bodies_wait_for_a_token_and_share_a_budget() {
+    let api = Api::with(|c| {
+        c.body_inflight_max_bytes = 1 << 20;
+        c.body_read_timeout_ms = 300;
+    });
+    let acme = api.tenant("acme", &[]).await;
+    // No token: refused before anything of the body is read.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/nowhere")
+        .header("content-length", (15 << 20).to_string())
+        .body(endless_body())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(2), app(api.state.clone()).oneshot(req))
+        .await
+        .expect("the server waited for the body of a request without a token")
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // With a token, one slow body holds the whole (1 MiB) budget: the next
+    // waits, then is told to come back; the slow one times out.
+    let slow = {
+        let state = api.state.clone();
+        let token = acme.clone();
+        tokio::spawn(async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v1/artifacts")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-length", (1 << 20).to_string())
+                .body(endless_body())
+                .unwrap();
+            app(state).oneshot(req).await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!slow.is_finished(), "the slow body was not waited for");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/artifacts",
+            Some(&acme),
+            Some(json!({"id": "x", "kind": "image"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(slow.await.unwrap(), StatusCode::REQUEST_TIMEOUT);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/artifacts",
+            Some(&acme),
+            Some(json!({"id": "x", "kind": "image"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "the budget is back: {v}");
+}
+
+// ----- 6. (found from outside) tenants are not an existence oracle -----
+
+#[tokio::test]
+async fn item06_listing_by_tenant_does_not_tell_who_exists() {
+    let api = Api::new();
+    let vend = api.tenant("vend", &[]).await;
+    let globex = api.tenant("globex", &[]).await;
+    api.artifact(&vend, json!({"id": "vend-secret", "kind": "image"}))
+        .await;
+    let (s1, v1) = api
+        .call("GET", "/v1/artifacts?tenant=vend", Some(&globex), None)
+        .await;
+    let (s2, v2) = api
+        .call("GET", "/v1/artifacts?tenant=nosuch", Some(&globex), None)
+        .await;
+    assert_eq!(
+        (s1, &v1),
+        (s2, &v2),
+        "a tenant with private artifacts only answers like none"
+    );
+    assert_eq!(s1, StatusCode::OK);
+    let (s, _) = api
+        .call("GET", "/v1/artifacts?tenant=nosuch", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the admin may know");
 }

@@ -916,8 +916,10 @@ impl SqliteReader {
 }
 
 impl crate::NoticeReader for SqliteReader {
-    /// Notices a tenant may read (its own, and those about artifacts it
-    /// watches), after `after_id`, oldest first.
+    /// Notices a tenant may read (its own, and those about the public
+    /// artifacts it watches), after `after_id`, oldest first. Filtered here,
+    /// not after the read: a page's cursor then never moves over notices
+    /// the reader may not see, so it reveals nothing about them.
     fn notices_after(
         &mut self,
         tenant: TenantIdx,
@@ -928,7 +930,9 @@ impl crate::NoticeReader for SqliteReader {
             .conn
             .prepare_cached(&format!(
                 "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
-                 WHERE n.id > ?2 AND (n.tenant = ?1 OR n.artifact IN (SELECT artifact FROM watches WHERE tenant = ?1))
+                 WHERE n.id > ?2 AND (n.tenant = ?1 OR n.artifact IN (
+                     SELECT w.artifact FROM watches w JOIN artifacts a ON a.idx = w.artifact
+                     WHERE w.tenant = ?1 AND a.visibility = 1 AND a.removed = 0))
                  ORDER BY n.id LIMIT ?3"
             ))
             .map_err(db_err)?;

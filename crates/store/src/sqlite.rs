@@ -100,8 +100,15 @@ fn blob_to_ids(blob: &[u8]) -> Result<Vec<ComponentId>, StoreError> {
 
 /// Creates the data directory (0700, whatever the umask) if it is missing.
 pub fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if data_dir.is_dir() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(meta) = std::fs::metadata(data_dir)
+        && meta.is_dir()
+    {
+        // An existing directory open to others is closed (when it is the
+        // service's to change; its files are 0600 either way).
+        if meta.permissions().mode() & 0o077 != 0 {
+            let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+        }
         return Ok(());
     }
     std::fs::DirBuilder::new()

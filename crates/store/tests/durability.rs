@@ -42,6 +42,8 @@ fn item07_files_are_private() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
     let _again = SqliteStore::open(&data).unwrap();
     assert_eq!(mode(&data.join("patchline.db")), 0o600);
+    assert_eq!(mode(&data), 0o700, "a directory left open is closed");
 }

@@ -423,12 +423,20 @@ pub async fn list_artifacts(
     with_engine(&st, move |e| {
         let actor = p.actor();
         let c = e.catalog();
+        // An unknown tenant: 404 for an admin; for a tenant, an empty list,
+        // exactly as for a tenant whose artifacts are all private (whether
+        // a tenant exists is not the caller's business).
         let tenant = match &q.tenant {
-            Some(t) => Some(
-                c.tenant_idx(t)
-                    .filter(|&x| e.service().roles.contains_key(&x) || p.is_admin())
-                    .ok_or_else(|| ApiError::not_found("tenant", t))?,
-            ),
+            Some(t) => match (c.tenant_idx(t), p.is_admin()) {
+                (Some(x), _) => Some(x),
+                (None, true) => return Err(ApiError::not_found("tenant", t)),
+                (None, false) => {
+                    return Ok(Json(ArtifactPage {
+                        artifacts: Vec::new(),
+                        next: None,
+                    }));
+                }
+            },
             None => None,
         };
         let start = match super::id_cursor(&q.after)? {

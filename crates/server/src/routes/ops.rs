@@ -172,6 +172,7 @@ pub async fn scan(
     let options = patchline_scan::scanner::ScanOptions {
         tenant,
         visibility: req.visibility.unwrap_or_default(),
+        roots: st.config.scan_roots.clone(),
     };
     let paths = confined_paths(&st.config.scan_roots, &req.paths)?;
     let outcome =
