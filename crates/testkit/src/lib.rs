@@ -1,6 +1,6 @@
 //! What a test needs from the machine (a tool such as `qemu-img`, a Python
 //! with a package, a service URL), and one rule for when it is missing: in
-//! CI (`CI` set, as `.ci/run` sets it) the test fails, naming what to
+//! CI (`CI` set, as `.ci/test` sets it) the test fails, naming what to
 //! install; elsewhere it says clearly, on stderr, that it did not run. No
 //! test passes in CI without having run.
 
@@ -16,9 +16,13 @@ pub fn in_ci() -> bool {
 /// `NOT RUN` line (straight to stderr, which libtest does not capture) and
 /// answers `false` so the caller returns.
 pub fn not_run(test: &str, why: &str) -> bool {
-    if in_ci() {
+    not_run_in(in_ci(), test, why)
+}
+
+fn not_run_in(ci: bool, test: &str, why: &str) -> bool {
+    if ci {
         panic!(
-            "{test} cannot run: {why}. CI must provide it (`.ci/run` installs what the tests need)"
+            "{test} cannot run: {why}. CI must provide it (`.ci/test` installs what the tests need)"
         );
     }
     let _ = writeln!(std::io::stderr(), "NOT RUN: {test}: {why}");
@@ -68,9 +72,30 @@ pub fn require_python(test: &str, module: &str) -> Option<String> {
             test,
             &format!(
                 "PATCHLINE_TEST_PYTHON ({py:?}) is not a python that can import `{module}` \
-                 (`.ci/run` makes one in target/pyvenv)"
+                 (`.ci/test` makes one in target/pyvenv)"
             ),
         );
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening item 22: a test that cannot run never passes in CI.
+    #[test]
+    fn in_ci_a_missing_tool_fails_the_test() {
+        let outcome = std::panic::catch_unwind(|| not_run_in(true, "t", "qemu-img not installed"));
+        let message = outcome
+            .err()
+            .and_then(|e| e.downcast::<String>().ok())
+            .expect("in CI, not_run panics");
+        assert!(message.contains("qemu-img not installed") && message.contains(".ci/test"));
+        assert!(
+            !not_run_in(false, "t", "qemu-img not installed"),
+            "elsewhere it says so and returns"
+        );
+        assert!(!has_tool("no-such-tool-patchline"));
     }
 }
