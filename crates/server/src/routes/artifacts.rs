@@ -427,6 +427,9 @@ pub async fn list_artifacts(
         // exactly as for a tenant whose artifacts are all private (whether
         // a tenant exists is not the caller's business).
         let tenant = match &q.tenant {
+            Some(t) if patchline_core::TenantId::new(t.as_str()).is_err() => {
+                return Err(ApiError::bad_request(format!("tenant {t:?} is not an id")));
+            }
             Some(t) => match (c.tenant_idx(t), p.is_admin()) {
                 (Some(x), _) => Some(x),
                 (None, true) => return Err(ApiError::not_found("tenant", t)),
