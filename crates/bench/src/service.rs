@@ -372,15 +372,30 @@ async fn run_async(
         let rows: Vec<(i64, i64)> = stmt
             .query_map([created], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
+        let installation = st
+            .engine
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .service()
+            .installation
+            .clone();
         let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
         let mut l: Vec<i64> = rows
             .iter()
-            .filter_map(|(id, at)| arrivals.get(&format!("msg_{id}")).map(|a| a - at))
+            .filter_map(|(id, at)| {
+                arrivals
+                    .get(&patchline_engine::service::message_id(&installation, *id))
+                    .map(|a| a - at)
+            })
             .collect();
         l.sort_unstable();
         l
     };
-    if !latencies.is_empty() {
+    anyhow::ensure!(
+        !latencies.is_empty(),
+        "no late notice's webhook was matched to its delivery"
+    );
+    {
         let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
         row(
             "latency, artifact created → webhook received, at 1,000 notices/s (target p50 ≤ 50 ms, p99 ≤ 250 ms)",
