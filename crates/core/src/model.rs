@@ -98,14 +98,13 @@ string_id!(
     "advisory id"
 );
 
-/// The characters an id may hold, besides ASCII letters and digits.
-pub const ID_PUNCTUATION: &str = "._-:/@+~=,";
 /// The documented id character class (README, "Ids").
 pub const ID_CHARS: &str = "ASCII letters, digits and . _ - : / @ + ~ = ,";
 
 /// Whether `c` may appear in an id.
 pub fn is_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || ID_PUNCTUATION.contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(c, '.' | '_' | '-' | ':' | '/' | '@' | '+' | '~' | '=' | ',')
 }
 
 fn validate_id(what: &'static str, text: &str) -> Result<(), CatalogError> {
