@@ -167,8 +167,7 @@ async fn run_async(
                         secret: patchline_webhook::Secret::generate().to_string(),
                         not_after_ms: None,
                     }],
-                    active: true,
-                    disabled_reason: None,
+                    state: patchline_core::notice::SubscriptionState::Active,
                     rate_per_s: 100_000,
                     created_at_ms: now_ms(),
                 })?;

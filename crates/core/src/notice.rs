@@ -373,9 +373,131 @@ impl DeliveryState {
     }
 }
 
+/// Why a delivery was queued: a new (or reopened) notice, a reminder of an
+/// unacknowledged one, or an escalation after too many reminders.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Notice,
+    Reminder,
+    Escalation,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 3] = [Purpose::Notice, Purpose::Reminder, Purpose::Escalation];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Notice => "notice",
+            Purpose::Reminder => "reminder",
+            Purpose::Escalation => "escalation",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// The CloudEvents `type` of a message sent for this purpose.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Purpose::Notice => "dev.patchline.notice",
+            Purpose::Reminder => "dev.patchline.notice.reminder",
+            Purpose::Escalation => "dev.patchline.notice.escalation",
+        }
+    }
+}
+
+/// Why a subscription stopped receiving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DisableReason {
+    /// The endpoint answered 410 Gone: disabled until its owner enables it.
+    Gone,
+}
+
+impl DisableReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisableReason::Gone => "the endpoint answered 410 Gone",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DisableReason> {
+        (text == DisableReason::Gone.as_str()).then_some(DisableReason::Gone)
+    }
+}
+
+/// Where a subscription stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SubscriptionState {
+    Active,
+    /// Kept, and what it misses goes to its dead letters (enable + replay
+    /// fills the gap).
+    Disabled(DisableReason),
+    /// Deleted by its owner: gone from every list and index.
+    Deleted,
+}
+
+impl SubscriptionState {
+    /// The stored form: (state, reason).
+    pub fn to_stored(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            SubscriptionState::Active => ("active", None),
+            SubscriptionState::Disabled(r) => ("disabled", Some(r.as_str())),
+            SubscriptionState::Deleted => ("deleted", None),
+        }
+    }
+
+    /// Reads the stored form, including the one of older versions (a
+    /// deletion stored as disabled "deleted by its owner").
+    pub fn from_stored(state: &str, reason: Option<&str>) -> Option<SubscriptionState> {
+        match (state, reason) {
+            ("active", _) => Some(SubscriptionState::Active),
+            ("deleted", _) | ("disabled", Some("deleted by its owner")) => {
+                Some(SubscriptionState::Deleted)
+            }
+            ("disabled", Some(r)) => Some(SubscriptionState::Disabled(
+                DisableReason::parse(r).unwrap_or(DisableReason::Gone),
+            )),
+            ("disabled", None) => Some(SubscriptionState::Disabled(DisableReason::Gone)),
+            _ => None,
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        self == SubscriptionState::Active
+    }
+
+    pub fn is_deleted(self) -> bool {
+        self == SubscriptionState::Deleted
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_states_round_trip_through_their_stored_form() {
+        for p in Purpose::ALL {
+            assert_eq!(Purpose::parse(p.as_str()), Some(p));
+        }
+        for s in [
+            SubscriptionState::Active,
+            SubscriptionState::Disabled(DisableReason::Gone),
+            SubscriptionState::Deleted,
+        ] {
+            let (state, reason) = s.to_stored();
+            assert_eq!(SubscriptionState::from_stored(state, reason), Some(s));
+        }
+        assert_eq!(
+            SubscriptionState::from_stored("disabled", Some("deleted by its owner")),
+            Some(SubscriptionState::Deleted),
+            "older versions stored a deletion this way"
+        );
+        assert_eq!(SubscriptionState::from_stored("bogus", None), None);
+    }
 
     #[test]
     fn cvss_scores_match_first_calculator() {

@@ -492,7 +492,7 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
-        created.extend(notifier.finish("notice"));
+        created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }
 
@@ -544,7 +544,7 @@ impl<S: CatalogStore> Engine<S> {
                 notifier.remediate(adv, id);
             }
         }
-        created.extend(notifier.finish("notice"));
+        created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }
 

@@ -9,7 +9,9 @@ use std::rc::Rc;
 
 use patchline_core::inventory::ComponentId;
 
-use patchline_core::notice::{Channel, Filter, FilterInput, NoticeState, Severity};
+use patchline_core::notice::{
+    Channel, DisableReason, Filter, FilterInput, NoticeState, Purpose, Severity, SubscriptionState,
+};
 use patchline_core::propagate::ComponentHit;
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
 use patchline_store::service::{
@@ -17,9 +19,6 @@ use patchline_store::service::{
 };
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
-
-/// The disabled reason of a subscription its owner deleted.
-pub const DELETED: &str = "deleted by its owner";
 
 /// Most notices one webhook message carries.
 pub const DELIVERY_BATCH_MAX: usize = 100;
@@ -75,8 +74,7 @@ pub struct Subscription {
     pub channel: Channel,
     pub filter: Filter,
     pub secrets: Vec<SecretEntry>,
-    pub active: bool,
-    pub disabled_reason: Option<String>,
+    pub state: SubscriptionState,
     pub rate_per_s: u32,
     pub created_at_ms: i64,
 }
@@ -89,8 +87,7 @@ impl Subscription {
             channel: serde_json::to_string(&self.channel).unwrap_or_default(),
             filter: serde_json::to_string(&self.filter).unwrap_or_default(),
             secrets: serde_json::to_string(&self.secrets).unwrap_or_default(),
-            state: if self.active { "active" } else { "disabled" }.into(),
-            disabled_reason: self.disabled_reason.clone(),
+            state: self.state,
             rate_per_s: self.rate_per_s,
             created_at_ms: self.created_at_ms,
         }
@@ -103,8 +100,7 @@ impl Subscription {
             channel: serde_json::from_str(&row.channel).ok()?,
             filter: serde_json::from_str(&row.filter).ok()?,
             secrets: serde_json::from_str(&row.secrets).ok()?,
-            active: row.state == "active",
-            disabled_reason: row.disabled_reason.clone(),
+            state: row.state,
             rate_per_s: row.rate_per_s,
             created_at_ms: row.created_at_ms,
         })
@@ -228,8 +224,7 @@ impl ServiceMem {
     pub fn reindex(&mut self) {
         self.webhooks.clear();
         for s in self.subscriptions.values() {
-            let deleted = s.disabled_reason.as_deref() == Some(DELETED);
-            if !deleted && matches!(s.channel, Channel::Webhook { .. }) {
+            if !s.state.is_deleted() && matches!(s.channel, Channel::Webhook { .. }) {
                 self.webhooks
                     .entry(s.tenant)
                     .or_default()
@@ -548,7 +543,7 @@ impl<'a> Notifier<'a> {
                 match per_adv.get_mut(s.id.as_str()) {
                     Some((ids, _)) => ids.push(id),
                     None => {
-                        per_adv.insert(s.id.clone(), (vec![id], s.active));
+                        per_adv.insert(s.id.clone(), (vec![id], s.state.is_active()));
                     }
                 }
             }
@@ -603,7 +598,7 @@ impl<'a> Notifier<'a> {
     }
 
     /// Turns the queued notice ids into delivery rows.
-    pub fn finish(mut self, purpose: &'static str) -> Vec<(TenantIdx, i64)> {
+    pub fn finish(mut self, purpose: Purpose) -> Vec<(TenantIdx, i64)> {
         for (_, per_sub) in std::mem::take(&mut self.pending) {
             let mut subs: Vec<(String, (Vec<i64>, bool))> = per_sub.into_iter().collect();
             subs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1006,18 +1001,34 @@ impl<S: CatalogStore> Engine<S> {
             .subscriptions
             .get(id)
             .filter(|s| t.is_none_or(|t| s.tenant == t))
-            .filter(|s| s.disabled_reason.as_deref() != Some(DELETED))
+            .filter(|s| !s.state.is_deleted())
             .ok_or_else(|| EngineError::NotFound {
                 what: "subscription",
                 id: id.to_string(),
             })
     }
 
-    /// Disables a subscription (endpoint answered 410, or its owner asked).
-    pub fn disable_subscription(&mut self, id: &str, reason: &str) -> Result<(), EngineError> {
+    /// Disables a subscription (its endpoint answered 410).
+    pub fn disable_subscription(
+        &mut self,
+        id: &str,
+        reason: DisableReason,
+    ) -> Result<(), EngineError> {
+        self.set_subscription_state(id, SubscriptionState::Disabled(reason))
+    }
+
+    /// Deletes a subscription (its owner asked): it leaves every list.
+    pub fn delete_subscription(&mut self, id: &str) -> Result<(), EngineError> {
+        self.set_subscription_state(id, SubscriptionState::Deleted)
+    }
+
+    fn set_subscription_state(
+        &mut self,
+        id: &str,
+        state: SubscriptionState,
+    ) -> Result<(), EngineError> {
         let mut sub = self.subscription(None, id)?.clone();
-        sub.active = false;
-        sub.disabled_reason = Some(reason.to_string());
+        sub.state = state;
         self.put_subscription(sub)
     }
 
@@ -1142,7 +1153,7 @@ impl<S: CatalogStore> Engine<S> {
             let subs: Vec<String> = notifier
                 .mem
                 .webhooks_of(n.tenant)
-                .filter(|s| s.active)
+                .filter(|s| s.state.is_active())
                 .map(|s| s.id.clone())
                 .collect();
             if n.reminders + 1 >= escalate_after {
@@ -1156,8 +1167,8 @@ impl<S: CatalogStore> Engine<S> {
             }
             notifier.outbox.reminded.push((n.id, now));
         }
-        notifier.finish("reminder");
-        escalations.finish_into(&mut self.svc, &mut self.outbox, "escalation");
+        notifier.finish(Purpose::Reminder);
+        escalations.finish_into(&mut self.svc, &mut self.outbox, Purpose::Escalation);
         self.commit(&[])?;
         Ok(due.len())
     }
@@ -1199,7 +1210,7 @@ impl DetachedNotifier {
         }
     }
 
-    pub fn finish_into(self, mem: &mut ServiceMem, outbox: &mut Outbox, purpose: &'static str) {
+    pub fn finish_into(self, mem: &mut ServiceMem, outbox: &mut Outbox, purpose: Purpose) {
         for ((sub, _), ids) in self.pending {
             for chunk in batches(&ids, &HashMap::new()) {
                 let id = mem.next_delivery_id;

@@ -223,7 +223,7 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
     };
     if existing
         .as_ref()
-        .is_some_and(|s| s.channel == channel && s.active)
+        .is_some_and(|s| s.channel == channel && s.state.is_active())
     {
         return Ok(());
     }
@@ -262,8 +262,7 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
         channel,
         filter: Filter::default(),
         secrets,
-        active: true,
-        disabled_reason: None,
+        state: patchline_core::notice::SubscriptionState::Active,
         rate_per_s: patchline_engine::service::RATE_PER_S_DEFAULT,
         created_at_ms: now_ms(),
     })

@@ -190,7 +190,7 @@ fn target(st: &AppState, subscription: &str) -> Option<Target> {
             .filter_map(|x| Secret::parse(x).ok())
             .collect(),
         tenant: s.tenant,
-        active: s.active,
+        active: s.state.is_active(),
         rate_per_s: s.rate_per_s,
         installation: engine.service().installation.clone(),
         operator: s.id == crate::OPERATOR_SUBSCRIPTION,
@@ -279,11 +279,7 @@ async fn attempt(
         };
     }
     let msg_id = patchline_engine::service::message_id(&target.installation, c.id);
-    let ty = match c.purpose.as_str() {
-        "reminder" => "dev.patchline.notice.reminder",
-        "escalation" => "dev.patchline.notice.escalation",
-        _ => "dev.patchline.notice",
-    };
+    let ty = c.purpose.event_type();
     let time = patchline_core::timestamp::format_unix(now / 1000);
     let source = st
         .config
@@ -376,7 +372,8 @@ async fn attempt(
             let (st2, sub) = (st.clone(), c.subscription.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 if let Ok(mut e) = st2.engine.lock() {
-                    let _ = e.disable_subscription(&sub, "the endpoint answered 410 Gone");
+                    let _ =
+                        e.disable_subscription(&sub, patchline_core::notice::DisableReason::Gone);
                 }
             })
             .await;

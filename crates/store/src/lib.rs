@@ -131,7 +131,7 @@ pub trait NoticeReader: Send {
     fn deliveries(
         &mut self,
         subscription: &str,
-        state: Option<&str>,
+        state: Option<patchline_core::notice::DeliveryState>,
         limit: usize,
     ) -> Result<Vec<DeliveryInfo>, StoreError>;
     fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError>;

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use patchline_core::notice::{DeliveryState, NoticeState};
+use patchline_core::notice::{DeliveryState, NoticeState, Purpose, SubscriptionState};
 use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -133,8 +133,7 @@ pub struct NoticeChange {
 pub struct DeliveryRow {
     pub id: i64,
     pub subscription: String,
-    /// `notice`, `reminder` or `escalation`.
-    pub purpose: &'static str,
+    pub purpose: Purpose,
     pub notices: Vec<i64>,
     pub next_at_ms: i64,
     pub at_ms: i64,
@@ -154,9 +153,7 @@ pub struct SubscriptionRow {
     pub filter: String,
     /// JSON list of `{"secret", "not_after_ms"?}`.
     pub secrets: String,
-    /// `active` or `disabled`.
-    pub state: String,
-    pub disabled_reason: Option<String>,
+    pub state: SubscriptionState,
     pub rate_per_s: u32,
     pub created_at_ms: i64,
 }
@@ -300,8 +297,8 @@ pub(crate) fn write_outbox(
             s.channel,
             s.filter,
             keys.seal(&s.secrets, &s.id)?,
-            s.state,
-            s.disabled_reason,
+            s.state.to_stored().0,
+            s.state.to_stored().1,
             s.rate_per_s,
             s.created_at_ms
         ])
@@ -390,7 +387,7 @@ pub(crate) fn write_outbox(
         stmt.execute(params![
             d.id,
             d.subscription,
-            d.purpose,
+            d.purpose.as_str(),
             ids_blob(&d.notices),
             d.next_at_ms,
             d.at_ms,
@@ -523,8 +520,16 @@ pub(crate) fn load_service(
                 channel: r.get(2)?,
                 filter: r.get(3)?,
                 secrets: r.get(4)?,
-                state: r.get(5)?,
-                disabled_reason: r.get(6)?,
+                state: {
+                    let (state, reason): (String, Option<String>) = (r.get(5)?, r.get(6)?);
+                    SubscriptionState::from_stored(&state, reason.as_deref()).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            5,
+                            rusqlite::types::Type::Text,
+                            format!("subscription state {state:?}").into(),
+                        )
+                    })?
+                },
                 rate_per_s: r.get(7)?,
                 created_at_ms: r.get(8)?,
             })
@@ -679,12 +684,24 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The purpose stored in column `i`.
+fn purpose_of(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Purpose> {
+    let text: String = r.get(i)?;
+    Purpose::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("delivery purpose {text:?}").into(),
+        )
+    })
+}
+
 /// A claimed delivery, for a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub id: i64,
     pub subscription: String,
-    pub purpose: String,
+    pub purpose: Purpose,
     pub notices: Vec<i64>,
     pub attempts: u32,
     pub created_at_ms: i64,
@@ -754,7 +771,7 @@ impl crate::DeliveryQueue for SqliteQueue {
                     Ok(Claimed {
                         id: r.get(0)?,
                         subscription: r.get(1)?,
-                        purpose: r.get(2)?,
+                        purpose: purpose_of(r, 2)?,
                         notices: blob_ids(&r.get::<_, Vec<u8>>(3)?),
                         attempts: r.get(4)?,
                         created_at_ms: r.get(5)?,
@@ -888,9 +905,9 @@ pub struct SqliteReader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryInfo {
     pub id: i64,
-    pub purpose: String,
+    pub purpose: Purpose,
     pub notices: Vec<i64>,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i64,
     pub next_at_ms: i64,
     pub last_status: Option<i64>,
@@ -989,9 +1006,10 @@ impl crate::NoticeReader for SqliteReader {
     fn deliveries(
         &mut self,
         subscription: &str,
-        state: Option<&str>,
+        state: Option<DeliveryState>,
         limit: usize,
     ) -> Result<Vec<DeliveryInfo>, StoreError> {
+        let state = state.map(DeliveryState::as_str);
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1004,9 +1022,18 @@ impl crate::NoticeReader for SqliteReader {
             .query_map(params![subscription, state, limit as i64], |r| {
                 Ok(DeliveryInfo {
                     id: r.get(0)?,
-                    purpose: r.get(1)?,
+                    purpose: purpose_of(r, 1)?,
                     notices: blob_ids(&r.get::<_, Vec<u8>>(2)?),
-                    state: r.get(3)?,
+                    state: {
+                        let s: String = r.get(3)?;
+                        DeliveryState::parse(&s).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                3,
+                                rusqlite::types::Type::Text,
+                                format!("delivery state {s:?}").into(),
+                            )
+                        })?
+                    },
                     attempts: r.get(4)?,
                     next_at_ms: r.get(5)?,
                     last_status: r.get(6)?,

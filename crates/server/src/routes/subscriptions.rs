@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use patchline_core::notice::{Channel, DeliveryState, Filter};
+use patchline_core::notice::{Channel, DeliveryState, Filter, Purpose, SubscriptionState};
 use patchline_engine::service::{RATE_PER_S_DEFAULT, SecretEntry, Subscription};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -59,7 +59,8 @@ pub struct SubscriptionCreated {
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum SubscriptionState {
+#[schema(as = SubscriptionState)]
+pub enum SubscriptionStateName {
     Active,
     Disabled,
 }
@@ -72,7 +73,7 @@ pub struct SubscriptionView {
     channel: Channel,
     filter: Filter,
     grouping: Grouping,
-    state: SubscriptionState,
+    state: SubscriptionStateName,
     disabled_reason: Option<String>,
     rate_per_s: u32,
     created_at: String,
@@ -85,12 +86,15 @@ fn view(s: &Subscription, tenant: &str) -> SubscriptionView {
         channel: s.channel.clone(),
         filter: s.filter.clone(),
         grouping: Grouping::Artifact,
-        state: if s.active {
-            SubscriptionState::Active
+        state: if s.state.is_active() {
+            SubscriptionStateName::Active
         } else {
-            SubscriptionState::Disabled
+            SubscriptionStateName::Disabled
         },
-        disabled_reason: s.disabled_reason.clone(),
+        disabled_reason: match s.state {
+            SubscriptionState::Disabled(r) => Some(r.as_str().to_string()),
+            _ => None,
+        },
         rate_per_s: s.rate_per_s,
         created_at: rfc3339(s.created_at_ms),
     }
@@ -163,8 +167,7 @@ pub async fn create_subscription(
                     not_after_ms: None,
                 })
                 .collect(),
-            active: true,
-            disabled_reason: None,
+            state: SubscriptionState::Active,
             rate_per_s: rate,
             created_at_ms: patchline_engine::now_ms(),
         })?;
@@ -187,7 +190,7 @@ pub async fn list_subscriptions(
             .subscriptions
             .values()
             .filter(|s| p.tenant().is_none_or(|t| t == s.tenant))
-            .filter(|s| s.disabled_reason.as_deref() != Some(patchline_engine::service::DELETED))
+            .filter(|s| !s.state.is_deleted())
             .map(|s| view(s, e.catalog().tenant_id(s.tenant).as_str()))
             .collect();
         Ok(Json(SubscriptionList { subscriptions }))
@@ -223,7 +226,7 @@ pub async fn delete_subscription(
     let sid = id.clone();
     with_engine(&st, move |e| {
         e.subscription(p.tenant(), &id)?;
-        e.disable_subscription(&id, patchline_engine::service::DELETED)?;
+        e.delete_subscription(&id)?;
         Ok(())
     })
     .await?;
@@ -255,8 +258,7 @@ pub async fn enable_subscription(
 ) -> ApiResult<Json<SubscriptionView>> {
     with_engine(&st, move |e| {
         let mut s = e.subscription(p.tenant(), &id)?.clone();
-        s.active = true;
-        s.disabled_reason = None;
+        s.state = SubscriptionState::Active;
         e.put_subscription(s.clone())?;
         Ok(Json(view(&s, e.catalog().tenant_id(s.tenant).as_str())))
     })
@@ -331,15 +333,6 @@ pub struct DeliveriesQuery {
     limit: Option<usize>,
 }
 
-/// Why a message was sent.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    Notice,
-    Reminder,
-    Escalation,
-}
-
 /// One webhook message and what became of it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
@@ -378,19 +371,14 @@ pub async fn list_deliveries(
     })
     .await?;
     let limit = super::bounded("limit", q.limit, 1, 1000, 100)?;
-    let state = q.state.map(|s| s.as_str());
-    let rows = with_reader(&st, move |r| Ok(r.deliveries(&id, state, limit)?)).await?;
+    let rows = with_reader(&st, move |r| Ok(r.deliveries(&id, q.state, limit)?)).await?;
     let deliveries = rows
         .into_iter()
         .map(|d| DeliveryView {
             id: patchline_engine::service::message_id(&installation, d.id),
-            purpose: match d.purpose.as_str() {
-                "reminder" => Purpose::Reminder,
-                "escalation" => Purpose::Escalation,
-                _ => Purpose::Notice,
-            },
+            purpose: d.purpose,
             notices: d.notices,
-            state: DeliveryState::parse(&d.state).unwrap_or(DeliveryState::Pending),
+            state: d.state,
             attempts: d.attempts,
             next_attempt_at: rfc3339(d.next_at_ms),
             last_status: d.last_status,
