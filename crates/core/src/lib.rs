@@ -5,6 +5,7 @@
 
 pub mod advisory;
 pub mod catalog;
+pub mod clock;
 pub mod doc;
 pub mod ecosystem;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod timestamp;
 
 pub use advisory::{AdvIdx, Advisory, AdvisoryDb, Failure, Published, Record};
 pub use catalog::{Actor, ArtIdx, Catalog, Changes, Checkpoint, Mode, Node, Outcome, TenantIdx};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{AdvisoryError, CatalogError};
 pub use model::{AdvisoryId, ArtifactId, ArtifactSpec, Kind, Relation, TenantId, Visibility};
 pub use propagate::{ArtifactMatch, ComponentHit, Impact, Inheritance};

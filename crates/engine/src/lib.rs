@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use patchline_core::TenantIdx;
 use patchline_core::notice::NoticeState;
+use patchline_core::{Clock, TenantIdx};
 use patchline_store::Outbox;
 
 use crate::service::{Notifier, ServiceMem};
@@ -36,12 +36,10 @@ pub const PROGRESS_EVERY: usize = 4096;
 /// Holders whose matches a batch keeps at once (each can hold hundreds).
 const HOLDER_CACHE_MAX: usize = 256;
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by the system's clock (for callers
+/// without an engine; the engine itself asks its injected [`Clock`]).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    patchline_core::SystemClock.now_ms()
 }
 
 /// Why an engine operation failed. Rejections leave everything unchanged.
@@ -123,6 +121,8 @@ pub struct Engine<S = SqliteStore> {
     created: Vec<(TenantIdx, i64)>,
     /// Held for the engine's life: one writer per data directory.
     _lock: Option<DirLock>,
+    /// Where every timestamp comes from.
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 /// Name of the lock file in the data directory.
@@ -232,7 +232,18 @@ impl<S: CatalogStore> Engine<S> {
             outbox: Outbox::default(),
             created: Vec::new(),
             _lock: None,
+            clock: std::sync::Arc::new(patchline_core::SystemClock),
         })
+    }
+
+    /// Takes its time from `clock` from now on (tests set the time).
+    pub fn set_clock(&mut self, clock: std::sync::Arc<dyn Clock>) {
+        self.clock = clock;
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &std::sync::Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Records notices from now on (the service turns this on).
@@ -403,7 +414,7 @@ impl<S: CatalogStore> Engine<S> {
         if self.db.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let Engine {
             catalog,
             db,
@@ -507,7 +518,7 @@ impl<S: CatalogStore> Engine<S> {
             .into_iter()
             .map(|(id, a, st)| (a, (id, st)))
             .collect();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let Engine {
             catalog,
             db,
@@ -655,7 +666,7 @@ impl<S: CatalogStore> Engine<S> {
     ) -> Result<PublishReport, EngineError> {
         let mut report = PublishReport::default();
         let mut changed = Vec::new();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let owner = match actor {
             Actor::Admin => None,
             Actor::Tenant(t) => self.catalog.tenant_idx(t.as_str()),

@@ -784,7 +784,7 @@ impl NoticeDoc {
     }
 }
 
-use crate::{Engine, EngineError, now_ms};
+use crate::{Engine, EngineError};
 use patchline_core::{ArtifactId, TenantId};
 use patchline_store::{CatalogStore, StoredNotice};
 
@@ -802,7 +802,7 @@ impl<S: CatalogStore> Engine<S> {
         {
             return Err(EngineError::Invalid(format!("tenant {id} already exists")));
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let t = self.catalog.ensure_tenant(id);
         let mut roles = roles.to_vec();
         if roles.is_empty() {
@@ -867,7 +867,7 @@ impl<S: CatalogStore> Engine<S> {
         token_hash: &str,
         minted_by: Option<&str>,
     ) -> Result<(), EngineError> {
-        let row = self.token_row(t, token_id, token_hash, minted_by, now_ms());
+        let row = self.token_row(t, token_id, token_hash, minted_by, self.clock.now_ms());
         self.outbox.tokens.push(row.clone());
         self.commit(&[])?;
         self.remember_token(row);
@@ -906,7 +906,7 @@ impl<S: CatalogStore> Engine<S> {
             );
             i += 1;
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for id in &revoked {
             self.outbox.revoked_tokens.push((id.clone(), now));
         }
@@ -961,7 +961,7 @@ impl<S: CatalogStore> Engine<S> {
         }
         self.outbox
             .prefixes
-            .push((prefix.to_string(), Some((t, now_ms()))));
+            .push((prefix.to_string(), Some((t, self.clock.now_ms()))));
         self.commit(&[])?;
         self.svc.prefixes.insert(prefix.to_string(), t);
         Ok(())
@@ -1107,7 +1107,7 @@ impl<S: CatalogStore> Engine<S> {
         if n.state == state {
             return Ok(n);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         self.outbox.notice_changes.push(NoticeChange {
             id: n.id,
             advisory: n.advisory,

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use patchline_core::notice::{Channel, Filter};
 use patchline_engine::service::{SecretEntry, Subscription};
-use patchline_engine::{Engine, EngineError, now_ms};
+use patchline_engine::{Engine, EngineError};
 use patchline_store::service::{SqliteQueue, SqliteReader};
 use tokio::sync::{Notify, watch};
 
@@ -176,6 +176,7 @@ async fn read_body(
 /// (imports made while the service was down), and builds the state.
 pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     let mut engine = Engine::open_with(&config.data_dir, config.secret_keys.clone())?;
+    engine.set_clock(config.clock.clone());
     engine.enable_notices();
     let created = engine.reconcile_all()?;
     if created > 0 {
@@ -264,7 +265,7 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
         secrets,
         state: patchline_core::notice::SubscriptionState::Active,
         rate_per_s: patchline_engine::service::RATE_PER_S_DEFAULT,
-        created_at_ms: now_ms(),
+        created_at_ms: engine.clock().now_ms(),
     })
 }
 
@@ -288,7 +289,7 @@ async fn reminder_loop(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                 .contains_key(OPERATOR_SUBSCRIPTION)
                 .then_some(OPERATOR_SUBSCRIPTION);
             e.schedule_reminders(
-                now_ms(),
+                st2.now_ms(),
                 st2.config.reminder_interval_ms,
                 st2.config.escalate_after,
                 operator,

@@ -81,6 +81,8 @@ pub struct Config {
     pub scan_roots: Vec<PathBuf>,
     /// Operator keys sealing webhook secrets at rest.
     pub secret_keys: patchline_store::SecretKeys,
+    /// Where every timestamp comes from (tests set the time).
+    pub clock: Arc<dyn patchline_core::Clock>,
 }
 
 impl Config {
@@ -115,6 +117,7 @@ impl Config {
             event_source: None,
             scan_roots: Vec::new(),
             secret_keys: patchline_store::SecretKeys::none(),
+            clock: Arc::new(patchline_core::SystemClock),
         }
     }
 }
@@ -175,6 +178,13 @@ impl Bucket {
     pub fn wait_s(&self, per_min: u32) -> u64 {
         let per_s = f64::from(per_min.max(1)) / 60.0;
         ((1.0 - self.tokens).max(0.0) / per_s).ceil() as u64
+    }
+}
+
+impl AppState {
+    /// Now, by the configured clock.
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
     }
 }
 

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use patchline_core::notice::{Channel, DeliveryState};
 use patchline_core::{Actor, TenantIdx};
-use patchline_engine::now_ms;
 use patchline_engine::service::NoticeDoc;
 use patchline_store::DeliveryQueue;
 use patchline_store::service::{Claimed, Finished};
@@ -95,7 +94,7 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let finisher = tokio::spawn(finish_loop(st.clone(), queue.clone(), done_rx));
     let inflight = Arc::new(Semaphore::new(st.config.inflight_max));
     let endpoints: Arc<Endpoints> = Arc::default();
-    let mut rng = (now_ms() as u64) | 1;
+    let mut rng = (st.now_ms() as u64) | 1;
     loop {
         if *shutdown.borrow() {
             break;
@@ -107,10 +106,11 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         } else {
             let q = queue.clone();
             let lease = st.config.lease_ms;
+            let now = st.now_ms();
             tokio::task::spawn_blocking(move || {
                 q.lock()
                     .ok()
-                    .and_then(|mut q| q.claim(now_ms(), lease, room).ok())
+                    .and_then(|mut q| q.claim(now, lease, room).ok())
             })
             .await
             .ok()
@@ -128,7 +128,7 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                 .flatten();
                 match next {
                     Some(t) => {
-                        Duration::from_millis((t - now_ms()).clamp(1, IDLE_POLL_MS as i64) as u64)
+                        Duration::from_millis((t - st.now_ms()).clamp(1, IDLE_POLL_MS as i64) as u64)
                     }
                     None => Duration::from_millis(IDLE_POLL_MS),
                 }
@@ -181,7 +181,7 @@ fn target(st: &AppState, subscription: &str) -> Option<Target> {
     let Channel::Webhook { url } = &s.channel else {
         return None;
     };
-    let now = now_ms();
+    let now = st.now_ms();
     Some(Target {
         url: url::Url::parse(url).ok()?,
         secrets: s
@@ -206,7 +206,7 @@ async fn attempt(
     c: Claimed,
     random: f64,
 ) -> Finished {
-    let now = now_ms();
+    let now = st.now_ms();
     let dead = |error: &str| Finished {
         id: c.id,
         state: DeliveryState::Dead,
@@ -342,7 +342,7 @@ async fn attempt(
         // internal addresses) stays in the operator's log.
         tracing::warn!(subscription = %c.subscription, delivery = c.id, %detail, "webhook refused by policy");
     }
-    let at = now_ms();
+    let at = st.now_ms();
     st.metrics
         .webhook_attempt_seconds
         .observe_s(result.duration_ms as f64 / 1000.0);

@@ -328,7 +328,7 @@ pub async fn publish_failure(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let modified_text = req
         .modified
-        .unwrap_or_else(|| format_unix(patchline_engine::now_ms() / 1000));
+        .unwrap_or_else(|| format_unix(st.now_ms() / 1000));
     let modified = parse_rfc3339(&modified_text)
         .ok_or_else(|| ApiError::bad_request("modified must be an RFC 3339 timestamp"))?;
     with_engine(&st, move |e| {

@@ -93,10 +93,8 @@ async fn read_notices(
     })
     .await?;
     if !seen.is_empty() {
-        with_reader(st, move |r| {
-            Ok(r.mark_notified(&seen, patchline_engine::now_ms())?)
-        })
-        .await?;
+        let now = st.now_ms();
+        with_reader(st, move |r| Ok(r.mark_notified(&seen, now)?)).await?;
     }
     Ok(page)
 }
@@ -361,10 +359,10 @@ async fn pump(
                             continue;
                         }
                         let reader = st.reader.clone();
-                        let id = n.id;
+                        let (id, now) = (n.id, st.now_ms());
                         drop(tokio::task::spawn_blocking(move || {
                             if let Ok(mut r) = reader.lock() {
-                                let _ = r.mark_notified(&[id], patchline_engine::now_ms());
+                                let _ = r.mark_notified(&[id], now);
                             }
                         }));
                     }

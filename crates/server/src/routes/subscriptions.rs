@@ -169,7 +169,7 @@ pub async fn create_subscription(
                 .collect(),
             state: SubscriptionState::Active,
             rate_per_s: rate,
-            created_at_ms: patchline_engine::now_ms(),
+            created_at_ms: e.clock().now_ms(),
         })?;
         Ok(())
     })
@@ -300,7 +300,7 @@ pub async fn rotate_secret(
                 "only webhook subscriptions have secrets",
             ));
         }
-        let now = patchline_engine::now_ms();
+        let now = e.clock().now_ms();
         for old in &mut s.secrets {
             if old.not_after_ms.is_none_or(|t| t > now + overlap) {
                 old.not_after_ms = Some(now + overlap);
@@ -413,9 +413,10 @@ pub async fn replay(
     })
     .await?;
     let open = st.queues.clone();
+    let now = st.now_ms();
     let n = tokio::task::spawn_blocking(move || -> ApiResult<usize> {
         let mut q = open()?;
-        Ok(q.replay(&id, patchline_engine::now_ms())?)
+        Ok(q.replay(&id, now)?)
     })
     .await
     .map_err(ApiError::internal)??;

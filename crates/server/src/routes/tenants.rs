@@ -325,7 +325,7 @@ pub async fn operator_escalation(
                 "the operator subscription is not a webhook",
             ));
         };
-        let now = patchline_engine::now_ms();
+        let now = e.clock().now_ms();
         let secrets = s.signing_secrets(now);
         Ok(Json(Escalation {
             subscription: s.id.clone(),
