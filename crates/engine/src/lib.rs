@@ -23,7 +23,7 @@ use patchline_core::advisory::Failure;
 use patchline_core::propagate::{self, ArtifactMatch, Impact, MatchCache};
 use patchline_core::{
     Actor, AdvIdx, Advisory, AdvisoryDb, AdvisoryError, ArtIdx, ArtifactSpec, Catalog,
-    CatalogError, Inheritance, Mode, Outcome, Published, Record,
+    CatalogError, Changes, Inheritance, Mode, Outcome, Published, Record,
 };
 use patchline_store::sqlite::SqliteStore;
 use patchline_store::{CatalogStore, SecretKeys, StoreError};
@@ -123,6 +123,9 @@ pub struct Engine<S = SqliteStore> {
     _lock: Option<DirLock>,
     /// Where every timestamp comes from.
     clock: std::sync::Arc<dyn Clock>,
+    /// What the delivery path reads instead of taking the engine's lock:
+    /// updated with each commit.
+    view: std::sync::Arc<patchline_delivery::DeliveryView>,
 }
 
 /// Name of the lock file in the data directory.
@@ -233,7 +236,68 @@ impl<S: CatalogStore> Engine<S> {
             created: Vec::new(),
             _lock: None,
             clock: std::sync::Arc::new(patchline_core::SystemClock),
+            view: patchline_delivery::DeliveryView::new(),
         })
+        .inspect(|e| e.rebuild_view())
+    }
+
+    /// The delivery view, current as of the last commit.
+    pub fn view(&self) -> std::sync::Arc<patchline_delivery::DeliveryView> {
+        self.view.clone()
+    }
+
+    /// Builds the delivery view from the whole state (at load, after a
+    /// reload).
+    fn rebuild_view(&self) {
+        let changes = Changes {
+            tenants: 0..self.catalog.tenants().len(),
+            components: 0..0,
+            inventories: 0..0,
+            artifacts: (0..self.catalog.len() as u32).map(ArtIdx).collect(),
+        };
+        let records: Vec<AdvIdx> = self.db.iter().map(|(i, _)| i).collect();
+        self.view.update_names(|n| n.truncate(0, 0));
+        self.apply_view(&changes, &records);
+        self.view.set_installation(&self.svc.installation);
+        self.refresh_targets();
+    }
+
+    /// Brings the delivery view up to a commit's changes.
+    fn apply_view(&self, changes: &Changes, records: &[AdvIdx]) {
+        let catalog = &self.catalog;
+        self.view.update_names(|n| {
+            for t in changes.tenants.clone() {
+                n.set_tenant(TenantIdx(t as u32), catalog.tenants()[t].as_str());
+            }
+            for &a in &changes.artifacts {
+                let node = catalog.node(a);
+                n.set_artifact(
+                    a,
+                    node.id.as_str(),
+                    patchline_delivery::ArtifactFacts {
+                        tenant: node.tenant,
+                        kind: node.kind,
+                        public: node.visibility == patchline_core::Visibility::Public,
+                        removed: node.removed,
+                    },
+                );
+            }
+            for &r in records {
+                n.set_record(r, service::record_facts(self.db.get(r)));
+            }
+        });
+    }
+
+    /// Republishes the webhook targets (a subscription changed).
+    fn refresh_targets(&self) {
+        let targets = self
+            .svc
+            .subscriptions
+            .values()
+            .filter(|s| !s.state.is_deleted())
+            .map(|s| (s.id.clone(), service::target_of(s)))
+            .collect();
+        self.view.set_targets(targets);
     }
 
     /// Takes its time from `clock` from now on (tests set the time).
@@ -290,6 +354,7 @@ impl<S: CatalogStore> Engine<S> {
         self.outbox = Outbox::default();
         self.created.clear();
         self.inheritance = None;
+        self.rebuild_view();
         Ok(())
     }
 
@@ -395,6 +460,7 @@ impl<S: CatalogStore> Engine<S> {
             self.reload()?;
             return Err(e.into());
         }
+        self.apply_view(&changes, records);
         Ok(())
     }
 

@@ -3,17 +3,9 @@
 
 use patchline_core::propagate::{ComponentHit, Impact, path};
 use patchline_core::{Actor, ArtIdx, Catalog, Kind, Record};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// One affected component of an artifact.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AffectedComponent {
-    pub purl: String,
-    pub introduced_by: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fixed: Option<String>,
-}
+pub use patchline_delivery::{AffectedComponent, HIDDEN};
 
 /// One affected artifact.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -25,10 +17,6 @@ pub struct AffectedArtifact {
     pub components: Vec<AffectedComponent>,
     pub path: Vec<String>,
 }
-
-/// Placeholder for an id the reader may not see (another tenant's private
-/// artifact on a lineage path).
-pub const HIDDEN: &str = "(private)";
 
 /// Affected artifacts visible to `actor`, sorted by artifact id, each with
 /// its hits. Tenants only get their own artifacts (CONTRACT.md §4.6).

@@ -27,9 +27,7 @@ pub const DELIVERY_BATCH_MAX: usize = 100;
 pub const DELIVERY_BYTES_TARGET: usize = 4 << 20;
 /// Estimated bytes of a notice whose size is not known (reminders).
 const NOTICE_BYTES_DEFAULT: usize = 4 << 10;
-/// Most components one rendered notice lists (the rest is counted in
-/// `components_omitted`; `affected` has them all).
-pub const NOTICE_COMPONENTS_MAX: usize = 1000;
+pub use patchline_delivery::{GroupEntry, NOTICE_COMPONENTS_MAX, message_id};
 /// Default per-endpoint rate limit, requests per second.
 pub const RATE_PER_S_DEFAULT: u32 = 1000;
 
@@ -142,11 +140,6 @@ pub struct ServiceMem {
     pub next_group_id: i64,
 }
 
-/// The message id of delivery `delivery` of installation `installation`.
-pub fn message_id(installation: &str, delivery: i64) -> String {
-    format!("msg_{installation}_{delivery}")
-}
-
 /// A token as listed to its tenant and to admins (never the token itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -155,16 +148,6 @@ pub struct TokenInfo {
     pub created_at_ms: i64,
     pub minted_by: Option<String>,
     pub revoked_at_ms: Option<i64>,
-}
-
-/// One stored component of a notice group.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct GroupEntry {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    purl: Option<String>,
-    introduced_by: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    fixed: Option<String>,
 }
 
 impl ServiceMem {
@@ -281,6 +264,33 @@ struct RecordInfo<'a> {
     aliases: &'a [String],
 }
 
+/// What the delivery view keeps of a record.
+pub fn record_facts(record: &Record) -> patchline_delivery::RecordFacts {
+    let info = record_info(record);
+    patchline_delivery::RecordFacts {
+        id: info.id.into(),
+        summary: info.summary.map(Into::into),
+        severity: info.severity,
+    }
+}
+
+/// What a sender needs of a subscription.
+pub fn target_of(s: &Subscription) -> patchline_delivery::Target {
+    patchline_delivery::Target {
+        id: s.id.clone(),
+        tenant: s.tenant,
+        channel: s.channel.clone(),
+        secrets: s
+            .secrets
+            .iter()
+            .map(|e| (e.secret.clone(), e.not_after_ms))
+            .collect(),
+        state: s.state,
+        rate_per_s: s.rate_per_s,
+        operator: s.id == patchline_delivery::OPERATOR_SUBSCRIPTION,
+    }
+}
+
 fn record_info(record: &Record) -> RecordInfo<'_> {
     match record {
         Record::Advisory(a) => RecordInfo {
@@ -296,36 +306,6 @@ fn record_info(record: &Record) -> RecordInfo<'_> {
             aliases: &[],
         },
     }
-}
-
-/// The stored JSON of a notice (its state is added when rendered).
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NoticeBody {
-    pub advisory: String,
-    pub artifact: String,
-    pub kind: patchline_core::Kind,
-    /// The owner; not shown to watchers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    pub components: Vec<crate::report::AffectedComponent>,
-    pub path: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub introduced_by: Option<String>,
-    /// Filled from the record when rendered (not stored per notice).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<Severity>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub failure: bool,
-    /// Components left out past [`NOTICE_COMPONENTS_MAX`].
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub components_omitted: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// (record, hash of the component list) -> [(component list, facts)].
@@ -634,156 +614,6 @@ impl<'a> Notifier<'a> {
     }
 }
 
-/// A notice as the API shows it: the stored body, its id and state.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NoticeDoc {
-    pub notice_id: i64,
-    #[serde(flatten)]
-    pub body: NoticeBody,
-    /// The owner's remediation state; watchers do not see it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<NoticeState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub justification: Option<String>,
-    /// Read by a tenant that watches the (public) artifact.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub watched: bool,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-fn rfc3339_ms(ms: i64) -> String {
-    patchline_core::timestamp::format_unix(ms.div_euclid(1000))
-}
-
-impl NoticeDoc {
-    /// Renders a stored notice for `reader`: ids on its path that the
-    /// reader may not see (a watcher reading about a public artifact built
-    /// on private ones) become `(private)`.
-    pub fn render(
-        n: &StoredNotice,
-        catalog: &Catalog,
-        db: &patchline_core::AdvisoryDb,
-        reader: &Actor,
-    ) -> Option<NoticeDoc> {
-        let entries: Vec<GroupEntry> = serde_json::from_str(&n.components).ok()?;
-        Self::render_entries(n, &entries, catalog, db, reader)
-    }
-
-    /// Renders many notices, parsing each group's components once.
-    pub fn render_all(
-        rows: &[StoredNotice],
-        catalog: &Catalog,
-        db: &patchline_core::AdvisoryDb,
-        reader: &Actor,
-    ) -> Vec<NoticeDoc> {
-        let mut parsed: HashMap<&str, Option<Vec<GroupEntry>>> = HashMap::new();
-        rows.iter()
-            .filter_map(|n| {
-                let entries = parsed
-                    .entry(n.components.as_str())
-                    .or_insert_with(|| serde_json::from_str(&n.components).ok())
-                    .as_deref()?;
-                Self::render_entries(n, entries, catalog, db, reader)
-            })
-            .collect()
-    }
-
-    fn render_entries(
-        n: &StoredNotice,
-        entries: &[GroupEntry],
-        catalog: &Catalog,
-        db: &patchline_core::AdvisoryDb,
-        reader: &Actor,
-    ) -> Option<NoticeDoc> {
-        // Ids on the lineage the reader may not see (a watcher reading
-        // about a public artifact built on private ones) become `(private)`.
-        let name = |idx: u32| -> String {
-            if (idx as usize) >= catalog.len() {
-                return crate::report::HIDDEN.to_string();
-            }
-            crate::report::shown_id(catalog, reader, ArtIdx(idx))
-        };
-        if (n.artifact.0 as usize) >= catalog.len() {
-            return None;
-        }
-        let node = catalog.node(n.artifact);
-        // The owner (and admins) read the whole notice; a watcher reads a
-        // public artifact's notice without the owner's name, state or
-        // justification; anyone else reads nothing (the artifact was made
-        // private, or removed, after it was watched).
-        let watched = match reader {
-            Actor::Admin => false,
-            Actor::Tenant(t) if catalog.tenant_id(node.tenant) == t => false,
-            Actor::Tenant(_)
-                if node.visibility == patchline_core::Visibility::Public && !node.removed =>
-            {
-                true
-            }
-            Actor::Tenant(_) => return None,
-        };
-        let mut components = Vec::new();
-        let mut introduced_by = None;
-        let mut failure = false;
-        for e in entries {
-            match &e.purl {
-                Some(purl) => components.push(crate::report::AffectedComponent {
-                    purl: purl.clone(),
-                    introduced_by: name(e.introduced_by),
-                    fixed: e.fixed.clone(),
-                }),
-                None => {
-                    failure = true;
-                    introduced_by = Some(name(e.introduced_by));
-                }
-            }
-        }
-        let (advisory, summary, severity) = if (n.advisory.0 as usize) < db.len() {
-            let info = record_info(db.get(n.advisory));
-            (
-                info.id.to_string(),
-                info.summary.map(str::to_string),
-                info.severity,
-            )
-        } else {
-            (String::new(), None, None)
-        };
-        let components_omitted = components.len().saturating_sub(NOTICE_COMPONENTS_MAX);
-        components.truncate(NOTICE_COMPONENTS_MAX);
-        Some(NoticeDoc {
-            notice_id: n.id,
-            body: NoticeBody {
-                advisory,
-                artifact: node.id.to_string(),
-                kind: node.kind,
-                tenant: (!watched).then(|| catalog.tenant_id(node.tenant).to_string()),
-                components,
-                path: n.path.iter().map(|&i| name(i)).collect(),
-                introduced_by,
-                summary,
-                severity,
-                failure,
-                components_omitted,
-            },
-            state: (!watched).then_some(n.state),
-            justification: if watched {
-                None
-            } else {
-                n.justification.clone()
-            },
-            watched,
-            created_at: rfc3339_ms(n.created_at_ms),
-            // When the owner last acted is the owner's business too.
-            updated_at: rfc3339_ms(if watched {
-                n.created_at_ms
-            } else {
-                n.updated_at_ms
-            }),
-        })
-    }
-}
-
 use crate::{Engine, EngineError};
 use patchline_core::{ArtifactId, TenantId};
 use patchline_store::{CatalogStore, StoredNotice};
@@ -988,6 +818,7 @@ impl<S: CatalogStore> Engine<S> {
         self.commit(&[])?;
         self.svc.subscriptions.insert(sub.id.clone(), sub);
         self.svc.reindex();
+        self.refresh_targets();
         Ok(())
     }
 

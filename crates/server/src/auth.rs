@@ -44,6 +44,14 @@ impl Principal {
         }
     }
 
+    /// How the delivery view renders notices for this caller.
+    pub fn reader(&self) -> patchline_delivery::Reader {
+        match self {
+            Principal::Admin => patchline_delivery::Reader::Admin,
+            Principal::Tenant { idx, .. } => patchline_delivery::Reader::Tenant(*idx),
+        }
+    }
+
     /// The id of the tenant token used; `None` for the admin.
     pub fn token_id(&self) -> Option<&str> {
         match self {

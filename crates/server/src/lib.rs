@@ -36,8 +36,7 @@ pub fn openapi_json() -> &'static str {
     })
 }
 
-/// Id of the operator's escalation subscription.
-pub const OPERATOR_SUBSCRIPTION: &str = "sub_operator";
+pub use patchline_delivery::OPERATOR_SUBSCRIPTION;
 
 /// The router over a state (in-process tests call it directly).
 pub fn app(state: Arc<AppState>) -> Router {
@@ -198,6 +197,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     });
     Ok(Arc::new(AppState {
         config,
+        view: engine.view(),
         engine: Arc::new(Mutex::new(engine)),
         reader: Arc::new(Mutex::new(reader)),
         queues,

@@ -131,6 +131,10 @@ pub struct AppState {
     /// The single writer. Held briefly; database work runs on blocking
     /// threads.
     pub engine: Arc<Mutex<Engine>>,
+    /// What the delivery path reads instead of the engine: names,
+    /// visibility, record texts, webhook targets (kept current by the
+    /// engine at every commit).
+    pub view: Arc<patchline_delivery::DeliveryView>,
     /// Reads that need no catalog (pages of notices, progress).
     pub reader: Arc<Mutex<Box<dyn NoticeReader>>>,
     /// Opens a connection to the delivery queue (the workers hold one).

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use patchline_core::TenantIdx;
 use patchline_core::notice::{Channel, DeliveryState};
-use patchline_core::{Actor, TenantIdx};
-use patchline_engine::service::NoticeDoc;
+use patchline_delivery::{NoticeDoc, Reader};
 use patchline_store::DeliveryQueue;
 use patchline_store::service::{Claimed, Finished};
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
@@ -174,26 +174,24 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let _ = finisher.await;
 }
 
-/// Copies what a send needs out of the engine.
+/// What a send needs, from the delivery view (no engine lock).
 fn target(st: &AppState, subscription: &str) -> Option<Target> {
-    let engine = st.engine.lock().ok()?;
-    let s = engine.service().subscriptions.get(subscription)?;
+    let s = st.view.target(subscription)?;
     let Channel::Webhook { url } = &s.channel else {
         return None;
     };
-    let now = st.now_ms();
     Some(Target {
         url: url::Url::parse(url).ok()?,
         secrets: s
-            .signing_secrets(now)
+            .signing_secrets(st.now_ms())
             .into_iter()
             .filter_map(|x| Secret::parse(x).ok())
             .collect(),
         tenant: s.tenant,
         active: s.state.is_active(),
         rate_per_s: s.rate_per_s,
-        installation: engine.service().installation.clone(),
-        operator: s.id == crate::OPERATOR_SUBSCRIPTION,
+        installation: st.view.installation(),
+        operator: s.operator,
     })
 }
 
@@ -216,13 +214,7 @@ async fn attempt(
         at_ms: now,
         notices: Vec::new(),
     };
-    let st2 = st.clone();
-    let sub = c.subscription.clone();
-    let Some(target) = tokio::task::spawn_blocking(move || target(&st2, &sub))
-        .await
-        .ok()
-        .flatten()
-    else {
+    let Some(target) = target(st, &c.subscription) else {
         return dead("subscription gone");
     };
     if !target.active {
@@ -238,18 +230,13 @@ async fn attempt(
     );
     let docs = tokio::task::spawn_blocking(move || -> Option<Vec<NoticeDoc>> {
         let rows = q.lock().ok()?.notices(&ids).ok()?;
-        let engine = st2.engine.lock().ok()?;
-        let actor = if operator {
-            Actor::Admin
+        let reader = if operator {
+            Reader::Admin
         } else {
-            Actor::Tenant(engine.catalog().tenant_id(tenant).clone())
+            Reader::Tenant(tenant)
         };
-        Some(NoticeDoc::render_all(
-            &rows,
-            engine.catalog(),
-            engine.db(),
-            &actor,
-        ))
+        // Rendered from the delivery view: no engine lock on this path.
+        Some(NoticeDoc::render_all(&rows, &st2.view.names(), reader))
     })
     .await
     .ok()
@@ -278,7 +265,7 @@ async fn attempt(
             notices: Vec::new(),
         };
     }
-    let msg_id = patchline_engine::service::message_id(&target.installation, c.id);
+    let msg_id = patchline_delivery::message_id(&target.installation, c.id);
     let ty = c.purpose.event_type();
     let time = patchline_core::timestamp::format_unix(now / 1000);
     let source = st
@@ -287,7 +274,7 @@ async fn attempt(
         .clone()
         .unwrap_or_else(|| format!("/patchline/{}", target.installation));
     // The record's text once per message, not in each notice.
-    let records = crate::routes::notices::take_record_text(&mut docs);
+    let records = patchline_delivery::take_record_text(&mut docs);
     let event = cloudevents::event(
         &msg_id,
         &source,

@@ -26,8 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use patchline_core::TenantIdx;
 use patchline_core::timestamp::format_unix;
+use patchline_delivery::{NoticeDoc, Reader};
 use patchline_engine::Engine;
-use patchline_engine::service::NoticeDoc;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -186,8 +186,8 @@ pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
         let Ok(Some(n)) = reader.notice(id) else {
             continue;
         };
-        let actor = patchline_core::Actor::Tenant(engine.catalog().tenant_id(t).clone());
-        if let Some(doc) = NoticeDoc::render(&n, engine.catalog(), engine.db(), &actor)
+        let _ = engine;
+        if let Some(doc) = NoticeDoc::render(&n, &st.view.names(), Reader::Tenant(t))
             && let Ok(json) = serde_json::to_string(&doc)
         {
             st.hub.publish(

@@ -13,7 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use patchline_core::TenantIdx;
 use patchline_core::notice::NoticeState;
-use patchline_engine::service::NoticeDoc;
+use patchline_delivery::{NoticeDoc, RecordText, take_record_text};
 use patchline_store::StoredNotice;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -62,9 +62,10 @@ async fn read_notices(
 ) -> ApiResult<NoticePage> {
     let rows: Vec<StoredNotice> =
         with_reader(st, move |r| Ok(r.notices_after(tenant, after, limit)?)).await?;
-    let p = p.clone();
-    let (page, seen) = with_engine(st, move |e| {
-        let docs = NoticeDoc::render_all(&rows, e.catalog(), e.db(), &p.actor());
+    let (reader, view) = (p.reader(), st.view.clone());
+    let (page, seen) = tokio::task::spawn_blocking(move || {
+        // Rendered from the delivery view: no engine lock on this path.
+        let docs = NoticeDoc::render_all(&rows, &view.names(), reader);
         let mut docs = docs.into_iter().peekable();
         let mut page = NoticePage {
             docs: Vec::new(),
@@ -89,9 +90,10 @@ async fn read_notices(
             page.next = row.id;
             page.scanned += 1;
         }
-        Ok((page, seen))
+        (page, seen)
     })
-    .await?;
+    .await
+    .map_err(ApiError::internal)?;
     if !seen.is_empty() {
         let now = st.now_ms();
         with_reader(st, move |r| Ok(r.mark_notified(&seen, now)?)).await?;
@@ -101,12 +103,6 @@ async fn read_notices(
 
 fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
     super::caller_tenant(p, "notices are read")
-}
-
-/// A record's text, given once per page or message.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct RecordText {
-    summary: Option<String>,
 }
 
 /// A page of a tenant's notices.
@@ -140,19 +136,6 @@ pub async fn list_notices(
         records,
         next: page.next,
     }))
-}
-
-/// Moves each record's summary out of its notices into one map entry per
-/// record (text is rendered once per page or message, not per notice).
-pub fn take_record_text(docs: &mut [NoticeDoc]) -> BTreeMap<String, RecordText> {
-    let mut records = BTreeMap::new();
-    for d in docs {
-        let summary = d.body.summary.take();
-        records
-            .entry(d.body.advisory.clone())
-            .or_insert(RecordText { summary });
-    }
-    records
 }
 
 /// `POST /v1/notices/{id}/ack`.
@@ -194,7 +177,7 @@ pub async fn ack(
             req.state.unwrap_or(NoticeState::Acknowledged),
             req.justification,
         )?;
-        let doc = NoticeDoc::render(&n, e.catalog(), e.db(), &p.actor())
+        let doc = NoticeDoc::render(&n, &e.view().names(), p.reader())
             .ok_or_else(|| ApiError::internal("notice body"))?;
         Ok(Json(doc))
     })

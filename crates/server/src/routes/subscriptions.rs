@@ -375,7 +375,7 @@ pub async fn list_deliveries(
     let deliveries = rows
         .into_iter()
         .map(|d| DeliveryView {
-            id: patchline_engine::service::message_id(&installation, d.id),
+            id: patchline_delivery::message_id(&installation, d.id),
             purpose: d.purpose,
             notices: d.notices,
             state: d.state,

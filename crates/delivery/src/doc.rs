@@ -1,0 +1,251 @@
+//! The notice document: one typed schema for a notice as webhooks, streams
+//! and pages carry it, rendered from a stored notice and the delivery view
+//! for one reader (its owner, a watcher of a public artifact, an admin).
+
+use std::collections::{BTreeMap, HashMap};
+
+use patchline_core::notice::{NoticeState, Severity};
+use patchline_core::{ArtIdx, TenantIdx};
+use patchline_store::StoredNotice;
+use serde::{Deserialize, Serialize};
+
+use crate::view::Names;
+
+/// The version of the notice document (`schema` of webhook events).
+pub const NOTICE_SCHEMA: u32 = 1;
+
+/// Most components one rendered notice lists (the rest is counted in
+/// `components_omitted`; `affected` has them all).
+pub const NOTICE_COMPONENTS_MAX: usize = 1000;
+
+/// Placeholder for an id the reader may not see (another tenant's private
+/// artifact on a lineage path).
+pub const HIDDEN: &str = "(private)";
+
+/// Who reads a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Admin,
+    Tenant(TenantIdx),
+}
+
+/// One stored component of a notice group: the shared part of the notices
+/// of one record about artifacts with the same affected components.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupEntry {
+    /// None for a failure (an artifact, not a component, failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
+    /// The artifact index where it came in.
+    pub introduced_by: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+}
+
+/// One affected component of an artifact.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AffectedComponent {
+    pub purl: String,
+    pub introduced_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+}
+
+/// What a notice says about its record and artifact.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoticeBody {
+    pub advisory: String,
+    pub artifact: String,
+    pub kind: patchline_core::Kind,
+    /// The owner; not shown to watchers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub components: Vec<AffectedComponent>,
+    pub path: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introduced_by: Option<String>,
+    /// The record's summary: once per page or message where notices travel
+    /// together (see [`take_record_text`]), in the notice otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failure: bool,
+    /// Components left out past [`NOTICE_COMPONENTS_MAX`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub components_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A notice as a reader sees it: the body, its id and state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NoticeDoc {
+    pub notice_id: i64,
+    #[serde(flatten)]
+    pub body: NoticeBody,
+    /// The owner's remediation state; watchers do not see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<NoticeState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// Read by a tenant that watches the (public) artifact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watched: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A record's text, given once per page or message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordText {
+    pub summary: Option<String>,
+}
+
+/// Moves each record's summary out of its notices into one map entry per
+/// record (text is rendered once per page or message, not per notice).
+pub fn take_record_text(docs: &mut [NoticeDoc]) -> BTreeMap<String, RecordText> {
+    let mut records = BTreeMap::new();
+    for d in docs {
+        let summary = d.body.summary.take();
+        records
+            .entry(d.body.advisory.clone())
+            .or_insert(RecordText { summary });
+    }
+    records
+}
+
+/// The message id of delivery `delivery` of installation `installation`
+/// (Standard Webhooks `webhook-id`: unique across installations, the same
+/// on every retry).
+pub fn message_id(installation: &str, delivery: i64) -> String {
+    format!("msg_{installation}_{delivery}")
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    patchline_core::timestamp::format_unix(ms.div_euclid(1000))
+}
+
+/// Whether `reader` may see the id of artifact `a` (its own, a public one;
+/// admins everything).
+pub fn may_see(names: &Names, reader: Reader, a: ArtIdx) -> bool {
+    match (reader, names.artifact(a)) {
+        (Reader::Admin, Some(_)) => true,
+        (Reader::Tenant(t), Some((_, f))) => f.public || f.tenant == t,
+        (_, None) => false,
+    }
+}
+
+/// The id of `a` as `reader` may see it: itself, or [`HIDDEN`].
+pub fn shown_id(names: &Names, reader: Reader, a: ArtIdx) -> String {
+    match names.artifact(a) {
+        Some((id, _)) if may_see(names, reader, a) => id.to_string(),
+        _ => HIDDEN.to_string(),
+    }
+}
+
+impl NoticeDoc {
+    /// Renders a stored notice for `reader`, or nothing when the reader
+    /// may not read it: the owner (and admins) read the whole notice; a
+    /// watcher reads a public artifact's notice without the owner's name,
+    /// state, justification or last change; anyone else reads nothing (the
+    /// artifact was made private, or removed, after it was watched). Ids on
+    /// the path the reader may not see read `(private)`.
+    pub fn render(n: &StoredNotice, names: &Names, reader: Reader) -> Option<NoticeDoc> {
+        let entries: Vec<GroupEntry> = serde_json::from_str(&n.components).ok()?;
+        Self::render_entries(n, &entries, names, reader)
+    }
+
+    /// Renders many notices, parsing each group's components once.
+    pub fn render_all(rows: &[StoredNotice], names: &Names, reader: Reader) -> Vec<NoticeDoc> {
+        let mut parsed: HashMap<&str, Option<Vec<GroupEntry>>> = HashMap::new();
+        rows.iter()
+            .filter_map(|n| {
+                let entries = parsed
+                    .entry(n.components.as_str())
+                    .or_insert_with(|| serde_json::from_str(&n.components).ok())
+                    .as_deref()?;
+                Self::render_entries(n, entries, names, reader)
+            })
+            .collect()
+    }
+
+    fn render_entries(
+        n: &StoredNotice,
+        entries: &[GroupEntry],
+        names: &Names,
+        reader: Reader,
+    ) -> Option<NoticeDoc> {
+        let (artifact, facts) = names.artifact(n.artifact)?;
+        let watched = match reader {
+            Reader::Admin => false,
+            Reader::Tenant(t) if facts.tenant == t => false,
+            Reader::Tenant(_) if facts.public && !facts.removed => true,
+            Reader::Tenant(_) => return None,
+        };
+        let name = |idx: u32| shown_id(names, reader, ArtIdx(idx));
+        let mut components = Vec::new();
+        let mut introduced_by = None;
+        let mut failure = false;
+        for e in entries {
+            match &e.purl {
+                Some(purl) => components.push(AffectedComponent {
+                    purl: purl.clone(),
+                    introduced_by: name(e.introduced_by),
+                    fixed: e.fixed.clone(),
+                }),
+                None => {
+                    failure = true;
+                    introduced_by = Some(name(e.introduced_by));
+                }
+            }
+        }
+        let (advisory, summary, severity) = match names.record(n.advisory) {
+            Some(r) => (
+                r.id.to_string(),
+                r.summary.as_deref().map(str::to_string),
+                r.severity,
+            ),
+            None => (String::new(), None, None),
+        };
+        let components_omitted = components.len().saturating_sub(NOTICE_COMPONENTS_MAX);
+        components.truncate(NOTICE_COMPONENTS_MAX);
+        Some(NoticeDoc {
+            notice_id: n.id,
+            body: NoticeBody {
+                advisory,
+                artifact: artifact.to_string(),
+                kind: facts.kind,
+                tenant: (!watched).then(|| names.tenant(facts.tenant).to_string()),
+                components,
+                path: n.path.iter().map(|&i| name(i)).collect(),
+                introduced_by,
+                summary,
+                severity,
+                failure,
+                components_omitted,
+            },
+            state: (!watched).then_some(n.state),
+            justification: if watched {
+                None
+            } else {
+                n.justification.clone()
+            },
+            watched,
+            created_at: rfc3339_ms(n.created_at_ms),
+            // When the owner last acted is the owner's business too.
+            updated_at: rfc3339_ms(if watched {
+                n.created_at_ms
+            } else {
+                n.updated_at_ms
+            }),
+        })
+    }
+}
