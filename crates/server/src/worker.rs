@@ -14,7 +14,7 @@ use patchline_core::TenantIdx;
 use patchline_core::notice::{Channel, DeliveryState};
 use patchline_delivery::{NoticeDoc, Reader};
 use patchline_store::DeliveryQueue;
-use patchline_store::service::{Claimed, Finished};
+use patchline_store::service::{Claimed, Finished, StoredNotice};
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
 use serde_json::json;
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc, watch};
@@ -107,15 +107,11 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             let q = queue.clone();
             let lease = st.config.lease_ms;
             let now = st.now_ms();
-            tokio::task::spawn_blocking(move || {
-                q.lock()
-                    .ok()
-                    .and_then(|mut q| q.claim(now, lease, room).ok())
-            })
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+            tokio::task::spawn_blocking(move || claim_with_notices(&q, now, lease, room))
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default()
         };
         if claimed.is_empty() {
             let wait = {
@@ -145,7 +141,7 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
-        for c in claimed {
+        for (c, rows) in claimed {
             let Ok(permit) = inflight.clone().acquire_owned().await else {
                 break;
             };
@@ -156,9 +152,8 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                 done_tx.clone(),
                 endpoints.clone(),
             );
-            let queue = queue.clone();
             tokio::spawn(async move {
-                let finished = attempt(&st, &sender, &queue, &endpoints, c, random).await;
+                let finished = attempt(&st, &sender, &endpoints, c, rows, random).await;
                 let _ = done.send(finished).await;
                 drop(permit);
             });
@@ -172,6 +167,43 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     .await;
     drop(done_tx);
     let _ = finisher.await;
+}
+
+/// Claims due deliveries and reads the notices they carry, in one visit
+/// to the queue: the attempts then never wait for its connection.
+fn claim_with_notices(
+    queue: &std::sync::Mutex<Box<dyn DeliveryQueue>>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
+    let mut q = queue.lock().ok()?;
+    let claimed = q.claim(now_ms, lease_ms, limit).ok()?;
+    let mut ids: Vec<i64> = claimed.iter().flat_map(|c| c.notices.iter().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // A failed read leaves each delivery without its rows: it is retried.
+    let mut rows: Option<HashMap<i64, StoredNotice>> = q
+        .notices(&ids)
+        .ok()
+        .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect());
+    Some(
+        claimed
+            .into_iter()
+            .map(|c| {
+                let mine = rows.as_mut().map(|rows| {
+                    let mut mine: Vec<StoredNotice> = c
+                        .notices
+                        .iter()
+                        .filter_map(|id| rows.get(id).cloned())
+                        .collect();
+                    mine.sort_by_key(|r| r.id);
+                    mine
+                });
+                (c, mine)
+            })
+            .collect(),
+    )
 }
 
 /// What a send needs, from the delivery view (no engine lock).
@@ -199,9 +231,9 @@ fn target(st: &AppState, subscription: &str) -> Option<Target> {
 async fn attempt(
     st: &Arc<AppState>,
     sender: &Sender,
-    queue: &Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
     endpoints: &Endpoints,
     c: Claimed,
+    rows: Option<Vec<StoredNotice>>,
     random: f64,
 ) -> Finished {
     let now = st.now_ms();
@@ -220,27 +252,14 @@ async fn attempt(
     if !target.active {
         return dead("subscription disabled");
     }
-    // Body: the notices as their subscriber sees them.
-    let (q, ids, st2, tenant, operator) = (
-        queue.clone(),
-        c.notices.clone(),
-        st.clone(),
-        target.tenant,
-        target.operator,
-    );
-    let docs = tokio::task::spawn_blocking(move || -> Option<Vec<NoticeDoc>> {
-        let rows = q.lock().ok()?.notices(&ids).ok()?;
-        let reader = if operator {
-            Reader::Admin
-        } else {
-            Reader::Tenant(tenant)
-        };
-        // Rendered from the delivery view: no engine lock on this path.
-        Some(NoticeDoc::render_all(&rows, &st2.view.names(), reader))
-    })
-    .await
-    .ok()
-    .flatten();
+    // Body: the notices as their subscriber sees them, rendered from the
+    // delivery view (no engine lock on this path).
+    let reader = if target.operator {
+        Reader::Admin
+    } else {
+        Reader::Tenant(target.tenant)
+    };
+    let docs = rows.map(|rows| NoticeDoc::render_all(&rows, &st.view.names(), reader));
     let Some(mut docs) = docs else {
         return Finished {
             id: c.id,
