@@ -2,6 +2,7 @@
 //! codes. The only crate that uses `anyhow`; all work is done by the engine.
 
 mod commands;
+mod config;
 mod demo;
 mod exit;
 mod output;
@@ -19,30 +20,50 @@ use crate::exit::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "patchline", version, about, long_about = None)]
 struct Cli {
-    /// Data directory (holds patchline.db).
-    #[arg(
-        long,
-        global = true,
-        env = "PATCHLINE_DATA_DIR",
-        default_value = "patchline-data"
-    )]
-    data_dir: PathBuf,
+    /// Data directory (holds patchline.db) [env: PATCHLINE_DATA_DIR]
+    /// [default: patchline-data; `serve` also reads `server.data_dir` of its
+    /// configuration file]
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP API and the delivery workers. The admin token comes
-    /// from PATCHLINE_ADMIN_TOKEN.
+    /// Run the HTTP API and the delivery workers. Configured by flags, then
+    /// PATCHLINE_* variables, then the configuration file, then defaults
+    /// (README.md, "Running as a service"); the admin token comes from
+    /// PATCHLINE_ADMIN_TOKEN or a file.
     Serve {
+        /// Configuration file (TOML; deploy/patchline.toml shows every key)
+        /// [env: PATCHLINE_CONFIG].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Validate the configuration, print the effective values (secrets
+        /// redacted) and exit: 0 when valid, 3 when not.
+        #[arg(long)]
+        check_config: bool,
         /// Address to listen on (port 0 picks a free port; the bound
-        /// address is printed on the first line of standard output).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        /// address is printed on the first line of standard output)
+        /// [env: PATCHLINE_LISTEN] [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// Do not run the delivery workers and reminders in this process.
         #[arg(long)]
         no_workers: bool,
+        /// Shared store of a scale-out deployment (reserved: refused until
+        /// built) [env: PATCHLINE_STORE].
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Message bus of a scale-out deployment (reserved: refused until
+        /// built) [env: PATCHLINE_BUS].
+        #[arg(long, value_name = "URL")]
+        bus: Option<String>,
+        /// Subject prefix on the bus (reserved: refused until built)
+        /// [env: PATCHLINE_BUS_PREFIX].
+        #[arg(long, value_name = "NAME")]
+        bus_prefix: Option<String>,
     },
     /// Import artifacts, advisories or an artifact's inventory.
     #[command(subcommand)]
@@ -186,13 +207,48 @@ impl FormatArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The commands other than `serve` take the flag, else
+    // PATCHLINE_DATA_DIR, else the default; `serve` resolves it with the
+    // rest of its configuration.
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| {
+            std::env::var_os("PATCHLINE_DATA_DIR")
+                .filter(|v| !v.to_string_lossy().trim().is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
     let result = match cli.command {
-        Command::Serve { listen, no_workers } => serve::run(&cli.data_dir, listen, !no_workers),
+        Command::Serve {
+            config,
+            check_config,
+            listen,
+            no_workers,
+            store,
+            bus,
+            bus_prefix,
+        } => {
+            let flags = config::Flags {
+                config,
+                data_dir: cli.data_dir,
+                listen,
+                no_workers,
+                store,
+                bus,
+                bus_prefix,
+            };
+            if check_config {
+                serve::check_config(&flags)
+            } else {
+                serve::run(&flags)
+            }
+        }
         Command::Import(Import::Artifacts { file, update }) => {
-            commands::import_artifacts(&cli.data_dir, &file, update)
+            commands::import_artifacts(&data_dir, &file, update)
         }
         Command::Import(Import::Advisories { paths }) => {
-            commands::import_advisories(&cli.data_dir, &paths)
+            commands::import_advisories(&data_dir, &paths)
         }
         Command::Import(Import::Inventory {
             artifact,
@@ -200,7 +256,7 @@ fn main() -> ExitCode {
             format,
             distro,
         }) => commands::import_inventory(
-            &cli.data_dir,
+            &data_dir,
             &artifact,
             &file,
             format.map(FormatArg::name),
@@ -211,27 +267,27 @@ fn main() -> ExitCode {
             json,
             tenant,
             limit,
-        } => commands::affected(&cli.data_dir, &id, json, tenant.as_deref(), limit),
+        } => commands::affected(&data_dir, &id, json, tenant.as_deref(), limit),
         Command::Lineage {
             id,
             max_nodes,
             json,
-        } => commands::lineage(&cli.data_dir, &id, max_nodes, json),
-        Command::Show { id, json } => commands::show(&cli.data_dir, &id, json),
-        Command::Report { json } => commands::report(&cli.data_dir, json),
+        } => commands::lineage(&data_dir, &id, max_nodes, json),
+        Command::Show { id, json } => commands::show(&data_dir, &id, json),
+        Command::Report { json } => commands::report(&data_dir, json),
         Command::Fail {
             artifact,
             id,
             summary,
             severity,
-        } => commands::fail(&cli.data_dir, &artifact, &id, &summary, severity),
-        Command::Remove { ids } => commands::remove(&cli.data_dir, &ids),
+        } => commands::fail(&data_dir, &artifact, &id, &summary, severity),
+        Command::Remove { ids } => commands::remove(&data_dir, &ids),
         Command::Scan {
             paths,
             tenant,
             visibility,
         } => commands::scan(
-            &cli.data_dir,
+            &data_dir,
             &paths,
             &tenant,
             match visibility {
@@ -239,7 +295,7 @@ fn main() -> ExitCode {
                 VisibilityArg::Public => patchline_core::Visibility::Public,
             },
         ),
-        Command::Demo { keep } => demo::run(&cli.data_dir, keep),
+        Command::Demo { keep } => demo::run(&data_dir, keep),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -45,7 +45,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "patchline",
-        description = "Lineage-aware failure and patch notices for cloud images. Every call but /healthz, /metrics and /openapi.json takes `Authorization: Bearer TOKEN`; every error answers `{\"error\": {\"code\", \"message\"}}`.",
+        description = "Lineage-aware failure and patch notices for cloud images. Every call but /healthz, /readyz, /metrics and /openapi.json takes `Authorization: Bearer TOKEN`; every error answers `{\"error\": {\"code\", \"message\"}}`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
@@ -57,7 +57,7 @@ use crate::state::AppState;
         (name = "advisories", description = "Advisories and failures, their impact and progress"),
         (name = "subscriptions", description = "Webhook, stream and pull channels; watches"),
         (name = "notices", description = "A tenant's notices: pages, stream, acknowledgements"),
-        (name = "operations", description = "Health, metrics, the document, scans")
+        (name = "operations", description = "Liveness, readiness, metrics, the document, scans")
     )
 )]
 #[derive(Debug)]
@@ -79,6 +79,7 @@ impl Modify for BearerAuth {
 pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::scan))

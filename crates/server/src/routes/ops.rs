@@ -1,4 +1,4 @@
-//! Operations: health, Prometheus metrics, the OpenAPI document, and the
+//! Operations: liveness and readiness, Prometheus metrics, the OpenAPI document, and the
 //! operator's scans of disk images under the configured roots.
 
 use std::sync::Arc;
@@ -36,6 +36,132 @@ pub async fn healthz(State(st): State<Arc<AppState>>) -> ApiResult<Json<Health>>
         artifacts,
         records,
     }))
+}
+
+/// The state of one readiness check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    Ok,
+    /// The check failed (the server's log says why).
+    Unavailable,
+    /// No answer within the readiness budget.
+    Timeout,
+    /// The server is shutting down.
+    Stopping,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// A cheap read on the store answers.
+    store: CheckState,
+    /// The catalog is loaded and its lock can be taken.
+    catalog: CheckState,
+    /// The server is not shutting down.
+    accepting: CheckState,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Whether the service can take traffic now.
+    ready: bool,
+    checks: ReadinessChecks,
+    /// The names of the checks that failed (empty when ready).
+    not_ready: Vec<String>,
+}
+
+/// How long each readiness check may take.
+const READY_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `check` on the value behind `lock` once the lock can be taken
+/// within the readiness budget (polled, so a stuck holder ties up no
+/// thread past the budget).
+async fn probe<T: Send + ?Sized + 'static>(
+    lock: Arc<std::sync::Mutex<T>>,
+    what: &'static str,
+    check: impl FnOnce(&mut T) -> Result<(), String> + Send + 'static,
+) -> CheckState {
+    let task = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + READY_BUDGET;
+        loop {
+            match lock.try_lock() {
+                Ok(mut guard) => {
+                    return match check(&mut guard) {
+                        Ok(()) => CheckState::Ok,
+                        Err(e) => {
+                            tracing::warn!(check = what, error = %e, "not ready");
+                            CheckState::Unavailable
+                        }
+                    };
+                }
+                Err(std::sync::TryLockError::Poisoned(_)) => {
+                    tracing::warn!(check = what, "not ready: lock poisoned");
+                    return CheckState::Unavailable;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return CheckState::Timeout;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+    });
+    task.await.unwrap_or(CheckState::Unavailable)
+}
+
+/// Readiness (no token): 200 when the store answers a cheap read, the
+/// catalog is loaded and the server is not stopping; 503 naming what is not
+/// ready otherwise. Liveness is `/healthz`.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, body = Readiness, description = "Ready"),
+        Errors,
+        // After `Errors`: replaces its generic 503.
+        (status = 503, body = Readiness, description = "Not ready: `not_ready` names the failed checks"),
+    ))]
+pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let store = probe(st.reader.clone(), "store", |r| {
+        r.notice(0).map(|_| ()).map_err(|e| e.to_string())
+    });
+    let catalog = probe(st.engine.clone(), "catalog", |e| {
+        let _ = e.catalog().len();
+        Ok(())
+    });
+    let (store, catalog) = tokio::join!(store, catalog);
+    let accepting = if *st.stopping.borrow() {
+        CheckState::Stopping
+    } else {
+        CheckState::Ok
+    };
+    let not_ready: Vec<String> = [
+        ("store", store),
+        ("catalog", catalog),
+        ("accepting", accepting),
+    ]
+    .into_iter()
+    .filter(|(_, s)| *s != CheckState::Ok)
+    .map(|(name, _)| name.to_string())
+    .collect();
+    let ready = not_ready.is_empty();
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            checks: ReadinessChecks {
+                store,
+                catalog,
+                accepting,
+            },
+            not_ready,
+        }),
+    )
+        .into_response()
 }
 
 /// Prometheus metrics (no token).
