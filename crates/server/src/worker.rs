@@ -179,7 +179,10 @@ fn claim_with_notices(
 ) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
     let mut q = queue.lock().ok()?;
     let claimed = q.claim(now_ms, lease_ms, limit).ok()?;
-    let mut ids: Vec<i64> = claimed.iter().flat_map(|c| c.notices.iter().copied()).collect();
+    let mut ids: Vec<i64> = claimed
+        .iter()
+        .flat_map(|c| c.notices.iter().copied())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     // A failed read leaves each delivery without its rows: it is retried.
