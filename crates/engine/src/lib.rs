@@ -126,6 +126,8 @@ pub struct Engine<S = SqliteStore> {
     /// What the delivery path reads instead of taking the engine's lock:
     /// updated with each commit.
     view: std::sync::Arc<patchline_delivery::DeliveryView>,
+    /// Live tokens, for authenticating without the engine's lock.
+    credentials: std::sync::Arc<service::Credentials>,
 }
 
 /// Name of the lock file in the data directory.
@@ -237,8 +239,17 @@ impl<S: CatalogStore> Engine<S> {
             _lock: None,
             clock: std::sync::Arc::new(patchline_core::SystemClock),
             view: patchline_delivery::DeliveryView::new(),
+            credentials: std::sync::Arc::default(),
         })
-        .inspect(|e| e.rebuild_view())
+        .inspect(|e| {
+            e.rebuild_view();
+            e.refresh_credentials();
+        })
+    }
+
+    /// The live tokens, current as of the last commit.
+    pub fn credentials(&self) -> std::sync::Arc<service::Credentials> {
+        self.credentials.clone()
     }
 
     /// The delivery view, current as of the last commit.
@@ -355,6 +366,7 @@ impl<S: CatalogStore> Engine<S> {
         self.created.clear();
         self.inheritance = None;
         self.rebuild_view();
+        self.refresh_credentials();
         Ok(())
     }
 

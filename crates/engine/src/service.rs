@@ -650,6 +650,7 @@ impl<S: CatalogStore> Engine<S> {
         self.commit(&[])?;
         self.svc.roles.insert(t, roles);
         self.remember_token(row);
+        self.refresh_credentials();
         Ok(t)
     }
 
@@ -701,6 +702,7 @@ impl<S: CatalogStore> Engine<S> {
         self.outbox.tokens.push(row.clone());
         self.commit(&[])?;
         self.remember_token(row);
+        self.refresh_credentials();
         Ok(())
     }
 
@@ -742,6 +744,7 @@ impl<S: CatalogStore> Engine<S> {
         }
         self.commit(&[])?;
         self.svc.tokens.retain(|_, (id, _)| !revoked.contains(id));
+        self.refresh_credentials();
         for id in &revoked {
             if let Some(info) = self.svc.token_list.get_mut(id) {
                 info.revoked_at_ms = Some(now);
@@ -766,6 +769,28 @@ impl<S: CatalogStore> Engine<S> {
     /// other means, such as a benchmark's).
     pub fn bump_delivery_ids(&mut self, next: i64) {
         self.svc.next_delivery_id = self.svc.next_delivery_id.max(next);
+    }
+
+    /// Publishes the live tokens to the credentials snapshot (after each
+    /// commit that changes tokens or roles, and at load).
+    pub(crate) fn refresh_credentials(&self) {
+        let map = self
+            .svc
+            .tokens
+            .iter()
+            .map(|(hash, (id, t))| {
+                (
+                    hash.clone(),
+                    Credential {
+                        tenant: *t,
+                        tenant_id: self.catalog.tenant_id(*t).clone(),
+                        token_id: id.clone(),
+                        publisher: self.svc.has_role(*t, Role::Publisher),
+                    },
+                )
+            })
+            .collect();
+        self.credentials.replace(map);
     }
 
     /// The tenant and the token id a token hash belongs to.
@@ -1072,4 +1097,39 @@ impl Notifier<'_> {
 /// Parses an artifact id for the API.
 pub fn artifact_id(text: &str) -> Result<ArtifactId, EngineError> {
     ArtifactId::new(text).map_err(|e| EngineError::Invalid(e.to_string()))
+}
+
+/// What authenticating a request needs to know of a live token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub tenant: TenantIdx,
+    pub tenant_id: TenantId,
+    pub token_id: String,
+    pub publisher: bool,
+}
+
+/// The live tokens by hash, as of the last commit: requests authenticate
+/// against it without taking the engine's lock (so a long fan-out does not
+/// hold up reads). The engine replaces it after each commit that mints or
+/// revokes a token or creates a tenant, before it answers; a revoked token
+/// is refused from then on.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    by_hash: std::sync::RwLock<HashMap<String, Credential>>,
+}
+
+impl Credentials {
+    /// The credential of a token hash, if the token is live.
+    pub fn get(&self, token_hash: &str) -> Option<Credential> {
+        self.by_hash
+            .read()
+            .ok()
+            .and_then(|m| m.get(token_hash).cloned())
+    }
+
+    fn replace(&self, map: HashMap<String, Credential>) {
+        if let Ok(mut m) = self.by_hash.write() {
+            *m = map;
+        }
+    }
 }

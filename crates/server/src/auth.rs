@@ -8,7 +8,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use patchline_core::{Actor, TenantId, TenantIdx};
-use patchline_engine::service::Role;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -149,18 +148,17 @@ pub fn authenticate(
     {
         return Ok(Principal::Admin);
     }
-    let engine = state
-        .engine
-        .lock()
-        .map_err(|_| ApiError::internal("engine lock poisoned"))?;
-    let (idx, token) = engine
-        .authenticate(&hash)
+    // The snapshot of live tokens, not the engine: a long write (a
+    // fan-out) does not hold up requests that only read.
+    let c = state
+        .credentials
+        .get(&hash)
         .ok_or_else(ApiError::unauthorized)?;
     Ok(Principal::Tenant {
-        idx,
-        id: engine.catalog().tenant_id(idx).clone(),
-        publisher: engine.service().has_role(idx, Role::Publisher),
-        token: token.to_string(),
+        idx: c.tenant,
+        id: c.tenant_id,
+        publisher: c.publisher,
+        token: c.token_id,
     })
 }
 

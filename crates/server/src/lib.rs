@@ -71,8 +71,8 @@ async fn count_requests(
 /// Reads a request's body whole before any handler runs: at most
 /// `body_max_bytes` (else 413) within `body_read_timeout_ms` (else 408),
 /// so a client trickling a body cannot hold a handler. Nothing is buffered
-/// before the caller's token is checked (401 first), bodies of methods that
-/// carry none are not read, and all bodies being read at once share a
+/// before the caller's token is checked (401 first), bodies of methods other
+/// than POST, PUT and PATCH are not read, and all bodies being read at once share a
 /// budget of `body_inflight_max_bytes` (503 when no room frees up within a
 /// third of the body time-out).
 async fn read_body(
@@ -84,10 +84,10 @@ async fn read_body(
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
-    if matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
-    ) {
+    // Only the methods that carry a body here are read (and so need the
+    // token first); any other (GET, DELETE, TRACE, ...) goes to routing
+    // without one, so an undeclared method answers 405 whatever the token.
+    if !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
         return next
             .run(axum::extract::Request::from_parts(
                 parts,
@@ -198,6 +198,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     Ok(Arc::new(AppState {
         config,
         view: engine.view(),
+        credentials: engine.credentials(),
         engine: Arc::new(Mutex::new(engine)),
         reader: Arc::new(Mutex::new(reader)),
         queues,

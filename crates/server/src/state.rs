@@ -135,6 +135,9 @@ pub struct AppState {
     /// visibility, record texts, webhook targets (kept current by the
     /// engine at every commit).
     pub view: Arc<patchline_delivery::DeliveryView>,
+    /// Live tokens by hash (kept current by the engine at every commit
+    /// that changes them): requests authenticate without the engine.
+    pub credentials: Arc<patchline_engine::service::Credentials>,
     /// Reads that need no catalog (pages of notices, progress).
     pub reader: Arc<Mutex<Box<dyn NoticeReader>>>,
     /// Opens a connection to the delivery queue (the workers hold one).

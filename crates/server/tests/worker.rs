@@ -648,3 +648,74 @@ async fn after_a_rotation_both_secrets_sign_for_the_overlap() {
     );
     w.stop().await;
 }
+
+/// Holds the engine's lock on a thread of its own until the answer is
+/// dropped (a long write, such as a fan-out, holds it so).
+fn hold_engine(api: &Api) -> std::sync::mpsc::Sender<()> {
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let st = api.state.clone();
+    std::thread::spawn(move || {
+        let _held = st.engine.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    locked_rx.recv().unwrap();
+    release_tx
+}
+
+/// The delivery path and token checks read snapshots, not the engine:
+/// while a write holds the engine's lock, a due webhook is still sent and
+/// signed, a tenant still pages its notices, and a revoked token is still
+/// refused. (Before, each attempt and each request took that lock.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_reads_go_on_while_the_engine_is_locked() {
+    let (url, script) = scripted().await;
+    script.set("/held", answer(500));
+    let w = world(&url, "/held", |_| {}).await;
+    // A second token for acme, revoked before the lock is taken.
+    let (s, minted) = w
+        .api
+        .call("POST", "/v1/tenants/acme/tokens", Some(common::ADMIN), None)
+        .await;
+    assert!(s.is_success(), "{minted}");
+    let (s, v) = w
+        .api
+        .call(
+            "DELETE",
+            &format!("/v1/tokens/{}", minted["id"].as_str().unwrap()),
+            Some(common::ADMIN),
+            None,
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    w.publish().await;
+    // The first attempt fails; the retry is an hour away.
+    w.until_state("failed").await;
+    let release = hold_engine(&w.api);
+    script.set("/held", answer(200));
+    w.clock.advance(4_400_000);
+    w.api.state.wake.notify_one();
+    let bodies = tokio::time::timeout(Duration::from_secs(20), wait_for(&script.got, "/held", 2))
+        .await
+        .expect("the retry was sent while the engine's lock was held");
+    assert_eq!(bodies[1]["data"]["notices"][0]["artifact"], "vm");
+    let page = tokio::time::timeout(Duration::from_secs(20), w.api.notices(&w.acme))
+        .await
+        .expect("a page of notices was answered while the engine's lock was held");
+    assert_eq!(page.len(), 1);
+    let (s, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        w.api.call(
+            "GET",
+            "/v1/notices?after=0",
+            Some(minted["token"].as_str().unwrap()),
+            None,
+        ),
+    )
+    .await
+    .expect("a revoked token was refused while the engine's lock was held");
+    assert_eq!(s, axum::http::StatusCode::UNAUTHORIZED);
+    drop(release);
+    w.stop().await;
+}
