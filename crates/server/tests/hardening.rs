@@ -1288,7 +1288,7 @@ async fn item06_listing_by_tenant_does_not_tell_who_exists() {
 #[tokio::test]
 async fn an_undeclared_method_answers_405_whatever_the_token() {
     let api = Api::new();
-    for token in [None, Some("not-a-token"), Some(common::ADMIN)] {
+    for token in [None, Some("not-a-token"), Some(ADMIN)] {
         for path in ["/healthz", "/readyz", "/metrics", "/v1/notices"] {
             let (s, _, _) = api.raw("TRACE", path, token, "x").await;
             assert_eq!(
