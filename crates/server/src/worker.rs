@@ -23,8 +23,6 @@ use crate::state::AppState;
 
 /// Attempts recorded per group commit, at most.
 const FINISH_BATCH_MAX: usize = 512;
-/// How long results wait for company before a group commit.
-const FINISH_LINGER_MS: u64 = 5;
 /// Longest sleep when nothing is due (new work wakes the loop earlier).
 const IDLE_POLL_MS: u64 = 1000;
 
@@ -90,31 +88,60 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         })
         .await;
     }
-    let (done_tx, done_rx) = mpsc::channel::<Finished>(FINISH_BATCH_MAX * 4);
-    let finisher = tokio::spawn(finish_loop(st.clone(), queue.clone(), done_rx));
+    // Each attempt sends its result here when it ends (and frees its slot).
+    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(st.config.inflight_max.max(1) * 2);
     let inflight = Arc::new(Semaphore::new(st.config.inflight_max));
     let endpoints: Arc<Endpoints> = Arc::default();
     let mut rng = (st.now_ms() as u64) | 1;
+    let mut results: Vec<Finished> = Vec::new();
+    // One round: record the results that came in and claim what there is
+    // room for, in one commit on the worker's connection. While a round
+    // commits, the next results gather: the group grows with the load.
     loop {
-        if *shutdown.borrow() {
+        let stopping = *shutdown.borrow();
+        while results.len() < FINISH_BATCH_MAX {
+            match done_rx.try_recv() {
+                Ok(f) => results.push(f),
+                Err(_) => break,
+            }
+        }
+        let room = if stopping {
+            0
+        } else {
+            inflight.available_permits().min(st.config.claim_batch_max)
+        };
+        if stopping && results.is_empty() {
             break;
         }
-        // Claim as many as can be sent now.
-        let room = inflight.available_permits().min(st.config.claim_batch_max);
-        let claimed = if room == 0 {
+        let claimed = if room == 0 && results.is_empty() {
             Vec::new()
         } else {
             let q = queue.clone();
             let lease = st.config.lease_ms;
             let now = st.now_ms();
-            tokio::task::spawn_blocking(move || claim_with_notices(&q, now, lease, room))
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+            let batch = std::mem::take(&mut results);
+            let n = batch.len();
+            match tokio::task::spawn_blocking(move || round(&q, &batch, now, lease, room)).await {
+                Ok(Some(claimed)) => claimed,
+                _ => {
+                    // The leases expire and the deliveries are retried: at
+                    // least once.
+                    if n > 0 {
+                        tracing::error!(results = n, "could not record delivery attempts");
+                    }
+                    Vec::new()
+                }
+            }
         };
         if claimed.is_empty() {
-            let wait = {
+            if stopping {
+                continue;
+            }
+            // Nothing to send now: wait for a result, new work, the next
+            // due time or the end.
+            let wait = if room == 0 {
+                Duration::from_millis(IDLE_POLL_MS)
+            } else {
                 let q = queue.clone();
                 let next = tokio::task::spawn_blocking(move || {
                     q.lock().ok().and_then(|mut q| q.next_due().ok().flatten())
@@ -129,12 +156,8 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                     None => Duration::from_millis(IDLE_POLL_MS),
                 }
             };
-            let wait = if room == 0 {
-                Duration::from_millis(2)
-            } else {
-                wait
-            };
             tokio::select! {
+                f = done_rx.recv() => if let Some(f) = f { results.push(f) },
                 _ = st.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
@@ -154,31 +177,55 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             );
             tokio::spawn(async move {
                 let finished = attempt(&st, &sender, &endpoints, c, rows, random).await;
-                let _ = done.send(finished).await;
                 drop(permit);
+                let _ = done.send(finished).await;
             });
         }
     }
-    // Let in-flight attempts finish (bounded by the request time-out).
+    // Let in-flight attempts finish (bounded by the request time-out), and
+    // record what they learnt.
     let _ = tokio::time::timeout(
         Duration::from_millis(st.config.webhook_timeout_ms + 1000),
         inflight.acquire_many(st.config.inflight_max as u32),
     )
     .await;
     drop(done_tx);
-    let _ = finisher.await;
+    while let Some(f) = done_rx.recv().await {
+        results.push(f);
+    }
+    if !results.is_empty() {
+        let q = queue.clone();
+        let ok = tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0)).await;
+        if !matches!(ok, Ok(Some(_))) {
+            tracing::error!("could not record the last delivery attempts");
+        }
+    }
 }
 
-/// Claims due deliveries and reads the notices they carry, in one visit
-/// to the queue: the attempts then never wait for its connection.
-fn claim_with_notices(
+/// One round on the queue: records `results`, claims up to `room` due
+/// deliveries and reads the notices they carry, in one visit (and one
+/// commit); the attempts then never wait for the queue's connection.
+/// `None` when the queue failed (nothing of the round is committed).
+fn round(
     queue: &std::sync::Mutex<Box<dyn DeliveryQueue>>,
+    results: &[Finished],
     now_ms: i64,
     lease_ms: i64,
-    limit: usize,
+    room: usize,
 ) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
     let mut q = queue.lock().ok()?;
-    let claimed = q.claim(now_ms, lease_ms, limit).ok()?;
+    let claimed = q.finish_and_claim(results, now_ms, lease_ms, room).ok()?;
+    with_notices(&mut **q, claimed)
+}
+
+/// Pairs claimed deliveries with the notices they carry (one read).
+fn with_notices(
+    q: &mut dyn DeliveryQueue,
+    claimed: Vec<Claimed>,
+) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
+    if claimed.is_empty() {
+        return Some(Vec::new());
+    }
     let mut ids: Vec<i64> = claimed
         .iter()
         .flat_map(|c| c.notices.iter().copied())
@@ -426,39 +473,5 @@ async fn attempt(
         } else {
             Vec::new()
         },
-    }
-}
-
-/// Writes attempt results in group commits.
-async fn finish_loop(
-    st: Arc<AppState>,
-    queue: Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
-    mut rx: mpsc::Receiver<Finished>,
-) {
-    let mut batch = Vec::with_capacity(FINISH_BATCH_MAX);
-    loop {
-        let Some(first) = rx.recv().await else { break };
-        batch.push(first);
-        let linger = tokio::time::sleep(Duration::from_millis(FINISH_LINGER_MS));
-        tokio::pin!(linger);
-        while batch.len() < FINISH_BATCH_MAX {
-            tokio::select! {
-                r = rx.recv() => match r { Some(f) => batch.push(f), None => break },
-                _ = &mut linger => break,
-            }
-        }
-        let results = std::mem::take(&mut batch);
-        let q = queue.clone();
-        let failed = tokio::task::spawn_blocking(move || {
-            q.lock()
-                .map_err(|_| ())
-                .and_then(|mut q| q.finish(&results).map_err(|_| ()))
-        })
-        .await;
-        if !matches!(failed, Ok(Ok(()))) {
-            // The lease expires and the delivery is retried: at least once.
-            tracing::error!("could not record delivery attempts");
-        }
-        st.wake.notify_one();
     }
 }

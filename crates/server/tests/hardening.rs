@@ -1304,3 +1304,24 @@ async fn an_undeclared_method_answers_405_whatever_the_token() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// Found by the API conformance run in CI: a malformed `after` answered 200
+/// with an empty list when the `tenant` named is unknown (the early answer
+/// for unknown tenants came before the cursor was checked).
+#[tokio::test]
+async fn a_malformed_cursor_is_refused_before_any_early_answer() {
+    let api = Api::new();
+    let acme = api.tenant("acme", &[]).await;
+    for path in [
+        "/v1/artifacts?tenant=nobody&after=%1F%C2%A2",
+        "/v1/artifacts?after=%1F",
+        "/v1/advisories?after=%1F",
+    ] {
+        let (s, v) = api.call("GET", path, Some(&acme), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+    }
+    let (s, v) = api
+        .call("GET", "/v1/artifacts?tenant=nobody", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

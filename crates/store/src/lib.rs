@@ -100,6 +100,21 @@ pub trait DeliveryQueue: Send {
     ) -> Result<Vec<Claimed>, StoreError>;
     /// Records attempts (one group commit).
     fn finish(&mut self, results: &[Finished]) -> Result<(), StoreError>;
+    /// Records attempts, then claims up to `limit` due deliveries; a
+    /// backend may do both in one commit.
+    fn finish_and_claim(
+        &mut self,
+        results: &[Finished],
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.finish(results)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.claim(now_ms, lease_ms, limit)
+    }
     /// Dead deliveries of a subscription become pending again.
     fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError>;
     /// Pending work of a subscription goes to the dead letters.

@@ -741,35 +741,93 @@ impl SqliteQueue {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let tx = self.conn.transaction().map_err(db_err)?;
-        let claimed = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = 'in_flight', lease_until = ?2
-                     WHERE id IN (SELECT id FROM deliveries
-                                  WHERE state IN ('pending', 'failed') AND next_at <= ?1
-                                  ORDER BY next_at, id LIMIT ?3)
-                     RETURNING id, subscription, purpose, notices, attempts, created_at",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![now_ms, now_ms + lease_ms, limit as i64], |r| {
-                    Ok(Claimed {
-                        id: r.get(0)?,
-                        subscription: r.get(1)?,
-                        purpose: purpose_of(r, 2)?,
-                        notices: blob_ids(&r.get::<_, Vec<u8>>(3)?),
-                        attempts: r.get(4)?,
-                        created_at_ms: r.get(5)?,
-                    })
-                })
-                .map_err(db_err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
-        };
+        let claimed = claim_rows(&tx, now_ms, lease_ms, limit)?;
         tx.commit().map_err(db_err)?;
-        let mut claimed = claimed;
-        claimed.sort_by_key(|c| c.id);
         Ok(claimed)
     }
+}
+
+/// Leases up to `limit` due deliveries, oldest due first (the caller
+/// commits).
+fn claim_rows(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'in_flight', lease_until = ?2
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE state IN ('pending', 'failed') AND next_at <= ?1
+                          ORDER BY next_at, id LIMIT ?3)
+             RETURNING id, subscription, purpose, notices, attempts, created_at",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![now_ms, now_ms + lease_ms, limit as i64], |r| {
+            Ok(Claimed {
+                id: r.get(0)?,
+                subscription: r.get(1)?,
+                purpose: purpose_of(r, 2)?,
+                notices: blob_ids(&r.get::<_, Vec<u8>>(3)?),
+                attempts: r.get(4)?,
+                created_at_ms: r.get(5)?,
+            })
+        })
+        .map_err(db_err)?;
+    let mut claimed = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+/// Writes attempt results (the caller commits).
+fn record_results(tx: &Transaction<'_>, results: &[Finished]) -> Result<(), StoreError> {
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
+                       last_error = ?4, next_at = ?5, lease_until = NULL,
+                       delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
+                     WHERE id = ?1",
+            )
+            .map_err(db_err)?;
+        let mut notified = tx
+            .prepare_cached(
+                "UPDATE notices SET state = 'notified', updated_at = ?2
+                     WHERE id = ?1 AND state = 'affected'
+                     RETURNING advisory",
+            )
+            .map_err(db_err)?;
+        let mut event = tx
+                .prepare_cached(
+                    "INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, 'notified', ?3)",
+                )
+                .map_err(db_err)?;
+        for f in results {
+            stmt.execute(params![
+                f.id,
+                f.state.as_str(),
+                f.status,
+                f.error,
+                f.next_at_ms,
+                f.at_ms
+            ])
+            .map_err(db_err)?;
+            if f.state == DeliveryState::Delivered {
+                for &n in &f.notices {
+                    let adv: Option<i64> = notified
+                        .query_row(params![n, f.at_ms], |r| r.get(0))
+                        .optional()
+                        .map_err(db_err)?;
+                    if let Some(adv) = adv {
+                        event.execute(params![n, adv, f.at_ms]).map_err(db_err)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl crate::DeliveryQueue for SqliteQueue {
@@ -817,51 +875,33 @@ impl crate::DeliveryQueue for SqliteQueue {
             return Ok(());
         }
         let tx = self.conn.transaction().map_err(db_err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
-                       last_error = ?4, next_at = ?5, lease_until = NULL,
-                       delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
-                     WHERE id = ?1",
-                )
-                .map_err(db_err)?;
-            let mut notified = tx
-                .prepare_cached(
-                    "UPDATE notices SET state = 'notified', updated_at = ?2
-                     WHERE id = ?1 AND state = 'affected'
-                     RETURNING advisory",
-                )
-                .map_err(db_err)?;
-            let mut event = tx
-                .prepare_cached(
-                    "INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, 'notified', ?3)",
-                )
-                .map_err(db_err)?;
-            for f in results {
-                stmt.execute(params![
-                    f.id,
-                    f.state.as_str(),
-                    f.status,
-                    f.error,
-                    f.next_at_ms,
-                    f.at_ms
-                ])
-                .map_err(db_err)?;
-                if f.state == DeliveryState::Delivered {
-                    for &n in &f.notices {
-                        let adv: Option<i64> = notified
-                            .query_row(params![n, f.at_ms], |r| r.get(0))
-                            .optional()
-                            .map_err(db_err)?;
-                        if let Some(adv) = adv {
-                            event.execute(params![n, adv, f.at_ms]).map_err(db_err)?;
-                        }
-                    }
-                }
-            }
-        }
+        record_results(&tx, results)?;
         tx.commit().map_err(db_err)
+    }
+
+    /// Records attempts and claims the next due deliveries in one
+    /// transaction: one commit (and one `fsync`, when there are results to
+    /// make durable) a round, and the worker's one connection is never
+    /// held by a group commit while a claim waits.
+    fn finish_and_claim(
+        &mut self,
+        results: &[Finished],
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if results.is_empty() {
+            return self.claim(now_ms, lease_ms, limit);
+        }
+        let tx = self.conn.transaction().map_err(db_err)?;
+        record_results(&tx, results)?;
+        let claimed = if limit > 0 {
+            claim_rows(&tx, now_ms, lease_ms, limit)?
+        } else {
+            Vec::new()
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(claimed)
     }
 
     /// Dead deliveries of a subscription become pending again.

@@ -420,6 +420,15 @@ pub async fn list_artifacts(
         ),
         None => None,
     };
+    // Every parameter is checked before any answer, the empty one for an
+    // unknown tenant included (a malformed cursor answered 200 with an
+    // empty list there, found by the API conformance run).
+    super::id_cursor(&q.after)?;
+    if let Some(t) = &q.tenant
+        && patchline_core::TenantId::new(t.as_str()).is_err()
+    {
+        return Err(ApiError::bad_request(format!("tenant {t:?} is not an id")));
+    }
     with_engine(&st, move |e| {
         let actor = p.actor();
         let c = e.catalog();
@@ -427,9 +436,6 @@ pub async fn list_artifacts(
         // exactly as for a tenant whose artifacts are all private (whether
         // a tenant exists is not the caller's business).
         let tenant = match &q.tenant {
-            Some(t) if patchline_core::TenantId::new(t.as_str()).is_err() => {
-                return Err(ApiError::bad_request(format!("tenant {t:?} is not an id")));
-            }
             Some(t) => match (c.tenant_idx(t), p.is_admin()) {
                 (Some(x), _) => Some(x),
                 (None, true) => return Err(ApiError::not_found("tenant", t)),
