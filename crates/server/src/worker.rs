@@ -1,9 +1,11 @@
 //! Delivery workers: claim due deliveries from the durable queue, render
-//! them (CloudEvents 1.0 body, Standard Webhooks headers), send them with
-//! bounded concurrency per endpoint and overall and a per-endpoint rate,
-//! and record every attempt durably (in group commits). A delivery's state
-//! goes Pending → InFlight (leased) → Delivered | Failed{next_at} | Dead;
-//! a lease that expires (crash) makes it Pending again: at least once.
+//! them from the delivery view (CloudEvents 1.0 body, Standard Webhooks
+//! headers), send them with bounded concurrency per endpoint and overall
+//! and a per-endpoint rate, and record every attempt durably. The queue is
+//! visited in rounds: one commit records the results that came in and
+//! claims the next deliveries. A delivery's state goes Pending → InFlight
+//! (leased) → Delivered | Failed{next_at} | Dead; a lease left by a
+//! process that died is void at the next start: at least once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
