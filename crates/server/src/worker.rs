@@ -65,6 +65,7 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         connect_timeout_ms: st.config.webhook_timeout_ms.min(5000),
         user_agent: format!("patchline/{}", env!("CARGO_PKG_VERSION")),
         policy: st.config.webhook_policy.clone(),
+        idle_per_host: st.config.per_endpoint_inflight_max,
     }) {
         Ok(s) => Arc::new(s),
         Err(e) => {

@@ -719,3 +719,50 @@ async fn deliveries_and_reads_go_on_while_the_engine_is_locked() {
     drop(release);
     w.stop().await;
 }
+
+/// A notice delivered by two subscriptions of its tenant (in one group of
+/// results or two) becomes `notified` once: one history event, one state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_delivered_twice_is_notified_once() {
+    let (url, script) = scripted().await;
+    let w = world(&url, "/one", |_| {}).await;
+    let (s, v) = w
+        .api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&w.acme),
+            Some(json!({"channel": {"type": "webhook", "url": format!("{url}/two")}})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    w.publish().await;
+    wait_for(&script.got, "/one", 1).await;
+    wait_for(&script.got, "/two", 1).await;
+    let mut history = Value::Null;
+    for _ in 0..200 {
+        let (_, p) = w
+            .api
+            .call(
+                "GET",
+                "/v1/advisories/USN-4038-1/progress",
+                Some(&w.canonical),
+                None,
+            )
+            .await;
+        if p["by_state"]["notified"] == 1 {
+            history = p["history"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let notified: i64 = history
+        .as_array()
+        .expect("the notice became notified")
+        .iter()
+        .filter(|h| h["state"] == "notified")
+        .map(|h| h["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(notified, 1, "{history}");
+    w.stop().await;
+}

@@ -783,50 +783,62 @@ fn claim_rows(
 
 /// Writes attempt results (the caller commits).
 fn record_results(tx: &Transaction<'_>, results: &[Finished]) -> Result<(), StoreError> {
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
-                       last_error = ?4, next_at = ?5, lease_until = NULL,
-                       delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
-                     WHERE id = ?1",
-            )
-            .map_err(db_err)?;
-        let mut notified = tx
-            .prepare_cached(
-                "UPDATE notices SET state = 'notified', updated_at = ?2
-                     WHERE id = ?1 AND state = 'affected'
-                     RETURNING advisory",
-            )
-            .map_err(db_err)?;
-        let mut event = tx
-                .prepare_cached(
-                    "INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, 'notified', ?3)",
-                )
-                .map_err(db_err)?;
-        for f in results {
-            stmt.execute(params![
-                f.id,
-                f.state.as_str(),
-                f.status,
-                f.error,
-                f.next_at_ms,
-                f.at_ms
-            ])
-            .map_err(db_err)?;
-            if f.state == DeliveryState::Delivered {
-                for &n in &f.notices {
-                    let adv: Option<i64> = notified
-                        .query_row(params![n, f.at_ms], |r| r.get(0))
-                        .optional()
-                        .map_err(db_err)?;
-                    if let Some(adv) = adv {
-                        event.execute(params![n, adv, f.at_ms]).map_err(db_err)?;
-                    }
-                }
-            }
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?2, attempts = attempts + 1, last_status = ?3,
+                   last_error = ?4, next_at = ?5, lease_until = NULL,
+                   delivered_at = CASE WHEN ?2 = 'delivered' THEN ?6 ELSE delivered_at END
+                 WHERE id = ?1",
+        )
+        .map_err(db_err)?;
+    // The notices delivered in this group, each once (two subscriptions of
+    // one tenant may carry the same notice), with when it was delivered.
+    let mut seen = std::collections::HashSet::new();
+    let mut delivered: Vec<(i64, i64)> = Vec::new();
+    for f in results {
+        stmt.execute(params![
+            f.id,
+            f.state.as_str(),
+            f.status,
+            f.error,
+            f.next_at_ms,
+            f.at_ms
+        ])
+        .map_err(db_err)?;
+        if f.state == DeliveryState::Delivered {
+            delivered.extend(
+                f.notices
+                    .iter()
+                    .filter(|&&n| seen.insert(n))
+                    .map(|&n| (n, f.at_ms)),
+            );
         }
     }
+    if delivered.is_empty() {
+        return Ok(());
+    }
+    // Two statements for the whole group, not two per notice: the ones
+    // still `affected` get their history event, then become `notified`.
+    let json =
+        serde_json::to_string(&delivered).map_err(|e| StoreError::Database(e.to_string()))?;
+    const GROUP: &str =
+        "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at
+                         FROM json_each(?1)";
+    tx.prepare_cached(&format!(
+        "INSERT INTO notice_events (notice, advisory, state, at)
+         SELECT n.id, n.advisory, 'notified', v.at FROM ({GROUP}) v
+         JOIN notices n ON n.id = v.id WHERE n.state = 'affected'"
+    ))
+    .map_err(db_err)?
+    .execute([&json])
+    .map_err(db_err)?;
+    tx.prepare_cached(&format!(
+        "UPDATE notices SET state = 'notified', updated_at = v.at FROM ({GROUP}) v
+         WHERE notices.id = v.id AND notices.state = 'affected'"
+    ))
+    .map_err(db_err)?
+    .execute([&json])
+    .map_err(db_err)?;
     Ok(())
 }
 

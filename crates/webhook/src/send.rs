@@ -30,6 +30,10 @@ pub struct SenderConfig {
     pub connect_timeout_ms: u64,
     pub user_agent: String,
     pub policy: Policy,
+    /// Idle connections kept per host: as many as the worker sends to one
+    /// endpoint at once, or each request past them opens (and closes) a
+    /// connection of its own.
+    pub idle_per_host: usize,
 }
 
 impl Default for SenderConfig {
@@ -39,6 +43,7 @@ impl Default for SenderConfig {
             connect_timeout_ms: 5_000,
             user_agent: concat!("patchline-webhook/", env!("CARGO_PKG_VERSION")).to_owned(),
             policy: Policy::default(),
+            idle_per_host: 32,
         }
     }
 }
@@ -124,7 +129,7 @@ impl Sender {
             .user_agent(config.user_agent)
             .referer(false)
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(8)
+            .pool_max_idle_per_host(config.idle_per_host.max(1))
             .tcp_keepalive(Duration::from_secs(60))
             .build()
             .map_err(|e| SendError::Client(describe(&e)))?;

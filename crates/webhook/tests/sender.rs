@@ -15,6 +15,7 @@ fn sender_with(allow: Option<&str>, timeout_ms: u64) -> Sender {
         connect_timeout_ms: 1_000,
         user_agent: "patchline-test/1".into(),
         policy: Policy::from_env_value(allow).expect("allow-list"),
+        idle_per_host: 8,
     })
     .expect("sender")
 }
