@@ -18,7 +18,6 @@ use patchline_delivery::{NoticeDoc, Reader};
 use patchline_store::DeliveryQueue;
 use patchline_store::service::{Claimed, Finished, StoredNotice};
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
-use serde_json::json;
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc, watch};
 
 use crate::state::AppState;
@@ -347,14 +346,18 @@ async fn attempt(
         .unwrap_or_else(|| format!("/patchline/{}", target.installation));
     // The record's text once per message, not in each notice.
     let records = patchline_delivery::take_record_text(&mut docs);
-    let event = cloudevents::event(
-        &msg_id,
-        &source,
-        ty,
-        &time,
-        json!({"purpose": c.purpose, "records": records, "notices": docs}),
-    );
-    let body = serde_json::to_vec(&event).unwrap_or_default();
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        purpose: patchline_core::notice::Purpose,
+        records: &'a std::collections::BTreeMap<String, patchline_delivery::RecordText>,
+        notices: &'a [NoticeDoc],
+    }
+    let data = Data {
+        purpose: c.purpose,
+        records: &records,
+        notices: &docs,
+    };
+    let body = cloudevents::to_vec(&msg_id, &source, ty, &time, &data).unwrap_or_default();
     let timestamp = now / 1000;
     let secrets: Vec<&Secret> = target.secrets.iter().collect();
     let signature = sign::header_value(&secrets, &msg_id, timestamp, &body);

@@ -22,9 +22,52 @@ pub fn event(id: &str, source: &str, ty: &str, time_rfc3339: &str, data: Value) 
     })
 }
 
+/// The same event, serialized straight from typed data (no intermediate
+/// `Value` tree): what the worker sends, byte for byte the document that
+/// [`event`] builds.
+pub fn to_vec<D: serde::Serialize>(
+    id: &str,
+    source: &str,
+    ty: &str,
+    time_rfc3339: &str,
+    data: &D,
+) -> serde_json::Result<Vec<u8>> {
+    #[derive(serde::Serialize)]
+    struct Event<'a, D> {
+        specversion: &'static str,
+        id: &'a str,
+        source: &'a str,
+        #[serde(rename = "type")]
+        ty: &'a str,
+        time: &'a str,
+        datacontenttype: &'static str,
+        data: &'a D,
+    }
+    serde_json::to_vec(&Event {
+        specversion: "1.0",
+        id,
+        source,
+        ty,
+        time: time_rfc3339,
+        datacontenttype: "application/json",
+        data,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_serialization_is_the_same_document() {
+        let data = json!({"purpose": "notice", "notices": [{"notice_id": "n1", "x": "a\"b"}]});
+        let bytes = to_vec("msg_1", "/s", "t", "2026-01-02T03:04:05Z", &data).unwrap();
+        let back: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            back,
+            event("msg_1", "/s", "t", "2026-01-02T03:04:05Z", data)
+        );
+    }
 
     #[test]
     fn structured_event_has_the_required_attributes() {
