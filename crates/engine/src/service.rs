@@ -650,7 +650,6 @@ impl<S: CatalogStore> Engine<S> {
         self.commit(&[])?;
         self.svc.roles.insert(t, roles);
         self.remember_token(row);
-        self.refresh_credentials();
         Ok(t)
     }
 
@@ -672,7 +671,18 @@ impl<S: CatalogStore> Engine<S> {
         }
     }
 
+    /// Records a committed token, in memory and in the credentials
+    /// snapshot.
     fn remember_token(&mut self, row: TokenRow) {
+        self.credentials.insert(
+            row.hash.clone(),
+            Credential {
+                tenant: row.tenant,
+                tenant_id: self.catalog.tenant_id(row.tenant).clone(),
+                token_id: row.id.clone(),
+                publisher: self.svc.has_role(row.tenant, Role::Publisher),
+            },
+        );
         self.svc
             .tokens
             .insert(row.hash.clone(), (row.id.clone(), row.tenant));
@@ -702,7 +712,6 @@ impl<S: CatalogStore> Engine<S> {
         self.outbox.tokens.push(row.clone());
         self.commit(&[])?;
         self.remember_token(row);
-        self.refresh_credentials();
         Ok(())
     }
 
@@ -744,7 +753,7 @@ impl<S: CatalogStore> Engine<S> {
         }
         self.commit(&[])?;
         self.svc.tokens.retain(|_, (id, _)| !revoked.contains(id));
-        self.refresh_credentials();
+        self.credentials.remove_tokens(&revoked);
         for id in &revoked {
             if let Some(info) = self.svc.token_list.get_mut(id) {
                 info.revoked_at_ms = Some(now);
@@ -771,8 +780,8 @@ impl<S: CatalogStore> Engine<S> {
         self.svc.next_delivery_id = self.svc.next_delivery_id.max(next);
     }
 
-    /// Publishes the live tokens to the credentials snapshot (after each
-    /// commit that changes tokens or roles, and at load).
+    /// Publishes every live token to the credentials snapshot (at load and
+    /// after a reload; commits update it token by token).
     pub(crate) fn refresh_credentials(&self) {
         let map = self
             .svc
@@ -1110,9 +1119,9 @@ pub struct Credential {
 
 /// The live tokens by hash, as of the last commit: requests authenticate
 /// against it without taking the engine's lock (so a long fan-out does not
-/// hold up reads). The engine replaces it after each commit that mints or
-/// revokes a token or creates a tenant, before it answers; a revoked token
-/// is refused from then on.
+/// hold up reads). The engine updates it after each commit that mints or
+/// revokes a token, before it answers; a revoked token is refused from
+/// then on.
 #[derive(Debug, Default)]
 pub struct Credentials {
     by_hash: std::sync::RwLock<HashMap<String, Credential>>,
@@ -1127,9 +1136,21 @@ impl Credentials {
             .and_then(|m| m.get(token_hash).cloned())
     }
 
-    fn replace(&self, map: HashMap<String, Credential>) {
+    pub(crate) fn replace(&self, map: HashMap<String, Credential>) {
         if let Ok(mut m) = self.by_hash.write() {
             *m = map;
+        }
+    }
+
+    fn insert(&self, hash: String, c: Credential) {
+        if let Ok(mut m) = self.by_hash.write() {
+            m.insert(hash, c);
+        }
+    }
+
+    fn remove_tokens(&self, ids: &[String]) {
+        if let Ok(mut m) = self.by_hash.write() {
+            m.retain(|_, c| !ids.contains(&c.token_id));
         }
     }
 }
