@@ -335,7 +335,7 @@ pub fn resolve(
         None => FileConfig::default(),
         Some((path, named_by)) => {
             r.file_path = path.clone();
-            match std::fs::read_to_string(path) {
+            match read_bounded(path, CONFIG_FILE_MAX) {
                 Err(e) => {
                     return Err(ConfigError(vec![format!(
                         "{named_by}: cannot read the configuration file {}: {e}",
@@ -758,7 +758,7 @@ impl Resolver {
                 "{shown} can be read by other accounts; make it 0600 (chmod 600 {shown})"
             ));
         }
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))
+        read_bounded(path, SECRET_FILE_MAX).map_err(|e| format!("cannot read {shown}: {e}"))
     }
 
     /// The operator's keys for webhook secrets at rest:
@@ -1176,3 +1176,32 @@ fn toml_string(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Largest configuration file read (a real one is a few KiB).
+const CONFIG_FILE_MAX: u64 = 1 << 20;
+/// Largest file of secrets read (a token or a few keys).
+const SECRET_FILE_MAX: u64 = 64 << 10;
+
+/// Reads a regular file of at most `max` bytes as UTF-8 text: a device, a
+/// pipe or a huge file (`--config /dev/zero`) is refused before any byte
+/// is read, and a file that grows while read stops at the bound.
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!(
+            "{} bytes; at most {max} are read",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    file.take(max + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!("more than {max} bytes")));
+    }
+    Ok(text)
+}

@@ -708,6 +708,14 @@ impl<S: CatalogStore> Engine<S> {
         token_hash: &str,
         minted_by: Option<&str>,
     ) -> Result<(), EngineError> {
+        // A token minted by a revoked one would escape the cascade.
+        if let Some(m) = minted_by
+            && !self.svc.token_active(m)
+        {
+            return Err(EngineError::Forbidden(
+                "the token that asked has been revoked".into(),
+            ));
+        }
         let row = self.token_row(t, token_id, token_hash, minted_by, self.clock.now_ms());
         self.outbox.tokens.push(row.clone());
         self.commit(&[])?;

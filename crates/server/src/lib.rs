@@ -36,6 +36,32 @@ pub fn openapi_json() -> &'static str {
     })
 }
 
+/// Whether the route template `path` (as `MatchedPath` gives it) declares
+/// `method`: from the same document the router is built from.
+fn declares(path: &str, method: &axum::http::Method) -> bool {
+    use std::collections::HashMap;
+    static METHODS: std::sync::OnceLock<HashMap<String, Vec<String>>> = std::sync::OnceLock::new();
+    let map = METHODS.get_or_init(|| {
+        let doc = routes::router().1;
+        let json = serde_json::to_value(&doc.paths).unwrap_or_default();
+        json.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(path, item)| {
+                let methods = item
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(m, _)| m.to_ascii_uppercase())
+                    .collect();
+                (path.clone(), methods)
+            })
+            .collect()
+    });
+    map.get(path)
+        .is_some_and(|m| m.iter().any(|m| m == method.as_str()))
+}
+
 pub use patchline_delivery::OPERATOR_SUBSCRIPTION;
 
 /// The router over a state (in-process tests call it directly).
@@ -43,12 +69,15 @@ pub fn app(state: Arc<AppState>) -> Router {
     let body_max = state.config.body_max_bytes;
     let (router, _) = routes::router();
     router
-        .fallback(error::no_route)
-        .layer(DefaultBodyLimit::max(body_max))
-        .layer(axum::middleware::from_fn_with_state(
+        // Only on matched routes: an undeclared method answers 405 before
+        // any token check (PUT on a GET route answered 401, found from
+        // outside).
+        .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             read_body,
         ))
+        .fallback(error::no_route)
+        .layer(DefaultBodyLimit::max(body_max))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -85,9 +114,14 @@ async fn read_body(
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
     // Only the methods that carry a body here are read (and so need the
-    // token first); any other (GET, DELETE, TRACE, ...) goes to routing
-    // without one, so an undeclared method answers 405 whatever the token.
-    if !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
+    // token first); any other (GET, DELETE, TRACE, ...), and a method the
+    // matched route does not declare, goes to routing without one, so an
+    // undeclared method answers 405 whatever the token.
+    let declared = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .is_some_and(|p| declares(p.as_str(), &parts.method));
+    if !declared || !matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) {
         return next
             .run(axum::extract::Request::from_parts(
                 parts,

@@ -338,7 +338,10 @@ async fn attempt(
     }
     let msg_id = patchline_delivery::message_id(&target.installation, c.id);
     let ty = c.purpose.event_type();
-    let time = patchline_core::timestamp::format_unix(now / 1000);
+    // The event's time is when the delivery was made, not this attempt's:
+    // a retry carries the same `webhook-id` and the same body (only the
+    // `webhook-timestamp` header and the signature are the attempt's).
+    let time = patchline_core::timestamp::format_unix(c.created_at_ms / 1000);
     let source = st
         .config
         .event_source

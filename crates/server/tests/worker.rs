@@ -766,3 +766,98 @@ async fn a_notice_delivered_twice_is_notified_once() {
     assert_eq!(notified, 1, "{history}");
     w.stop().await;
 }
+
+/// Found from outside: a retry carried the same `webhook-id` with another
+/// body (the event's `time` was the attempt's). The body is the same on
+/// every attempt; only the timestamp header and the signature change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_sends_the_same_body_under_the_same_id() {
+    let (url, script) = scripted().await;
+    script.set("/again", answer(500));
+    let w = world(&url, "/again", |_| {}).await;
+    w.publish().await;
+    w.until_state("failed").await;
+    script.set("/again", answer(200));
+    w.clock.advance(4_400_000);
+    w.api.state.wake.notify_one();
+    w.until_state("delivered").await;
+    let raw = script.raw.lock().unwrap().clone();
+    let bodies: Vec<&Bytes> = raw
+        .iter()
+        .filter(|(p, _)| p == "/again")
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0], bodies[1], "a retry's body differs");
+    let got = script.got.lock().unwrap().clone();
+    let ids: Vec<String> = got
+        .iter()
+        .filter(|(p, _, _)| p == "/again")
+        .map(|(_, h, _)| h["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    w.stop().await;
+}
+
+/// Found from outside: a token minted by a token that was being revoked
+/// (checked before the engine's lock, revoked while the request waited for
+/// it) escaped the revocation's cascade and stayed valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_while_minting_mints_nothing() {
+    let api = Api::new();
+    let acme = api.tenant("acme", &[]).await;
+    let (s, x) = api
+        .call("POST", "/v1/tenants/acme/tokens", Some(&acme), None)
+        .await;
+    assert!(s.is_success(), "{x}");
+    let (x_id, x_token) = (
+        x["id"].as_str().unwrap().to_string(),
+        x["token"].as_str().unwrap().to_string(),
+    );
+    // Hold the engine: the mint below is authenticated, then waits.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let st = api.state.clone();
+    let revoker = std::thread::spawn(move || {
+        let mut e = st.engine.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        // The revocation commits while the mint waits for the lock.
+        e.revoke_token(None, &x_id).unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let mint = {
+        let state = api.state.clone();
+        let token = x_token.clone();
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::builder()
+                .method("POST")
+                .uri("/v1/tenants/acme/tokens")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            patchline_server::app(state)
+                .oneshot(req)
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    go_tx.send(()).unwrap();
+    revoker.join().unwrap();
+    let status = mint.await.unwrap();
+    assert_eq!(status, axum::http::StatusCode::UNAUTHORIZED);
+    // And nothing it could have minted is listed as live.
+    let (_, list) = api
+        .call("GET", "/v1/tenants/acme/tokens", Some(&acme), None)
+        .await;
+    let live: Vec<&Value> = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["revoked_at"].is_null())
+        .collect();
+    assert_eq!(live.len(), 1, "{list}");
+}

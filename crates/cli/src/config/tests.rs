@@ -942,3 +942,14 @@ fn the_example_file_parses_as_shipped_and_with_every_key_set() {
     );
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
 }
+
+/// Found from outside: `--config /dev/zero` read without end (4 GB in
+/// 4 s). Only regular files up to 1 MiB are read.
+#[test]
+fn a_device_or_a_huge_file_is_refused_before_it_is_read() {
+    let mut case = Case::new();
+    case.flags.config = Some(PathBuf::from("/dev/zero"));
+    case.error(&["--config", "/dev/zero", "not a regular file"]);
+    let case = Case::new().file(&"#".repeat((1 << 20) + 1));
+    case.error(&["patchline.toml", "at most 1048576"]);
+}

@@ -134,6 +134,15 @@ pub async fn create_token(
     let hash = hash_token(&token);
     let tid = token_id.clone();
     with_engine(&st, move |e| {
+        // The token was checked before the engine's lock was taken; a
+        // revocation may have committed in between, and a token minted by
+        // a revoked one would escape the cascade (found from outside:
+        // minting while being revoked kept tokens alive).
+        if let Some(asking) = p.token_id()
+            && !e.service().token_active(asking)
+        {
+            return Err(ApiError::unauthorized());
+        }
         let t = e
             .catalog()
             .tenant_idx(&tenant)
