@@ -661,7 +661,8 @@ pub fn publish_live(st: &Arc<AppState>, created: &[(patchline_core::TenantIdx, i
         return;
     }
     st.wake.notify_one();
-    if let Ok(engine) = st.engine.lock() {
-        patchline_server::routes::push_live(st, &engine, created);
+    // Under the engine's lock, as the handlers push.
+    if let Ok(_engine) = st.engine.lock() {
+        patchline_server::routes::push_live(st, created);
     }
 }

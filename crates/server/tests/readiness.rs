@@ -92,6 +92,9 @@ impl NoticeReader for FailingReader {
     fn notice(&mut self, _: i64) -> Result<Option<StoredNotice>, StoreError> {
         broken()
     }
+    fn notices(&mut self, _: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
+        broken()
+    }
     fn progress_counts(&mut self, _: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
         broken()
     }

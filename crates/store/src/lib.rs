@@ -135,6 +135,8 @@ pub trait NoticeReader: Send {
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError>;
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
+    /// Notices by id, oldest first; ids that do not exist are left out.
+    fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError>;
     /// (artifact kind code, state, count) of a record's notices.
     fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError>;
     /// (bucket start ms, state, count) of a record's state transitions.

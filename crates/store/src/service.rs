@@ -648,6 +648,30 @@ pub(crate) fn notices_of_artifact(
     rows.collect::<Result<_, _>>().map_err(db_err)
 }
 
+/// Notices by id, oldest first (one query per hundred ids); ids that do
+/// not exist are left out.
+pub(crate) fn notices_by_ids(
+    conn: &Connection,
+    ids: &[i64],
+) -> Result<Vec<StoredNotice>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(100) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id IN ({placeholders}) ORDER BY n.id"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(chunk.iter()), notice_from_row)
+            .map_err(db_err)?;
+        for r in rows {
+            out.push(r.map_err(db_err)?);
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn notice_by_id(conn: &Connection, id: i64) -> Result<Option<StoredNotice>, StoreError> {
     conn.prepare_cached(&format!(
         "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ?1"
@@ -940,24 +964,7 @@ impl crate::DeliveryQueue for SqliteQueue {
 
     /// Notice bodies by id, for rendering a delivery.
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        // One query per chunk: a delivery carries up to a hundred ids.
-        for chunk in ids.chunks(100) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let mut stmt = self
-                .conn
-                .prepare_cached(&format!(
-                    "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id IN ({placeholders}) ORDER BY n.id"
-                ))
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), notice_from_row)
-                .map_err(db_err)?;
-            for r in rows {
-                out.push(r.map_err(db_err)?);
-            }
-        }
-        Ok(out)
+        notices_by_ids(&self.conn, ids)
     }
 
     /// The earliest time something becomes due, if anything is queued.
@@ -1038,6 +1045,10 @@ impl crate::NoticeReader for SqliteReader {
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
         notice_by_id(&self.conn, id)
+    }
+
+    fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
+        notices_by_ids(&self.conn, ids)
     }
 
     /// Counts by (artifact kind code, state) of an advisory's notices.

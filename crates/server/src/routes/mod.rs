@@ -146,7 +146,7 @@ where
                 .notices_created_total
                 .fetch_add(created.len() as u64, std::sync::atomic::Ordering::Relaxed);
             st.wake.notify_one();
-            push_live(&st, &engine, &created);
+            push_live(&st, &created);
         }
         out
     })
@@ -172,7 +172,7 @@ where
 }
 
 /// Renders new notices for the tenants that have a stream open.
-pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
+pub fn push_live(st: &AppState, created: &[(TenantIdx, i64)]) {
     let listening: Vec<&(TenantIdx, i64)> = created
         .iter()
         .filter(|(t, _)| st.hub.listening(*t))
@@ -180,28 +180,48 @@ pub fn push_live(st: &AppState, engine: &Engine, created: &[(TenantIdx, i64)]) {
     if listening.is_empty() {
         return;
     }
-    let Ok(mut reader) = st.reader.lock() else {
-        return;
-    };
-    for &&(t, id) in &listening {
-        let Ok(Some(n)) = reader.notice(id) else {
-            continue;
+    // Read in chunks, the readers' connection released between them: a
+    // fan-out of many thousands of live notices does not hold up pages of
+    // notices meanwhile (a 64k fan-out with a stream open held them 1.4 s,
+    // found from outside).
+    for chunk in listening.chunks(LIVE_READ_CHUNK) {
+        let mut ids: Vec<i64> = chunk.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows = {
+            let Ok(mut reader) = st.reader.lock() else {
+                return;
+            };
+            match reader.notices(&ids) {
+                Ok(rows) => rows,
+                Err(_) => continue,
+            }
         };
-        let _ = engine;
-        if let Some(doc) = NoticeDoc::render(&n, &st.view.names(), Reader::Tenant(t))
-            && let Ok(json) = serde_json::to_string(&doc)
-        {
-            st.hub.publish(
-                t,
-                LiveNotice {
-                    id,
-                    json: json.into(),
-                    own: n.tenant == t,
-                },
-            );
+        let by_id: std::collections::HashMap<i64, &patchline_store::service::StoredNotice> =
+            rows.iter().map(|n| (n.id, n)).collect();
+        let names = st.view.names();
+        for &&(t, id) in chunk {
+            let Some(n) = by_id.get(&id) else {
+                continue;
+            };
+            if let Some(doc) = NoticeDoc::render(n, &names, Reader::Tenant(t))
+                && let Ok(json) = serde_json::to_string(&doc)
+            {
+                st.hub.publish(
+                    t,
+                    LiveNotice {
+                        id,
+                        json: json.into(),
+                        own: n.tenant == t,
+                    },
+                );
+            }
         }
     }
 }
+
+/// Live notices read from the store at a time.
+const LIVE_READ_CHUNK: usize = 500;
 
 /// 201 when something was created, else 200, with a JSON body.
 pub fn created_or_ok<T: Serialize>(created: bool, body: T) -> Response {
