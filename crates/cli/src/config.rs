@@ -840,6 +840,21 @@ fn parse_schedule(v: &str) -> Result<Schedule, String> {
 
 fn parse_filter(v: &str) -> Result<String, String> {
     let v = v.trim();
+    // A bare word is a target name to the filter's grammar, so a misspelt
+    // level (`inof`) would pass and silence every log: a directive without
+    // `=` or a span filter must be a level.
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    if let Some(word) = v.split(',').map(str::trim).find(|d| {
+        !d.is_empty()
+            && !d.contains('=')
+            && !d.contains('[')
+            && !d.contains("::")
+            && !LEVELS.contains(&d.to_ascii_lowercase().as_str())
+    }) {
+        return Err(format!(
+            "{word:?} is not a log level (trace, debug, info, warn, error or off); a filter is written such as info, or warn,patchline_server=debug"
+        ));
+    }
     tracing_subscriber::EnvFilter::builder()
         .parse(v)
         .map(|_| v.to_string())

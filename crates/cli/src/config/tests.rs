@@ -953,3 +953,24 @@ fn a_device_or_a_huge_file_is_refused_before_it_is_read() {
     let case = Case::new().file(&"#".repeat((1 << 20) + 1));
     case.error(&["patchline.toml", "at most 1048576"]);
 }
+
+/// Found by a new user: `PATCHLINE_LOG=inof` was accepted (a bare word is
+/// a target to the filter's grammar) and silenced every log line.
+#[test]
+fn a_misspelt_log_level_is_refused() {
+    Case::new()
+        .env("PATCHLINE_LOG", "inof")
+        .error(&["PATCHLINE_LOG", "\"inof\" is not a log level"]);
+    Case::new()
+        .file("[log]\nlevel = \"verbose\"\n")
+        .error(&["level", "\"verbose\" is not a log level"]);
+    for good in [
+        "info",
+        "WARN",
+        "warn,patchline_server=debug",
+        "off",
+        "patchline::x",
+    ] {
+        Case::new().env("PATCHLINE_LOG", good).ok();
+    }
+}
