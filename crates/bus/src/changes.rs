@@ -54,6 +54,7 @@ impl Bus {
     /// first [`ChangeFollower::next`].
     pub fn follow_changes(&self, from: u64) -> ChangeFollower {
         ChangeFollower {
+            reconnects: Some(self.inner.reconnects.clone()),
             bus: self.clone(),
             next_seq: from,
             resume_at: None,
@@ -93,7 +94,7 @@ impl Bus {
                 stream_seq: ack.sequence,
                 duplicate: ack.duplicate,
             }),
-            Err(e) => Err(self.publish_error(op, stream, &e)),
+            Err(e) => Err(self.publish_error(op, stream, payload.len(), &e)),
         }
     }
 
@@ -101,6 +102,7 @@ impl Bus {
         &self,
         op: &'static str,
         stream: String,
+        size: usize,
         e: &jetstream::context::PublishError,
     ) -> BusError {
         use jetstream::context::PublishErrorKind as K;
@@ -114,7 +116,7 @@ impl Bus {
             },
             (K::MaxPayloadExceeded, _) => BusError::TooLarge {
                 what: "message",
-                size: 0,
+                size,
                 max: self.inner.payload_max,
             },
             (_, Some(j))
@@ -143,6 +145,9 @@ pub struct ChangeFollower {
     messages: Option<consumer::pull::Ordered>,
     /// Breaks in a row, for the re-open backoff.
     failures: u32,
+    /// Changes when the connection comes back: the server may have lost
+    /// the follower's ephemeral consumer (a restart), so re-open at once.
+    reconnects: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl std::fmt::Debug for ChangeFollower {
@@ -182,7 +187,24 @@ impl ChangeFollower {
             let Some(messages) = self.messages.as_mut() else {
                 continue;
             };
-            match messages.next().await {
+            let next = match self.reconnects.as_mut() {
+                Some(reconnects) => tokio::select! {
+                    next = messages.next() => next,
+                    changed = reconnects.changed() => {
+                        if changed.is_ok() {
+                            tracing::info!("bus reconnected; re-opening the change follower");
+                            self.messages = None;
+                        } else {
+                            // The connection is gone for good; the
+                            // consumer's own errors end the follower.
+                            self.reconnects = None;
+                        }
+                        continue;
+                    }
+                },
+                None => messages.next().await,
+            };
+            match next {
                 Some(Ok(message)) => {
                     self.failures = 0;
                     let stream_seq = match message.info() {
@@ -225,6 +247,9 @@ impl ChangeFollower {
     /// An ordered consumer (ephemeral, flow-controlled, recreated by the
     /// client on a missed heartbeat) from where this follower stands.
     async fn open(&mut self) -> Result<consumer::pull::Ordered, BusError> {
+        if let Some(reconnects) = self.reconnects.as_mut() {
+            reconnects.borrow_and_update();
+        }
         let bus = &self.bus;
         let js = &bus.inner.js;
         let name = bus.inner.prefix.changes_stream();

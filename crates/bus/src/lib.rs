@@ -48,6 +48,36 @@
 //! ([`ServerFacts`]), and logs a warning when acknowledged writes are not
 //! synced or when it cannot tell.
 //!
+//! The sync setting is in the server's `VARZ`, which only the system
+//! account may ask for. To let the bus check it, export that one request
+//! from the system account to the account the nodes use:
+//!
+//! ```text
+//! accounts {
+//!     SYS: {
+//!         users: [{user: sys, password: "..."}]
+//!         exports: [{service: "$SYS.REQ.SERVER.*.VARZ"}]
+//!     }
+//!     APP: {
+//!         jetstream: enabled
+//!         users: [{user: patchline, password: "..."}]
+//!         imports: [{service: {account: SYS, subject: "$SYS.REQ.SERVER.*.VARZ"}}]
+//!     }
+//! }
+//! system_account: SYS
+//! ```
+//!
+//! (then `--bus nats://patchline:PASSWORD@HOST:4222`). Without it the bus
+//! warns that it cannot tell ([`SyncSetting::Unknown`]).
+//!
+//! # What "unavailable" means
+//!
+//! A publish that fails with [`BusError::Unavailable`] (timeout, connection
+//! down) is *not known* to be stored: the client may still deliver it after
+//! reconnecting. Publish again with the same change sequence or job id;
+//! deduplication makes that safe within the duplicate window, and the change
+//! follower skips copies after it.
+//!
 //! # Bounds
 //!
 //! Payloads are capped ([`BusConfig::payload_max_bytes`], lowered to what the
@@ -198,6 +228,8 @@ struct Inner {
     server: ServerFacts,
     payload_max: usize,
     work: jetstream::consumer::PullConsumer,
+    /// Bumped at every (re)connection.
+    reconnects: tokio::sync::watch::Receiver<u64>,
 }
 
 impl fmt::Debug for Bus {
@@ -251,6 +283,16 @@ impl Bus {
     /// Whether the connection to the server is up now.
     pub fn is_connected(&self) -> bool {
         self.inner.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Shuts the connection down gracefully, for every clone of this bus:
+    /// what was published is flushed, subscriptions end (their `next`
+    /// answers `None`), and later calls fail.
+    pub async fn close(&self) -> Result<(), BusError> {
+        let op = "close";
+        self.bounded(op, self.inner.client.drain())
+            .await?
+            .map_err(|e| self.classify(op, &e))
     }
 
     /// Deletes this deployment's streams (and so its consumer): for tests

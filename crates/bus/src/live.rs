@@ -57,11 +57,20 @@ impl Bus {
             )
             .await?
             .map_err(|e| self.classify(op, &e))?;
-        // The server knows the subscription once the connection is flushed:
-        // a notice published after this returns is heard.
-        self.bounded(op, self.inner.client.flush())
+        // A flush only empties the socket; the server knows the
+        // subscription once it has answered something sent after it on this
+        // connection (it reads a connection in order). A request nobody
+        // serves is answered at once ("no responders"): after it, a notice
+        // published by any node is heard.
+        let probe = format!("{}.live-ready", self.inner.prefix);
+        match self
+            .bounded(op, self.inner.client.request(probe, Bytes::new()))
             .await?
-            .map_err(|e| self.classify(op, &e))?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+            Err(e) => return Err(self.classify(op, &e)),
+        }
         Ok(NoticeSubscription { subscriber })
     }
 }

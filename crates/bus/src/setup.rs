@@ -96,6 +96,10 @@ pub(crate) async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         return Err(BusError::Config("the lease must be at least 100 ms".into()));
     }
 
+    // Counts (re)connections, so followers re-open their consumers at once
+    // after the server comes back instead of waiting for missed heartbeats.
+    let (reconnects_tx, reconnects) = tokio::sync::watch::channel(0u64);
+    let reconnects_tx = Arc::new(reconnects_tx);
     let mut options = ConnectOptions::new()
         .connection_timeout(config.connect_timeout)
         .request_timeout(Some(config.request_timeout))
@@ -108,11 +112,16 @@ pub(crate) async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         })
         .event_callback({
             let shown = parsed.display.clone();
+            let reconnects = reconnects_tx.clone();
             move |event| {
                 let shown = shown.clone();
+                let reconnects = reconnects.clone();
                 async move {
                     match event {
-                        Event::Connected => tracing::info!(bus = %shown, "bus connected"),
+                        Event::Connected => {
+                            reconnects.send_modify(|n| *n += 1);
+                            tracing::info!(bus = %shown, "bus connected");
+                        }
                         Event::Disconnected => {
                             tracing::warn!(bus = %shown, "bus disconnected; reconnecting")
                         }
@@ -240,6 +249,7 @@ pub(crate) async fn connect(config: BusConfig) -> Result<Bus, BusError> {
             server,
             payload_max,
             work,
+            reconnects,
         }),
     })
 }

@@ -4,10 +4,17 @@
 
 mod common;
 
-use common::{PROMPT, config, connect, fresh_prefix, nats_url, within};
+use common::{Cleanup, PROMPT, config, connect, fresh_prefix, nats_url, within};
 use patchline_bus::{Bus, BusError, BusErrorKind, LiveNotice, SyncSetting};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+fn cleanup(url: &str, prefix: &patchline_bus::BusPrefix) -> Cleanup {
+    Cleanup {
+        url: url.to_string(),
+        prefix: prefix.clone(),
+    }
+}
 
 fn notice(id: i64, tenant: &str, payload: &str) -> LiveNotice {
     LiveNotice {
@@ -23,6 +30,7 @@ async fn prefixes_keep_deployments_apart() {
         return;
     };
     let (pa, pb) = (fresh_prefix(), fresh_prefix());
+    let _cleanup = (cleanup(&url, &pa), cleanup(&url, &pb));
     let a = connect(&url, &pa).await;
     let b = connect(&url, &pb).await;
 
@@ -75,6 +83,7 @@ async fn change_log_is_ordered_deduplicated_and_shows_gaps() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let bus = connect(&url, &p).await;
 
     let mut positions = Vec::new();
@@ -171,6 +180,7 @@ async fn acked_jobs_leave_and_ids_are_deduplicated() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let bus = connect(&url, &p).await;
 
     let first = bus.publish_job("delivery-1", b"payload").await.unwrap();
@@ -206,6 +216,7 @@ async fn a_nak_brings_the_job_back_after_its_delay_not_before() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let bus = connect(&url, &p).await;
     bus.publish_job("retry-me", b"").await.unwrap();
 
@@ -237,6 +248,7 @@ async fn a_termed_job_is_never_handed_out_again() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let bus = connect(&url, &p).await;
     bus.publish_job("hopeless", b"").await.unwrap();
     let job = bus.claim_jobs(1, PROMPT).await.unwrap().pop().unwrap();
@@ -257,6 +269,7 @@ async fn an_expired_lease_hands_the_job_out_again() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let node1 = connect(&url, &p).await;
     let node2 = connect(&url, &p).await;
     node1.publish_job("crashy", b"x").await.unwrap();
@@ -285,6 +298,7 @@ async fn in_progress_keeps_the_lease() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let node1 = connect(&url, &p).await;
     let node2 = connect(&url, &p).await;
     node1.publish_job("long", b"").await.unwrap();
@@ -312,6 +326,7 @@ async fn two_nodes_receive_disjoint_jobs() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let node1 = connect(&url, &p).await;
     let node2 = connect(&url, &p).await;
     let total = 60;
@@ -354,6 +369,7 @@ async fn live_notices_reach_every_node() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let node1 = connect(&url, &p).await;
     let node2 = connect(&url, &p).await;
     let mut sub1 = node1.subscribe_notices().await.unwrap();
@@ -374,6 +390,13 @@ async fn live_notices_reach_every_node() {
         .unwrap_err();
     assert_eq!(err.kind(), BusErrorKind::Invalid);
     node1.delete_streams().await.unwrap();
+
+    // A node shutting down ends its subscriptions.
+    node2.close().await.unwrap();
+    assert_eq!(
+        within(PROMPT, "end of subscription", sub2.next()).await,
+        None
+    );
 }
 
 #[tokio::test]
@@ -382,6 +405,7 @@ async fn oversize_payloads_are_refused() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let mut cfg = config(&url, &p);
     cfg.payload_max_bytes = 2048;
     let bus = Bus::connect(cfg).await.unwrap();
@@ -435,6 +459,7 @@ async fn many_nodes_starting_at_once_share_the_streams() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let starts: Vec<_> = (0..8)
         .map(|_| {
             let cfg = config(&url, &p);
@@ -451,10 +476,33 @@ async fn many_nodes_starting_at_once_share_the_streams() {
     assert_eq!(job.id(), "shared");
     job.ack().await.unwrap();
 
-    // A restarted node with another lease updates the consumer, no error.
-    let mut longer = config(&url, &p);
-    longer.lease = Duration::from_secs(2);
-    Bus::connect(longer).await.unwrap();
+    // A restarted node with another lease and other limits updates the
+    // consumer and the stream, no error.
+    let mut changed = config(&url, &p);
+    changed.lease = Duration::from_secs(2);
+    changed.changes_max_age = Duration::from_secs(3600);
+    let node = Bus::connect(changed).await.unwrap();
+    assert_eq!(node.lease(), Duration::from_secs(2));
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let info = js
+        .get_stream(p.changes_stream())
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(info.config.max_age, Duration::from_secs(3600));
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(p.work_stream())
+        .await
+        .unwrap()
+        .get_consumer(&p.work_consumer())
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer.cached_info().config.ack_wait,
+        Duration::from_secs(2)
+    );
     nodes[0].delete_streams().await.unwrap();
 }
 
@@ -464,6 +512,7 @@ async fn an_incompatible_existing_stream_is_refused() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     // Someone else made <prefix>_WORK with limits retention.
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -529,6 +578,7 @@ async fn the_servers_durability_is_reported() {
         return;
     };
     let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
     let bus = connect(&url, &p).await;
     let server = bus.server();
     let version = server.version.trim_start_matches('v').to_string();
@@ -552,4 +602,31 @@ async fn bad_prefixes_are_refused_clearly() {
     let err = "prod.eu".parse::<patchline_bus::BusPrefix>().unwrap_err();
     assert_eq!(err.kind(), BusErrorKind::Config);
     assert!(err.to_string().contains("'.'"), "{err}");
+}
+
+#[tokio::test]
+async fn a_full_work_queue_refuses_new_jobs_and_keeps_the_old() {
+    let Some(url) = nats_url("a_full_work_queue_refuses_new_jobs_and_keeps_the_old") else {
+        return;
+    };
+    let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
+    let mut cfg = config(&url, &p);
+    cfg.work_max_jobs = 3;
+    let bus = Bus::connect(cfg).await.unwrap();
+    for i in 0..3 {
+        bus.publish_job(&format!("j{i}"), b"").await.unwrap();
+    }
+    let err = bus.publish_job("j3", b"").await.unwrap_err();
+    assert!(matches!(err, BusError::Full { .. }), "{err}");
+    assert!(err.is_unavailable(), "a full queue is a 503: {err}");
+    let jobs = bus.claim_jobs(10, PROMPT).await.unwrap();
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id()).collect();
+    assert_eq!(ids, ["j0", "j1", "j2"]);
+    for job in jobs {
+        job.ack().await.unwrap();
+    }
+    // Room again.
+    bus.publish_job("j3", b"").await.unwrap();
+    bus.delete_streams().await.unwrap();
 }

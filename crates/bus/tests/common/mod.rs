@@ -64,6 +64,42 @@ pub async fn connect(url: &str, prefix: &BusPrefix) -> Bus {
     Bus::connect(config(url, prefix)).await.expect("connect")
 }
 
+/// Deletes a prefix's streams if the test fails before it does (a passing
+/// test deletes them itself, through the API under test).
+#[derive(Debug)]
+pub struct Cleanup {
+    pub url: String,
+    pub prefix: BusPrefix,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        // A runtime of its own: the test's may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = tokio::time::timeout(PROMPT, async_nats::connect(url.as_str()))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let js = async_nats::jetstream::new(client);
+                for name in [prefix.changes_stream(), prefix.work_stream()] {
+                    let _ = tokio::time::timeout(PROMPT, js.delete_stream(name)).await;
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
 /// `fut`, or a panic naming `what` after `limit`.
 pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, fut)
