@@ -108,7 +108,7 @@ pub(crate) async fn connect(config: BusConfig) -> Result<Bus, BusError> {
         // keeps serving from PostgreSQL while the bus is down.
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((100 * attempts as u64).min(2_000))
+            Duration::from_millis((attempts as u64).saturating_mul(100).min(2_000))
         })
         .event_callback({
             let shown = parsed.display.clone();
