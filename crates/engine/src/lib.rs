@@ -222,6 +222,28 @@ impl Engine<SqliteStore> {
     }
 }
 
+impl<S: CatalogStore + Send + 'static> Engine<S> {
+    /// The same engine over a store chosen at run time (the server runs
+    /// on either backend).
+    pub fn into_dyn(self) -> Engine<patchline_store::DynStore> {
+        Engine {
+            store: Box::new(self.store),
+            catalog: self.catalog,
+            db: self.db,
+            inheritance: self.inheritance,
+            match_cache: self.match_cache,
+            svc: self.svc,
+            notices_on: self.notices_on,
+            outbox: self.outbox,
+            created: self.created,
+            _lock: self._lock,
+            clock: self.clock,
+            view: self.view,
+            credentials: self.credentials,
+        }
+    }
+}
+
 impl<S: CatalogStore> Engine<S> {
     pub fn with_store(mut store: S) -> Result<Engine<S>, EngineError> {
         let (catalog, db) = store.load()?;
@@ -612,12 +634,14 @@ impl<S: CatalogStore> Engine<S> {
         let impact = propagate::impact(catalog, inh, db, adv);
         let record = db.get(adv);
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
-        // In artifact order: the notice indexes keyed by artifact then grow
-        // at their end instead of at a million random places.
+        // By tenant, then artifact: a tenant's notices of one fan-out get
+        // neighbouring ids, so the rows a delivery marks `notified` share
+        // a few pages instead of one page each; within a tenant the
+        // artifact order keeps the index keyed by artifact growing in runs.
         let mut rows: Vec<(ArtIdx, &[propagate::ComponentHit])> =
             Vec::with_capacity(impact.artifact_count());
         rows.extend(impact.iter());
-        rows.sort_unstable_by_key(|(a, _)| *a);
+        rows.sort_unstable_by_key(|(a, _)| (catalog.node(*a).tenant, *a));
         for (a, hits) in rows {
             match existing.remove(&a) {
                 None => notifier.notice(record, adv, a, hits),

@@ -155,3 +155,53 @@ pub trait NoticeReader: Send {
     /// Notices read through pull or a stream become `notified`.
     fn mark_notified(&mut self, ids: &[i64], at_ms: i64) -> Result<(), StoreError>;
 }
+
+/// A store chosen at run time (the embedded SQLite or PostgreSQL).
+pub type DynStore = Box<dyn CatalogStore + Send>;
+
+impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
+    fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
+        (**self).load()
+    }
+
+    fn commit(
+        &mut self,
+        catalog: &Catalog,
+        changes: &Changes,
+        db: &AdvisoryDb,
+        records: &[AdvIdx],
+        outbox: &Outbox,
+    ) -> Result<(), StoreError> {
+        (**self).commit(catalog, changes, db, records, outbox)
+    }
+
+    fn load_service(&mut self) -> Result<ServiceState, StoreError> {
+        (**self).load_service()
+    }
+
+    fn notices_of_advisory(
+        &mut self,
+        adv: AdvIdx,
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+        (**self).notices_of_advisory(adv)
+    }
+
+    fn notices_of_artifact(
+        &mut self,
+        a: ArtIdx,
+    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+        (**self).notices_of_artifact(a)
+    }
+
+    fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
+        (**self).notice(id)
+    }
+
+    fn due_reminders(
+        &mut self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
+        (**self).due_reminders(before_ms, limit)
+    }
+}
