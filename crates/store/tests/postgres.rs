@@ -15,7 +15,7 @@ use std::sync::{Arc, Barrier};
 use patchline_core::notice::Purpose;
 use patchline_store::postgres::{PgQueue, PgReader, PgStore, SCHEMA_VERSION};
 use patchline_store::service::DeliveryRow;
-use patchline_store::{CatalogStore, DeliveryQueue, Outbox, SecretKeys, StoreError};
+use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox, SecretKeys, StoreError};
 use support::TestDb;
 
 /// The tables the schema makes, every one of them logged.
@@ -271,4 +271,79 @@ fn claims_skip_locked_rows_without_waiting() {
         .map(|c| c.id)
         .collect();
     assert_eq!(ids, vec![1, 2]);
+}
+
+/// The server ends every session (a restart, an administrator): the call
+/// that meets the closed connection fails, the next one reconnects.
+#[test]
+fn a_closed_connection_is_made_again() {
+    let Some(db) = TestDb::create("a_closed_connection_is_made_again") else {
+        return;
+    };
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let mut queue = PgQueue::open(&db.url).unwrap();
+    let mut reader = PgReader::open(&db.url).unwrap();
+    let before = store.installation().unwrap();
+    db.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = store.installation();
+    assert_eq!(store.installation().unwrap(), before);
+    let _ = queue.next_due();
+    assert_eq!(queue.next_due().unwrap(), None);
+    let _ = reader.delivery_counts();
+    assert_eq!(reader.delivery_counts().unwrap(), vec![]);
+}
+
+/// A load while another node commits sees each batch wholly or not at
+/// all (one snapshot), never an artifact whose tenant it did not load.
+#[test]
+fn loads_see_one_moment() {
+    use patchline_core::{Actor, ArtifactId, ArtifactSpec, Kind, Mode, TenantId, Visibility};
+    let Some(db) = TestDb::create("loads_see_one_moment") else {
+        return;
+    };
+    const BATCHES: usize = 60;
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    let url = db.url.clone();
+    let writer = std::thread::spawn(move || {
+        let mut store = PgStore::open(&url, SecretKeys::none()).unwrap();
+        let (mut catalog, adv) = store.load().unwrap();
+        for i in 0..BATCHES {
+            let spec = ArtifactSpec {
+                id: ArtifactId::new(format!("img-{i}")).unwrap(),
+                kind: Kind::Image,
+                tenant: TenantId::new(format!("tenant-{i}")).unwrap(),
+                name: None,
+                parent: None,
+                relation: None,
+                visibility: Visibility::Public,
+                labels: Default::default(),
+                components: Some(vec![format!("pkg:generic/component-{i}@1.0")]),
+                fixes: vec![],
+            };
+            catalog.apply(&spec, Mode::Create, &Actor::Admin).unwrap();
+            let changes = catalog.take_changes();
+            store
+                .commit(&catalog, &changes, &adv, &[], &Default::default())
+                .unwrap();
+        }
+    });
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let mut loads = 0;
+    loop {
+        let done = writer.is_finished();
+        let (catalog, _) = store.load().expect("a consistent snapshot");
+        assert_eq!(catalog.tenants().len(), catalog.len());
+        loads += 1;
+        if done {
+            assert_eq!(catalog.len(), BATCHES);
+            break;
+        }
+    }
+    writer.join().unwrap();
+    assert!(loads > 1);
 }

@@ -17,7 +17,7 @@ pub mod schema;
 mod service;
 
 use ::postgres::error::SqlState;
-use ::postgres::{Client, Config, NoTls, Transaction};
+use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Transaction};
 use patchline_core::inventory::{ComponentId, InvId};
 use patchline_core::notice::NoticeState;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
@@ -159,42 +159,68 @@ fn scrub(message: String, password: Option<&[u8]>) -> String {
     }
 }
 
-/// A connection opened, checked and migrated.
-struct Opened {
+/// One connection, checked and migrated, made again when the server
+/// closed the last one (it restarted, or an administrator ended the
+/// session): the call that saw it close fails, the next one reconnects.
+pub(crate) struct Conn {
     client: Client,
+    config: Config,
     /// The URL without its password (see [`describe`]).
     target: String,
 }
 
-/// Connects to `url`, refuses a server on which a commit would not be
-/// durable, and creates or migrates the schema.
-fn connect(url: &str) -> Result<Opened, StoreError> {
-    // The parse error of a URL names no part of it (checked by a test),
-    // but a password is scrubbed from every message all the same.
-    let mut config: Config = url.parse().map_err(|e: ::postgres::Error| {
-        StoreError::Database(scrub(
-            format!("the PostgreSQL URL is not valid: {e}"),
-            password_in(url).as_deref().map(str::as_bytes),
-        ))
-    })?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(CONNECT_TIMEOUT_S));
+impl Conn {
+    /// Connects to `url`, refuses a server on which a commit would not be
+    /// durable, and creates or migrates the schema.
+    pub(crate) fn open(url: &str) -> Result<Conn, StoreError> {
+        // The parse error of a URL names no part of it (checked by a
+        // test), but a password is scrubbed from every message all the
+        // same.
+        let mut config: Config = url.parse().map_err(|e: ::postgres::Error| {
+            StoreError::Database(scrub(
+                format!("the PostgreSQL URL is not valid: {e}"),
+                password_in(url).as_deref().map(str::as_bytes),
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(CONNECT_TIMEOUT_S));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("patchline");
+        }
+        let target = describe(&config);
+        let client = Conn::connect(&config, &target)?;
+        Ok(Conn {
+            client,
+            config,
+            target,
+        })
     }
-    if config.get_application_name().is_none() {
-        config.application_name("patchline");
+
+    fn connect(config: &Config, target: &str) -> Result<Client, StoreError> {
+        let mut client = config.connect(NoTls).map_err(|e| {
+            StoreError::Database(scrub(
+                format!("cannot use PostgreSQL at {target}: {}", message_of(&e)),
+                config.get_password(),
+            ))
+        })?;
+        check_durable(&mut client, target)?;
+        migrate(&mut client)?;
+        Ok(client)
     }
-    let target = describe(&config);
-    let password = config.get_password().map(<[u8]>::to_vec);
-    let fail = |e: ::postgres::Error| {
-        StoreError::Database(scrub(
-            format!("cannot use PostgreSQL at {target}: {}", message_of(&e)),
-            password.as_deref(),
-        ))
-    };
-    let mut client = config.connect(NoTls).map_err(fail)?;
-    check_durable(&mut client, &target)?;
-    migrate(&mut client)?;
-    Ok(Opened { client, target })
+
+    /// The live connection (a new one if the server closed the last).
+    pub(crate) fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_closed() {
+            self.client = Conn::connect(&self.config, &self.target)?;
+        }
+        Ok(&mut self.client)
+    }
+
+    /// Where this connection goes, without the password.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
 }
 
 /// The password of a `postgres://user:password@…` URL, to scrub it from a
@@ -281,6 +307,16 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     })
 }
 
+/// A read-only transaction whose reads all see one moment.
+fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(db_err)
+}
+
 fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
@@ -289,15 +325,14 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
 
 /// The catalog's store in PostgreSQL.
 pub struct PgStore {
-    client: Client,
-    target: String,
+    conn: Conn,
     keys: SecretKeys,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("target", &self.target)
+            .field("target", &self.conn.target())
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
@@ -310,74 +345,69 @@ impl PgStore {
     /// [`SqliteStore::open_with`](crate::sqlite::SqliteStore::open_with)
     /// does).
     pub fn open(url: &str, keys: SecretKeys) -> Result<PgStore, StoreError> {
-        let Opened { mut client, target } = connect(url)?;
-        service::reseal_secrets(&mut client, &keys)?;
-        Ok(PgStore {
-            client,
-            target,
-            keys,
-        })
+        let mut conn = Conn::open(url)?;
+        service::reseal_secrets(conn.client()?, &keys)?;
+        Ok(PgStore { conn, keys })
     }
 
     /// Where this store is, without the password.
     pub fn target(&self) -> &str {
-        &self.target
+        self.conn.target()
     }
 
     /// A random id of this deployment (made with the schema).
     pub fn installation(&mut self) -> Result<String, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query_opt("SELECT value FROM meta WHERE key = 'installation'", &[])
             .map_err(db_err)?
             .map(|r| r.get(0))
             .ok_or_else(|| StoreError::Corrupt("no installation id".into()))
     }
+}
 
-    fn load_catalog(&mut self) -> Result<Catalog, StoreError> {
-        let mut catalog = Catalog::new();
-        for r in self
-            .client
-            .query("SELECT idx, id FROM tenants ORDER BY idx", &[])
-            .map_err(db_err)?
-        {
-            let idx: i64 = r.get(0);
-            let id = TenantId::from_stored(r.get::<_, String>(1))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let got = catalog.load_tenant(id);
-            if i64::from(got.0) != idx {
-                return Err(StoreError::Corrupt(format!("tenant index {idx}")));
-            }
+/// Rebuilds the catalog (inside the caller's snapshot).
+fn load_catalog(client: &mut impl GenericClient) -> Result<Catalog, StoreError> {
+    let mut catalog = Catalog::new();
+    for r in client
+        .query("SELECT idx, id FROM tenants ORDER BY idx", &[])
+        .map_err(db_err)?
+    {
+        let idx: i64 = r.get(0);
+        let id = TenantId::from_stored(r.get::<_, String>(1))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let got = catalog.load_tenant(id);
+        if i64::from(got.0) != idx {
+            return Err(StoreError::Corrupt(format!("tenant index {idx}")));
         }
-        for r in self
-            .client
-            .query("SELECT idx, purl FROM components ORDER BY idx", &[])
-            .map_err(db_err)?
-        {
-            let idx: i64 = r.get(0);
-            let purl: &str = r.get(1);
-            let got = catalog
-                .components_mut()
-                .intern(purl)
-                .map_err(|e| StoreError::Corrupt(format!("component {purl}: {}", e.0)))?;
-            if i64::from(got.0) != idx {
-                return Err(StoreError::Corrupt(format!(
-                    "component index {idx} ({purl})"
-                )));
-            }
+    }
+    for r in client
+        .query("SELECT idx, purl FROM components ORDER BY idx", &[])
+        .map_err(db_err)?
+    {
+        let idx: i64 = r.get(0);
+        let purl: &str = r.get(1);
+        let got = catalog
+            .components_mut()
+            .intern(purl)
+            .map_err(|e| StoreError::Corrupt(format!("component {purl}: {}", e.0)))?;
+        if i64::from(got.0) != idx {
+            return Err(StoreError::Corrupt(format!(
+                "component index {idx} ({purl})"
+            )));
         }
-        for r in self
-            .client
-            .query(
-                "SELECT idx, base, added, removed FROM inventories ORDER BY idx",
-                &[],
-            )
-            .map_err(db_err)?
-        {
-            codec::push_inventory(&mut catalog, r.get(0), r.get(1), r.get(2), r.get(3))?;
-        }
-        let mut nodes = Vec::new();
-        for r in self
-            .client
+    }
+    for r in client
+        .query(
+            "SELECT idx, base, added, removed FROM inventories ORDER BY idx",
+            &[],
+        )
+        .map_err(db_err)?
+    {
+        codec::push_inventory(&mut catalog, r.get(0), r.get(1), r.get(2), r.get(3))?;
+    }
+    let mut nodes = Vec::new();
+    for r in client
             .query(
                 "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed
                  FROM artifacts ORDER BY idx",
@@ -404,34 +434,36 @@ impl PgStore {
             }
             nodes.push(row.into_node(catalog.tenants().len())?);
         }
-        catalog
-            .load_nodes(nodes)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(catalog)
-    }
+    catalog
+        .load_nodes(nodes)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(catalog)
+}
 
-    fn load_records(&mut self, catalog: &Catalog) -> Result<AdvisoryDb, StoreError> {
-        let mut db = AdvisoryDb::new();
-        for r in self
-            .client
-            .query(
-                "SELECT idx, id, kind, artifact, body FROM records ORDER BY idx",
-                &[],
-            )
-            .map_err(db_err)?
-        {
-            codec::publish_stored(
-                &mut db,
-                catalog,
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-                r.get(4),
-            )?;
-        }
-        Ok(db)
+/// Rebuilds the advisory database (inside the caller's snapshot).
+fn load_records(
+    client: &mut impl GenericClient,
+    catalog: &Catalog,
+) -> Result<AdvisoryDb, StoreError> {
+    let mut db = AdvisoryDb::new();
+    for r in client
+        .query(
+            "SELECT idx, id, kind, artifact, body FROM records ORDER BY idx",
+            &[],
+        )
+        .map_err(db_err)?
+    {
+        codec::publish_stored(
+            &mut db,
+            catalog,
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+        )?;
     }
+    Ok(db)
 }
 
 /// Writes a batch's catalog changes and records (the caller commits).
@@ -550,9 +582,13 @@ fn write_catalog(
 }
 
 impl CatalogStore for PgStore {
+    /// Reads every table in one repeatable-read snapshot: another node
+    /// committing meanwhile is seen wholly or not at all.
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
-        let catalog = self.load_catalog()?;
-        let db = self.load_records(&catalog)?;
+        let mut tx = snapshot(self.conn.client()?)?;
+        let catalog = load_catalog(&mut tx)?;
+        let db = load_records(&mut tx, &catalog)?;
+        tx.commit().map_err(db_err)?;
         Ok((catalog, db))
     }
 
@@ -569,21 +605,25 @@ impl CatalogStore for PgStore {
         outbox: &Outbox,
     ) -> Result<(), StoreError> {
         let keys = &self.keys;
-        in_transaction(&mut self.client, |tx| {
+        in_transaction(self.conn.client()?, |tx| {
             write_catalog(tx, catalog, changes, db, records)?;
             service::write_outbox(tx, outbox, keys)
         })
     }
 
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {
-        service::load_service(&mut self.client, &self.keys)
+        let mut tx = snapshot(self.conn.client()?)?;
+        let state = service::load_service(&mut tx, &self.keys)?;
+        tx.commit().map_err(db_err)?;
+        Ok(state)
     }
 
     fn notices_of_advisory(
         &mut self,
         adv: AdvIdx,
     ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query(
                 "SELECT id, artifact, state FROM notices WHERE advisory = $1",
                 &[&i64::from(adv.0)],
@@ -604,7 +644,8 @@ impl CatalogStore for PgStore {
         &mut self,
         a: ArtIdx,
     ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query(
                 "SELECT id, advisory, state FROM notices WHERE artifact = $1",
                 &[&i64::from(a.0)],
@@ -622,7 +663,7 @@ impl CatalogStore for PgStore {
     }
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
-        service::notice_by_id(&mut self.client, id)
+        service::notice_by_id(self.conn.client()?, id)
     }
 
     fn due_reminders(
@@ -630,7 +671,7 @@ impl CatalogStore for PgStore {
         before_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError> {
-        service::due_reminders(&mut self.client, before_ms, limit)
+        service::due_reminders(self.conn.client()?, before_ms, limit)
     }
 }
 

@@ -4,24 +4,23 @@
 //! is in flight, and a lease that runs out (its worker or node died) is
 //! put back by `release_expired` on any node.
 
-use ::postgres::{Client, Transaction};
+use ::postgres::Transaction;
 use patchline_core::notice::{DeliveryState, Purpose};
 
 use super::service::{first_per_id, mark_notified, notices_by_ids};
-use super::{Fail, Opened, connect, db_err, in_transaction, index};
+use super::{Conn, Fail, db_err, in_transaction, index};
 use crate::service::{Claimed, Finished, StoredNotice};
 use crate::{DeliveryQueue, StoreError};
 
 /// The delivery queue on its own connection.
 pub struct PgQueue {
-    client: Client,
-    target: String,
+    conn: Conn,
 }
 
 impl std::fmt::Debug for PgQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgQueue")
-            .field("target", &self.target)
+            .field("target", &self.conn.target())
             .finish_non_exhaustive()
     }
 }
@@ -30,8 +29,9 @@ impl PgQueue {
     /// Connects to `url` (creating or migrating the schema if this is the
     /// first connection to it).
     pub fn open(url: &str) -> Result<PgQueue, StoreError> {
-        let Opened { client, target } = connect(url)?;
-        Ok(PgQueue { client, target })
+        Ok(PgQueue {
+            conn: Conn::open(url)?,
+        })
     }
 }
 
@@ -135,7 +135,8 @@ impl DeliveryQueue for PgQueue {
     /// Puts back deliveries whose lease expired (a worker or a node died
     /// mid-attempt): at-least-once, the receiver may see them twice.
     fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .execute(
                 "UPDATE deliveries SET state = 'pending', lease_until = NULL
                  WHERE state = 'in_flight' AND lease_until < $1",
@@ -154,7 +155,7 @@ impl DeliveryQueue for PgQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        in_transaction(&mut self.client, |tx| {
+        in_transaction(self.conn.client()?, |tx| {
             tx.batch_execute(CLAIM_UNSYNCED)?;
             claim_rows(tx, now_ms, lease_ms, limit)
         })
@@ -165,7 +166,7 @@ impl DeliveryQueue for PgQueue {
         if results.is_empty() {
             return Ok(());
         }
-        in_transaction(&mut self.client, |tx| record_results(tx, results))
+        in_transaction(self.conn.client()?, |tx| record_results(tx, results))
     }
 
     /// Records attempts and claims the next due deliveries in one
@@ -180,7 +181,7 @@ impl DeliveryQueue for PgQueue {
         if results.is_empty() {
             return self.claim(now_ms, lease_ms, limit);
         }
-        in_transaction(&mut self.client, |tx| {
+        in_transaction(self.conn.client()?, |tx| {
             record_results(tx, results)?;
             if limit == 0 {
                 return Ok(Vec::new());
@@ -191,7 +192,8 @@ impl DeliveryQueue for PgQueue {
 
     /// Dead deliveries of a subscription become pending again.
     fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .execute(
                 "UPDATE deliveries SET state = 'pending', next_at = $2, attempts = 0
                  WHERE subscription = $1 AND state = 'dead'",
@@ -203,7 +205,8 @@ impl DeliveryQueue for PgQueue {
 
     /// Pending work of a disabled subscription goes to the dead letters.
     fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .execute(
                 "UPDATE deliveries SET state = 'dead', last_error = $2, lease_until = NULL
                  WHERE subscription = $1 AND state IN ('pending', 'failed', 'in_flight')",
@@ -214,12 +217,13 @@ impl DeliveryQueue for PgQueue {
     }
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
-        notices_by_ids(&mut self.client, ids)
+        notices_by_ids(self.conn.client()?, ids)
     }
 
     /// The earliest time something becomes due, if anything is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query_one(
                 "SELECT min(next_at) FROM deliveries WHERE state IN ('pending', 'failed')",
                 &[],

@@ -1,7 +1,6 @@
 //! The API's reads of notices and deliveries in PostgreSQL, on their own
 //! connection.
 
-use ::postgres::Client;
 use patchline_core::notice::{DeliveryState, Purpose};
 use patchline_core::{AdvIdx, TenantIdx};
 
@@ -9,20 +8,19 @@ use super::service::{
     NOTICE_COLUMNS, NOTICE_FROM, first_per_id, mark_notified, notice_by_id, notice_from_row,
     notices_by_ids,
 };
-use super::{Opened, connect, db_err, in_transaction, index};
+use super::{Conn, db_err, in_transaction, index};
 use crate::service::{DeliveryInfo, StoredNotice};
 use crate::{NoticeReader, StoreError};
 
 /// Read queries of the API (and its `notified` marks).
 pub struct PgReader {
-    client: Client,
-    target: String,
+    conn: Conn,
 }
 
 impl std::fmt::Debug for PgReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgReader")
-            .field("target", &self.target)
+            .field("target", &self.conn.target())
             .finish_non_exhaustive()
     }
 }
@@ -31,8 +29,9 @@ impl PgReader {
     /// Connects to `url` (creating or migrating the schema if this is the
     /// first connection to it).
     pub fn open(url: &str) -> Result<PgReader, StoreError> {
-        let Opened { client, target } = connect(url)?;
-        Ok(PgReader { client, target })
+        Ok(PgReader {
+            conn: Conn::open(url)?,
+        })
     }
 }
 
@@ -58,7 +57,8 @@ impl NoticeReader for PgReader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query(
                 &format!(
                     "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
@@ -76,16 +76,17 @@ impl NoticeReader for PgReader {
     }
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
-        notice_by_id(&mut self.client, id)
+        notice_by_id(self.conn.client()?, id)
     }
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
-        notices_by_ids(&mut self.client, ids)
+        notices_by_ids(self.conn.client()?, ids)
     }
 
     /// Counts by (artifact kind code, state) of an advisory's notices.
     fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query(
                 "SELECT a.kind, n.state, count(*) FROM notices n JOIN artifacts a ON a.idx = n.artifact
                  WHERE n.advisory = $1 GROUP BY a.kind, n.state",
@@ -103,7 +104,8 @@ impl NoticeReader for PgReader {
         adv: AdvIdx,
         bucket_ms: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query(
                 "SELECT bucket, state, count(*) FROM (
                    SELECT (created_at / $2) * $2 AS bucket, 'affected'::text AS state
@@ -127,7 +129,8 @@ impl NoticeReader for PgReader {
         limit: usize,
     ) -> Result<Vec<DeliveryInfo>, StoreError> {
         let state = state.map(DeliveryState::as_str);
-        self.client
+        self.conn
+            .client()?
             .query(
                 "SELECT id, purpose, notices, state, attempts, next_at, last_status, last_error,
                         created_at, delivered_at
@@ -161,7 +164,8 @@ impl NoticeReader for PgReader {
 
     /// Queue depth per state, for metrics.
     fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.client
+        self.conn
+            .client()?
             .query("SELECT state, count(*) FROM deliveries GROUP BY state", &[])
             .map_err(db_err)?
             .iter()
@@ -175,7 +179,7 @@ impl NoticeReader for PgReader {
             return Ok(());
         }
         let marks = first_per_id(ids.iter().map(|&id| (id, at_ms)));
-        in_transaction(&mut self.client, |tx| {
+        in_transaction(self.conn.client()?, |tx| {
             tx.batch_execute(MARK_UNSYNCED)?;
             mark_notified(tx, &marks)
         })

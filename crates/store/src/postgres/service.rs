@@ -512,11 +512,13 @@ pub(super) fn reseal_secrets(client: &mut Client, keys: &SecretKeys) -> Result<(
 }
 
 pub(super) fn load_service(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     keys: &SecretKeys,
 ) -> Result<ServiceState, StoreError> {
     let mut state = ServiceState::default();
-    let q = |client: &mut Client, sql: &str| client.query(sql, &[]).map_err(db_err);
+    fn q(client: &mut impl GenericClient, sql: &str) -> Result<Vec<Row>, StoreError> {
+        client.query(sql, &[]).map_err(db_err)
+    }
     for r in q(client, "SELECT tenant, roles FROM tenant_roles")? {
         state
             .roles
@@ -583,7 +585,7 @@ pub(super) fn load_service(
             ArtIdx(index(r.get(1), "watched artifact")?),
         ));
     }
-    let next = |client: &mut Client, table: &str| -> Result<i64, StoreError> {
+    fn next(client: &mut impl GenericClient, table: &str) -> Result<i64, StoreError> {
         Ok(client
             .query_one(
                 &format!("SELECT coalesce(max(id), 0) + 1 FROM {table}"),
@@ -591,7 +593,7 @@ pub(super) fn load_service(
             )
             .map_err(db_err)?
             .get(0))
-    };
+    }
     state.next_notice_id = next(client, "notices")?;
     state.next_delivery_id = next(client, "deliveries")?;
     state.next_group_id = next(client, "notice_groups")?;
