@@ -250,7 +250,8 @@ fn check_durable(client: &mut Client, target: &str) -> Result<(), StoreError> {
     if sync == "off" {
         return Err(StoreError::Database(format!(
             "PostgreSQL at {target} has synchronous_commit = off: a commit could be lost after \
-             it was acknowledged; set it to on (server, database or role setting) and restart"
+             it was acknowledged; set synchronous_commit = on (for the server, the database or \
+             the role)"
         )));
     }
     let fsync = show(client, "fsync")?;
@@ -298,11 +299,15 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
                 &[&SCHEMA_VERSION.to_string()],
             )?;
         }
-        let installation = random_hex(8)?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('installation', $1) ON CONFLICT (key) DO NOTHING",
-            &[&installation],
-        )?;
+        let installed = tx
+            .query_opt("SELECT 1 FROM meta WHERE key = 'installation'", &[])?
+            .is_some();
+        if !installed {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('installation', $1)",
+                &[&random_hex(8)?],
+            )?;
+        }
         Ok(())
     })
 }

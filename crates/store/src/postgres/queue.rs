@@ -133,17 +133,19 @@ const CLAIM_UNSYNCED: &str = "SET LOCAL synchronous_commit = off";
 
 impl DeliveryQueue for PgQueue {
     /// Puts back deliveries whose lease expired (a worker or a node died
-    /// mid-attempt): at-least-once, the receiver may see them twice.
+    /// mid-attempt): at-least-once, the receiver may see them twice. A
+    /// row a worker is finishing right now is skipped (its result clears
+    /// the lease anyway), so nodes releasing at once never wait on it.
     fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
-        self.conn
-            .client()?
-            .execute(
+        in_transaction(self.conn.client()?, |tx| {
+            Ok(tx.execute(
                 "UPDATE deliveries SET state = 'pending', lease_until = NULL
-                 WHERE state = 'in_flight' AND lease_until < $1",
+                 WHERE id IN (SELECT id FROM deliveries
+                              WHERE state = 'in_flight' AND lease_until < $1
+                              ORDER BY id FOR UPDATE SKIP LOCKED)",
                 &[&now_ms],
-            )
-            .map(|n| n as usize)
-            .map_err(db_err)
+            )? as usize)
+        })
     }
 
     fn claim(
@@ -192,28 +194,26 @@ impl DeliveryQueue for PgQueue {
 
     /// Dead deliveries of a subscription become pending again.
     fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError> {
-        self.conn
-            .client()?
-            .execute(
+        in_transaction(self.conn.client()?, |tx| {
+            Ok(tx.execute(
                 "UPDATE deliveries SET state = 'pending', next_at = $2, attempts = 0
                  WHERE subscription = $1 AND state = 'dead'",
                 &[&subscription, &now_ms],
-            )
-            .map(|n| n as usize)
-            .map_err(db_err)
+            )? as usize)
+        })
     }
 
     /// Pending work of a disabled subscription goes to the dead letters.
+    /// Run again if PostgreSQL picks it as a deadlock's victim (it locks
+    /// a subscription's rows in whatever order it finds them).
     fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError> {
-        self.conn
-            .client()?
-            .execute(
+        in_transaction(self.conn.client()?, |tx| {
+            Ok(tx.execute(
                 "UPDATE deliveries SET state = 'dead', last_error = $2, lease_until = NULL
                  WHERE subscription = $1 AND state IN ('pending', 'failed', 'in_flight')",
                 &[&subscription, &reason],
-            )
-            .map(|n| n as usize)
-            .map_err(db_err)
+            )? as usize)
+        })
     }
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {

@@ -98,7 +98,12 @@ impl TestDb {
             Err(e) => {
                 patchline_testkit::not_run(
                     test,
-                    &format!("cannot reach PostgreSQL (PATCHLINE_TEST_POSTGRES_URL): {e}"),
+                    &format!(
+                        "cannot reach PostgreSQL (PATCHLINE_TEST_POSTGRES_URL): {e}{}",
+                        std::error::Error::source(&e)
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default()
+                    ),
                 );
                 return None;
             }
