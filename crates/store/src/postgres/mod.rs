@@ -10,6 +10,14 @@
 //! advisory lock (nodes started together migrate once). A database written
 //! by a newer build is refused. Connection URLs never reach an error
 //! message or a `Debug` output with their password.
+//!
+//! What the server must give: a role that may create tables in the
+//! database's `public` schema (its owner, since PostgreSQL 15 revoked that
+//! from everyone else), `synchronous_commit` other than `off`, `fsync = on`.
+//! Connections are made without TLS: the database is on loopback or a
+//! private network. The client blocks its thread on a runtime of its own,
+//! so an async caller goes through `spawn_blocking`, never straight from a
+//! task (which would panic).
 
 mod queue;
 mod reader;
