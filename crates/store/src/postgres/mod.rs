@@ -41,6 +41,14 @@ pub use schema::SCHEMA_VERSION;
 /// `connect_timeout`.
 const CONNECT_TIMEOUT_S: u64 = 10;
 
+/// Rows of notices and deliveries in one commit from which the store
+/// refreshes the planner's statistics of those tables right after it.
+/// Without them, a table that grew by a fan-out is planned as if it were
+/// still small, and the workers' updates of its notices scan the whole
+/// table each round (measured: 0.5 s a round instead of 0.2 s for 10,000
+/// notices after a million-notice fan-out, before autovacuum caught up).
+const ANALYZE_AFTER_ROWS: usize = 10_000;
+
 /// How many times a transaction is run when PostgreSQL aborts it for a
 /// deadlock or a serialization failure (both are safe to run again: an
 /// aborted transaction wrote nothing).
@@ -618,10 +626,17 @@ impl CatalogStore for PgStore {
         outbox: &Outbox,
     ) -> Result<(), StoreError> {
         let keys = &self.keys;
-        in_transaction(self.conn.client()?, |tx| {
+        let client = self.conn.client()?;
+        in_transaction(client, |tx| {
             write_catalog(tx, catalog, changes, db, records)?;
             service::write_outbox(tx, outbox, keys)
-        })
+        })?;
+        if outbox.notices.len() + outbox.deliveries.len() >= ANALYZE_AFTER_ROWS {
+            // The batch is committed: a failure here must not report it as
+            // failed, and autovacuum refreshes the statistics later anyway.
+            let _ = client.batch_execute("ANALYZE notices, notice_groups, deliveries");
+        }
+        Ok(())
     }
 
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {

@@ -111,7 +111,7 @@ fn record_results(tx: &mut Transaction<'_>, results: &[Finished]) -> Result<(), 
            delivered_at = CASE WHEN v.state = 'delivered' THEN v.at ELSE d.delivered_at END
          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
            $6::bigint[], $7::bigint[]) AS v(id, state, status, error, next_at, at, count)
-         WHERE d.id = v.id",
+         WHERE d.id = v.id AND d.id = ANY($1)",
         &[&id, &state, &status, &error, &next_at, &at, &count],
     )?;
     let delivered = first_per_id(

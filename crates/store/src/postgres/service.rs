@@ -104,6 +104,11 @@ pub(super) fn due_reminders(
         .collect()
 }
 
+// Every `UPDATE … FROM unnest(…) v WHERE t.id = v.id` below also says
+// `t.id = ANY($1)`: the planner then fetches the few rows by primary key
+// instead of joining against the whole table (it cannot see how many rows
+// an `unnest` gives, and after a fan-out the table holds millions).
+
 /// Marks notices `notified` (those still `affected`), each with its own
 /// time, and records the transition in `notice_events`, once per notice
 /// however many callers race: the rows are locked in id order first (no
@@ -122,7 +127,7 @@ pub(super) fn mark_notified(tx: &mut Transaction<'_>, marks: &[(i64, i64)]) -> R
     tx.execute(
         "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v(id, at)),
               u AS (UPDATE notices n SET state = 'notified', updated_at = v.at FROM v
-                    WHERE n.id = v.id AND n.state = 'affected'
+                    WHERE n.id = v.id AND n.id = ANY($1) AND n.state = 'affected'
                     RETURNING n.id, n.advisory, v.at)
          INSERT INTO notice_events (notice, advisory, state, at)
          SELECT id, advisory, 'notified', at FROM u",
@@ -411,7 +416,7 @@ pub(super) fn write_outbox(
                reminded_at = coalesce(v.reminded_at, n.reminded_at)
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
                $6::bytea[], $7::bigint[]) AS v(id, state, justification, at, grp, path, reminded_at)
-             WHERE n.id = v.id",
+             WHERE n.id = v.id AND n.id = ANY($1)",
             &[&id, &state, &justification, &at, &grp, &path, &reminded],
         )?;
         // Every change is a transition in the history, in order.
@@ -444,7 +449,7 @@ pub(super) fn write_outbox(
         tx.execute(
             "UPDATE notices n SET reminders = n.reminders + v.count, reminded_at = v.at
              FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, count, at)
-             WHERE n.id = v.id",
+             WHERE n.id = v.id AND n.id = ANY($1)",
             &[&id, &count, &at],
         )?;
     }
