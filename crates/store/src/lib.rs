@@ -1,13 +1,17 @@
 //! Persistence of the catalog and of advisories and failures. The
 //! [`CatalogStore`] trait is what the rest of patchline sees; SQLite in the
-//! data directory ([`sqlite::SqliteStore`]) is the embedded default, and other
-//! backends implement the same trait and run the same conformance suite
+//! data directory ([`sqlite::SqliteStore`]) is the embedded default,
+//! PostgreSQL ([`postgres::PgStore`]) the shared store of a scale-out
+//! deployment. Both implement the same traits ([`CatalogStore`],
+//! [`DeliveryQueue`], [`NoticeReader`]) and run the same conformance suite
 //! (`tests/conformance.rs`).
 //!
 //! The in-memory [`Catalog`] is the working copy; the store keeps it durable:
 //! `load` rebuilds it exactly, `commit` writes one batch of changes in one
 //! transaction, so a batch is either wholly stored or not at all.
 
+mod codec;
+pub mod postgres;
 pub mod secrets;
 pub mod service;
 pub mod sqlite;

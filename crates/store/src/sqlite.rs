@@ -1,20 +1,13 @@
 //! The embedded SQLite backend: one file in the data directory, WAL mode,
 //! one transaction per batch.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use patchline_core::advisory::Failure;
-use patchline_core::catalog::Node;
-use patchline_core::inventory::{ComponentId, InvId, InvObj};
-use patchline_core::timestamp::parse_rfc3339;
-use patchline_core::{
-    AdvIdx, Advisory, AdvisoryDb, AdvisoryId, ArtIdx, ArtifactId, Catalog, Changes, Kind, Record,
-    Relation, TenantId, TenantIdx, Visibility,
-};
+use patchline_core::inventory::{ComponentId, InvId};
+use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 
+use crate::codec::{self, ArtifactRow, RecordRow};
 use crate::service::{self, Outbox, ServiceState, StoredNotice};
 use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
@@ -69,33 +62,6 @@ pub struct SqliteStore {
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
-}
-
-/// How a failure is stored.
-#[derive(Serialize, Deserialize)]
-struct FailureBody {
-    summary: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    details: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    severity: Option<String>,
-    modified: String,
-    #[serde(default)]
-    withdrawn: bool,
-}
-
-fn ids_to_blob<T: Copy>(ids: &[T], get: impl Fn(T) -> u32) -> Vec<u8> {
-    ids.iter().flat_map(|&i| get(i).to_le_bytes()).collect()
-}
-
-fn blob_to_ids(blob: &[u8]) -> Result<Vec<ComponentId>, StoreError> {
-    if !blob.len().is_multiple_of(4) {
-        return Err(StoreError::Corrupt("inventory blob length".into()));
-    }
-    Ok(blob
-        .chunks_exact(4)
-        .map(|c| ComponentId(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-        .collect())
 }
 
 /// Creates the data directory (0700, whatever the umask) if it is missing.
@@ -335,37 +301,19 @@ impl SqliteStore {
             .map_err(db_err)?;
         let mut rows = stmt.query([]).map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
-            let idx: i64 = r.get(0).map_err(db_err)?;
-            let base: Option<i64> = r.get(1).map_err(db_err)?;
-            let added = blob_to_ids(
-                r.get_ref(2)
+            let blob = |i: usize| -> Result<&[u8], StoreError> {
+                r.get_ref(i)
                     .map_err(db_err)?
                     .as_blob()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )?;
-            let removed = blob_to_ids(
-                r.get_ref(3)
-                    .map_err(db_err)?
-                    .as_blob()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )?;
-            let inventories = catalog.inventories_mut();
-            let depth = match base {
-                Some(b) if b >= 0 && (b as usize) < inventories.len() => {
-                    inventories.get(InvId(b as u32)).depth + 1
-                }
-                Some(_) => return Err(StoreError::Corrupt(format!("inventory {idx} base"))),
-                None => 0,
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
             };
-            let got = inventories.push(InvObj {
-                base: base.map(|b| InvId(b as u32)),
-                added: added.into(),
-                removed: removed.into(),
-                depth,
-            });
-            if i64::from(got.0) != idx {
-                return Err(StoreError::Corrupt(format!("inventory index {idx}")));
-            }
+            codec::push_inventory(
+                &mut catalog,
+                r.get(0).map_err(db_err)?,
+                r.get(1).map_err(db_err)?,
+                blob(2)?,
+                blob(3)?,
+            )?;
         }
         let mut stmt = self
             .conn
@@ -377,58 +325,24 @@ impl SqliteStore {
         let mut rows = stmt.query([]).map_err(db_err)?;
         let mut nodes = Vec::new();
         while let Some(r) = rows.next().map_err(db_err)? {
-            let idx: i64 = r.get(0).map_err(db_err)?;
-            if idx != nodes.len() as i64 {
-                return Err(StoreError::Corrupt(format!("artifact index {idx}")));
+            let row = ArtifactRow {
+                idx: r.get(0).map_err(db_err)?,
+                id: r.get(1).map_err(db_err)?,
+                kind: r.get(2).map_err(db_err)?,
+                tenant: r.get(3).map_err(db_err)?,
+                parent: r.get(4).map_err(db_err)?,
+                relation: r.get(5).map_err(db_err)?,
+                visibility: r.get(6).map_err(db_err)?,
+                name: r.get(7).map_err(db_err)?,
+                labels: r.get(8).map_err(db_err)?,
+                inventory: r.get(9).map_err(db_err)?,
+                fixes: r.get(10).map_err(db_err)?,
+                removed: r.get(11).map_err(db_err)?,
+            };
+            if row.idx != nodes.len() as i64 {
+                return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
             }
-            let corrupt = |what: &str| StoreError::Corrupt(format!("artifact {idx}: {what}"));
-            let id: String = r.get(1).map_err(db_err)?;
-            let kind = Kind::from_code(r.get::<_, u8>(2).map_err(db_err)?)
-                .ok_or_else(|| corrupt("kind"))?;
-            let tenant: u32 = r.get(3).map_err(db_err)?;
-            let parent: Option<u32> = r.get(4).map_err(db_err)?;
-            let relation = match r.get::<_, Option<u8>>(5).map_err(db_err)? {
-                Some(code) => Some(Relation::from_code(code).ok_or_else(|| corrupt("relation"))?),
-                None => None,
-            };
-            let visibility = match r.get::<_, u8>(6).map_err(db_err)? {
-                0 => Visibility::Private,
-                _ => Visibility::Public,
-            };
-            let name: Option<String> = r.get(7).map_err(db_err)?;
-            let labels: Option<String> = r.get(8).map_err(db_err)?;
-            let labels: BTreeMap<String, String> = match labels {
-                Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("labels"))?,
-                None => BTreeMap::new(),
-            };
-            let inventory: Option<u32> = r.get(9).map_err(db_err)?;
-            let fixes: Option<String> = r.get(10).map_err(db_err)?;
-            let fixes: Vec<AdvisoryId> = match fixes {
-                Some(text) => serde_json::from_str::<Vec<String>>(&text)
-                    .map_err(|_| corrupt("fixes"))?
-                    .into_iter()
-                    .map(AdvisoryId::from_stored)
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| corrupt("fixes"))?,
-                None => Vec::new(),
-            };
-            let removed: bool = r.get(11).map_err(db_err)?;
-            if tenant as usize >= catalog.tenants().len() {
-                return Err(corrupt("tenant"));
-            }
-            nodes.push(Node {
-                id: ArtifactId::from_stored(id).map_err(|_| corrupt("id"))?,
-                kind,
-                tenant: TenantIdx(tenant),
-                parent: parent.map(ArtIdx),
-                relation,
-                visibility,
-                name: name.map(Into::into),
-                labels,
-                inventory: inventory.map(InvId),
-                fixes: fixes.into(),
-                removed,
-            });
+            nodes.push(row.into_node(catalog.tenants().len())?);
         }
         catalog
             .load_nodes(nodes)
@@ -444,44 +358,16 @@ impl SqliteStore {
             .map_err(db_err)?;
         let mut rows = stmt.query([]).map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
-            let idx: i64 = r.get(0).map_err(db_err)?;
-            let id: String = r.get(1).map_err(db_err)?;
-            let kind: String = r.get(2).map_err(db_err)?;
-            let artifact: Option<u32> = r.get(3).map_err(db_err)?;
             let body: String = r.get(4).map_err(db_err)?;
-            let corrupt = |what: String| StoreError::Corrupt(format!("record {id}: {what}"));
-            let record = match kind.as_str() {
-                "advisory" => {
-                    let osv = patchline_formats::osv::parse_json(body.as_bytes())
-                        .map_err(|e| corrupt(e.to_string()))?;
-                    Record::Advisory(
-                        Advisory::compile_stored(osv).map_err(|e| corrupt(e.to_string()))?,
-                    )
-                }
-                _ => {
-                    let b: FailureBody =
-                        serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
-                    let artifact = artifact
-                        .filter(|&a| (a as usize) < catalog.len())
-                        .ok_or_else(|| corrupt("artifact".into()))?;
-                    Record::Failure(Failure {
-                        id: AdvisoryId::from_stored(id.clone())
-                            .map_err(|e| corrupt(e.to_string()))?,
-                        artifact: ArtIdx(artifact),
-                        summary: b.summary,
-                        details: b.details,
-                        severity: b.severity,
-                        modified: parse_rfc3339(&b.modified)
-                            .ok_or_else(|| corrupt("modified".into()))?,
-                        modified_text: b.modified,
-                        withdrawn: b.withdrawn,
-                    })
-                }
-            };
-            let published = db.publish(record).map_err(|e| corrupt(e.to_string()))?;
-            if i64::from(published.idx().0) != idx {
-                return Err(corrupt(format!("index {idx}")));
-            }
+            codec::publish_stored(
+                &mut db,
+                catalog,
+                r.get(0).map_err(db_err)?,
+                r.get(1).map_err(db_err)?,
+                &r.get::<_, String>(2).map_err(db_err)?,
+                r.get(3).map_err(db_err)?,
+                &body,
+            )?;
         }
         Ok(db)
     }
@@ -534,8 +420,8 @@ impl CatalogStore for SqliteStore {
                 stmt.execute(params![
                     i as i64,
                     obj.base.map(|b| i64::from(b.0)),
-                    ids_to_blob(&obj.added, |c| c.0),
-                    ids_to_blob(&obj.removed, |c| c.0),
+                    codec::ids_to_blob(&obj.added, |c| c.0),
+                    codec::ids_to_blob(&obj.removed, |c| c.0),
                 ])
                 .map_err(db_err)?;
             }
@@ -550,28 +436,20 @@ impl CatalogStore for SqliteStore {
                 )
                 .map_err(db_err)?;
             for &a in &changes.artifacts {
-                let n = catalog.node(a);
-                let labels = (!n.labels.is_empty())
-                    .then(|| serde_json::to_string(&n.labels))
-                    .transpose()
-                    .map_err(|e| StoreError::Database(e.to_string()))?;
-                let fixes = (!n.fixes.is_empty())
-                    .then(|| serde_json::to_string(&n.fixes))
-                    .transpose()
-                    .map_err(|e| StoreError::Database(e.to_string()))?;
+                let row = ArtifactRow::of(catalog, a)?;
                 stmt.execute(params![
-                    i64::from(a.0),
-                    n.id.as_str(),
-                    n.kind.code(),
-                    i64::from(n.tenant.0),
-                    n.parent.map(|p| i64::from(p.0)),
-                    n.relation.map(Relation::code),
-                    u8::from(n.visibility == Visibility::Public),
-                    n.name.as_deref(),
-                    labels,
-                    n.inventory.map(|i| i64::from(i.0)),
-                    fixes,
-                    n.removed,
+                    row.idx,
+                    row.id,
+                    row.kind,
+                    row.tenant,
+                    row.parent,
+                    row.relation,
+                    row.visibility,
+                    row.name,
+                    row.labels,
+                    row.inventory,
+                    row.fixes,
+                    row.removed,
                 ])
                 .map_err(db_err)?;
             }
@@ -582,34 +460,14 @@ impl CatalogStore for SqliteStore {
                 )
                 .map_err(db_err)?;
             for &r in records {
-                let (kind, modified, artifact, body) = match db.get(r) {
-                    Record::Advisory(a) => (
-                        "advisory",
-                        a.osv.modified.clone(),
-                        None,
-                        serde_json::to_string(&a.osv),
-                    ),
-                    Record::Failure(f) => (
-                        "failure",
-                        f.modified_text.clone(),
-                        Some(i64::from(f.artifact.0)),
-                        serde_json::to_string(&FailureBody {
-                            summary: f.summary.clone(),
-                            details: f.details.clone(),
-                            severity: f.severity.clone(),
-                            modified: f.modified_text.clone(),
-                            withdrawn: f.withdrawn,
-                        }),
-                    ),
-                };
-                let body = body.map_err(|e| StoreError::Database(e.to_string()))?;
+                let row = RecordRow::of(db, r)?;
                 stmt.execute(params![
-                    i64::from(r.0),
-                    db.get(r).id().as_str(),
-                    kind,
-                    modified,
-                    artifact,
-                    body
+                    row.idx,
+                    row.id,
+                    row.kind,
+                    row.modified,
+                    row.artifact,
+                    row.body
                 ])
                 .map_err(db_err)?;
             }

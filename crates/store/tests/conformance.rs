@@ -1,8 +1,18 @@
-//! The conformance suite every `CatalogStore` backend runs: what is
-//! committed is loaded back exactly (artifacts, inventories, tenants,
-//! advisories, failures), across re-parenting, re-inventorying, removal and
-//! republishing, and the answers computed from a reloaded store are the
-//! answers computed before.
+//! The conformance suite every backend runs, each test once over SQLite
+//! and once over PostgreSQL (`name::sqlite`, `name::postgres`):
+//!
+//! - the catalog: what is committed is loaded back exactly (artifacts,
+//!   inventories, tenants, advisories, failures), across re-parenting,
+//!   re-inventorying, removal and republishing, and the answers computed
+//!   from a reloaded store are the answers computed before;
+//! - the service rows: roles, tokens, prefixes, subscriptions (secrets
+//!   sealed at rest), watches, id counters, notices and their changes;
+//! - a failed commit leaves nothing behind;
+//! - the delivery queue (`DeliveryQueue`): claims, leases and their expiry,
+//!   results and the retry schedule, replay, bury, `next_due`;
+//! - the API's reads (`NoticeReader`): cursors and tenant scoping with
+//!   watched notices, `mark_notified`, progress, deliveries and counts;
+//! - a bulk fan-out in one commit.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +24,9 @@ use patchline_core::{
     Inheritance, Kind, Mode, Record, TenantId, Visibility,
 };
 use patchline_store::CatalogStore;
-use patchline_store::sqlite::SqliteStore;
+
+mod support;
+use support::Backend;
 
 fn spec(id: &str, kind: Kind, parent: Option<&str>, components: Option<&[&str]>) -> ArtifactSpec {
     ArtifactSpec {
@@ -226,25 +238,797 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
     assert_eq!(failed, ["base-pub", "derived"]);
 }
 
-#[test]
-fn sqlite_conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    conformance(&move || Box::new(SqliteStore::open(&path).unwrap()));
+each_backend! {
+    fn catalog_roundtrip(b: &Backend) {
+        conformance(&|| b.store());
+    }
+
+    /// A database written by a newer build is refused, by every opener.
+    fn newer_schema_is_refused(b: &Backend) {
+        drop(b.store());
+        b.raw_execute("UPDATE meta SET value = '999' WHERE key = 'schema'");
+        let err = b.try_store_with(Default::default()).err().expect("refused");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer patchline"), "{err}");
+        if let Backend::Postgres(_) = b {
+            assert!(b.try_queue().is_err(), "the queue refuses it too");
+            assert!(b.try_reader().is_err(), "the reader refuses it too");
+        }
+    }
 }
 
-#[test]
-fn newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    drop(SqliteStore::open(dir.path()).unwrap());
-    let conn = rusqlite_conn(dir.path());
-    conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema'", [])
+// ----- the service rows, the queue and the reads, over both backends -----
+
+use patchline_core::notice::{DeliveryState, NoticeState, Purpose, SubscriptionState};
+use patchline_core::{ArtIdx, TenantIdx};
+use patchline_store::service::{
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow,
+};
+use patchline_store::{DeliveryInfo, Finished, Outbox, SecretKeys, StoreError};
+
+/// The ids of one small world: tenants, artifacts and what the fixture
+/// committed.
+#[derive(Debug)]
+struct World {
+    acme: TenantIdx,
+    beta: TenantIdx,
+    canon: TenantIdx,
+    pub_base: ArtIdx,
+    acme_vm: ArtIdx,
+    beta_vm: ArtIdx,
+    priv_img: ArtIdx,
+    gone_pub: ArtIdx,
+}
+
+const ADV0: AdvIdx = AdvIdx(0);
+const ADV1: AdvIdx = AdvIdx(1);
+const G0_COMPONENTS: &str = r#"[{"purl":"pkg:deb/debian/libssl3@3.0.11","introduced_by":0}]"#;
+const G1_COMPONENTS: &str = r#"[{"introduced_by":1}]"#;
+
+fn artifact(
+    id: &str,
+    kind: Kind,
+    tenant: &str,
+    parent: Option<&str>,
+    public: bool,
+) -> ArtifactSpec {
+    ArtifactSpec {
+        id: ArtifactId::new(id).unwrap(),
+        kind,
+        tenant: TenantId::new(tenant).unwrap(),
+        name: None,
+        parent: parent.map(|p| ArtifactId::new(p).unwrap()),
+        relation: None,
+        visibility: if public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        },
+        labels: BTreeMap::new(),
+        components: None,
+        fixes: vec![],
+    }
+}
+
+fn notice(id: i64, adv: AdvIdx, a: ArtIdx, t: TenantIdx, group: i64, at_ms: i64) -> NoticeRow {
+    NoticeRow {
+        id,
+        advisory: adv,
+        artifact: a,
+        tenant: t,
+        state: NoticeState::Affected,
+        group,
+        path: vec![0, a.0],
+        at_ms,
+    }
+}
+
+fn delivery(id: i64, sub: &str, notices: &[i64], next_at_ms: i64, dead: bool) -> DeliveryRow {
+    DeliveryRow {
+        id,
+        subscription: sub.into(),
+        purpose: Purpose::Notice,
+        notices: notices.to_vec(),
+        next_at_ms,
+        at_ms: 100,
+        dead,
+    }
+}
+
+fn subscription(id: &str, tenant: TenantIdx, secret: &str) -> SubscriptionRow {
+    SubscriptionRow {
+        id: id.into(),
+        tenant,
+        channel: r#"{"type":"webhook","url":"https://example.test/hook"}"#.into(),
+        filter: "{}".into(),
+        secrets: format!(r#"[{{"secret":"{secret}"}}]"#),
+        state: SubscriptionState::Active,
+        rate_per_s: 10,
+        created_at_ms: 50,
+    }
+}
+
+fn commit_outbox(store: &mut dyn CatalogStore, outbox: &Outbox) -> Result<(), StoreError> {
+    let (catalog, db) = store.load()?;
+    store.commit(&catalog, &Default::default(), &db, &[], outbox)
+}
+
+/// Five artifacts of three tenants; notices 1-5 of record 0 (group 1, at
+/// 1000) on each, notice 6 of record 1 (group 2, at 2000) on acme's vm;
+/// acme watches the public base, a private image and a public image that
+/// is then removed; deliveries 1, 2 (acme), 3 (beta) queued at 1000, 3000
+/// and 500, delivery 4 straight to acme's dead letters.
+fn world(b: &Backend) -> World {
+    let mut store = b.store();
+    let (mut catalog, db) = store.load().unwrap();
+    for s in [
+        artifact("pub-base", Kind::Image, "canonical", None, true),
+        artifact("acme-vm", Kind::Instance, "acme", Some("pub-base"), false),
+        artifact("beta-vm", Kind::Instance, "beta", Some("pub-base"), false),
+        artifact("priv-img", Kind::Image, "canonical", None, false),
+        artifact("gone-pub", Kind::Image, "canonical", None, true),
+    ] {
+        catalog.apply(&s, Mode::Create, &Actor::Admin).unwrap();
+    }
+    let tenant = |name: &str| {
+        TenantIdx(
+            catalog
+                .tenants()
+                .iter()
+                .position(|t| t.as_str() == name)
+                .unwrap() as u32,
+        )
+    };
+    let w = World {
+        acme: tenant("acme"),
+        beta: tenant("beta"),
+        canon: tenant("canonical"),
+        pub_base: catalog.lookup("pub-base").unwrap(),
+        acme_vm: catalog.lookup("acme-vm").unwrap(),
+        beta_vm: catalog.lookup("beta-vm").unwrap(),
+        priv_img: catalog.lookup("priv-img").unwrap(),
+        gone_pub: catalog.lookup("gone-pub").unwrap(),
+    };
+    let outbox = Outbox {
+        subscriptions: vec![
+            subscription("sub_a", w.acme, "whsec_a"),
+            subscription("sub_b", w.beta, "whsec_b"),
+        ],
+        watches: vec![
+            (w.acme, w.pub_base),
+            (w.acme, w.priv_img),
+            (w.acme, w.gone_pub),
+        ],
+        groups: vec![
+            GroupRow {
+                id: 1,
+                advisory: ADV0,
+                components: G0_COMPONENTS.into(),
+            },
+            GroupRow {
+                id: 2,
+                advisory: ADV1,
+                components: G1_COMPONENTS.into(),
+            },
+        ],
+        notices: vec![
+            notice(1, ADV0, w.pub_base, w.canon, 1, 1000),
+            notice(2, ADV0, w.acme_vm, w.acme, 1, 1000),
+            notice(3, ADV0, w.beta_vm, w.beta, 1, 1000),
+            notice(4, ADV0, w.priv_img, w.canon, 1, 1000),
+            notice(5, ADV0, w.gone_pub, w.canon, 1, 1000),
+            notice(6, ADV1, w.acme_vm, w.acme, 2, 2000),
+        ],
+        deliveries: vec![
+            delivery(1, "sub_a", &[2], 1000, false),
+            delivery(2, "sub_a", &[6], 3000, false),
+            delivery(3, "sub_b", &[3], 500, false),
+            delivery(4, "sub_a", &[2], 100, true),
+        ],
+        ..Default::default()
+    };
+    let changes = catalog.take_changes();
+    store.commit(&catalog, &changes, &db, &[], &outbox).unwrap();
+    catalog.remove("gone-pub", &Actor::Admin).unwrap();
+    let changes = catalog.take_changes();
+    store
+        .commit(&catalog, &changes, &db, &[], &Default::default())
         .unwrap();
-    drop(conn);
-    let err = SqliteStore::open(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("newer patchline"), "{err}");
+    w
 }
 
-fn rusqlite_conn(dir: &std::path::Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(dir.join(patchline_store::DB_FILE)).unwrap()
+fn ids(notices: &[patchline_store::StoredNotice]) -> Vec<i64> {
+    notices.iter().map(|n| n.id).collect()
+}
+
+fn claimed_ids(c: &[patchline_store::Claimed]) -> Vec<i64> {
+    c.iter().map(|c| c.id).collect()
+}
+
+fn finished(id: i64, state: DeliveryState, at_ms: i64, next_at_ms: i64) -> Finished {
+    Finished {
+        id,
+        state,
+        status: match state {
+            DeliveryState::Delivered => Some(200),
+            _ => Some(500),
+        },
+        error: (state != DeliveryState::Delivered).then(|| "HTTP 500".to_string()),
+        next_at_ms,
+        at_ms,
+        notices: vec![],
+    }
+}
+
+fn delivery_of(b: &Backend, sub: &str, id: i64) -> DeliveryInfo {
+    b.reader()
+        .deliveries(sub, None, 100)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == id)
+        .unwrap()
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+each_backend! {
+    /// Roles, tokens (minted, revoked), record owners, prefixes reserved
+    /// and released, subscriptions replaced, watches once, id counters and
+    /// the installation id come back as committed, across a reopen.
+    fn service_state_roundtrip(b: &Backend) {
+        let w = world(b);
+        let mut store = b.store();
+        let first = store.load_service().unwrap();
+        assert!(!first.installation.is_empty());
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                roles: vec![(w.acme, "tenant".into(), 1), (w.acme, "publisher".into(), 2)],
+                tokens: vec![
+                    TokenRow {
+                        id: "tok_1".into(),
+                        tenant: w.acme,
+                        hash: "hash-one".into(),
+                        created_at_ms: 10,
+                        revoked_at_ms: None,
+                        minted_by: None,
+                    },
+                    TokenRow {
+                        id: "tok_2".into(),
+                        tenant: w.acme,
+                        hash: "hash-two".into(),
+                        created_at_ms: 20,
+                        revoked_at_ms: None,
+                        minted_by: Some("tok_1".into()),
+                    },
+                ],
+                revoked_tokens: vec![("tok_2".into(), 30)],
+                record_owners: vec![(ADV0, w.canon)],
+                prefixes: vec![
+                    ("CANON-".into(), Some((w.canon, 5))),
+                    ("TMP-".into(), Some((w.acme, 6))),
+                    ("TMP-".into(), None),
+                ],
+                subscriptions: vec![SubscriptionRow {
+                    state: SubscriptionState::Disabled(
+                        patchline_core::notice::DisableReason::Gone,
+                    ),
+                    ..subscription("sub_a", w.acme, "whsec_a2")
+                }],
+                watches: vec![(w.acme, w.pub_base), (w.beta, w.pub_base), (w.beta, w.pub_base)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        drop(store);
+        let s = b.store().load_service().unwrap();
+        assert_eq!(s.installation, first.installation, "stable across reopens");
+        assert_eq!(s.roles, vec![(w.acme, "publisher".to_string())]);
+        assert_eq!(s.tokens.len(), 2);
+        assert_eq!(s.tokens[0].id, "tok_1");
+        assert_eq!(s.tokens[0].revoked_at_ms, None);
+        assert_eq!(s.tokens[1].revoked_at_ms, Some(30));
+        assert_eq!(s.tokens[1].minted_by.as_deref(), Some("tok_1"));
+        assert_eq!(s.record_owners, vec![(ADV0, w.canon)]);
+        assert_eq!(s.prefixes, vec![("CANON-".to_string(), w.canon)]);
+        assert_eq!(s.subscriptions.len(), 2);
+        let a = s.subscriptions.iter().find(|s| s.id == "sub_a").unwrap();
+        assert!(!a.state.is_active());
+        assert_eq!(a.secrets, r#"[{"secret":"whsec_a2"}]"#);
+        assert_eq!(
+            sorted(s.watches.clone()),
+            sorted(vec![
+                (w.acme, w.pub_base),
+                (w.acme, w.priv_img),
+                (w.acme, w.gone_pub),
+                (w.beta, w.pub_base)
+            ])
+        );
+        assert_eq!(
+            (s.next_notice_id, s.next_delivery_id, s.next_group_id),
+            (7, 5, 3)
+        );
+    }
+
+    /// With a key, webhook secrets are sealed in the database (the raw
+    /// column holds no secret), opened on load, resealed under a rotated
+    /// key at open, and refused without the key.
+    fn secrets_are_sealed_at_rest(b: &Backend) {
+        const K1: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        const K2: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+        let raw = || b.raw_text("SELECT secrets FROM subscriptions WHERE id = 'sub_k'").unwrap();
+        let k1 = SecretKeys::new(K1, []).unwrap();
+        let mut store = b.store_with(k1.clone());
+        let (mut catalog, db) = store.load().unwrap();
+        catalog
+            .apply(&artifact("img", Kind::Image, "acme", None, false), Mode::Create, &Actor::Admin)
+            .unwrap();
+        let changes = catalog.take_changes();
+        store
+            .commit(
+                &catalog,
+                &changes,
+                &db,
+                &[],
+                &Outbox {
+                    subscriptions: vec![subscription("sub_k", TenantIdx(0), "whsec_TOPSECRET")],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let stored = raw();
+        assert!(stored.starts_with(&format!("enc:v1:{}:", k1.current_id().unwrap())), "{stored}");
+        assert!(!stored.contains("TOPSECRET"), "{stored}");
+        let loaded = store.load_service().unwrap();
+        assert_eq!(loaded.subscriptions[0].secrets, r#"[{"secret":"whsec_TOPSECRET"}]"#);
+        drop(store);
+
+        let rotated = SecretKeys::new(K2, [K1]).unwrap();
+        let mut store = b.store_with(rotated.clone());
+        let stored = raw();
+        assert!(
+            stored.starts_with(&format!("enc:v1:{}:", rotated.current_id().unwrap())),
+            "resealed under the new key at open: {stored}"
+        );
+        assert_eq!(
+            store.load_service().unwrap().subscriptions[0].secrets,
+            r#"[{"secret":"whsec_TOPSECRET"}]"#
+        );
+        drop(store);
+        let err = b.try_store_with(SecretKeys::new(K1, []).unwrap()).err().expect("refused");
+        assert!(matches!(err, StoreError::Secrets(_)), "{err}");
+        let err = b.try_store_with(SecretKeys::none()).err().expect("refused");
+        assert!(matches!(err, StoreError::Secrets(_)), "{err}");
+    }
+
+    /// Without a key secrets are stored as they are (the data directory or
+    /// the database's access control protects them), as documented.
+    fn secrets_without_a_key_are_stored_as_given(b: &Backend) {
+        world(b);
+        assert_eq!(
+            b.raw_text("SELECT secrets FROM subscriptions WHERE id = 'sub_a'").as_deref(),
+            Some(r#"[{"secret":"whsec_a"}]"#)
+        );
+    }
+
+    /// A commit that fails half-way (a duplicate token, after catalog rows
+    /// and notices were written) leaves the database as it was, and its
+    /// error quotes no row value.
+    fn a_failed_commit_changes_nothing(b: &Backend) {
+        let w = world(b);
+        let mut store = b.store();
+        let (mut catalog, db) = store.load().unwrap();
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                tokens: vec![TokenRow {
+                    id: "tok_1".into(),
+                    tenant: w.acme,
+                    hash: "hash-one-secret".into(),
+                    created_at_ms: 10,
+                    revoked_at_ms: None,
+                    minted_by: None,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let before_service = format!("{:?}", store.load_service().unwrap());
+        catalog
+            .apply(&artifact("new-img", Kind::Image, "newcorp", None, true), Mode::Create, &Actor::Admin)
+            .unwrap();
+        let changes = catalog.take_changes();
+        let err = store
+            .commit(
+                &catalog,
+                &changes,
+                &db,
+                &[],
+                &Outbox {
+                    groups: vec![GroupRow { id: 9, advisory: ADV1, components: "[]".into() }],
+                    notices: vec![notice(9, ADV1, w.pub_base, w.canon, 9, 5000)],
+                    deliveries: vec![delivery(9, "sub_a", &[9], 5000, false)],
+                    tokens: vec![TokenRow {
+                        id: "tok_1".into(),
+                        tenant: w.acme,
+                        hash: "hash-one-secret".into(),
+                        created_at_ms: 11,
+                        revoked_at_ms: None,
+                        minted_by: None,
+                    }],
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err}");
+        assert!(!err.to_string().contains("hash-one-secret"), "{err}");
+        drop(store);
+        let mut store = b.store();
+        let (catalog, _) = store.load().unwrap();
+        assert!(catalog.lookup("new-img").is_none());
+        assert!(!catalog.tenants().iter().any(|t| t.as_str() == "newcorp"));
+        assert!(store.notice(9).unwrap().is_none());
+        assert_eq!(format!("{:?}", store.load_service().unwrap()), before_service);
+        assert!(b.reader().deliveries("sub_a", None, 100).unwrap().iter().all(|d| d.id != 9));
+        // The same batch without the duplicate goes through.
+        let (mut catalog, db) = store.load().unwrap();
+        catalog
+            .apply(&artifact("new-img", Kind::Image, "newcorp", None, true), Mode::Create, &Actor::Admin)
+            .unwrap();
+        let changes = catalog.take_changes();
+        store.commit(&catalog, &changes, &db, &[], &Default::default()).unwrap();
+        assert!(b.store().load().unwrap().0.lookup("new-img").is_some());
+    }
+
+    /// Notices as the engine reads them: by record, by artifact, by id,
+    /// due for a reminder; state changes (folded when one notice changes
+    /// twice in a batch), regrouping and reminders.
+    fn notices_and_their_changes(b: &Backend) {
+        let w = world(b);
+        let mut store = b.store();
+        assert_eq!(
+            sorted(store.notices_of_advisory(ADV0).unwrap()),
+            vec![
+                (1, w.pub_base, NoticeState::Affected),
+                (2, w.acme_vm, NoticeState::Affected),
+                (3, w.beta_vm, NoticeState::Affected),
+                (4, w.priv_img, NoticeState::Affected),
+                (5, w.gone_pub, NoticeState::Affected),
+            ]
+        );
+        assert_eq!(
+            sorted(store.notices_of_artifact(w.acme_vm).unwrap()),
+            vec![(2, ADV0, NoticeState::Affected), (6, ADV1, NoticeState::Affected)]
+        );
+        let n2 = store.notice(2).unwrap().unwrap();
+        assert_eq!(
+            (n2.advisory, n2.artifact, n2.tenant, n2.state),
+            (ADV0, w.acme_vm, w.acme, NoticeState::Affected)
+        );
+        assert_eq!(n2.components, G0_COMPONENTS);
+        assert_eq!(n2.path, vec![0, w.acme_vm.0]);
+        assert_eq!((n2.created_at_ms, n2.updated_at_ms, n2.reminders), (1000, 1000, 0));
+        assert_eq!(n2.justification, None);
+        assert_eq!(store.notice(999).unwrap(), None);
+        assert_eq!(sorted(ids(&store.due_reminders(1500, 100).unwrap())), vec![1, 2, 3, 4, 5]);
+        assert_eq!(store.due_reminders(1500, 2).unwrap().len(), 2, "limit");
+        assert_eq!(ids(&store.due_reminders(1000, 100).unwrap()), Vec::<i64>::new());
+
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                notice_changes: vec![
+                    NoticeChange {
+                        id: 2,
+                        advisory: ADV0,
+                        state: NoticeState::Acknowledged,
+                        justification: None,
+                        at_ms: 3000,
+                        regroup: None,
+                    },
+                    NoticeChange {
+                        id: 3,
+                        advisory: ADV0,
+                        state: NoticeState::NotAffected,
+                        justification: Some("vulnerable_code_not_present".into()),
+                        at_ms: 3100,
+                        regroup: None,
+                    },
+                    // Reopened into group 2 at 4000, then notified at 4100.
+                    NoticeChange {
+                        id: 4,
+                        advisory: ADV0,
+                        state: NoticeState::Affected,
+                        justification: None,
+                        at_ms: 4000,
+                        regroup: Some((2, vec![7, 8])),
+                    },
+                    NoticeChange {
+                        id: 4,
+                        advisory: ADV0,
+                        state: NoticeState::Notified,
+                        justification: None,
+                        at_ms: 4100,
+                        regroup: None,
+                    },
+                ],
+                reminded: vec![(1, 3200), (1, 3300)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let n2 = store.notice(2).unwrap().unwrap();
+        assert_eq!((n2.state, n2.updated_at_ms), (NoticeState::Acknowledged, 3000));
+        let n3 = store.notice(3).unwrap().unwrap();
+        assert_eq!(n3.state, NoticeState::NotAffected);
+        assert_eq!(n3.justification.as_deref(), Some("vulnerable_code_not_present"));
+        let n4 = store.notice(4).unwrap().unwrap();
+        assert_eq!((n4.state, n4.updated_at_ms), (NoticeState::Notified, 4100));
+        assert_eq!((n4.components.as_str(), n4.path.clone()), (G1_COMPONENTS, vec![7, 8]));
+        let n1 = store.notice(1).unwrap().unwrap();
+        assert_eq!(n1.reminders, 2);
+        // Reminded at 3300 (n1), regrouped at 4000 (n4): closed notices
+        // (2, 3) are never due.
+        assert_eq!(sorted(ids(&store.due_reminders(3300, 100).unwrap())), vec![5, 6]);
+        assert_eq!(sorted(ids(&store.due_reminders(3301, 100).unwrap())), vec![1, 5, 6]);
+        assert_eq!(sorted(ids(&store.due_reminders(4001, 100).unwrap())), vec![1, 4, 5, 6]);
+        // Every change is one transition in the history.
+        let history = b.reader().progress_history(ADV0, 1000).unwrap();
+        assert_eq!(
+            history,
+            vec![
+                (1000, "affected".to_string(), 5),
+                (3000, "acknowledged".to_string(), 1),
+                (3000, "not_affected".to_string(), 1),
+                (4000, "affected".to_string(), 1),
+                (4000, "notified".to_string(), 1),
+            ]
+        );
+    }
+
+    /// Claims take due deliveries only, oldest due first, each once while
+    /// leased; an expired lease puts the delivery back (strictly after the
+    /// lease's end); dead deliveries are never claimed.
+    fn queue_claims_leases_and_expiry(b: &Backend) {
+        world(b);
+        let mut q = b.queue();
+        assert_eq!(q.next_due().unwrap(), Some(500));
+        let c = q.claim(999, 100, 10).unwrap();
+        assert_eq!(claimed_ids(&c), vec![3]);
+        assert_eq!(
+            c[0],
+            patchline_store::Claimed {
+                id: 3,
+                subscription: "sub_b".into(),
+                purpose: Purpose::Notice,
+                notices: vec![3],
+                attempts: 0,
+                created_at_ms: 100,
+            }
+        );
+        assert_eq!(claimed_ids(&q.claim(1000, 100, 10).unwrap()), vec![1]);
+        assert_eq!(claimed_ids(&q.claim(1000, 100, 10).unwrap()), Vec::<i64>::new());
+        assert_eq!(q.claim(5000, 100, 0).unwrap(), vec![], "limit 0 claims nothing");
+        assert_eq!(q.next_due().unwrap(), Some(3000));
+        assert_eq!(
+            sorted(b.reader().delivery_counts().unwrap()),
+            vec![("dead".to_string(), 1), ("in_flight".to_string(), 2), ("pending".to_string(), 1)]
+        );
+        // Delivery 3 is leased until 1099, delivery 1 until 1100.
+        assert_eq!(q.release_expired(1099).unwrap(), 0);
+        assert_eq!(q.release_expired(1100).unwrap(), 1);
+        assert_eq!(q.next_due().unwrap(), Some(500));
+        assert_eq!(claimed_ids(&q.claim(1100, 100, 10).unwrap()), vec![3]);
+        assert_eq!(q.release_expired(10_000).unwrap(), 2);
+        // Oldest due first, up to the limit; ties by id.
+        assert_eq!(claimed_ids(&q.claim(10_000, 100, 2).unwrap()), vec![1, 3]);
+        assert_eq!(claimed_ids(&q.claim(10_000, 100, 2).unwrap()), vec![2]);
+        let dead = delivery_of(b, "sub_a", 4);
+        assert_eq!(dead.state, DeliveryState::Dead);
+        assert_eq!(dead.last_error.as_deref(), Some("subscription disabled"));
+    }
+
+    /// Results: a failure is retried at its `next_at` with its attempt
+    /// counted, a success marks its notices notified (once, with one
+    /// history event), `finish_and_claim` records then claims in one go.
+    fn queue_results_and_retry_schedule(b: &Backend) {
+        world(b);
+        let mut q = b.queue();
+        assert_eq!(claimed_ids(&q.claim(1000, 60_000, 10).unwrap()), vec![1, 3]);
+        let mut ok = finished(3, DeliveryState::Delivered, 1000, 0);
+        ok.notices = vec![3, 3];
+        q.finish(&[finished(1, DeliveryState::Failed, 1000, 5000), ok]).unwrap();
+        let d1 = delivery_of(b, "sub_a", 1);
+        assert_eq!(
+            (d1.state, d1.attempts, d1.next_at_ms, d1.last_status, d1.last_error.as_deref()),
+            (DeliveryState::Failed, 1, 5000, Some(500), Some("HTTP 500"))
+        );
+        assert_eq!(d1.delivered_at_ms, None);
+        let d3 = delivery_of(b, "sub_b", 3);
+        assert_eq!(
+            (d3.state, d3.attempts, d3.delivered_at_ms, d3.last_status),
+            (DeliveryState::Delivered, 1, Some(1000), Some(200))
+        );
+        let mut r = b.reader();
+        let n3 = r.notice(3).unwrap().unwrap();
+        assert_eq!((n3.state, n3.updated_at_ms), (NoticeState::Notified, 1000));
+        assert_eq!(q.next_due().unwrap(), Some(3000));
+        // Not before its retry time.
+        assert_eq!(claimed_ids(&q.claim(4999, 60_000, 10).unwrap()), vec![2]);
+        let again = q.claim(5000, 60_000, 10).unwrap();
+        assert_eq!(claimed_ids(&again), vec![1]);
+        assert_eq!(again[0].attempts, 1);
+        // Results, then a claim that sees them, in one call.
+        let c = q
+            .finish_and_claim(
+                &[finished(2, DeliveryState::Failed, 5000, 5500)],
+                6000,
+                60_000,
+                10,
+            )
+            .unwrap();
+        assert_eq!(claimed_ids(&c), vec![2]);
+        assert_eq!(c[0].attempts, 1);
+        let mut ok = finished(1, DeliveryState::Delivered, 6100, 0);
+        ok.notices = vec![2];
+        let mut ok2 = finished(2, DeliveryState::Delivered, 6200, 0);
+        ok2.notices = vec![6, 3];
+        assert_eq!(q.finish_and_claim(&[ok, ok2], 6300, 60_000, 0).unwrap(), vec![]);
+        assert_eq!(delivery_of(b, "sub_a", 1).attempts, 2);
+        assert_eq!(delivery_of(b, "sub_a", 2).delivered_at_ms, Some(6200));
+        assert_eq!(r.notice(2).unwrap().unwrap().state, NoticeState::Notified);
+        assert_eq!(r.notice(6).unwrap().unwrap().updated_at_ms, 6200);
+        assert_eq!(r.notice(3).unwrap().unwrap().updated_at_ms, 1000, "notified once");
+        assert_eq!(q.next_due().unwrap(), None);
+        assert_eq!(
+            r.progress_history(ADV0, 1000).unwrap(),
+            vec![
+                (1000, "affected".to_string(), 5),
+                (1000, "notified".to_string(), 1),
+                (6000, "notified".to_string(), 1),
+            ]
+        );
+        assert_eq!(q.finish(&[]).map(|_| 0).unwrap(), 0, "no results, no commit");
+    }
+
+    /// Bury sends a subscription's queued and leased work to the dead
+    /// letters with the reason; replay makes its dead letters pending
+    /// again from attempt 0; other subscriptions are untouched.
+    fn queue_replay_and_bury(b: &Backend) {
+        world(b);
+        let mut q = b.queue();
+        assert_eq!(claimed_ids(&q.claim(1000, 60_000, 1).unwrap()), vec![3]);
+        assert_eq!(claimed_ids(&q.claim(1000, 60_000, 1).unwrap()), vec![1]);
+        q.finish(&[finished(1, DeliveryState::Failed, 1000, 2000)]).unwrap();
+        assert_eq!(q.bury("sub_a", "endpoint gone").unwrap(), 2);
+        let mut r = b.reader();
+        let dead = r.deliveries("sub_a", Some(DeliveryState::Dead), 100).unwrap();
+        assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), vec![4, 2, 1], "newest first");
+        assert_eq!(dead[1].last_error.as_deref(), Some("endpoint gone"));
+        assert_eq!(q.next_due().unwrap(), None, "delivery 3 is in flight");
+        assert_eq!(q.bury("sub_a", "again").unwrap(), 0);
+        assert_eq!(q.replay("sub_a", 7000).unwrap(), 3);
+        let pending = r.deliveries("sub_a", Some(DeliveryState::Pending), 2).unwrap();
+        assert_eq!(pending.iter().map(|d| d.id).collect::<Vec<_>>(), vec![4, 2], "limit");
+        assert!(pending.iter().all(|d| d.attempts == 0 && d.next_at_ms == 7000));
+        assert_eq!(q.next_due().unwrap(), Some(7000));
+        assert_eq!(q.replay("sub_a", 8000).unwrap(), 0);
+        assert_eq!(
+            r.deliveries("sub_b", None, 100).unwrap()[0].state,
+            DeliveryState::InFlight
+        );
+        assert_eq!(claimed_ids(&q.claim(7000, 60_000, 10).unwrap()), vec![1, 2, 4]);
+        assert_eq!(r.deliveries("nobody", None, 100).unwrap(), vec![]);
+    }
+
+    /// A tenant reads its own notices and those about the public, present
+    /// artifacts it watches, after a cursor, oldest first; not a private
+    /// artifact it watches, not a removed one, not another tenant's.
+    fn reader_cursors_and_tenant_scoping(b: &Backend) {
+        let w = world(b);
+        let mut r = b.reader();
+        assert_eq!(ids(&r.notices_after(w.acme, 0, 100).unwrap()), vec![1, 2, 6]);
+        assert_eq!(ids(&r.notices_after(w.acme, 0, 1).unwrap()), vec![1]);
+        assert_eq!(ids(&r.notices_after(w.acme, 1, 1).unwrap()), vec![2]);
+        assert_eq!(ids(&r.notices_after(w.acme, 2, 100).unwrap()), vec![6]);
+        assert_eq!(ids(&r.notices_after(w.acme, 6, 100).unwrap()), Vec::<i64>::new());
+        assert_eq!(ids(&r.notices_after(w.beta, 0, 100).unwrap()), vec![3]);
+        assert_eq!(ids(&r.notices_after(w.canon, 0, 100).unwrap()), vec![1, 4, 5]);
+        assert_eq!(ids(&r.notices_after(TenantIdx(99), 0, 100).unwrap()), Vec::<i64>::new());
+        let page = r.notices_after(w.acme, 5, 100).unwrap();
+        assert_eq!(page[0].components, G1_COMPONENTS);
+        assert_eq!(page[0].advisory, ADV1);
+        assert_eq!(ids(&r.notices(&[6, 999, 2, 1]).unwrap()), vec![1, 2, 6], "by id, oldest first");
+        assert_eq!(r.notices(&[]).unwrap(), vec![]);
+        assert_eq!(ids(&b.queue().notices(&[3, 1]).unwrap()), vec![1, 3]);
+        let many: Vec<i64> = (1..=2500).collect();
+        assert_eq!(ids(&r.notices(&many).unwrap()), vec![1, 2, 3, 4, 5, 6], "long id lists");
+        assert_eq!(r.notice(6).unwrap(), b.store().notice(6).unwrap());
+    }
+
+    /// Notices read through pull or a stream become notified once (one
+    /// history event); progress counts by artifact kind and state.
+    fn reader_marks_and_progress(b: &Backend) {
+        let w = world(b);
+        let _ = w;
+        let mut r = b.reader();
+        r.mark_notified(&[1, 4, 4, 999], 2500).unwrap();
+        r.mark_notified(&[1], 2600).unwrap();
+        r.mark_notified(&[], 2700).unwrap();
+        let n1 = r.notice(1).unwrap().unwrap();
+        assert_eq!((n1.state, n1.updated_at_ms), (NoticeState::Notified, 2500));
+        let image = Kind::Image.code();
+        let instance = Kind::Instance.code();
+        assert_eq!(
+            sorted(r.progress_counts(ADV0).unwrap()),
+            vec![
+                (image, "affected".to_string(), 1),
+                (image, "notified".to_string(), 2),
+                (instance, "affected".to_string(), 2),
+            ]
+        );
+        assert_eq!(
+            r.progress_counts(ADV1).unwrap(),
+            vec![(instance, "affected".to_string(), 1)]
+        );
+        assert_eq!(r.progress_counts(AdvIdx(7)).unwrap(), vec![]);
+        assert_eq!(
+            r.progress_history(ADV0, 1000).unwrap(),
+            vec![(1000, "affected".to_string(), 5), (2000, "notified".to_string(), 2)]
+        );
+        assert_eq!(
+            r.progress_history(ADV0, 0).unwrap(),
+            vec![(1000, "affected".to_string(), 5), (2500, "notified".to_string(), 2)],
+            "a bucket of 0 ms counts as 1 ms"
+        );
+    }
+
+    /// A fan-out of 20,000 notices and 200 deliveries in one commit is
+    /// stored whole and read back (the million-notice figure is measured by
+    /// hand with the `fanout` example).
+    fn bulk_fanout_in_one_commit(b: &Backend) {
+        let w = world(b);
+        let mut store = b.store();
+        const N: i64 = 20_000;
+        let first = store.load_service().unwrap().next_notice_id;
+        let notices: Vec<NoticeRow> = (0..N)
+            .map(|i| notice(first + i, AdvIdx(10 + i as u32), w.acme_vm, w.acme, 1, 9000 + i))
+            .collect();
+        let deliveries: Vec<DeliveryRow> = (0..200)
+            .map(|d| {
+                let ids: Vec<i64> = (0..N / 200).map(|k| first + d * (N / 200) + k).collect();
+                delivery(100 + d, "sub_a", &ids, 9000, false)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        commit_outbox(
+            store.as_mut(),
+            &Outbox { notices, deliveries, ..Default::default() },
+        )
+        .unwrap();
+        eprintln!("{}: {N} notices committed in {:?}", b.name(), started.elapsed());
+        let s = store.load_service().unwrap();
+        assert_eq!((s.next_notice_id, s.next_delivery_id), (first + N, 300));
+        let mut r = b.reader();
+        let page = r.notices_after(w.acme, first + N - 3, 100).unwrap();
+        assert_eq!(ids(&page), vec![first + N - 2, first + N - 1]);
+        assert_eq!(page[1].created_at_ms, 9000 + N - 1);
+        assert_eq!(page[1].path, vec![0, w.acme_vm.0]);
+        assert!(sorted(r.delivery_counts().unwrap()).contains(&("pending".to_string(), 203)));
+        let d = b.queue().claim(9000, 1000, 500).unwrap();
+        assert_eq!(d.len(), 203, "the 200 new ones and the world's 1, 2 and 3");
+        let last = d.iter().find(|c| c.id == 299).unwrap();
+        assert_eq!(last.notices.len() as i64, N / 200);
+        assert_eq!(last.notices[0], first + 199 * (N / 200));
+        assert_eq!(
+            b.raw_count("SELECT count(*) FROM notices"),
+            N + 6
+        );
+    }
 }

@@ -1,0 +1,755 @@
+//! The PostgreSQL backend, for scale-out: several nodes share one database.
+//! [`PgStore`] is the catalog's store (one transaction per batch, like
+//! SQLite), [`PgQueue`] the delivery queue (claims with
+//! `FOR UPDATE SKIP LOCKED`, so workers on every node take disjoint work),
+//! [`PgReader`] the API's reads. Each holds one synchronous connection;
+//! callers use them from plain threads or `spawn_blocking`.
+//!
+//! Opening any of them connects, checks that a commit is durable when it
+//! returns, and creates or migrates the schema in one transaction under an
+//! advisory lock (nodes started together migrate once). A database written
+//! by a newer build is refused. Connection URLs never reach an error
+//! message or a `Debug` output with their password.
+//!
+//! What the server must give: a role that may create tables in the
+//! database's `public` schema (its owner, since PostgreSQL 15 revoked that
+//! from everyone else), `synchronous_commit` other than `off`, `fsync = on`.
+//! Connections are made without TLS: the database is on loopback or a
+//! private network. The client blocks its thread on a runtime of its own,
+//! so an async caller goes through `spawn_blocking`, never straight from a
+//! task (which would panic).
+
+mod queue;
+mod reader;
+pub mod schema;
+mod service;
+
+use ::postgres::error::SqlState;
+use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Transaction};
+use patchline_core::inventory::{ComponentId, InvId};
+use patchline_core::notice::NoticeState;
+use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
+
+use crate::codec::{self, ArtifactRow, RecordRow};
+use crate::service::{Outbox, ServiceState, StoredNotice};
+use crate::{CatalogStore, SecretKeys, StoreError};
+pub use queue::PgQueue;
+pub use reader::PgReader;
+pub use schema::SCHEMA_VERSION;
+
+/// How long a connection attempt waits when the URL names no
+/// `connect_timeout`.
+const CONNECT_TIMEOUT_S: u64 = 10;
+
+/// Rows of notices and deliveries in one commit from which the store
+/// refreshes the planner's statistics of those tables right after it.
+/// Without them, a table that grew by a fan-out is planned as if it were
+/// still small, and the workers' updates of its notices scan the whole
+/// table each round (measured: 0.5 s a round instead of 0.2 s for 10,000
+/// notices after a million-notice fan-out, before autovacuum caught up).
+const ANALYZE_AFTER_ROWS: usize = 10_000;
+
+/// How many times a transaction is run when PostgreSQL aborts it for a
+/// deadlock or a serialization failure (both are safe to run again: an
+/// aborted transaction wrote nothing).
+const TX_ATTEMPTS_MAX: usize = 4;
+
+/// A failure inside a transaction: PostgreSQL's (perhaps worth a retry)
+/// or the store's own.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Pg(::postgres::Error),
+    Store(StoreError),
+}
+
+impl From<::postgres::Error> for Fail {
+    fn from(e: ::postgres::Error) -> Fail {
+        Fail::Pg(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        Fail::Store(e)
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> StoreError {
+        match f {
+            Fail::Pg(e) => db_err(e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+impl Fail {
+    fn is_transient(&self) -> bool {
+        matches!(self, Fail::Pg(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED)
+            || e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE))
+    }
+}
+
+/// A PostgreSQL error as a store error: the server's message and SQLSTATE,
+/// never its DETAIL (which can quote row values).
+pub(crate) fn db_err(e: ::postgres::Error) -> StoreError {
+    StoreError::Database(message_of(&e))
+}
+
+fn message_of(e: &::postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "PostgreSQL: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        );
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("PostgreSQL: {e}: {cause}"),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+/// A stored number that must fit an index type.
+pub(crate) fn index<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, StoreError> {
+    T::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} out of range")))
+}
+
+/// Runs `body` in one transaction and commits, running it again (up to
+/// [`TX_ATTEMPTS_MAX`] times) when PostgreSQL aborted it for a deadlock or
+/// a serialization failure. Anything else rolls back and is returned.
+pub(crate) fn in_transaction<T>(
+    client: &mut Client,
+    mut body: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail>,
+) -> Result<T, StoreError> {
+    let mut attempt = 1;
+    loop {
+        let outcome = (|| {
+            let mut tx = client.transaction()?;
+            let value = body(&mut tx)?;
+            tx.commit()?;
+            Ok::<T, Fail>(value)
+        })();
+        match outcome {
+            Ok(v) => return Ok(v),
+            Err(f) if f.is_transient() && attempt < TX_ATTEMPTS_MAX => attempt += 1,
+            Err(f) => return Err(f.into()),
+        }
+    }
+}
+
+/// Where a URL points, for messages: `postgres://user@host:port/db`,
+/// without the password or the options.
+fn describe(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                ::postgres::config::Host::Tcp(name) => name.clone(),
+                ::postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            match config.get_ports().get(i).or(config.get_ports().first()) {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            }
+        })
+        .collect();
+    format!(
+        "postgres://{}{}/{}",
+        config
+            .get_user()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default(),
+        hosts.join(","),
+        config.get_dbname().unwrap_or_default()
+    )
+}
+
+/// Removes the password from a message, whatever put it there.
+fn scrub(message: String, password: Option<&[u8]>) -> String {
+    match password.and_then(|p| std::str::from_utf8(p).ok()) {
+        Some(p) if !p.is_empty() => message.replace(p, "***"),
+        _ => message,
+    }
+}
+
+/// One connection, checked and migrated, made again when the server
+/// closed the last one (it restarted, or an administrator ended the
+/// session): the call that saw it close fails, the next one reconnects.
+pub(crate) struct Conn {
+    client: Client,
+    config: Config,
+    /// The URL without its password (see [`describe`]).
+    target: String,
+}
+
+impl Conn {
+    /// Connects to `url`, refuses a server on which a commit would not be
+    /// durable, and creates or migrates the schema.
+    pub(crate) fn open(url: &str) -> Result<Conn, StoreError> {
+        // The parse error of a URL names no part of it (checked by a
+        // test), but a password is scrubbed from every message all the
+        // same.
+        let mut config: Config = url.parse().map_err(|e: ::postgres::Error| {
+            StoreError::Database(scrub(
+                format!("the PostgreSQL URL is not valid: {e}"),
+                password_in(url).as_deref().map(str::as_bytes),
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(CONNECT_TIMEOUT_S));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("patchline");
+        }
+        let target = describe(&config);
+        let client = Conn::connect(&config, &target)?;
+        Ok(Conn {
+            client,
+            config,
+            target,
+        })
+    }
+
+    fn connect(config: &Config, target: &str) -> Result<Client, StoreError> {
+        let mut client = config.connect(NoTls).map_err(|e| {
+            StoreError::Database(scrub(
+                format!("cannot use PostgreSQL at {target}: {}", message_of(&e)),
+                config.get_password(),
+            ))
+        })?;
+        check_durable(&mut client, target)?;
+        migrate(&mut client)?;
+        Ok(client)
+    }
+
+    /// The live connection (a new one if the server closed the last).
+    pub(crate) fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.is_closed() {
+            self.client = Conn::connect(&self.config, &self.target)?;
+        }
+        Ok(&mut self.client)
+    }
+
+    /// Where this connection goes, without the password.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+/// The password of a `postgres://user:password@…` URL, to scrub it from a
+/// parse error.
+fn password_in(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_string())
+}
+
+/// A 2xx means durable: a commit must not return before PostgreSQL has
+/// flushed its WAL. `synchronous_commit = off` (for the server, the
+/// database, the role or this URL's options) and `fsync = off` break that,
+/// so they are refused rather than warned about: a warning in a log does
+/// not bring back an acknowledged change. `local`, `remote_write`, `on`
+/// and `remote_apply` all flush the local WAL before a commit returns, and
+/// are accepted.
+fn check_durable(client: &mut Client, target: &str) -> Result<(), StoreError> {
+    let show = |client: &mut Client, name: &str| -> Result<String, StoreError> {
+        let row = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .map_err(db_err)?;
+        Ok(row.get::<_, String>(0))
+    };
+    let sync = show(client, "synchronous_commit")?;
+    if sync == "off" {
+        return Err(StoreError::Database(format!(
+            "PostgreSQL at {target} has synchronous_commit = off: a commit could be lost after \
+             it was acknowledged; set synchronous_commit = on (for the server, the database or \
+             the role)"
+        )));
+    }
+    let fsync = show(client, "fsync")?;
+    if fsync != "on" {
+        return Err(StoreError::Database(format!(
+            "PostgreSQL at {target} has fsync = {fsync}: committed data could be lost in a \
+             crash; set fsync = on"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates or migrates the schema in one transaction, under an advisory
+/// lock so that nodes opening an empty database at the same moment do it
+/// once; refuses a database written by a newer build.
+fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    in_transaction(client, |tx| {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::MIGRATION_LOCK],
+        )?;
+        tx.batch_execute(schema::META)?;
+        let stored: Option<String> = tx
+            .query_opt("SELECT value FROM meta WHERE key = 'schema'", &[])?
+            .map(|r| r.get(0));
+        let from = match stored.as_deref().map(str::parse::<i64>) {
+            None => 0,
+            Some(Ok(v)) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    known: SCHEMA_VERSION,
+                }
+                .into());
+            }
+            Some(Ok(v)) if v >= 0 => v,
+            Some(_) => return Err(StoreError::Corrupt("schema version".into()).into()),
+        };
+        for step in &schema::MIGRATIONS[from as usize..] {
+            tx.batch_execute(step)?;
+        }
+        if from < SCHEMA_VERSION {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&SCHEMA_VERSION.to_string()],
+            )?;
+        }
+        let installed = tx
+            .query_opt("SELECT 1 FROM meta WHERE key = 'installation'", &[])?
+            .is_some();
+        if !installed {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('installation', $1)",
+                &[&random_hex(8)?],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// A read-only transaction whose reads all see one moment.
+fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(db_err)
+}
+
+fn random_hex(bytes: usize) -> Result<String, StoreError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The catalog's store in PostgreSQL.
+pub struct PgStore {
+    conn: Conn,
+    keys: SecretKeys,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.conn.target())
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user[:password]@host:port/db`),
+    /// creates or migrates the schema, and seals every subscription's
+    /// secrets under the current key of `keys` (as
+    /// [`SqliteStore::open_with`](crate::sqlite::SqliteStore::open_with)
+    /// does).
+    pub fn open(url: &str, keys: SecretKeys) -> Result<PgStore, StoreError> {
+        let mut conn = Conn::open(url)?;
+        service::reseal_secrets(conn.client()?, &keys)?;
+        Ok(PgStore { conn, keys })
+    }
+
+    /// Where this store is, without the password.
+    pub fn target(&self) -> &str {
+        self.conn.target()
+    }
+
+    /// A random id of this deployment (made with the schema).
+    pub fn installation(&mut self) -> Result<String, StoreError> {
+        self.conn
+            .client()?
+            .query_opt("SELECT value FROM meta WHERE key = 'installation'", &[])
+            .map_err(db_err)?
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Corrupt("no installation id".into()))
+    }
+}
+
+/// Rebuilds the catalog (inside the caller's snapshot).
+fn load_catalog(client: &mut impl GenericClient) -> Result<Catalog, StoreError> {
+    let mut catalog = Catalog::new();
+    for r in client
+        .query("SELECT idx, id FROM tenants ORDER BY idx", &[])
+        .map_err(db_err)?
+    {
+        let idx: i64 = r.get(0);
+        let id = TenantId::from_stored(r.get::<_, String>(1))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let got = catalog.load_tenant(id);
+        if i64::from(got.0) != idx {
+            return Err(StoreError::Corrupt(format!("tenant index {idx}")));
+        }
+    }
+    for r in client
+        .query("SELECT idx, purl FROM components ORDER BY idx", &[])
+        .map_err(db_err)?
+    {
+        let idx: i64 = r.get(0);
+        let purl: &str = r.get(1);
+        let got = catalog
+            .components_mut()
+            .intern(purl)
+            .map_err(|e| StoreError::Corrupt(format!("component {purl}: {}", e.0)))?;
+        if i64::from(got.0) != idx {
+            return Err(StoreError::Corrupt(format!(
+                "component index {idx} ({purl})"
+            )));
+        }
+    }
+    for r in client
+        .query(
+            "SELECT idx, base, added, removed FROM inventories ORDER BY idx",
+            &[],
+        )
+        .map_err(db_err)?
+    {
+        codec::push_inventory(&mut catalog, r.get(0), r.get(1), r.get(2), r.get(3))?;
+    }
+    let mut nodes = Vec::new();
+    for r in client
+            .query(
+                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed
+                 FROM artifacts ORDER BY idx",
+                &[],
+            )
+            .map_err(db_err)?
+        {
+            let row = ArtifactRow {
+                idx: r.get(0),
+                id: r.get(1),
+                kind: r.get(2),
+                tenant: r.get(3),
+                parent: r.get(4),
+                relation: r.get(5),
+                visibility: r.get(6),
+                name: r.get(7),
+                labels: r.get(8),
+                inventory: r.get(9),
+                fixes: r.get(10),
+                removed: r.get(11),
+            };
+            if row.idx != nodes.len() as i64 {
+                return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
+            }
+            nodes.push(row.into_node(catalog.tenants().len())?);
+        }
+    catalog
+        .load_nodes(nodes)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(catalog)
+}
+
+/// Rebuilds the advisory database (inside the caller's snapshot).
+fn load_records(
+    client: &mut impl GenericClient,
+    catalog: &Catalog,
+) -> Result<AdvisoryDb, StoreError> {
+    let mut db = AdvisoryDb::new();
+    for r in client
+        .query(
+            "SELECT idx, id, kind, artifact, body FROM records ORDER BY idx",
+            &[],
+        )
+        .map_err(db_err)?
+    {
+        codec::publish_stored(
+            &mut db,
+            catalog,
+            r.get(0),
+            r.get(1),
+            r.get(2),
+            r.get(3),
+            r.get(4),
+        )?;
+    }
+    Ok(db)
+}
+
+/// Writes a batch's catalog changes and records (the caller commits).
+fn write_catalog(
+    tx: &mut Transaction<'_>,
+    catalog: &Catalog,
+    changes: &Changes,
+    db: &AdvisoryDb,
+    records: &[AdvIdx],
+) -> Result<(), Fail> {
+    if !changes.tenants.is_empty() {
+        let idx: Vec<i64> = changes.tenants.clone().map(|t| t as i64).collect();
+        let ids: Vec<&str> = changes
+            .tenants
+            .clone()
+            .map(|t| catalog.tenants()[t].as_str())
+            .collect();
+        tx.execute(
+            "INSERT INTO tenants (idx, id) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            &[&idx, &ids],
+        )?;
+    }
+    if !changes.components.is_empty() {
+        let idx: Vec<i64> = changes.components.clone().map(|c| c as i64).collect();
+        let purls: Vec<&str> = changes
+            .components
+            .clone()
+            .map(|c| &*catalog.components().get(ComponentId(c as u32)).purl)
+            .collect();
+        tx.execute(
+            "INSERT INTO components (idx, purl) SELECT * FROM unnest($1::bigint[], $2::text[])",
+            &[&idx, &purls],
+        )?;
+    }
+    if !changes.inventories.is_empty() {
+        let n = changes.inventories.len();
+        let (mut idx, mut base, mut added, mut removed) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for i in changes.inventories.clone() {
+            let obj = catalog.inventories().get(InvId(i as u32));
+            idx.push(i as i64);
+            base.push(obj.base.map(|b| i64::from(b.0)));
+            added.push(codec::ids_to_blob(&obj.added, |c| c.0));
+            removed.push(codec::ids_to_blob(&obj.removed, |c| c.0));
+        }
+        tx.execute(
+            "INSERT INTO inventories (idx, base, added, removed)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+            &[&idx, &base, &added, &removed],
+        )?;
+    }
+    if !changes.artifacts.is_empty() {
+        let mut arts = changes.artifacts.clone();
+        arts.sort_unstable();
+        arts.dedup();
+        let rows = arts
+            .iter()
+            .map(|&a| ArtifactRow::of(catalog, a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let col = |f: fn(&ArtifactRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let opt = |f: fn(&ArtifactRow) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+        let text = |f: fn(&ArtifactRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let removed: Vec<bool> = rows.iter().map(|r| r.removed).collect();
+        tx.execute(
+            "INSERT INTO artifacts
+               (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+               $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bool[])
+             ON CONFLICT (idx) DO UPDATE SET parent = excluded.parent, relation = excluded.relation,
+               visibility = excluded.visibility, name = excluded.name, labels = excluded.labels,
+               inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed",
+            &[
+                &col(|r| r.idx),
+                &ids,
+                &col(|r| r.kind),
+                &col(|r| r.tenant),
+                &opt(|r| r.parent),
+                &opt(|r| r.relation),
+                &col(|r| r.visibility),
+                &text(|r| r.name.as_deref()),
+                &text(|r| r.labels.as_deref()),
+                &opt(|r| r.inventory),
+                &text(|r| r.fixes.as_deref()),
+                &removed,
+            ],
+        )?;
+    }
+    if !records.is_empty() {
+        let mut recs = records.to_vec();
+        recs.sort_unstable();
+        recs.dedup();
+        let rows = recs
+            .iter()
+            .map(|&r| RecordRow::of(db, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let idx: Vec<i64> = rows.iter().map(|r| r.idx).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+        let modified: Vec<&str> = rows.iter().map(|r| r.modified.as_str()).collect();
+        let artifact: Vec<Option<i64>> = rows.iter().map(|r| r.artifact).collect();
+        let body: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+        tx.execute(
+            "INSERT INTO records (idx, id, kind, modified, artifact, body)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+             ON CONFLICT (idx) DO UPDATE SET id = excluded.id, kind = excluded.kind,
+               modified = excluded.modified, artifact = excluded.artifact, body = excluded.body",
+            &[&idx, &ids, &kinds, &modified, &artifact, &body],
+        )?;
+    }
+    Ok(())
+}
+
+impl CatalogStore for PgStore {
+    /// Reads every table in one repeatable-read snapshot: another node
+    /// committing meanwhile is seen wholly or not at all.
+    fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
+        let mut tx = snapshot(self.conn.client()?)?;
+        let catalog = load_catalog(&mut tx)?;
+        let db = load_records(&mut tx, &catalog)?;
+        tx.commit().map_err(db_err)?;
+        Ok((catalog, db))
+    }
+
+    /// One transaction: the catalog's changes, the records, the outbox.
+    /// Bulk rows (notices, their groups, deliveries) go through binary
+    /// `COPY`, the rest through `unnest` arrays, so a fan-out of a million
+    /// notices is a handful of statements.
+    fn commit(
+        &mut self,
+        catalog: &Catalog,
+        changes: &Changes,
+        db: &AdvisoryDb,
+        records: &[AdvIdx],
+        outbox: &Outbox,
+    ) -> Result<(), StoreError> {
+        let keys = &self.keys;
+        let client = self.conn.client()?;
+        in_transaction(client, |tx| {
+            write_catalog(tx, catalog, changes, db, records)?;
+            service::write_outbox(tx, outbox, keys)
+        })?;
+        if outbox.notices.len() + outbox.deliveries.len() >= ANALYZE_AFTER_ROWS {
+            // The batch is committed: a failure here must not report it as
+            // failed, and autovacuum refreshes the statistics later anyway.
+            let _ = client.batch_execute("ANALYZE notices, notice_groups, deliveries");
+        }
+        Ok(())
+    }
+
+    fn load_service(&mut self) -> Result<ServiceState, StoreError> {
+        let mut tx = snapshot(self.conn.client()?)?;
+        let state = service::load_service(&mut tx, &self.keys)?;
+        tx.commit().map_err(db_err)?;
+        Ok(state)
+    }
+
+    fn notices_of_advisory(
+        &mut self,
+        adv: AdvIdx,
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+        self.conn
+            .client()?
+            .query(
+                "SELECT id, artifact, state FROM notices WHERE advisory = $1",
+                &[&i64::from(adv.0)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    ArtIdx(index(r.get(1), "artifact")?),
+                    NoticeState::parse(r.get(2)).unwrap_or(NoticeState::Affected),
+                ))
+            })
+            .collect()
+    }
+
+    fn notices_of_artifact(
+        &mut self,
+        a: ArtIdx,
+    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+        self.conn
+            .client()?
+            .query(
+                "SELECT id, advisory, state FROM notices WHERE artifact = $1",
+                &[&i64::from(a.0)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    AdvIdx(index(r.get(1), "advisory")?),
+                    NoticeState::parse(r.get(2)).unwrap_or(NoticeState::Affected),
+                ))
+            })
+            .collect()
+    }
+
+    fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
+        service::notice_by_id(self.conn.client()?, id)
+    }
+
+    fn due_reminders(
+        &mut self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
+        service::due_reminders(self.conn.client()?, before_ms, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_described_without_their_password() {
+        let config: Config =
+            "postgres://alice:s3cret-pw@db.internal:6543/patchline?sslmode=disable"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            describe(&config),
+            "postgres://alice@db.internal:6543/patchline"
+        );
+        assert_eq!(
+            password_in("postgres://alice:s3cret-pw@db.internal:6543/x").as_deref(),
+            Some("s3cret-pw")
+        );
+        assert_eq!(password_in("postgres://alice@h/x"), None);
+        assert_eq!(
+            scrub("no s3cret-pw here".into(), Some(b"s3cret-pw")),
+            "no *** here"
+        );
+    }
+
+    /// A URL that does not parse, or a server that is not there: the
+    /// message names where, never the password.
+    #[test]
+    fn errors_never_carry_the_password() {
+        for url in [
+            "postgres://alice:s3cret-pw@127.0.0.1:1/patchline",
+            "postgres://alice:s3cret-pw@127.0.0.1:notaport/patchline",
+            "postgres://alice:s3cret-pw@127.0.0.1:1/patchline?bogus_option=s3cret-pw",
+        ] {
+            let err = PgStore::open(url, SecretKeys::none()).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("s3cret-pw"), "{text}");
+        }
+        let err = PgStore::open(
+            "postgres://alice:s3cret-pw@127.0.0.1:1/patchline",
+            SecretKeys::none(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("postgres://alice@127.0.0.1:1/patchline"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! The delivery queue in PostgreSQL. Claims lock the due rows they take
+//! with `FOR UPDATE SKIP LOCKED`, so workers on one node or many claim
+//! disjoint deliveries without waiting for each other; a lease marks what
+//! is in flight, and a lease that runs out (its worker or node died) is
+//! put back by `release_expired` on any node.
+
+use ::postgres::Transaction;
+use patchline_core::notice::{DeliveryState, Purpose};
+
+use super::service::{first_per_id, mark_notified, notices_by_ids};
+use super::{Conn, Fail, db_err, in_transaction, index};
+use crate::service::{Claimed, Finished, StoredNotice};
+use crate::{DeliveryQueue, StoreError};
+
+/// The delivery queue on its own connection.
+pub struct PgQueue {
+    conn: Conn,
+}
+
+impl std::fmt::Debug for PgQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgQueue")
+            .field("target", &self.conn.target())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgQueue {
+    /// Connects to `url` (creating or migrating the schema if this is the
+    /// first connection to it).
+    pub fn open(url: &str) -> Result<PgQueue, StoreError> {
+        Ok(PgQueue {
+            conn: Conn::open(url)?,
+        })
+    }
+}
+
+/// Leases up to `limit` due deliveries, oldest due first, skipping rows
+/// another worker holds (the caller commits).
+fn claim_rows(
+    tx: &mut Transaction<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: usize,
+) -> Result<Vec<Claimed>, Fail> {
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = tx.query(
+        "WITH due AS (
+           SELECT id FROM deliveries
+           WHERE state IN ('pending', 'failed') AND next_at <= $1
+           ORDER BY next_at, id LIMIT $3
+           FOR UPDATE SKIP LOCKED)
+         UPDATE deliveries d SET state = 'in_flight', lease_until = $2
+         FROM due WHERE d.id = due.id
+         RETURNING d.id, d.subscription, d.purpose, d.notices, d.attempts, d.created_at",
+        &[&now_ms, &now_ms.saturating_add(lease_ms), &limit],
+    )?;
+    let mut claimed = rows
+        .iter()
+        .map(|r| {
+            let purpose: &str = r.get(2);
+            Ok(Claimed {
+                id: r.get(0),
+                subscription: r.get(1),
+                purpose: Purpose::parse(purpose)
+                    .ok_or_else(|| StoreError::Corrupt(format!("delivery purpose {purpose:?}")))?,
+                notices: r.get(3),
+                attempts: index(r.get(4), "attempts")?,
+                created_at_ms: r.get(5),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    claimed.sort_by_key(|c| c.id);
+    Ok(claimed)
+}
+
+/// Writes attempt results (the caller commits): each delivery's new state,
+/// and the notices delivered become `notified` (once each, with the time of
+/// their first delivery in the group).
+fn record_results(tx: &mut Transaction<'_>, results: &[Finished]) -> Result<(), Fail> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    // Several results for one delivery apply in order: the last one's
+    // values, every attempt counted.
+    let mut folded: std::collections::BTreeMap<i64, (&Finished, i64)> = Default::default();
+    for f in results {
+        let e = folded.entry(f.id).or_insert((f, 0));
+        e.0 = f;
+        e.1 += 1;
+    }
+    let id: Vec<i64> = folded.keys().copied().collect();
+    let state: Vec<&str> = folded.values().map(|(f, _)| f.state.as_str()).collect();
+    let status: Vec<Option<i64>> = folded
+        .values()
+        .map(|(f, _)| f.status.map(i64::from))
+        .collect();
+    let error: Vec<Option<&str>> = folded.values().map(|(f, _)| f.error.as_deref()).collect();
+    let next_at: Vec<i64> = folded.values().map(|(f, _)| f.next_at_ms).collect();
+    let at: Vec<i64> = folded.values().map(|(f, _)| f.at_ms).collect();
+    let count: Vec<i64> = folded.values().map(|(_, n)| *n).collect();
+    // Locked in id order: two finishers (or a finisher and `bury`) never
+    // wait on each other in a cycle.
+    tx.execute(
+        "SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&id],
+    )?;
+    tx.execute(
+        "UPDATE deliveries d SET state = v.state, attempts = d.attempts + v.count,
+           last_status = v.status, last_error = v.error, next_at = v.next_at, lease_until = NULL,
+           delivered_at = CASE WHEN v.state = 'delivered' THEN v.at ELSE d.delivered_at END
+         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
+           $6::bigint[], $7::bigint[]) AS v(id, state, status, error, next_at, at, count)
+         WHERE d.id = v.id AND d.id = ANY($1)",
+        &[&id, &state, &status, &error, &next_at, &at, &count],
+    )?;
+    let delivered = first_per_id(
+        results
+            .iter()
+            .filter(|f| f.state == DeliveryState::Delivered)
+            .flat_map(|f| f.notices.iter().map(move |&n| (n, f.at_ms))),
+    );
+    mark_notified(tx, &delivered)
+}
+
+/// A claim is acknowledged to no one: if a crash forgets it, the delivery
+/// is due again and sent again (at least once), which is what happens to
+/// a remembered lease whose worker died too. So a claim alone commits
+/// without waiting for the WAL flush (`synchronous_commit = off` for that
+/// transaction only), as the SQLite queue commits its claims without an
+/// fsync; results, which are acknowledged, always commit durably.
+const CLAIM_UNSYNCED: &str = "SET LOCAL synchronous_commit = off";
+
+impl DeliveryQueue for PgQueue {
+    /// Puts back deliveries whose lease expired (a worker or a node died
+    /// mid-attempt): at-least-once, the receiver may see them twice. A
+    /// row a worker is finishing right now is skipped (its result clears
+    /// the lease anyway), so nodes releasing at once never wait on it.
+    fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
+        in_transaction(self.conn.client()?, |tx| {
+            Ok(tx.execute(
+                "UPDATE deliveries SET state = 'pending', lease_until = NULL
+                 WHERE id IN (SELECT id FROM deliveries
+                              WHERE state = 'in_flight' AND lease_until < $1
+                              ORDER BY id FOR UPDATE SKIP LOCKED)",
+                &[&now_ms],
+            )? as usize)
+        })
+    }
+
+    fn claim(
+        &mut self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        in_transaction(self.conn.client()?, |tx| {
+            tx.batch_execute(CLAIM_UNSYNCED)?;
+            claim_rows(tx, now_ms, lease_ms, limit)
+        })
+    }
+
+    /// Records attempts, in one transaction (group commit).
+    fn finish(&mut self, results: &[Finished]) -> Result<(), StoreError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        in_transaction(self.conn.client()?, |tx| record_results(tx, results))
+    }
+
+    /// Records attempts and claims the next due deliveries in one
+    /// transaction (one durable commit a round).
+    fn finish_and_claim(
+        &mut self,
+        results: &[Finished],
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if results.is_empty() {
+            return self.claim(now_ms, lease_ms, limit);
+        }
+        in_transaction(self.conn.client()?, |tx| {
+            record_results(tx, results)?;
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            claim_rows(tx, now_ms, lease_ms, limit)
+        })
+    }
+
+    /// Dead deliveries of a subscription become pending again.
+    fn replay(&mut self, subscription: &str, now_ms: i64) -> Result<usize, StoreError> {
+        in_transaction(self.conn.client()?, |tx| {
+            Ok(tx.execute(
+                "UPDATE deliveries SET state = 'pending', next_at = $2, attempts = 0
+                 WHERE subscription = $1 AND state = 'dead'",
+                &[&subscription, &now_ms],
+            )? as usize)
+        })
+    }
+
+    /// Pending work of a disabled subscription goes to the dead letters.
+    /// Run again if PostgreSQL picks it as a deadlock's victim (it locks
+    /// a subscription's rows in whatever order it finds them).
+    fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError> {
+        in_transaction(self.conn.client()?, |tx| {
+            Ok(tx.execute(
+                "UPDATE deliveries SET state = 'dead', last_error = $2, lease_until = NULL
+                 WHERE subscription = $1 AND state IN ('pending', 'failed', 'in_flight')",
+                &[&subscription, &reason],
+            )? as usize)
+        })
+    }
+
+    fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
+        notices_by_ids(self.conn.client()?, ids)
+    }
+
+    /// The earliest time something becomes due, if anything is queued.
+    fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .client()?
+            .query_one(
+                "SELECT min(next_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+                &[],
+            )
+            .map(|r| r.get(0))
+            .map_err(db_err)
+    }
+}

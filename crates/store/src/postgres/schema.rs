@@ -1,0 +1,137 @@
+//! The PostgreSQL schema and its migrations. `MIGRATIONS[i]` brings a
+//! database at schema `i` to schema `i + 1`; the version reached is kept in
+//! `meta` under `schema`. A change to the schema is a new entry at the end,
+//! never an edit of one that shipped.
+//!
+//! The tables are those of the SQLite backend, with PostgreSQL's types:
+//! numbers are `BIGINT`, `removed` is a `BOOLEAN`, blobs are `BYTEA` (same
+//! little-endian encoding as in SQLite), a delivery's notices are a
+//! `BIGINT[]`, and states carry `CHECK` constraints. As in SQLite, foreign
+//! keys are not enforced (the engine writes rows in dependency order inside
+//! one transaction, and loading checks every reference). Every table is
+//! logged (no `UNLOGGED`): a crash of the server loses nothing committed.
+
+/// The advisory lock under which a node migrates (`pg_advisory_xact_lock`):
+/// nodes started at the same moment on an empty database wait for the first
+/// one and then find the schema made. The bytes spell `patchlin`.
+pub(super) const MIGRATION_LOCK: i64 = 0x7061_7463_686c_696e;
+
+/// Created before anything else, so the version can be read.
+pub(super) const META: &str =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+/// Schema 0 → 1: the catalog, the records and the service's state.
+const V1: &str = "
+CREATE TABLE tenants (idx BIGINT PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE components (idx BIGINT PRIMARY KEY, purl TEXT NOT NULL UNIQUE);
+CREATE TABLE inventories (
+    idx BIGINT PRIMARY KEY,
+    base BIGINT,
+    added BYTEA NOT NULL,
+    removed BYTEA NOT NULL
+);
+CREATE TABLE artifacts (
+    idx BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind BIGINT NOT NULL,
+    tenant BIGINT NOT NULL,
+    parent BIGINT,
+    relation BIGINT,
+    visibility BIGINT NOT NULL,
+    name TEXT,
+    labels TEXT,
+    inventory BIGINT,
+    fixes TEXT,
+    removed BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX artifacts_parent ON artifacts (parent);
+CREATE TABLE records (
+    idx BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('advisory', 'failure')),
+    modified TEXT NOT NULL,
+    artifact BIGINT,
+    body TEXT NOT NULL
+);
+
+CREATE TABLE tenant_roles (tenant BIGINT PRIMARY KEY, roles TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    tenant BIGINT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    minted_by TEXT
+);
+CREATE TABLE record_owners (record BIGINT PRIMARY KEY, tenant BIGINT NOT NULL);
+CREATE TABLE id_prefixes (prefix TEXT PRIMARY KEY, tenant BIGINT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    tenant BIGINT NOT NULL,
+    channel TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    secrets TEXT NOT NULL,
+    state TEXT NOT NULL,
+    disabled_reason TEXT,
+    rate_per_s BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE watches (tenant BIGINT NOT NULL, artifact BIGINT NOT NULL, PRIMARY KEY (tenant, artifact));
+CREATE TABLE notice_groups (
+    id BIGINT PRIMARY KEY,
+    advisory BIGINT NOT NULL,
+    components TEXT NOT NULL
+);
+CREATE TABLE notices (
+    id BIGINT PRIMARY KEY,
+    advisory BIGINT NOT NULL,
+    artifact BIGINT NOT NULL,
+    tenant BIGINT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('affected', 'notified', 'acknowledged', 'remediated', 'not_affected')),
+    justification TEXT,
+    grp BIGINT NOT NULL,
+    path BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    reminders BIGINT NOT NULL DEFAULT 0,
+    reminded_at BIGINT NOT NULL,
+    UNIQUE (advisory, artifact)
+);
+CREATE INDEX notices_tenant ON notices (tenant, id);
+CREATE INDEX notices_artifact ON notices (artifact);
+CREATE INDEX notices_due ON notices (reminded_at) WHERE state IN ('affected', 'notified');
+CREATE TABLE notice_events (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    notice BIGINT NOT NULL,
+    advisory BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX notice_events_advisory ON notice_events (advisory, at);
+CREATE TABLE deliveries (
+    id BIGINT PRIMARY KEY,
+    subscription TEXT NOT NULL,
+    purpose TEXT NOT NULL CHECK (purpose IN ('notice', 'reminder', 'escalation')),
+    notices BIGINT[] NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('pending', 'in_flight', 'delivered', 'failed', 'dead')),
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_at BIGINT NOT NULL,
+    lease_until BIGINT,
+    last_status BIGINT,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    delivered_at BIGINT
+);
+-- What a claim scans: only queued rows, in the order they are claimed.
+CREATE INDEX deliveries_due ON deliveries (next_at, id) WHERE state IN ('pending', 'failed');
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_flight';
+CREATE INDEX deliveries_subscription ON deliveries (subscription, state);
+";
+
+/// Every migration, in order.
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,615 @@
+//! The service's rows in PostgreSQL: the outbox written with each batch,
+//! the state loaded at start, secrets resealed under the current key, and
+//! the notice queries the store, the queue and the reader share.
+//!
+//! The semantics are those of `crate::service` (SQLite): rows of one
+//! outbox are applied in the same order with the same effect. Only the
+//! shape differs: bulk rows go through binary `COPY` and `unnest` arrays
+//! instead of one statement per row, and several changes of one row in one
+//! outbox are folded into the one update they amount to.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ::postgres::binary_copy::BinaryCopyInWriter;
+use ::postgres::types::{ToSql, Type};
+use ::postgres::{Client, GenericClient, Row, Transaction};
+use patchline_core::notice::{NoticeState, SubscriptionState};
+use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
+
+use super::{Fail, db_err, in_transaction, index};
+use crate::service::{
+    NoticeChange, Outbox, ServiceState, StoredNotice, SubscriptionRow, TokenRow, blob_path,
+    path_blob,
+};
+use crate::{SecretKeys, StoreError};
+
+/// Rows per chunk of ids in one `= ANY($1)` read.
+pub(super) const IDS_PER_QUERY_MAX: usize = 1000;
+
+pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders";
+pub(super) const NOTICE_FROM: &str = "notices n JOIN notice_groups g ON g.id = n.grp";
+
+pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
+    Ok(StoredNotice {
+        id: r.get(0),
+        advisory: AdvIdx(index(r.get(1), "notice advisory")?),
+        artifact: ArtIdx(index(r.get(2), "notice artifact")?),
+        tenant: TenantIdx(index(r.get(3), "notice tenant")?),
+        state: NoticeState::parse(r.get(4)).unwrap_or(NoticeState::Affected),
+        justification: r.get(5),
+        components: r.get(6),
+        path: blob_path(r.get(7)),
+        created_at_ms: r.get(8),
+        updated_at_ms: r.get(9),
+        reminders: r.get(10),
+    })
+}
+
+pub(super) fn notice_by_id(
+    client: &mut impl GenericClient,
+    id: i64,
+) -> Result<Option<StoredNotice>, StoreError> {
+    client
+        .query_opt(
+            &format!("SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = $1"),
+            &[&id],
+        )
+        .map_err(db_err)?
+        .as_ref()
+        .map(notice_from_row)
+        .transpose()
+}
+
+/// Notices by id, oldest first (one query per [`IDS_PER_QUERY_MAX`] ids);
+/// ids that do not exist are left out.
+pub(super) fn notices_by_ids(
+    client: &mut impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<StoredNotice>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY_MAX) {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ANY($1) ORDER BY n.id"
+                ),
+                &[&chunk],
+            )
+            .map_err(db_err)?;
+        for r in &rows {
+            out.push(notice_from_row(r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Open notices due for a reminder (see `CatalogStore::due_reminders`).
+pub(super) fn due_reminders(
+    client: &mut Client,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<StoredNotice>, StoreError> {
+    client
+        .query(
+            &format!(
+                "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
+                 WHERE n.state IN ('affected', 'notified') AND n.reminded_at < $1
+                 ORDER BY n.reminded_at LIMIT $2"
+            ),
+            &[&before_ms, &(limit.min(i64::MAX as usize) as i64)],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(notice_from_row)
+        .collect()
+}
+
+// Every `UPDATE … FROM unnest(…) v WHERE t.id = v.id` below also says
+// `t.id = ANY($1)`: the planner then fetches the few rows by primary key
+// instead of joining against the whole table (it cannot see how many rows
+// an `unnest` gives, and after a fan-out the table holds millions).
+
+/// Marks notices `notified` (those still `affected`), each with its own
+/// time, and records the transition in `notice_events`, once per notice
+/// however many callers race: the rows are locked in id order first (no
+/// deadlock between two markers), and the update only takes rows still
+/// `affected` once it holds them.
+pub(super) fn mark_notified(tx: &mut Transaction<'_>, marks: &[(i64, i64)]) -> Result<(), Fail> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = marks.iter().map(|m| m.0).collect();
+    let at: Vec<i64> = marks.iter().map(|m| m.1).collect();
+    tx.execute(
+        "SELECT id FROM notices WHERE id = ANY($1) AND state = 'affected' ORDER BY id FOR UPDATE",
+        &[&ids],
+    )?;
+    tx.execute(
+        "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v(id, at)),
+              u AS (UPDATE notices n SET state = 'notified', updated_at = v.at FROM v
+                    WHERE n.id = v.id AND n.id = ANY($1) AND n.state = 'affected'
+                    RETURNING n.id, n.advisory, v.at)
+         INSERT INTO notice_events (notice, advisory, state, at)
+         SELECT id, advisory, 'notified', at FROM u",
+        &[&ids, &at],
+    )?;
+    Ok(())
+}
+
+/// Writes binary `COPY` rows of `types` into `statement`.
+fn copy_rows<'r, I>(
+    tx: &mut Transaction<'_>,
+    statement: &str,
+    types: &[Type],
+    rows: I,
+) -> Result<(), Fail>
+where
+    I: IntoIterator<Item = Vec<&'r (dyn ToSql + Sync)>>,
+{
+    let mut writer = BinaryCopyInWriter::new(tx.copy_in(statement)?, types);
+    for row in rows {
+        writer.write(&row)?;
+    }
+    writer.finish()?;
+    Ok(())
+}
+
+/// A notice's final update after every change an outbox carries for it,
+/// applied in order (see [`fold_changes`]).
+struct FoldedChange<'a> {
+    state: &'static str,
+    justification: Option<&'a str>,
+    at: i64,
+    regroup: Option<(i64, Vec<u8>, i64)>,
+}
+
+/// What applying `changes` one after another leaves: the last state,
+/// justification and time; the last regroup (group, path) and, with it,
+/// `reminded_at` moved to that change's time.
+fn fold_changes(changes: &[NoticeChange]) -> BTreeMap<i64, FoldedChange<'_>> {
+    let mut out: BTreeMap<i64, FoldedChange<'_>> = BTreeMap::new();
+    for c in changes {
+        let regroup = c.regroup.as_ref().map(|(g, p)| (*g, path_blob(p), c.at_ms));
+        let entry = out.entry(c.id).or_insert(FoldedChange {
+            state: c.state.as_str(),
+            justification: None,
+            at: c.at_ms,
+            regroup: None,
+        });
+        entry.state = c.state.as_str();
+        entry.justification = c.justification.as_deref();
+        entry.at = c.at_ms;
+        if regroup.is_some() {
+            entry.regroup = regroup;
+        }
+    }
+    out
+}
+
+/// The last value per key, in the order keys first appeared (what a run
+/// of `INSERT OR REPLACE` leaves).
+fn last_per_key<'a, K: std::hash::Hash + Eq, T>(
+    items: impl IntoIterator<Item = &'a T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<&'a T>
+where
+    T: 'a,
+{
+    let mut at: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<&T> = Vec::new();
+    for item in items {
+        match at.get(&key(item)) {
+            Some(&i) => out[i] = item,
+            None => {
+                at.insert(key(item), out.len());
+                out.push(item);
+            }
+        }
+    }
+    out
+}
+
+/// Writes an outbox (the caller commits), in the order the SQLite backend
+/// does.
+pub(super) fn write_outbox(
+    tx: &mut Transaction<'_>,
+    out: &Outbox,
+    keys: &SecretKeys,
+) -> Result<(), Fail> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    if !out.roles.is_empty() {
+        let roles = last_per_key(&out.roles, |r| r.0);
+        let tenant: Vec<i64> = roles.iter().map(|r| i64::from(r.0.0)).collect();
+        let text: Vec<&str> = roles.iter().map(|r| r.1.as_str()).collect();
+        let at: Vec<i64> = roles.iter().map(|r| r.2).collect();
+        tx.execute(
+            "INSERT INTO tenant_roles (tenant, roles, created_at)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])
+             ON CONFLICT (tenant) DO UPDATE SET roles = excluded.roles, created_at = excluded.created_at",
+            &[&tenant, &text, &at],
+        )?;
+    }
+    if !out.tokens.is_empty() {
+        let t = &out.tokens;
+        let id: Vec<&str> = t.iter().map(|t| t.id.as_str()).collect();
+        let tenant: Vec<i64> = t.iter().map(|t| i64::from(t.tenant.0)).collect();
+        let hash: Vec<&str> = t.iter().map(|t| t.hash.as_str()).collect();
+        let at: Vec<i64> = t.iter().map(|t| t.created_at_ms).collect();
+        let minted_by: Vec<Option<&str>> = t.iter().map(|t| t.minted_by.as_deref()).collect();
+        tx.execute(
+            "INSERT INTO tokens (id, tenant, hash, created_at, minted_by)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])",
+            &[&id, &tenant, &hash, &at, &minted_by],
+        )?;
+    }
+    if !out.revoked_tokens.is_empty() {
+        let revoked = last_per_key(&out.revoked_tokens, |r| r.0.clone());
+        let id: Vec<&str> = revoked.iter().map(|r| r.0.as_str()).collect();
+        let at: Vec<i64> = revoked.iter().map(|r| r.1).collect();
+        tx.execute(
+            "UPDATE tokens t SET revoked_at = v.at
+             FROM unnest($1::text[], $2::bigint[]) AS v(id, at) WHERE t.id = v.id",
+            &[&id, &at],
+        )?;
+    }
+    if !out.record_owners.is_empty() {
+        let owners = last_per_key(&out.record_owners, |r| r.0);
+        let record: Vec<i64> = owners.iter().map(|r| i64::from(r.0.0)).collect();
+        let tenant: Vec<i64> = owners.iter().map(|r| i64::from(r.1.0)).collect();
+        tx.execute(
+            "INSERT INTO record_owners (record, tenant) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+             ON CONFLICT (record) DO UPDATE SET tenant = excluded.tenant",
+            &[&record, &tenant],
+        )?;
+    }
+    // Reservations and releases of one prefix may alternate: one
+    // statement each, in order (they are few).
+    for (prefix, owner) in &out.prefixes {
+        match owner {
+            Some((t, at)) => tx.execute(
+                "INSERT INTO id_prefixes (prefix, tenant, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (prefix) DO UPDATE SET tenant = excluded.tenant, created_at = excluded.created_at",
+                &[prefix, &i64::from(t.0), at],
+            )?,
+            None => tx.execute("DELETE FROM id_prefixes WHERE prefix = $1", &[prefix])?,
+        };
+    }
+    if !out.subscriptions.is_empty() {
+        let subs = last_per_key(&out.subscriptions, |s| s.id.clone());
+        let sealed = subs
+            .iter()
+            .map(|s| keys.seal(&s.secrets, &s.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let id: Vec<&str> = subs.iter().map(|s| s.id.as_str()).collect();
+        let tenant: Vec<i64> = subs.iter().map(|s| i64::from(s.tenant.0)).collect();
+        let channel: Vec<&str> = subs.iter().map(|s| s.channel.as_str()).collect();
+        let filter: Vec<&str> = subs.iter().map(|s| s.filter.as_str()).collect();
+        let state: Vec<&str> = subs.iter().map(|s| s.state.to_stored().0).collect();
+        let reason: Vec<Option<&str>> = subs.iter().map(|s| s.state.to_stored().1).collect();
+        let rate: Vec<i64> = subs.iter().map(|s| i64::from(s.rate_per_s)).collect();
+        let at: Vec<i64> = subs.iter().map(|s| s.created_at_ms).collect();
+        tx.execute(
+            "INSERT INTO subscriptions
+               (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+               $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+             ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, channel = excluded.channel,
+               filter = excluded.filter, secrets = excluded.secrets, state = excluded.state,
+               disabled_reason = excluded.disabled_reason, rate_per_s = excluded.rate_per_s,
+               created_at = excluded.created_at",
+            &[
+                &id, &tenant, &channel, &filter, &sealed, &state, &reason, &rate, &at,
+            ],
+        )?;
+    }
+    if !out.watches.is_empty() {
+        let tenant: Vec<i64> = out.watches.iter().map(|w| i64::from(w.0.0)).collect();
+        let artifact: Vec<i64> = out.watches.iter().map(|w| i64::from(w.1.0)).collect();
+        tx.execute(
+            "INSERT INTO watches (tenant, artifact) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+             ON CONFLICT DO NOTHING",
+            &[&tenant, &artifact],
+        )?;
+    }
+    if !out.groups.is_empty() {
+        let advisory: Vec<i64> = out.groups.iter().map(|g| i64::from(g.advisory.0)).collect();
+        copy_rows(
+            tx,
+            "COPY notice_groups (id, advisory, components) FROM STDIN (FORMAT binary)",
+            &[Type::INT8, Type::INT8, Type::TEXT],
+            out.groups.iter().zip(&advisory).map(|(g, a)| {
+                let row: Vec<&(dyn ToSql + Sync)> = vec![&g.id, a, &g.components];
+                row
+            }),
+        )?;
+    }
+    if !out.notices.is_empty() {
+        // The creation is the notice row itself (`created_at`): no event
+        // row, as in SQLite.
+        let cols: Vec<([i64; 3], &str, Vec<u8>)> = out
+            .notices
+            .iter()
+            .map(|n| {
+                (
+                    [
+                        i64::from(n.advisory.0),
+                        i64::from(n.artifact.0),
+                        i64::from(n.tenant.0),
+                    ],
+                    n.state.as_str(),
+                    path_blob(&n.path),
+                )
+            })
+            .collect();
+        copy_rows(
+            tx,
+            "COPY notices (id, advisory, artifact, tenant, state, grp, path, created_at, updated_at, reminded_at)
+             FROM STDIN (FORMAT binary)",
+            &[
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::BYTEA,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+            ],
+            out.notices.iter().zip(&cols).map(|(n, (ids, state, path))| {
+                let row: Vec<&(dyn ToSql + Sync)> = vec![
+                    &n.id,
+                    &ids[0],
+                    &ids[1],
+                    &ids[2],
+                    state,
+                    &n.group,
+                    path,
+                    &n.at_ms,
+                    &n.at_ms,
+                    &n.at_ms,
+                ];
+                row
+            }),
+        )?;
+    }
+    // Existing notices change: lock them in id order first, so that two
+    // writers (this one, a queue marking deliveries) never deadlock.
+    if !out.notice_changes.is_empty() || !out.reminded.is_empty() {
+        let mut ids: Vec<i64> = out
+            .notice_changes
+            .iter()
+            .map(|c| c.id)
+            .chain(out.reminded.iter().map(|r| r.0))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        tx.execute(
+            "SELECT id FROM notices WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )?;
+    }
+    if !out.notice_changes.is_empty() {
+        let folded = fold_changes(&out.notice_changes);
+        let id: Vec<i64> = folded.keys().copied().collect();
+        let state: Vec<&str> = folded.values().map(|f| f.state).collect();
+        let justification: Vec<Option<&str>> = folded.values().map(|f| f.justification).collect();
+        let at: Vec<i64> = folded.values().map(|f| f.at).collect();
+        let grp: Vec<Option<i64>> = folded
+            .values()
+            .map(|f| f.regroup.as_ref().map(|r| r.0))
+            .collect();
+        let path: Vec<Option<&[u8]>> = folded
+            .values()
+            .map(|f| f.regroup.as_ref().map(|r| r.1.as_slice()))
+            .collect();
+        let reminded: Vec<Option<i64>> = folded
+            .values()
+            .map(|f| f.regroup.as_ref().map(|r| r.2))
+            .collect();
+        tx.execute(
+            "UPDATE notices n SET state = v.state, justification = v.justification, updated_at = v.at,
+               grp = coalesce(v.grp, n.grp), path = coalesce(v.path, n.path),
+               reminded_at = coalesce(v.reminded_at, n.reminded_at)
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+               $6::bytea[], $7::bigint[]) AS v(id, state, justification, at, grp, path, reminded_at)
+             WHERE n.id = v.id AND n.id = ANY($1)",
+            &[&id, &state, &justification, &at, &grp, &path, &reminded],
+        )?;
+        // Every change is a transition in the history, in order.
+        let c = &out.notice_changes;
+        let notice: Vec<i64> = c.iter().map(|c| c.id).collect();
+        let advisory: Vec<i64> = c.iter().map(|c| i64::from(c.advisory.0)).collect();
+        let state: Vec<&str> = c.iter().map(|c| c.state.as_str()).collect();
+        let at: Vec<i64> = c.iter().map(|c| c.at_ms).collect();
+        tx.execute(
+            "INSERT INTO notice_events (notice, advisory, state, at)
+             SELECT notice, advisory, state, at
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
+               WITH ORDINALITY AS v(notice, advisory, state, at, ord)
+             ORDER BY ord",
+            &[&notice, &advisory, &state, &at],
+        )?;
+    }
+    if !out.reminded.is_empty() {
+        // Several reminders of one notice in one outbox add up; the last
+        // time stays.
+        let mut folded: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for &(id, at) in &out.reminded {
+            let e = folded.entry(id).or_insert((0, at));
+            e.0 += 1;
+            e.1 = at;
+        }
+        let id: Vec<i64> = folded.keys().copied().collect();
+        let count: Vec<i64> = folded.values().map(|v| v.0).collect();
+        let at: Vec<i64> = folded.values().map(|v| v.1).collect();
+        tx.execute(
+            "UPDATE notices n SET reminders = n.reminders + v.count, reminded_at = v.at
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, count, at)
+             WHERE n.id = v.id AND n.id = ANY($1)",
+            &[&id, &count, &at],
+        )?;
+    }
+    if !out.deliveries.is_empty() {
+        let d = &out.deliveries;
+        let purpose: Vec<&str> = d.iter().map(|d| d.purpose.as_str()).collect();
+        copy_rows(
+            tx,
+            "COPY deliveries (id, subscription, purpose, notices, state, next_at, created_at, last_error)
+             FROM STDIN (FORMAT binary)",
+            &[
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8_ARRAY,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+            ],
+            d.iter().zip(&purpose).map(|(d, purpose)| {
+                let (state, error): (&(dyn ToSql + Sync), &(dyn ToSql + Sync)) = if d.dead {
+                    (&"dead", &Some("subscription disabled"))
+                } else {
+                    (&"pending", &None::<&str>)
+                };
+                let row: Vec<&(dyn ToSql + Sync)> = vec![
+                    &d.id,
+                    &d.subscription,
+                    purpose,
+                    &d.notices,
+                    state,
+                    &d.next_at_ms,
+                    &d.at_ms,
+                    error,
+                ];
+                row
+            }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Seals every subscription's secrets under the current key (a key was
+/// added, or rotated); rows are locked while they are resealed, so two
+/// nodes starting together do it once each without losing either's work.
+pub(super) fn reseal_secrets(client: &mut Client, keys: &SecretKeys) -> Result<(), StoreError> {
+    in_transaction(client, |tx| {
+        let rows = tx.query(
+            "SELECT id, secrets FROM subscriptions ORDER BY id FOR UPDATE",
+            &[],
+        )?;
+        for r in &rows {
+            let id: &str = r.get(0);
+            let (plain, reseal) = keys.open(r.get(1), id)?;
+            if reseal {
+                tx.execute(
+                    "UPDATE subscriptions SET secrets = $2 WHERE id = $1",
+                    &[&id, &keys.seal(&plain, id)?],
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn load_service(
+    client: &mut impl GenericClient,
+    keys: &SecretKeys,
+) -> Result<ServiceState, StoreError> {
+    let mut state = ServiceState::default();
+    fn q(client: &mut impl GenericClient, sql: &str) -> Result<Vec<Row>, StoreError> {
+        client.query(sql, &[]).map_err(db_err)
+    }
+    for r in q(client, "SELECT tenant, roles FROM tenant_roles")? {
+        state
+            .roles
+            .push((TenantIdx(index(r.get(0), "tenant")?), r.get(1)));
+    }
+    for r in q(
+        client,
+        "SELECT id, tenant, hash, created_at, revoked_at, minted_by FROM tokens ORDER BY created_at, id",
+    )? {
+        state.tokens.push(TokenRow {
+            id: r.get(0),
+            tenant: TenantIdx(index(r.get(1), "token tenant")?),
+            hash: r.get(2),
+            created_at_ms: r.get(3),
+            revoked_at_ms: r.get(4),
+            minted_by: r.get(5),
+        });
+    }
+    for r in q(client, "SELECT record, tenant FROM record_owners")? {
+        state.record_owners.push((
+            AdvIdx(index(r.get(0), "record")?),
+            TenantIdx(index(r.get(1), "record owner")?),
+        ));
+    }
+    for r in q(
+        client,
+        "SELECT prefix, tenant FROM id_prefixes ORDER BY prefix",
+    )? {
+        state
+            .prefixes
+            .push((r.get(0), TenantIdx(index(r.get(1), "prefix tenant")?)));
+    }
+    state.installation = client
+        .query_opt("SELECT value FROM meta WHERE key = 'installation'", &[])
+        .map_err(db_err)?
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    for r in q(
+        client,
+        "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at
+         FROM subscriptions ORDER BY created_at, id",
+    )? {
+        let id: String = r.get(0);
+        let stored_state: &str = r.get(5);
+        let reason: Option<&str> = r.get(6);
+        let sub_state = SubscriptionState::from_stored(stored_state, reason).ok_or_else(|| {
+            StoreError::Corrupt(format!("subscription state {stored_state:?}"))
+        })?;
+        let secrets = keys.open(r.get(4), &id)?.0;
+        state.subscriptions.push(SubscriptionRow {
+            tenant: TenantIdx(index(r.get(1), "subscription tenant")?),
+            channel: r.get(2),
+            filter: r.get(3),
+            secrets,
+            state: sub_state,
+            rate_per_s: index(r.get(7), "rate")?,
+            created_at_ms: r.get(8),
+            id,
+        });
+    }
+    for r in q(client, "SELECT tenant, artifact FROM watches")? {
+        state.watches.push((
+            TenantIdx(index(r.get(0), "watch tenant")?),
+            ArtIdx(index(r.get(1), "watched artifact")?),
+        ));
+    }
+    fn next(client: &mut impl GenericClient, table: &str) -> Result<i64, StoreError> {
+        Ok(client
+            .query_one(
+                &format!("SELECT coalesce(max(id), 0) + 1 FROM {table}"),
+                &[],
+            )
+            .map_err(db_err)?
+            .get(0))
+    }
+    state.next_notice_id = next(client, "notices")?;
+    state.next_delivery_id = next(client, "deliveries")?;
+    state.next_group_id = next(client, "notice_groups")?;
+    Ok(state)
+}
+
+/// Ids once each, first occurrence kept, with the time that came with it.
+pub(super) fn first_per_id(pairs: impl IntoIterator<Item = (i64, i64)>) -> Vec<(i64, i64)> {
+    let mut seen = HashSet::new();
+    pairs
+        .into_iter()
+        .filter(|(id, _)| seen.insert(*id))
+        .collect()
+}

@@ -1,0 +1,349 @@
+//! What only the PostgreSQL backend has to show: nodes started together
+//! on an empty database migrate it once; claims of concurrent queues are
+//! disjoint and never wait on each other's locks; a server on which a
+//! commit would not be durable is refused; every table is logged.
+//!
+//! Each test makes its own database (see `support`), so they run in
+//! parallel; without `PATCHLINE_TEST_POSTGRES_URL` they do not run (and
+//! fail in CI).
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Barrier};
+
+use patchline_core::notice::Purpose;
+use patchline_store::postgres::{PgQueue, PgReader, PgStore, SCHEMA_VERSION};
+use patchline_store::service::DeliveryRow;
+use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox, SecretKeys, StoreError};
+use support::TestDb;
+
+/// The tables the schema makes, every one of them logged.
+const TABLES: usize = 16;
+
+/// Eight nodes (stores, queues and readers) open one empty database at
+/// the same moment: none fails, the schema is made once.
+#[test]
+fn concurrent_opens_migrate_once() {
+    let Some(db) = TestDb::create("concurrent_opens_migrate_once") else {
+        return;
+    };
+    const NODES: usize = 8;
+    let barrier = Arc::new(Barrier::new(NODES));
+    let handles: Vec<_> = (0..NODES)
+        .map(|i| {
+            let url = db.url.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || -> Result<(), StoreError> {
+                barrier.wait();
+                match i % 3 {
+                    0 => drop(PgStore::open(&url, SecretKeys::none())?),
+                    1 => drop(PgQueue::open(&url)?),
+                    _ => drop(PgReader::open(&url)?),
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    let mut client = db.client();
+    let meta: Vec<(String, String)> = client
+        .query("SELECT key, value FROM meta ORDER BY key", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(meta.len(), 2, "{meta:?}");
+    assert_eq!(meta[0].0, "installation");
+    assert_eq!(meta[1], ("schema".to_string(), SCHEMA_VERSION.to_string()));
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables as usize, TABLES);
+    // A later open finds everything in place and changes nothing.
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    assert_eq!(store.installation().unwrap(), meta[0].1);
+}
+
+/// Every table (and index) is logged: a crash of the server keeps what
+/// was committed.
+#[test]
+fn no_table_is_unlogged() {
+    let Some(db) = TestDb::create("no_table_is_unlogged") else {
+        return;
+    };
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    let mut client = db.client();
+    let rows = client
+        .query(
+            "SELECT c.relname, c.relpersistence::text FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i', 'S')",
+            &[],
+        )
+        .unwrap();
+    assert!(rows.len() > TABLES);
+    for r in rows {
+        let (name, persistence): (String, String) = (r.get(0), r.get(1));
+        assert_eq!(
+            persistence, "p",
+            "{name} is not a permanent, logged relation"
+        );
+    }
+}
+
+/// `synchronous_commit = off` or `fsync = off` would let an acknowledged
+/// commit vanish: opening refuses, naming the setting.
+#[test]
+fn a_server_that_does_not_flush_commits_is_refused() {
+    let Some(db) = TestDb::create("a_server_that_does_not_flush_commits_is_refused") else {
+        return;
+    };
+    db.admin(&format!(
+        "ALTER DATABASE {} SET synchronous_commit = off",
+        db.name
+    ));
+    for err in [
+        PgStore::open(&db.url, SecretKeys::none()).err(),
+        PgQueue::open(&db.url).err(),
+        PgReader::open(&db.url).err(),
+    ] {
+        let err = err.expect("refused");
+        assert!(
+            err.to_string().contains("synchronous_commit = off"),
+            "{err}"
+        );
+    }
+    // Nothing was created on the way.
+    let tables: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
+    for setting in ["local", "remote_write", "on"] {
+        db.admin(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = {setting}",
+            db.name
+        ));
+        PgStore::open(&db.url, SecretKeys::none())
+            .unwrap_or_else(|e| panic!("synchronous_commit = {setting} flushes: {e}"));
+    }
+}
+
+/// A database whose stored version is not a number is not silently
+/// treated as empty.
+#[test]
+fn an_unreadable_schema_version_is_refused() {
+    let Some(db) = TestDb::create("an_unreadable_schema_version_is_refused") else {
+        return;
+    };
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    db.client()
+        .batch_execute("UPDATE meta SET value = 'two' WHERE key = 'schema'")
+        .unwrap();
+    let err = PgStore::open(&db.url, SecretKeys::none()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+}
+
+fn queue_deliveries(db: &TestDb, n: i64) {
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let (catalog, adv) = store.load().unwrap();
+    let deliveries = (1..=n)
+        .map(|id| DeliveryRow {
+            id,
+            subscription: format!("sub_{}", id % 5),
+            purpose: Purpose::Notice,
+            notices: vec![id],
+            next_at_ms: 1000 + id % 17,
+            at_ms: 100,
+            dead: false,
+        })
+        .collect();
+    store
+        .commit(
+            &catalog,
+            &Default::default(),
+            &adv,
+            &[],
+            &Outbox {
+                deliveries,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+}
+
+/// Four queues on four connections claim at once until nothing is left:
+/// every delivery is claimed exactly once.
+#[test]
+fn concurrent_claims_are_disjoint() {
+    let Some(db) = TestDb::create("concurrent_claims_are_disjoint") else {
+        return;
+    };
+    const DELIVERIES: i64 = 400;
+    const WORKERS: usize = 4;
+    queue_deliveries(&db, DELIVERIES);
+    let barrier = Arc::new(Barrier::new(WORKERS));
+    let handles: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let url = db.url.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut q = PgQueue::open(&url).unwrap();
+                barrier.wait();
+                let mut got = Vec::new();
+                loop {
+                    let claimed = q.claim(5000, 600_000, 7).unwrap();
+                    if claimed.is_empty() {
+                        // Rows another worker holds right now are skipped:
+                        // stop only when nothing at all is due.
+                        if q.next_due().unwrap().is_none() {
+                            break;
+                        }
+                        continue;
+                    }
+                    got.extend(claimed.into_iter().map(|c| c.id));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().unwrap());
+    }
+    let unique: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "a delivery was claimed twice");
+    assert_eq!(unique, (1..=DELIVERIES).collect::<HashSet<_>>());
+}
+
+/// A claim skips rows another transaction holds instead of waiting for
+/// it: with deliveries 1 and 2 locked elsewhere, a claim answers at once
+/// with the others, and takes 1 and 2 once they are free.
+#[test]
+fn claims_skip_locked_rows_without_waiting() {
+    let Some(db) = TestDb::create("claims_skip_locked_rows_without_waiting") else {
+        return;
+    };
+    queue_deliveries(&db, 6);
+    let mut holder = db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute(
+        "SELECT id FROM deliveries WHERE id IN (1, 2) FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    // The claim runs on its own thread: if it waited for the locks held
+    // here, the test fails after a timeout instead of hanging.
+    let url = db.url.clone();
+    let (send, answers) = std::sync::mpsc::channel();
+    let claimer = std::thread::spawn(move || {
+        let mut q = PgQueue::open(&url).unwrap();
+        let first: Vec<i64> = q
+            .claim(5000, 60_000, 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        send.send(first).unwrap();
+        q
+    });
+    let first = answers
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the claim waited for rows another transaction holds");
+    assert_eq!(first, vec![3, 4, 5, 6]);
+    let mut q = claimer.join().unwrap();
+    tx.rollback().unwrap();
+    let ids: Vec<i64> = q
+        .claim(5000, 60_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, vec![1, 2]);
+}
+
+/// The server ends every session (a restart, an administrator): the call
+/// that meets the closed connection fails, the next one reconnects.
+#[test]
+fn a_closed_connection_is_made_again() {
+    let Some(db) = TestDb::create("a_closed_connection_is_made_again") else {
+        return;
+    };
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let mut queue = PgQueue::open(&db.url).unwrap();
+    let mut reader = PgReader::open(&db.url).unwrap();
+    let before = store.installation().unwrap();
+    db.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = store.installation();
+    assert_eq!(store.installation().unwrap(), before);
+    let _ = queue.next_due();
+    assert_eq!(queue.next_due().unwrap(), None);
+    let _ = reader.delivery_counts();
+    assert_eq!(reader.delivery_counts().unwrap(), vec![]);
+}
+
+/// A load while another node commits sees each batch wholly or not at
+/// all (one snapshot), never an artifact whose tenant it did not load.
+#[test]
+fn loads_see_one_moment() {
+    use patchline_core::{Actor, ArtifactId, ArtifactSpec, Kind, Mode, TenantId, Visibility};
+    let Some(db) = TestDb::create("loads_see_one_moment") else {
+        return;
+    };
+    const BATCHES: usize = 60;
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    let url = db.url.clone();
+    let writer = std::thread::spawn(move || {
+        let mut store = PgStore::open(&url, SecretKeys::none()).unwrap();
+        let (mut catalog, adv) = store.load().unwrap();
+        for i in 0..BATCHES {
+            let spec = ArtifactSpec {
+                id: ArtifactId::new(format!("img-{i}")).unwrap(),
+                kind: Kind::Image,
+                tenant: TenantId::new(format!("tenant-{i}")).unwrap(),
+                name: None,
+                parent: None,
+                relation: None,
+                visibility: Visibility::Public,
+                labels: Default::default(),
+                components: Some(vec![format!("pkg:generic/component-{i}@1.0")]),
+                fixes: vec![],
+            };
+            catalog.apply(&spec, Mode::Create, &Actor::Admin).unwrap();
+            let changes = catalog.take_changes();
+            store
+                .commit(&catalog, &changes, &adv, &[], &Default::default())
+                .unwrap();
+        }
+    });
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let mut loads = 0;
+    loop {
+        let done = writer.is_finished();
+        let (catalog, _) = store.load().expect("a consistent snapshot");
+        assert_eq!(catalog.tenants().len(), catalog.len());
+        loads += 1;
+        if done {
+            assert_eq!(catalog.len(), BATCHES);
+            break;
+        }
+    }
+    writer.join().unwrap();
+    assert!(loads > 1);
+}
