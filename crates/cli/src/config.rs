@@ -270,6 +270,8 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     pub listen: Setting<SocketAddr>,
     pub data_dir: Setting<PathBuf>,
+    /// A PostgreSQL URL (`--store`); none: SQLite in the data directory.
+    pub store: Setting<Option<Redacted>>,
     pub workers: Setting<bool>,
     pub scan_roots: Setting<Vec<PathBuf>>,
     pub conns_max: Setting<Option<usize>>,
@@ -634,32 +636,35 @@ impl Resolver {
         ];
         let log_format = self.pick(LogFormat::Auto, c);
 
-        // [backend]: reserved.
-        let backend_given = [
-            (flags.store.is_some(), Source::Flag("--store")),
+        // [backend]: the store; the bus is reserved.
+        let c = vec![
+            flags
+                .store
+                .clone()
+                .map(|v| (Source::Flag("--store"), parse_store(&v))),
+            self.env_value(env, "PATCHLINE_STORE", parse_store),
+            self.file_value("backend.store", backend.store, |v| parse_store(&v)),
+        ];
+        let store = self.pick(None, c);
+        let bus_given = [
             (flags.bus.is_some(), Source::Flag("--bus")),
             (flags.bus_prefix.is_some(), Source::Flag("--bus-prefix")),
-            (
-                env("PATCHLINE_STORE").is_some(),
-                Source::Env("PATCHLINE_STORE"),
-            ),
             (env("PATCHLINE_BUS").is_some(), Source::Env("PATCHLINE_BUS")),
             (
                 env("PATCHLINE_BUS_PREFIX").is_some(),
                 Source::Env("PATCHLINE_BUS_PREFIX"),
             ),
-            (backend.store.is_some(), self.file("backend.store")),
             (backend.bus.is_some(), self.file("backend.bus")),
             (
                 backend.bus_prefix.is_some(),
                 self.file("backend.bus_prefix"),
             ),
         ];
-        for (given, source) in backend_given {
+        for (given, source) in bus_given {
             if given {
-                // The value is not repeated: a store URL may hold a password.
+                // The value is not repeated: a bus URL may hold a password.
                 self.errors.push(format!(
-                    "{source}: scale-out backends are not built yet; this build keeps everything in the SQLite database of its data directory, so remove this setting"
+                    "{source}: several nodes sharing a bus are not built yet; this build runs one node, on the SQLite database of its data directory or on the PostgreSQL database of --store, so remove this setting"
                 ));
             }
         }
@@ -668,6 +673,7 @@ impl Resolver {
             file: file_path,
             listen,
             data_dir,
+            store,
             workers,
             scan_roots,
             conns_max,
@@ -838,6 +844,20 @@ fn parse_schedule(v: &str) -> Result<Schedule, String> {
     Schedule::parse(v).map_err(|e| e.to_string())
 }
 
+/// A PostgreSQL URL. The message never repeats it (it may hold a
+/// password).
+fn parse_store(v: &str) -> Result<Option<Redacted>, String> {
+    let v = v.trim();
+    if !(v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+        return Err(
+            "is not a PostgreSQL URL: give postgres://USER@HOST:PORT/DATABASE (a key=value connection string is not accepted)"
+                .to_string(),
+        );
+    }
+    patchline_store::postgres::check_url(v)?;
+    Ok(Some(Redacted(v.to_string())))
+}
+
 fn parse_filter(v: &str) -> Result<String, String> {
     let v = v.trim();
     // A bare word is a target name to the filter's grammar, so a misspelt
@@ -953,6 +973,11 @@ impl Settings {
     /// The server's configuration.
     pub fn server_config(&self) -> Config {
         let mut c = Config::new(self.data_dir.value.clone());
+        if let Some(url) = &self.store.value {
+            c.store = patchline_server::StoreBackend::Postgres {
+                url: url.expose().to_string(),
+            };
+        }
         c.workers = self.workers.value;
         c.admin_token_hash = self
             .admin_token
@@ -1142,6 +1167,19 @@ impl Settings {
             format!("# keys: {keys}"),
             self.secret_keys.source
         ));
+        push_section(
+            &mut out,
+            "backend",
+            vec![(
+                "store",
+                // Shown without its password and query parameters.
+                self.store
+                    .value
+                    .as_ref()
+                    .map(|u| q(&patchline_store::postgres::redact_url(u.expose()))),
+                &self.store.source,
+            )],
+        );
         push_section(
             &mut out,
             "log",

@@ -52,12 +52,14 @@ enum Command {
         /// Do not run the delivery workers and reminders in this process.
         #[arg(long)]
         no_workers: bool,
-        /// Shared store of a scale-out deployment (reserved: refused until
-        /// built) [env: PATCHLINE_STORE].
+        /// Keep the state in this PostgreSQL database
+        /// (postgres://USER@HOST:PORT/DB) instead of the data directory's
+        /// SQLite; one node per database until several share a bus
+        /// [env: PATCHLINE_STORE].
         #[arg(long, value_name = "URL")]
         store: Option<String>,
-        /// Message bus of a scale-out deployment (reserved: refused until
-        /// built) [env: PATCHLINE_BUS].
+        /// Message bus of a several-node deployment (reserved: refused
+        /// until built) [env: PATCHLINE_BUS].
         #[arg(long, value_name = "URL")]
         bus: Option<String>,
         /// Subject prefix on the bus (reserved: refused until built)

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use patchline_testkit::postgres::TestDb;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_patchline");
@@ -109,16 +110,34 @@ struct Server {
 impl Server {
     /// Starts the binary on `data` (a free port) and waits for its address.
     fn start(data: &Path, retry: &str) -> Server {
+        Server::start_on(data, retry, None)
+    }
+
+    /// [`Server::start`] with its state in the PostgreSQL database of
+    /// `store` (`--store`) instead of the data directory.
+    fn start_on(data: &Path, retry: &str, store: Option<&str>) -> Server {
+        match Server::try_start(data, retry, store) {
+            Ok(s) => s,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// Starts the binary; the first line and log when it did not start.
+    fn try_start(data: &Path, retry: &str, store: Option<&str>) -> Result<Server, String> {
         let log = data.with_extension("log");
         let stderr = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--data-dir")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-dir")
             .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(url) = store {
+            cmd.args(["--store", url]);
+        }
+        let mut child = cmd
             .env("PATCHLINE_ADMIN_TOKEN", ADMIN)
             .env("PATCHLINE_WEBHOOK_ALLOW", "127.0.0.0/8")
             .env("PATCHLINE_RETRY_SCHEDULE", retry)
@@ -135,16 +154,17 @@ impl Server {
         stdout.read_line(&mut line).unwrap();
         let Some(addr) = line.trim().strip_prefix("listening on http://") else {
             let _ = child.kill();
-            panic!(
+            let _ = child.wait();
+            return Err(format!(
                 "serve did not start: {line:?}\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            ));
         };
-        Server {
+        Ok(Server {
             addr: addr.to_string(),
             child,
             _stdout: stdout,
-        }
+        })
     }
 
     /// A request; the answer's JSON (or its text as a JSON string).
@@ -443,13 +463,38 @@ fn ubuntu_purls(scratch: &Path) -> Vec<Value> {
 
 #[test]
 fn tenants_receive_exactly_their_notices() {
-    let Some(py) = python("tenants_receive_exactly_their_notices") else {
+    tenants_receive_exactly_their_notices_on("tenants_receive_exactly_their_notices", false);
+}
+
+/// The same on a PostgreSQL store (`serve --store`).
+#[test]
+fn tenants_receive_exactly_their_notices_postgres() {
+    tenants_receive_exactly_their_notices_on(
+        "tenants_receive_exactly_their_notices_postgres",
+        true,
+    );
+}
+
+fn tenants_receive_exactly_their_notices_on(test: &str, postgres: bool) {
+    let Some(py) = python(test) else {
         return;
+    };
+    let db = if postgres {
+        let Some(db) = TestDb::create(test) else {
+            return;
+        };
+        Some(db)
+    } else {
+        None
     };
     let tmp = tempfile::tempdir().unwrap();
     let purls = ubuntu_purls(tmp.path());
     let rx = Receiver::start(&py, tmp.path(), &[]);
-    let srv = Server::start(&tmp.path().join("data"), FAST_RETRY);
+    let srv = Server::start_on(
+        &tmp.path().join("data"),
+        FAST_RETRY,
+        db.as_ref().map(|d| d.url.as_str()),
+    );
 
     let canonical = srv.tenant("canonical", "publisher");
     let acme = srv.tenant("acme", "tenant");
@@ -853,13 +898,38 @@ fn crash_mid_fanout_loses_nothing() {
 
 #[test]
 fn gone_disables_and_dead_letters_replay() {
-    let Some(py) = python("gone_disables_and_dead_letters_replay") else {
+    gone_disables_and_dead_letters_replay_on("gone_disables_and_dead_letters_replay", false);
+}
+
+/// The same on a PostgreSQL store (`serve --store`).
+#[test]
+fn gone_disables_and_dead_letters_replay_postgres() {
+    gone_disables_and_dead_letters_replay_on(
+        "gone_disables_and_dead_letters_replay_postgres",
+        true,
+    );
+}
+
+fn gone_disables_and_dead_letters_replay_on(test: &str, postgres: bool) {
+    let Some(py) = python(test) else {
         return;
+    };
+    let db = if postgres {
+        let Some(db) = TestDb::create(test) else {
+            return;
+        };
+        Some(db)
+    } else {
+        None
     };
     let tmp = tempfile::tempdir().unwrap();
     // A slow 410: more deliveries are queued while the first one is out.
     let mut rx = Receiver::start(&py, tmp.path(), &["--status", "410", "--delay-ms", "1000"]);
-    let srv = Server::start(&tmp.path().join("data"), FAST_RETRY);
+    let srv = Server::start_on(
+        &tmp.path().join("data"),
+        FAST_RETRY,
+        db.as_ref().map(|d| d.url.as_str()),
+    );
     let canonical = srv.tenant("canonical", "publisher");
     let initech = srv.tenant("initech", "tenant");
     let (sub, secret) = srv.subscribe(&initech, &rx.url("/initech"));
@@ -974,4 +1044,102 @@ fn gone_disables_and_dead_letters_replay() {
          and replay cannot bring it; deliveries: {all}",
         during[0]
     );
+}
+
+/// `serve --store postgres://…`: one node per database (a second is
+/// refused with a clear message while the first runs), SIGKILL in the
+/// middle of deliveries loses nothing (a new node on the same database —
+/// with another, empty data directory — delivers the rest), and the state
+/// is the database's, not the data directory's.
+#[test]
+fn postgres_store_one_node_and_kill() {
+    let test = "postgres_store_one_node_and_kill";
+    let Some(py) = python(test) else {
+        return;
+    };
+    let Some(db) = TestDb::create(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let purls = ubuntu_purls(tmp.path());
+    let mut rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "300"]);
+    let mut srv = Server::start_on(&tmp.path().join("a"), FAST_RETRY, Some(&db.url));
+
+    let second = Server::try_start(&tmp.path().join("b"), FAST_RETRY, Some(&db.url));
+    let why = second
+        .err()
+        .expect("a second node on the same database is refused");
+    assert!(
+        why.contains("another patchline node is serving the PostgreSQL database"),
+        "{why}"
+    );
+    assert!(!why.contains("password"), "{why}");
+
+    let canonical = srv.tenant("canonical", "publisher");
+    let names: Vec<String> = (0..5).map(|t| format!("t{t}")).collect();
+    let mut tokens = vec![("canonical".to_string(), canonical.clone())];
+    for t in &names {
+        tokens.push((t.clone(), srv.tenant(t, "tenant")));
+    }
+    let mut secrets = BTreeMap::new();
+    for (t, token) in &tokens {
+        let path = format!("/{t}");
+        secrets.insert(path.clone(), srv.subscribe(token, &rx.url(&path)).1);
+    }
+    rx.set_secrets(&secrets);
+    srv.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": purls}),
+    );
+    let per_tenant = 120;
+    for (t, token) in tokens.iter().skip(1) {
+        for i in 0..per_tenant {
+            srv.artifact(
+                token,
+                json!({"id": format!("{t}-vm-{i:03}"), "kind": "instance", "parent": "base"}),
+            );
+        }
+    }
+    let expected = names.len() * per_tenant + 1;
+    let published = srv.publish(&canonical, USN);
+    assert_eq!(published["affected"], expected, "{published}");
+    let queued: f64 = srv.deliveries().values().sum();
+    // Killed while deliveries are out (the receiver answers after 300 ms).
+    wait_until("deliveries are in flight", Duration::from_secs(20), || {
+        srv.deliveries().get("in_flight").is_some_and(|n| *n > 0.0)
+    });
+    srv.kill();
+    let at_kill = rx.records().len();
+    say(&format!(
+        "postgres: killed the node with {at_kill} of {queued} deliveries received"
+    ));
+    assert!(
+        (at_kill as f64) < queued,
+        "the kill came after the deliveries"
+    );
+
+    // The killed node's session ends with it, and its hold with it.
+    let mut started = None;
+    wait_until(
+        "a new node starts on the database",
+        Duration::from_secs(20),
+        || match Server::try_start(&tmp.path().join("b"), FAST_RETRY, Some(&db.url)) {
+            Ok(s) => {
+                started = Some(s);
+                true
+            }
+            Err(_) => false,
+        },
+    );
+    let srv = started.unwrap();
+    srv.wait_drained(Duration::from_secs(60));
+    let duplicates = delivered_once_or_more(&srv, &rx.records(), &tokens, USN, expected);
+    say(&format!(
+        "postgres: all {expected} notices delivered; {duplicates} delivered twice"
+    ));
+    // The data directories hold no catalog: the database does.
+    for d in ["a", "b"] {
+        assert!(!tmp.path().join(d).join("patchline.db").exists());
+    }
+    rx.stop();
 }

@@ -428,13 +428,24 @@ fn check_config_validates_prints_redacted_and_exits() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("PATCHLINE_WEBHOOK_TIMEOUT_MS"), "{stderr}");
     let out = run(
-        &["--store", "postgres://u:pw@127.0.0.1/x"],
+        &["--bus", "nats://u:pw@127.0.0.1:4222"],
         &[("PATCHLINE_DATA_DIR", data.to_str().unwrap())],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("--store") && stderr.contains("scale-out backends are not built yet"),
+        stderr.contains("--bus") && stderr.contains("not built yet"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw@"), "{stderr}");
+    let out = run(
+        &["--store", "mysql://u:pw@127.0.0.1/x"],
+        &[("PATCHLINE_DATA_DIR", data.to_str().unwrap())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("--store") && stderr.contains("not a PostgreSQL URL"),
         "{stderr}"
     );
     assert!(!stderr.contains("pw@"), "{stderr}");

@@ -17,12 +17,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use patchline_core::notice::{Channel, Filter};
+use patchline_engine::EngineError;
 use patchline_engine::service::{SecretEntry, Subscription};
-use patchline_engine::{Engine, EngineError};
 use patchline_store::service::{SqliteQueue, SqliteReader};
 use tokio::sync::{Notify, watch};
 
-pub use crate::state::{AppState, Config};
+pub use crate::state::{AppState, Config, Engine, StoreBackend};
 
 /// The OpenAPI 3.1 document served at `/openapi.json`, generated from the
 /// typed requests and answers of [`routes`] (made once).
@@ -208,7 +208,7 @@ async fn read_body(
 /// Opens the data directory, turns notices on and records those missing
 /// (imports made while the service was down), and builds the state.
 pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
-    let mut engine = Engine::open_with(&config.data_dir, config.secret_keys.clone())?;
+    let (mut engine, reader, queues, node_lock) = open_backend(&config)?;
     engine.set_clock(config.clock.clone());
     engine.enable_notices();
     let created = engine.reconcile_all()?;
@@ -222,14 +222,9 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     if let Some(url) = &config.operator_webhook {
         ensure_operator(&mut engine, url)?;
     }
-    let reader: Box<dyn patchline_store::NoticeReader> =
-        Box::new(SqliteReader::open(&config.data_dir)?);
     let config_body_budget_mib = config.body_inflight_max_bytes.div_ceil(1 << 20);
-    let dir = config.data_dir.clone();
-    let queues: state::QueueFactory = Arc::new(move || {
-        Ok(Box::new(SqliteQueue::open(&dir)?) as Box<dyn patchline_store::DeliveryQueue>)
-    });
     Ok(Arc::new(AppState {
+        _node_lock: node_lock,
         config,
         view: engine.view(),
         credentials: engine.credentials(),
@@ -244,6 +239,50 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         conflicts: Mutex::default(),
         body_budget: Arc::new(tokio::sync::Semaphore::new((config_body_budget_mib).max(1))),
     }))
+}
+
+type Backend = (
+    Engine,
+    Box<dyn patchline_store::NoticeReader>,
+    state::QueueFactory,
+    Option<patchline_store::postgres::NodeLock>,
+);
+
+/// The engine, the readers' connection and the queue factory of the
+/// configured store.
+fn open_backend(config: &Config) -> Result<Backend, EngineError> {
+    match &config.store {
+        StoreBackend::Embedded => {
+            let engine =
+                patchline_engine::Engine::open_with(&config.data_dir, config.secret_keys.clone())?
+                    .into_dyn();
+            let reader = Box::new(SqliteReader::open(&config.data_dir)?);
+            let dir = config.data_dir.clone();
+            let queues: state::QueueFactory = Arc::new(move || {
+                Ok(Box::new(SqliteQueue::open(&dir)?) as Box<dyn patchline_store::DeliveryQueue>)
+            });
+            Ok((engine, reader, queues, None))
+        }
+        StoreBackend::Postgres { url } => {
+            use patchline_store::postgres::{NodeLock, PgQueue, PgReader, PgStore};
+            // One node per database until nodes share changes through a
+            // bus: a second one is refused here instead of diverging.
+            let lock = NodeLock::acquire(url, |why| {
+                tracing::error!("{why}");
+                // Fail-stop: a supervisor restarts it, and it then loads
+                // the catalog afresh or is refused while the other runs.
+                std::process::exit(75);
+            })?;
+            let store = PgStore::open(url, config.secret_keys.clone())?.fenced(&lock);
+            let engine = patchline_engine::Engine::with_store(store)?.into_dyn();
+            let reader = Box::new(PgReader::open(url)?);
+            let url = url.clone();
+            let queues: state::QueueFactory = Arc::new(move || {
+                Ok(Box::new(PgQueue::open(&url)?) as Box<dyn patchline_store::DeliveryQueue>)
+            });
+            Ok((engine, reader, queues, Some(lock)))
+        }
+    }
 }
 
 /// The operator's escalation channel: a subscription of the `_operator`

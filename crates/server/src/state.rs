@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use patchline_engine::Engine;
 use patchline_store::{DeliveryQueue, NoticeReader, StoreError};
 use patchline_webhook::retry::Schedule;
 use patchline_webhook::ssrf::Policy;
@@ -17,6 +16,9 @@ use crate::sse::Hub;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Where the state lives: SQLite in the data directory (the embedded
+    /// default) or a PostgreSQL database (`--store`).
+    pub store: StoreBackend,
     /// SHA-256 of `PATCHLINE_ADMIN_TOKEN`.
     pub admin_token_hash: Option<String>,
     /// `PATCHLINE_WEBHOOK_ALLOW`: CIDRs exempt from the private-range check.
@@ -89,6 +91,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
+            store: StoreBackend::Embedded,
             admin_token_hash: None,
             webhook_policy: Policy::default(),
             retry: Schedule::default(),
@@ -122,12 +125,39 @@ impl Config {
     }
 }
 
+/// Where the server keeps its state.
+#[derive(Clone, Default)]
+pub enum StoreBackend {
+    /// SQLite in the data directory, locked for this process.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database (`postgres://…`), held by this node alone
+    /// until several nodes share it through a bus.
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for StoreBackend {
+    // The URL may hold a password: only its kind is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreBackend::Embedded => f.write_str("Embedded"),
+            StoreBackend::Postgres { .. } => f.write_str("Postgres { url: <redacted> }"),
+        }
+    }
+}
+
+/// The engine the server runs: over the embedded SQLite store or PostgreSQL.
+pub type Engine = patchline_engine::Engine<patchline_store::DynStore>;
+
 /// Opens delivery-queue connections of the configured backend.
 pub type QueueFactory = Arc<dyn Fn() -> Result<Box<dyn DeliveryQueue>, StoreError> + Send + Sync>;
 
 /// Shared by every handler and worker.
 pub struct AppState {
     pub config: Config,
+    /// This node's hold on a PostgreSQL store (none for SQLite, whose data
+    /// directory the engine locks).
+    pub _node_lock: Option<patchline_store::postgres::NodeLock>,
     /// The single writer. Held briefly; database work runs on blocking
     /// threads.
     pub engine: Arc<Mutex<Engine>>,

@@ -46,6 +46,10 @@ pub enum StoreError {
     NoCatalog(String),
     #[error("{0}")]
     Secrets(String),
+    /// Another process holds what this one needs (a PostgreSQL database
+    /// served by another node).
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// What a backend must do.

@@ -4,6 +4,8 @@
 //! install; elsewhere it says clearly, on stderr, that it did not run. No
 //! test passes in CI without having run.
 
+pub mod postgres;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

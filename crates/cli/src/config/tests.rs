@@ -726,41 +726,80 @@ fn secret_key_errors() {
 }
 
 #[test]
-fn scale_out_backends_are_refused_until_built() {
-    let url = "postgres://patchline:hunter2@db.internal/patchline";
-    let text =
-        format!("[backend]\nstore = \"{url}\"\nbus = \"nats://b:4222\"\nbus_prefix = \"p\"\n");
-    let errors = Case::new().file(&text).errors();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    for (e, key) in errors
-        .iter()
-        .zip(["backend.store", "backend.bus", "backend.bus_prefix"])
-    {
+fn the_bus_is_refused_until_built() {
+    let text = "[backend]\nbus = \"nats://u:hunter2@b:4222\"\nbus_prefix = \"p\"\n";
+    let errors = Case::new().file(text).errors();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    for (e, key) in errors.iter().zip(["backend.bus", "backend.bus_prefix"]) {
         assert!(
-            e.contains(key) && e.contains("scale-out backends are not built yet"),
+            e.contains(key) && e.contains("several nodes sharing a bus are not built yet"),
             "{e}"
         );
         assert!(!e.contains("hunter2"), "{e}");
     }
-    for name in ["PATCHLINE_STORE", "PATCHLINE_BUS", "PATCHLINE_BUS_PREFIX"] {
+    for name in ["PATCHLINE_BUS", "PATCHLINE_BUS_PREFIX"] {
         let e = Case::new()
-            .env(name, url)
-            .error(&[name, "scale-out backends are not built yet"]);
+            .env(name, "nats://u:hunter2@b:4222")
+            .error(&[name, "not built yet"]);
         assert!(!e.contains("hunter2"), "{e}");
     }
     for (flag, set) in [
         (
-            "--store",
-            (|f: &mut Flags| f.store = Some("postgres://x".into())) as fn(&mut Flags),
+            "--bus",
+            (|f: &mut Flags| f.bus = Some("nats://x".into())) as fn(&mut Flags),
         ),
-        ("--bus", |f: &mut Flags| f.bus = Some("nats://x".into())),
         ("--bus-prefix", |f: &mut Flags| {
             f.bus_prefix = Some("p".into())
         }),
     ] {
         let mut case = Case::new();
         set(&mut case.flags);
-        case.error(&[flag, "scale-out backends are not built yet"]);
+        case.error(&[flag, "not built yet"]);
+    }
+}
+
+#[test]
+fn a_postgres_store_is_validated_and_never_shown_with_its_password() {
+    let url = "postgres://patchline:hunter2@db.internal:5433/patchline?sslmode=disable";
+    // From the file, the environment or the flag; the flag wins.
+    let s = Case::new()
+        .file(&format!("[backend]\nstore = \"{url}\"\n"))
+        .ok();
+    assert_eq!(s.store.value.as_ref().unwrap().expose(), url);
+    let rendered = s.render();
+    assert!(!rendered.contains("hunter2"), "{rendered}");
+    assert!(
+        rendered.contains("store = \"postgres://patchline@db.internal:5433/patchline\""),
+        "{rendered}"
+    );
+    assert!(parse_file(&rendered).is_ok(), "{rendered}");
+    assert!(!format!("{s:?}").contains("hunter2"));
+    let mut case = Case::new().env("PATCHLINE_STORE", "postgres://a@h/env");
+    case.flags.store = Some("postgres://a@h/flag".into());
+    let s = case.ok();
+    assert_eq!(
+        s.store.value.as_ref().unwrap().expose(),
+        "postgres://a@h/flag"
+    );
+    match s.server_config().store {
+        patchline_server::StoreBackend::Postgres { url } => assert_eq!(url, "postgres://a@h/flag"),
+        other => panic!("{other:?}"),
+    }
+    // Not set: the data directory's SQLite.
+    assert!(matches!(
+        Case::new().ok().server_config().store,
+        patchline_server::StoreBackend::Embedded
+    ));
+    // Wrong: named, never repeated.
+    for bad in [
+        "mysql://u:hunter2@h/db",
+        "host=h user=u password=hunter2",
+        "postgres://u:hunter2@h:notaport/db",
+    ] {
+        let e = Case::new()
+            .env("PATCHLINE_STORE", bad)
+            .error(&["PATCHLINE_STORE", "PostgreSQL URL"]);
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }
 
@@ -922,12 +961,8 @@ fn the_example_file_parses_as_shipped_and_with_every_key_set() {
         "keys missing from the example"
     );
     let errors = Case::new().file(&full).errors();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(
-        errors
-            .iter()
-            .all(|e| e.contains("scale-out backends are not built yet"))
-    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(errors.iter().all(|e| e.contains("not built yet")));
     let without_backend = full
         .split("[backend]")
         .next()

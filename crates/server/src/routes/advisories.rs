@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::state::Engine;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -11,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use patchline_core::notice::NoticeState;
 use patchline_core::{Actor, Advisory, Kind, Published, Record};
-use patchline_engine::Engine;
 use patchline_engine::report::{AffectedArtifact, counts_by_kind};
 use patchline_formats::osv;
 use serde::{Deserialize, Serialize};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::state::Engine;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -13,8 +14,8 @@ use patchline_core::advisory::Failure;
 use patchline_core::doc::ArtifactDoc;
 use patchline_core::timestamp::{format_unix, parse_rfc3339};
 use patchline_core::{AdvisoryId, Kind, Mode, Published, Relation, Visibility};
+use patchline_engine::BatchItem;
 use patchline_engine::report::TreeNode;
-use patchline_engine::{BatchItem, Engine};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -20,6 +20,7 @@ pub mod tenants;
 
 use std::sync::Arc;
 
+use crate::state::Engine;
 use axum::Json;
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -27,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use patchline_core::TenantIdx;
 use patchline_core::timestamp::format_unix;
 use patchline_delivery::{NoticeDoc, Reader};
-use patchline_engine::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};

@@ -19,6 +19,7 @@
 //! so an async caller goes through `spawn_blocking`, never straight from a
 //! task (which would panic).
 
+mod node;
 mod queue;
 mod reader;
 pub mod schema;
@@ -33,6 +34,7 @@ use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
 use crate::codec::{self, ArtifactRow, RecordRow};
 use crate::service::{Outbox, ServiceState, StoredNotice};
 use crate::{CatalogStore, SecretKeys, StoreError};
+pub use node::{NodeLock, check_url, redact_url};
 pub use queue::PgQueue;
 pub use reader::PgReader;
 pub use schema::SCHEMA_VERSION;
@@ -348,6 +350,8 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
 pub struct PgStore {
     conn: Conn,
     keys: SecretKeys,
+    /// The node lock a commit must still hold (see [`NodeLock`]).
+    fence: Option<std::sync::Arc<std::sync::Mutex<i32>>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -368,7 +372,18 @@ impl PgStore {
     pub fn open(url: &str, keys: SecretKeys) -> Result<PgStore, StoreError> {
         let mut conn = Conn::open(url)?;
         service::reseal_secrets(conn.client()?, &keys)?;
-        Ok(PgStore { conn, keys })
+        Ok(PgStore {
+            conn,
+            keys,
+            fence: None,
+        })
+    }
+
+    /// Commits only while `lock` holds the database: a node that lost its
+    /// hold (and may have missed another node's changes) writes nothing.
+    pub fn fenced(mut self, lock: &NodeLock) -> PgStore {
+        self.fence = Some(lock.fence());
+        self
     }
 
     /// Where this store is, without the password.
@@ -626,8 +641,12 @@ impl CatalogStore for PgStore {
         outbox: &Outbox,
     ) -> Result<(), StoreError> {
         let keys = &self.keys;
+        let fence = self.fence.clone();
         let client = self.conn.client()?;
         in_transaction(client, |tx| {
+            if let Some(fence) = &fence {
+                node::check_fence(tx, fence)?;
+            }
             write_catalog(tx, catalog, changes, db, records)?;
             service::write_outbox(tx, outbox, keys)
         })?;

@@ -1,0 +1,188 @@
+//! One node per database, until nodes share their changes through a bus.
+//!
+//! Every node keeps the catalog in memory and writes only what it changed:
+//! two nodes writing one database would each miss the other's changes and
+//! hand out the same notice ids. [`NodeLock`] holds a session advisory
+//! lock on a connection of its own for the node's life, so a second node
+//! is refused at start; a watcher thread checks the connection and, if it
+//! was lost, takes the lock again — or, if another node took it meanwhile,
+//! reports the loss (the server then stops: its catalog may be stale). A
+//! [`PgStore`](super::PgStore) fenced with [`NodeLock::fence`] refuses to
+//! commit unless this lock's session still holds the lock, which closes
+//! the window between a lost connection and the watcher noticing it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ::postgres::Client;
+
+use super::{Conn, db_err};
+use crate::StoreError;
+
+/// The advisory lock key of the single-node hold (`pgnode` in ASCII);
+/// distinct from the migration lock's.
+pub(crate) const NODE_LOCK_KEY: i64 = 0x7067_6e6f_6465;
+
+/// How often the watcher checks the lock's connection.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// This node's exclusive hold on a PostgreSQL store; released when
+/// dropped (the connection closes).
+pub struct NodeLock {
+    /// The backend process id of the session holding the lock (what a
+    /// fenced commit checks); changes when the watcher takes it again.
+    pid: Arc<std::sync::Mutex<i32>>,
+    stop: Arc<AtomicBool>,
+    target: String,
+}
+
+impl std::fmt::Debug for NodeLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeLock")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+fn try_lock(client: &mut Client) -> Result<Option<i32>, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
+            &[&NODE_LOCK_KEY],
+        )
+        .map_err(db_err)?;
+    Ok(row.get::<_, bool>(0).then(|| row.get(1)))
+}
+
+impl NodeLock {
+    /// Takes the hold, or fails with [`StoreError::Busy`] when another
+    /// node has it. `on_lost` runs (once, on the watcher thread) if the
+    /// hold is lost to another node; the caller stops serving then.
+    pub fn acquire(
+        url: &str,
+        on_lost: impl FnOnce(&str) + Send + 'static,
+    ) -> Result<NodeLock, StoreError> {
+        let mut conn = Conn::open(url)?;
+        let target = conn.target().to_string();
+        let Some(pid) = try_lock(conn.client()?)? else {
+            return Err(StoreError::Busy(format!(
+                "another patchline node is serving the PostgreSQL database {target}; this build runs one node per database (several nodes need a bus, not built yet)"
+            )));
+        };
+        let pid = Arc::new(std::sync::Mutex::new(pid));
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher_pid = pid.clone();
+        let watcher_stop = stop.clone();
+        let watcher_target = target.clone();
+        std::thread::Builder::new()
+            .name("patchline-node-lock".into())
+            .spawn(move || watch(conn, watcher_pid, watcher_stop, watcher_target, on_lost))
+            .map_err(|e| StoreError::Database(format!("cannot start the lock watcher: {e}")))?;
+        Ok(NodeLock { pid, stop, target })
+    }
+
+    /// What a fenced store checks at each commit.
+    pub fn fence(&self) -> Arc<std::sync::Mutex<i32>> {
+        self.pid.clone()
+    }
+}
+
+impl Drop for NodeLock {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Keeps the hold: checks the connection every [`WATCH_EVERY`]; after a
+/// lost connection, reconnects and takes the lock again, or reports the
+/// loss when another node holds it.
+fn watch(
+    mut conn: Conn,
+    pid: Arc<std::sync::Mutex<i32>>,
+    stop: Arc<AtomicBool>,
+    target: String,
+    on_lost: impl FnOnce(&str),
+) {
+    let mut held = true;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(WATCH_EVERY);
+        if held {
+            let alive = conn
+                .client()
+                .ok()
+                .is_some_and(|c| c.is_valid(WATCH_EVERY).is_ok());
+            if alive {
+                continue;
+            }
+            // The session is gone and the lock with it; commits are
+            // refused (the fence names the old session) until it is back.
+            held = false;
+        }
+        let Ok(client) = conn.client() else {
+            continue; // the server is still unreachable
+        };
+        match try_lock(client) {
+            Ok(Some(new_pid)) => {
+                if let Ok(mut p) = pid.lock() {
+                    *p = new_pid;
+                }
+                held = true;
+            }
+            Ok(None) => {
+                on_lost(&format!(
+                    "another patchline node took the PostgreSQL database {target} while this node's connection was lost; this node stops so as not to serve a stale catalog"
+                ));
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Inside a commit's transaction: fails unless the fence's session still
+/// holds the node lock.
+pub(crate) fn check_fence(
+    tx: &mut ::postgres::Transaction<'_>,
+    fence: &std::sync::Mutex<i32>,
+) -> Result<(), StoreError> {
+    let pid = *fence
+        .lock()
+        .map_err(|_| StoreError::Database("the node lock's state is poisoned".into()))?;
+    let held: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = $1 AND objid = ($2::bigint & 4294967295)::oid \
+             AND classid = ($2::bigint >> 32)::oid AND objsubid = 1)",
+            &[&pid, &NODE_LOCK_KEY],
+        )
+        .map_err(db_err)?
+        .get(0);
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::Database(
+            "this node does not hold its PostgreSQL database at the moment (its lock connection was lost); nothing was written".into(),
+        ))
+    }
+}
+
+/// Checks a PostgreSQL URL without connecting; the message never repeats
+/// it.
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<::postgres::Config>().map(|_| ()).map_err(|e| {
+        super::scrub(
+            format!("is not a valid PostgreSQL URL: {e}"),
+            super::password_in(url).as_deref().map(str::as_bytes),
+        )
+    })
+}
+
+/// A PostgreSQL URL as it may be shown: `postgres://user@host:port/db`,
+/// without its password or options.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<::postgres::Config>() {
+        Ok(config) => super::describe(&config),
+        Err(_) => "postgres://<not a valid URL>".to_string(),
+    }
+}
