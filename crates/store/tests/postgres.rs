@@ -347,3 +347,87 @@ fn loads_see_one_moment() {
     writer.join().unwrap();
     assert!(loads > 1);
 }
+
+/// One node per database: a second [`NodeLock`] is refused while the first
+/// holds it; when the first's lock session is lost and another node takes
+/// the database, the first's fenced store writes nothing and the first is
+/// told it lost its hold.
+#[test]
+fn a_lost_node_hold_writes_nothing() {
+    use patchline_store::postgres::NodeLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(db) = TestDb::create("a_lost_node_hold_writes_nothing") else {
+        return;
+    };
+    let lost = Arc::new(AtomicBool::new(false));
+    let flag = lost.clone();
+    let first = NodeLock::acquire(&db.url, move |why| {
+        assert!(why.contains("another patchline node took"), "{why}");
+        flag.store(true, Ordering::SeqCst);
+    })
+    .unwrap();
+    let mut store = PgStore::open(&db.url, SecretKeys::none())
+        .unwrap()
+        .fenced(&first);
+    let (catalog, advisories) = store.load().unwrap();
+    store
+        .commit(
+            &catalog,
+            &Default::default(),
+            &advisories,
+            &[],
+            &Outbox::default(),
+        )
+        .unwrap();
+
+    match NodeLock::acquire(&db.url, |_| {}) {
+        Err(StoreError::Busy(why)) => assert!(
+            why.contains("another patchline node is serving the PostgreSQL database"),
+            "{why}"
+        ),
+        other => panic!("a second node was not refused: {other:?}"),
+    }
+
+    // The first node's lock session dies (a network cut, an administrator)
+    // and a second node takes the database before the watcher notices.
+    let mut admin = db.client();
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
+             JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND d.datname = current_database() AND l.pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1);
+    let mut second = None;
+    for _ in 0..100 {
+        if let Ok(l) = NodeLock::acquire(&db.url, |_| {}) {
+            second = Some(l);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _second = second.expect("the second node takes the database");
+    let err = store
+        .commit(
+            &catalog,
+            &Default::default(),
+            &advisories,
+            &[],
+            &Outbox::default(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("does not hold"), "{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !lost.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first node was not told it lost its hold"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(first);
+}
