@@ -3,13 +3,16 @@
 //! server, answers to typos and the exit-code table of the README. Each
 //! runs the real binary.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
+use common::ServeProcess;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "cli-hardening-admin";
@@ -43,37 +46,22 @@ fn text(out: &Output) -> String {
 
 /// `patchline serve` on a free port, with stderr kept in a file.
 struct Serve {
-    child: Child,
+    process: ServeProcess,
     addr: String,
-    stderr: PathBuf,
 }
 
 impl Serve {
     fn start(data: &Path, env: &[(&str, &str)]) -> Serve {
-        let stderr = data.with_extension("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_patchline"))
-            .arg("--data-dir")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_patchline"));
+        cmd.arg("--data-dir")
             .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("PATCHLINE_ADMIN_TOKEN", ADMIN)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+            .envs(env.iter().copied());
+        let process = ServeProcess::start(cmd, &data.with_extension("stderr.log"));
         Serve {
-            child,
-            addr,
-            stderr,
+            addr: process.addr.clone(),
+            process,
         }
     }
 
@@ -95,29 +83,11 @@ impl Serve {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        self.process.log_text()
     }
 
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        self.process.stop();
     }
 }
 

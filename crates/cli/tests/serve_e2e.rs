@@ -6,14 +6,17 @@
 //! `standardwebhooks` (`.ci/run` sets it up); without it each test fails in
 //! CI and, elsewhere, says that it did not run.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ServeProcess;
 use patchline_testkit::postgres::TestDb;
 use serde_json::{Value, json};
 
@@ -102,8 +105,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// A running `patchline serve`; SIGKILLed when dropped.
 struct Server {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
+    process: ServeProcess,
     addr: String,
 }
 
@@ -124,12 +126,6 @@ impl Server {
 
     /// Starts the binary; the first line and log when it did not start.
     fn try_start(data: &Path, retry: &str, store: Option<&str>) -> Result<Server, String> {
-        let log = data.with_extension("log");
-        let stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
         let mut cmd = Command::new(BIN);
         cmd.arg("--data-dir")
             .arg(data)
@@ -137,33 +133,16 @@ impl Server {
         if let Some(url) = store {
             cmd.args(["--store", url]);
         }
-        let mut child = cmd
-            .env("PATCHLINE_ADMIN_TOKEN", ADMIN)
+        cmd.env("PATCHLINE_ADMIN_TOKEN", ADMIN)
             .env("PATCHLINE_WEBHOOK_ALLOW", "127.0.0.0/8")
             .env("PATCHLINE_RETRY_SCHEDULE", retry)
             .env("PATCHLINE_WEBHOOK_TIMEOUT_MS", "5000")
             .env_remove("PATCHLINE_DATA_DIR")
-            .env_remove("PATCHLINE_OPERATOR_WEBHOOK")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "serve did not start: {line:?}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ));
-        };
+            .env_remove("PATCHLINE_OPERATOR_WEBHOOK");
+        let process = ServeProcess::spawn(cmd, &data.with_extension("log"))?;
         Ok(Server {
-            addr: addr.to_string(),
-            child,
-            _stdout: stdout,
+            addr: process.addr.clone(),
+            process,
         })
     }
 
@@ -279,14 +258,7 @@ impl Server {
 
     /// SIGKILL: no chance to finish anything.
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

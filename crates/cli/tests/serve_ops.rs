@@ -3,13 +3,16 @@
 //! secret in the log — the real binary over loopback HTTP, its webhooks
 //! received by a small receiver in this test.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::ServeProcess;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_patchline");
@@ -80,61 +83,9 @@ fn ok(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -
     v
 }
 
-/// A running server; SIGKILLed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(args: &[&str], env: &[(&str, &str)], log: &Path) -> Server {
-        let mut child = serve_command(args, env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(addr) = line.trim().strip_prefix("listening on http://") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "serve did not start: {line:?}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        };
-        Server {
-            addr: addr.to_string(),
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// SIGTERM, then waits for the graceful stop; answers the log.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `patchline serve` with `args` and `env`, its stderr in `log`.
+fn start_server(args: &[&str], env: &[(&str, &str)], log: &Path) -> ServeProcess {
+    ServeProcess::start(serve_command(args, env), log)
 }
 
 /// A webhook receiver on loopback answering 204 to every request, keeping
@@ -219,7 +170,7 @@ level = "trace"
     )
     .unwrap();
     let log = dir.path().join("serve.log");
-    let server = Server::start(&["--config", config.to_str().unwrap()], &[], &log);
+    let server = start_server(&["--config", config.to_str().unwrap()], &[], &log);
     let addr = server.addr.clone();
 
     // Drive it: a refused token, a tenant, a webhook whose secret is
@@ -330,7 +281,7 @@ fn text_logs_when_asked_and_readyz_on_the_real_binary() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("serve.log");
-    let server = Server::start(
+    let server = start_server(
         &["--listen", "127.0.0.1:0"],
         &[
             ("PATCHLINE_DATA_DIR", data.to_str().unwrap()),
