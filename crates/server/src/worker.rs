@@ -24,6 +24,11 @@ use crate::state::AppState;
 
 /// Attempts recorded per group commit, at most.
 const FINISH_BATCH_MAX: usize = 512;
+/// Pause after a round the queue refused, doubling while it keeps
+/// refusing, up to [`ROUND_RETRY_MAX_MS`].
+const ROUND_RETRY_MS: u64 = 250;
+const ROUND_RETRY_MAX_MS: u64 = 4000;
+
 /// Longest sleep when nothing is due (new work wakes the loop earlier).
 const IDLE_POLL_MS: u64 = 1000;
 
@@ -96,6 +101,8 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let endpoints: Arc<Endpoints> = Arc::default();
     let mut rng = (st.now_ms() as u64) | 1;
     let mut results: Vec<Finished> = Vec::new();
+    // Rounds that failed in a row (the queue unreachable or locked).
+    let mut failed_rounds: u32 = 0;
     // One round: record the results that came in and claim what there is
     // room for, in one commit on the worker's connection. While a round
     // commits, the next results gather: the group grows with the load.
@@ -112,6 +119,13 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         } else {
             inflight.available_permits().min(st.config.claim_batch_max)
         };
+        if stopping && failed_rounds >= 3 {
+            tracing::error!(
+                results = results.len(),
+                "stopping with delivery attempts the queue would not record; a restart sends them again"
+            );
+            break;
+        }
         if stopping && results.is_empty() {
             break;
         }
@@ -122,15 +136,41 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             let lease = st.config.lease_ms;
             let now = st.now_ms();
             let batch = std::mem::take(&mut results);
-            let n = batch.len();
-            match tokio::task::spawn_blocking(move || round(&q, &batch, now, lease, room)).await {
-                Ok(Some(claimed)) => claimed,
-                _ => {
-                    // The leases expire and the deliveries are retried: at
-                    // least once.
-                    if n > 0 {
-                        tracing::error!(results = n, "could not record delivery attempts");
+            let outcome = tokio::task::spawn_blocking(move || {
+                let claimed = round(&q, &batch, now, lease, room);
+                (claimed, batch)
+            })
+            .await;
+            match outcome {
+                Ok((Some(claimed), _)) => {
+                    failed_rounds = 0;
+                    claimed
+                }
+                Ok((None, batch)) => {
+                    // Nothing of the round was committed: its results are
+                    // kept and recorded by a later round (their deliveries
+                    // stay leased to this process meanwhile), after a pause
+                    // that grows while the queue keeps failing.
+                    failed_rounds += 1;
+                    let pause = ROUND_RETRY_MS
+                        .saturating_mul(1 << failed_rounds.min(4))
+                        .min(ROUND_RETRY_MAX_MS);
+                    tracing::error!(
+                        results = batch.len(),
+                        retry_in_ms = pause,
+                        "could not record delivery attempts; keeping them for the next round"
+                    );
+                    results = batch;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                        _ = shutdown.changed() => {}
                     }
+                    continue;
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "the queue's round panicked; its results are lost until a restart sends them again"
+                    );
                     Vec::new()
                 }
             }

@@ -861,3 +861,62 @@ async fn a_token_revoked_while_minting_mints_nothing() {
         .collect();
     assert_eq!(live.len(), 1, "{list}");
 }
+
+/// A round the queue refuses (its database locked by another writer for
+/// longer than the busy time-out) keeps its results: the delivery is
+/// recorded by a later round, without a restart and without sending it
+/// again (found in review: the results were dropped and the delivery stayed
+/// leased until the next start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_round_keeps_its_results() {
+    let (url, script) = scripted().await;
+    script.set(
+        "/locked",
+        Answer {
+            status: 200,
+            headers: Vec::new(),
+            delay_ms: 1500,
+        },
+    );
+    let w = world(&url, "/locked", |c| c.webhook_timeout_ms = 5000).await;
+    w.publish().await;
+    for _ in 0..200 {
+        if !script.got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(script.got.lock().unwrap().len(), 1, "the attempt is out");
+    // While the receiver thinks, another writer takes the database for
+    // 30 s, well past the queue's 10 s busy time-out: the round with the
+    // result fails (with the results dropped, as before, the delivery
+    // stayed in flight: this test failed).
+    let db = w.api.state.config.data_dir.join(patchline_store::DB_FILE);
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(30_000));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let t0 = std::time::Instant::now();
+    let mut delivered = None;
+    while t0.elapsed() < Duration::from_secs(50) {
+        if let Some(d) = w.deliveries().await.first()
+            && d["state"] == "delivered"
+        {
+            delivered = Some(d.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    holder.join().unwrap();
+    let Some(d) = delivered else {
+        panic!("never recorded: {:?}", w.deliveries().await);
+    };
+    assert_eq!(d["attempts"], 1, "{d}");
+    assert_eq!(script.got.lock().unwrap().len(), 1, "sent once");
+    w.stop().await;
+}
