@@ -646,6 +646,13 @@ impl Resolver {
             self.file_value("backend.store", backend.store, |v| parse_store(&v)),
         ];
         let store = self.pick(None, c);
+        if let (Some(url), Source::File(..)) = (&store.value, &store.source)
+            && patchline_store::postgres::has_password(url.expose())
+        {
+            self.warnings.push(
+                "backend.store holds a password in the configuration file: give the URL in PATCHLINE_STORE (environment) instead, or use a password file PostgreSQL reads itself (~/.pgpass)".to_string(),
+            );
+        }
         let bus_given = [
             (flags.bus.is_some(), Source::Flag("--bus")),
             (flags.bus_prefix.is_some(), Source::Flag("--bus-prefix")),

@@ -75,6 +75,7 @@ impl From<EngineError> for Failure {
             | EngineError::Forbidden(_) => REJECTED,
             EngineError::NotFound { .. } => NOT_FOUND,
             EngineError::Store(StoreError::NoCatalog(_)) => NO_CATALOG,
+            EngineError::Store(StoreError::Busy(_)) => BUSY,
             EngineError::Store(_) => INTERNAL,
             EngineError::Busy(_) => BUSY,
         };

@@ -128,6 +128,9 @@ pub struct Engine<S = SqliteStore> {
     view: std::sync::Arc<patchline_delivery::DeliveryView>,
     /// Live tokens, for authenticating without the engine's lock.
     credentials: std::sync::Arc<service::Credentials>,
+    /// A commit failed and the durable state could not be reloaded: the
+    /// memory may hold what was never committed.
+    stale: bool,
 }
 
 /// Name of the lock file in the data directory.
@@ -240,6 +243,7 @@ impl<S: CatalogStore + Send + 'static> Engine<S> {
             clock: self.clock,
             view: self.view,
             credentials: self.credentials,
+            stale: self.stale,
         }
     }
 }
@@ -262,6 +266,7 @@ impl<S: CatalogStore> Engine<S> {
             clock: std::sync::Arc::new(patchline_core::SystemClock),
             view: patchline_delivery::DeliveryView::new(),
             credentials: std::sync::Arc::default(),
+            stale: false,
         })
         .inspect(|e| {
             e.rebuild_view();
@@ -379,6 +384,16 @@ impl<S: CatalogStore> Engine<S> {
 
     /// After a failed commit the memory may be ahead of the store: reload
     /// so that what is answered is what is durable.
+    /// Reloads the durable state if a failed commit left the memory ahead
+    /// of it; an error (the store still unreachable) leaves it stale.
+    pub fn ensure_fresh(&mut self) -> Result<(), EngineError> {
+        if self.stale {
+            self.reload()?;
+            self.stale = false;
+        }
+        Ok(())
+    }
+
     fn reload(&mut self) -> Result<(), EngineError> {
         let (catalog, db) = self.store.load()?;
         self.catalog = catalog;
@@ -491,7 +506,13 @@ impl<S: CatalogStore> Engine<S> {
             .store
             .commit(&self.catalog, &changes, &self.db, records, &outbox)
         {
-            self.reload()?;
+            // The memory holds what was not committed: back to the durable
+            // state, or, when the store cannot be read either (it is
+            // unreachable), marked stale so that nothing is answered from
+            // it before a reload succeeds (`ensure_fresh`).
+            if self.reload().is_err() {
+                self.stale = true;
+            }
             return Err(e.into());
         }
         self.apply_view(&changes, records);

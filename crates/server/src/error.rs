@@ -117,6 +117,17 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_large", message)
     }
 
+    /// 503: the store cannot be reached now; the detail is logged, the
+    /// client is told to try again.
+    pub fn unavailable(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "store unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the store is unavailable at the moment; nothing was changed by this request, try again",
+        )
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
         ApiError::new(
@@ -183,6 +194,9 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Forbidden(m) => ApiError::forbidden(m),
             EngineError::Busy(m) => ApiError::internal(m),
+            EngineError::Store(e @ patchline_store::StoreError::Unavailable(_)) => {
+                ApiError::unavailable(e)
+            }
             EngineError::Store(e) => ApiError::internal(e),
         }
     }
@@ -250,7 +264,10 @@ pub async fn no_route() -> ApiError {
 
 impl From<patchline_store::StoreError> for ApiError {
     fn from(e: patchline_store::StoreError) -> ApiError {
-        ApiError::internal(e)
+        match e {
+            patchline_store::StoreError::Unavailable(_) => ApiError::unavailable(e),
+            e => ApiError::internal(e),
+        }
     }
 }
 

@@ -357,6 +357,7 @@ async fn reminder_loop(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             let Ok(mut e) = st2.engine.lock() else {
                 return Ok(0);
             };
+            e.ensure_fresh()?;
             let operator = e
                 .service()
                 .subscriptions

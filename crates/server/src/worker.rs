@@ -476,7 +476,9 @@ async fn attempt(
             tracing::warn!(subscription = %c.subscription, "the endpoint answered 410 Gone: subscription disabled, its pending deliveries are dead letters");
             let (st2, sub) = (st.clone(), c.subscription.clone());
             let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(mut e) = st2.engine.lock() {
+                if let Ok(mut e) = st2.engine.lock()
+                    && e.ensure_fresh().is_ok()
+                {
                     let _ =
                         e.disable_subscription(&sub, patchline_core::notice::DisableReason::Gone);
                 }

@@ -36,6 +36,10 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(String),
+    /// The database cannot be reached now (refused, closed, timed out):
+    /// worth trying again later; the server answers 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("the stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error(

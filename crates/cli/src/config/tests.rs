@@ -766,6 +766,11 @@ fn a_postgres_store_is_validated_and_never_shown_with_its_password() {
         .file(&format!("[backend]\nstore = \"{url}\"\n"))
         .ok();
     assert_eq!(s.store.value.as_ref().unwrap().expose(), url);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("PATCHLINE_STORE")),
+        "{:?}",
+        s.warnings
+    );
     let rendered = s.render();
     assert!(!rendered.contains("hunter2"), "{rendered}");
     assert!(
@@ -792,6 +797,7 @@ fn a_postgres_store_is_validated_and_never_shown_with_its_password() {
     ));
     // Wrong: named, never repeated.
     for bad in [
+        "postgres://u:hun@ter2@h/db",
         "mysql://u:hunter2@h/db",
         "host=h user=u password=hunter2",
         "postgres://u:hunter2@h:notaport/db",

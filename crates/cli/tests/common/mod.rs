@@ -70,18 +70,26 @@ impl ServeProcess {
 
     /// SIGTERM, then waits (20 s at most) for the graceful stop; answers
     /// the log.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
+        self.stop_with_status().1
+    }
+
+    /// [`ServeProcess::stop`], with the exit status (`None`: it did not
+    /// stop in time).
+    pub fn stop_with_status(mut self) -> (Option<std::process::ExitStatus>, String) {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = None;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.log_text()
+        (status, self.log_text())
     }
 
     /// SIGKILL: no chance to finish anything.

@@ -139,6 +139,9 @@ where
             .engine
             .lock()
             .map_err(|_| ApiError::internal("engine lock poisoned"))?;
+        // Never answer from a memory a failed commit left ahead of the
+        // store.
+        engine.ensure_fresh()?;
         let out = f(&mut engine);
         let created = engine.take_created();
         if !created.is_empty() {

@@ -125,6 +125,9 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         r.notice(0).map(|_| ()).map_err(|e| e.to_string())
     });
     let catalog = probe(st.engine.clone(), "catalog", |e| {
+        // Not ready while a failed commit left the memory ahead of the
+        // store and it cannot be reloaded yet.
+        e.ensure_fresh().map_err(|e| e.to_string())?;
         let _ = e.catalog().len();
         Ok(())
     });

@@ -34,7 +34,7 @@ use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
 use crate::codec::{self, ArtifactRow, RecordRow};
 use crate::service::{Outbox, ServiceState, StoredNotice};
 use crate::{CatalogStore, SecretKeys, StoreError};
-pub use node::{NodeLock, check_url, redact_url};
+pub use node::{NodeLock, check_url, has_password, redact_url};
 pub use queue::PgQueue;
 pub use reader::PgReader;
 pub use schema::SCHEMA_VERSION;
@@ -95,7 +95,32 @@ impl Fail {
 /// A PostgreSQL error as a store error: the server's message and SQLSTATE,
 /// never its DETAIL (which can quote row values).
 pub(crate) fn db_err(e: ::postgres::Error) -> StoreError {
-    StoreError::Database(message_of(&e))
+    if is_unavailable(&e) {
+        StoreError::Unavailable(message_of(&e))
+    } else {
+        StoreError::Database(message_of(&e))
+    }
+}
+
+/// A failure of the connection rather than of the statement: the
+/// connection closed or broke, or the server is shutting down, starting
+/// or refusing connections (SQLSTATE classes 08 and 57P).
+fn is_unavailable(e: &::postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || code.starts_with("57P")
+        }
+        // No answer from the server: an I/O failure or a time-out (not a
+        // conversion of a value read, which is the store's own error).
+        None => {
+            std::error::Error::source(e).is_some_and(|c| c.is::<std::io::Error>())
+                || e.to_string().contains("timed out")
+        }
+    }
 }
 
 fn message_of(e: &::postgres::Error) -> String {
@@ -181,16 +206,30 @@ fn scrub(message: String, password: Option<&[u8]>) -> String {
 /// closed the last one (it restarted, or an administrator ended the
 /// session): the call that saw it close fails, the next one reconnects.
 pub(crate) struct Conn {
-    client: Client,
+    /// Always `Some` but while dropping (see the `Drop` impl).
+    client: Option<Client>,
     config: Config,
     /// The URL without its password (see [`describe`]).
     target: String,
+    /// Whether connecting creates or migrates the schema.
+    migrates: bool,
 }
 
 impl Conn {
     /// Connects to `url`, refuses a server on which a commit would not be
     /// durable, and creates or migrates the schema.
     pub(crate) fn open(url: &str) -> Result<Conn, StoreError> {
+        Conn::open_with(url, true)
+    }
+
+    /// [`Conn::open`] without creating or migrating the schema (the node
+    /// lock is taken before anything is written).
+    pub(crate) fn open_unmigrated(url: &str) -> Result<Conn, StoreError> {
+        Conn::open_with(url, false)
+    }
+
+    fn open_with(url: &str, migrates: bool) -> Result<Conn, StoreError> {
+        check_authority(url)?;
         // The parse error of a URL names no part of it (checked by a
         // test), but a password is scrubbed from every message all the
         // same.
@@ -207,38 +246,72 @@ impl Conn {
             config.application_name("patchline");
         }
         let target = describe(&config);
-        let client = Conn::connect(&config, &target)?;
+        let client = Conn::connect(&config, &target, migrates)?;
         Ok(Conn {
-            client,
+            client: Some(client),
             config,
             target,
+            migrates,
         })
     }
 
-    fn connect(config: &Config, target: &str) -> Result<Client, StoreError> {
+    fn connect(config: &Config, target: &str, migrates: bool) -> Result<Client, StoreError> {
         let mut client = config.connect(NoTls).map_err(|e| {
-            StoreError::Database(scrub(
+            StoreError::Unavailable(scrub(
                 format!("cannot use PostgreSQL at {target}: {}", message_of(&e)),
                 config.get_password(),
             ))
         })?;
         check_durable(&mut client, target)?;
-        migrate(&mut client)?;
+        if migrates {
+            migrate(&mut client)?;
+        }
         Ok(client)
     }
 
     /// The live connection (a new one if the server closed the last).
     pub(crate) fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.is_closed() {
-            self.client = Conn::connect(&self.config, &self.target)?;
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            self.client = Some(Conn::connect(&self.config, &self.target, self.migrates)?);
         }
-        Ok(&mut self.client)
+        self.client
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no PostgreSQL connection".into()))
     }
 
     /// Where this connection goes, without the password.
     pub(crate) fn target(&self) -> &str {
         &self.target
     }
+}
+
+impl Drop for Conn {
+    /// The client closes its connection on a runtime of its own, which
+    /// panics on a thread that drives async tasks (the server drops its
+    /// state there when it stops): it is closed on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = std::thread::Builder::new()
+                .name("patchline-pg-close".into())
+                .spawn(move || drop(client))
+                .map(|h| h.join());
+        }
+    }
+}
+
+/// Refuses a URL whose user part holds an `@` that is not percent-encoded:
+/// it would be read as part of the host, and the rest of the password
+/// shown in messages.
+pub fn check_authority(url: &str) -> Result<(), StoreError> {
+    let rest = url.split_once("://").map_or(url, |x| x.1);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.matches('@').count() > 1 {
+        return Err(StoreError::Database(
+            "the PostgreSQL URL holds more than one '@' before the host: percent-encode an '@' in the user or password as %40".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The password of a `postgres://user:password@…` URL, to scrub it from a

@@ -63,7 +63,9 @@ impl NodeLock {
         url: &str,
         on_lost: impl FnOnce(&str) + Send + 'static,
     ) -> Result<NodeLock, StoreError> {
-        let mut conn = Conn::open(url)?;
+        // Nothing is created or migrated before the lock is held: a newer
+        // build started by mistake beside a running node changes nothing.
+        let mut conn = Conn::open_unmigrated(url)?;
         let target = conn.target().to_string();
         let Some(pid) = try_lock(conn.client()?)? else {
             return Err(StoreError::Busy(format!(
@@ -161,8 +163,8 @@ pub(crate) fn check_fence(
     if held {
         Ok(())
     } else {
-        Err(StoreError::Database(
-            "this node does not hold its PostgreSQL database at the moment (its lock connection was lost); nothing was written".into(),
+        Err(StoreError::Unavailable(
+            "this node does not hold its PostgreSQL database at the moment (its lock connection was lost; it is taken again within seconds once the database answers); nothing was written".into(),
         ))
     }
 }
@@ -170,6 +172,10 @@ pub(crate) fn check_fence(
 /// Checks a PostgreSQL URL without connecting; the message never repeats
 /// it.
 pub fn check_url(url: &str) -> Result<(), String> {
+    super::check_authority(url).map_err(|e| match e {
+        StoreError::Database(m) => m,
+        other => other.to_string(),
+    })?;
     url.parse::<::postgres::Config>().map(|_| ()).map_err(|e| {
         super::scrub(
             format!("is not a valid PostgreSQL URL: {e}"),
@@ -181,8 +187,18 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// A PostgreSQL URL as it may be shown: `postgres://user@host:port/db`,
 /// without its password or options.
 pub fn redact_url(url: &str) -> String {
+    if super::check_authority(url).is_err() {
+        return "postgres://<not a valid URL>".to_string();
+    }
     match url.parse::<::postgres::Config>() {
         Ok(config) => super::describe(&config),
         Err(_) => "postgres://<not a valid URL>".to_string(),
     }
+}
+
+/// Whether a PostgreSQL URL carries a password (in its user part or as a
+/// `password=` parameter).
+pub fn has_password(url: &str) -> bool {
+    url.parse::<::postgres::Config>()
+        .is_ok_and(|c| c.get_password().is_some_and(|p| !p.is_empty()))
 }
