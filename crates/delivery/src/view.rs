@@ -92,6 +92,10 @@ impl Names {
         self.artifacts.len()
     }
 
+    pub fn records_len(&self) -> usize {
+        self.records.len()
+    }
+
     /// Sets artifact `a` (appending as needed: indexes only grow).
     pub fn set_artifact(&mut self, a: ArtIdx, id: &str, facts: ArtifactFacts) {
         let i = a.0 as usize;
