@@ -158,6 +158,28 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
     })
 }
 
+/// Whether a purl can be a component. `Err`: it cannot (too long, no
+/// version). `Ok(Some(note))`: it can, but its version does not parse in its
+/// ecosystem's ordering, so no range can contain it (only records that list
+/// that exact version match it): the note says so. `Ok(None)`: fine.
+pub fn check_component(purl: &Purl) -> Result<Option<String>, ComponentError> {
+    let canonical = purl.to_string();
+    if canonical.len() > crate::text::PURL_LEN_MAX {
+        return Err(ComponentError(format!(
+            "a purl may have at most {} bytes",
+            crate::text::PURL_LEN_MAX
+        )));
+    }
+    let facts = facts(purl)?;
+    let Some(scheme) = facts.purl_type.scheme() else {
+        return Ok(None);
+    };
+    let version = facts.source_version.as_deref().unwrap_or(&facts.version);
+    Ok(scheme.parse(version).err().map(|e| {
+        format!("{e}: no advisory range can contain it, only records that list this exact version")
+    }))
+}
+
 /// The distribution of an OS package: its `distro` qualifier, else its
 /// namespace. A qualifier that names no distribution by itself is read
 /// with the namespace: osv-scalibr writes os-release's `VERSION_ID` alone

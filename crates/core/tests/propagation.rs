@@ -461,6 +461,7 @@ fn spec_of(forest: &[RNode], i: usize) -> ArtifactSpec {
             .iter()
             .map(|f| AdvisoryId::new(f).unwrap())
             .collect(),
+        warnings: Vec::new(),
     }
 }
 
@@ -1736,6 +1737,7 @@ fn rollback_forgets_every_spelling_of_dropped_components() {
         labels: BTreeMap::new(),
         components: Some(purls.iter().map(|p| p.to_string()).collect()),
         fixes: vec![],
+        warnings: Vec::new(),
     };
     let mut catalog = Catalog::new();
     catalog

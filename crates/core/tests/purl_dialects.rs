@@ -72,6 +72,7 @@ fn affected_by(purls: &[&str], records: &[Value]) -> BTreeMap<String, Option<Str
         labels: BTreeMap::new(),
         components: Some(purls.iter().map(|p| p.to_string()).collect()),
         fixes: vec![],
+        warnings: Vec::new(),
     };
     catalog
         .apply(&spec, Mode::Create, &Actor::Admin)
