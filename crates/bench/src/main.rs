@@ -369,6 +369,7 @@ fn main() -> anyhow::Result<()> {
             labels: Default::default(),
             components: None,
             fixes: vec![],
+            warnings: Vec::new(),
         };
         let t = Instant::now();
         let idx = catalog.apply(&spec, Mode::Create, &Actor::Admin)?.idx();

@@ -351,6 +351,7 @@ async fn run_async(
                             labels: Default::default(),
                             components: None,
                             fixes: vec![],
+                            warnings: Vec::new(),
                         },
                     })
                 })
@@ -601,6 +602,7 @@ async fn sse_bench(
                     labels: Default::default(),
                     components: None,
                     fixes: vec![],
+                    warnings: Vec::new(),
                 };
                 e.apply_batch(
                     [Ok(BatchItem {

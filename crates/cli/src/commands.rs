@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use patchline_core::advisory::Failure as FailureRecord;
-use patchline_core::doc::add_distro;
+use patchline_core::doc::{bounded, screen_inventory};
 use patchline_core::timestamp::parse_rfc3339;
 use patchline_core::{Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId};
 use patchline_engine::report::{affected_rows, counts_by_kind};
@@ -69,7 +69,7 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
 }
 
 /// `import artifacts FILE.jsonl`.
-pub fn import_artifacts(data_dir: &Path, file: &Path, update: bool) -> CmdResult {
+pub fn import_artifacts(data_dir: &Path, file: &Path, update: bool, strict: bool) -> CmdResult {
     let started = Instant::now();
     let handle = File::open(file)
         .with_context(|| format!("cannot read {}", file.display()))
@@ -80,9 +80,10 @@ pub fn import_artifacts(data_dir: &Path, file: &Path, update: bool) -> CmdResult
     let reader = BufReader::with_capacity(1 << 20, handle);
     let name = file.display().to_string();
     let mut warnings = Vec::new();
-    let items = patchline_engine::jsonl::artifacts(
+    let items = patchline_engine::jsonl::artifacts_with(
         reader,
         &name,
+        strict,
         |w| warnings.push(w),
         |bytes| bar.set_position(bytes),
     );
@@ -286,6 +287,7 @@ pub fn import_inventory(
     file: &Path,
     format: Option<&str>,
     distro: Option<String>,
+    strict: bool,
 ) -> CmdResult {
     let bytes = read_input(file)?;
     let format = match format {
@@ -304,11 +306,20 @@ pub fn import_inventory(
     };
     let inventory = parse_inventory(format, &bytes, &hint)
         .map_err(|e| Failure::rejected(anyhow::anyhow!("{}: {e}", file.display())))?;
+    let screened = screen_inventory(inventory, distro.as_deref(), strict).map_err(|e| {
+        Failure::rejected(anyhow::anyhow!("{}: {e}", file.display())).with_note(if strict {
+            "nothing was imported (--strict: the first component that cannot be read rejects the file)"
+        } else {
+            "nothing was imported"
+        })
+    })?;
+    let skipped = screened.skipped;
+    // Kept with the artifact, and shown now.
+    let kept = bounded(screened.warnings);
     print_warnings(
-        &inventory
-            .warnings
+        &kept
             .iter()
-            .map(|w| format!("{}: {}", file.display(), w.message))
+            .map(|w| format!("{}: {w}", file.display()))
             .collect::<Vec<_>>(),
     );
     let mut engine = open_changer(data_dir)?;
@@ -318,16 +329,10 @@ pub fn import_inventory(
         .filter(|&i| !engine.catalog().node(i).removed)
         .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {artifact}")))?;
     let mut spec = engine.catalog().spec_of(idx);
-    let purls = inventory
-        .components
-        .into_iter()
-        .map(|mut p| {
-            let _ = add_distro(&mut p, inventory.distro.as_deref().or(distro.as_deref()));
-            p.to_string()
-        })
-        .collect::<Vec<_>>();
+    let purls = screened.purls;
     let count = purls.len();
     spec.components = Some(purls);
+    spec.warnings = kept;
     let item = BatchItem {
         location: file.display().to_string(),
         spec,
@@ -346,8 +351,12 @@ pub fn import_inventory(
             None => "stored whole".to_string(),
         })
         .unwrap_or_default();
+    let skipped = match skipped {
+        0 => String::new(),
+        n => format!(" ({n} skipped, see the warnings)"),
+    };
     println!(
-        "{artifact}: {count} components from {} ({}), {delta}{}",
+        "{artifact}: {count} components from {}{skipped} ({}), {delta}{}",
         file.display(),
         format.name(),
         if report.unchanged > 0 {

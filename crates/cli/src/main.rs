@@ -155,6 +155,11 @@ enum Import {
         /// instead of rejecting different content.
         #[arg(long)]
         update: bool,
+        /// Reject an inline SBOM at its first component that cannot be
+        /// read (invalid purl, no version, a version its ecosystem cannot
+        /// order) instead of skipping it with a warning.
+        #[arg(long)]
+        strict: bool,
     },
     /// OSV advisories (JSON or YAML files, or folders of them).
     Advisories {
@@ -173,6 +178,11 @@ enum Import {
         /// (debian-12, ubuntu-18.04, alpine-3.18).
         #[arg(long)]
         distro: Option<String>,
+        /// Reject the file at its first component that cannot be read
+        /// (invalid purl, no version, a version its ecosystem cannot order)
+        /// instead of skipping it with a warning.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -246,9 +256,11 @@ fn main() -> ExitCode {
                 serve::run(&flags)
             }
         }
-        Command::Import(Import::Artifacts { file, update }) => {
-            commands::import_artifacts(&data_dir, &file, update)
-        }
+        Command::Import(Import::Artifacts {
+            file,
+            update,
+            strict,
+        }) => commands::import_artifacts(&data_dir, &file, update, strict),
         Command::Import(Import::Advisories { paths }) => {
             commands::import_advisories(&data_dir, &paths)
         }
@@ -257,12 +269,14 @@ fn main() -> ExitCode {
             file,
             format,
             distro,
+            strict,
         }) => commands::import_inventory(
             &data_dir,
             &artifact,
             &file,
             format.map(FormatArg::name),
             distro,
+            strict,
         ),
         Command::Affected {
             id,

@@ -261,6 +261,9 @@ pub fn print_artifact(
     let n = catalog.node(idx);
     let effective = catalog.effective_components(idx);
     let holder = catalog.inventory_holder(idx);
+    // What reading the inventory skipped or cannot evaluate: the holder's
+    // (an artifact that inherits shows its source's).
+    let inventory_warnings: &[Box<str>] = holder.map(|h| &*catalog.node(h).warnings).unwrap_or(&[]);
     let affected: Vec<_> = matches
         .iter()
         .map(|m| {
@@ -286,6 +289,7 @@ pub fn print_artifact(
             "removed": n.removed,
             "inventory_from": holder.map(|h| catalog.node(h).id.to_string()),
             "components": effective.iter().map(|&c| catalog.components().get(c).purl.to_string()).collect::<Vec<_>>(),
+            "inventory_warnings": inventory_warnings,
             "affected_by": affected,
         });
         serde_json::to_writer_pretty(&mut *out, &doc)?;
@@ -313,6 +317,9 @@ pub fn print_artifact(
             catalog.node(h).id
         )?,
         None => writeln!(out, "inventory: none")?,
+    }
+    for w in inventory_warnings {
+        writeln!(out, "inventory warning: {w}")?;
     }
     if matches.is_empty() {
         writeln!(out, "not affected by any open advisory or failure")?;

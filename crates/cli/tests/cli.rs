@@ -467,3 +467,102 @@ fn demo_runs_and_reruns() {
     other.ok(&["import", "artifacts", &f]);
     other.fails(3, &["demo"]);
 }
+
+#[test]
+fn a_bad_sbom_component_is_skipped_and_kept_as_a_warning() {
+    let pl = Pl::new();
+    let f = pl.file(
+        "a.jsonl",
+        "{\"id\":\"img\",\"kind\":\"image\",\"tenant\":\"t\"}\n",
+    );
+    pl.ok(&["import", "artifacts", &f]);
+    let osv = pl.file(
+        "dsa.json",
+        r#"{"id":"DSA-T-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.13-1~deb12u1"}]}]}]}"#,
+    );
+    pl.ok(&["import", "advisories", &osv]);
+    let sbom = serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [
+        {"name": "libssl3", "purl": "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12&upstream=openssl"},
+        {"name": "broken", "purl": "not-a-purl"},
+        {"name": "zlib1g", "purl": "pkg:deb/debian/zlib1g?distro=debian-12"},
+        {"name": "a", "purl": "pkg:npm/a@latest"}
+    ]});
+    let sbom_file = pl.file("partial.cdx.json", &sbom.to_string());
+
+    // Strict: the first bad component rejects the file, nothing changes.
+    let err = pl.fails(3, &["import", "inventory", "img", &sbom_file, "--strict"]);
+    assert!(
+        err.contains("partial.cdx.json")
+            && err.contains("components[1].purl")
+            && err.contains("not-a-purl"),
+        "{err}"
+    );
+    assert!(pl.ok(&["show", "img"]).contains("inventory: none"));
+
+    // Lenient (the default): the bad ones are named, the rest imported.
+    let out = pl.run(&["import", "inventory", "img", &sbom_file]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("img: 2 components") && stdout.contains("2 skipped"),
+        "{stdout}"
+    );
+    for fragment in [
+        "components[1].purl",
+        "not-a-purl",
+        "components[2].purl",
+        "pkg:deb/debian/zlib1g",
+        "no version",
+        "components[3].purl",
+        "invalid semver version \"latest\"",
+    ] {
+        assert!(stderr.contains(fragment), "{fragment}: {stderr}");
+    }
+    let affected = pl.affected("DSA-T-1");
+    assert_eq!(affected_ids(&affected), ["img"]);
+
+    // Kept with the artifact.
+    let shown = pl.ok(&["show", "img"]);
+    assert_eq!(shown.matches("inventory warning: ").count(), 3, "{shown}");
+    assert!(shown.contains("not-a-purl"), "{shown}");
+    let doc: Value = serde_json::from_str(&pl.ok(&["show", "img", "--json"])).unwrap();
+    assert_eq!(
+        doc["inventory_warnings"].as_array().unwrap().len(),
+        3,
+        "{doc}"
+    );
+
+    // Nothing valid left: refused.
+    let bad = pl.file(
+        "bad.cdx.json",
+        &serde_json::json!({"bomFormat": "CycloneDX", "components": [{"purl": "x"}, {"purl": "pkg:npm/y"}]})
+            .to_string(),
+    );
+    let err = pl.fails(3, &["import", "inventory", "img", &bad]);
+    assert!(
+        err.contains("no valid component left") && err.contains("2 skipped"),
+        "{err}"
+    );
+
+    // The same rule for inline SBOMs of `import artifacts`.
+    let line =
+        serde_json::json!({"id": "img2", "kind": "image", "tenant": "t", "sbom": sbom}).to_string();
+    let arts = pl.file("b.jsonl", &format!("{line}\n"));
+    let err = pl.fails(3, &["import", "artifacts", &arts, "--strict"]);
+    assert!(err.contains("components[1].purl"), "{err}");
+    let out = pl.run(&["import", "artifacts", &arts]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("artifact img2: sbom: ") && stderr.contains("not-a-purl"),
+        "{stderr}"
+    );
+    let doc: Value = serde_json::from_str(&pl.ok(&["show", "img2", "--json"])).unwrap();
+    assert_eq!(
+        doc["inventory_warnings"].as_array().unwrap().len(),
+        3,
+        "{doc}"
+    );
+    assert_eq!(affected_ids(&pl.affected("DSA-T-1")), ["img", "img2"]);
+}

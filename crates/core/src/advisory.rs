@@ -43,14 +43,6 @@ impl Event {
             Event::Fixed(v) | Event::LastAffected(v) => Some(v),
         }
     }
-
-    fn rank(&self) -> u8 {
-        // At equal versions, an introduction is applied before what ends it.
-        match self {
-            Event::Introduced(_) => 0,
-            Event::Fixed(_) | Event::LastAffected(_) => 1,
-        }
-    }
 }
 
 /// One `SEMVER` or `ECOSYSTEM` range, events sorted by version.
@@ -386,12 +378,16 @@ fn compile_range(scheme: Scheme, events: &[osv::Event]) -> Result<CompiledRange,
     if !out.iter().any(|e| matches!(e, Event::Introduced(_))) {
         return Err("no introduced event".into());
     }
-    // Stable: equal versions keep introduced-before-fix, then input order.
+    // The schema's `sorted(events)` read as a stable sort by version: at
+    // equal versions the events keep the order the record lists them in,
+    // as osv.dev's Python evaluation does (`introduced 0, fixed V,
+    // introduced V, fixed W` affects V; `introduced V, fixed V` does not).
+    // `introduced 0` is below every version.
     out.sort_by(|a, b| match (a.version(), b.version()) {
-        (None, None) => a.rank().cmp(&b.rank()),
+        (None, None) => std::cmp::Ordering::Equal,
         (None, Some(_)) => std::cmp::Ordering::Less,
         (Some(_), None) => std::cmp::Ordering::Greater,
-        (Some(x), Some(y)) => x.cmp(y).then(a.rank().cmp(&b.rank())),
+        (Some(x), Some(y)) => x.cmp(y),
     });
     Ok(CompiledRange {
         scheme,

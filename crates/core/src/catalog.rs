@@ -38,6 +38,9 @@ pub struct Node {
     /// Own inventory; `None` inherits the parent's.
     pub inventory: Option<InvId>,
     pub fixes: Box<[AdvisoryId]>,
+    /// What reading its own inventory skipped or could not evaluate (see
+    /// [`ArtifactSpec::warnings`]).
+    pub warnings: Box<[Box<str>]>,
     /// Removed artifacts keep their row (and history) but leave the forest.
     pub removed: bool,
 }
@@ -324,6 +327,7 @@ impl Catalog {
                     .collect()
             }),
             fixes: node.fixes.to_vec(),
+            warnings: node.warnings.iter().map(|w| w.to_string()).collect(),
         }
     }
 
@@ -651,6 +655,15 @@ impl Catalog {
         if !same_inventory {
             d.push("inventory");
         }
+        if node.warnings.len() != spec.warnings.len()
+            || node
+                .warnings
+                .iter()
+                .zip(&spec.warnings)
+                .any(|(a, b)| **a != **b)
+        {
+            d.push("inventory warnings");
+        }
         d
     }
 
@@ -816,6 +829,7 @@ fn node_of(
         labels: spec.labels.clone(),
         inventory,
         fixes,
+        warnings: spec.warnings.iter().map(|w| w.as_str().into()).collect(),
         removed: false,
     }
 }
@@ -836,6 +850,7 @@ mod tests {
             labels: BTreeMap::new(),
             components: None,
             fixes: vec![],
+            warnings: Vec::new(),
         }
     }
 

@@ -17,7 +17,7 @@ use patchline_formats::purl::Purl;
 
 use patchline_versions::Version;
 
-use crate::ecosystem::{Distro, PurlType, normalize_name};
+use crate::ecosystem::{Distro, Family, PurlType, normalize_name};
 
 /// Index of an interned component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,18 +102,15 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
     let mut version = raw_version.to_string();
     let name = purl.name.as_str();
     let namespace = purl.namespace.as_deref();
-    let upstream = purl.qualifier("upstream").filter(|u| !u.is_empty());
+    let source_package = purl.source_package();
     let mut alt_source = None;
     let mut source_version = None;
     let source = match purl_type {
-        PurlType::Deb | PurlType::Apk => match upstream {
-            Some(up) => match up.split_once('@') {
-                Some((n, v)) if !n.is_empty() && !v.is_empty() => {
-                    source_version = Some(v.to_string());
-                    n.to_string()
-                }
-                _ => up.to_string(),
-            },
+        PurlType::Deb | PurlType::Apk => match source_package {
+            Some((n, v)) => {
+                source_version = v.map(str::to_string);
+                n.to_string()
+            }
             None => name.to_string(),
         },
         PurlType::Rpm => {
@@ -124,7 +121,10 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
             {
                 version = format!("{epoch}:{version}");
             }
-            let source = upstream.map(rpm_source_name).unwrap_or(name).to_string();
+            let source = source_package
+                .map(|(n, _)| rpm_source_name(n))
+                .unwrap_or(name)
+                .to_string();
             if source != name {
                 alt_source = Some(name.to_string());
             }
@@ -136,17 +136,18 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
         },
         PurlType::Golang => match namespace {
             Some(ns) => format!("{ns}/{name}"),
+            // The Go toolchain and standard library: osv-scalibr names it
+            // `go` (from a binary's build info) or `stdlib` (from go.mod);
+            // OSV's Go records name it `stdlib`, with SemVer versions.
+            None if name == "go" || name == "stdlib" => {
+                version = go_toolchain_version(&version);
+                "stdlib".to_string()
+            }
             None => name.to_string(),
         },
         PurlType::Pypi | PurlType::Cargo | PurlType::Other => name.to_string(),
     };
-    let distro = match purl.qualifier("distro").filter(|d| !d.is_empty()) {
-        Some(d) => Some(Distro::parse(d)),
-        None => match purl_type {
-            PurlType::Deb | PurlType::Apk | PurlType::Rpm => namespace.map(Distro::parse),
-            _ => None,
-        },
-    };
+    let distro = purl_distro(purl, purl_type, namespace);
     Ok(ComponentFacts {
         purl_type,
         version,
@@ -155,6 +156,82 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
         source_version,
         distro,
     })
+}
+
+/// Whether a purl can be a component. `Err`: it cannot (too long, no
+/// version). `Ok(Some(note))`: it can, but its version does not parse in its
+/// ecosystem's ordering, so no range can contain it (only records that list
+/// that exact version match it): the note says so. `Ok(None)`: fine.
+pub fn check_component(purl: &Purl) -> Result<Option<String>, ComponentError> {
+    let canonical = purl.to_string();
+    if canonical.len() > crate::text::PURL_LEN_MAX {
+        return Err(ComponentError(format!(
+            "a purl may have at most {} bytes",
+            crate::text::PURL_LEN_MAX
+        )));
+    }
+    let facts = facts(purl)?;
+    let Some(scheme) = facts.purl_type.scheme() else {
+        return Ok(None);
+    };
+    let version = facts.source_version.as_deref().unwrap_or(&facts.version);
+    Ok(scheme.parse(version).err().map(|e| {
+        format!("{e}: no advisory range can contain it, only records that list this exact version")
+    }))
+}
+
+/// The distribution of an OS package: its `distro` qualifier, else its
+/// namespace. A qualifier that names no distribution by itself is read
+/// with the namespace: osv-scalibr writes os-release's `VERSION_ID` alone
+/// (`pkg:apk/alpine/…?distro=3.22.0`, `pkg:deb/ubuntu/…?distro=20.04`,
+/// `pkg:deb/debian/…?distro=12`), trivy too for apk (`distro=3.23.3`), and
+/// Alpine's own `v3.18` or Debian's `sid` need the namespace as well.
+fn purl_distro(purl: &Purl, purl_type: PurlType, namespace: Option<&str>) -> Option<Distro> {
+    let os_type = matches!(purl_type, PurlType::Deb | PurlType::Apk | PurlType::Rpm);
+    let qualifier = purl
+        .qualifier("distro")
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
+    match qualifier {
+        Some(d) => {
+            let distro = Distro::parse(d);
+            if distro.family != Family::Other || !os_type {
+                return Some(distro);
+            }
+            match namespace.map(|ns| Distro::parse(&format!("{ns}-{d}"))) {
+                Some(with_ns) if with_ns.family != Family::Other => Some(with_ns),
+                _ => Some(distro),
+            }
+        }
+        None if os_type => namespace.map(Distro::parse),
+        None => None,
+    }
+}
+
+/// A Go toolchain version as OSV's `stdlib` records write it: `go1.21.3`
+/// is `1.21.3`, and Go's pre-release tags `go1.21rc2`/`go1.21beta1` are
+/// `1.21.0-rc.2`/`1.21.0-beta.1` (golang.org/x/vuln's conversion).
+fn go_toolchain_version(version: &str) -> String {
+    let v = version.strip_prefix("go").unwrap_or(version);
+    for tag in ["rc", "beta", "alpha"] {
+        if let Some((release, n)) = v.split_once(tag)
+            && !release.is_empty()
+            && release.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            let release = match release.matches('.').count() {
+                0 => format!("{release}.0.0"),
+                1 => format!("{release}.0"),
+                _ => release.to_string(),
+            };
+            return if n.is_empty() {
+                format!("{release}-{tag}")
+            } else {
+                format!("{release}-{tag}.{n}")
+            };
+        }
+    }
+    v.to_string()
 }
 
 /// `bash-4.2.46-34.el7.src.rpm` -> `bash`: a source RPM file name is

@@ -13,6 +13,10 @@ use crate::error::CatalogError;
 pub const ID_LEN_MAX: usize = 256;
 /// Most labels one artifact may carry.
 pub const LABELS_MAX: usize = 64;
+/// Inventory warnings kept with an artifact; more are summed up in the last.
+pub const WARNINGS_MAX: usize = 100;
+/// Bytes of one inventory warning.
+pub const WARNING_LEN_MAX: usize = 1024;
 /// Longest label key and value, in bytes.
 pub const LABEL_KEY_LEN_MAX: usize = 128;
 pub const LABEL_VALUE_LEN_MAX: usize = 1024;
@@ -277,6 +281,12 @@ pub struct ArtifactSpec {
     /// inherits its parent's.
     pub components: Option<Vec<String>>,
     pub fixes: Vec<AdvisoryId>,
+    /// What reading its own inventory skipped (a component with an invalid
+    /// purl or no version, in a lenient SBOM import) or cannot evaluate (a
+    /// version that does not parse in its ecosystem), each naming the
+    /// component and its place: kept with the artifact and shown with it.
+    /// At most [`WARNINGS_MAX`] entries.
+    pub warnings: Vec<String>,
 }
 
 impl ArtifactSpec {
@@ -312,6 +322,14 @@ impl ArtifactSpec {
                 "artifact {} declares {} fixes; at most {FIXES_MAX} are allowed",
                 self.id,
                 self.fixes.len()
+            )));
+        }
+        if self.warnings.len() > WARNINGS_MAX
+            || self.warnings.iter().any(|w| w.len() > WARNING_LEN_MAX)
+        {
+            return Err(CatalogError::Invalid(format!(
+                "artifact {}: at most {WARNINGS_MAX} inventory warnings of {WARNING_LEN_MAX} bytes are kept",
+                self.id
             )));
         }
         if self.parent.is_none() && self.relation.is_some() {

@@ -3,8 +3,8 @@
 //! The reference below is written from the product brief alone and shares
 //! nothing with `propagate.rs`: effective inventories are recomputed by
 //! walking parents, OSV ranges are evaluated by a declarative rule (the
-//! greatest applying introduction must be above every applying closing
-//! event), `introduced_by` is found by walking up while the parent's
+//! greatest applying event, the last listed at equal versions, must be an
+//! introduction), `introduced_by` is found by walking up while the parent's
 //! effective inventory still holds the exact same canonical purl, and
 //! failures by walking up to their origin looking for `fixes`. Only the
 //! version oracle (`Scheme::Dpkg.compare`) and the purl parser are shared.
@@ -249,9 +249,10 @@ fn first_min<'a>(versions: impl Iterator<Item = &'a String>) -> Option<String> {
     best.cloned()
 }
 
-/// One range: `v` is inside when the greatest introduction at or below it
-/// (`0` is below everything) is strictly above every closing event that
-/// applies (a `fixed` at or below `v`, a `last_affected` strictly below it),
+/// One range: the events that apply to `v` are the introductions at or
+/// below it (`0` is below everything), the `fixed` at or below it and the
+/// `last_affected` strictly below it. `v` is inside when the greatest of them
+/// by version, and at equal versions the one listed last, is an introduction,
 /// and `v` is below some `limit` when there are limits. The fix is the
 /// smallest `fixed` above that introduction.
 fn range_hit(events: &[Ev], v: &str) -> Option<Option<String>> {
@@ -265,26 +266,26 @@ fn range_hit(events: &[Ev], v: &str) -> Option<Option<String>> {
     if !limits.is_empty() && !limits.iter().any(|l| dpkg(v, l) == Ordering::Less) {
         return None;
     }
-    // `None` stands for "0".
-    let applying: Vec<Option<&str>> = events
+    // (version, is an introduction); `None` stands for "0".
+    let applying: Vec<(Option<&str>, bool)> = events
         .iter()
         .filter_map(|e| match e {
-            Ev::Introduced(i) if i == "0" => Some(None),
-            Ev::Introduced(i) if dpkg(i, v) != Ordering::Greater => Some(Some(i.as_str())),
+            Ev::Introduced(i) if i == "0" => Some((None, true)),
+            Ev::Introduced(i) if dpkg(i, v) != Ordering::Greater => Some((Some(i.as_str()), true)),
+            Ev::Fixed(f) if dpkg(f, v) != Ordering::Greater => Some((Some(f.as_str()), false)),
+            Ev::LastAffected(l) if dpkg(l, v) == Ordering::Less => Some((Some(l.as_str()), false)),
             _ => None,
         })
         .collect();
-    if applying.is_empty() {
-        return None;
-    }
-    let intro: Option<&str> = applying.iter().flatten().copied().max_by(|a, b| dpkg(a, b));
-    let at_or_above_intro = |x: &str| intro.is_none_or(|i| dpkg(x, i) != Ordering::Less);
-    let closed = events.iter().any(|e| match e {
-        Ev::Fixed(f) => dpkg(f, v) != Ordering::Greater && at_or_above_intro(f),
-        Ev::LastAffected(l) => dpkg(l, v) == Ordering::Less && at_or_above_intro(l),
-        _ => false,
-    });
-    if closed {
+    let order = |a: Option<&str>, b: Option<&str>| match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => dpkg(a, b),
+    };
+    // The last of the greatest: `max_by` keeps the last of equal elements.
+    let (intro, is_intro) = applying.into_iter().max_by(|a, b| order(a.0, b.0))?;
+    if !is_intro {
         return None;
     }
     Some(first_min(events.iter().filter_map(|e| match e {
@@ -460,6 +461,7 @@ fn spec_of(forest: &[RNode], i: usize) -> ArtifactSpec {
             .iter()
             .map(|f| AdvisoryId::new(f).unwrap())
             .collect(),
+        warnings: Vec::new(),
     }
 }
 
@@ -1334,6 +1336,18 @@ fn reference_range_rule() {
     assert_eq!(r("i=0 l=1.5-1", "1.5-1"), Some(None));
     assert_eq!(r("i=0 l=1.5-1", "1.5-2"), None);
     assert_eq!(r("i=1.0-1 f=1.0-1", "1.0-1"), None);
+    // Equal versions keep their listed order.
+    assert_eq!(
+        r("i=0 f=1.0-1 i=1.0-1 f=2.0-1", "1.0-1"),
+        Some(Some("2.0-1".into()))
+    );
+    assert_eq!(
+        r("i=0 f=1.0-1 i=1.0-1 f=2.0-1", "0.9-1"),
+        Some(Some("1.0-1".into()))
+    );
+    assert_eq!(r("i=0 f=1.0-1 i=1.0-1 f=2.0-1", "2.0-1"), None);
+    assert_eq!(r("i=1.0-1 l=1.0-1", "1.0-1"), Some(None));
+    assert_eq!(r("i=1.0-1 l=1.0-1", "1.0-2"), None);
     assert_eq!(r("i=1.0-1 x=2.0-1", "1.9-1"), Some(None));
     assert_eq!(r("i=1.0-1 x=2.0-1", "2.0-1"), None);
 }
@@ -1723,6 +1737,7 @@ fn rollback_forgets_every_spelling_of_dropped_components() {
         labels: BTreeMap::new(),
         components: Some(purls.iter().map(|p| p.to_string()).collect()),
         fixes: vec![],
+        warnings: Vec::new(),
     };
     let mut catalog = Catalog::new();
     catalog

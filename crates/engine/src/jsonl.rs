@@ -13,11 +13,24 @@ use crate::{BatchItem, EngineError};
 pub const LINE_LEN_MAX: usize = 64 << 20;
 
 /// Iterates over the artifacts of a JSONL stream. Blank lines are skipped;
-/// warnings (unknown fields, SBOM notes) are handed to `warn`; `progress`
-/// gets the bytes read so far every 4096 lines.
+/// warnings (unknown fields, SBOM notes, skipped SBOM components) are
+/// handed to `warn`; `progress` gets the bytes read so far every 4096 lines.
+/// Inline SBOMs are read leniently.
 pub fn artifacts<'a, R: BufRead + 'a>(
+    reader: R,
+    name: &'a str,
+    warn: impl FnMut(String) + 'a,
+    progress: impl FnMut(u64) + 'a,
+) -> impl Iterator<Item = Result<BatchItem, EngineError>> + 'a {
+    artifacts_with(reader, name, false, warn, progress)
+}
+
+/// [`artifacts`]; with `strict`, the first component of an inline SBOM that
+/// cannot be read rejects its line.
+pub fn artifacts_with<'a, R: BufRead + 'a>(
     mut reader: R,
     name: &'a str,
+    strict: bool,
     mut warn: impl FnMut(String) + 'a,
     mut progress: impl FnMut(u64) + 'a,
 ) -> impl Iterator<Item = Result<BatchItem, EngineError>> + 'a {
@@ -58,7 +71,7 @@ pub fn artifacts<'a, R: BufRead + 'a>(
             if text.is_empty() {
                 continue;
             }
-            return match ArtifactDoc::parse(text).and_then(|doc| doc.into_spec(None)) {
+            return match ArtifactDoc::parse(text).and_then(|doc| doc.into_spec_with(None, strict)) {
                 Ok(t) => {
                     for w in t.warnings {
                         warn(format!("{location}: {w}"));

@@ -14,7 +14,7 @@
 
 use crate::inventory::{Builder, Hint, Inventory};
 use crate::purl::Purl;
-use crate::{FormatError, text};
+use crate::{FormatError, Location, text};
 
 const FORMAT: &str = "apk-installed";
 
@@ -104,6 +104,6 @@ fn finish_record(r: Record, namespace: &str, b: &mut Builder) -> Result<(), Form
     if let Some(origin) = r.origin {
         purl.set_qualifier("upstream", origin);
     }
-    b.push(purl);
+    b.push(purl, &Location::line(r.start));
     Ok(())
 }

@@ -169,7 +169,13 @@ fn walk(format: &'static str, top: &[Component], b: &mut Builder) -> Result<(), 
             column: None,
             path: Some(format!("{path}.purl")),
         };
-        let mut purl = sbom::parse_purl(format, purl_text, location)?;
+        let mut purl = match sbom::parse_component(format, purl_text, location.clone()) {
+            Ok(purl) => purl,
+            Err(e) => {
+                b.skip(e);
+                continue;
+            }
+        };
         let prop = |key: &str| {
             c.properties
                 .iter()
@@ -186,7 +192,7 @@ fn walk(format: &'static str, top: &[Component], b: &mut Builder) -> Result<(), 
                 sbom::full_version(prop("SrcEpoch"), prop("SrcVersion"), prop("SrcRelease"));
             sbom::add_upstream(&mut purl, Some(src), version.as_deref());
         }
-        b.push(purl);
+        b.push(purl, &location);
     }
     if let Some(msg) = sbom::missing_purl_warning("components", &without_purl) {
         b.warn(None, msg);

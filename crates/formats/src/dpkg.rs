@@ -18,7 +18,7 @@
 
 use crate::inventory::{Builder, Hint, Inventory};
 use crate::purl::Purl;
-use crate::{FormatError, text};
+use crate::{FormatError, Location, text};
 use std::collections::HashMap;
 
 const FORMAT: &str = "dpkg-status";
@@ -34,6 +34,8 @@ struct Stanza {
 
 #[derive(Debug)]
 struct Installed {
+    /// Line of its `Package:` field.
+    line: usize,
     package: String,
     version: String,
     arch: Option<String>,
@@ -128,7 +130,7 @@ pub fn parse_status(text: &str, hint: &Hint) -> Result<Inventory, FormatError> {
             };
             purl.set_qualifier("upstream", up);
         }
-        b.push(purl);
+        b.push(purl, &Location::line(p.line));
     }
     Ok(b.finish(hint))
 }
@@ -238,6 +240,7 @@ fn finish_stanza(
     }
 
     out.push(Installed {
+        line: pkg_line,
         package: package.to_string(),
         version: version.to_string(),
         arch,

@@ -4,7 +4,7 @@
 //! steps every parser shares (distro qualifier, de-duplication).
 
 use crate::purl::Purl;
-use crate::{FormatError, apk, cyclonedx, dpkg, spdx, text};
+use crate::{FormatError, Location, apk, cyclonedx, dpkg, spdx, text};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -124,10 +124,40 @@ impl fmt::Display for Warning {
 pub struct Inventory {
     /// De-duplicated, in input order.
     pub components: Vec<Purl>,
+    /// Where each component is in the input (`components[3].purl`,
+    /// `line 12`, empty when unknown), parallel to `components`: the first
+    /// place of a component given twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
     /// `ID-VERSION` of the operating system, from the input itself (SBOM
     /// operating-system component) or else from the hint.
     pub distro: Option<String>,
     pub warnings: Vec<Warning>,
+    /// Components that cannot be read (an invalid purl, a purl without a
+    /// version), each with its located error, in input order. They are left
+    /// out of `components`; a strict caller refuses the input at the first
+    /// ([`Inventory::strict`]).
+    #[serde(skip)]
+    pub skipped: Vec<FormatError>,
+}
+
+impl Inventory {
+    /// The strict reading: the first component that cannot be read rejects
+    /// the whole input, with its position.
+    pub fn strict(mut self) -> Result<Inventory, FormatError> {
+        if !self.skipped.is_empty() {
+            return Err(self.skipped.swap_remove(0));
+        }
+        Ok(self)
+    }
+
+    /// The location of component `i`, when known.
+    pub fn location(&self, i: usize) -> Option<&str> {
+        self.locations
+            .get(i)
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+    }
 }
 
 /// Purl types of OS packages, which get the distro qualifier.
@@ -138,14 +168,22 @@ const OS_TYPES: &[&str] = &["deb", "apk", "rpm"];
 #[derive(Debug, Default)]
 pub(crate) struct Builder {
     components: Vec<Purl>,
+    locations: Vec<String>,
+    skipped: Vec<FormatError>,
     warnings: Vec<Warning>,
     /// Distro found in the document itself.
     pub(crate) distro: Option<String>,
 }
 
 impl Builder {
-    pub(crate) fn push(&mut self, purl: Purl) {
+    pub(crate) fn push(&mut self, purl: Purl, location: &Location) {
         self.components.push(purl);
+        self.locations.push(location.to_string());
+    }
+
+    /// A component that cannot be read: left out, its error kept.
+    pub(crate) fn skip(&mut self, error: FormatError) {
+        self.skipped.push(error);
     }
 
     pub(crate) fn warn(&mut self, location: Option<String>, message: impl Into<String>) {
@@ -166,7 +204,12 @@ impl Builder {
             .map(|d| d.trim().to_string());
         let mut seen = HashSet::new();
         let mut components = Vec::with_capacity(self.components.len());
-        for mut p in self.components {
+        let mut locations = Vec::with_capacity(self.components.len());
+        let given = self
+            .locations
+            .into_iter()
+            .chain(std::iter::repeat(String::new()));
+        for (mut p, location) in self.components.into_iter().zip(given) {
             if let Some(d) = &distro
                 && OS_TYPES.contains(&p.ty.as_str())
                 && !p.qualifiers.contains_key("distro")
@@ -175,12 +218,15 @@ impl Builder {
             }
             if seen.insert(p.clone()) {
                 components.push(p);
+                locations.push(location);
             }
         }
         Inventory {
             components,
+            locations,
             distro,
             warnings: self.warnings,
+            skipped: self.skipped,
         }
     }
 }
@@ -293,6 +339,8 @@ fn apply_hint(inv: Inventory, hint: &Hint) -> Inventory {
     }
     Builder {
         components: inv.components,
+        locations: inv.locations,
+        skipped: inv.skipped,
         warnings: inv.warnings,
         distro: None,
     }
@@ -308,10 +356,11 @@ pub(crate) fn parse_purls(text: &str, hint: &Hint) -> Result<Inventory, FormatEr
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let purl: Purl = line
-            .parse()
-            .map_err(|e: crate::PurlError| FormatError::new("purls", e.to_string()).at_line(n))?;
-        b.push(purl);
+        let location = Location::line(n);
+        match crate::sbom::parse_component("purls", line, location.clone()) {
+            Ok(purl) => b.push(purl, &location),
+            Err(e) => b.skip(e),
+        }
     }
     Ok(b.finish(hint))
 }

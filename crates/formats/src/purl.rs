@@ -116,6 +116,41 @@ impl Purl {
         })
     }
 
+    /// The source package an OS package (deb, apk, rpm) was built from,
+    /// as name and optional version, in the qualifiers the producers write:
+    ///
+    /// - `upstream=NAME[@VERSION]` (syft, and patchline's own readers),
+    /// - deb: `source=NAME` with `source_version=VERSION` (osv-scalibr), or
+    ///   `source=NAME (VERSION)` as dpkg's `Source:` field spells it,
+    /// - apk: `origin=NAME` (osv-scalibr, the apk database's `o:`),
+    /// - rpm: `sourcerpm=NAME-VERSION-RELEASE.src.rpm` (osv-scalibr); the
+    ///   file name is returned whole, as `upstream` holds it for rpm.
+    ///
+    /// `upstream` wins when several are present. `None` for other types or
+    /// when no qualifier names a source.
+    pub fn source_package(&self) -> Option<(&str, Option<&str>)> {
+        let keys: &[&str] = match self.ty.as_str() {
+            "deb" => &["upstream", "source"],
+            "apk" => &["upstream", "origin"],
+            "rpm" => &["upstream", "sourcerpm"],
+            _ => return None,
+        };
+        let (key, text) = keys
+            .iter()
+            .find_map(|k| Some((*k, self.qualifier(k)?.trim())).filter(|(_, t)| !t.is_empty()))?;
+        let (name, version) = split_source(text);
+        if name.is_empty() {
+            return None;
+        }
+        let version = version.or_else(|| {
+            (key == "source")
+                .then(|| self.qualifier("source_version").map(str::trim))
+                .flatten()
+                .filter(|v| !v.is_empty())
+        });
+        Some((name, version))
+    }
+
     /// The canonical text form (same as `to_string()`).
     pub fn canonical(&self) -> String {
         self.to_string()
@@ -137,6 +172,29 @@ impl Purl {
             self.version = Some(n);
         }
     }
+}
+
+/// `name@version`, `name (version)` or `name`.
+fn split_source(text: &str) -> (&str, Option<&str>) {
+    if let Some((name, version)) = text.split_once('@') {
+        let (name, version) = (name.trim(), version.trim());
+        if !name.is_empty() {
+            return (name, Some(version).filter(|v| !v.is_empty()));
+        }
+        return (text, None);
+    }
+    if let Some(open) = text.find('(')
+        && let Some(inner) = text[open + 1..].strip_suffix(')')
+    {
+        let name = text[..open].trim();
+        let version = inner.trim();
+        // `(1.0)` alone names no package.
+        return (
+            name,
+            Some(version).filter(|v| !v.is_empty() && !name.is_empty()),
+        );
+    }
+    (text, None)
 }
 
 /// Types whose namespace the spec says is case-insensitive (lowercased).
@@ -516,6 +574,45 @@ mod tests {
             "pkg:deb/debian/bsdutils@1:2.29.2-1%2Bdeb9u1?upstream=util-linux%402.29.2-1%2Bdeb9u1"
         );
         assert_eq!(p.upstream(), Some(("util-linux", Some("2.29.2-1+deb9u1"))));
+    }
+
+    #[test]
+    fn source_package_dialects() {
+        let src = |text: &str| {
+            let p: Purl = text.parse().unwrap();
+            p.source_package()
+                .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+        };
+        let pair = |n: &str, v: Option<&str>| Some((n.to_string(), v.map(str::to_string)));
+        assert_eq!(
+            src("pkg:deb/debian/libssl3@3.0.11-1?source=openssl&source_version=3.0.11-1"),
+            pair("openssl", Some("3.0.11-1"))
+        );
+        assert_eq!(
+            src("pkg:deb/debian/libssl3@3.0.11-1?source=openssl%20%283.0.11-1%29"),
+            pair("openssl", Some("3.0.11-1"))
+        );
+        assert_eq!(
+            src("pkg:deb/debian/libssl3@3.0.11-1?source=openssl"),
+            pair("openssl", None)
+        );
+        assert_eq!(
+            src("pkg:deb/debian/libssl3@1?source=x&upstream=openssl%403.0.11-1"),
+            pair("openssl", Some("3.0.11-1"))
+        );
+        assert_eq!(
+            src("pkg:apk/alpine/libcrypto3@3.1.4-r0?origin=openssl"),
+            pair("openssl", None)
+        );
+        assert_eq!(
+            src("pkg:rpm/rhel/openssh-clients@5.3p1?sourcerpm=openssh-5.3p1-124.el6_10.src.rpm"),
+            pair("openssh-5.3p1-124.el6_10.src.rpm", None)
+        );
+        // Each qualifier belongs to its type; others name no source.
+        assert_eq!(src("pkg:apk/alpine/a@1?source=b"), None);
+        assert_eq!(src("pkg:deb/debian/a@1?origin=b"), None);
+        assert_eq!(src("pkg:npm/a@1?upstream=b"), None);
+        assert_eq!(src("pkg:deb/debian/a@1?source=%20%281.0%29"), None);
     }
 
     #[test]

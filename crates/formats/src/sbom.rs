@@ -20,6 +20,27 @@ pub(crate) fn parse_purl(
         .map_err(|e: crate::PurlError| FormatError::new(format, e.to_string()).at(location))
 }
 
+/// A component's purl: valid, and with a version (a component without one
+/// cannot be matched against any record).
+pub(crate) fn parse_component(
+    format: &'static str,
+    text: &str,
+    location: Location,
+) -> Result<Purl, FormatError> {
+    let purl = parse_purl(format, text, location.clone())?;
+    if purl.version.is_none() {
+        return Err(FormatError::new(
+            format,
+            format!(
+                "purl {:?} has no version: a component needs one",
+                crate::text::excerpt(text.trim())
+            ),
+        )
+        .at(location));
+    }
+    Ok(purl)
+}
+
 /// Adds `upstream=NAME[@VERSION]` to an OS package purl that has none.
 /// A producer that put `upstream` in the purl itself (syft) is trusted.
 pub(crate) fn add_upstream(purl: &mut Purl, name: Option<&str>, version: Option<&str>) {

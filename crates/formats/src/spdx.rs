@@ -135,12 +135,20 @@ fn from_document(doc: Document) -> Result<Inventory, FormatError> {
             };
             let location =
                 Location::path(format!("packages[{i}].externalRefs[{j}].referenceLocator"));
-            let mut purl = sbom::parse_purl(FORMAT, locator, location)?;
+            // A package with a bad purl has a purl all the same: it is
+            // skipped with its error, not counted as one without a purl.
+            found = true;
+            let mut purl = match sbom::parse_component(FORMAT, locator, location.clone()) {
+                Ok(purl) => purl,
+                Err(e) => {
+                    b.skip(e);
+                    continue;
+                }
+            };
             if let Some((name, version)) = p.source_info.as_deref().and_then(trivy_source) {
                 sbom::add_upstream(&mut purl, Some(name), version);
             }
-            b.push(purl);
-            found = true;
+            b.push(purl, &location);
         }
         if !found {
             without_purl.push(p.name.clone().unwrap_or_else(|| format!("packages[{i}]")));

@@ -355,8 +355,19 @@ fn purl_lists() {
     );
     assert_eq!(inv.distro.as_deref(), Some("debian-12"));
 
-    let bad = "pkg:npm/a@1\n# fine\npkg:npm/b@1\nnpm/c@1\n";
-    let err = parse(Format::Purls, bad.as_bytes(), &Hint::default()).unwrap_err();
+    // A bad line is skipped with its position; strict reading refuses the
+    // list at it.
+    let bad = "pkg:npm/a@1\n# fine\npkg:npm/b@1\nnpm/c@1\npkg:npm/d\n";
+    let inv = parse(Format::Purls, bad.as_bytes(), &Hint::default()).unwrap();
+    assert_eq!(strings(&inv), ["pkg:npm/a@1", "pkg:npm/b@1"]);
+    assert_eq!(inv.locations, ["line 1", "line 3"]);
+    assert_eq!(inv.skipped.len(), 2);
+    assert_err_contains(&inv.skipped[0], &["purls", "line 4", "npm/c@1"]);
+    assert_err_contains(
+        &inv.skipped[1],
+        &["purls", "line 5", "pkg:npm/d", "no version"],
+    );
+    let err = inv.strict().unwrap_err();
     assert_err_contains(&err, &["purls", "line 4", "npm/c@1"]);
 
     let err = parse(

@@ -262,7 +262,11 @@ fn cyclonedx_errors() {
         ("{\"bomFormat\": \"CycloneDX\"} trailing".to_string(), &["line 1", "trailing"]),
     ];
     for (text, fragments) in &cases {
-        let err = cyclonedx::parse_json(text.as_bytes()).unwrap_err();
+        // Strict reading: a bad component rejects the document, as a
+        // malformed one does.
+        let err = cyclonedx::parse_json(text.as_bytes())
+            .and_then(Inventory::strict)
+            .unwrap_err();
         assert_err_contains(&err, fragments);
     }
 
@@ -341,7 +345,9 @@ fn cyclonedx_xml_details_and_errors() {
         ),
     ];
     for (text, fragments) in cases {
-        let err = cyclonedx::parse_xml(text.as_bytes()).unwrap_err();
+        let err = cyclonedx::parse_xml(text.as_bytes())
+            .and_then(Inventory::strict)
+            .unwrap_err();
         assert_err_contains(&err, fragments);
     }
     let err = cyclonedx::parse_xml(b"<bom>\xff</bom>").unwrap_err();
@@ -397,7 +403,9 @@ fn spdx_details_and_errors() {
         ("{\"spdxVersion\": \"SPDX-2.2\", \"packages\": [".to_string(), &["truncated", "line 1"]),
     ];
     for (text, fragments) in &cases {
-        let err = spdx::parse_json(text.as_bytes()).unwrap_err();
+        let err = spdx::parse_json(text.as_bytes())
+            .and_then(Inventory::strict)
+            .unwrap_err();
         assert_err_contains(&err, fragments);
     }
 }
@@ -412,10 +420,96 @@ fn inline_values() {
         &json!({"bomFormat": "CycloneDX", "components": [{"purl": "bad"}]}),
         &Hint::default(),
     )
+    .and_then(Inventory::strict)
     .unwrap_err();
     assert_err_contains(&err, &["components[0].purl"]);
     let fix: serde_json::Value =
         serde_json::from_slice(&fixture("sboms/centos-7.spdx.json")).unwrap();
     let inv = parse_json_value(&fix, &Hint::default()).unwrap();
     assert_eq!(inv.components.len(), 2);
+}
+
+/// One bad component does not sink the document: it is left out with its
+/// position and reason, the others are read; strict reading refuses the
+/// document at the first, as before.
+#[test]
+fn bad_components_are_skipped_with_their_place() {
+    let cdx = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [
+        {"name": "a", "purl": "pkg:npm/a@1"},
+        {"name": "b", "purl": "npm/b@1"},
+        {"name": "c", "purl": "pkg:npm/c"},
+        {"name": "d", "purl": "pkg:npm/d@2", "components": [{"name": "e", "purl": "pkg:%zz/e@1"}]}
+    ]})
+    .to_string();
+    let inv = cyclonedx::parse_json(cdx.as_bytes()).unwrap();
+    assert_eq!(strings(&inv), ["pkg:npm/a@1", "pkg:npm/d@2"]);
+    assert_eq!(inv.locations, ["components[0].purl", "components[3].purl"]);
+    let skipped: Vec<String> = inv.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert_err_contains(
+        &skipped[0],
+        &["cyclonedx-json", "components[1].purl", "npm/b@1", "pkg:"],
+    );
+    assert_err_contains(
+        &skipped[1],
+        &["components[2].purl", "pkg:npm/c", "no version"],
+    );
+    assert_err_contains(
+        &skipped[2],
+        &["components[3].components[0].purl", "pkg:%zz/e@1"],
+    );
+    let err = inv.clone().strict().unwrap_err();
+    assert_err_contains(&err, &["components[1].purl", "npm/b@1"]);
+    // The inline value reads the same way.
+    let value: serde_json::Value = serde_json::from_str(&cdx).unwrap();
+    assert_eq!(parse_json_value(&value, &Hint::default()).unwrap(), inv);
+
+    let xml = "<bom xmlns=\"http://cyclonedx.org/schema/bom/1.4\">\n<components>\n\
+               <component><purl>pkg:npm/a@1</purl></component>\n\
+               <component><purl>not-a-purl</purl></component>\n\
+               <component><purl>pkg:npm/c</purl></component>\n\
+               </components></bom>";
+    let inv = cyclonedx::parse_xml(xml.as_bytes()).unwrap();
+    assert_eq!(strings(&inv), ["pkg:npm/a@1"]);
+    assert_eq!(inv.skipped.len(), 2);
+    assert_err_contains(
+        &inv.skipped[0],
+        &[
+            "cyclonedx-xml",
+            "components[1].purl",
+            "line 4",
+            "not-a-purl",
+        ],
+    );
+    assert_err_contains(
+        &inv.skipped[1],
+        &["components[2].purl", "line 5", "no version"],
+    );
+
+    let spdx_doc = json!({"spdxVersion": "SPDX-2.3", "packages": [
+        {"name": "a", "externalRefs": [{"referenceType": "purl", "referenceLocator": "pkg:npm/a@1"}]},
+        {"name": "b", "externalRefs": [{"referenceType": "purl", "referenceLocator": "pkg:/"}]},
+        {"name": "c", "externalRefs": [{"referenceType": "purl", "referenceLocator": "pkg:npm/c"}]}
+    ]});
+    let inv = spdx::parse_json(spdx_doc.to_string().as_bytes()).unwrap();
+    assert_eq!(strings(&inv), ["pkg:npm/a@1"]);
+    assert!(
+        inv.warnings.is_empty(),
+        "bad purls are not packages without one: {:?}",
+        inv.warnings
+    );
+    assert_eq!(inv.skipped.len(), 2);
+    assert_err_contains(
+        &inv.skipped[0],
+        &[
+            "packages[1].externalRefs[0].referenceLocator",
+            "invalid purl",
+        ],
+    );
+    assert_err_contains(
+        &inv.skipped[1],
+        &["packages[2].externalRefs[0].referenceLocator", "no version"],
+    );
+    let err = inv.strict().unwrap_err();
+    assert_err_contains(&err, &["packages[1].externalRefs[0].referenceLocator"]);
 }

@@ -379,6 +379,7 @@ pub fn scan_with_progress(
                 labels,
                 components,
                 fixes: Vec::new(),
+                warnings: Vec::new(),
             },
             Err(e) => {
                 outcome.errors.push((link.path.clone(), e.to_string()));

@@ -635,3 +635,110 @@ async fn scanning_is_for_the_operator() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// An inline SBOM with bad components: skipped and named in the answer,
+/// kept as the artifact's inventory warnings (shown to its owner);
+/// `?strict=true` refuses it at the first; the `components` list stays
+/// strict.
+#[tokio::test]
+async fn bad_sbom_components_are_skipped_unless_strict() {
+    let (api, _, acme, globex) = world().await;
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [
+        {"name": "libbz2", "purl": BZIP2},
+        {"name": "broken", "purl": "not-a-purl"},
+        {"name": "nover", "purl": "pkg:deb/ubuntu/zlib1g?distro=ubuntu-18.04"}
+    ]});
+    let doc = json!({"id": "acme-sbom", "kind": "image", "visibility": "public", "sbom": sbom});
+
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/artifacts?strict=true",
+            Some(&acme),
+            Some(doc.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let text = v.to_string();
+    assert!(
+        text.contains("components[1].purl") && text.contains("not-a-purl"),
+        "{v}"
+    );
+    let (s, _) = api
+        .call("GET", "/v1/artifacts/acme-sbom", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "strict refusal leaves nothing");
+
+    let (s, v) = api
+        .call("POST", "/v1/artifacts", Some(&acme), Some(doc.clone()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["components"], 1, "{v}");
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{v}");
+    assert!(
+        warnings[0].contains("components[1].purl") && warnings[0].contains("not-a-purl"),
+        "{v}"
+    );
+    assert!(
+        warnings[1].contains("components[2].purl") && warnings[1].contains("no version"),
+        "{v}"
+    );
+    assert_eq!(v["inventory_warnings"].as_array().unwrap().len(), 2, "{v}");
+
+    // Kept: the owner sees them on every read; another tenant does not.
+    let (s, v) = api
+        .call("GET", "/v1/artifacts/acme-sbom", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["inventory_warnings"].as_array().unwrap().len(), 2, "{v}");
+    let (s, v) = api
+        .call("GET", "/v1/artifacts/acme-sbom", Some(&globex), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v.get("inventory_warnings").is_none(), "{v}");
+
+    // The same document again is a no-op; PUT with ?strict=true refuses it.
+    let (s, _) = api
+        .call("POST", "/v1/artifacts", Some(&acme), Some(doc.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/acme-sbom?strict=true",
+            Some(&acme),
+            Some(doc),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A clean re-inventory clears them.
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/acme-sbom",
+            Some(&acme),
+            Some(json!({"id": "acme-sbom", "kind": "image", "visibility": "public", "components": [BZIP2]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v.get("inventory_warnings").is_none(), "{v}");
+
+    // The contract's list stays strict.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/artifacts",
+            Some(&acme),
+            Some(json!({"id": "acme-list", "kind": "image", "components": [BZIP2, "not-a-purl"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("components[1]"), "{v}");
+}

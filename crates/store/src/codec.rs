@@ -94,6 +94,8 @@ pub(crate) struct ArtifactRow {
     pub inventory: Option<i64>,
     /// JSON list of record ids, `None` when there are none.
     pub fixes: Option<String>,
+    /// JSON list of inventory warnings, `None` when there are none.
+    pub warnings: Option<String>,
     pub removed: bool,
 }
 
@@ -108,6 +110,10 @@ impl ArtifactRow {
             .then(|| serde_json::to_string(&n.fixes))
             .transpose()
             .map_err(|e| StoreError::Database(e.to_string()))?;
+        let warnings = (!n.warnings.is_empty())
+            .then(|| serde_json::to_string(&n.warnings))
+            .transpose()
+            .map_err(|e| StoreError::Database(e.to_string()))?;
         Ok(ArtifactRow {
             idx: i64::from(a.0),
             id: n.id.as_str().to_string(),
@@ -120,6 +126,7 @@ impl ArtifactRow {
             labels,
             inventory: n.inventory.map(|i| i64::from(i.0)),
             fixes,
+            warnings,
             removed: n.removed,
         })
     }
@@ -154,6 +161,10 @@ impl ArtifactRow {
                 .map_err(|_| corrupt("fixes"))?,
             None => Vec::new(),
         };
+        let warnings: Vec<Box<str>> = match self.warnings {
+            Some(text) => serde_json::from_str(&text).map_err(|_| corrupt("warnings"))?,
+            None => Vec::new(),
+        };
         let tenant = index(self.tenant, "tenant")?;
         if tenant as usize >= tenants {
             return Err(corrupt("tenant"));
@@ -171,6 +182,7 @@ impl ArtifactRow {
             labels,
             inventory: inventory.map(InvId),
             fixes: fixes.into(),
+            warnings: warnings.into(),
             removed: self.removed,
         })
     }

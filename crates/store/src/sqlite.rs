@@ -13,7 +13,7 @@ use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     labels TEXT,
     inventory INTEGER REFERENCES inventories(idx),
     fixes TEXT,
-    removed INTEGER NOT NULL DEFAULT 0
+    removed INTEGER NOT NULL DEFAULT 0,
+    warnings TEXT
 );
 CREATE INDEX IF NOT EXISTS artifacts_parent ON artifacts(parent);
 CREATE TABLE IF NOT EXISTS records (
@@ -143,6 +144,17 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
             .map_err(db_err)?;
         if !has_minted_by {
             conn.execute_batch("ALTER TABLE tokens ADD COLUMN minted_by TEXT")
+                .map_err(db_err)?;
+        }
+    }
+    if from < 3 {
+        // Inventory warnings kept with each artifact (a JSON list).
+        let has_warnings = conn
+            .prepare("SELECT 1 FROM pragma_table_info('artifacts') WHERE name = 'warnings'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db_err)?;
+        if !has_warnings {
+            conn.execute_batch("ALTER TABLE artifacts ADD COLUMN warnings TEXT")
                 .map_err(db_err)?;
         }
     }
@@ -318,7 +330,7 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed
+                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings
                  FROM artifacts ORDER BY idx",
             )
             .map_err(db_err)?;
@@ -338,6 +350,7 @@ impl SqliteStore {
                 inventory: r.get(9).map_err(db_err)?,
                 fixes: r.get(10).map_err(db_err)?,
                 removed: r.get(11).map_err(db_err)?,
+                warnings: r.get(12).map_err(db_err)?,
             };
             if row.idx != nodes.len() as i64 {
                 return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
@@ -428,11 +441,12 @@ impl CatalogStore for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO artifacts
-                     (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(idx) DO UPDATE SET parent = excluded.parent, relation = excluded.relation,
                        visibility = excluded.visibility, name = excluded.name, labels = excluded.labels,
-                       inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed",
+                       inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed,
+                       warnings = excluded.warnings",
                 )
                 .map_err(db_err)?;
             for &a in &changes.artifacts {
@@ -450,6 +464,7 @@ impl CatalogStore for SqliteStore {
                     row.inventory,
                     row.fixes,
                     row.removed,
+                    row.warnings,
                 ])
                 .map_err(db_err)?;
             }

@@ -44,6 +44,7 @@ fn spec(id: &str, kind: Kind, parent: Option<&str>, components: Option<&[&str]>)
         labels: BTreeMap::from([("region".to_string(), "eu".to_string())]),
         components: components.map(|c| c.iter().map(|s| s.to_string()).collect()),
         fixes: vec![],
+        warnings: Vec::new(),
     }
 }
 
@@ -131,14 +132,23 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
     let mut store = open();
     let (mut catalog, mut db) = store.load().unwrap();
     assert!(catalog.is_empty() && db.is_empty());
+    // Inventory warnings are kept with the artifact (and cleared by a
+    // re-inventory without them, below).
+    let mut derived = spec(
+        "derived",
+        Kind::Image,
+        Some("base-pub"),
+        Some(&[ssl_fixed, zlib]),
+    );
+    derived.warnings = vec![
+        "sbom: cyclonedx-json: components[2].purl: invalid purl \"x\": must start with the scheme \"pkg:\"; component skipped".into(),
+        "sbom: components[3].purl: pkg:npm/a@latest: invalid semver version \"latest\": é".into(),
+    ];
+    let mut base_pub = spec("base-pub", Kind::Image, None, Some(&[ssl, zlib]));
+    base_pub.warnings = vec!["components[9]: kept".into()];
     for s in [
-        spec("base-pub", Kind::Image, None, Some(&[ssl, zlib])),
-        spec(
-            "derived",
-            Kind::Image,
-            Some("base-pub"),
-            Some(&[ssl_fixed, zlib]),
-        ),
+        base_pub,
+        derived,
         spec("tpl", Kind::Template, Some("base-pub"), None),
         spec("rep", Kind::Replica, Some("tpl"), None),
         spec("vm1", Kind::Instance, Some("rep"), None),
@@ -176,6 +186,8 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
     let mut store = open();
     let (mut catalog, mut db) = store.load().unwrap();
     assert_eq!(snapshot(&catalog, &db), before, "reload is exact");
+    let derived = catalog.lookup("derived").unwrap();
+    assert_eq!(catalog.spec_of(derived).warnings.len(), 2);
 
     // Re-parent (vm2 under rep), re-inventory (derived back to vulnerable),
     // fixes on tpl, removal of beta-vm, republish with a newer modified.
@@ -213,6 +225,11 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
         before,
         "reload after updates is exact"
     );
+    // The re-inventory without warnings cleared them; base-pub kept its.
+    let derived = catalog.lookup("derived").unwrap();
+    assert!(catalog.spec_of(derived).warnings.is_empty());
+    let base_pub = catalog.lookup("base-pub").unwrap();
+    assert_eq!(catalog.spec_of(base_pub).warnings, ["components[9]: kept"]);
     // The answers themselves, spelled out once.
     let inh = Inheritance::build(&catalog);
     let affected: Vec<String> = {
@@ -241,6 +258,48 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
 each_backend! {
     fn catalog_roundtrip(b: &Backend) {
         conformance(&|| b.store());
+    }
+
+    /// A database of the schema before inventory warnings (SQLite 2,
+    /// PostgreSQL 1) gets the column when opened, keeps its artifacts, and
+    /// then stores warnings.
+    fn the_warnings_column_is_migrated(b: &Backend) {
+        let zlib = "pkg:deb/debian/zlib1g@1:1.2.13.dfsg-1?arch=amd64&upstream=zlib&distro=debian-12";
+        {
+            let mut store = b.store();
+            let (mut catalog, db) = store.load().unwrap();
+            catalog
+                .apply(&spec("img", Kind::Image, None, Some(&[zlib])), Mode::Create, &Actor::Admin)
+                .unwrap();
+            commit(store.as_mut(), &mut catalog, &db, &[]);
+        }
+        let previous = match b {
+            Backend::Sqlite(_) => "2",
+            Backend::Postgres(_) => "1",
+        };
+        b.raw_execute("ALTER TABLE artifacts DROP COLUMN warnings");
+        b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
+        {
+            let mut store = b.store();
+            let (mut catalog, db) = store.load().unwrap();
+            let img = catalog.lookup("img").unwrap();
+            assert!(catalog.spec_of(img).warnings.is_empty());
+            let mut s = spec("img", Kind::Image, None, Some(&[zlib]));
+            s.warnings = vec!["sbom: components[1].purl: skipped".into()];
+            catalog.apply(&s, Mode::Upsert, &Actor::Admin).unwrap();
+            commit(store.as_mut(), &mut catalog, &db, &[]);
+        }
+        assert_ne!(
+            b.raw_text("SELECT value FROM meta WHERE key = 'schema'").as_deref(),
+            Some(previous)
+        );
+        let mut store = b.store();
+        let (catalog, _) = store.load().unwrap();
+        let img = catalog.lookup("img").unwrap();
+        assert_eq!(
+            catalog.spec_of(img).warnings,
+            ["sbom: components[1].purl: skipped"]
+        );
     }
 
     /// A database written by a newer build is refused, by every opener.
@@ -310,6 +369,7 @@ fn artifact(
         labels: BTreeMap::new(),
         components: None,
         fixes: vec![],
+        warnings: Vec::new(),
     }
 }
 

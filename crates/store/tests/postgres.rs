@@ -324,6 +324,7 @@ fn loads_see_one_moment() {
                 labels: Default::default(),
                 components: Some(vec![format!("pkg:generic/component-{i}@1.0")]),
                 fixes: vec![],
+                warnings: Vec::new(),
             };
             catalog.apply(&spec, Mode::Create, &Actor::Admin).unwrap();
             let changes = catalog.take_changes();

@@ -76,16 +76,39 @@ pub struct ArtifactView {
     /// Open records affecting it (its owner only).
     #[serde(skip_serializing_if = "Option::is_none")]
     affected_by: Option<Vec<String>>,
-    /// What the request carried that deserves a look (unknown fields...).
+    /// What the request carried that deserves a look (unknown fields,
+    /// skipped SBOM components...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
+    /// Kept with its own inventory: the SBOM components its import skipped
+    /// and the components whose version cannot be ordered, each with its
+    /// place and reason (its owner only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    inventory_warnings: Vec<String>,
+}
+
+/// `?strict=true` on `POST /v1/artifacts` and `PUT /v1/artifacts/{id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// Reject an inline SBOM at its first component that cannot be read
+    /// (invalid purl, no version, a version its ecosystem cannot order)
+    /// instead of skipping it with a warning.
+    #[serde(default)]
+    strict: bool,
 }
 
 pub fn artifact_view(e: &Engine, a: patchline_core::ArtIdx, p: &Principal) -> ArtifactView {
     let c = e.catalog();
     let n = c.node(a);
     let actor = p.actor();
-    let affected_by = c.owns(&actor, a).then(|| {
+    let owner = c.owns(&actor, a);
+    let inventory_warnings = if owner {
+        n.warnings.iter().map(|w| w.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let affected_by = owner.then(|| {
         patchline_core::propagate::check_artifact(c, e.db(), a)
             .iter()
             .map(|m| e.db().get(m.advisory).id().to_string())
@@ -107,6 +130,7 @@ pub fn artifact_view(e: &Engine, a: patchline_core::ArtIdx, p: &Principal) -> Ar
         own_inventory: n.inventory.is_some(),
         affected_by,
         warnings: Vec::new(),
+        inventory_warnings,
     }
 }
 
@@ -116,6 +140,7 @@ async fn put_artifact(
     body: Bytes,
     mode: Mode,
     path_id: Option<String>,
+    strict: bool,
 ) -> ApiResult<Response> {
     let doc = ArtifactDoc::parse(
         std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?,
@@ -142,7 +167,7 @@ async fn put_artifact(
         Principal::Admin => None,
     };
     let translated = doc
-        .into_spec(owner.as_ref())
+        .into_spec_with(owner.as_ref(), strict)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     let warnings = translated.warnings;
     let item = BatchItem {
@@ -193,28 +218,31 @@ async fn put_artifact(
 
 /// Creates an artifact (the same content again is a no-op: 200).
 #[utoipa::path(post, path = "/v1/artifacts", tag = "artifacts",
+    params(ImportQuery),
     request_body = ArtifactBody,
     responses((status = 201, body = ArtifactView), (status = 200, body = ArtifactView, description = "Already there, identical"), Errors))]
 pub async fn create_artifact(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    put_artifact(st, p, body, Mode::Create, None).await
+    put_artifact(st, p, body, Mode::Create, None, q.strict).await
 }
 
 /// Creates or replaces an artifact (re-parent, re-inventory).
 #[utoipa::path(put, path = "/v1/artifacts/{id}", tag = "artifacts",
-    params(("id" = String, Path, description = "Artifact id (the body's)")),
+    params(("id" = String, Path, description = "Artifact id (the body's)"), ImportQuery),
     request_body = ArtifactBody,
     responses((status = 201, body = ArtifactView), (status = 200, body = ArtifactView), Errors))]
 pub async fn upsert_artifact(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(id): Path<String>,
+    Query(q): Query<ImportQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    put_artifact(st, p, body, Mode::Upsert, Some(id)).await
+    put_artifact(st, p, body, Mode::Upsert, Some(id), q.strict).await
 }
 
 /// One artifact (own or public).

@@ -518,7 +518,7 @@ fn load_catalog(client: &mut impl GenericClient) -> Result<Catalog, StoreError> 
     let mut nodes = Vec::new();
     for r in client
             .query(
-                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed
+                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings
                  FROM artifacts ORDER BY idx",
                 &[],
             )
@@ -537,6 +537,7 @@ fn load_catalog(client: &mut impl GenericClient) -> Result<Catalog, StoreError> 
                 inventory: r.get(9),
                 fixes: r.get(10),
                 removed: r.get(11),
+                warnings: r.get(12),
             };
             if row.idx != nodes.len() as i64 {
                 return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
@@ -643,12 +644,15 @@ fn write_catalog(
         let removed: Vec<bool> = rows.iter().map(|r| r.removed).collect();
         tx.execute(
             "INSERT INTO artifacts
-               (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed)
+               (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed,
+                warnings)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-               $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bool[])
+               $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bool[],
+               $13::text[])
              ON CONFLICT (idx) DO UPDATE SET parent = excluded.parent, relation = excluded.relation,
                visibility = excluded.visibility, name = excluded.name, labels = excluded.labels,
-               inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed",
+               inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed,
+               warnings = excluded.warnings",
             &[
                 &col(|r| r.idx),
                 &ids,
@@ -662,6 +666,7 @@ fn write_catalog(
                 &opt(|r| r.inventory),
                 &text(|r| r.fixes.as_deref()),
                 &removed,
+                &text(|r| r.warnings.as_deref()),
             ],
         )?;
     }

@@ -130,8 +130,12 @@ CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_fli
 CREATE INDEX deliveries_subscription ON deliveries (subscription, state);
 ";
 
+/// Schema 1 → 2: inventory warnings kept with each artifact (a JSON list,
+/// NULL when there are none).
+const V2: &str = "ALTER TABLE artifacts ADD COLUMN warnings TEXT;";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
