@@ -6,6 +6,7 @@
 
 mod cloud;
 mod durability;
+mod pgbench;
 mod scanbench;
 mod service;
 
@@ -30,6 +31,9 @@ struct Args {
     keep: bool,
     reuse: bool,
     service: bool,
+    /// `--store postgres://…`: the service benchmark on PostgreSQL, in a
+    /// fresh database made on that URL's server.
+    store: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -39,6 +43,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut keep = false;
     let mut reuse = false;
     let mut service = false;
+    let mut store = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -50,13 +55,24 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seed" => seed = args.next().context("--seed needs a number")?.parse()?,
             "--keep" => keep = true,
             "--service" => service = true,
+            "--store" => {
+                let url = args.next().context("--store needs a postgres:// URL")?;
+                patchline_store::postgres::check_url(&url)
+                    .map_err(|e| anyhow::anyhow!("--store {e}"))?;
+                store = Some(url);
+            }
             "--reuse" => {
                 reuse = true;
                 keep = true;
             }
             "-h" | "--help" => {
-                println!("patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse]");
+                println!(
+                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--store postgres://USER@HOST:PORT/DB]]"
+                );
                 println!("  --keep   keep the generated files and database");
+                println!(
+                    "  --store  the service benchmark on PostgreSQL: a fresh database made on that server (dropped afterwards unless --keep)"
+                );
                 println!(
                     "  --reuse  measure the queries on a kept database (no generation, no import)"
                 );
@@ -72,6 +88,7 @@ fn parse_args() -> anyhow::Result<Args> {
         keep,
         reuse,
         service,
+        store,
     })
 }
 
@@ -161,10 +178,36 @@ fn main() -> anyhow::Result<()> {
     let size = args.size;
     let mut rows = Vec::new();
     let data_dir = args.dir.join(format!("data-{}", size.name));
+    if args.store.is_some() && !args.service {
+        bail!("--store is for the service benchmark (--service)");
+    }
     if args.service {
-        let (all_bases, advisories_dir) = generate_and_import(&args, &data_dir, &mut rows, false)?;
-        let figures = service::run(&data_dir, &advisories_dir, &all_bases)?;
-        println!("\n| {} cloud, service | | |\n|---|---|---|", size.name);
+        let scratch = match &args.store {
+            Some(url) => Some(pgbench::Scratch::create(url)?),
+            None => None,
+        };
+        let outcome = (|| -> anyhow::Result<_> {
+            let pg = scratch.as_ref().map(|s| s.url.as_str());
+            let (all_bases, advisories_dir) =
+                generate_and_import(&args, &data_dir, pg, &mut rows, false)?;
+            let settings = pg.map(pgbench::settings).transpose()?;
+            let figures = service::run(&data_dir, pg, &advisories_dir, &all_bases)?;
+            Ok((settings, figures))
+        })();
+        if let Some(scratch) = scratch {
+            scratch.finish(args.keep);
+        }
+        let (settings, figures) = outcome?;
+        match &settings {
+            None => println!("\n| {} cloud, service | | |\n|---|---|---|", size.name),
+            Some(settings) => {
+                println!(
+                    "\n| {} cloud, service on PostgreSQL | | |\n|---|---|---|",
+                    size.name
+                );
+                println!("| PostgreSQL | {settings} | |");
+            }
+        }
         for r in &rows {
             println!("| {} | {} | {} |", r.what, r.value, r.note);
         }
@@ -180,7 +223,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("reusing {}", data_dir.display());
         cloud::ALL_BASES_ADVISORY.to_string()
     } else {
-        generate_and_import(&args, &data_dir, &mut rows, true)?.0
+        generate_and_import(&args, &data_dir, None, &mut rows, true)?.0
     };
     let db_path = data_dir.join(patchline_store::DB_FILE);
     {
@@ -470,9 +513,13 @@ fn naive_rescan(
 }
 
 /// Generates the cloud and imports it, as `patchline import` would.
+/// With `postgres`, the engine imports into that PostgreSQL database
+/// instead of SQLite in `data_dir` (which then only holds the service
+/// benchmark's own files).
 fn generate_and_import(
     args: &Args,
     data_dir: &std::path::Path,
+    postgres: Option<&str>,
     rows: &mut Vec<Row>,
     publish: bool,
 ) -> anyhow::Result<(String, PathBuf)> {
@@ -493,8 +540,26 @@ fn generate_and_import(
     eprintln!("  generated in {:.1} s", t.elapsed().as_secs_f64());
 
     // Import, through the JSONL reader and the engine, as `patchline import`.
-    let mut engine = Engine::open(data_dir)?;
-    let import = |engine: &mut Engine, file: &PathBuf| -> anyhow::Result<(usize, Duration)> {
+    match postgres {
+        None => import_cloud(Engine::open(data_dir)?, &written, rows, publish),
+        Some(url) => {
+            std::fs::create_dir_all(data_dir)?;
+            let store =
+                patchline_store::postgres::PgStore::open(url, patchline_store::SecretKeys::none())?;
+            import_cloud(Engine::with_store(store)?, &written, rows, publish)
+        }
+    }
+}
+
+/// Imports the generated cloud through `engine` (and its advisories when
+/// `publish`).
+fn import_cloud<S: patchline_store::CatalogStore>(
+    mut engine: Engine<S>,
+    written: &cloud::Written,
+    rows: &mut Vec<Row>,
+    publish: bool,
+) -> anyhow::Result<(String, PathBuf)> {
+    let import = |engine: &mut Engine<S>, file: &PathBuf| -> anyhow::Result<(usize, Duration)> {
         let t = Instant::now();
         let name = file.display().to_string();
         let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
@@ -518,7 +583,10 @@ fn generate_and_import(
     );
 
     if !publish {
-        return Ok((written.all_bases_advisory, written.advisories_dir));
+        return Ok((
+            written.all_bases_advisory.clone(),
+            written.advisories_dir.clone(),
+        ));
     }
     // Advisories.
     let t = Instant::now();
@@ -544,5 +612,8 @@ fn generate_and_import(
         format!("{:.0} MiB", mib(proc_status_kib("VmHWM"))),
         "generation and import of the whole cloud in one process",
     );
-    Ok((written.all_bases_advisory, written.advisories_dir))
+    Ok((
+        written.all_bases_advisory.clone(),
+        written.advisories_dir.clone(),
+    ))
 }

@@ -77,23 +77,195 @@ fn start_receiver() -> anyhow::Result<(SocketAddr, Arc<Seen>)> {
     Ok((addr, seen))
 }
 
-fn count_deliveries(db: &Path, state: &str) -> anyhow::Result<i64> {
-    let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    Ok(conn.query_row(
-        "SELECT count(*) FROM deliveries WHERE state = ?1",
-        [state],
-        |r| r.get(0),
-    )?)
+/// The service's tables, read and written by the benchmark itself
+/// (counting deliveries, queueing the single-notice deliveries, reading
+/// creation times): the SQLite file of the data directory, or the
+/// PostgreSQL database the server runs on (one connection kept open, so
+/// that polling does not start a server process every 20 ms).
+#[derive(Clone)]
+pub enum Tables {
+    Sqlite(PathBuf),
+    Postgres(Arc<Mutex<postgres::Client>>),
 }
 
-async fn wait_delivered(db: &Path, total: i64, bound: Duration) -> anyhow::Result<Duration> {
+impl std::fmt::Debug for Tables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tables::Sqlite(dir) => write!(f, "Sqlite({})", dir.display()),
+            Tables::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
+}
+
+impl Tables {
+    fn pg(
+        client: &Mutex<postgres::Client>,
+    ) -> anyhow::Result<std::sync::MutexGuard<'_, postgres::Client>> {
+        client.lock().map_err(|_| anyhow::anyhow!("lock"))
+    }
+
+    /// Deliveries in `state`. Blocking: async callers use `spawn_blocking`.
+    fn count_deliveries(&self, state: &str) -> anyhow::Result<i64> {
+        match self {
+            Tables::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                Ok(conn.query_row(
+                    "SELECT count(*) FROM deliveries WHERE state = ?1",
+                    [state],
+                    |r| r.get(0),
+                )?)
+            }
+            Tables::Postgres(c) => Ok(Tables::pg(c)?
+                .query_one(
+                    "SELECT count(*) FROM deliveries WHERE state = $1",
+                    &[&state],
+                )?
+                .get(0)),
+        }
+    }
+
+    /// Rows of notices and of deliveries.
+    fn counts(&self) -> anyhow::Result<(i64, i64)> {
+        match self {
+            Tables::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+                Ok((
+                    conn.query_row("SELECT count(*) FROM notices", [], |r| r.get(0))?,
+                    conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))?,
+                ))
+            }
+            Tables::Postgres(c) => {
+                let mut c = Tables::pg(c)?;
+                Ok((
+                    c.query_one("SELECT count(*) FROM notices", &[])?.get(0),
+                    c.query_one("SELECT count(*) FROM deliveries", &[])?.get(0),
+                ))
+            }
+        }
+    }
+
+    /// Queues one pending delivery for each of the first `n` notices (to
+    /// its tenant's subscription), due at `due_ms`, in one transaction;
+    /// answers the highest delivery id used.
+    fn queue_single(&self, n: i64, due_ms: i64) -> anyhow::Result<i64> {
+        match self {
+            Tables::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                let tx = conn.unchecked_transaction()?;
+                let max_id: i64 =
+                    tx.query_row("SELECT coalesce(max(id), 0) FROM deliveries", [], |r| {
+                        r.get(0)
+                    })?;
+                let notice_ids: Vec<(i64, i64)> = {
+                    let mut stmt =
+                        tx.prepare("SELECT id, tenant FROM notices ORDER BY id LIMIT ?1")?;
+                    let rows = stmt.query_map([n], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                {
+                    let mut stmt = tx.prepare(
+                        "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+                         VALUES (?1, ?2, 'notice', ?3, 'pending', ?4, ?4)",
+                    )?;
+                    for (i, (nid, tenant)) in notice_ids.iter().enumerate() {
+                        stmt.execute(rusqlite::params![
+                            max_id + 1 + i as i64,
+                            format!("sub_bench_{tenant}"),
+                            nid.to_le_bytes().to_vec(),
+                            due_ms
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(max_id + notice_ids.len() as i64)
+            }
+            Tables::Postgres(c) => {
+                let mut c = Tables::pg(c)?;
+                let mut tx = c.transaction()?;
+                let max_id: i64 = tx
+                    .query_one("SELECT coalesce(max(id), 0) FROM deliveries", &[])?
+                    .get(0);
+                let added = tx.execute(
+                    "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+                     SELECT $1 + row_number() OVER (ORDER BY id), 'sub_bench_' || tenant, 'notice',
+                            ARRAY[id], 'pending', $3, $3
+                     FROM (SELECT id, tenant FROM notices ORDER BY id LIMIT $2) s",
+                    &[&max_id, &n, &due_ms],
+                )?;
+                tx.commit()?;
+                // What the store does after a commit of as many rows.
+                c.batch_execute("ANALYZE deliveries")?;
+                Ok(max_id + added as i64)
+            }
+        }
+    }
+
+    /// (id, created_at) of the `last` deliveries with the highest ids.
+    fn last_deliveries(&self, last: i64) -> anyhow::Result<Vec<(i64, i64)>> {
+        match self {
+            Tables::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+                let mut stmt = conn.prepare("SELECT id, created_at FROM deliveries WHERE id > (SELECT max(id) FROM deliveries) - ?1")?;
+                Ok(stmt
+                    .query_map([last], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?)
+            }
+            Tables::Postgres(c) => Ok(Tables::pg(c)?
+                .query(
+                    "SELECT id, created_at FROM deliveries WHERE id > (SELECT max(id) FROM deliveries) - $1",
+                    &[&last],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()),
+        }
+    }
+
+    /// Creation times of the notices `ids` (those that exist).
+    fn notice_created(&self, ids: &[i64]) -> anyhow::Result<HashMap<i64, i64>> {
+        match self {
+            Tables::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+                let mut stmt = conn.prepare("SELECT created_at FROM notices WHERE id = ?1")?;
+                let mut out = HashMap::new();
+                for &id in ids {
+                    if let Ok(created) = stmt.query_row([id], |r| r.get::<_, i64>(0)) {
+                        out.insert(id, created);
+                    }
+                }
+                Ok(out)
+            }
+            Tables::Postgres(c) => Ok(Tables::pg(c)?
+                .query(
+                    "SELECT id, created_at FROM notices WHERE id = ANY($1)",
+                    &[&ids],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()),
+        }
+    }
+}
+
+/// Runs blocking database work off the runtime's threads (the PostgreSQL
+/// client blocks on a runtime of its own).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn count_deliveries(tables: &Tables, state: &'static str) -> anyhow::Result<i64> {
+    let tables = tables.clone();
+    blocking(move || tables.count_deliveries(state)).await
+}
+
+async fn wait_delivered(tables: &Tables, total: i64, bound: Duration) -> anyhow::Result<Duration> {
     let t = Instant::now();
     loop {
-        let done = {
-            let db = db.to_path_buf();
-            tokio::task::spawn_blocking(move || count_deliveries(&db, "delivered")).await??
-        };
+        let done = count_deliveries(tables, "delivered").await?;
         if done >= total {
             return Ok(t.elapsed());
         }
@@ -111,13 +283,30 @@ pub struct Figures {
     pub rows: Vec<(String, String, String)>,
 }
 
-/// Runs the service measurements on an imported catalog in `data_dir`.
-pub fn run(data_dir: &Path, advisories_dir: &Path, all_bases: &str) -> anyhow::Result<Figures> {
+/// Runs the service measurements on an imported catalog: in `data_dir`
+/// (SQLite), or in the PostgreSQL database `postgres` when given (the
+/// server then runs on it; `data_dir` only holds the stream benchmark's
+/// files).
+pub fn run(
+    data_dir: &Path,
+    postgres: Option<&str>,
+    advisories_dir: &Path,
+    all_bases: &str,
+) -> anyhow::Result<Figures> {
+    let tables = match postgres {
+        None => Tables::Sqlite(data_dir.to_path_buf()),
+        Some(url) => Tables::Postgres(Arc::new(Mutex::new(postgres::Client::connect(
+            url,
+            postgres::NoTls,
+        )?))),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(run_async(
         data_dir.to_path_buf(),
+        postgres.map(str::to_string),
+        tables,
         advisories_dir.to_path_buf(),
         all_bases.to_string(),
     ))
@@ -125,6 +314,8 @@ pub fn run(data_dir: &Path, advisories_dir: &Path, all_bases: &str) -> anyhow::R
 
 async fn run_async(
     data_dir: PathBuf,
+    postgres: Option<String>,
+    tables: Tables,
     advisories_dir: PathBuf,
     all_bases: String,
 ) -> anyhow::Result<Figures> {
@@ -135,6 +326,9 @@ async fn run_async(
     };
     let (addr, seen) = start_receiver()?;
     let mut config = Config::new(data_dir.clone());
+    if let Some(url) = postgres {
+        config.store = patchline_server::StoreBackend::Postgres { url };
+    }
     config.webhook_policy = patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.per_endpoint_inflight_max = 64;
@@ -199,11 +393,8 @@ async fn run_async(
     }
     let d_fanout = t.elapsed();
     let (notices, deliveries): (i64, i64) = {
-        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
-        (
-            conn.query_row("SELECT count(*) FROM notices", [], |r| r.get(0))?,
-            conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))?,
-        )
+        let tables = tables.clone();
+        blocking(move || tables.counts()).await?
     };
     row(
         "fan-out: one advisory, every notice and delivery durable (target ≤ 10 s for 1M)",
@@ -217,7 +408,7 @@ async fn run_async(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(patchline_server::worker::run(st.clone(), stop_rx));
     st.wake.notify_one();
-    let d = wait_delivered(&data_dir, deliveries, Duration::from_secs(600)).await?;
+    let d = wait_delivered(&tables, deliveries, Duration::from_secs(600)).await?;
     row(
         "fan-out delivered (batches of ≤ 100 notices per request)",
         format!("{:.2} s", d.as_secs_f64()),
@@ -230,50 +421,21 @@ async fn run_async(
 
     // Throughput of single-notice deliveries.
     let n_single: i64 = 20_000;
-    let base_delivered = count_deliveries(&data_dir, "delivered")?;
+    let base_delivered = count_deliveries(&tables, "delivered").await?;
     {
-        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        let tx = conn.unchecked_transaction()?;
-        let max_id: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM deliveries", [], |r| {
-            r.get(0)
-        })?;
-        let notice_ids: Vec<(i64, i64)> = {
-            let mut stmt = tx.prepare("SELECT id, tenant FROM notices ORDER BY id LIMIT ?1")?;
-            let rows = stmt.query_map([n_single], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let now = now_ms() + 1000;
-        {
-            let mut stmt = tx.prepare(
-                "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
-                 VALUES (?1, ?2, 'notice', ?3, 'pending', ?4, ?4)",
-            )?;
-            for (i, (nid, tenant)) in notice_ids.iter().enumerate() {
-                stmt.execute(rusqlite::params![
-                    max_id + 1 + i as i64,
-                    format!("sub_bench_{tenant}"),
-                    nid.to_le_bytes().to_vec(),
-                    now
-                ])?;
-            }
-        }
-        tx.commit()?;
+        let tables = tables.clone();
+        let last_id = blocking(move || tables.queue_single(n_single, now_ms() + 1000)).await?;
         // The engine's id counter must not collide with these rows.
         if let Ok(mut e) = st.engine.lock() {
-            e.bump_delivery_ids(max_id + 1 + notice_ids.len() as i64);
+            e.bump_delivery_ids(last_id + 1);
         }
     }
     let seen_before = seen.count.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     st.wake.notify_one();
     let t = Instant::now();
-    let d_single = wait_delivered(
-        &data_dir,
-        base_delivered + n_single,
-        Duration::from_secs(300),
-    )
-    .await?;
+    let d_single =
+        wait_delivered(&tables, base_delivered + n_single, Duration::from_secs(300)).await?;
     let _ = t;
     let rate = n_single as f64 / d_single.as_secs_f64();
     let received = seen.count.load(Ordering::Relaxed) - seen_before;
@@ -324,7 +486,7 @@ async fn run_async(
             .map(|(_, n)| (n.id.clone(), c.tenant_id(n.tenant).clone()))
             .context("a base image")?
     };
-    let base_delivered = count_deliveries(&data_dir, "delivered")?;
+    let base_delivered = count_deliveries(&tables, "delivered").await?;
     let ticks = 5000;
     let per_tick = 1;
     let start = Instant::now();
@@ -365,13 +527,12 @@ async fn run_async(
         created += per_tick;
     }
     let offered = created as f64 / start.elapsed().as_secs_f64();
-    wait_delivered(&data_dir, base_delivered + created, Duration::from_secs(60)).await?;
+    wait_delivered(&tables, base_delivered + created, Duration::from_secs(60)).await?;
     let latencies = {
-        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
-        let mut stmt = conn.prepare("SELECT id, created_at FROM deliveries WHERE id > (SELECT max(id) FROM deliveries) - ?1")?;
-        let rows: Vec<(i64, i64)> = stmt
-            .query_map([created], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+        let rows = {
+            let tables = tables.clone();
+            blocking(move || tables.last_deliveries(created)).await?
+        };
         let installation = st
             .engine
             .lock()
@@ -409,7 +570,15 @@ async fn run_async(
     }
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    let (value, note) = sse_bench(&st, &data_dir, SSE_STREAMS, 10).await?;
+    let (value, note) = sse_bench(&st, &data_dir, &tables, SSE_STREAMS, 10).await?;
+    // Closed on a blocking thread (the PostgreSQL clients block when they
+    // close).
+    blocking(move || {
+        drop(st);
+        drop(tables);
+        Ok(())
+    })
+    .await?;
     row(
         "server-sent events: streams held, notice created → event received at 1,000 events/s (target 10,000 streams, p99 ≤ 250 ms)",
         value,
@@ -510,6 +679,7 @@ pub fn sse_client(addr: &str, tokens_file: &Path, seconds: u64, out: &Path) -> a
 async fn sse_bench(
     st: &Arc<AppState>,
     data_dir: &Path,
+    tables: &Tables,
     streams: usize,
     seconds: u64,
 ) -> anyhow::Result<(String, String)> {
@@ -624,21 +794,25 @@ async fn sse_bench(
         let _ = child.wait().await;
         server.abort();
         let arrivals = std::fs::read_to_string(&out_file).unwrap_or_default();
-        let conn = rusqlite::Connection::open(data_dir.join(patchline_store::DB_FILE))?;
-        let mut stmt = conn.prepare("SELECT created_at FROM notices WHERE id = ?1")?;
-        let mut lat: Vec<i64> = Vec::new();
-        for line in arrivals.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(id), Some(at)) = (
-                it.next().and_then(|v| v.parse::<i64>().ok()),
-                it.next().and_then(|v| v.parse::<i64>().ok()),
-            ) else {
-                continue;
-            };
-            if let Ok(created) = stmt.query_row([id], |r| r.get::<_, i64>(0)) {
-                lat.push(at - created);
-            }
-        }
+        let received: Vec<(i64, i64)> = arrivals
+            .lines()
+            .filter_map(|line| {
+                let mut it = line.split_whitespace();
+                Some((
+                    it.next().and_then(|v| v.parse::<i64>().ok())?,
+                    it.next().and_then(|v| v.parse::<i64>().ok())?,
+                ))
+            })
+            .collect();
+        let created = {
+            let tables = tables.clone();
+            let ids: Vec<i64> = received.iter().map(|r| r.0).collect();
+            blocking(move || tables.notice_created(&ids)).await?
+        };
+        let mut lat: Vec<i64> = received
+            .iter()
+            .filter_map(|(id, at)| created.get(id).map(|c| at - c))
+            .collect();
         lat.sort_unstable();
         let p = |q: f64| {
             lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)

@@ -25,6 +25,30 @@ impl std::fmt::Debug for PgReader {
     }
 }
 
+/// A tenant's readable notices after a cursor (`$1` tenant, `$2` after,
+/// `$3` limit). The two kinds are read apart, each through its own index
+/// (the tenant's notices by `(tenant, id)`, the watched artifacts' by
+/// `artifact`), the first `limit` of each, then merged: the first `limit`
+/// of the union are among them. One `tenant = $1 OR artifact IN (…)`
+/// filter instead walked the whole table in id order whenever the tenant
+/// had few notices after the cursor: 38 ms a call on 29,000 notices, so a
+/// new server-sent event stream of a tenant without notices (which makes
+/// this call) cost a scan of every notice.
+fn notices_after_sql() -> String {
+    format!(
+        "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
+         WHERE n.id IN (
+             (SELECT o.id FROM notices o WHERE o.tenant = $1 AND o.id > $2
+              ORDER BY o.id LIMIT $3)
+             UNION
+             (SELECT v.id FROM notices v WHERE v.id > $2 AND v.artifact IN (
+                  SELECT w.artifact FROM watches w JOIN artifacts a ON a.idx = w.artifact
+                  WHERE w.tenant = $1 AND a.visibility = 1 AND NOT a.removed)
+              ORDER BY v.id LIMIT $3))
+         ORDER BY n.id LIMIT $3"
+    )
+}
+
 impl PgReader {
     /// Connects to `url` (creating or migrating the schema if this is the
     /// first connection to it).
@@ -51,6 +75,7 @@ impl NoticeReader for PgReader {
     /// present artifacts it watches), after `after_id`, oldest first.
     /// Filtered in the query, so a page's cursor never moves over notices
     /// the reader may not see.
+    /// (See [`notices_after_sql`].)
     fn notices_after(
         &mut self,
         tenant: TenantIdx,
@@ -60,13 +85,7 @@ impl NoticeReader for PgReader {
         self.conn
             .client()?
             .query(
-                &format!(
-                    "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
-                     WHERE n.id > $2 AND (n.tenant = $1 OR n.artifact IN (
-                         SELECT w.artifact FROM watches w JOIN artifacts a ON a.idx = w.artifact
-                         WHERE w.tenant = $1 AND a.visibility = 1 AND NOT a.removed))
-                     ORDER BY n.id LIMIT $3"
-                ),
+                &notices_after_sql(),
                 &[&i64::from(tenant.0), &after_id, &limit_of(limit)],
             )
             .map_err(db_err)?
@@ -183,5 +202,64 @@ impl NoticeReader for PgReader {
             tx.batch_execute(MARK_UNSYNCED)?;
             mark_notified(tx, &marks)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchline_testkit::postgres::TestDb;
+
+    /// A tenant without notices among many of another tenant's: the page
+    /// comes through the indexes, not by filtering every notice (what the
+    /// single `tenant = $1 OR …` filter did: every row read and dropped).
+    #[test]
+    fn notices_after_reads_through_the_indexes() {
+        let Some(db) = TestDb::create("notices_after_reads_through_the_indexes") else {
+            return;
+        };
+        let mut reader = PgReader::open(&db.url).unwrap();
+        let mut client = db.client();
+        client
+            .batch_execute(
+                "INSERT INTO notice_groups (id, advisory, components) VALUES (1, 0, '[]');
+                 INSERT INTO notices (id, advisory, artifact, tenant, state, grp, path,
+                                      created_at, updated_at, reminded_at)
+                 SELECT g, 0, g, 1, 'affected', 1, '\\x', 0, 0, 0
+                 FROM generate_series(1, 20000) g;
+                 ANALYZE notices, notice_groups, watches, artifacts",
+            )
+            .unwrap();
+        assert!(
+            reader
+                .notices_after(TenantIdx(2), 0, 1000)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            reader.notices_after(TenantIdx(1), 19_990, 5).unwrap().len(),
+            5
+        );
+        let plan: Vec<String> = client
+            .query(
+                &format!(
+                    "EXPLAIN (ANALYZE, COSTS OFF) {}",
+                    notices_after_sql()
+                        .replace("$1", "2")
+                        .replace("$2", "0")
+                        .replace("$3", "1000")
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let removed: i64 = plan
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix("Rows Removed by Filter: "))
+            .map(|n| n.trim().parse::<i64>().unwrap())
+            .sum();
+        assert!(removed < 100, "{}", plan.join("\n"));
     }
 }
