@@ -432,3 +432,32 @@ fn a_lost_node_hold_writes_nothing() {
     }
     drop(first);
 }
+
+/// An endpoint that accepts connections and never speaks (a wedged proxy)
+/// is reported within the connect time-out and its grace, instead of
+/// holding the caller for ever (found from outside: `serve --store` hung
+/// at start without a word).
+#[test]
+fn a_silent_endpoint_is_unavailable_within_the_time_out() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // Accept and keep the connections, answering nothing.
+        let mut kept = Vec::new();
+        for c in listener.incoming().take(1) {
+            kept.push(c);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        drop(kept);
+    });
+    let url = format!("postgres://u:S3cretPW@127.0.0.1:{port}/db?connect_timeout=1");
+    let started = std::time::Instant::now();
+    let err = PgStore::open(&url, SecretKeys::none()).unwrap_err();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("no answer within"), "{message}");
+    assert!(!message.contains("S3cretPW"), "{message}");
+    drop(held);
+}

@@ -43,6 +43,10 @@ pub use schema::SCHEMA_VERSION;
 /// `connect_timeout`.
 const CONNECT_TIMEOUT_S: u64 = 10;
 
+/// What the whole connection exchange (TCP, start-up, authentication) may
+/// take beyond the connect time-out.
+const CONNECT_GRACE_S: u64 = 5;
+
 /// Rows of notices and deliveries in one commit from which the store
 /// refreshes the planner's statistics of those tables right after it.
 /// Without them, a table that grew by a fan-out is planned as if it were
@@ -256,7 +260,30 @@ impl Conn {
     }
 
     fn connect(config: &Config, target: &str, migrates: bool) -> Result<Client, StoreError> {
-        let mut client = config.connect(NoTls).map_err(|e| {
+        // The client's connect_timeout covers the TCP connection only: an
+        // endpoint that accepts and never speaks would hold the caller (a
+        // start, a request) for ever. The whole exchange is bounded here;
+        // a connection that completes later is closed by its thread.
+        let limit = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(std::time::Duration::from_secs(CONNECT_TIMEOUT_S))
+            + std::time::Duration::from_secs(CONNECT_GRACE_S);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let attempt = config.clone();
+        std::thread::Builder::new()
+            .name("patchline-pg-connect".into())
+            .spawn(move || {
+                let _ = tx.send(attempt.connect(NoTls));
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start a connection: {e}")))?;
+        let connected = rx.recv_timeout(limit).map_err(|_| {
+            StoreError::Unavailable(format!(
+                "cannot use PostgreSQL at {target}: no answer within {} s",
+                limit.as_secs()
+            ))
+        })?;
+        let mut client = connected.map_err(|e| {
             StoreError::Unavailable(scrub(
                 format!("cannot use PostgreSQL at {target}: {}", message_of(&e)),
                 config.get_password(),
