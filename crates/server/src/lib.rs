@@ -195,6 +195,22 @@ async fn read_body(
             .into_response();
         }
     };
+    let is_json = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.contains("json"));
+    if let Some(at) = json_nul_at(&bytes).filter(|_| is_json) {
+        // No text may hold NUL: PostgreSQL cannot store it, and no name,
+        // purl or advisory text needs it. Refused the same on every
+        // backend.
+        return error::ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("the request body holds a NUL character (\\u0000) at byte {at}: text may not contain NUL"),
+        )
+        .into_response();
+    }
     let response = next
         .run(axum::extract::Request::from_parts(
             parts,
@@ -203,6 +219,23 @@ async fn read_body(
         .await;
     drop(budget);
     response
+}
+
+/// Where a JSON text holds the escape of a NUL character (`\u0000`, not
+/// an escaped backslash followed by `u0000`), if anywhere. A raw NUL byte
+/// is not valid JSON and is refused by the parser anyway.
+fn json_nul_at(body: &[u8]) -> Option<usize> {
+    let needle = b"\\u0000";
+    let mut from = 0;
+    while let Some(i) = body[from..].windows(needle.len()).position(|w| w == needle) {
+        let at = from + i;
+        let backslashes = body[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some(at);
+        }
+        from = at + needle.len();
+    }
+    None
 }
 
 /// Opens the data directory, turns notices on and records those missing
@@ -442,5 +475,20 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_nul_at;
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert_eq!(json_nul_at(br#"{"name":"a\u0000b"}"#), Some(10));
+        assert_eq!(json_nul_at(br#"{"name":"a\\u0000b"}"#), None);
+        assert_eq!(json_nul_at(br#"{"name":"a\\\u0000b"}"#), Some(12));
+        assert_eq!(json_nul_at(br#"{"name":"a\u0001b"}"#), None);
+        assert_eq!(json_nul_at(br#"{"a":"\\u0000","b":"\u0000"}"#), Some(20));
+        assert_eq!(json_nul_at(b""), None);
     }
 }
