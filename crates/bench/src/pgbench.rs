@@ -14,22 +14,6 @@ pub struct Scratch {
     admin_url: String,
 }
 
-/// `url` with its database replaced by `db` (the query string kept).
-fn with_database(url: &str, db: &str) -> anyhow::Result<String> {
-    let (scheme, rest) = url.split_once("://").context("a postgres:// URL")?;
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let authority = before_query.split('/').next().unwrap_or_default();
-    let mut out = format!("{scheme}://{authority}/{db}");
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    Ok(out)
-}
-
 fn connect(url: &str) -> anyhow::Result<postgres::Client> {
     postgres::Client::connect(url, postgres::NoTls).with_context(|| {
         format!(
@@ -47,7 +31,8 @@ impl Scratch {
         let mut admin = connect(admin_url)?;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
         admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
-        let url = with_database(admin_url, &name)?;
+        let url = patchline_testkit::postgres::with_database(admin_url, &name)
+            .context("a postgres:// URL")?;
         eprintln!(
             "PostgreSQL database {}",
             patchline_store::postgres::redact_url(&url)

@@ -731,6 +731,27 @@ fn delivered_once_or_more(
     duplicates
 }
 
+/// `canonical` and a `tenant` for each name, each subscribed to the
+/// receiver at `/<name>`: (name, token), the publisher first.
+fn subscribed(
+    srv: &Server,
+    rx: &Receiver,
+    canonical: &str,
+    names: &[String],
+) -> Vec<(String, String)> {
+    let mut tokens = vec![("canonical".to_string(), canonical.to_string())];
+    for t in names {
+        tokens.push((t.clone(), srv.tenant(t, "tenant")));
+    }
+    let mut secrets = BTreeMap::new();
+    for (t, token) in &tokens {
+        let path = format!("/{t}");
+        secrets.insert(path.clone(), srv.subscribe(token, &rx.url(&path)).1);
+    }
+    rx.set_secrets(&secrets);
+    tokens
+}
+
 /// Tenants and instances per tenant of the crash test.
 const CRASH_TENANTS: usize = 20;
 const CRASH_INSTANCES: usize = 520;
@@ -782,16 +803,7 @@ fn crash_mid_fanout_loses_nothing() {
     let mut rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "300"]);
     let mut srv = Server::start(&data, FAST_RETRY);
     let canonical = srv.tenant("canonical", "publisher");
-    let mut tokens = vec![("canonical".to_string(), canonical.clone())];
-    for t in &names {
-        tokens.push((t.clone(), srv.tenant(t, "tenant")));
-    }
-    let mut secrets = BTreeMap::new();
-    for (t, token) in &tokens {
-        let path = format!("/{t}");
-        secrets.insert(path.clone(), srv.subscribe(token, &rx.url(&path)).1);
-    }
-    rx.set_secrets(&secrets);
+    let tokens = subscribed(&srv, &rx, &canonical, &names);
 
     let mut expected_notices = CRASH_TENANTS * CRASH_INSTANCES + 1;
     let published = srv.publish(&canonical, USN);
@@ -1049,16 +1061,7 @@ fn postgres_store_one_node_and_kill() {
 
     let canonical = srv.tenant("canonical", "publisher");
     let names: Vec<String> = (0..5).map(|t| format!("t{t}")).collect();
-    let mut tokens = vec![("canonical".to_string(), canonical.clone())];
-    for t in &names {
-        tokens.push((t.clone(), srv.tenant(t, "tenant")));
-    }
-    let mut secrets = BTreeMap::new();
-    for (t, token) in &tokens {
-        let path = format!("/{t}");
-        secrets.insert(path.clone(), srv.subscribe(token, &rx.url(&path)).1);
-    }
-    rx.set_secrets(&secrets);
+    let tokens = subscribed(&srv, &rx, &canonical, &names);
     srv.artifact(
         &canonical,
         json!({"id": "base", "kind": "image", "visibility": "public", "components": purls}),

@@ -194,10 +194,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Forbidden(m) => ApiError::forbidden(m),
             EngineError::Busy(m) => ApiError::internal(m),
-            EngineError::Store(e @ patchline_store::StoreError::Unavailable(_)) => {
-                ApiError::unavailable(e)
-            }
-            EngineError::Store(e) => ApiError::internal(e),
+            EngineError::Store(e) => e.into(),
         }
     }
 }

@@ -242,9 +242,6 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             tracing::error!("could not record the last delivery attempts");
         }
     }
-    // Closed on a blocking thread: the PostgreSQL queue's client blocks on
-    // a runtime of its own when it closes, which panics inside a task.
-    let _ = tokio::task::spawn_blocking(move || drop(queue)).await;
 }
 
 /// One round on the queue: records `results`, claims up to `room` due

@@ -135,28 +135,28 @@ fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
         .map_err(db_err)
 }
 
+/// Adds a `TEXT` column unless the table has it already (a migration that
+/// was interrupted, or a table created by this build).
+fn add_column(conn: &Connection, table: &str, column: &str) -> Result<(), StoreError> {
+    let exists = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+        .and_then(|mut s| s.exists([table, column]))
+        .map_err(db_err)?;
+    if !exists {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// Brings a database written by an older build to this schema.
 fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     if from < 2 {
-        let has_minted_by = conn
-            .prepare("SELECT 1 FROM pragma_table_info('tokens') WHERE name = 'minted_by'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err)?;
-        if !has_minted_by {
-            conn.execute_batch("ALTER TABLE tokens ADD COLUMN minted_by TEXT")
-                .map_err(db_err)?;
-        }
+        add_column(conn, "tokens", "minted_by")?;
     }
     if from < 3 {
         // Inventory warnings kept with each artifact (a JSON list).
-        let has_warnings = conn
-            .prepare("SELECT 1 FROM pragma_table_info('artifacts') WHERE name = 'warnings'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db_err)?;
-        if !has_warnings {
-            conn.execute_batch("ALTER TABLE artifacts ADD COLUMN warnings TEXT")
-                .map_err(db_err)?;
-        }
+        add_column(conn, "artifacts", "warnings")?;
     }
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",

@@ -371,15 +371,16 @@ fn a_lost_node_hold_writes_nothing() {
         .unwrap()
         .fenced(&first);
     let (catalog, advisories) = store.load().unwrap();
-    store
-        .commit(
+    let empty_commit = |store: &mut PgStore| {
+        store.commit(
             &catalog,
             &Default::default(),
             &advisories,
             &[],
             &Outbox::default(),
         )
-        .unwrap();
+    };
+    empty_commit(&mut store).unwrap();
 
     match NodeLock::acquire(&db.url, |_| {}) {
         Err(StoreError::Busy(why)) => assert!(
@@ -412,15 +413,7 @@ fn a_lost_node_hold_writes_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let _second = second.expect("the second node takes the database");
-    let err = store
-        .commit(
-            &catalog,
-            &Default::default(),
-            &advisories,
-            &[],
-            &Outbox::default(),
-        )
-        .unwrap_err();
+    let err = empty_commit(&mut store).unwrap_err();
     assert!(err.to_string().contains("does not hold"), "{err}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while !lost.load(Ordering::SeqCst) {

@@ -18,9 +18,10 @@ pub fn postgres_url(test: &str) -> Option<String> {
     }
 }
 
-/// `url` with its database replaced by `db` (the query string kept).
-pub fn with_database(url: &str, db: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+/// `url` with its database replaced by `db` (the query string kept);
+/// `None` when `url` is not of the form `SCHEME://…`.
+pub fn with_database(url: &str, db: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
     let (before_query, query) = match rest.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
@@ -31,7 +32,7 @@ pub fn with_database(url: &str, db: &str) -> String {
         out.push('?');
         out.push_str(q);
     }
-    out
+    Some(out)
 }
 
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
@@ -77,7 +78,7 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
         Some(TestDb {
-            url: with_database(&admin_url, &name),
+            url: with_database(&admin_url, &name).expect("a postgres:// URL"),
             name,
             admin_url,
         })
