@@ -419,6 +419,12 @@ pub(crate) fn check_header_value(what: &'static str, value: &str) -> Result<(), 
     Ok(())
 }
 
+/// Checks a `--bus` value without connecting; answers how it is shown
+/// (`nats://host:port`, never a user or password).
+pub fn check_url(url: &str) -> Result<String, BusError> {
+    parse_urls(url).map(|p| p.display)
+}
+
 /// The URLs of a `--bus` value, parsed.
 pub(crate) struct ParsedUrls {
     pub addrs: Vec<ServerAddr>,

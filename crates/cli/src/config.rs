@@ -211,7 +211,7 @@ struct LogSection {
     format: Option<String>,
 }
 
-/// Reserved for the scale-out backends; refused until they are built.
+/// Where the state lives and how the nodes of a deployment meet.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BackendSection {
@@ -272,6 +272,10 @@ pub struct Settings {
     pub data_dir: Setting<PathBuf>,
     /// A PostgreSQL URL (`--store`); none: SQLite in the data directory.
     pub store: Setting<Option<Redacted>>,
+    /// A NATS URL (`--bus`): several nodes share the `--store` database.
+    pub bus: Setting<Option<Redacted>>,
+    /// The deployment's name on the bus.
+    pub bus_prefix: Setting<String>,
     pub workers: Setting<bool>,
     pub scan_roots: Setting<Vec<PathBuf>>,
     pub conns_max: Setting<Option<usize>>,
@@ -653,27 +657,44 @@ impl Resolver {
                 "backend.store holds a password in the configuration file: give the URL in PATCHLINE_STORE (environment) instead, or use a password file PostgreSQL reads itself (~/.pgpass)".to_string(),
             );
         }
-        let bus_given = [
-            (flags.bus.is_some(), Source::Flag("--bus")),
-            (flags.bus_prefix.is_some(), Source::Flag("--bus-prefix")),
-            (env("PATCHLINE_BUS").is_some(), Source::Env("PATCHLINE_BUS")),
-            (
-                env("PATCHLINE_BUS_PREFIX").is_some(),
-                Source::Env("PATCHLINE_BUS_PREFIX"),
-            ),
-            (backend.bus.is_some(), self.file("backend.bus")),
-            (
-                backend.bus_prefix.is_some(),
-                self.file("backend.bus_prefix"),
-            ),
+        let c = vec![
+            flags
+                .bus
+                .clone()
+                .map(|v| (Source::Flag("--bus"), parse_bus(&v))),
+            self.env_value(env, "PATCHLINE_BUS", parse_bus),
+            self.file_value("backend.bus", backend.bus, |v| parse_bus(&v)),
         ];
-        for (given, source) in bus_given {
-            if given {
-                // The value is not repeated: a bus URL may hold a password.
-                self.errors.push(format!(
-                    "{source}: several nodes sharing a bus are not built yet; this build runs one node, on the SQLite database of its data directory or on the PostgreSQL database of --store, so remove this setting"
-                ));
-            }
+        let bus = self.pick(None, c);
+        if let (Some(url), Source::File(..)) = (&bus.value, &bus.source)
+            && url.expose().contains('@')
+        {
+            self.warnings.push(
+                "backend.bus holds credentials in the configuration file: give the URL in PATCHLINE_BUS (environment) instead".to_string(),
+            );
+        }
+        let c = vec![
+            flags
+                .bus_prefix
+                .clone()
+                .map(|v| (Source::Flag("--bus-prefix"), parse_bus_prefix(&v))),
+            self.env_value(env, "PATCHLINE_BUS_PREFIX", parse_bus_prefix),
+            self.file_value("backend.bus_prefix", backend.bus_prefix, |v| {
+                parse_bus_prefix(&v)
+            }),
+        ];
+        let bus_prefix = self.pick("patchline".to_string(), c);
+        if bus.value.is_some() && store.value.is_none() {
+            self.errors.push(format!(
+                "{}: a bus joins nodes that share one PostgreSQL database; give --store postgres://… too (the embedded SQLite store has one node)",
+                bus.source
+            ));
+        }
+        if bus.value.is_none() && !matches!(bus_prefix.source, Source::Default) {
+            self.errors.push(format!(
+                "{}: a bus prefix without a bus (--bus nats://…) does nothing",
+                bus_prefix.source
+            ));
         }
 
         Settings {
@@ -681,6 +702,8 @@ impl Resolver {
             listen,
             data_dir,
             store,
+            bus,
+            bus_prefix,
             workers,
             scan_roots,
             conns_max,
@@ -865,6 +888,19 @@ fn parse_store(v: &str) -> Result<Option<Redacted>, String> {
     Ok(Some(Redacted(v.to_string())))
 }
 
+fn parse_bus(v: &str) -> Result<Option<Redacted>, String> {
+    let v = v.trim();
+    // The message names no part of the URL (it may hold a password).
+    patchline_bus::check_url(v).map_err(|e| e.to_string())?;
+    Ok(Some(Redacted(v.to_string())))
+}
+
+fn parse_bus_prefix(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    patchline_bus::BusPrefix::new(v).map_err(|e| e.to_string())?;
+    Ok(v.to_string())
+}
+
 fn parse_filter(v: &str) -> Result<String, String> {
     let v = v.trim();
     // A bare word is a target name to the filter's grammar, so a misspelt
@@ -984,6 +1020,12 @@ impl Settings {
             c.store = patchline_server::StoreBackend::Postgres {
                 url: url.expose().to_string(),
             };
+        }
+        if let Some(url) = &self.bus.value {
+            c.bus = Some(patchline_server::BusSettings {
+                url: url.expose().to_string(),
+                prefix: self.bus_prefix.value.clone(),
+            });
         }
         c.workers = self.workers.value;
         c.admin_token_hash = self
@@ -1177,15 +1219,32 @@ impl Settings {
         push_section(
             &mut out,
             "backend",
-            vec![(
-                "store",
-                // Shown without its password and query parameters.
-                self.store
-                    .value
-                    .as_ref()
-                    .map(|u| q(&patchline_store::postgres::redact_url(u.expose()))),
-                &self.store.source,
-            )],
+            vec![
+                (
+                    "store",
+                    // Shown without its password and query parameters.
+                    self.store
+                        .value
+                        .as_ref()
+                        .map(|u| q(&patchline_store::postgres::redact_url(u.expose()))),
+                    &self.store.source,
+                ),
+                (
+                    "bus",
+                    // Shown as host:port, without credentials.
+                    self.bus
+                        .value
+                        .as_ref()
+                        .map(|u| q(&patchline_bus::check_url(u.expose()).unwrap_or_default())),
+                    &self.bus.source,
+                ),
+                (
+                    "bus_prefix",
+                    // Only with a bus: alone it is refused.
+                    self.bus.value.as_ref().map(|_| q(&self.bus_prefix.value)),
+                    &self.bus_prefix.source,
+                ),
+            ],
         );
         push_section(
             &mut out,

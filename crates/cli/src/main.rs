@@ -54,15 +54,15 @@ enum Command {
         no_workers: bool,
         /// Keep the state in this PostgreSQL database
         /// (postgres://USER@HOST:PORT/DB) instead of the data directory's
-        /// SQLite; one node per database until several share a bus
-        /// [env: PATCHLINE_STORE].
+        /// SQLite; one node per database unless the nodes share a bus
+        /// (--bus) [env: PATCHLINE_STORE].
         #[arg(long, value_name = "URL")]
         store: Option<String>,
-        /// Message bus of a several-node deployment (reserved: refused
-        /// until built) [env: PATCHLINE_BUS].
+        /// NATS (JetStream) of a deployment of several nodes on the
+        /// --store database (nats://HOST:PORT) [env: PATCHLINE_BUS].
         #[arg(long, value_name = "URL")]
         bus: Option<String>,
-        /// Subject prefix on the bus (reserved: refused until built)
+        /// The deployment's name on the bus (default: patchline)
         /// [env: PATCHLINE_BUS_PREFIX].
         #[arg(long, value_name = "NAME")]
         bus_prefix: Option<String>,

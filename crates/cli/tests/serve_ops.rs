@@ -385,7 +385,7 @@ fn check_config_validates_prints_redacted_and_exits() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("--bus") && stderr.contains("not built yet"),
+        stderr.contains("--bus") && stderr.contains("--store postgres://"),
         "{stderr}"
     );
     assert!(!stderr.contains("pw@"), "{stderr}");

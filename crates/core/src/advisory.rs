@@ -570,6 +570,35 @@ impl AdvisoryDb {
         Ok(Published::New(idx))
     }
 
+    /// Puts a stored record at its index as another node committed it (a
+    /// follower catching up): replaces the record there (same id) or
+    /// appends it. `Err` names what does not fit; the caller reloads.
+    pub fn restore(&mut self, idx: AdvIdx, record: Record) -> Result<(), String> {
+        let i = idx.0 as usize;
+        if i < self.records.len() {
+            if self.records[i].id() != record.id() {
+                return Err(format!(
+                    "record {} at the index of {}",
+                    record.id(),
+                    self.records[i].id()
+                ));
+            }
+            self.unindex(idx);
+            self.records[i] = record;
+        } else if i == self.records.len() {
+            if self.by_id.contains_key(record.id()) {
+                return Err(format!("record {} twice", record.id()));
+            }
+            self.by_id.insert(record.id().clone(), idx);
+            self.records.push(record);
+        } else {
+            return Err(format!("record index {i} past the end"));
+        }
+        self.index(idx);
+        self.generation += 1;
+        Ok(())
+    }
+
     fn index(&mut self, idx: AdvIdx) {
         match &self.records[idx.0 as usize] {
             Record::Advisory(a) if a.is_open() => {

@@ -724,6 +724,72 @@ impl Catalog {
         Ok(())
     }
 
+    /// Brings stored artifacts in as another node committed them (a
+    /// follower catching up): each row replaces the node at its index or,
+    /// at the end, appends it; ids never change. Rows come in index order;
+    /// links are made once all are in (a re-parenting may point at a row
+    /// further on). Without checks or undo, like [`Catalog::load_nodes`];
+    /// an inconsistent row is an error and the caller reloads whole.
+    pub fn restore_nodes(&mut self, rows: Vec<(ArtIdx, Node)>) -> Result<(), CatalogError> {
+        let invalid = |what: String| Err(CatalogError::Invalid(what));
+        let mut touched = Vec::with_capacity(rows.len());
+        for (idx, node) in rows {
+            let i = idx.0 as usize;
+            if let Some(inv) = node.inventory
+                && inv.0 as usize >= self.inventories.len()
+            {
+                return invalid(format!(
+                    "stored artifact {} refers to a missing inventory",
+                    node.id
+                ));
+            }
+            if i < self.nodes.len() {
+                if self.nodes[i].id != node.id {
+                    return invalid(format!(
+                        "stored artifact {} at the index of {}",
+                        node.id, self.nodes[i].id
+                    ));
+                }
+                self.detach(idx);
+                if let Some(inv) = self.nodes[i].inventory {
+                    self.unhold(inv, idx);
+                }
+                if let Some(inv) = node.inventory {
+                    self.holders.entry(inv).or_default().push(idx);
+                }
+                self.nodes[i] = node;
+            } else if i == self.nodes.len() {
+                if self.by_id.contains_key(&node.id) {
+                    return invalid(format!("stored artifact {} twice", node.id));
+                }
+                if let Some(inv) = node.inventory {
+                    self.holders.entry(inv).or_default().push(idx);
+                }
+                self.by_id.insert(node.id.clone(), idx);
+                self.nodes.push(node);
+                self.children.push(Vec::new());
+                self.pos_in_parent.push(u32::MAX);
+            } else {
+                return invalid(format!("stored artifact index {i} past the end"));
+            }
+            touched.push(idx);
+        }
+        for idx in touched {
+            if let Some(p) = self.nodes[idx.0 as usize].parent
+                && p.0 as usize >= self.nodes.len()
+            {
+                return invalid(format!(
+                    "stored artifact {} refers to a missing parent",
+                    self.nodes[idx.0 as usize].id
+                ));
+            }
+            self.attach(idx);
+        }
+        self.generation += 1;
+        self.mark_saved();
+        Ok(())
+    }
+
     pub fn load_tenant(&mut self, id: TenantId) -> TenantIdx {
         self.ensure_tenant(&id)
     }

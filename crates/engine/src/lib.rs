@@ -119,6 +119,17 @@ pub struct Engine<S = SqliteStore> {
     outbox: Outbox,
     /// Notices created by the last commit, per reading tenant, for streams.
     created: Vec<(TenantIdx, i64)>,
+    /// How many of `created` a commit already wrote into the change log.
+    created_logged: usize,
+    /// Notices other nodes created, per reading tenant, learnt by catching
+    /// up (for this node's streams; never logged again).
+    remote_created: Vec<(TenantIdx, i64)>,
+    /// Deliveries other nodes queued since the last look (this node's
+    /// workers may take them).
+    remote_deliveries: u64,
+    /// Another node changed the service state (tokens, subscriptions...)
+    /// since the last look.
+    remote_service: bool,
     /// Held for the engine's life: one writer per data directory.
     _lock: Option<DirLock>,
     /// Where every timestamp comes from.
@@ -239,6 +250,10 @@ impl<S: CatalogStore + Send + 'static> Engine<S> {
             notices_on: self.notices_on,
             outbox: self.outbox,
             created: self.created,
+            created_logged: self.created_logged,
+            remote_created: self.remote_created,
+            remote_deliveries: self.remote_deliveries,
+            remote_service: self.remote_service,
             _lock: self._lock,
             clock: self.clock,
             view: self.view,
@@ -262,6 +277,10 @@ impl<S: CatalogStore> Engine<S> {
             notices_on: false,
             outbox: Outbox::default(),
             created: Vec::new(),
+            created_logged: 0,
+            remote_created: Vec::new(),
+            remote_deliveries: 0,
+            remote_service: false,
             _lock: None,
             clock: std::sync::Arc::new(patchline_core::SystemClock),
             view: patchline_delivery::DeliveryView::new(),
@@ -357,9 +376,124 @@ impl<S: CatalogStore> Engine<S> {
         &self.svc
     }
 
-    /// Notices created by the last operation, per reading tenant.
+    /// Notices other nodes created that this node learnt of since the last
+    /// call (catching up), then those created by the last operation, per
+    /// reading tenant: in id order.
     pub fn take_created(&mut self) -> Vec<(TenantIdx, i64)> {
-        std::mem::take(&mut self.created)
+        self.created_logged = 0;
+        // Ids are given in the deployment's commit order: other nodes'
+        // notices learnt while catching up come before this node's.
+        let mut created = std::mem::take(&mut self.remote_created);
+        created.append(&mut self.created);
+        created
+    }
+
+    /// How many deliveries other nodes queued since the last call.
+    pub fn take_remote_deliveries(&mut self) -> u64 {
+        std::mem::take(&mut self.remote_deliveries)
+    }
+
+    /// Whether another node changed the service state (a token revoked, a
+    /// subscription changed) since the last call.
+    pub fn take_remote_service(&mut self) -> bool {
+        std::mem::take(&mut self.remote_service)
+    }
+
+    /// The sequence of the last change of the deployment this engine
+    /// holds (0 on the embedded store).
+    pub fn applied_seq(&self) -> u64 {
+        self.store.applied_seq()
+    }
+
+    /// Before a write: takes the deployment's write lock and applies what
+    /// other nodes committed, so that the write is validated against every
+    /// committed change (a no-op on the embedded store). The lock is
+    /// released by the commit, or by [`Engine::end_write`] when the write
+    /// is refused before committing. Re-entrant.
+    pub fn begin_write(&mut self) -> Result<(), EngineError> {
+        self.ensure_fresh()?;
+        for attempt in 0..2 {
+            match self.store.begin_write(&mut self.catalog, &mut self.db) {
+                Ok(caught) => {
+                    self.absorb(caught);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.store.end_write();
+                    if !self.recover(&e) || attempt == 1 {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases the write lock a refused write left held (a no-op when it
+    /// is not held).
+    pub fn end_write(&mut self) {
+        self.store.end_write();
+    }
+
+    /// Applies what other nodes committed since the last look, without the
+    /// write lock (a node following its deployment). `true` when anything
+    /// came in.
+    pub fn catch_up(&mut self) -> Result<bool, EngineError> {
+        self.ensure_fresh()?;
+        match self.store.catch_up(&mut self.catalog, &mut self.db) {
+            Ok(caught) => {
+                let any = caught.as_ref().is_some_and(|c| !c.is_empty());
+                self.absorb(caught);
+                Ok(any)
+            }
+            Err(e) => {
+                self.recover(&e);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// After a failed catch-up: a read that failed left the memory as it
+    /// was; a log that no longer reaches back, or rows that do not fit,
+    /// may have left it half-applied, so the whole state is reloaded (or
+    /// marked stale). `true` when it was reloaded.
+    fn recover(&mut self, e: &StoreError) -> bool {
+        if !matches!(e, StoreError::Corrupt(_) | StoreError::Lagged { .. }) {
+            return false;
+        }
+        if self.reload().is_err() {
+            self.stale = true;
+            return false;
+        }
+        true
+    }
+
+    /// Brings what the catalog and records do not hold (the view, the
+    /// service state, the id counters) up to changes caught up with.
+    fn absorb(&mut self, caught: Option<patchline_store::CaughtUp>) {
+        let Some(c) = caught else { return };
+        if !c.changes.is_empty() || !c.records.is_empty() {
+            self.inheritance = None;
+            self.apply_view(&c.changes, &c.records);
+        }
+        let counters = (
+            self.svc.next_notice_id,
+            self.svc.next_delivery_id,
+            self.svc.next_group_id,
+        );
+        if let Some(state) = c.service {
+            self.remote_service = true;
+            self.svc = ServiceMem::load(state);
+            self.view.set_installation(&self.svc.installation);
+            self.refresh_targets();
+            self.refresh_credentials();
+        }
+        let (n, d, g) = c.next_ids.unwrap_or(counters);
+        self.svc.next_notice_id = self.svc.next_notice_id.max(counters.0).max(n);
+        self.svc.next_delivery_id = self.svc.next_delivery_id.max(counters.1).max(d);
+        self.svc.next_group_id = self.svc.next_group_id.max(counters.2).max(g);
+        self.remote_created.extend(c.readers);
+        self.remote_deliveries += c.deliveries;
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -401,6 +535,7 @@ impl<S: CatalogStore> Engine<S> {
         self.svc = ServiceMem::load(self.store.load_service()?);
         self.outbox = Outbox::default();
         self.created.clear();
+        self.created_logged = 0;
         self.inheritance = None;
         self.rebuild_view();
         self.refresh_credentials();
@@ -421,6 +556,7 @@ impl<S: CatalogStore> Engine<S> {
     where
         I: IntoIterator<Item = Result<BatchItem, EngineError>>,
     {
+        self.begin_write()?;
         let cp = self.catalog.checkpoint();
         let mut report = BatchReport::default();
         let mut changed = Vec::new();
@@ -466,6 +602,7 @@ impl<S: CatalogStore> Engine<S> {
 
     /// Removes artifacts (instances deleted, images retired).
     pub fn remove(&mut self, ids: &[&str], actor: &Actor) -> Result<usize, EngineError> {
+        self.begin_write()?;
         let cp = self.catalog.checkpoint();
         for id in ids {
             if let Err(error) = self.catalog.remove(id, actor) {
@@ -494,14 +631,22 @@ impl<S: CatalogStore> Engine<S> {
     /// Writes the catalog changes, `records` and the outbox in one
     /// transaction; on failure the durable state is reloaded.
     fn commit(&mut self, records: &[AdvIdx]) -> Result<(), EngineError> {
+        let out = self.commit_locked(records);
+        self.store.end_write();
+        out
+    }
+
+    fn commit_locked(&mut self, records: &[AdvIdx]) -> Result<(), EngineError> {
         let changes = self.catalog.take_changes();
-        let outbox = std::mem::take(&mut self.outbox);
+        let mut outbox = std::mem::take(&mut self.outbox);
         if changes.is_empty() && records.is_empty() && outbox.is_empty() {
             return Ok(());
         }
         if !changes.is_empty() {
             self.inheritance = None;
         }
+        outbox.readers = self.created[self.created_logged..].to_vec();
+        self.created_logged = self.created.len();
         if let Err(e) = self
             .store
             .commit(&self.catalog, &changes, &self.db, records, &outbox)
@@ -694,6 +839,7 @@ impl<S: CatalogStore> Engine<S> {
             .collect();
         let mut n = 0;
         for adv in ids {
+            self.begin_write()?;
             self.reconcile_record(adv)?;
             n += self.outbox.notices.len();
             self.commit(&[])?;
@@ -732,6 +878,7 @@ impl<S: CatalogStore> Engine<S> {
         failure: Failure,
         actor: &Actor,
     ) -> Result<Published, EngineError> {
+        self.begin_write()?;
         if !self.catalog.owns(actor, failure.artifact)
             || self.catalog.node(failure.artifact).removed
         {
@@ -787,6 +934,7 @@ impl<S: CatalogStore> Engine<S> {
         records: Vec<(String, Record)>,
         actor: &Actor,
     ) -> Result<PublishReport, EngineError> {
+        self.begin_write()?;
         let mut report = PublishReport::default();
         let mut changed = Vec::new();
         let now = self.clock.now_ms();

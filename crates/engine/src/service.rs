@@ -627,6 +627,7 @@ impl<S: CatalogStore> Engine<S> {
         token_id: &str,
         token_hash: &str,
     ) -> Result<TenantIdx, EngineError> {
+        self.begin_write()?;
         if let Some(t) = self.catalog.tenant_idx(id.as_str())
             && self.svc.roles.contains_key(&t)
         {
@@ -708,6 +709,7 @@ impl<S: CatalogStore> Engine<S> {
         token_hash: &str,
         minted_by: Option<&str>,
     ) -> Result<(), EngineError> {
+        self.begin_write()?;
         // A token minted by a revoked one would escape the cascade.
         if let Some(m) = minted_by
             && !self.svc.token_active(m)
@@ -730,6 +732,7 @@ impl<S: CatalogStore> Engine<S> {
         t: Option<TenantIdx>,
         token_id: &str,
     ) -> Result<Vec<String>, EngineError> {
+        self.begin_write()?;
         let found = self
             .svc
             .token_list
@@ -821,6 +824,7 @@ impl<S: CatalogStore> Engine<S> {
     /// Reserves an id prefix for a publisher (admin): new records whose id
     /// starts with it may only be published by that publisher or an admin.
     pub fn reserve_prefix(&mut self, prefix: &str, t: TenantIdx) -> Result<(), EngineError> {
+        self.begin_write()?;
         if prefix.is_empty()
             || prefix.len() > patchline_core::model::ID_LEN_MAX
             || !prefix.chars().all(patchline_core::model::is_id_char)
@@ -841,6 +845,7 @@ impl<S: CatalogStore> Engine<S> {
 
     /// Releases a reserved prefix.
     pub fn release_prefix(&mut self, prefix: &str) -> Result<(), EngineError> {
+        self.begin_write()?;
         if !self.svc.prefixes.contains_key(prefix) {
             return Err(EngineError::NotFound {
                 what: "prefix",
@@ -855,6 +860,7 @@ impl<S: CatalogStore> Engine<S> {
 
     /// Stores a new subscription.
     pub fn put_subscription(&mut self, sub: Subscription) -> Result<(), EngineError> {
+        self.begin_write()?;
         sub.filter.validate().map_err(EngineError::Invalid)?;
         self.outbox.subscriptions.push(sub.to_row());
         self.commit(&[])?;
@@ -907,6 +913,7 @@ impl<S: CatalogStore> Engine<S> {
 
     /// Follows a public artifact the tenant does not own.
     pub fn watch(&mut self, t: TenantIdx, artifact: &str) -> Result<ArtIdx, EngineError> {
+        self.begin_write()?;
         let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
         let a = self
             .catalog
@@ -932,6 +939,7 @@ impl<S: CatalogStore> Engine<S> {
         state: NoticeState,
         justification: Option<String>,
     ) -> Result<StoredNotice, EngineError> {
+        self.begin_write()?;
         let n = self.store.notice(notice)?;
         // A watcher reads a public artifact's notice but does not own it.
         if let (Some(n), Some(t)) = (&n, t)
@@ -1010,6 +1018,7 @@ impl<S: CatalogStore> Engine<S> {
         operator_subscription: Option<&str>,
         limit: usize,
     ) -> Result<usize, EngineError> {
+        self.begin_write()?;
         let due = self.store.due_reminders(now - interval_ms, limit)?;
         if due.is_empty() {
             return Ok(0);

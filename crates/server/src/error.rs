@@ -262,7 +262,9 @@ pub async fn no_route() -> ApiError {
 impl From<patchline_store::StoreError> for ApiError {
     fn from(e: patchline_store::StoreError) -> ApiError {
         match e {
-            patchline_store::StoreError::Unavailable(_) => ApiError::unavailable(e),
+            patchline_store::StoreError::Unavailable(_)
+            | patchline_store::StoreError::Conflict(_)
+            | patchline_store::StoreError::Lagged { .. } => ApiError::unavailable(e),
             e => ApiError::internal(e),
         }
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod conn;
 pub mod error;
+pub mod follow;
 pub mod metrics;
 pub mod routes;
 pub mod sse;
@@ -22,7 +23,7 @@ use patchline_engine::service::{SecretEntry, Subscription};
 use patchline_store::service::{SqliteQueue, SqliteReader};
 use tokio::sync::{Notify, watch};
 
-pub use crate::state::{AppState, Config, Engine, StoreBackend};
+pub use crate::state::{AppState, BusSettings, Config, Engine, StoreBackend};
 
 /// The OpenAPI 3.1 document served at `/openapi.json`, generated from the
 /// typed requests and answers of [`routes`] (made once).
@@ -255,6 +256,11 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     if let Some(url) = &config.operator_webhook {
         ensure_operator(&mut engine, url)?;
     }
+    engine.end_write();
+    let _ = engine.take_created();
+    let _ = engine.take_remote_deliveries();
+    let _ = engine.take_remote_service();
+    let applied = engine.applied_seq();
     let config_body_budget_mib = config.body_inflight_max_bytes.div_ceil(1 << 20);
     Ok(Arc::new(AppState {
         _node_lock: node_lock,
@@ -270,6 +276,9 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         revocations: watch::channel(0).0,
         stopping: watch::channel(false).0,
         conflicts: Mutex::default(),
+        applied: watch::channel(applied).0,
+        bus_connected: Default::default(),
+        follow_kick: Notify::new(),
         body_budget: Arc::new(tokio::sync::Semaphore::new((config_body_budget_mib).max(1))),
     }))
 }
@@ -298,22 +307,31 @@ fn open_backend(config: &Config) -> Result<Backend, EngineError> {
         }
         StoreBackend::Postgres { url } => {
             use patchline_store::postgres::{NodeLock, PgQueue, PgReader, PgStore};
-            // One node per database until nodes share changes through a
-            // bus: a second one is refused here instead of diverging.
-            let lock = NodeLock::acquire(url, |why| {
-                tracing::error!("{why}");
-                // Fail-stop: a supervisor restarts it, and it then loads
-                // the catalog afresh or is refused while the other runs.
-                std::process::exit(75);
-            })?;
-            let store = PgStore::open(url, config.secret_keys.clone())?.fenced(&lock);
+            // Without a bus a node holds the database alone: a second one
+            // is refused here. With one, the nodes of the deployment
+            // share it, one writer at a time through the change log.
+            let lock = match &config.bus {
+                Some(_) => None,
+                None => Some(NodeLock::acquire(url, |why| {
+                    tracing::error!("{why}");
+                    // Fail-stop: a supervisor restarts it, and it then
+                    // loads the catalog afresh or is refused while the
+                    // other runs.
+                    std::process::exit(75);
+                })?),
+            };
+            let store = PgStore::open(url, config.secret_keys.clone())?;
+            let store = match &lock {
+                Some(lock) => store.fenced(lock),
+                None => store,
+            };
             let engine = patchline_engine::Engine::with_store(store)?.into_dyn();
             let reader = Box::new(PgReader::open(url)?);
             let url = url.clone();
             let queues: state::QueueFactory = Arc::new(move || {
                 Ok(Box::new(PgQueue::open(&url)?) as Box<dyn patchline_store::DeliveryQueue>)
             });
-            Ok((engine, reader, queues, Some(lock)))
+            Ok((engine, reader, queues, lock))
         }
     }
 }
@@ -396,13 +414,16 @@ async fn reminder_loop(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                 .subscriptions
                 .contains_key(OPERATOR_SUBSCRIPTION)
                 .then_some(OPERATOR_SUBSCRIPTION);
-            e.schedule_reminders(
+            let n = e.schedule_reminders(
                 st2.now_ms(),
                 st2.config.reminder_interval_ms,
                 st2.config.escalate_after,
                 operator,
                 10_000,
-            )
+            );
+            e.end_write();
+            st2.applied.send_replace(e.applied_seq());
+            n
         })
         .await;
         if let Ok(Ok(n)) = done
@@ -437,6 +458,9 @@ pub async fn serve_until(
     if state.config.workers {
         tasks.push(tokio::spawn(worker::run(state.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(reminder_loop(state.clone(), stop_rx.clone())));
+    }
+    if state.config.bus.is_some() {
+        tasks.push(tokio::spawn(follow::run(state.clone(), stop_rx.clone())));
     }
     let acceptor = tokio::spawn(conn::accept_loop(
         state.clone(),

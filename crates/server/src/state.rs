@@ -85,6 +85,29 @@ pub struct Config {
     pub secret_keys: patchline_store::SecretKeys,
     /// Where every timestamp comes from (tests set the time).
     pub clock: Arc<dyn patchline_core::Clock>,
+    /// Several nodes share the PostgreSQL store as one deployment, their
+    /// committed changes announced on this NATS bus (`--bus`).
+    pub bus: Option<BusSettings>,
+}
+
+/// The bus of a deployment of several nodes.
+#[derive(Clone)]
+pub struct BusSettings {
+    /// `nats://[user:password@]host:port`.
+    pub url: String,
+    /// The deployment's name on the bus (`--bus-prefix`): deployments with
+    /// different prefixes on one NATS never see each other.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for BusSettings {
+    // The URL may hold a password: only the prefix is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusSettings")
+            .field("url", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl Config {
@@ -121,6 +144,7 @@ impl Config {
             scan_roots: Vec::new(),
             secret_keys: patchline_store::SecretKeys::none(),
             clock: Arc::new(patchline_core::SystemClock),
+            bus: None,
         }
     }
 }
@@ -131,8 +155,8 @@ pub enum StoreBackend {
     /// SQLite in the data directory, locked for this process.
     #[default]
     Embedded,
-    /// A PostgreSQL database (`postgres://…`), held by this node alone
-    /// until several nodes share it through a bus.
+    /// A PostgreSQL database (`postgres://…`): held by this node alone, or
+    /// shared by the nodes of a deployment when a bus is configured.
     Postgres { url: String },
 }
 
@@ -182,6 +206,14 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Budget of request-body bytes being received (MiB permits).
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The last change of the deployment's log this node committed or
+    /// applied: announced on the bus, so the other nodes catch up at once.
+    pub applied: tokio::sync::watch::Sender<u64>,
+    /// Asks the node's follower to read the change log now (a read needs
+    /// changes the node has not applied yet).
+    pub follow_kick: Notify,
+    /// A node of a deployment: whether its bus connection is up.
+    pub bus_connected: std::sync::atomic::AtomicBool,
     /// Per-tenant budget of conflicting creations (taken ids).
     pub conflicts: Mutex<std::collections::HashMap<patchline_core::TenantIdx, Bucket>>,
 }

@@ -85,15 +85,21 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             return;
         }
     };
-    // Leases from a previous process are void: it is gone.
+    // Alone on its store, a node voids every lease at start: the process
+    // that held them is gone. Nodes of a deployment share the queue: only
+    // leases that ran out are put back (their node died), now and every
+    // quarter of a lease while the node runs.
+    let shared = st.config.bus.is_some();
     {
         let q = queue.clone();
+        let before = if shared { st.now_ms() } else { i64::MAX };
         let _ = tokio::task::spawn_blocking(move || {
-            q.lock()
-                .ok()
-                .map(|mut q| q.release_expired(i64::MAX).is_ok())
+            q.lock().ok().map(|mut q| q.release_expired(before).is_ok())
         })
         .await;
+    }
+    if shared {
+        tokio::spawn(sweep_leases(st.clone(), queue.clone(), shutdown.clone()));
     }
     // Each attempt sends its result here when it ends (and frees its slot).
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(st.config.inflight_max.max(1) * 2);
@@ -137,13 +143,37 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             let now = st.now_ms();
             let batch = std::mem::take(&mut results);
             let outcome = tokio::task::spawn_blocking(move || {
-                let claimed = round(&q, &batch, now, lease, room);
+                let claimed = round(&q, &batch, now, lease, room, shared);
                 (claimed, batch)
             })
             .await;
             match outcome {
-                Ok((Some(claimed), _)) => {
+                Ok((Some((claimed, need)), _)) => {
                     failed_rounds = 0;
+                    // A node of a deployment renders what it claimed once
+                    // its view holds every change committed before the
+                    // claim (another node's notices, subscriptions,
+                    // visibility); a node too far behind gives the
+                    // deliveries back for a moment.
+                    if shared
+                        && !claimed.is_empty()
+                        && !crate::follow::caught_up_to(&st, need).await
+                    {
+                        tracing::warn!(
+                            need,
+                            "this node has not applied the deployment's latest changes; its claimed deliveries are retried shortly"
+                        );
+                        results.extend(claimed.into_iter().map(|(c, _)| Finished {
+                            id: c.id,
+                            state: DeliveryState::Failed,
+                            status: None,
+                            error: Some("the node was behind the deployment's change log".into()),
+                            next_at_ms: st.now_ms() + 1000,
+                            at_ms: st.now_ms(),
+                            notices: Vec::new(),
+                        }));
+                        continue;
+                    }
                     claimed
                 }
                 Ok((None, batch)) => {
@@ -237,27 +267,40 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     }
     if !results.is_empty() {
         let q = queue.clone();
-        let ok = tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0)).await;
+        let ok = tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0, false)).await;
         if !matches!(ok, Ok(Some(_))) {
             tracing::error!("could not record the last delivery attempts");
         }
     }
 }
 
+/// A claimed delivery with the notices it carries (`None`: they could not
+/// be read; it is retried).
+type ClaimedRows = (Claimed, Option<Vec<StoredNotice>>);
+
 /// One round on the queue: records `results`, claims up to `room` due
 /// deliveries and reads the notices they carry, in one visit (and one
 /// commit); the attempts then never wait for the queue's connection.
 /// `None` when the queue failed (nothing of the round is committed).
+/// With `shared` (a node of a deployment), also the last change of the
+/// deployment's log, read after the claim: what the node must have applied
+/// before it renders them.
 fn round(
     queue: &std::sync::Mutex<Box<dyn DeliveryQueue>>,
     results: &[Finished],
     now_ms: i64,
     lease_ms: i64,
     room: usize,
-) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
+    shared: bool,
+) -> Option<(Vec<ClaimedRows>, u64)> {
     let mut q = queue.lock().ok()?;
     let claimed = q.finish_and_claim(results, now_ms, lease_ms, room).ok()?;
-    with_notices(&mut **q, claimed)
+    let need = if shared && !claimed.is_empty() {
+        q.log_seq().ok()?
+    } else {
+        0
+    };
+    Some((with_notices(&mut **q, claimed)?, need))
 }
 
 /// Pairs claimed deliveries with the notices they carry (one read).
@@ -481,6 +524,8 @@ async fn attempt(
                 {
                     let _ =
                         e.disable_subscription(&sub, patchline_core::notice::DisableReason::Gone);
+                    e.end_write();
+                    st2.applied.send_replace(e.applied_seq());
                 }
             })
             .await;
@@ -524,5 +569,37 @@ async fn attempt(
         } else {
             Vec::new()
         },
+    }
+}
+
+/// Puts back deliveries whose lease ran out while the node runs (a node of
+/// the deployment died holding them), every quarter of a lease.
+async fn sweep_leases(
+    st: Arc<AppState>,
+    queue: Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = Duration::from_millis((st.config.lease_ms / 4).clamp(250, 15_000) as u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let q = queue.clone();
+        let now = st.now_ms();
+        let released = tokio::task::spawn_blocking(move || {
+            q.lock().ok().and_then(|mut q| q.release_expired(now).ok())
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+        if released > 0 {
+            tracing::warn!(
+                released,
+                "deliveries whose lease ran out (their node stopped) are queued again"
+            );
+            st.wake.notify_one();
+        }
     }
 }

@@ -27,7 +27,7 @@ async fn a_fresh_service_is_ready_and_alive() {
         v,
         json!({
             "ready": true,
-            "checks": {"store": "ok", "catalog": "ok", "accepting": "ok"},
+            "checks": {"store": "ok", "catalog": "ok", "accepting": "ok", "deployment": "ok"},
             "not_ready": []
         })
     );

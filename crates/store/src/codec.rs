@@ -37,12 +37,17 @@ pub(crate) fn ids_to_blob<T: Copy>(ids: &[T], get: impl Fn(T) -> u32) -> Vec<u8>
 }
 
 pub(crate) fn blob_to_ids(blob: &[u8]) -> Result<Vec<ComponentId>, StoreError> {
+    Ok(blob_to_u32s(blob)?.into_iter().map(ComponentId).collect())
+}
+
+/// Little-endian `u32`s (indexes) back from a blob.
+pub(crate) fn blob_to_u32s(blob: &[u8]) -> Result<Vec<u32>, StoreError> {
     if !blob.len().is_multiple_of(4) {
-        return Err(StoreError::Corrupt("inventory blob length".into()));
+        return Err(StoreError::Corrupt("index blob length".into()));
     }
     Ok(blob
         .chunks_exact(4)
-        .map(|c| ComponentId(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
 }
 
@@ -247,6 +252,42 @@ pub(crate) fn publish_stored(
     artifact: Option<i64>,
     body: &str,
 ) -> Result<(), StoreError> {
+    let record = record_of(catalog, id, kind, artifact, body)?;
+    let id = record.id().to_string();
+    let published = db
+        .publish(record)
+        .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))?;
+    if i64::from(published.idx().0) != idx {
+        return Err(StoreError::Corrupt(format!("record {id}: index {idx}")));
+    }
+    Ok(())
+}
+
+/// Puts a stored record at its index, replacing what is there (a
+/// follower catching up with another node's commit).
+pub(crate) fn restore_stored(
+    db: &mut AdvisoryDb,
+    catalog: &Catalog,
+    idx: i64,
+    id: String,
+    kind: &str,
+    artifact: Option<i64>,
+    body: &str,
+) -> Result<AdvIdx, StoreError> {
+    let record = record_of(catalog, id, kind, artifact, body)?;
+    let adv = AdvIdx(crate::postgres::index(idx, "record")?);
+    db.restore(adv, record).map_err(StoreError::Corrupt)?;
+    Ok(adv)
+}
+
+/// A stored record's row as the record it is.
+fn record_of(
+    catalog: &Catalog,
+    id: String,
+    kind: &str,
+    artifact: Option<i64>,
+    body: &str,
+) -> Result<Record, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(format!("record {id}: {what}"));
     let record = match kind {
         "advisory" => {
@@ -272,9 +313,5 @@ pub(crate) fn publish_stored(
             })
         }
     };
-    let published = db.publish(record).map_err(|e| corrupt(e.to_string()))?;
-    if i64::from(published.idx().0) != idx {
-        return Err(corrupt(format!("index {idx}")));
-    }
-    Ok(())
+    Ok(record)
 }

@@ -17,7 +17,7 @@ pub mod service;
 pub mod sqlite;
 
 use patchline_core::notice::NoticeState;
-use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes};
+use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
 pub use service::{Claimed, DeliveryInfo, Finished, Outbox, ServiceState, StoredNotice};
 use thiserror::Error;
@@ -50,14 +50,93 @@ pub enum StoreError {
     NoCatalog(String),
     #[error("{0}")]
     Secrets(String),
+    /// Another node committed a change this node had not applied (it
+    /// lost the write lock): nothing was written; the node reloads and the
+    /// write may be tried again.
+    #[error("{0}")]
+    Conflict(String),
+    /// The change log no longer holds what this node missed (it was
+    /// pruned while the node lagged): reload the whole state.
+    #[error("this node fell behind the change log (at {applied}, log starts at {first}): reload")]
+    Lagged { applied: u64, first: u64 },
     /// Another process holds what this one needs (a PostgreSQL database
     /// served by another node).
     #[error("{0}")]
     Busy(String),
 }
 
+/// What other nodes of the deployment committed since this node last read
+/// the change log, already applied to the caller's catalog and advisory
+/// database by [`CatalogStore::begin_write`] or [`CatalogStore::catch_up`]:
+/// what the caller must bring up to date besides.
+#[derive(Debug, Default)]
+pub struct CaughtUp {
+    /// The sequence of the last change now applied.
+    pub seq: u64,
+    /// The catalog rows that came in (for the delivery view).
+    pub changes: Changes,
+    /// Records added or replaced.
+    pub records: Vec<AdvIdx>,
+    /// The whole service state, when a change touched it (tenants' roles,
+    /// tokens, record owners, prefixes, subscriptions, watches).
+    pub service: Option<ServiceState>,
+    /// Notices those changes created or reopened, per reading tenant (for
+    /// the event streams of this node).
+    pub readers: Vec<(TenantIdx, i64)>,
+    /// Deliveries those changes queued (workers of this node may take
+    /// them).
+    pub deliveries: u64,
+    /// The next free notice, delivery and group ids (read under the write
+    /// lock: the next commit's ids follow every node's).
+    pub next_ids: Option<(i64, i64, i64)>,
+}
+
+impl CaughtUp {
+    /// Nothing came in.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+            && self.records.is_empty()
+            && self.service.is_none()
+            && self.readers.is_empty()
+            && self.deliveries == 0
+    }
+}
+
 /// What a backend must do.
 pub trait CatalogStore {
+    /// Several nodes share this store: takes the deployment's write lock
+    /// (held until [`CatalogStore::end_write`]) and applies to `catalog` and
+    /// `db` every change other nodes committed since this node's last, so
+    /// that what is validated next sees them. `None` for a store only this
+    /// process writes (SQLite). After an error the caller reloads whole.
+    fn begin_write(
+        &mut self,
+        _catalog: &mut Catalog,
+        _db: &mut AdvisoryDb,
+    ) -> Result<Option<CaughtUp>, StoreError> {
+        Ok(None)
+    }
+
+    /// Releases the write lock, if held (after a commit, or a write that
+    /// was refused before committing).
+    fn end_write(&mut self) {}
+
+    /// Applies other nodes' committed changes without the write lock (a
+    /// node following the deployment between its own writes).
+    fn catch_up(
+        &mut self,
+        _catalog: &mut Catalog,
+        _db: &mut AdvisoryDb,
+    ) -> Result<Option<CaughtUp>, StoreError> {
+        Ok(None)
+    }
+
+    /// The sequence of the last change this store committed or applied
+    /// (0 for a store without a change log).
+    fn applied_seq(&self) -> u64 {
+        0
+    }
+
     /// Rebuilds the catalog and the advisory database.
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError>;
 
@@ -135,6 +214,12 @@ pub trait DeliveryQueue: Send {
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError>;
     /// When the next queued delivery is due.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
+    /// The last change committed to the deployment's change log (0 without
+    /// one): what a node must have applied before it renders rows read
+    /// now (the names, visibility and subscriptions they need).
+    fn log_seq(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// The API's reads of notices and deliveries.
@@ -142,7 +227,7 @@ pub trait NoticeReader: Send {
     /// A tenant's notices (own and watched) after a cursor, oldest first.
     fn notices_after(
         &mut self,
-        tenant: patchline_core::TenantIdx,
+        tenant: TenantIdx,
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError>;
@@ -166,12 +251,40 @@ pub trait NoticeReader: Send {
     fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Notices read through pull or a stream become `notified`.
     fn mark_notified(&mut self, ids: &[i64], at_ms: i64) -> Result<(), StoreError>;
+    /// See [`DeliveryQueue::log_seq`].
+    fn log_seq(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// A store chosen at run time (the embedded SQLite or PostgreSQL).
 pub type DynStore = Box<dyn CatalogStore + Send>;
 
 impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
+    fn begin_write(
+        &mut self,
+        catalog: &mut Catalog,
+        db: &mut AdvisoryDb,
+    ) -> Result<Option<CaughtUp>, StoreError> {
+        (**self).begin_write(catalog, db)
+    }
+
+    fn end_write(&mut self) {
+        (**self).end_write()
+    }
+
+    fn catch_up(
+        &mut self,
+        catalog: &mut Catalog,
+        db: &mut AdvisoryDb,
+    ) -> Result<Option<CaughtUp>, StoreError> {
+        (**self).catch_up(catalog, db)
+    }
+
+    fn applied_seq(&self) -> u64 {
+        (**self).applied_seq()
+    }
+
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
         (**self).load()
     }

@@ -191,9 +191,26 @@ pub struct Outbox {
     /// (notice, at): a reminder was scheduled.
     pub reminded: Vec<(i64, i64)>,
     pub deliveries: Vec<DeliveryRow>,
+    /// The reading tenants of the notices this change created or reopened
+    /// (not rows: written into the change log for the other nodes' event
+    /// streams).
+    pub readers: Vec<(TenantIdx, i64)>,
 }
 
 impl Outbox {
+    /// Whether the change touches the state every node keeps in memory
+    /// besides the catalog (roles, tokens, owners, prefixes,
+    /// subscriptions, watches).
+    pub fn touches_service(&self) -> bool {
+        !(self.roles.is_empty()
+            && self.tokens.is_empty()
+            && self.revoked_tokens.is_empty()
+            && self.record_owners.is_empty()
+            && self.prefixes.is_empty()
+            && self.subscriptions.is_empty()
+            && self.watches.is_empty())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty()
             && self.tokens.is_empty()

@@ -278,6 +278,8 @@ each_backend! {
             Backend::Postgres(_) => "1",
         };
         b.raw_execute("ALTER TABLE artifacts DROP COLUMN warnings");
+        // PostgreSQL's later migration (the change log) is undone too.
+        b.raw_execute("DROP TABLE IF EXISTS changes");
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();

@@ -19,7 +19,7 @@ use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox, SecretK
 use support::TestDb;
 
 /// The tables the schema makes, every one of them logged.
-const TABLES: usize = 16;
+const TABLES: usize = 17;
 
 /// Eight nodes (stores, queues and readers) open one empty database at
 /// the same moment: none fails, the schema is made once.
@@ -424,6 +424,109 @@ fn a_lost_node_hold_writes_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     drop(first);
+}
+
+/// A commit of a store that did not catch up with the change log (it lost
+/// the write lock, or never took it) is refused whole: another node's
+/// change is never overwritten. After catching up under the lock, the
+/// same write commits as the next change.
+#[test]
+fn a_node_behind_the_change_log_cannot_commit_over_it() {
+    use patchline_core::{Actor, ArtifactId, ArtifactSpec, Kind, Mode, TenantId, Visibility};
+    let Some(db) = TestDb::create("a_node_behind_the_change_log_cannot_commit_over_it") else {
+        return;
+    };
+    let spec = |id: &str| ArtifactSpec {
+        id: ArtifactId::new(id).unwrap(),
+        kind: Kind::Image,
+        tenant: TenantId::new("acme").unwrap(),
+        name: None,
+        parent: None,
+        relation: None,
+        visibility: Visibility::Public,
+        labels: Default::default(),
+        components: Some(vec![format!("pkg:generic/{id}@1.0")]),
+        fixes: vec![],
+        warnings: Vec::new(),
+    };
+    let mut a = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let mut b = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let (mut cat_a, mut adv_a) = a.load().unwrap();
+    let (mut cat_b, adv_b) = b.load().unwrap();
+
+    a.begin_write(&mut cat_a, &mut adv_a).unwrap();
+    cat_a
+        .apply(&spec("from-a"), Mode::Create, &Actor::Admin)
+        .unwrap();
+    let changes = cat_a.take_changes();
+    a.commit(&cat_a, &changes, &adv_a, &[], &Outbox::default())
+        .unwrap();
+    a.end_write();
+    assert_eq!(a.applied_seq(), 1);
+
+    // B writes without catching up: its artifact would take A's index.
+    cat_b
+        .apply(&spec("from-b"), Mode::Create, &Actor::Admin)
+        .unwrap();
+    let changes = cat_b.take_changes();
+    let err = b
+        .commit(&cat_b, &changes, &adv_b, &[], &Outbox::default())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let ids: Vec<String> = db
+        .client()
+        .query("SELECT id FROM artifacts ORDER BY idx", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, ["from-a"]);
+
+    // Under the lock B first applies A's change, then writes after it.
+    let (mut cat_b, mut adv_b) = b.load().unwrap();
+    b.begin_write(&mut cat_b, &mut adv_b).unwrap();
+    assert!(cat_b.lookup("from-a").is_some());
+    cat_b
+        .apply(&spec("from-b"), Mode::Create, &Actor::Admin)
+        .unwrap();
+    let changes = cat_b.take_changes();
+    b.commit(&cat_b, &changes, &adv_b, &[], &Outbox::default())
+        .unwrap();
+    b.end_write();
+    let caught = a.catch_up(&mut cat_a, &mut adv_a).unwrap().unwrap();
+    assert_eq!(caught.seq, 2);
+    assert_eq!(caught.changes.artifacts.len(), 1);
+    assert!(cat_a.lookup("from-b").is_some());
+}
+
+/// One writer at a time: a node's `begin_write` waits while another holds
+/// the deployment's write lock, and goes on as soon as it is released.
+#[test]
+fn the_write_lock_lets_one_node_write_at_a_time() {
+    let Some(db) = TestDb::create("the_write_lock_lets_one_node_write_at_a_time") else {
+        return;
+    };
+    let mut a = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let (mut cat_a, mut adv_a) = a.load().unwrap();
+    a.begin_write(&mut cat_a, &mut adv_a).unwrap();
+    let url = db.url.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut b = PgStore::open(&url, SecretKeys::none()).unwrap();
+        let (mut cat_b, mut adv_b) = b.load().unwrap();
+        let started = std::time::Instant::now();
+        b.begin_write(&mut cat_b, &mut adv_b).unwrap();
+        let waited = started.elapsed();
+        b.end_write();
+        waited
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(!waiter.is_finished(), "a second writer did not wait");
+    a.end_write();
+    let waited = waiter.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(400),
+        "{waited:?}"
+    );
 }
 
 /// An endpoint that accepts connections and never speaks (a wedged proxy)

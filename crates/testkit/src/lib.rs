@@ -4,6 +4,7 @@
 //! install; elsewhere it says clearly, on stderr, that it did not run. No
 //! test passes in CI without having run.
 
+pub mod nats;
 pub mod postgres;
 
 use std::io::Write;

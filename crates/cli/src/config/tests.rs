@@ -726,36 +726,54 @@ fn secret_key_errors() {
 }
 
 #[test]
-fn the_bus_is_refused_until_built() {
-    let text = "[backend]\nbus = \"nats://u:hunter2@b:4222\"\nbus_prefix = \"p\"\n";
-    let errors = Case::new().file(text).errors();
-    assert_eq!(errors.len(), 2, "{errors:#?}");
-    for (e, key) in errors.iter().zip(["backend.bus", "backend.bus_prefix"]) {
-        assert!(
-            e.contains(key) && e.contains("several nodes sharing a bus are not built yet"),
-            "{e}"
-        );
-        assert!(!e.contains("hunter2"), "{e}");
+fn the_bus_joins_nodes_on_one_store_and_its_url_stays_secret() {
+    let store = "[backend]\nstore = \"postgres://patchline@db/patchline\"\n";
+    // A bus without a PostgreSQL store has nothing to share.
+    let e = Case::new()
+        .file("[backend]\nbus = \"nats://u:hunter2@b:4222\"\n")
+        .error(&["backend.bus", "--store"]);
+    assert!(!e.contains("hunter2"), "{e}");
+    // With one: the URL is used, never shown.
+    let s = Case::new()
+        .file(&format!("{store}bus_prefix = \"prod-eu\"\n"))
+        .env("PATCHLINE_BUS", "nats://u:hunter2@b:4222")
+        .ok();
+    assert_eq!(s.bus_prefix.value, "prod-eu");
+    let config = s.server_config();
+    let bus = config.bus.as_ref().expect("a bus");
+    assert_eq!(bus.url, "nats://u:hunter2@b:4222");
+    assert_eq!(bus.prefix, "prod-eu");
+    for shown in [s.render(), format!("{s:?}"), format!("{config:?}")] {
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
-    for name in ["PATCHLINE_BUS", "PATCHLINE_BUS_PREFIX"] {
-        let e = Case::new()
-            .env(name, "nats://u:hunter2@b:4222")
-            .error(&[name, "not built yet"]);
-        assert!(!e.contains("hunter2"), "{e}");
-    }
-    for (flag, set) in [
-        (
-            "--bus",
-            (|f: &mut Flags| f.bus = Some("nats://x".into())) as fn(&mut Flags),
-        ),
-        ("--bus-prefix", |f: &mut Flags| {
-            f.bus_prefix = Some("p".into())
-        }),
-    ] {
-        let mut case = Case::new();
-        set(&mut case.flags);
-        case.error(&[flag, "not built yet"]);
-    }
+    assert!(
+        s.render().contains("bus = \"nats://b:4222\""),
+        "{}",
+        s.render()
+    );
+    // Credentials in the file are taken, with a warning.
+    let s = Case::new()
+        .file(&format!("{store}bus = \"nats://u:pw@b:4222\"\n"))
+        .ok();
+    assert!(
+        s.warnings.iter().any(|w| w.contains("backend.bus")),
+        "{:?}",
+        s.warnings
+    );
+    // Bad values are refused with their source.
+    Case::new()
+        .file(store)
+        .env("PATCHLINE_BUS", "http://b:4222")
+        .error(&["PATCHLINE_BUS", "scheme"]);
+    Case::new()
+        .file(store)
+        .env("PATCHLINE_BUS", "nats://b:4222")
+        .env("PATCHLINE_BUS_PREFIX", "two words")
+        .error(&["PATCHLINE_BUS_PREFIX"]);
+    Case::new()
+        .file(store)
+        .env("PATCHLINE_BUS_PREFIX", "p")
+        .error(&["PATCHLINE_BUS_PREFIX", "without a bus"]);
 }
 
 #[test]
@@ -952,8 +970,7 @@ fn the_example_file_parses_as_shipped_and_with_every_key_set() {
     let s = Case::new().file(EXAMPLE).ok();
     assert_eq!(s.listen.source, Source::Default);
 
-    // Every key uncommented: every key is shown, and all of them validate
-    // (the backend's aside, which are refused until built).
+    // Every key uncommented: every key is shown, and all of them validate.
     let case = Case::new();
     let etc = case.dir.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
@@ -966,16 +983,9 @@ fn the_example_file_parses_as_shipped_and_with_every_key_set() {
         Vec::<&str>::new(),
         "keys missing from the example"
     );
-    let errors = Case::new().file(&full).errors();
-    assert_eq!(errors.len(), 2, "{errors:#?}");
-    assert!(errors.iter().all(|e| e.contains("not built yet")));
-    let without_backend = full
-        .split("[backend]")
-        .next()
-        .expect("the example has a [backend] section")
-        .to_string();
     // The example's operator URL is public; its allow-list is private.
-    let s = Case::new().file(&without_backend).ok();
+    let s = Case::new().file(&full).ok();
+    assert!(s.bus.value.is_some() && s.store.value.is_some());
     assert!(
         matches!(&s.listen.source, Source::File(p, "server.listen") if p.ends_with("patchline.toml")),
         "{:?}",

@@ -143,14 +143,18 @@ where
         // store.
         engine.ensure_fresh()?;
         let out = f(&mut engine);
+        // A write refused before its commit leaves the deployment's write
+        // lock held: released here whatever happened.
+        engine.end_write();
+        st.applied.send_if_modified(|seq| {
+            let now = engine.applied_seq();
+            std::mem::replace(seq, now) != now
+        });
         let created = engine.take_created();
-        if !created.is_empty() {
-            st.metrics
-                .notices_created_total
-                .fetch_add(created.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            st.wake.notify_one();
-            push_live(&st, &created);
-        }
+        let remote = engine.take_remote_deliveries();
+        let service = engine.take_remote_service();
+        // Under the engine's lock: live notices go out in id order.
+        crate::follow::hand_over(&st, &created, remote, service);
         out
     })
     .await

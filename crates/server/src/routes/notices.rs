@@ -60,8 +60,26 @@ async fn read_notices(
     limit: usize,
     bytes_max: usize,
 ) -> ApiResult<NoticePage> {
-    let rows: Vec<StoredNotice> =
-        with_reader(st, move |r| Ok(r.notices_after(tenant, after, limit)?)).await?;
+    let shared = st.config.bus.is_some();
+    let (rows, need): (Vec<StoredNotice>, u64) = with_reader(st, move |r| {
+        let rows = r.notices_after(tenant, after, limit)?;
+        // What this node must have applied to render them (a node of a
+        // deployment may not have seen the change that made them yet).
+        let need = if shared && !rows.is_empty() {
+            r.log_seq()?
+        } else {
+            0
+        };
+        Ok((rows, need))
+    })
+    .await?;
+    if need > 0 && !crate::follow::caught_up_to(st, need).await {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "this node is catching up with the deployment's latest changes; try again",
+        ));
+    }
     let (reader, view) = (p.reader(), st.view.clone());
     let (page, seen) = tokio::task::spawn_blocking(move || {
         // Rendered from the delivery view: no engine lock on this path.

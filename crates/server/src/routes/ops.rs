@@ -63,6 +63,10 @@ pub struct ReadinessChecks {
     catalog: CheckState,
     /// The server is not shutting down.
     accepting: CheckState,
+    /// A node of a deployment of several (`--bus`): the bus is connected
+    /// and the catalog has applied every change committed so far (`ok`
+    /// for a node alone on its store).
+    deployment: CheckState,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -135,7 +139,31 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         let _ = e.catalog().len();
         Ok(())
     });
-    let (store, catalog) = tokio::join!(store, catalog);
+    let shared = st.config.bus.is_some();
+    let caught_up = async {
+        if !shared {
+            return CheckState::Ok;
+        }
+        // Applies what other nodes committed: answered from the newest
+        // state, or not ready.
+        probe(st.engine.clone(), "deployment", |e| {
+            e.catch_up().map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+    };
+    let (store, catalog, caught_up) = tokio::join!(store, catalog, caught_up);
+    let deployment = if caught_up != CheckState::Ok
+        || (shared && !st.bus_connected.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        if caught_up == CheckState::Ok {
+            tracing::warn!(check = "deployment", "not ready: the bus is not connected");
+            CheckState::Unavailable
+        } else {
+            caught_up
+        }
+    } else {
+        CheckState::Ok
+    };
     let accepting = if *st.stopping.borrow() {
         CheckState::Stopping
     } else {
@@ -145,6 +173,7 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         ("store", store),
         ("catalog", catalog),
         ("accepting", accepting),
+        ("deployment", deployment),
     ]
     .into_iter()
     .filter(|(_, s)| *s != CheckState::Ok)
@@ -164,6 +193,7 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
                 store,
                 catalog,
                 accepting,
+                deployment,
             },
             not_ready,
         }),

@@ -19,6 +19,7 @@
 //! so an async caller goes through `spawn_blocking`, never straight from a
 //! task (which would panic).
 
+mod changes;
 mod node;
 mod queue;
 mod reader;
@@ -33,7 +34,7 @@ use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
 
 use crate::codec::{self, ArtifactRow, RecordRow};
 use crate::service::{Outbox, ServiceState, StoredNotice};
-use crate::{CatalogStore, SecretKeys, StoreError};
+use crate::{CatalogStore, CaughtUp, SecretKeys, StoreError};
 pub use node::{NodeLock, check_url, has_password, redact_url};
 pub use queue::PgQueue;
 pub use reader::PgReader;
@@ -217,6 +218,9 @@ pub(crate) struct Conn {
     target: String,
     /// Whether connecting creates or migrates the schema.
     migrates: bool,
+    /// Counts the connections made: a session lock is held only on the
+    /// session that took it.
+    session: u64,
 }
 
 impl Conn {
@@ -256,6 +260,7 @@ impl Conn {
             config,
             target,
             migrates,
+            session: 1,
         })
     }
 
@@ -301,10 +306,16 @@ impl Conn {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
             self.client = Some(Conn::connect(&self.config, &self.target, self.migrates)?);
+            self.session += 1;
         }
         self.client
             .as_mut()
             .ok_or_else(|| StoreError::Unavailable("no PostgreSQL connection".into()))
+    }
+
+    /// Which connection is live (changes when it is made again).
+    pub(crate) fn session(&self) -> u64 {
+        self.session
     }
 
     /// Where this connection goes, without the password.
@@ -452,6 +463,10 @@ pub struct PgStore {
     keys: SecretKeys,
     /// The node lock a commit must still hold (see [`NodeLock`]).
     fence: Option<std::sync::Arc<std::sync::Mutex<i32>>>,
+    /// The last change of the log this store committed or applied.
+    applied: u64,
+    /// The session on which the write lock is held, if it is.
+    writing: Option<u64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -476,6 +491,8 @@ impl PgStore {
             conn,
             keys,
             fence: None,
+            applied: 0,
+            writing: None,
         })
     }
 
@@ -727,9 +744,11 @@ impl CatalogStore for PgStore {
     /// committing meanwhile is seen wholly or not at all.
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
         let mut tx = snapshot(self.conn.client()?)?;
+        let applied = changes::last_seq(&mut tx)?;
         let catalog = load_catalog(&mut tx)?;
         let db = load_records(&mut tx, &catalog)?;
         tx.commit().map_err(db_err)?;
+        self.applied = applied;
         Ok((catalog, db))
     }
 
@@ -747,20 +766,85 @@ impl CatalogStore for PgStore {
     ) -> Result<(), StoreError> {
         let keys = &self.keys;
         let fence = self.fence.clone();
+        let logged = changes::worth_logging(changes, records, outbox);
+        let seq = self.applied + 1;
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let client = self.conn.client()?;
         in_transaction(client, |tx| {
             if let Some(fence) = &fence {
                 node::check_fence(tx, fence)?;
             }
+            // The change row first: a node that missed a change is
+            // refused here, before any of its rows can collide.
+            if logged {
+                changes::write_change(tx, seq, at_ms, changes, records, outbox)?;
+            }
             write_catalog(tx, catalog, changes, db, records)?;
             service::write_outbox(tx, outbox, keys)
         })?;
+        if logged {
+            self.applied = seq;
+        }
         if outbox.notices.len() + outbox.deliveries.len() >= ANALYZE_AFTER_ROWS {
             // The batch is committed: a failure here must not report it as
             // failed, and autovacuum refreshes the statistics later anyway.
             let _ = client.batch_execute("ANALYZE notices, notice_groups, deliveries");
         }
         Ok(())
+    }
+
+    /// Takes the write lock (waiting for the node that holds it), then
+    /// reads and applies what other nodes committed meanwhile, with the
+    /// next free ids.
+    fn begin_write(
+        &mut self,
+        catalog: &mut Catalog,
+        db: &mut AdvisoryDb,
+    ) -> Result<Option<CaughtUp>, StoreError> {
+        self.conn.client()?;
+        let session = self.conn.session();
+        if self.writing != Some(session) {
+            self.conn
+                .client()?
+                .execute("SELECT pg_advisory_lock($1)", &[&changes::WRITE_LOCK])
+                .map_err(db_err)?;
+            self.writing = Some(session);
+        }
+        let client = self.conn.client()?;
+        let mut caught = changes::read_changes(client, self.applied, catalog, db, &self.keys)?;
+        caught.next_ids = Some(changes::next_ids(client)?);
+        self.applied = caught.seq;
+        Ok(Some(caught))
+    }
+
+    fn end_write(&mut self) {
+        if self.writing.take() == Some(self.conn.session())
+            && let Ok(client) = self.conn.client()
+        {
+            // A failure leaves the lock to the session's end (the
+            // connection is then broken, and PostgreSQL releases it).
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&changes::WRITE_LOCK]);
+        }
+    }
+
+    /// Reads the log in one snapshot: every change up to the newest
+    /// committed, applied at once.
+    fn catch_up(
+        &mut self,
+        catalog: &mut Catalog,
+        db: &mut AdvisoryDb,
+    ) -> Result<Option<CaughtUp>, StoreError> {
+        let mut tx = snapshot(self.conn.client()?)?;
+        let caught = changes::read_changes(&mut tx, self.applied, catalog, db, &self.keys)?;
+        tx.commit().map_err(db_err)?;
+        self.applied = caught.seq;
+        Ok(Some(caught))
+    }
+
+    fn applied_seq(&self) -> u64 {
+        self.applied
     }
 
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {

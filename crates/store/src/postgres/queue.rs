@@ -132,6 +132,10 @@ fn record_results(tx: &mut Transaction<'_>, results: &[Finished]) -> Result<(), 
 const CLAIM_UNSYNCED: &str = "SET LOCAL synchronous_commit = off";
 
 impl DeliveryQueue for PgQueue {
+    fn log_seq(&mut self) -> Result<u64, StoreError> {
+        super::changes::last_seq(self.conn.client()?)
+    }
+
     /// Puts back deliveries whose lease expired (a worker or a node died
     /// mid-attempt): at-least-once, the receiver may see them twice. A
     /// row a worker is finishing right now is skipped (its result clears

@@ -71,6 +71,10 @@ fn limit_of(limit: usize) -> i64 {
 const MARK_UNSYNCED: &str = "SET LOCAL synchronous_commit = off";
 
 impl NoticeReader for PgReader {
+    fn log_seq(&mut self) -> Result<u64, StoreError> {
+        super::changes::last_seq(self.conn.client()?)
+    }
+
     /// Notices a tenant may read (its own, and those about the public,
     /// present artifacts it watches), after `after_id`, oldest first.
     /// Filtered in the query, so a page's cursor never moves over notices

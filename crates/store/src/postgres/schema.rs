@@ -134,8 +134,29 @@ CREATE INDEX deliveries_subscription ON deliveries (subscription, state);
 /// NULL when there are none).
 const V2: &str = "ALTER TABLE artifacts ADD COLUMN warnings TEXT;";
 
+/// Schema 2 → 3: the change log of a deployment of several nodes. Each
+/// committed change that other nodes must apply gets the next `seq` (one
+/// writer at a time, under the write lock; the primary key refuses a
+/// second writer that did not catch up): which artifacts and records it
+/// wrote (little-endian `u32` indexes), whether it touched the service
+/// state, the reading tenants of the notices it created (runs of
+/// `tenant u32, first id i64, count u32`) and how many deliveries it
+/// queued. New tenants, components and inventories need no list: they are
+/// appended, and a follower reads those past what it holds.
+const V3: &str = "
+CREATE TABLE changes (
+    seq BIGINT PRIMARY KEY CHECK (seq > 0),
+    at BIGINT NOT NULL,
+    artifacts BYTEA NOT NULL,
+    records BYTEA NOT NULL,
+    service BOOLEAN NOT NULL,
+    readers BYTEA NOT NULL,
+    deliveries BIGINT NOT NULL
+);
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

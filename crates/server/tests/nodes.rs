@@ -1,0 +1,272 @@
+//! Two nodes of one deployment (one PostgreSQL database, one NATS bus),
+//! each in process and following the other as `serve` does: a change made
+//! on one is visible on the other within a second — a token, an artifact,
+//! an advisory's impact, a revocation, a subscription and its deletion —
+//! and a write on one is validated against every change the other
+//! committed before it, without waiting for the other to announce it.
+//!
+//! The database comes from `PATCHLINE_TEST_POSTGRES_URL` and the bus from
+//! `PATCHLINE_TEST_NATS_URL` (`.ci/test` sets both); without them the test
+//! fails in CI and says NOT RUN elsewhere.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, Api, VULNERABLE, usn_4038};
+use patchline_testkit::postgres::TestDb;
+use serde_json::{Value, json};
+
+/// What "visible on every node" allows (PRODUCT: p99 ≤ 1 s).
+const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+fn node(db: &str, bus: &str, prefix: &str) -> Api {
+    let (db, bus, prefix) = (db.to_string(), bus.to_string(), prefix.to_string());
+    Api::with(move |c| {
+        c.store = patchline_server::StoreBackend::Postgres { url: db };
+        c.bus = Some(patchline_server::BusSettings { url: bus, prefix });
+    })
+}
+
+/// Polls `check` until it holds; answers how long that took, or panics
+/// after [`VISIBLE_WITHIN`] (plus scheduling slack for a loaded machine,
+/// reported separately).
+async fn visible<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            let took = started.elapsed();
+            assert!(
+                took <= VISIBLE_WITHIN,
+                "{what}: visible only after {took:?}"
+            );
+            return took;
+        }
+        assert!(
+            started.elapsed() <= VISIBLE_WITHIN,
+            "{what}: not visible within {VISIBLE_WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn two_nodes_see_each_others_changes_within_a_second() {
+    let test = "two_nodes_see_each_others_changes_within_a_second";
+    let Some(db) = TestDb::create(test) else {
+        return;
+    };
+    let Some(bus) = patchline_testkit::nats::nats_url(test) else {
+        return;
+    };
+    let prefix = format!("tnodes{}", std::process::id());
+    let a = node(&db.url, &bus, &prefix);
+    let b = node(&db.url, &bus, &prefix);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let followers = [
+                tokio::spawn(patchline_server::follow::run(
+                    a.state.clone(),
+                    stopped.clone(),
+                )),
+                tokio::spawn(patchline_server::follow::run(
+                    b.state.clone(),
+                    stopped.clone(),
+                )),
+            ];
+            for api in [&a, &b] {
+                let started = Instant::now();
+                while api.call("GET", "/readyz", None, None).await.0 != 200 {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "a node did not become ready"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            scenario(&a, &b).await;
+            let _ = stop.send(true);
+            for f in followers {
+                f.await.unwrap();
+            }
+            let bus = patchline_bus::Bus::connect(patchline_bus::BusConfig::new(
+                bus.clone(),
+                patchline_bus::BusPrefix::new(&prefix).unwrap(),
+            ))
+            .await
+            .unwrap();
+            bus.delete_streams().await.unwrap();
+        });
+}
+
+async fn scenario(a: &Api, b: &Api) {
+    // A tenant made on A authenticates on B.
+    let canonical = a.tenant("canonical", &["publisher"]).await;
+    let took = visible("a token minted on A, used on B", || async {
+        b.call("GET", "/v1/notices", Some(&canonical), None).await.0 == 200
+    })
+    .await;
+    eprintln!("token visible on B after {took:?}");
+    let acme = b.tenant("acme", &[]).await;
+
+    // A's artifact is a valid parent on B at once: a write catches up
+    // before it is validated.
+    a.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    b.artifact(
+        &acme,
+        json!({"id": "acme-vm", "kind": "instance", "parent": "base"}),
+    )
+    .await;
+
+    // Published on B, computed once: both nodes answer the same impact.
+    let (s, v) = b.publish(&canonical, &usn_4038()).await;
+    assert_eq!(s.as_u16(), 201, "{v}");
+    let (s, on_b) = affected(b).await;
+    assert_eq!(s, 200, "{on_b}");
+    let took = visible("an advisory published on B, answered on A", || {
+        let on_b = on_b.clone();
+        let f = affected(a);
+        async move { f.await == (200, on_b) }
+    })
+    .await;
+    eprintln!("impact visible on A after {took:?}");
+    let notices = a.notices(&acme).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+
+    // A notice made on A after B's fan-out gets the next id (the ids
+    // follow every node's).
+    a.artifact(
+        &acme,
+        json!({"id": "acme-vm-2", "kind": "instance", "parent": "base"}),
+    )
+    .await;
+    let notices = b.notices(&acme).await;
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    let ids: Vec<i64> = notices
+        .iter()
+        .map(|n| n["notice_id"].as_i64().unwrap())
+        .collect();
+    assert!(ids[0] < ids[1], "{ids:?}");
+
+    // A revocation on B stops the token on A.
+    let (s, v) = a
+        .call("POST", "/v1/tenants/acme/tokens", Some(&acme), None)
+        .await;
+    assert_eq!(s.as_u16(), 201, "{v}");
+    let second = v["token"].as_str().unwrap().to_string();
+    let second_id = v["id"].as_str().unwrap().to_string();
+    visible("a token minted on A, used on B", || async {
+        b.call("GET", "/v1/notices", Some(&second), None).await.0 == 200
+    })
+    .await;
+    let (s, v) = b
+        .call(
+            "DELETE",
+            &format!("/v1/tokens/{second_id}"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    let took = visible("a revocation on B, refused on A", || async {
+        a.call("GET", "/v1/notices", Some(&second), None).await.0 == 401
+    })
+    .await;
+    eprintln!("revocation effective on A after {took:?}");
+
+    // A subscription made on A, deleted on B, gone from A.
+    let (s, v) = a
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/acme"}})),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 201, "{v}");
+    let sub = v["id"].as_str().unwrap().to_string();
+    visible("a subscription made on A, listed on B", || {
+        let f = listed(b, &acme);
+        let sub = sub.clone();
+        async move { f.await == [sub] }
+    })
+    .await;
+    let (s, v) = b
+        .call(
+            "DELETE",
+            &format!("/v1/subscriptions/{sub}"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    assert!(
+        b.state.view.target(&sub).is_none(),
+        "B still routes to a deleted subscription"
+    );
+    visible("a subscription deleted on B, gone from A", || {
+        let f = listed(a, &acme);
+        async move { f.await.is_empty() }
+    })
+    .await;
+    assert!(
+        a.state.view.target(&sub).is_none(),
+        "A still routes to a subscription deleted on B"
+    );
+
+    // Both nodes hold the same catalog.
+    let (s, on_a) = lineage(a, &acme).await;
+    assert_eq!(s.as_u16(), 200, "{on_a}");
+    visible("the same lineage on both nodes", || {
+        let f = lineage(b, &acme);
+        let on_a: Value = on_a.clone();
+        async move { f.await.1 == on_a }
+    })
+    .await;
+}
+
+async fn affected(api: &Api) -> (u16, Value) {
+    let (s, v) = api
+        .call(
+            "GET",
+            "/v1/advisories/USN-4038-1/affected",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    (s.as_u16(), v)
+}
+
+/// The ids of a tenant's live subscriptions, as a node lists them.
+async fn listed(api: &Api, token: &str) -> Vec<String> {
+    let (_, v) = api
+        .call("GET", "/v1/subscriptions", Some(token), None)
+        .await;
+    v["subscriptions"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter(|s| s["state"] != "deleted")
+                .map(|s| s["id"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn lineage(api: &Api, token: &str) -> (axum::http::StatusCode, Value) {
+    api.call("GET", "/v1/artifacts/base/lineage", Some(token), None)
+        .await
+}
