@@ -126,13 +126,28 @@ impl Server {
 
     /// Starts the binary; the first line and log when it did not start.
     fn try_start(data: &Path, retry: &str, store: Option<&str>) -> Result<Server, String> {
+        let args: Vec<&str> = store.map(|url| vec!["--store", url]).unwrap_or_default();
+        Server::try_start_with(data, retry, &args)
+    }
+
+    /// A node of a deployment: the database of `store`, the bus of `bus`
+    /// under `prefix`; waits until it is ready.
+    fn start_node(data: &Path, retry: &str, store: &str, bus: &str, prefix: &str) -> Server {
+        let args = ["--store", store, "--bus", bus, "--bus-prefix", prefix];
+        let srv = Server::try_start_with(data, retry, &args).unwrap_or_else(|why| panic!("{why}"));
+        wait_until("the node is ready", Duration::from_secs(20), || {
+            http(&srv.addr, "GET", "/readyz", "", b"").0 == 200
+        });
+        srv
+    }
+
+    /// Starts the binary with `extra` arguments to `serve`.
+    fn try_start_with(data: &Path, retry: &str, extra: &[&str]) -> Result<Server, String> {
         let mut cmd = Command::new(BIN);
         cmd.arg("--data-dir")
             .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"]);
-        if let Some(url) = store {
-            cmd.args(["--store", url]);
-        }
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra);
         cmd.env("PATCHLINE_ADMIN_TOKEN", ADMIN)
             .env("PATCHLINE_WEBHOOK_ALLOW", "127.0.0.0/8")
             .env("PATCHLINE_RETRY_SCHEDULE", retry)
@@ -1122,4 +1137,238 @@ fn postgres_store_one_node_and_kill() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     rx.stop();
+}
+
+// ----- several nodes -----
+
+/// A server-sent event stream read on a thread of its own: the ids of the
+/// events received so far.
+struct EventStream {
+    ids: std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    stream: TcpStream,
+}
+
+impl EventStream {
+    /// `GET /v1/notices/stream` on `addr`, resuming after `last_event_id`.
+    fn open(addr: &str, token: &str, last_event_id: Option<i64>) -> EventStream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let resume = last_event_id.map_or(String::new(), |id| format!("last-event-id: {id}\r\n"));
+        let head = format!(
+            "GET /v1/notices/stream HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+             accept: text/event-stream\r\n{resume}\r\n"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (reader, out) = (s.try_clone().unwrap(), ids.clone());
+        std::thread::spawn(move || read_events(reader, &out));
+        EventStream { ids, stream: s }
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Reads a chunked event stream until it ends, pushing each event's id.
+fn read_events(mut s: TcpStream, out: &std::sync::Mutex<Vec<i64>>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let mut body_at = None;
+    let (mut chunked, mut body) = (0usize, Vec::new());
+    let mut parsed = 0usize;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        raw.extend_from_slice(&buf[..n]);
+        if body_at.is_none() {
+            let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            assert!(
+                raw.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+            body_at = Some(end + 4);
+            chunked = end + 4;
+        }
+        // De-chunk what has fully arrived.
+        loop {
+            let rest = &raw[chunked..];
+            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let size = String::from_utf8_lossy(&rest[..eol]);
+            let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            else {
+                return;
+            };
+            if rest.len() < eol + 2 + size + 2 {
+                break;
+            }
+            body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            chunked += eol + 2 + size + 2;
+        }
+        // Complete events end with a blank line.
+        while let Some(end) = body[parsed..].windows(2).position(|w| w == b"\n\n") {
+            let event = String::from_utf8_lossy(&body[parsed..parsed + end]).into_owned();
+            parsed += end + 2;
+            if let Some(id) = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id:"))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                out.lock().unwrap().push(id);
+            }
+        }
+    }
+}
+
+/// The ids of a tenant's notices of `advisory`, as a node's feed lists them.
+fn feed_ids(srv: &Server, token: &str, advisory: &str) -> Vec<i64> {
+    srv.notices(token)
+        .iter()
+        .filter(|n| n["advisory"] == advisory)
+        .map(|n| n["notice_id"].as_i64().unwrap())
+        .collect()
+}
+
+/// Three nodes on one PostgreSQL database and one NATS bus are one
+/// deployment: tenants, subscriptions and artifacts made on any node, an
+/// advisory published on one, that node SIGKILLed while its deliveries are
+/// out — every notice reaches its tenant's webhook (signatures checked by
+/// the reference implementation), the dead node's leased deliveries are
+/// taken over by the others, an event stream on a third node receives the
+/// notices caused on the first, and a stream resumed with `Last-Event-ID`
+/// on another node gets exactly the rest.
+#[test]
+fn three_nodes_one_deployment_and_kill() {
+    let test = "three_nodes_one_deployment_and_kill";
+    let Some(py) = python(test) else {
+        return;
+    };
+    let Some(db) = TestDb::create(test) else {
+        return;
+    };
+    let Some(bus) = patchline_testkit::nats::nats_url(test) else {
+        return;
+    };
+    let prefix = format!("e2e{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let purls = ubuntu_purls(tmp.path());
+    let mut rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "2000"]);
+    let mut nodes: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &db.url, &bus, &prefix))
+        .collect();
+
+    let canonical = nodes[0].tenant("canonical", "publisher");
+    let names: Vec<String> = (0..6).map(|t| format!("t{t}")).collect();
+    // Tenants and subscriptions made on B, the image on A.
+    let tokens = subscribed(&nodes[1], &rx, &canonical, &names);
+    nodes[0].artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": purls}),
+    );
+    // An event stream of t1 on C, before anything affects it.
+    let (t1, t1_token) = tokens[2].clone();
+    assert_eq!(t1, "t1");
+    let live = EventStream::open(&nodes[2].addr, &t1_token, None);
+    // Instances made on every node in turn (each validated against the
+    // image made on A).
+    let per_tenant = 60;
+    for (i, (t, token)) in tokens.iter().skip(1).enumerate() {
+        for j in 0..per_tenant {
+            nodes[(i + j) % 3].artifact(
+                token,
+                json!({"id": format!("{t}-vm-{j:03}"), "kind": "instance", "parent": "base"}),
+            );
+        }
+    }
+    let expected = names.len() * per_tenant + 1;
+    let published = nodes[0].publish(&canonical, USN);
+    assert_eq!(published["affected"], expected, "{published}");
+
+    // A — the node that published, so the one whose workers were woken
+    // first and took the deliveries — dies while they are out (the
+    // receiver answers after 2 s).
+    wait_until("deliveries are in flight", Duration::from_secs(20), || {
+        nodes[2]
+            .deliveries()
+            .get("in_flight")
+            .is_some_and(|n| *n > 0.0)
+    });
+    nodes[0].kill();
+    let at_kill = rx.records().len();
+    say(&format!(
+        "three nodes: killed A with {at_kill} messages received, {:?} deliveries by state",
+        nodes[2].deliveries()
+    ));
+    // A's leases run out (20 s) and another node sends what A held.
+    nodes[2].wait_drained(Duration::from_secs(90));
+    let duplicates = delivered_once_or_more(&nodes[2], &rx.records(), &tokens, USN, expected);
+    let sent_by: Vec<f64> = [&nodes[1], &nodes[2]]
+        .iter()
+        .map(|n| {
+            n.metrics()
+                .get("patchline_webhook_delivered_total")
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect();
+    assert!(
+        sent_by.iter().sum::<f64>() > 0.0,
+        "no other node took over A's deliveries"
+    );
+    say(&format!(
+        "three nodes: all {expected} notices delivered ({duplicates} twice); messages sent by B and C after the kill: {sent_by:?}"
+    ));
+
+    // The stream on C got every notice of t1, made on A.
+    let feed = feed_ids(&nodes[2], &t1_token, USN);
+    assert_eq!(feed.len(), per_tenant);
+    wait_until(
+        "the stream on C receives t1's notices",
+        Duration::from_secs(10),
+        || {
+            let got: BTreeSet<i64> = live.ids().into_iter().collect();
+            feed.iter().all(|id| got.contains(id))
+        },
+    );
+    // Resumed on B after the middle one: exactly the rest.
+    let mid = feed[feed.len() / 2];
+    let resumed = EventStream::open(&nodes[1].addr, &t1_token, Some(mid));
+    let rest: Vec<i64> = feed.iter().copied().filter(|id| *id > mid).collect();
+    wait_until("the stream resumed on B", Duration::from_secs(10), || {
+        resumed.ids() == rest
+    });
+    drop((live, resumed));
+
+    for node in [nodes.remove(2), nodes.remove(1)] {
+        let (status, log) = node.process.stop_with_status();
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+    }
+    rx.stop();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let bus = patchline_bus::Bus::connect(patchline_bus::BusConfig::new(
+                bus,
+                patchline_bus::BusPrefix::new(&prefix).unwrap(),
+            ))
+            .await
+            .unwrap();
+            bus.delete_streams().await.unwrap();
+        });
 }

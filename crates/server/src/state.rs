@@ -36,7 +36,9 @@ pub struct Config {
     /// Concurrent requests per endpoint.
     pub per_endpoint_inflight_max: usize,
     pub webhook_timeout_ms: u64,
-    /// A claimed delivery not finished by then is retried.
+    /// A claimed delivery not finished by then is retried (nodes of a
+    /// deployment renew their leases every quarter of it while they live,
+    /// so this is how long a dead node's deliveries wait).
     pub lease_ms: i64,
     /// Unacknowledged notices are reminded this often.
     pub reminder_interval_ms: i64,
@@ -124,7 +126,7 @@ impl Config {
             inflight_max: 256,
             per_endpoint_inflight_max: 32,
             webhook_timeout_ms: 10_000,
-            lease_ms: 60_000,
+            lease_ms: 20_000,
             reminder_interval_ms: 24 * 3600 * 1000,
             escalate_after: 3,
             operator_webhook: None,

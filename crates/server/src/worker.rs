@@ -98,8 +98,16 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
         })
         .await;
     }
+    // Deliveries this node holds leases on (claimed, result not yet
+    // recorded): a node of a deployment renews them while it lives.
+    let leased: Leased = Arc::default();
     if shared {
-        tokio::spawn(sweep_leases(st.clone(), queue.clone(), shutdown.clone()));
+        tokio::spawn(sweep_leases(
+            st.clone(),
+            queue.clone(),
+            leased.clone(),
+            shutdown.clone(),
+        ));
     }
     // Each attempt sends its result here when it ends (and frees its slot).
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(st.config.inflight_max.max(1) * 2);
@@ -148,8 +156,15 @@ pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
             })
             .await;
             match outcome {
-                Ok((Some((claimed, need)), _)) => {
+                Ok((Some((claimed, need)), recorded)) => {
                     failed_rounds = 0;
+                    if shared {
+                        let mut held = leased.lock().unwrap_or_else(|e| e.into_inner());
+                        for f in &recorded {
+                            held.remove(&f.id);
+                        }
+                        held.extend(claimed.iter().map(|(c, _)| c.id));
+                    }
                     // A node of a deployment renders what it claimed once
                     // its view holds every change committed before the
                     // claim (another node's notices, subscriptions,
@@ -572,11 +587,17 @@ async fn attempt(
     }
 }
 
-/// Puts back deliveries whose lease ran out while the node runs (a node of
-/// the deployment died holding them), every quarter of a lease.
+/// The deliveries a node holds leases on.
+type Leased = Arc<std::sync::Mutex<std::collections::HashSet<i64>>>;
+
+/// Every quarter of a lease: renews the leases this node holds (it is
+/// alive: an attempt waiting for its endpoint's rate or a slot is not
+/// taken over), then puts back deliveries whose lease ran out (a node of
+/// the deployment died holding them).
 async fn sweep_leases(
     st: Arc<AppState>,
     queue: Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
+    leased: Leased,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = Duration::from_millis((st.config.lease_ms / 4).clamp(250, 15_000) as u64);
@@ -587,8 +608,19 @@ async fn sweep_leases(
         }
         let q = queue.clone();
         let now = st.now_ms();
+        let mine: Vec<i64> = leased
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let until = now + st.config.lease_ms;
         let released = tokio::task::spawn_blocking(move || {
-            q.lock().ok().and_then(|mut q| q.release_expired(now).ok())
+            let mut q = q.lock().ok()?;
+            if let Err(e) = q.renew(&mine, until) {
+                tracing::warn!(error = %e, "could not renew this node's delivery leases");
+            }
+            q.release_expired(now).ok()
         })
         .await
         .ok()

@@ -220,6 +220,10 @@ pub trait DeliveryQueue: Send {
     fn log_seq(&mut self) -> Result<u64, StoreError> {
         Ok(0)
     }
+    /// Extends the leases of these deliveries, still in flight, to
+    /// `until_ms` (their node is alive and still working on them); answers
+    /// how many were extended.
+    fn renew(&mut self, ids: &[i64], until_ms: i64) -> Result<usize, StoreError>;
 }
 
 /// The API's reads of notices and deliveries.

@@ -896,6 +896,23 @@ impl crate::DeliveryQueue for SqliteQueue {
             .map_err(db_err)
     }
 
+    fn renew(&mut self, ids: &[i64], until_ms: i64) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1 AND state = 'in_flight'",
+                )
+                .map_err(db_err)?;
+            for id in ids {
+                n += stmt.execute([*id, until_ms]).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(n)
+    }
+
     /// Claims up to `limit` due deliveries for `lease_ms`.
     fn claim(
         &mut self,

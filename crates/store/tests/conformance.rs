@@ -896,6 +896,22 @@ each_backend! {
         assert_eq!(dead.last_error.as_deref(), Some("subscription disabled"));
     }
 
+    /// A live node renews the leases it holds: a renewed delivery is not
+    /// put back when its first lease ends, only when the renewed one does;
+    /// a delivery no longer in flight is not renewed.
+    fn queue_leases_are_renewed(b: &Backend) {
+        world(b);
+        let mut q = b.queue();
+        // Delivery 3 is leased until 1099, delivery 1 until 1100.
+        assert_eq!(claimed_ids(&q.claim(999, 100, 10).unwrap()), vec![3]);
+        assert_eq!(claimed_ids(&q.claim(1000, 100, 10).unwrap()), vec![1]);
+        assert_eq!(q.renew(&[3, 2, 77], 5000).unwrap(), 1, "only 3 is in flight");
+        assert_eq!(q.release_expired(1101).unwrap(), 1, "1 ran out, 3 was renewed");
+        assert_eq!(q.release_expired(5000).unwrap(), 0);
+        assert_eq!(q.release_expired(5001).unwrap(), 1);
+        assert_eq!(q.renew(&[], 9000).unwrap(), 0);
+    }
+
     /// Results: a failure is retried at its `next_at` with its attempt
     /// counted, a success marks its notices notified (once, with one
     /// history event), `finish_and_claim` records then claims in one go.

@@ -152,6 +152,20 @@ impl DeliveryQueue for PgQueue {
         })
     }
 
+    fn renew(&mut self, ids: &[i64], until_ms: i64) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(self
+            .conn
+            .client()?
+            .execute(
+                "UPDATE deliveries SET lease_until = $2 WHERE id = ANY($1) AND state = 'in_flight'",
+                &[&ids, &until_ms],
+            )
+            .map_err(db_err)? as usize)
+    }
+
     fn claim(
         &mut self,
         now_ms: i64,
