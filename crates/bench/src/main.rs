@@ -8,6 +8,7 @@ mod cloud;
 mod durability;
 mod pgbench;
 mod scanbench;
+mod nodes;
 mod service;
 
 use std::collections::HashSet;
@@ -34,6 +35,10 @@ struct Args {
     /// `--store postgres://…`: the service benchmark on PostgreSQL, in a
     /// fresh database made on that URL's server.
     store: Option<String>,
+    /// `--bus nats://…`: the service benchmark of a deployment of
+    /// `nodes` nodes on the `--store` database.
+    bus: Option<String>,
+    nodes: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -44,6 +49,8 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut reuse = false;
     let mut service = false;
     let mut store = None;
+    let mut bus = None;
+    let mut nodes = 3;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -61,17 +68,29 @@ fn parse_args() -> anyhow::Result<Args> {
                     .map_err(|e| anyhow::anyhow!("--store {e}"))?;
                 store = Some(url);
             }
+            "--bus" => {
+                let url = args.next().context("--bus needs a nats:// URL")?;
+                patchline_bus::check_url(&url).map_err(|e| anyhow::anyhow!("--bus {e}"))?;
+                bus = Some(url);
+            }
+            "--nodes" => {
+                nodes = args.next().context("--nodes needs a number")?.parse()?;
+                anyhow::ensure!((2..=16).contains(&nodes), "--nodes is 2 to 16");
+            }
             "--reuse" => {
                 reuse = true;
                 keep = true;
             }
             "-h" | "--help" => {
                 println!(
-                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--store postgres://USER@HOST:PORT/DB]]"
+                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--store postgres://USER@HOST:PORT/DB [--bus nats://HOST:PORT [--nodes N]]]]"
                 );
                 println!("  --keep   keep the generated files and database");
                 println!(
                     "  --store  the service benchmark on PostgreSQL: a fresh database made on that server (dropped afterwards unless --keep)"
+                );
+                println!(
+                    "  --bus    a deployment of --nodes nodes (default 3) on the --store database, this NATS as its bus"
                 );
                 println!(
                     "  --reuse  measure the queries on a kept database (no generation, no import)"
@@ -89,6 +108,8 @@ fn parse_args() -> anyhow::Result<Args> {
         reuse,
         service,
         store,
+        bus,
+        nodes,
     })
 }
 
@@ -181,6 +202,9 @@ fn main() -> anyhow::Result<()> {
     if args.store.is_some() && !args.service {
         bail!("--store is for the service benchmark (--service)");
     }
+    if args.bus.is_some() && args.store.is_none() {
+        bail!("--bus is for the service benchmark on PostgreSQL (--service --store …)");
+    }
     if args.service {
         let scratch = match &args.store {
             Some(url) => Some(pgbench::Scratch::create(url)?),
@@ -191,7 +215,12 @@ fn main() -> anyhow::Result<()> {
             let (all_bases, advisories_dir) =
                 generate_and_import(&args, &data_dir, pg, &mut rows, false)?;
             let settings = pg.map(pgbench::settings).transpose()?;
-            let figures = service::run(&data_dir, pg, &advisories_dir, &all_bases)?;
+            let figures = match (pg, &args.bus) {
+                (Some(pg), Some(bus)) => {
+                    nodes::run(pg, bus, args.nodes, &data_dir, &advisories_dir, &all_bases)?
+                }
+                _ => service::run(&data_dir, pg, &advisories_dir, &all_bases)?,
+            };
             Ok((settings, figures))
         })();
         if let Some(scratch) = scratch {
@@ -201,8 +230,12 @@ fn main() -> anyhow::Result<()> {
         match &settings {
             None => println!("\n| {} cloud, service | | |\n|---|---|---|", size.name),
             Some(settings) => {
+                let deployment = match &args.bus {
+                    Some(_) => format!(", {} nodes on one bus", args.nodes),
+                    None => String::new(),
+                };
                 println!(
-                    "\n| {} cloud, service on PostgreSQL | | |\n|---|---|---|",
+                    "\n| {} cloud, service on PostgreSQL{deployment} | | |\n|---|---|---|",
                     size.name
                 );
                 println!("| PostgreSQL | {settings} | |");

@@ -29,9 +29,9 @@ use patchline_server::{AppState, Config, open_state};
 
 /// What the receiver saw: webhook-id -> arrival (ms since epoch).
 #[derive(Debug, Default)]
-struct Seen {
-    count: AtomicU64,
-    arrivals: Mutex<HashMap<String, i64>>,
+pub(crate) struct Seen {
+    pub(crate) count: AtomicU64,
+    pub(crate) arrivals: Mutex<HashMap<String, i64>>,
 }
 
 async fn receive(
@@ -50,7 +50,7 @@ async fn receive(
 }
 
 /// A keep-alive receiver on its own runtime thread.
-fn start_receiver() -> anyhow::Result<(SocketAddr, Arc<Seen>)> {
+pub(crate) fn start_receiver() -> anyhow::Result<(SocketAddr, Arc<Seen>)> {
     let seen = Arc::new(Seen::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = seen.clone();
@@ -105,7 +105,7 @@ impl Tables {
     }
 
     /// Deliveries in `state`. Blocking: async callers use `spawn_blocking`.
-    fn count_deliveries(&self, state: &str) -> anyhow::Result<i64> {
+    pub(crate) fn count_deliveries(&self, state: &str) -> anyhow::Result<i64> {
         match self {
             Tables::Sqlite(db) => {
                 let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
@@ -126,7 +126,7 @@ impl Tables {
     }
 
     /// Rows of notices and of deliveries.
-    fn counts(&self) -> anyhow::Result<(i64, i64)> {
+    pub(crate) fn counts(&self) -> anyhow::Result<(i64, i64)> {
         match self {
             Tables::Sqlite(db) => {
                 let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
@@ -148,7 +148,7 @@ impl Tables {
     /// Queues one pending delivery for each of the first `n` notices (to
     /// its tenant's subscription), due at `due_ms`, in one transaction;
     /// answers the highest delivery id used.
-    fn queue_single(&self, n: i64, due_ms: i64) -> anyhow::Result<i64> {
+    pub(crate) fn queue_single(&self, n: i64, due_ms: i64) -> anyhow::Result<i64> {
         match self {
             Tables::Sqlite(db) => {
                 let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
@@ -203,7 +203,7 @@ impl Tables {
     }
 
     /// (id, created_at) of the `last` deliveries with the highest ids.
-    fn last_deliveries(&self, last: i64) -> anyhow::Result<Vec<(i64, i64)>> {
+    pub(crate) fn last_deliveries(&self, last: i64) -> anyhow::Result<Vec<(i64, i64)>> {
         match self {
             Tables::Sqlite(db) => {
                 let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
@@ -251,18 +251,18 @@ impl Tables {
 
 /// Runs blocking database work off the runtime's threads (the PostgreSQL
 /// client blocks on a runtime of its own).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f).await?
 }
 
-async fn count_deliveries(tables: &Tables, state: &'static str) -> anyhow::Result<i64> {
+pub(crate) async fn count_deliveries(tables: &Tables, state: &'static str) -> anyhow::Result<i64> {
     let tables = tables.clone();
     blocking(move || tables.count_deliveries(state)).await
 }
 
-async fn wait_delivered(tables: &Tables, total: i64, bound: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn wait_delivered(tables: &Tables, total: i64, bound: Duration) -> anyhow::Result<Duration> {
     let t = Instant::now();
     loop {
         let done = count_deliveries(tables, "delivered").await?;

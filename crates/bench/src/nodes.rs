@@ -1,0 +1,406 @@
+//! `patchline-bench --service --store postgres://… --bus nats://…
+//! [--nodes N]`: a deployment of N nodes (default 3) on one PostgreSQL
+//! database and one NATS server, each node a full service state with its
+//! follower and its delivery workers, all in this process (sharing its
+//! cores), against one local webhook receiver:
+//! - fan-out made on node A: durable, then applied by the other nodes;
+//! - signed single-notice deliveries: with node A's workers alone, then
+//!   with every node's, on the same database (the coordination cost), with
+//!   each node's share and the process's CPU time per 1,000 deliveries;
+//! - the fan-out delivered by every node's workers;
+//! - latency from an affected artifact created on node A to its webhook
+//!   (the subscription made on node B; any node's worker may send it);
+//! - how long a change committed on node A takes to be applied on the
+//!   others.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use patchline_core::notice::{Channel, Filter};
+use patchline_core::{Actor, Advisory, ArtifactId, ArtifactSpec, Kind, Mode, Visibility};
+use patchline_engine::service::{SecretEntry, Subscription};
+use patchline_engine::{BatchItem, now_ms};
+use patchline_formats::osv;
+use patchline_server::{AppState, BusSettings, Config, Engine, open_state};
+
+use crate::service::{
+    Figures, Tables, blocking, count_deliveries, start_receiver, wait_delivered,
+};
+
+/// CPU time of this process so far (user + system), from `/proc`.
+fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            let utime: u64 = rest.get(11)?.parse().ok()?;
+            let stime: u64 = rest.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Runs `f` on node `st`'s engine as a request would: the write lock
+/// released after it, its change announced, its notices handed over.
+async fn write<T: Send + 'static>(
+    st: &Arc<AppState>,
+    f: impl FnOnce(&mut Engine) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let st = st.clone();
+    blocking(move || {
+        let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let out = f(&mut e);
+        e.end_write();
+        st.applied.send_replace(e.applied_seq());
+        let created = e.take_created();
+        let remote = e.take_remote_deliveries();
+        let service = e.take_remote_service();
+        patchline_server::follow::hand_over(&st, &created, remote, service);
+        out
+    })
+    .await
+}
+
+fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
+    v.sort_unstable();
+    let p = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    (p(0.5), p(0.99), p(1.0))
+}
+
+pub fn run(
+    postgres: &str,
+    bus: &str,
+    nodes: usize,
+    data_dir: &std::path::Path,
+    advisories_dir: &std::path::Path,
+    all_bases: &str,
+) -> anyhow::Result<Figures> {
+    let tables = Tables::Postgres(Arc::new(std::sync::Mutex::new(postgres::Client::connect(
+        postgres,
+        postgres::NoTls,
+    )?)));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(
+        postgres.to_string(),
+        bus.to_string(),
+        nodes.max(2),
+        data_dir.to_path_buf(),
+        tables,
+        advisories_dir.to_path_buf(),
+        all_bases.to_string(),
+    ))
+}
+
+async fn run_async(
+    postgres: String,
+    bus: String,
+    n_nodes: usize,
+    data_dir: std::path::PathBuf,
+    tables: Tables,
+    advisories_dir: std::path::PathBuf,
+    all_bases: String,
+) -> anyhow::Result<Figures> {
+    let mut rows = Vec::new();
+    let mut row = |what: &str, value: String, note: String| {
+        eprintln!("  {what}: {value} {note}");
+        rows.push((what.to_string(), value, note));
+    };
+    let (addr, seen) = start_receiver()?;
+    let prefix = format!("bench{}", std::process::id());
+    let mut nodes: Vec<Arc<AppState>> = Vec::new();
+    for i in 0..n_nodes {
+        let mut config = Config::new(data_dir.join(format!("node-{i}")));
+        config.store = patchline_server::StoreBackend::Postgres {
+            url: postgres.clone(),
+        };
+        config.bus = Some(BusSettings {
+            url: bus.clone(),
+            prefix: prefix.clone(),
+        });
+        config.webhook_policy = patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.per_endpoint_inflight_max = 64;
+        config.inflight_max = 256;
+        config.reminder_interval_ms = i64::MAX / 4;
+        let st = tokio::task::spawn_blocking(move || open_state(config)).await??;
+        nodes.push(st);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for st in &nodes {
+        tasks.push(tokio::spawn(patchline_server::follow::run(
+            st.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let t = Instant::now();
+    while !nodes
+        .iter()
+        .all(|st| st.bus_connected.load(Ordering::Relaxed))
+    {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(20),
+            "the nodes did not connect to the bus"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (a, b) = (nodes[0].clone(), nodes[1].clone());
+
+    // One webhook subscription per tenant, made on node B.
+    let url_base = format!("http://{addr}/hook/");
+    let n_subs = write(&b, move |e| {
+        let tenants: Vec<_> = (0..e.catalog().tenants().len())
+            .map(|i| patchline_core::TenantIdx(i as u32))
+            .collect();
+        for (i, t) in tenants.iter().enumerate() {
+            e.put_subscription(Subscription {
+                id: format!("sub_bench_{i}"),
+                tenant: *t,
+                channel: Channel::Webhook {
+                    url: format!("{url_base}{i}"),
+                },
+                filter: Filter::default(),
+                secrets: vec![SecretEntry {
+                    secret: patchline_webhook::Secret::generate().to_string(),
+                    not_after_ms: None,
+                }],
+                state: patchline_core::notice::SubscriptionState::Active,
+                rate_per_s: 100_000,
+                created_at_ms: now_ms(),
+            })?;
+        }
+        Ok(tenants.len())
+    })
+    .await?;
+
+    // Fan-out made on node A; the others apply it.
+    let record = osv::parse_json(&std::fs::read(
+        advisories_dir.join(format!("{all_bases}.json")),
+    )?)?;
+    let adv = Advisory::compile(record)?;
+    let t = Instant::now();
+    write(&a, move |e| {
+        e.publish_advisories(vec![(String::new(), adv)])?;
+        Ok(())
+    })
+    .await?;
+    let d_fanout = t.elapsed();
+    let seq = *a.applied.borrow();
+    for st in &nodes[1..] {
+        let mut applied = st.applied.subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            applied.wait_for(|s| *s >= seq),
+        )
+        .await
+        .context("a node did not apply the fan-out")??;
+    }
+    let d_applied = t.elapsed();
+    let (notices, deliveries) = {
+        let tables = tables.clone();
+        blocking(move || tables.counts()).await?
+    };
+    row(
+        "fan-out made on node A, durable in PostgreSQL (target ≤ 30 s for 1M)",
+        format!("{:.2} s", d_fanout.as_secs_f64()),
+        format!(
+            "{notices} notices for {n_subs} tenants, {deliveries} deliveries; applied by the {} other nodes {:.2} s after the publish began",
+            n_nodes - 1,
+            d_applied.as_secs_f64()
+        ),
+    );
+
+    // Single-notice signed deliveries: node A's workers alone, then every
+    // node's. Each phase queues its own deliveries, due now.
+    let mut worker_stops = Vec::new();
+    let mut start_worker = |st: &Arc<AppState>| {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        worker_stops.push((tx, tokio::spawn(patchline_server::worker::run(st.clone(), rx))));
+    };
+    start_worker(&a);
+    // The fan-out's deliveries first (by A alone), so that the phases
+    // below measure only their own.
+    a.wake.notify_one();
+    wait_delivered(&tables, deliveries, Duration::from_secs(900)).await?;
+    let n_single: i64 = 20_000;
+    let mut rates = Vec::new();
+    for phase in 0..2 {
+        if phase == 1 {
+            for st in &nodes[1..] {
+                start_worker(st);
+            }
+        }
+        let before: Vec<u64> = nodes
+            .iter()
+            .map(|st| st.metrics.webhook_delivered_total.load(Ordering::Relaxed))
+            .collect();
+        let base = count_deliveries(&tables, "delivered").await?;
+        {
+            let tables = tables.clone();
+            blocking(move || tables.queue_single(n_single, now_ms())).await?;
+        }
+        let cpu = cpu_time();
+        for st in &nodes {
+            st.wake.notify_one();
+        }
+        let d = wait_delivered(&tables, base + n_single, Duration::from_secs(600)).await?;
+        let cpu = cpu_time().saturating_sub(cpu);
+        let shares: Vec<u64> = nodes
+            .iter()
+            .zip(&before)
+            .map(|(st, b)| st.metrics.webhook_delivered_total.load(Ordering::Relaxed) - b)
+            .collect();
+        let rate = n_single as f64 / d.as_secs_f64();
+        rates.push(rate);
+        let who = if phase == 0 {
+            "node A's workers alone".to_string()
+        } else {
+            format!("the workers of all {n_nodes} nodes")
+        };
+        row(
+            &format!("signed single-notice deliveries, {who}"),
+            format!("{rate:.0} requests/s"),
+            format!(
+                "{n_single} in {:.2} s; sent per node {shares:?}; process CPU {:.1} ms per 1,000 deliveries",
+                d.as_secs_f64(),
+                cpu.as_secs_f64() * 1000.0 / (n_single as f64 / 1000.0)
+            ),
+        );
+    }
+    row(
+        &format!("{n_nodes} nodes against one (target ≥ 0.9×)"),
+        format!("{:.2}×", rates[1] / rates[0]),
+        "same database, same receiver, one process on this machine's cores".into(),
+    );
+
+    // Latency across nodes: instances created on node A at 100/s; the
+    // subscriptions were made on node B; any node's worker sends.
+    let parent = {
+        let e = a.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let c = e.catalog();
+        c.nodes()
+            .find(|(_, n)| n.kind == Kind::Image && n.parent.is_none() && !n.removed)
+            .map(|(_, n)| (n.id.clone(), c.tenant_id(n.tenant).clone()))
+            .context("a base image")?
+    };
+    let base = count_deliveries(&tables, "delivered").await?;
+    let samples = 1000;
+    let mut visible_ms: Vec<u64> = Vec::new();
+    let start = Instant::now();
+    for i in 0..samples {
+        tokio::time::sleep_until((start + Duration::from_millis(10 * i as u64)).into()).await;
+        let parent = parent.clone();
+        write(&a, move |e| {
+            let spec = ArtifactSpec {
+                id: ArtifactId::new(format!("late-node-{i}")).expect("id"),
+                kind: Kind::Instance,
+                tenant: parent.1.clone(),
+                name: None,
+                parent: Some(parent.0.clone()),
+                relation: None,
+                visibility: Visibility::Private,
+                labels: Default::default(),
+                components: None,
+                fixes: vec![],
+                warnings: Vec::new(),
+            };
+            e.apply_batch(
+                vec![Ok(BatchItem {
+                    location: String::new(),
+                    spec,
+                })],
+                Mode::Create,
+                &Actor::Admin,
+                &mut |_| {},
+            )?;
+            Ok(())
+        })
+        .await?;
+        // Every 10th change: how long until every other node applied it.
+        if i % 10 == 0 {
+            let committed = Instant::now();
+            let seq = *a.applied.borrow();
+            for st in &nodes[1..] {
+                let mut applied = st.applied.subscribe();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    applied.wait_for(|s| *s >= seq),
+                )
+                .await;
+            }
+            visible_ms.push(committed.elapsed().as_millis() as u64);
+        }
+    }
+    wait_delivered(&tables, base + samples, Duration::from_secs(60)).await?;
+    let latencies: Vec<u64> = {
+        let rows = {
+            let tables = tables.clone();
+            blocking(move || tables.last_deliveries(samples)).await?
+        };
+        let installation = a
+            .engine
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .service()
+            .installation
+            .clone();
+        let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        rows.iter()
+            .filter_map(|(id, at)| {
+                arrivals
+                    .get(&patchline_engine::service::message_id(&installation, *id))
+                    .map(|arrived| (arrived - at).max(0) as u64)
+            })
+            .collect()
+    };
+    anyhow::ensure!(!latencies.is_empty(), "no late notice's webhook was matched");
+    let (p50, p99, max) = percentiles(latencies.clone());
+    row(
+        "latency, artifact created on node A → webhook received, subscription made on node B (target p99 ≤ 250 ms)",
+        format!("p50 {p50} ms, p99 {p99} ms"),
+        format!("{} notices at 100/s, max {max} ms", latencies.len()),
+    );
+    let (p50, p99, max) = percentiles(visible_ms.clone());
+    row(
+        &format!(
+            "a change committed on node A applied by the {} other nodes (target p99 ≤ 1 s)",
+            n_nodes - 1
+        ),
+        format!("p50 {p50} ms, p99 {p99} ms"),
+        format!("{} changes, max {max} ms", visible_ms.len()),
+    );
+
+    for (tx, task) in worker_stops {
+        let _ = tx.send(true);
+        let _ = task.await;
+    }
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    // The streams of this run's prefix go with it.
+    if let Ok(bus) = patchline_bus::Bus::connect(patchline_bus::BusConfig::new(
+        bus.clone(),
+        patchline_bus::BusPrefix::new(&prefix).map_err(|e| anyhow::anyhow!("{e}"))?,
+    ))
+    .await
+    {
+        let _ = bus.delete_streams().await;
+    }
+    blocking(move || {
+        drop(nodes);
+        drop(a);
+        drop(b);
+        drop(tables);
+        Ok(())
+    })
+    .await?;
+    Ok(Figures { rows })
+}
