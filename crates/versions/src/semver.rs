@@ -14,24 +14,41 @@
 //!
 //! Rejected: strings that do not start with a number after the optional
 //! `v` (`abc`, `v`, `.1`), since no ecosystem using SemVer has those.
+//!
+//! NuGet is the same reading with four release numbers (`1.0 ==
+//! 1.0.0.0`) and a case-insensitive pre-release (`1.0.0-BETA ==
+//! 1.0.0-beta`), as osv-scalibr's `semantic/version-nuget.go` has it.
 
 use std::cmp::Ordering;
 use std::hash::Hasher;
 
 use crate::{Span, cmp_num, hash_field, run_len};
 
+/// SemVer and its relatives: `N` release numbers (3 for SemVer, 4 for
+/// NuGet); later numbers go to the pre-release as SemVer's do.
 #[derive(Clone, Debug)]
-pub(crate) struct SemverVersion {
-    /// Major, minor, patch: zero-stripped digits (empty is zero).
-    core: [Span; 3],
+pub(crate) struct SemverLike<const N: usize> {
+    /// Major, minor, patch (and NuGet's revision): zero-stripped digits
+    /// (empty is zero).
+    core: [Span; N],
     /// Pre-release text without the leading `-` and without build metadata;
     /// empty for a release. Owned because extra numeric components are
     /// appended to it.
     pre: Box<str>,
 }
 
-impl SemverVersion {
-    pub(crate) fn parse(s: &str) -> Result<SemverVersion, &'static str> {
+/// SemVer 2.0 (npm, crates.io, Go, Hex, …).
+pub(crate) type SemverVersion = SemverLike<3>;
+
+/// NuGet: four release numbers (`1.0 == 1.0.0.0`), and the pre-release
+/// compared without regard to case (`1.0.0-BETA == 1.0.0-beta`), as
+/// osv-scalibr's `semantic/version-nuget.go` does.
+pub(crate) type NugetVersion = SemverLike<4>;
+
+impl<const N: usize> SemverLike<N> {
+    /// Parses as SemVer with `N` release numbers; `fold_case` lower-cases
+    /// the pre-release (NuGet).
+    pub(crate) fn parse_with(s: &str, fold_case: bool) -> Result<SemverLike<N>, &'static str> {
         let b = s.as_bytes();
         let mut i = usize::from(matches!(b.first(), Some(b'v' | b'V')));
         if !b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -51,12 +68,12 @@ impl SemverVersion {
                 break;
             }
         }
-        let mut core = [Span::default(); 3];
+        let mut core = [Span::default(); N];
         for (slot, c) in core.iter_mut().zip(&components) {
             *slot = *c;
         }
         let mut build = s[i..].to_owned();
-        for extra in components.iter().skip(3) {
+        for extra in components.iter().skip(N) {
             build.push('.');
             match extra.as_str(s) {
                 "" => build.push('0'),
@@ -65,13 +82,18 @@ impl SemverVersion {
         }
         let pre = build.split('+').next().unwrap_or_default();
         let pre = pre.strip_prefix('-').unwrap_or(pre);
-        Ok(SemverVersion {
+        let pre = if fold_case {
+            pre.chars().flat_map(char::to_lowercase).collect()
+        } else {
+            pre.to_owned()
+        };
+        Ok(SemverLike {
             core,
             pre: pre.into(),
         })
     }
 
-    pub(crate) fn cmp(&self, text: &str, other: &SemverVersion, other_text: &str) -> Ordering {
+    pub(crate) fn cmp(&self, text: &str, other: &SemverLike<N>, other_text: &str) -> Ordering {
         for (a, b) in self.core.iter().zip(&other.core) {
             let ord = cmp_num(a.bytes(text), b.bytes(other_text));
             if ord != Ordering::Equal {
