@@ -23,6 +23,9 @@ pub enum PurlType {
     Hex,
     Swift,
     Bitnami,
+    Pub,
+    Hackage,
+    Cran,
     Other,
 }
 
@@ -44,6 +47,9 @@ impl PurlType {
             PurlType::Gem => Some(Scheme::RubyGems),
             PurlType::Nuget => Some(Scheme::NuGet),
             PurlType::Composer => Some(Scheme::Packagist),
+            PurlType::Pub => Some(Scheme::Pub),
+            PurlType::Hackage => Some(Scheme::Hackage),
+            PurlType::Cran => Some(Scheme::Cran),
             PurlType::Other => None,
         }
     }
@@ -64,6 +70,9 @@ impl PurlType {
             "hex" => PurlType::Hex,
             "swift" => PurlType::Swift,
             "bitnami" => PurlType::Bitnami,
+            "pub" => PurlType::Pub,
+            "hackage" => PurlType::Hackage,
+            "cran" => PurlType::Cran,
             _ => PurlType::Other,
         }
     }
@@ -379,6 +388,9 @@ pub const SUPPORTED: &[&str] = &[
     "NuGet",
     "Packagist",
     "Hex",
+    "Pub",
+    "Hackage",
+    "CRAN",
     "SwiftURL",
     "Bitnami",
 ];
@@ -568,6 +580,9 @@ impl Target {
             "Hex" => language(PurlType::Hex, Scheme::Semver),
             "SwiftURL" => language(PurlType::Swift, Scheme::Semver),
             "Bitnami" => language(PurlType::Bitnami, Scheme::Semver),
+            "Pub" => language(PurlType::Pub, Scheme::Pub),
+            "Hackage" => language(PurlType::Hackage, Scheme::Hackage),
+            "CRAN" => language(PurlType::Cran, Scheme::Cran),
             _ => Err(Unsupported(format!(
                 "ecosystem {ecosystem:?} is not evaluated by patchline (supported: {})",
                 SUPPORTED.join(", ")
@@ -621,12 +636,14 @@ pub fn normalize_name(purl_type: PurlType, name: &str) -> String {
             out
         }
         // Case-insensitive names: Debian, Alpine (and the apk
-        // distributions), NuGet, Composer, Hex, Bitnami (the purl spec
-        // lower-cases the last four).
+        // distributions), NuGet, Composer, Hex, Bitnami, Pub (the purl spec
+        // lower-cases the last five).
         PurlType::Deb | PurlType::Apk => name.to_ascii_lowercase(),
-        PurlType::Nuget | PurlType::Composer | PurlType::Hex | PurlType::Bitnami => {
-            name.to_lowercase()
-        }
+        PurlType::Nuget
+        | PurlType::Composer
+        | PurlType::Hex
+        | PurlType::Bitnami
+        | PurlType::Pub => name.to_lowercase(),
         _ => name.to_string(),
     }
 }
@@ -659,7 +676,7 @@ mod tests {
         assert_eq!(t.release.as_deref(), Some("8"));
         assert!(Target::parse("PyPI").is_ok());
         // Ecosystems patchline cannot order stay reported as such.
-        for unsupported in ["Pub", "Hackage", "CRAN", "Linux", "Android", "GIT"] {
+        for unsupported in ["Bioconductor", "GHC", "Linux", "Android", "GIT", "OSS-Fuzz"] {
             let err = Target::parse(unsupported).unwrap_err();
             assert!(err.0.contains("not evaluated"), "{err}");
         }
@@ -695,6 +712,9 @@ mod tests {
             ("Hex", PurlType::Hex, None, None, Scheme::Semver),
             ("SwiftURL", PurlType::Swift, None, None, Scheme::Semver),
             ("Bitnami", PurlType::Bitnami, None, None, Scheme::Semver),
+            ("Pub", PurlType::Pub, None, None, Scheme::Pub),
+            ("Hackage", PurlType::Hackage, None, None, Scheme::Hackage),
+            ("CRAN", PurlType::Cran, None, None, Scheme::Cran),
             (
                 "Wolfi",
                 PurlType::Apk,

@@ -163,6 +163,9 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
         | PurlType::Gem
         | PurlType::Nuget
         | PurlType::Bitnami
+        | PurlType::Pub
+        | PurlType::Hackage
+        | PurlType::Cran
         | PurlType::Other => name.to_string(),
     };
     let distro = purl_distro(purl, purl_type, namespace);

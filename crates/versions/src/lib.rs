@@ -1,7 +1,8 @@
 //! Version orderings of the package ecosystems patchline evaluates: dpkg
 //! (Debian, Ubuntu), apk (Alpine and the apk distributions), rpm (Red Hat
 //! family and the other rpm distributions), PEP 440 (PyPI), SemVer 2.0
-//! (npm, crates.io, Go, Hex, …), Maven, RubyGems, NuGet and Packagist.
+//! (npm, crates.io, Go, Hex, …), Maven, RubyGems, NuGet, Packagist, Pub,
+//! Hackage and CRAN.
 //!
 //! This module owns the public surface ([`Scheme`], [`Version`],
 //! [`VersionError`]) and the small helpers the scheme modules share (byte
@@ -11,7 +12,8 @@
 //! API CONTRACT (other crates rely on it; keep it):
 //!
 //! ```text
-//! pub enum Scheme { Dpkg, Apk, Rpm, Pep440, Semver, Maven, RubyGems, NuGet, Packagist }
+//! pub enum Scheme { Dpkg, Apk, Rpm, Pep440, Semver, Maven, RubyGems, NuGet, Packagist,
+//!                   Pub, Hackage, Cran }
 //! impl Scheme { pub fn parse(self, s: &str) -> Result<Version, VersionError>;
 //!               pub fn compare(self, a: &str, b: &str) -> Result<Ordering, VersionError>;
 //!               pub fn name(self) -> &'static str; }
@@ -46,6 +48,7 @@ use std::hash::{Hash, Hasher};
 mod apk;
 mod dpkg;
 mod maven;
+mod numeric;
 mod packagist;
 mod pep440;
 mod rpm;
@@ -74,11 +77,18 @@ pub enum Scheme {
     NuGet,
     /// Packagist (Composer): PHP's `version_compare`.
     Packagist,
+    /// Pub (Dart): SemVer, build metadata ordering equal versions.
+    Pub,
+    /// Hackage (Haskell): lists of numbers, the longer winning a tie.
+    Hackage,
+    /// CRAN (R): lists of numbers split at `.` and `-`, the longer winning
+    /// a tie.
+    Cran,
 }
 
 impl Scheme {
     /// Every scheme, in the order `Version`'s `Ord` sorts them.
-    pub const ALL: [Scheme; 9] = [
+    pub const ALL: [Scheme; 12] = [
         Scheme::Dpkg,
         Scheme::Apk,
         Scheme::Rpm,
@@ -88,11 +98,14 @@ impl Scheme {
         Scheme::RubyGems,
         Scheme::NuGet,
         Scheme::Packagist,
+        Scheme::Pub,
+        Scheme::Hackage,
+        Scheme::Cran,
     ];
 
     /// Short lower-case name used in messages (`"dpkg"`, `"apk"`, `"rpm"`,
     /// `"pep440"`, `"semver"`, `"maven"`, `"rubygems"`, `"nuget"`,
-    /// `"packagist"`).
+    /// `"packagist"`, `"pub"`, `"hackage"`, `"cran"`).
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Dpkg => "dpkg",
@@ -104,6 +117,9 @@ impl Scheme {
             Scheme::RubyGems => "rubygems",
             Scheme::NuGet => "nuget",
             Scheme::Packagist => "packagist",
+            Scheme::Pub => "pub",
+            Scheme::Hackage => "hackage",
+            Scheme::Cran => "cran",
         }
     }
 
@@ -125,11 +141,18 @@ impl Scheme {
             Scheme::Apk => Ok(Repr::Apk(apk::ApkVersion::parse(s))),
             Scheme::Rpm => rpm::RpmVersion::parse(s).map(Repr::Rpm),
             Scheme::Pep440 => Ok(Repr::Pep440(pep440::Pep440Version::parse(s))),
-            Scheme::Semver => semver::SemverVersion::parse_with(s, false).map(Repr::Semver),
+            Scheme::Semver => {
+                semver::SemverVersion::parse_with(s, semver::Flavor::SEMVER).map(Repr::Semver)
+            }
             Scheme::Maven => Ok(Repr::Maven(maven::MavenVersion::parse(s))),
             Scheme::RubyGems => Ok(Repr::RubyGems(rubygems::RubyGemsVersion::parse(s))),
-            Scheme::NuGet => semver::NugetVersion::parse_with(s, true).map(Repr::NuGet),
+            Scheme::NuGet => {
+                semver::NugetVersion::parse_with(s, semver::Flavor::NUGET).map(Repr::NuGet)
+            }
             Scheme::Packagist => Ok(Repr::Packagist(packagist::PackagistVersion::parse(s))),
+            Scheme::Pub => semver::PubVersion::parse_with(s, semver::Flavor::PUB).map(Repr::Pub),
+            Scheme::Hackage => numeric::NumericVersion::parse_hackage(s).map(Repr::Hackage),
+            Scheme::Cran => numeric::NumericVersion::parse_cran(s).map(Repr::Cran),
         }
         .map_err(|reason| err(reason.to_owned()))?;
         Ok(Version {
@@ -190,6 +213,9 @@ enum Repr {
     RubyGems(rubygems::RubyGemsVersion),
     NuGet(semver::NugetVersion),
     Packagist(packagist::PackagistVersion),
+    Pub(semver::PubVersion),
+    Hackage(numeric::NumericVersion),
+    Cran(numeric::NumericVersion),
 }
 
 impl Version {
@@ -205,6 +231,9 @@ impl Version {
             Repr::RubyGems(_) => Scheme::RubyGems,
             Repr::NuGet(_) => Scheme::NuGet,
             Repr::Packagist(_) => Scheme::Packagist,
+            Repr::Pub(_) => Scheme::Pub,
+            Repr::Hackage(_) => Scheme::Hackage,
+            Repr::Cran(_) => Scheme::Cran,
         }
     }
 
@@ -226,6 +255,9 @@ impl Version {
             (Repr::RubyGems(x), Repr::RubyGems(y)) => x.cmp(a, y, b),
             (Repr::NuGet(x), Repr::NuGet(y)) => x.cmp(a, y, b),
             (Repr::Packagist(x), Repr::Packagist(y)) => x.cmp(a, y, b),
+            (Repr::Pub(x), Repr::Pub(y)) => x.cmp(a, y, b),
+            (Repr::Hackage(x), Repr::Hackage(y)) => x.cmp(a, y, b),
+            (Repr::Cran(x), Repr::Cran(y)) => x.cmp(a, y, b),
             _ => return None,
         })
     }
@@ -268,6 +300,9 @@ impl Hash for Version {
             Repr::RubyGems(v) => v.hash_norm(text, state),
             Repr::NuGet(v) => v.hash_norm(text, state),
             Repr::Packagist(v) => v.hash_norm(text, state),
+            Repr::Pub(v) => v.hash_norm(text, state),
+            Repr::Hackage(v) => v.hash_norm(text, state),
+            Repr::Cran(v) => v.hash_norm(text, state),
         }
     }
 }
@@ -431,6 +466,9 @@ mod tests {
             (Scheme::NuGet, "1.0-BETA", "1.0.0.0-beta"),
             (Scheme::Packagist, "1.0#", "v1.0"),
             (Scheme::Packagist, "1.0-alpha", "1.0.a"),
+            (Scheme::Pub, "v1.2.3+b", "1.2.3+b"),
+            (Scheme::Hackage, "v1.02", "1.2"),
+            (Scheme::Cran, "0.01.0", "0.1-0"),
         ];
         for (scheme, a, b) in pairs {
             let (va, vb) = (scheme.parse(a).unwrap(), scheme.parse(b).unwrap());

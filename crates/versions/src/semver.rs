@@ -35,6 +35,33 @@ pub(crate) struct SemverLike<const N: usize> {
     /// empty for a release. Owned because extra numeric components are
     /// appended to it.
     pre: Box<str>,
+    /// Build metadata (after the first `+`), kept only where it orders
+    /// (Pub); empty elsewhere.
+    meta: Box<str>,
+}
+
+/// How a SemVer relative reads its text.
+#[derive(Clone, Copy)]
+pub(crate) struct Flavor {
+    /// Lower-case the pre-release (NuGet).
+    pub(crate) fold_case: bool,
+    /// Order equal versions by their build metadata, bytewise (Pub).
+    pub(crate) order_meta: bool,
+}
+
+impl Flavor {
+    pub(crate) const SEMVER: Flavor = Flavor {
+        fold_case: false,
+        order_meta: false,
+    };
+    pub(crate) const NUGET: Flavor = Flavor {
+        fold_case: true,
+        order_meta: false,
+    };
+    pub(crate) const PUB: Flavor = Flavor {
+        fold_case: false,
+        order_meta: true,
+    };
 }
 
 /// SemVer 2.0 (npm, crates.io, Go, Hex, …).
@@ -45,10 +72,14 @@ pub(crate) type SemverVersion = SemverLike<3>;
 /// osv-scalibr's `semantic/version-nuget.go` does.
 pub(crate) type NugetVersion = SemverLike<4>;
 
+/// Pub (Dart): SemVer, and versions equal but for their build metadata
+/// ordered by it, bytewise (`1.0.0 < 1.0.0+build`, `1.2.3+1 < 1.2.3+a`), as
+/// osv-scalibr's `semantic/version-pub.go` does.
+pub(crate) type PubVersion = SemverLike<3>;
+
 impl<const N: usize> SemverLike<N> {
-    /// Parses as SemVer with `N` release numbers; `fold_case` lower-cases
-    /// the pre-release (NuGet).
-    pub(crate) fn parse_with(s: &str, fold_case: bool) -> Result<SemverLike<N>, &'static str> {
+    /// Parses as SemVer with `N` release numbers, read as `flavor` says.
+    pub(crate) fn parse_with(s: &str, flavor: Flavor) -> Result<SemverLike<N>, &'static str> {
         let b = s.as_bytes();
         let mut i = usize::from(matches!(b.first(), Some(b'v' | b'V')));
         if !b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -80,16 +111,18 @@ impl<const N: usize> SemverLike<N> {
                 digits => build.push_str(digits),
             }
         }
-        let pre = build.split('+').next().unwrap_or_default();
+        let (pre, meta) = build.split_once('+').unwrap_or((&build, ""));
         let pre = pre.strip_prefix('-').unwrap_or(pre);
-        let pre = if fold_case {
+        let pre = if flavor.fold_case {
             pre.chars().flat_map(char::to_lowercase).collect()
         } else {
             pre.to_owned()
         };
+        let meta = if flavor.order_meta { meta } else { "" };
         Ok(SemverLike {
             core,
             pre: pre.into(),
+            meta: meta.into(),
         })
     }
 
@@ -106,12 +139,14 @@ impl<const N: usize> SemverLike<N> {
             (false, true) => Ordering::Less,
             (false, false) => cmp_pre(&self.pre, &other.pre),
         }
+        .then_with(|| self.meta.as_bytes().cmp(other.meta.as_bytes()))
     }
 
     pub(crate) fn hash_norm<H: Hasher>(&self, text: &str, state: &mut H) {
         for c in &self.core {
             hash_field(state, c.bytes(text));
         }
+        hash_field(state, self.meta.as_bytes());
         if self.pre.is_empty() {
             return;
         }

@@ -184,6 +184,12 @@ fn sorted_sample_is_consistent_for_every_pair() {
             Scheme::Packagist,
             &["packagist-versions.txt", "packagist-versions-generated.txt"],
         ),
+        (Scheme::Pub, &["pub-versions.txt"]),
+        (Scheme::Hackage, &["hackage-versions.txt"]),
+        (
+            Scheme::Cran,
+            &["cran-versions.txt", "cran-versions-generated.txt"],
+        ),
     ];
     for scheme in Scheme::ALL {
         assert!(

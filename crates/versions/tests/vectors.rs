@@ -76,6 +76,9 @@ fn scheme_for(file: &str) -> Option<Scheme> {
         ("rubygems-versions", Scheme::RubyGems),
         ("nuget-versions", Scheme::NuGet),
         ("packagist-versions", Scheme::Packagist),
+        ("pub-versions", Scheme::Pub),
+        ("hackage-versions", Scheme::Hackage),
+        ("cran-versions", Scheme::Cran),
     ]
     .into_iter()
     .find(|(prefix, _)| file.starts_with(prefix))
