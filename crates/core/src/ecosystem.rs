@@ -117,19 +117,47 @@ impl Family {
             "wolfi" => Family::Wolfi,
             "chainguard" => Family::Chainguard,
             "minimos" => Family::MinimOs,
-            // SUSE Linux Enterprise: server, desktop, SAP, HPC, Micro
-            // (`sle-micro` splits into `sle` and `micro-…`).
-            "sles" | "sled" | "sles_sap" | "sle_hpc" | "sle" | "suse" => Family::Suse,
-            "opensuse" | "opensuse-leap" | "opensuse-tumbleweed" => Family::OpenSuse,
             "photon" => Family::Photon,
             "mageia" => Family::Mageia,
             "openeuler" => Family::OpenEuler,
-            // CBL-Mariner is Azure Linux's former name (Azure Linux 2.0).
-            "azurelinux" | "mariner" => Family::AzureLinux,
+            // CBL-Mariner is Azure Linux's former name (Azure Linux 2.0);
+            // trivy calls it `cbl-mariner`.
+            "azurelinux" | "mariner" | "cbl-mariner" => Family::AzureLinux,
+            // os-release: `opensuse-leap`, `opensuse-tumbleweed`,
+            // `opensuse-leap-micro`; trivy: `opensuse.leap`, ….
+            id if id.starts_with("opensuse") => Family::OpenSuse,
+            // SUSE Linux Enterprise: `sles`, `sled`, `sles_sap`, `sle_hpc`,
+            // `sle-micro` (os-release), `slem`, `suse.linux.enterprise.…`
+            // (trivy).
+            id if id.starts_with("sle") || id.starts_with("suse") => Family::Suse,
             _ => Family::Other,
         }
     }
+
+    /// The product line an id names within its family, which the release
+    /// then carries (`opensuse-leap` + `15.5` is `leap 15.5`): openSUSE
+    /// Leap, Leap Micro and Tumbleweed, SUSE Linux Enterprise Micro.
+    fn product(self, id: &str) -> Option<&'static str> {
+        let id = id.to_ascii_lowercase();
+        match self {
+            Family::OpenSuse if id.contains("leap") && id.contains("micro") => Some("leap micro"),
+            Family::OpenSuse if id.contains("leap") => Some("leap"),
+            Family::OpenSuse if id.contains("tumbleweed") => Some("tumbleweed"),
+            Family::Suse if id.contains("micro") || id == "slem" => Some("micro"),
+            _ => None,
+        }
+    }
 }
+
+/// Distribution ids that hold a `-` themselves, longest first: a `distro`
+/// value starting with one of them is that id and a release.
+const HYPHENATED_IDS: &[&str] = &[
+    "opensuse-leap-micro",
+    "opensuse-tumbleweed",
+    "opensuse-leap",
+    "cbl-mariner",
+    "sle-micro",
+];
 
 /// A component's distribution and release, normalised so that it compares
 /// with an OSV ecosystem's release: Debian by major number (`12`), Ubuntu by
@@ -143,16 +171,33 @@ pub struct Distro {
 impl Distro {
     /// Reads a purl `distro` qualifier or an os-release pair as
     /// `ID-VERSION` (`debian-12`, `debian-12.5`, `ubuntu-18.04`,
-    /// `alpine-3.17.2`, `centos-7.6.1810`, `debian-bookworm`).
+    /// `alpine-3.17.2`, `centos-7.6.1810`, `debian-bookworm`,
+    /// `opensuse-leap-15.5`, trivy's `opensuse.leap-15.5`).
     pub fn parse(text: &str) -> Distro {
-        let (id, version) = match text.split_once('-') {
-            Some((id, version)) => (id, Some(version)),
-            None => (text, None),
+        let lower = text.to_ascii_lowercase();
+        let hyphenated = HYPHENATED_IDS.iter().find(|id| {
+            lower.starts_with(**id) && matches!(lower.as_bytes().get(id.len()), None | Some(b'-'))
+        });
+        let (id, version) = match (hyphenated, text.split_once('-')) {
+            (Some(id), _) => (&text[..id.len()], text.get(id.len() + 1..)),
+            (None, Some((id, version))) => (id, Some(version)),
+            (None, None) => (text, None),
         };
         let family = Family::from_id(id);
+        if let Some(product) = family.product(id) {
+            // The id names the product line; the release goes with it.
+            let release = match version.filter(|v| !v.is_empty()) {
+                Some(v) => normalize_release(family, &format!("{product} {v}")),
+                // Tumbleweed is one rolling release; Leap alone is none.
+                None => (product == "tumbleweed").then(|| product.to_string()),
+            };
+            return Distro {
+                family,
+                release: release.map(Into::into),
+            };
+        }
         if family == Family::Other && version.is_none() {
             // A bare codename (`distro=bionic`, as Ubuntu's own purls have).
-            let lower = text.to_ascii_lowercase();
             for (family, table) in [
                 (Family::Debian, DEBIAN_CODENAMES),
                 (Family::Ubuntu, UBUNTU_CODENAMES),
@@ -883,6 +928,16 @@ mod tests {
             ("openEuler:24.03-LTS-SP1", "openEuler-24.03-LTS-SP1"),
             ("Azure Linux:3.0", "azurelinux-3.0"),
             ("Azure Linux:2", "mariner-2.0"),
+            ("openSUSE:Leap 15.5", "opensuse.leap-15.5"),
+            ("openSUSE:Tumbleweed", "opensuse.tumbleweed"),
+            ("openSUSE:Tumbleweed", "opensuse-tumbleweed"),
+            ("openSUSE:Leap Micro 5.5", "opensuse-leap-micro-5.5"),
+            ("SUSE:Linux Enterprise Micro 5.5", "slem-5.5"),
+            (
+                "SUSE:Linux Enterprise Server 15 SP5",
+                "suse.linux.enterprise.server-15.5",
+            ),
+            ("Azure Linux:2", "cbl-mariner-2.0"),
             ("Wolfi", "wolfi-20230201"),
             ("Chainguard", "chainguard"),
             ("MinimOS", "minimos"),
@@ -896,6 +951,9 @@ mod tests {
             ("SUSE:Linux Enterprise Micro 5.5", "sles-15.5"),
             ("openSUSE:Leap 15.5", "opensuse-leap-15.4"),
             ("openSUSE:Leap 15.5", "opensuse-tumbleweed-20240101"),
+            ("openSUSE:Leap 15.5", "opensuse-leap-micro-15.5"),
+            ("openSUSE:Leap 15.5", "opensuse.leap-15.4"),
+            ("SUSE:Linux Enterprise Server 15 SP5", "slem-15.5"),
             ("Photon OS:5.0", "photon-4.0"),
             ("Mageia:9", "mageia-8"),
             ("openEuler:24.03-LTS-SP1", "openeuler-24.03-LTS"),

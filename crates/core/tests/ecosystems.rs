@@ -272,6 +272,17 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        ecosystem: "openSUSE:Leap 15.5",
+        name: "curl",
+        introduced: "0",
+        fixed: "8.0.1-150400.5.26.1",
+        // trivy names the family `opensuse.leap`.
+        purl: "pkg:rpm/opensuse.leap/curl@{v}?distro=opensuse.leap-15.5",
+        inside: &["8.0.1-150400.5.23.1"],
+        outside: &["8.0.1-150400.5.26.1"],
+        others: &["openSUSE:Leap 15.4", "openSUSE:Tumbleweed"],
+    },
+    Case {
         ecosystem: "openSUSE:Tumbleweed",
         name: "curl",
         introduced: "0",
