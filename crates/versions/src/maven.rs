@@ -20,15 +20,17 @@
 //! (`1.0.1 > 1`, `5.0.0.RC1 < 5.0.0.RELEASE`).
 //!
 //! That rule set is not an order: read literally, `1.0.alpha < 1 < 1-1 <
-//! 1.0.alpha` (Maven's own `ComparableVersion` has the same cycle). Here
-//! every token gets one place in a single total order and null is one point
-//! in it, so the result is a total preorder and sorting is sound; the
-//! places were chosen so that every vector of osv-scalibr's files holds:
+//! 1.0.alpha` (Maven's own `ComparableVersion` has the same cycle, and
+//! osv-scalibr's generated vectors, being Maven's sorted lists, hold three
+//! pairs that only a cycle satisfies: see `tests/vectors.rs`). Here every
+//! token gets one place in a single total order and null is one point in
+//! it, so the result is a total preorder and sorting is sound; the places
+//! were chosen so that every other vector of osv-scalibr's files holds:
 //!
-//! - a run of middle `.0` tokens is placed by what follows it: just above
-//!   null when the run leads to something above null (`1.0.1`), just below
-//!   when it leads to something below (`1.0.alpha`). So `1.0.alpha < 1-1`
-//!   (literally `>`, since `.number > -number`).
+//! - a run of middle `.0` tokens is placed by what follows it: above every
+//!   `-` token (as `.number > -number` says) when the run leads to
+//!   something above null (`1.0.1`), just below null when it leads to
+//!   something below (`1.0.alpha`). So `1.0.alpha < 1-1` (literally `>`).
 //! - `.sp` and `.unknown` tokens sit above null (as the rules say) and so
 //!   above `-alpha`…`-snapshot` and the empty `-` qualifier (literally
 //!   below, since `.qualifier < -qualifier`): `1.foo > 1-alpha`.

@@ -6,17 +6,19 @@
 //! One leading `v`, then one leading `V`, is dropped; `-`, `_` and `+` are
 //! dots; a dot is put at every digit/non-digit transition; the text is cut
 //! at dots. Parts compare left to right: numbers by value, other parts by a
-//! weight read from how they start: `dev` (and anything unknown, the empty
-//! part included) < `a` (`alpha`) < `b` (`beta`) < `RC`/`rc` < `#` < numbers
-//! < `p` (`pl`, `patch`). When one list runs out, the other's next part
+//! weight read from how they start, case-sensitively: `dev` (and anything
+//! unknown, the empty part and `Alpha` included) < `a` (`alpha`) < `b`
+//! (`beta`) < `RC`/`rc` < `#` < numbers < `p` (`pl`, `patch`). When one list runs out, the other's next part
 //! decides against `#`: a number makes it greater (`1.0 < 1.0.0`), a `p…`
 //! part greater, `dev`…`RC` smaller (`1.0-beta < 1.0`).
 //!
 //! Two places where osv-scalibr is not an order, made one here: a number
 //! and a part starting with `#` at the same place compare equal there,
 //! although a number beats the end of the list where `#` ties with it; here
-//! a number is above `#`. And a number too long for a 64-bit integer counts
-//! as a number when a list runs out (osv-scalibr then treats it as `#`).
+//! a number is above `#` (so `packagist-versions.txt` line 96, `1.2.3.# =
+//! 1.2.3.1`, is not held; `tests/vectors.rs` shows why none can be). And a
+//! number too long for a 64-bit integer counts as a number when a list runs
+//! out (osv-scalibr then treats it as `#`).
 //!
 //! Every string is accepted.
 
