@@ -654,6 +654,12 @@ impl Target {
             return false;
         }
         match (&self.release, &distro.release) {
+            // os-release's VERSION_ID of openEuler names no service pack
+            // (`24.03` for `24.03-LTS-SP1`): like an unknown release, it
+            // matches every release of that version.
+            (Some(want), Some(have)) if family == Family::OpenEuler && !have.contains('-') => {
+                want.split('-').next() == Some(&**have)
+            }
             (Some(want), Some(have)) => **have == **want,
             _ => true,
         }
@@ -926,6 +932,9 @@ mod tests {
             ("Photon OS:5.0", "photon-5.0"),
             ("Mageia:9", "mageia-9"),
             ("openEuler:24.03-LTS-SP1", "openEuler-24.03-LTS-SP1"),
+            // VERSION_ID alone (syft) names no service pack.
+            ("openEuler:24.03-LTS-SP1", "openeuler-24.03"),
+            ("openEuler:24.03-LTS", "openeuler-24.03"),
             ("Azure Linux:3.0", "azurelinux-3.0"),
             ("Azure Linux:2", "mariner-2.0"),
             ("openSUSE:Leap 15.5", "opensuse.leap-15.5"),
@@ -957,6 +966,7 @@ mod tests {
             ("Photon OS:5.0", "photon-4.0"),
             ("Mageia:9", "mageia-8"),
             ("openEuler:24.03-LTS-SP1", "openeuler-24.03-LTS"),
+            ("openEuler:24.03-LTS-SP1", "openeuler-22.03"),
             ("Azure Linux:3.0", "mariner-2.0"),
             ("Red Hat:enterprise_linux:9::baseos", "azurelinux-3.0"),
             ("Wolfi", "chainguard"),
