@@ -2,14 +2,15 @@
 //! `semantic/testdata`) through one `check` helper, in both directions, and
 //! reports all failures together before failing.
 //!
-//! The one exception is [`CONTRADICTED`]: lines of a generated file that no
-//! total order can hold together with the others. Those files list each
-//! package's versions as the ecosystem's own comparator sorted them, one
-//! pair of neighbours per line, and a comparator that is not transitive
-//! (Maven's) sorts some versions where no order can put them. Each such
-//! line is named with the chain that refutes it, and a test checks that the
-//! chain holds and that the line is the one that fails, so the list can
-//! neither hide a real failure nor go stale.
+//! The one exception is [`CONTRADICTED`]: lines that no total order can
+//! hold together with the others. The generated files list each package's
+//! versions as the ecosystem's own comparator sorted them, one pair of
+//! neighbours per line, and a comparator that is not transitive (Maven's)
+//! sorts some versions where no order can put them; `packagist-versions.txt`
+//! states `1.2.3.# = 1.2.3` and `1.2.3.# = 1.2.3.1` although `1.2.3 <
+//! 1.2.3.1`. Each such line is named with the chain that refutes it, and a
+//! test checks that the chain holds and that the line is the one that
+//! fails, so the list can neither hide a real failure nor go stale.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
