@@ -145,7 +145,7 @@ impl Scheme {
                 semver::SemverVersion::parse_with(s, semver::Flavor::SEMVER).map(Repr::Semver)
             }
             Scheme::Maven => Ok(Repr::Maven(maven::MavenVersion::parse(s))),
-            Scheme::RubyGems => Ok(Repr::RubyGems(rubygems::RubyGemsVersion::parse(s))),
+            Scheme::RubyGems => rubygems::RubyGemsVersion::parse(s).map(Repr::RubyGems),
             Scheme::NuGet => {
                 semver::NugetVersion::parse_with(s, semver::Flavor::NUGET).map(Repr::NuGet)
             }

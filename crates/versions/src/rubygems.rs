@@ -1,17 +1,24 @@
-//! RubyGems version ordering, as OSV tooling reads it (osv.dev's
-//! `osv/ecosystems/rubygems.py`, osv-scalibr's
-//! `semantic/version-rubygems.go`, after `Gem::Version#<=>`).
+//! RubyGems version ordering: `Gem::Version#<=>`, as osv.dev reads it
+//! (`osv/ecosystems/rubygems.py`, through its copy of univers' `gem.py`)
+//! and osv-scalibr's `semantic/version-rubygems.go` too.
 //!
-//! The text is cut into segments at `.` and at every digit/non-digit
-//! transition (`1.0a1` is `1.0.a.1`). Segments up to the first non-number
-//! are the release, the rest the pre-release; trailing `0` segments are
-//! dropped from each part (`1.0.a.0 == 1.a`). Segments compare left to
-//! right, the shorter list padded with `0`: numbers by value, other
-//! segments bytewise, and any number above any other segment, so a
-//! pre-release sorts before its release (`1.a < 1`).
+//! A version is what `Gem::Version` accepts, `N(.X)*(-Y(.Y)*)?` with `N`
+//! a number, `X` ASCII letters and digits, `Y` the same and `-`; a `-`
+//! reads as `.pre.` (`1.0.0-rc1 == 1.0.0.pre.rc1`). The text is
+//! cut into segments at dots and at every digit/letter transition (`1.0a1`
+//! is `1.0.a.1`). Segments up to the first non-number are the release, the
+//! rest the pre-release; trailing zeros are dropped from each part
+//! (`1.0.a.0 == 1.a`). Segments compare left to right, the shorter list
+//! padded with `0`: numbers by value, letters bytewise, and any number
+//! above any letters, so a pre-release sorts before its release (`1.a <
+//! 1`).
 //!
-//! Every string is accepted, as osv-scalibr does (a `-` is kept as text,
-//! where RubyGems itself would read it as `.pre.`).
+//! osv-scalibr accepts any string and keeps a `-` as text (`1.0-beta`
+//! would be `1.0.-beta`); no vector of its files has either, and here the
+//! RubyGems rule, which osv.dev follows, wins: what `Gem::Version` refuses
+//! (`1.0_1`, `1.13.10-x86_64-linux`, `v1.0`, `.1`, `1..2`) is refused.
+//! Unlike `Gem::Version`, a letter may follow the first number without a
+//! dot (`1beta`, which osv-scalibr's vectors hold and read as `1.beta`).
 
 use std::cmp::Ordering;
 use std::hash::Hasher;
@@ -23,6 +30,50 @@ enum Segment {
     /// Zero-stripped digits.
     Num(Span),
     Text(Span),
+    /// The `pre` that a `-` stands for.
+    Pre,
+}
+
+impl Segment {
+    /// The text of a non-number segment.
+    fn text<'a>(&self, text: &'a str) -> &'a [u8] {
+        match self {
+            Segment::Text(span) => span.bytes(text),
+            Segment::Pre => b"pre",
+            Segment::Num(_) => b"",
+        }
+    }
+}
+
+/// `Gem::Version`'s pattern, `[0-9]+(\.[0-9a-zA-Z]+)*(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?`,
+/// except that letters may follow the first number without a dot
+/// (osv-scalibr's vectors hold `1beta`, which RubyGems' segments read as
+/// `1.beta`).
+fn check(s: &str) -> Result<(), &'static str> {
+    const CHARS: &str =
+        "holds an empty part or a character other than ASCII letters, digits, '.' and '-'";
+    let (release, pre) = match s.split_once('-') {
+        Some((release, pre)) => (release, Some(pre)),
+        None => (s, None),
+    };
+    if !release.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("does not start with a number");
+    }
+    let part_ok = |part: &str, dash: bool| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || (dash && b == b'-'))
+    };
+    if !release.split('.').all(|part| part_ok(part, false)) {
+        return Err(CHARS);
+    }
+    if let Some(pre) = pre
+        && !pre.split('.').all(|part| part_ok(part, true))
+    {
+        return Err(CHARS);
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug)]
@@ -31,50 +82,55 @@ pub(crate) struct RubyGemsVersion {
 }
 
 impl RubyGemsVersion {
-    pub(crate) fn parse(s: &str) -> RubyGemsVersion {
-        let mut raw = Vec::new();
+    pub(crate) fn parse(s: &str) -> Result<RubyGemsVersion, &'static str> {
+        check(s)?;
+        // Segments: runs of digits and runs of letters; `-` is `.pre.`.
         let b = s.as_bytes();
+        let mut raw = Vec::new();
         let mut start = 0;
         for i in 0..=b.len() {
             let cut = i == b.len()
-                || b[i] == b'.'
+                || matches!(b[i], b'.' | b'-')
                 || (i > start && b[i - 1].is_ascii_digit() != b[i].is_ascii_digit());
             if !cut {
                 continue;
             }
-            raw.push(Span::new(start, i));
-            start = if i < b.len() && b[i] == b'.' {
+            if i > start {
+                let span = Span::new(start, i);
+                raw.push(if b[start].is_ascii_digit() {
+                    Segment::Num(Span::digits(s, start, i))
+                } else {
+                    Segment::Text(span)
+                });
+            }
+            if i < b.len() && b[i] == b'-' {
+                raw.push(Segment::Pre);
+            }
+            start = if i < b.len() && matches!(b[i], b'.' | b'-') {
                 i + 1
             } else {
                 i
             };
         }
-        let is_num = |sp: &Span| {
-            let d = sp.bytes(s);
-            !d.is_empty() && d.iter().all(u8::is_ascii_digit)
-        };
-        let split = raw.iter().position(|sp| !is_num(sp)).unwrap_or(raw.len());
+        let split = raw
+            .iter()
+            .position(|seg| !matches!(seg, Segment::Num(_)))
+            .unwrap_or(raw.len());
         let (release, pre) = raw.split_at(split);
         let mut segments = Vec::with_capacity(raw.len());
         for part in [release, pre] {
-            // Drop trailing `0` segments (the text "0", as RubyGems does).
+            // Drop trailing zeros, as RubyGems does.
             let keep = part.len()
                 - part
                     .iter()
                     .rev()
-                    .take_while(|sp| sp.as_str(s) == "0")
+                    .take_while(|seg| matches!(seg, Segment::Num(n) if n.is_empty()))
                     .count();
-            segments.extend(part[..keep].iter().map(|sp| {
-                if is_num(sp) {
-                    Segment::Num(Span::digits(s, sp.start, sp.end))
-                } else {
-                    Segment::Text(*sp)
-                }
-            }));
+            segments.extend_from_slice(&part[..keep]);
         }
-        RubyGemsVersion {
+        Ok(RubyGemsVersion {
             segments: segments.into_boxed_slice(),
-        }
+        })
     }
 
     pub(crate) fn cmp(&self, text: &str, other: &RubyGemsVersion, other_text: &str) -> Ordering {
@@ -85,9 +141,9 @@ impl RubyGemsVersion {
             let b = other.segments.get(i).unwrap_or(&zero);
             let ord = match (a, b) {
                 (Segment::Num(x), Segment::Num(y)) => cmp_num(x.bytes(text), y.bytes(other_text)),
-                (Segment::Text(x), Segment::Text(y)) => x.bytes(text).cmp(y.bytes(other_text)),
-                (Segment::Num(_), Segment::Text(_)) => Ordering::Greater,
-                (Segment::Text(_), Segment::Num(_)) => Ordering::Less,
+                (Segment::Num(_), _) => Ordering::Greater,
+                (_, Segment::Num(_)) => Ordering::Less,
+                (x, y) => x.text(text).cmp(y.text(other_text)),
             };
             if ord != Ordering::Equal {
                 return ord;
@@ -111,9 +167,9 @@ impl RubyGemsVersion {
                     state.write_u8(0);
                     hash_field(state, n.bytes(text));
                 }
-                Segment::Text(t) => {
+                Segment::Text(_) | Segment::Pre => {
                     state.write_u8(1);
-                    hash_field(state, t.bytes(text));
+                    hash_field(state, seg.text(text));
                 }
             }
         }
@@ -139,5 +195,39 @@ mod tests {
         assert_eq!(cmp("1.0.0", "1"), Equal);
         assert_eq!(cmp("1.00", "1"), Equal);
         assert_eq!(cmp("1.0.a.0", "1.a"), Equal);
+        // A `-` is `.pre.`, as `Gem::Version` reads it.
+        assert_eq!(cmp("1.0.0-rc1", "1.0.0.pre.rc1"), Equal);
+        assert_eq!(cmp("1.0.0-beta", "1.0.0.alpha"), Greater);
+        assert_eq!(cmp("1.0.0-beta", "1.0.0"), Less);
+    }
+
+    #[test]
+    fn refuses_what_gem_version_refuses() {
+        for bad in [
+            "v1.0",
+            ".1",
+            "1..2",
+            "1.",
+            "1.0_1",
+            "1.13.10-x86_64-linux",
+            "1+2",
+            "a1",
+            "1-",
+            "1.é",
+            "1.-1",
+            "1-.1",
+        ] {
+            assert!(Scheme::RubyGems.parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "1",
+            "1beta",
+            "1.0.a1",
+            "1.0.0-rc.1",
+            "2.0.0-x86-linux",
+            "1--2",
+        ] {
+            assert!(Scheme::RubyGems.parse(good).is_ok(), "{good}");
+        }
     }
 }
