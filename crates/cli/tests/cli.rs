@@ -566,3 +566,67 @@ fn a_bad_sbom_component_is_skipped_and_kept_as_a_warning() {
     );
     assert_eq!(affected_ids(&pl.affected("DSA-T-1")), ["img", "img2"]);
 }
+
+/// A real Maven record (GHSA-838r-hvwh-24h8, `org.apache.any23:apache-any23`
+/// before 2.5) against CycloneDX inventories: the image holding 2.4 is
+/// affected with fix 2.5 and passes it to its child; a child that upgraded
+/// to 2.5 is not affected (masking); an image with the fixed version, or
+/// another artifact of the same group, is not.
+#[test]
+fn maven_record_against_sbom_inventories() {
+    let pl = Pl::new();
+    let f = pl.file(
+        "a.jsonl",
+        r#"{"id":"app","kind":"image","tenant":"t"}
+{"id":"app-tpl","kind":"template","tenant":"t","parent":"app"}
+{"id":"app-fixed","kind":"image","tenant":"t","parent":"app"}
+{"id":"other","kind":"image","tenant":"t"}
+"#,
+    );
+    pl.ok(&["import", "artifacts", &f]);
+    let sbom = |purls: &[&str]| {
+        let components: Vec<Value> = purls
+            .iter()
+            .map(|p| serde_json::json!({"type": "library", "name": "x", "purl": p}))
+            .collect();
+        serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": components})
+            .to_string()
+    };
+    let any23 = "pkg:maven/org.apache.any23/apache-any23";
+    let vulnerable = pl.file(
+        "app.cdx.json",
+        &sbom(&[
+            &format!("{any23}@2.4?type=jar"),
+            "pkg:maven/org.apache.commons/commons-lang3@3.12.0?type=jar",
+        ]),
+    );
+    pl.ok(&["import", "inventory", "app", &vulnerable]);
+    let fixed = pl.file(
+        "fixed.cdx.json",
+        &sbom(&[
+            &format!("{any23}@2.5?type=jar"),
+            "pkg:maven/org.apache.commons/commons-lang3@3.12.0?type=jar",
+        ]),
+    );
+    pl.ok(&["import", "inventory", "app-fixed", &fixed]);
+    let other = pl.file(
+        "other.cdx.json",
+        &sbom(&["pkg:maven/org.apache.any23/apache-any23-core@2.4"]),
+    );
+    pl.ok(&["import", "inventory", "other", &other]);
+    pl.ok(&[
+        "import",
+        "advisories",
+        testdata("advisories/maven").to_str().unwrap(),
+    ]);
+    let doc = pl.affected("GHSA-838r-hvwh-24h8");
+    assert_eq!(affected_ids(&doc), ["app", "app-tpl"], "{doc}");
+    assert!(doc.get("unsupported").is_none(), "{doc}");
+    for a in doc["affected"].as_array().unwrap() {
+        let comps = a["components"].as_array().unwrap();
+        assert_eq!(comps.len(), 1, "{doc}");
+        assert_eq!(comps[0]["purl"], format!("{any23}@2.4?type=jar"));
+        assert_eq!(comps[0]["fixed"], "2.5");
+        assert_eq!(comps[0]["introduced_by"], "app");
+    }
+}

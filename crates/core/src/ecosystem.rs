@@ -16,6 +16,16 @@ pub enum PurlType {
     Npm,
     Cargo,
     Golang,
+    Maven,
+    Gem,
+    Nuget,
+    Composer,
+    Hex,
+    Swift,
+    Bitnami,
+    Pub,
+    Hackage,
+    Cran,
     Other,
 }
 
@@ -27,7 +37,19 @@ impl PurlType {
             PurlType::Apk => Some(Scheme::Apk),
             PurlType::Rpm => Some(Scheme::Rpm),
             PurlType::Pypi => Some(Scheme::Pep440),
-            PurlType::Npm | PurlType::Cargo | PurlType::Golang => Some(Scheme::Semver),
+            PurlType::Npm
+            | PurlType::Cargo
+            | PurlType::Golang
+            | PurlType::Hex
+            | PurlType::Swift
+            | PurlType::Bitnami => Some(Scheme::Semver),
+            PurlType::Maven => Some(Scheme::Maven),
+            PurlType::Gem => Some(Scheme::RubyGems),
+            PurlType::Nuget => Some(Scheme::NuGet),
+            PurlType::Composer => Some(Scheme::Packagist),
+            PurlType::Pub => Some(Scheme::Pub),
+            PurlType::Hackage => Some(Scheme::Hackage),
+            PurlType::Cran => Some(Scheme::Cran),
             PurlType::Other => None,
         }
     }
@@ -41,6 +63,16 @@ impl PurlType {
             "npm" => PurlType::Npm,
             "cargo" => PurlType::Cargo,
             "golang" => PurlType::Golang,
+            "maven" => PurlType::Maven,
+            "gem" => PurlType::Gem,
+            "nuget" => PurlType::Nuget,
+            "composer" => PurlType::Composer,
+            "hex" => PurlType::Hex,
+            "swift" => PurlType::Swift,
+            "bitnami" => PurlType::Bitnami,
+            "pub" => PurlType::Pub,
+            "hackage" => PurlType::Hackage,
+            "cran" => PurlType::Cran,
             _ => PurlType::Other,
         }
     }
@@ -56,10 +88,23 @@ pub enum Family {
     Rocky,
     Alma,
     CentOs,
+    /// apk distributions without releases (rolling).
+    Wolfi,
+    Chainguard,
+    MinimOs,
+    /// rpm distributions.
+    Suse,
+    OpenSuse,
+    Photon,
+    Mageia,
+    OpenEuler,
+    AzureLinux,
     Other,
 }
 
 impl Family {
+    /// From an os-release `ID` or a purl namespace (the part before the
+    /// first `-` of a `distro` qualifier).
     fn from_id(id: &str) -> Family {
         match id.to_ascii_lowercase().as_str() {
             "debian" => Family::Debian,
@@ -69,10 +114,50 @@ impl Family {
             "rocky" | "rocky linux" => Family::Rocky,
             "almalinux" | "alma" => Family::Alma,
             "centos" => Family::CentOs,
+            "wolfi" => Family::Wolfi,
+            "chainguard" => Family::Chainguard,
+            "minimos" => Family::MinimOs,
+            "photon" => Family::Photon,
+            "mageia" => Family::Mageia,
+            "openeuler" => Family::OpenEuler,
+            // CBL-Mariner is Azure Linux's former name (Azure Linux 2.0);
+            // trivy calls it `cbl-mariner`.
+            "azurelinux" | "mariner" | "cbl-mariner" => Family::AzureLinux,
+            // os-release: `opensuse-leap`, `opensuse-tumbleweed`,
+            // `opensuse-leap-micro`; trivy: `opensuse.leap`, ….
+            id if id.starts_with("opensuse") => Family::OpenSuse,
+            // SUSE Linux Enterprise: `sles`, `sled`, `sles_sap`, `sle_hpc`,
+            // `sle-micro` (os-release), `slem`, `suse.linux.enterprise.…`
+            // (trivy).
+            id if id.starts_with("sle") || id.starts_with("suse") => Family::Suse,
             _ => Family::Other,
         }
     }
+
+    /// The product line an id names within its family, which the release
+    /// then carries (`opensuse-leap` + `15.5` is `leap 15.5`): openSUSE
+    /// Leap, Leap Micro and Tumbleweed, SUSE Linux Enterprise Micro.
+    fn product(self, id: &str) -> Option<&'static str> {
+        let id = id.to_ascii_lowercase();
+        match self {
+            Family::OpenSuse if id.contains("leap") && id.contains("micro") => Some("leap micro"),
+            Family::OpenSuse if id.contains("leap") => Some("leap"),
+            Family::OpenSuse if id.contains("tumbleweed") => Some("tumbleweed"),
+            Family::Suse if id.contains("micro") || id == "slem" => Some("micro"),
+            _ => None,
+        }
+    }
 }
+
+/// Distribution ids that hold a `-` themselves, longest first: a `distro`
+/// value starting with one of them is that id and a release.
+const HYPHENATED_IDS: &[&str] = &[
+    "opensuse-leap-micro",
+    "opensuse-tumbleweed",
+    "opensuse-leap",
+    "cbl-mariner",
+    "sle-micro",
+];
 
 /// A component's distribution and release, normalised so that it compares
 /// with an OSV ecosystem's release: Debian by major number (`12`), Ubuntu by
@@ -86,16 +171,33 @@ pub struct Distro {
 impl Distro {
     /// Reads a purl `distro` qualifier or an os-release pair as
     /// `ID-VERSION` (`debian-12`, `debian-12.5`, `ubuntu-18.04`,
-    /// `alpine-3.17.2`, `centos-7.6.1810`, `debian-bookworm`).
+    /// `alpine-3.17.2`, `centos-7.6.1810`, `debian-bookworm`,
+    /// `opensuse-leap-15.5`, trivy's `opensuse.leap-15.5`).
     pub fn parse(text: &str) -> Distro {
-        let (id, version) = match text.split_once('-') {
-            Some((id, version)) => (id, Some(version)),
-            None => (text, None),
+        let lower = text.to_ascii_lowercase();
+        let hyphenated = HYPHENATED_IDS.iter().find(|id| {
+            lower.starts_with(**id) && matches!(lower.as_bytes().get(id.len()), None | Some(b'-'))
+        });
+        let (id, version) = match (hyphenated, text.split_once('-')) {
+            (Some(id), _) => (&text[..id.len()], text.get(id.len() + 1..)),
+            (None, Some((id, version))) => (id, Some(version)),
+            (None, None) => (text, None),
         };
         let family = Family::from_id(id);
+        if let Some(product) = family.product(id) {
+            // The id names the product line; the release goes with it.
+            let release = match version.filter(|v| !v.is_empty()) {
+                Some(v) => normalize_release(family, &format!("{product} {v}")),
+                // Tumbleweed is one rolling release; Leap alone is none.
+                None => (product == "tumbleweed").then(|| product.to_string()),
+            };
+            return Distro {
+                family,
+                release: release.map(Into::into),
+            };
+        }
         if family == Family::Other && version.is_none() {
             // A bare codename (`distro=bionic`, as Ubuntu's own purls have).
-            let lower = text.to_ascii_lowercase();
             for (family, table) in [
                 (Family::Debian, DEBIAN_CODENAMES),
                 (Family::Ubuntu, UBUNTU_CODENAMES),
@@ -221,9 +323,122 @@ fn normalize_release(family: Family, version: &str) -> Option<String> {
             major_minor(version).or_else(|| (version == "edge").then(|| "edge".to_string()))
         }
         Family::RedHat | Family::Rocky | Family::Alma | Family::CentOs => major(version),
+        Family::Photon | Family::Mageia | Family::AzureLinux => major(version),
+        Family::Suse => suse_release(version),
+        Family::OpenSuse => opensuse_release(version),
+        // openEuler releases differ by service pack (`24.03-LTS-SP1`): the
+        // whole text, as osv-scalibr writes it from os-release.
+        Family::OpenEuler => Some(version.to_ascii_lowercase().replace(' ', "-")),
+        // Rolling distributions: their records name no release.
+        Family::Wolfi | Family::Chainguard | Family::MinimOs => None,
         Family::Other => Some(version.to_string()),
     }
 }
+
+/// Words of a release text, lower-cased, `-` and `_` read as spaces.
+fn release_words(text: &str) -> Vec<String> {
+    text.to_ascii_lowercase()
+        .split([' ', '-', '_'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// SUSE Linux Enterprise: `15 SP5` (OSV products: `Linux Enterprise Server
+/// 15 SP5`, `… Module for Basesystem 15 SP5`) and os-release's `15.5` are
+/// `15.5`; `15` stays `15`; SLE Micro (`Linux Enterprise Micro 5.5`,
+/// `sle-micro-5.5`) is `micro 5.5`, another product line.
+fn suse_release(text: &str) -> Option<String> {
+    let words = release_words(text);
+    let at = words
+        .iter()
+        .rposition(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let number = &words[at];
+    if !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let sp = words
+        .get(at + 1)
+        .and_then(|w| w.strip_prefix("sp"))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let version = match sp {
+        Some("0") | None => number.clone(),
+        Some(n) => format!("{number}.{n}"),
+    };
+    Some(if words.iter().any(|w| w == "micro") {
+        format!("micro {version}")
+    } else {
+        version
+    })
+}
+
+/// openSUSE: `Leap 15.5` (OSV) and `leap-15.5` (os-release `ID` plus
+/// `VERSION_ID`) are `leap 15.5`, Leap Micro likewise; Tumbleweed is one
+/// rolling release whatever its snapshot date. `leap` alone names no
+/// release.
+fn opensuse_release(text: &str) -> Option<String> {
+    let words = release_words(text);
+    let number = |w: Option<&String>| {
+        w.filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+            .cloned()
+    };
+    match words.first().map(String::as_str) {
+        Some("tumbleweed") => Some("tumbleweed".to_string()),
+        Some("leap") if words.get(1).is_some_and(|w| w == "micro") => {
+            number(words.get(2)).map(|n| format!("leap micro {n}"))
+        }
+        Some("leap") => number(words.get(1)).map(|n| format!("leap {n}")),
+        _ => None,
+    }
+}
+
+/// Support streams of SUSE products that a standard installation does not
+/// receive (long-term and extended support): like Ubuntu Pro, their fixes
+/// are not matched against standard installations.
+fn suse_stream(text: &str) -> Stream {
+    let paid = ["ltss", "espos", "bcl", "teradata"];
+    if release_words(text)
+        .iter()
+        .any(|w| paid.contains(&w.as_str()))
+    {
+        Stream::Pro
+    } else {
+        Stream::Standard
+    }
+}
+
+/// The OSV ecosystems patchline evaluates (the names of the schema's list).
+pub const SUPPORTED: &[&str] = &[
+    "Debian",
+    "Ubuntu",
+    "Alpine",
+    "Wolfi",
+    "Chainguard",
+    "MinimOS",
+    "Red Hat",
+    "Rocky Linux",
+    "AlmaLinux",
+    "SUSE",
+    "openSUSE",
+    "Photon OS",
+    "Mageia",
+    "openEuler",
+    "Azure Linux",
+    "PyPI",
+    "npm",
+    "crates.io",
+    "Go",
+    "Maven",
+    "RubyGems",
+    "NuGet",
+    "Packagist",
+    "Hex",
+    "Pub",
+    "Hackage",
+    "CRAN",
+    "SwiftURL",
+    "Bitnami",
+];
 
 /// Which Ubuntu stream an advisory entry is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,8 +473,12 @@ impl fmt::Display for Unsupported {
 
 impl Target {
     /// Parses `Debian:12`, `Ubuntu:18.04:LTS`, `Ubuntu:Pro:18.04:LTS`,
-    /// `Alpine:v3.19`, `Red Hat:enterprise_linux:8::appstream`,
-    /// `Rocky Linux:9`, `AlmaLinux:8`, `PyPI`, `npm`, `crates.io`, `Go`.
+    /// `Alpine:v3.19`, `Wolfi`, `Chainguard`, `MinimOS`, `Red
+    /// Hat:enterprise_linux:8::appstream`, `Rocky Linux:9`, `AlmaLinux:8`,
+    /// `SUSE:Linux Enterprise Server 15 SP5`, `openSUSE:Leap 15.5`,
+    /// `openSUSE:Tumbleweed`, `Photon OS:5.0`, `Mageia:9`,
+    /// `openEuler:24.03-LTS-SP1`, `Azure Linux:3.0`, and the language
+    /// ecosystems of [`SUPPORTED`] without a registry suffix.
     pub fn parse(ecosystem: &str) -> Result<Target, Unsupported> {
         let (base, rest) = match ecosystem.split_once(':') {
             Some((base, rest)) => (base, Some(rest)),
@@ -359,12 +578,59 @@ impl Target {
                     Stream::Standard,
                 ))
             }
+            "Wolfi" | "Chainguard" | "MinimOS" => {
+                if rest.is_some() {
+                    return Err(Unsupported(format!(
+                        "ecosystem {ecosystem:?}: {base} has no releases"
+                    )));
+                }
+                Ok(distro(
+                    PurlType::Apk,
+                    Family::from_id(base),
+                    Scheme::Apk,
+                    None,
+                    Stream::Standard,
+                ))
+            }
+            "SUSE" | "openSUSE" | "Photon OS" | "Mageia" | "openEuler" | "Azure Linux" => {
+                let family = match base {
+                    "SUSE" => Family::Suse,
+                    "openSUSE" => Family::OpenSuse,
+                    "Photon OS" => Family::Photon,
+                    "Mageia" => Family::Mageia,
+                    "openEuler" => Family::OpenEuler,
+                    _ => Family::AzureLinux,
+                };
+                let release = match rest {
+                    None => None,
+                    Some(r) => Some(normalize_release(family, r).ok_or_else(|| {
+                        Unsupported(format!("ecosystem {ecosystem:?}: unknown {base} release"))
+                    })?),
+                };
+                let stream = match (family, rest) {
+                    (Family::Suse, Some(r)) => suse_stream(r),
+                    _ => Stream::Standard,
+                };
+                Ok(distro(PurlType::Rpm, family, Scheme::Rpm, release, stream))
+            }
             "PyPI" => language(PurlType::Pypi, Scheme::Pep440),
             "npm" => language(PurlType::Npm, Scheme::Semver),
             "crates.io" => language(PurlType::Cargo, Scheme::Semver),
             "Go" => language(PurlType::Golang, Scheme::Semver),
+            "Maven" => language(PurlType::Maven, Scheme::Maven),
+            "RubyGems" => language(PurlType::Gem, Scheme::RubyGems),
+            "NuGet" => language(PurlType::Nuget, Scheme::NuGet),
+            "Packagist" => language(PurlType::Composer, Scheme::Packagist),
+            // osv.dev and osv-scalibr order these three with SemVer.
+            "Hex" => language(PurlType::Hex, Scheme::Semver),
+            "SwiftURL" => language(PurlType::Swift, Scheme::Semver),
+            "Bitnami" => language(PurlType::Bitnami, Scheme::Semver),
+            "Pub" => language(PurlType::Pub, Scheme::Pub),
+            "Hackage" => language(PurlType::Hackage, Scheme::Hackage),
+            "CRAN" => language(PurlType::Cran, Scheme::Cran),
             _ => Err(Unsupported(format!(
-                "ecosystem {ecosystem:?} is not evaluated by patchline (supported: Debian, Ubuntu, Alpine, Red Hat, Rocky Linux, AlmaLinux, PyPI, npm, crates.io, Go)"
+                "ecosystem {ecosystem:?} is not evaluated by patchline (supported: {})",
+                SUPPORTED.join(", ")
             ))),
         }
     }
@@ -388,6 +654,12 @@ impl Target {
             return false;
         }
         match (&self.release, &distro.release) {
+            // os-release's VERSION_ID of openEuler names no service pack
+            // (`24.03` for `24.03-LTS-SP1`): like an unknown release, it
+            // matches every release of that version.
+            (Some(want), Some(have)) if family == Family::OpenEuler && !have.contains('-') => {
+                want.split('-').next() == Some(&**have)
+            }
             (Some(want), Some(have)) => **have == **want,
             _ => true,
         }
@@ -414,7 +686,15 @@ pub fn normalize_name(purl_type: PurlType, name: &str) -> String {
             }
             out
         }
+        // Case-insensitive names: Debian, Alpine (and the apk
+        // distributions), NuGet, Composer, Hex, Bitnami, Pub (the purl spec
+        // lower-cases the last five).
         PurlType::Deb | PurlType::Apk => name.to_ascii_lowercase(),
+        PurlType::Nuget
+        | PurlType::Composer
+        | PurlType::Hex
+        | PurlType::Bitnami
+        | PurlType::Pub => name.to_lowercase(),
         _ => name.to_string(),
     }
 }
@@ -445,9 +725,276 @@ mod tests {
         assert_eq!(t.release.as_deref(), Some("3.19"));
         let t = Target::parse("Red Hat:enterprise_linux:8::appstream").unwrap();
         assert_eq!(t.release.as_deref(), Some("8"));
-        assert!(Target::parse("Maven").is_err());
-        assert!(Target::parse("Packagist").is_err());
         assert!(Target::parse("PyPI").is_ok());
+        // Ecosystems patchline cannot order stay reported as such.
+        for unsupported in ["Bioconductor", "GHC", "Linux", "Android", "GIT", "OSS-Fuzz"] {
+            let err = Target::parse(unsupported).unwrap_err();
+            assert!(err.0.contains("not evaluated"), "{err}");
+        }
+        assert!(Target::parse("Maven:https://repo.example/maven2").is_err());
+        assert!(Target::parse("Wolfi:1").is_err());
+    }
+
+    /// An ecosystem string and what it selects: purl type, family, release,
+    /// scheme.
+    type Selects = (
+        &'static str,
+        PurlType,
+        Option<Family>,
+        Option<&'static str>,
+        Scheme,
+    );
+
+    /// Every ecosystem string of the schema's list patchline evaluates, with
+    /// what it selects.
+    #[test]
+    fn every_supported_ecosystem_parses() {
+        let cases: &[Selects] = &[
+            ("Maven", PurlType::Maven, None, None, Scheme::Maven),
+            ("RubyGems", PurlType::Gem, None, None, Scheme::RubyGems),
+            ("NuGet", PurlType::Nuget, None, None, Scheme::NuGet),
+            (
+                "Packagist",
+                PurlType::Composer,
+                None,
+                None,
+                Scheme::Packagist,
+            ),
+            ("Hex", PurlType::Hex, None, None, Scheme::Semver),
+            ("SwiftURL", PurlType::Swift, None, None, Scheme::Semver),
+            ("Bitnami", PurlType::Bitnami, None, None, Scheme::Semver),
+            ("Pub", PurlType::Pub, None, None, Scheme::Pub),
+            ("Hackage", PurlType::Hackage, None, None, Scheme::Hackage),
+            ("CRAN", PurlType::Cran, None, None, Scheme::Cran),
+            (
+                "Wolfi",
+                PurlType::Apk,
+                Some(Family::Wolfi),
+                None,
+                Scheme::Apk,
+            ),
+            (
+                "Chainguard",
+                PurlType::Apk,
+                Some(Family::Chainguard),
+                None,
+                Scheme::Apk,
+            ),
+            (
+                "MinimOS",
+                PurlType::Apk,
+                Some(Family::MinimOs),
+                None,
+                Scheme::Apk,
+            ),
+            (
+                "SUSE:Linux Enterprise Server 15 SP5",
+                PurlType::Rpm,
+                Some(Family::Suse),
+                Some("15.5"),
+                Scheme::Rpm,
+            ),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP5",
+                PurlType::Rpm,
+                Some(Family::Suse),
+                Some("15.5"),
+                Scheme::Rpm,
+            ),
+            (
+                "SUSE:Linux Enterprise Server 15",
+                PurlType::Rpm,
+                Some(Family::Suse),
+                Some("15"),
+                Scheme::Rpm,
+            ),
+            (
+                "SUSE:Linux Enterprise Micro 5.5",
+                PurlType::Rpm,
+                Some(Family::Suse),
+                Some("micro 5.5"),
+                Scheme::Rpm,
+            ),
+            ("SUSE", PurlType::Rpm, Some(Family::Suse), None, Scheme::Rpm),
+            (
+                "openSUSE:Leap 15.5",
+                PurlType::Rpm,
+                Some(Family::OpenSuse),
+                Some("leap 15.5"),
+                Scheme::Rpm,
+            ),
+            (
+                "openSUSE:Leap Micro 5.5",
+                PurlType::Rpm,
+                Some(Family::OpenSuse),
+                Some("leap micro 5.5"),
+                Scheme::Rpm,
+            ),
+            (
+                "openSUSE:Tumbleweed",
+                PurlType::Rpm,
+                Some(Family::OpenSuse),
+                Some("tumbleweed"),
+                Scheme::Rpm,
+            ),
+            (
+                "Photon OS:5.0",
+                PurlType::Rpm,
+                Some(Family::Photon),
+                Some("5"),
+                Scheme::Rpm,
+            ),
+            (
+                "Mageia:9",
+                PurlType::Rpm,
+                Some(Family::Mageia),
+                Some("9"),
+                Scheme::Rpm,
+            ),
+            (
+                "openEuler:24.03-LTS-SP1",
+                PurlType::Rpm,
+                Some(Family::OpenEuler),
+                Some("24.03-lts-sp1"),
+                Scheme::Rpm,
+            ),
+            (
+                "Azure Linux:3.0",
+                PurlType::Rpm,
+                Some(Family::AzureLinux),
+                Some("3"),
+                Scheme::Rpm,
+            ),
+            (
+                "Azure Linux:2",
+                PurlType::Rpm,
+                Some(Family::AzureLinux),
+                Some("2"),
+                Scheme::Rpm,
+            ),
+        ];
+        for &(ecosystem, purl_type, family, release, scheme) in cases {
+            let t = Target::parse(ecosystem).unwrap_or_else(|e| panic!("{ecosystem}: {e}"));
+            assert_eq!(
+                (
+                    t.purl_type,
+                    t.family,
+                    t.release.as_deref(),
+                    t.scheme,
+                    t.stream
+                ),
+                (purl_type, family, release, scheme, Stream::Standard),
+                "{ecosystem}"
+            );
+        }
+        for name in SUPPORTED {
+            assert!(Target::parse(name).is_ok(), "{name}");
+        }
+        // Long-term support streams are not matched against standard
+        // installations, as Ubuntu Pro is not.
+        let t =
+            Target::parse("SUSE:Linux Enterprise Server LTSS Extended Security 12 SP5").unwrap();
+        assert_eq!(
+            (t.release.as_deref(), t.stream),
+            (Some("12.5"), Stream::Pro)
+        );
+        assert!(!t.matches_distro(Some(&Distro::parse("sles-12.5"))));
+        for bad in [
+            "SUSE:Linux Enterprise",
+            "openSUSE:Leap",
+            "Mageia:cauldron",
+            "Photon OS:abc",
+        ] {
+            let err = Target::parse(bad).unwrap_err();
+            assert!(err.0.contains("unknown"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rpm_and_apk_distributions_match_their_releases() {
+        let matches = |ecosystem: &str, distro: &str| {
+            Target::parse(ecosystem)
+                .unwrap()
+                .matches_distro(Some(&Distro::parse(distro)))
+        };
+        let yes = [
+            ("SUSE:Linux Enterprise Server 15 SP5", "sles-15.5"),
+            (
+                "SUSE:Linux Enterprise Module for Basesystem 15 SP5",
+                "sles_sap-15.5",
+            ),
+            ("SUSE:Linux Enterprise Server 15", "sles-15"),
+            ("SUSE:Linux Enterprise Micro 5.5", "sle-micro-5.5"),
+            ("SUSE", "sles-12.5"),
+            ("openSUSE:Leap 15.5", "opensuse-leap-15.5"),
+            ("openSUSE:Tumbleweed", "opensuse-tumbleweed-20240101"),
+            ("openSUSE:Leap 15.5", "opensuse-leap"),
+            ("Photon OS:5.0", "photon-5.0"),
+            ("Mageia:9", "mageia-9"),
+            ("openEuler:24.03-LTS-SP1", "openEuler-24.03-LTS-SP1"),
+            // VERSION_ID alone (syft) names no service pack.
+            ("openEuler:24.03-LTS-SP1", "openeuler-24.03"),
+            ("openEuler:24.03-LTS", "openeuler-24.03"),
+            ("Azure Linux:3.0", "azurelinux-3.0"),
+            ("Azure Linux:2", "mariner-2.0"),
+            ("openSUSE:Leap 15.5", "opensuse.leap-15.5"),
+            ("openSUSE:Tumbleweed", "opensuse.tumbleweed"),
+            ("openSUSE:Tumbleweed", "opensuse-tumbleweed"),
+            ("openSUSE:Leap Micro 5.5", "opensuse-leap-micro-5.5"),
+            ("SUSE:Linux Enterprise Micro 5.5", "slem-5.5"),
+            (
+                "SUSE:Linux Enterprise Server 15 SP5",
+                "suse.linux.enterprise.server-15.5",
+            ),
+            ("Azure Linux:2", "cbl-mariner-2.0"),
+            ("Wolfi", "wolfi-20230201"),
+            ("Chainguard", "chainguard"),
+            ("MinimOS", "minimos"),
+        ];
+        for (ecosystem, distro) in yes {
+            assert!(matches(ecosystem, distro), "{ecosystem} / {distro}");
+        }
+        let no = [
+            ("SUSE:Linux Enterprise Server 15 SP5", "sles-15.4"),
+            ("SUSE:Linux Enterprise Server 15 SP5", "opensuse-leap-15.5"),
+            ("SUSE:Linux Enterprise Micro 5.5", "sles-15.5"),
+            ("openSUSE:Leap 15.5", "opensuse-leap-15.4"),
+            ("openSUSE:Leap 15.5", "opensuse-tumbleweed-20240101"),
+            ("openSUSE:Leap 15.5", "opensuse-leap-micro-15.5"),
+            ("openSUSE:Leap 15.5", "opensuse.leap-15.4"),
+            ("SUSE:Linux Enterprise Server 15 SP5", "slem-15.5"),
+            ("Photon OS:5.0", "photon-4.0"),
+            ("Mageia:9", "mageia-8"),
+            ("openEuler:24.03-LTS-SP1", "openeuler-24.03-LTS"),
+            ("openEuler:24.03-LTS-SP1", "openeuler-22.03"),
+            ("Azure Linux:3.0", "mariner-2.0"),
+            ("Red Hat:enterprise_linux:9::baseos", "azurelinux-3.0"),
+            ("Wolfi", "chainguard"),
+            ("Chainguard", "wolfi"),
+            ("Alpine", "wolfi"),
+            ("Wolfi", "alpine-3.19"),
+        ];
+        for (ecosystem, distro) in no {
+            assert!(!matches(ecosystem, distro), "{ecosystem} / {distro}");
+        }
+    }
+
+    #[test]
+    fn language_names_normalise() {
+        assert_eq!(
+            normalize_name(PurlType::Nuget, "Newtonsoft.Json"),
+            "newtonsoft.json"
+        );
+        assert_eq!(
+            normalize_name(PurlType::Composer, "Symfony/HTTP-Kernel"),
+            "symfony/http-kernel"
+        );
+        assert_eq!(normalize_name(PurlType::Hex, "Plug"), "plug");
+        assert_eq!(
+            normalize_name(PurlType::Maven, "org.apache.logging.log4j:log4j-core"),
+            "org.apache.logging.log4j:log4j-core"
+        );
+        assert_eq!(normalize_name(PurlType::Gem, "Rack"), "Rack");
     }
 
     #[test]

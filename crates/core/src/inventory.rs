@@ -145,7 +145,28 @@ pub(crate) fn facts(purl: &Purl) -> Result<ComponentFacts, ComponentError> {
             }
             None => name.to_string(),
         },
-        PurlType::Pypi | PurlType::Cargo | PurlType::Other => name.to_string(),
+        // OSV names a Maven package `group:artifact`, a Composer package
+        // `vendor/name`, a Swift package by its source URL without the
+        // scheme (`github.com/apple/swift-nio`); a Hex package in an
+        // organisation's private repository (`pkg:hex/acme/foo`) is not the
+        // public package of that name, so it keeps its namespace.
+        PurlType::Maven => match namespace {
+            Some(ns) => format!("{ns}:{name}"),
+            None => name.to_string(),
+        },
+        PurlType::Composer | PurlType::Swift | PurlType::Hex => match namespace {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.to_string(),
+        },
+        PurlType::Pypi
+        | PurlType::Cargo
+        | PurlType::Gem
+        | PurlType::Nuget
+        | PurlType::Bitnami
+        | PurlType::Pub
+        | PurlType::Hackage
+        | PurlType::Cran
+        | PurlType::Other => name.to_string(),
     };
     let distro = purl_distro(purl, purl_type, namespace);
     Ok(ComponentFacts {

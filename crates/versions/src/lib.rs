@@ -1,6 +1,8 @@
 //! Version orderings of the package ecosystems patchline evaluates: dpkg
-//! (Debian, Ubuntu), apk (Alpine), rpm (Red Hat family), PEP 440 (PyPI) and
-//! SemVer 2.0 (npm, crates.io, Go).
+//! (Debian, Ubuntu), apk (Alpine and the apk distributions), rpm (Red Hat
+//! family and the other rpm distributions), PEP 440 (PyPI), SemVer 2.0
+//! (npm, crates.io, Go, Hex, …), Maven, RubyGems, NuGet, Packagist, Pub,
+//! Hackage and CRAN.
 //!
 //! This module owns the public surface ([`Scheme`], [`Version`],
 //! [`VersionError`]) and the small helpers the scheme modules share (byte
@@ -10,7 +12,8 @@
 //! API CONTRACT (other crates rely on it; keep it):
 //!
 //! ```text
-//! pub enum Scheme { Dpkg, Apk, Rpm, Pep440, Semver }
+//! pub enum Scheme { Dpkg, Apk, Rpm, Pep440, Semver, Maven, RubyGems, NuGet, Packagist,
+//!                   Pub, Hackage, Cran }
 //! impl Scheme { pub fn parse(self, s: &str) -> Result<Version, VersionError>;
 //!               pub fn compare(self, a: &str, b: &str) -> Result<Ordering, VersionError>;
 //!               pub fn name(self) -> &'static str; }
@@ -44,8 +47,12 @@ use std::hash::{Hash, Hasher};
 
 mod apk;
 mod dpkg;
+mod maven;
+mod numeric;
+mod packagist;
 mod pep440;
 mod rpm;
+mod rubygems;
 mod semver;
 
 /// A version ordering: how strings of one ecosystem are parsed and compared.
@@ -62,20 +69,43 @@ pub enum Scheme {
     Pep440,
     /// SemVer 2.0 precedence, lenient on a leading `v` and missing parts.
     Semver,
+    /// Maven: the version order specification, tokens and null padding.
+    Maven,
+    /// RubyGems: `Gem::Version` segments, pre-releases before releases.
+    RubyGems,
+    /// NuGet: SemVer with four release numbers, case-insensitive labels.
+    NuGet,
+    /// Packagist (Composer): PHP's `version_compare`.
+    Packagist,
+    /// Pub (Dart): SemVer, build metadata ordering equal versions.
+    Pub,
+    /// Hackage (Haskell): lists of numbers, the longer winning a tie.
+    Hackage,
+    /// CRAN (R): lists of numbers split at `.` and `-`, the longer winning
+    /// a tie.
+    Cran,
 }
 
 impl Scheme {
     /// Every scheme, in the order `Version`'s `Ord` sorts them.
-    pub const ALL: [Scheme; 5] = [
+    pub const ALL: [Scheme; 12] = [
         Scheme::Dpkg,
         Scheme::Apk,
         Scheme::Rpm,
         Scheme::Pep440,
         Scheme::Semver,
+        Scheme::Maven,
+        Scheme::RubyGems,
+        Scheme::NuGet,
+        Scheme::Packagist,
+        Scheme::Pub,
+        Scheme::Hackage,
+        Scheme::Cran,
     ];
 
     /// Short lower-case name used in messages (`"dpkg"`, `"apk"`, `"rpm"`,
-    /// `"pep440"`, `"semver"`).
+    /// `"pep440"`, `"semver"`, `"maven"`, `"rubygems"`, `"nuget"`,
+    /// `"packagist"`, `"pub"`, `"hackage"`, `"cran"`).
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Dpkg => "dpkg",
@@ -83,6 +113,13 @@ impl Scheme {
             Scheme::Rpm => "rpm",
             Scheme::Pep440 => "pep440",
             Scheme::Semver => "semver",
+            Scheme::Maven => "maven",
+            Scheme::RubyGems => "rubygems",
+            Scheme::NuGet => "nuget",
+            Scheme::Packagist => "packagist",
+            Scheme::Pub => "pub",
+            Scheme::Hackage => "hackage",
+            Scheme::Cran => "cran",
         }
     }
 
@@ -104,7 +141,18 @@ impl Scheme {
             Scheme::Apk => Ok(Repr::Apk(apk::ApkVersion::parse(s))),
             Scheme::Rpm => rpm::RpmVersion::parse(s).map(Repr::Rpm),
             Scheme::Pep440 => Ok(Repr::Pep440(pep440::Pep440Version::parse(s))),
-            Scheme::Semver => semver::SemverVersion::parse(s).map(Repr::Semver),
+            Scheme::Semver => {
+                semver::SemverVersion::parse_with(s, semver::Flavor::SEMVER).map(Repr::Semver)
+            }
+            Scheme::Maven => Ok(Repr::Maven(maven::MavenVersion::parse(s))),
+            Scheme::RubyGems => rubygems::RubyGemsVersion::parse(s).map(Repr::RubyGems),
+            Scheme::NuGet => {
+                semver::NugetVersion::parse_with(s, semver::Flavor::NUGET).map(Repr::NuGet)
+            }
+            Scheme::Packagist => Ok(Repr::Packagist(packagist::PackagistVersion::parse(s))),
+            Scheme::Pub => semver::PubVersion::parse_with(s, semver::Flavor::PUB).map(Repr::Pub),
+            Scheme::Hackage => numeric::NumericVersion::parse_hackage(s).map(Repr::Hackage),
+            Scheme::Cran => numeric::NumericVersion::parse_cran(s).map(Repr::Cran),
         }
         .map_err(|reason| err(reason.to_owned()))?;
         Ok(Version {
@@ -161,6 +209,13 @@ enum Repr {
     Rpm(rpm::RpmVersion),
     Pep440(pep440::Pep440Version),
     Semver(semver::SemverVersion),
+    Maven(maven::MavenVersion),
+    RubyGems(rubygems::RubyGemsVersion),
+    NuGet(semver::NugetVersion),
+    Packagist(packagist::PackagistVersion),
+    Pub(semver::PubVersion),
+    Hackage(numeric::NumericVersion),
+    Cran(numeric::NumericVersion),
 }
 
 impl Version {
@@ -172,6 +227,13 @@ impl Version {
             Repr::Rpm(_) => Scheme::Rpm,
             Repr::Pep440(_) => Scheme::Pep440,
             Repr::Semver(_) => Scheme::Semver,
+            Repr::Maven(_) => Scheme::Maven,
+            Repr::RubyGems(_) => Scheme::RubyGems,
+            Repr::NuGet(_) => Scheme::NuGet,
+            Repr::Packagist(_) => Scheme::Packagist,
+            Repr::Pub(_) => Scheme::Pub,
+            Repr::Hackage(_) => Scheme::Hackage,
+            Repr::Cran(_) => Scheme::Cran,
         }
     }
 
@@ -189,6 +251,13 @@ impl Version {
             (Repr::Rpm(x), Repr::Rpm(y)) => x.cmp(a, y, b),
             (Repr::Pep440(x), Repr::Pep440(y)) => x.cmp(a, y, b),
             (Repr::Semver(x), Repr::Semver(y)) => x.cmp(a, y, b),
+            (Repr::Maven(x), Repr::Maven(y)) => x.cmp(a, y, b),
+            (Repr::RubyGems(x), Repr::RubyGems(y)) => x.cmp(a, y, b),
+            (Repr::NuGet(x), Repr::NuGet(y)) => x.cmp(a, y, b),
+            (Repr::Packagist(x), Repr::Packagist(y)) => x.cmp(a, y, b),
+            (Repr::Pub(x), Repr::Pub(y)) => x.cmp(a, y, b),
+            (Repr::Hackage(x), Repr::Hackage(y)) => x.cmp(a, y, b),
+            (Repr::Cran(x), Repr::Cran(y)) => x.cmp(a, y, b),
             _ => return None,
         })
     }
@@ -227,6 +296,13 @@ impl Hash for Version {
             Repr::Rpm(v) => v.hash_norm(text, state),
             Repr::Pep440(v) => v.hash_norm(text, state),
             Repr::Semver(v) => v.hash_norm(text, state),
+            Repr::Maven(v) => v.hash_norm(text, state),
+            Repr::RubyGems(v) => v.hash_norm(text, state),
+            Repr::NuGet(v) => v.hash_norm(text, state),
+            Repr::Packagist(v) => v.hash_norm(text, state),
+            Repr::Pub(v) => v.hash_norm(text, state),
+            Repr::Hackage(v) => v.hash_norm(text, state),
+            Repr::Cran(v) => v.hash_norm(text, state),
         }
     }
 }
@@ -382,6 +458,17 @@ mod tests {
             (Scheme::Rpm, "0:1.0", "1_0"),
             (Scheme::Semver, "v1.2", "1.2.0+build"),
             (Scheme::Semver, "1.2.3-01", "1.2.3-1"),
+            (Scheme::Maven, "1.0.0", "1"),
+            (Scheme::Maven, "1-ga-1", "1-1"),
+            (Scheme::Maven, "1.0.0-Alpha01", "1a1"),
+            (Scheme::RubyGems, "1.0.a.0", "1.a"),
+            (Scheme::RubyGems, "1.00", "1"),
+            (Scheme::NuGet, "1.0-BETA", "1.0.0.0-beta"),
+            (Scheme::Packagist, "1.0#", "v1.0"),
+            (Scheme::Packagist, "1.0-alpha", "1.0.a"),
+            (Scheme::Pub, "v1.2.3+b", "1.2.3+b"),
+            (Scheme::Hackage, "v1.02", "1.2"),
+            (Scheme::Cran, "0.01.0", "0.1-0"),
         ];
         for (scheme, a, b) in pairs {
             let (va, vb) = (scheme.parse(a).unwrap(), scheme.parse(b).unwrap());

@@ -14,24 +14,72 @@
 //!
 //! Rejected: strings that do not start with a number after the optional
 //! `v` (`abc`, `v`, `.1`), since no ecosystem using SemVer has those.
+//!
+//! NuGet is the same reading with four release numbers (`1.0 ==
+//! 1.0.0.0`) and a case-insensitive pre-release (`1.0.0-BETA ==
+//! 1.0.0-beta`), as osv-scalibr's `semantic/version-nuget.go` has it.
 
 use std::cmp::Ordering;
 use std::hash::Hasher;
 
 use crate::{Span, cmp_num, hash_field, run_len};
 
+/// SemVer and its relatives: `N` release numbers (3 for SemVer, 4 for
+/// NuGet); later numbers go to the pre-release as SemVer's do.
 #[derive(Clone, Debug)]
-pub(crate) struct SemverVersion {
-    /// Major, minor, patch: zero-stripped digits (empty is zero).
-    core: [Span; 3],
+pub(crate) struct SemverLike<const N: usize> {
+    /// Major, minor, patch (and NuGet's revision): zero-stripped digits
+    /// (empty is zero).
+    core: [Span; N],
     /// Pre-release text without the leading `-` and without build metadata;
     /// empty for a release. Owned because extra numeric components are
     /// appended to it.
     pre: Box<str>,
+    /// Build metadata (after the first `+`), kept only where it orders
+    /// (Pub); empty elsewhere.
+    meta: Box<str>,
 }
 
-impl SemverVersion {
-    pub(crate) fn parse(s: &str) -> Result<SemverVersion, &'static str> {
+/// How a SemVer relative reads its text.
+#[derive(Clone, Copy)]
+pub(crate) struct Flavor {
+    /// Lower-case the pre-release (NuGet).
+    pub(crate) fold_case: bool,
+    /// Order equal versions by their build metadata, bytewise (Pub).
+    pub(crate) order_meta: bool,
+}
+
+impl Flavor {
+    pub(crate) const SEMVER: Flavor = Flavor {
+        fold_case: false,
+        order_meta: false,
+    };
+    pub(crate) const NUGET: Flavor = Flavor {
+        fold_case: true,
+        order_meta: false,
+    };
+    pub(crate) const PUB: Flavor = Flavor {
+        fold_case: false,
+        order_meta: true,
+    };
+}
+
+/// SemVer 2.0 (npm, crates.io, Go, Hex, …).
+pub(crate) type SemverVersion = SemverLike<3>;
+
+/// NuGet: four release numbers (`1.0 == 1.0.0.0`), and the pre-release
+/// compared without regard to case (`1.0.0-BETA == 1.0.0-beta`), as
+/// osv-scalibr's `semantic/version-nuget.go` does.
+pub(crate) type NugetVersion = SemverLike<4>;
+
+/// Pub (Dart): SemVer, and versions equal but for their build metadata
+/// ordered by it, bytewise (`1.0.0 < 1.0.0+build`, `1.2.3+1 < 1.2.3+a`), as
+/// osv-scalibr's `semantic/version-pub.go` does.
+pub(crate) type PubVersion = SemverLike<3>;
+
+impl<const N: usize> SemverLike<N> {
+    /// Parses as SemVer with `N` release numbers, read as `flavor` says.
+    pub(crate) fn parse_with(s: &str, flavor: Flavor) -> Result<SemverLike<N>, &'static str> {
         let b = s.as_bytes();
         let mut i = usize::from(matches!(b.first(), Some(b'v' | b'V')));
         if !b.get(i).is_some_and(u8::is_ascii_digit) {
@@ -51,27 +99,34 @@ impl SemverVersion {
                 break;
             }
         }
-        let mut core = [Span::default(); 3];
+        let mut core = [Span::default(); N];
         for (slot, c) in core.iter_mut().zip(&components) {
             *slot = *c;
         }
         let mut build = s[i..].to_owned();
-        for extra in components.iter().skip(3) {
+        for extra in components.iter().skip(N) {
             build.push('.');
             match extra.as_str(s) {
                 "" => build.push('0'),
                 digits => build.push_str(digits),
             }
         }
-        let pre = build.split('+').next().unwrap_or_default();
+        let (pre, meta) = build.split_once('+').unwrap_or((&build, ""));
         let pre = pre.strip_prefix('-').unwrap_or(pre);
-        Ok(SemverVersion {
+        let pre = if flavor.fold_case {
+            pre.chars().flat_map(char::to_lowercase).collect()
+        } else {
+            pre.to_owned()
+        };
+        let meta = if flavor.order_meta { meta } else { "" };
+        Ok(SemverLike {
             core,
             pre: pre.into(),
+            meta: meta.into(),
         })
     }
 
-    pub(crate) fn cmp(&self, text: &str, other: &SemverVersion, other_text: &str) -> Ordering {
+    pub(crate) fn cmp(&self, text: &str, other: &SemverLike<N>, other_text: &str) -> Ordering {
         for (a, b) in self.core.iter().zip(&other.core) {
             let ord = cmp_num(a.bytes(text), b.bytes(other_text));
             if ord != Ordering::Equal {
@@ -84,12 +139,14 @@ impl SemverVersion {
             (false, true) => Ordering::Less,
             (false, false) => cmp_pre(&self.pre, &other.pre),
         }
+        .then_with(|| self.meta.as_bytes().cmp(other.meta.as_bytes()))
     }
 
     pub(crate) fn hash_norm<H: Hasher>(&self, text: &str, state: &mut H) {
         for c in &self.core {
             hash_field(state, c.bytes(text));
         }
+        hash_field(state, self.meta.as_bytes());
         if self.pre.is_empty() {
             return;
         }

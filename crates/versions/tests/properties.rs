@@ -56,6 +56,13 @@ const FRAGMENTS: &[&str] = &[
     "git",
     "hg",
     "final",
+    "ga",
+    "sp",
+    "cr",
+    "m",
+    "snapshot",
+    "release",
+    "#",
     "-r",
     "-r1",
     "_p",
@@ -149,7 +156,7 @@ impl XorShift {
 #[test]
 fn sorted_sample_is_consistent_for_every_pair() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/versions/");
-    let files: [(Scheme, &[&str]); 5] = [
+    let files: &[(Scheme, &[&str])] = &[
         (
             Scheme::Dpkg,
             &["debian-versions.txt", "debian-versions-generated.txt"],
@@ -164,9 +171,34 @@ fn sorted_sample_is_consistent_for_every_pair() {
             &["pypi-versions.txt", "pypi-versions-generated.txt"],
         ),
         (Scheme::Semver, &["semver-versions.txt"]),
+        (
+            Scheme::Maven,
+            &["maven-versions.txt", "maven-versions-generated.txt"],
+        ),
+        (
+            Scheme::RubyGems,
+            &["rubygems-versions.txt", "rubygems-versions-generated.txt"],
+        ),
+        (Scheme::NuGet, &["nuget-versions.txt"]),
+        (
+            Scheme::Packagist,
+            &["packagist-versions.txt", "packagist-versions-generated.txt"],
+        ),
+        (Scheme::Pub, &["pub-versions.txt"]),
+        (Scheme::Hackage, &["hackage-versions.txt"]),
+        (
+            Scheme::Cran,
+            &["cran-versions.txt", "cran-versions-generated.txt"],
+        ),
     ];
+    for scheme in Scheme::ALL {
+        assert!(
+            files.iter().any(|(s, _)| *s == scheme),
+            "no sample for {scheme}"
+        );
+    }
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    for (scheme, names) in files {
+    for &(scheme, names) in files {
         let mut real: Vec<String> = Vec::new();
         for name in names {
             let text = std::fs::read_to_string(format!("{dir}{name}")).unwrap();
