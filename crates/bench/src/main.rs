@@ -6,9 +6,9 @@
 
 mod cloud;
 mod durability;
+mod nodes;
 mod pgbench;
 mod scanbench;
-mod nodes;
 mod service;
 
 use std::collections::HashSet;

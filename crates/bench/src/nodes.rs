@@ -25,9 +25,7 @@ use patchline_engine::{BatchItem, now_ms};
 use patchline_formats::osv;
 use patchline_server::{AppState, BusSettings, Config, Engine, open_state};
 
-use crate::service::{
-    Figures, Tables, blocking, count_deliveries, start_receiver, wait_delivered,
-};
+use crate::service::{Figures, Tables, blocking, count_deliveries, start_receiver, wait_delivered};
 
 /// CPU time of this process so far (user + system), from `/proc`.
 fn cpu_time() -> Duration {
@@ -195,12 +193,9 @@ async fn run_async(
     let seq = *a.applied.borrow();
     for st in &nodes[1..] {
         let mut applied = st.applied.subscribe();
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            applied.wait_for(|s| *s >= seq),
-        )
-        .await
-        .context("a node did not apply the fan-out")??;
+        tokio::time::timeout(Duration::from_secs(120), applied.wait_for(|s| *s >= seq))
+            .await
+            .context("a node did not apply the fan-out")??;
     }
     let d_applied = t.elapsed();
     let (notices, deliveries) = {
@@ -222,7 +217,10 @@ async fn run_async(
     let mut worker_stops = Vec::new();
     let mut start_worker = |st: &Arc<AppState>| {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        worker_stops.push((tx, tokio::spawn(patchline_server::worker::run(st.clone(), rx))));
+        worker_stops.push((
+            tx,
+            tokio::spawn(patchline_server::worker::run(st.clone(), rx)),
+        ));
     };
     start_worker(&a);
     // The fan-out's deliveries first (by A alone), so that the phases
@@ -329,11 +327,9 @@ async fn run_async(
             let seq = *a.applied.borrow();
             for st in &nodes[1..] {
                 let mut applied = st.applied.subscribe();
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    applied.wait_for(|s| *s >= seq),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|s| *s >= seq))
+                        .await;
             }
             visible_ms.push(committed.elapsed().as_millis() as u64);
         }
@@ -360,7 +356,10 @@ async fn run_async(
             })
             .collect()
     };
-    anyhow::ensure!(!latencies.is_empty(), "no late notice's webhook was matched");
+    anyhow::ensure!(
+        !latencies.is_empty(),
+        "no late notice's webhook was matched"
+    );
     let (p50, p99, max) = percentiles(latencies.clone());
     row(
         "latency, artifact created on node A → webhook received, subscription made on node B (target p99 ≤ 250 ms)",

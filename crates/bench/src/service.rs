@@ -262,7 +262,11 @@ pub(crate) async fn count_deliveries(tables: &Tables, state: &'static str) -> an
     blocking(move || tables.count_deliveries(state)).await
 }
 
-pub(crate) async fn wait_delivered(tables: &Tables, total: i64, bound: Duration) -> anyhow::Result<Duration> {
+pub(crate) async fn wait_delivered(
+    tables: &Tables,
+    total: i64,
+    bound: Duration,
+) -> anyhow::Result<Duration> {
     let t = Instant::now();
     loop {
         let done = count_deliveries(tables, "delivered").await?;

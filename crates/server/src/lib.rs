@@ -261,6 +261,12 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
     let _ = engine.take_remote_deliveries();
     let _ = engine.take_remote_service();
     let applied = engine.applied_seq();
+    let stream_slots = match (&config.store, &config.bus) {
+        (StoreBackend::Postgres { url }, Some(_)) => {
+            Some(Arc::new(patchline_store::postgres::StreamSlots::open(url)?))
+        }
+        _ => None,
+    };
     let config_body_budget_mib = config.body_inflight_max_bytes.div_ceil(1 << 20);
     Ok(Arc::new(AppState {
         _node_lock: node_lock,
@@ -279,6 +285,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         applied: watch::channel(applied).0,
         bus_connected: Default::default(),
         follow_kick: Notify::new(),
+        stream_slots,
         body_budget: Arc::new(tokio::sync::Semaphore::new((config_body_budget_mib).max(1))),
     }))
 }

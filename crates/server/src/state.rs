@@ -214,6 +214,9 @@ pub struct AppState {
     /// Asks the node's follower to read the change log now (a read needs
     /// changes the node has not applied yet).
     pub follow_kick: Notify,
+    /// A node of a deployment: the slots of its tenants' open streams,
+    /// counted over the whole deployment.
+    pub stream_slots: Option<Arc<patchline_store::postgres::StreamSlots>>,
     /// A node of a deployment: whether its bus connection is up.
     pub bus_connected: std::sync::atomic::AtomicBool,
     /// Per-tenant budget of conflicting creations (taken ids).

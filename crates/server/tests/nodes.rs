@@ -20,12 +20,30 @@ use serde_json::{Value, json};
 /// What "visible on every node" allows (PRODUCT: p99 ≤ 1 s).
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
+/// A tenant's open streams, counted over the deployment.
+const STREAMS_PER_TENANT: usize = 2;
+
 fn node(db: &str, bus: &str, prefix: &str) -> Api {
     let (db, bus, prefix) = (db.to_string(), bus.to_string(), prefix.to_string());
     Api::with(move |c| {
         c.store = patchline_server::StoreBackend::Postgres { url: db };
         c.bus = Some(patchline_server::BusSettings { url: bus, prefix });
+        c.streams_per_tenant_max = STREAMS_PER_TENANT;
     })
+}
+
+/// Opens an event stream and keeps it open (its response is held).
+async fn open_stream(api: &Api, token: &str) -> axum::response::Response {
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .uri("/v1/notices/stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    patchline_server::app(api.state.clone())
+        .oneshot(req)
+        .await
+        .unwrap()
 }
 
 /// Polls `check` until it holds; answers how long that took, or panics
@@ -226,6 +244,32 @@ async fn scenario(a: &Api, b: &Api) {
         a.state.view.target(&sub).is_none(),
         "A still routes to a subscription deleted on B"
     );
+
+    // A tenant's stream cap holds over the deployment, not per node; a
+    // closed stream frees its slot for any node.
+    let on_a = open_stream(a, &acme).await;
+    assert_eq!(on_a.status().as_u16(), 200);
+    let on_b = open_stream(b, &acme).await;
+    assert_eq!(on_b.status().as_u16(), 200);
+    for api in [a, b] {
+        let third = open_stream(api, &acme).await;
+        assert_eq!(third.status().as_u16(), 429, "a third stream was opened");
+    }
+    drop(on_a);
+    let started = Instant::now();
+    loop {
+        let again = open_stream(b, &acme).await;
+        if again.status().as_u16() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a closed stream's slot was not freed"
+        );
+        drop(again);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(on_b);
 
     // Both nodes hold the same catalog.
     let (s, on_a) = lineage(a, &acme).await;

@@ -207,10 +207,17 @@ pub async fn ack(
 struct StreamGuard {
     st: Arc<AppState>,
     tenant: TenantIdx,
+    /// The deployment-wide slot it holds (a node of several).
+    slot: Option<i32>,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        if let (Some(slot), Some(slots)) = (self.slot, self.st.stream_slots.clone()) {
+            let tenant = self.tenant.0;
+            // Off the async threads: it is a database call.
+            std::thread::spawn(move || slots.release(tenant, slot));
+        }
         self.st.hub.close_stream(self.tenant);
         self.st
             .metrics
@@ -251,10 +258,26 @@ pub async fn stream(
     st.metrics
         .sse_streams
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let guard = StreamGuard {
+    let mut guard = StreamGuard {
         st: st.clone(),
         tenant: t,
+        slot: None,
     };
+    // Nodes of a deployment: the tenant's cap holds over all of them.
+    if let Some(slots) = st.stream_slots.clone() {
+        let max = st.config.streams_per_tenant_max;
+        let slot = tokio::task::spawn_blocking(move || slots.acquire(t.0, max))
+            .await
+            .map_err(ApiError::internal)??;
+        match slot {
+            Some(slot) => guard.slot = Some(slot),
+            None => {
+                return Err(ApiError::rate_limited(format!(
+                    "this tenant holds {max} open streams over the deployment's nodes; close one first"
+                )));
+            }
+        }
+    }
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -25,6 +25,7 @@ mod queue;
 mod reader;
 pub mod schema;
 mod service;
+mod slots;
 
 use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Transaction};
@@ -39,6 +40,7 @@ pub use node::{NodeLock, check_url, has_password, redact_url};
 pub use queue::PgQueue;
 pub use reader::PgReader;
 pub use schema::SCHEMA_VERSION;
+pub use slots::StreamSlots;
 
 /// How long a connection attempt waits when the URL names no
 /// `connect_timeout`.
