@@ -529,6 +529,33 @@ fn the_write_lock_lets_one_node_write_at_a_time() {
     );
 }
 
+/// A node waits for the write lock at most `lock_timeout` (60 s unless the
+/// operator set one; here 1 s through the URL), then answers unavailable:
+/// a node holding the lock too long never stalls the others for ever.
+#[test]
+fn a_write_waits_for_the_lock_at_most_the_lock_timeout() {
+    let Some(db) = TestDb::create("a_write_waits_for_the_lock_at_most_the_lock_timeout") else {
+        return;
+    };
+    let mut a = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    let (mut cat_a, mut adv_a) = a.load().unwrap();
+    a.begin_write(&mut cat_a, &mut adv_a).unwrap();
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let impatient = format!("{}{sep}options=-c%20lock_timeout%3D1s", db.url);
+    let mut b = PgStore::open(&impatient, SecretKeys::none()).unwrap();
+    let (mut cat_b, mut adv_b) = b.load().unwrap();
+    let started = std::time::Instant::now();
+    let err = b.begin_write(&mut cat_b, &mut adv_b).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    b.end_write();
+    a.end_write();
+    // Released: B takes it at once.
+    b.begin_write(&mut cat_b, &mut adv_b).unwrap();
+    b.end_write();
+}
+
 /// An endpoint that accepts connections and never speaks (a wedged proxy)
 /// is reported within the connect time-out and its grace, instead of
 /// holding the caller for ever (found from outside: `serve --store` hung

@@ -50,6 +50,13 @@ const CONNECT_TIMEOUT_S: u64 = 10;
 /// take beyond the connect time-out.
 const CONNECT_GRACE_S: u64 = 5;
 
+/// Longest wait for a lock (the deployment's write lock, a row): longer
+/// than the longest write (a 1M-notice fan-out commits in 12–28 s here).
+const LOCK_TIMEOUT_S: u64 = 60;
+
+/// Longest statement (the fan-out's `COPY` of a million notices is one).
+const STATEMENT_TIMEOUT_S: u64 = 300;
+
 /// Rows of notices and deliveries in one commit from which the store
 /// refreshes the planner's statistics of those tables right after it.
 /// Without them, a table that grew by a fan-out is planned as if it were
@@ -119,7 +126,11 @@ fn is_unavailable(e: &::postgres::Error) -> bool {
     match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
-            code.starts_with("08") || code.starts_with("57P")
+            // 55P03: a lock not granted within `lock_timeout` (another
+            // node holds the write lock, or a row, that long); 57014: a
+            // statement cancelled by `statement_timeout` (a stalled
+            // server).
+            code.starts_with("08") || code.starts_with("57P") || code == "55P03" || code == "57014"
         }
         // No answer from the server: an I/O failure or a time-out (not a
         // conversion of a value read, which is the store's own error).
@@ -297,6 +308,26 @@ impl Conn {
             ))
         })?;
         check_durable(&mut client, target)?;
+        // Bounded waits: a write waits at most LOCK_TIMEOUT for the
+        // deployment's write lock (or a row) and any statement runs at most
+        // STATEMENT_TIMEOUT, so a stalled server or a node holding the lock
+        // too long is answered 503, never waited on for ever.
+        // An operator's own setting (the role's, the database's, or the
+        // URL's `options=-c lock_timeout=…`) is kept.
+        for (name, value) in [
+            ("lock_timeout", LOCK_TIMEOUT_S),
+            ("statement_timeout", STATEMENT_TIMEOUT_S),
+        ] {
+            let current: String = client
+                .query_one(&format!("SHOW {name}"), &[])
+                .map_err(db_err)?
+                .get(0);
+            if current == "0" {
+                client
+                    .batch_execute(&format!("SET {name} = '{value}s'"))
+                    .map_err(db_err)?;
+            }
+        }
         if migrates {
             migrate(&mut client)?;
         }
