@@ -317,28 +317,40 @@ fn open_backend(config: &Config) -> Result<Backend, EngineError> {
             // Without a bus a node holds the database alone: a second one
             // is refused here. With one, the nodes of the deployment
             // share it, one writer at a time through the change log.
-            let lock = match &config.bus {
-                Some(_) => None,
-                None => Some(NodeLock::acquire(url, |why| {
-                    tracing::error!("{why}");
-                    // Fail-stop: a supervisor restarts it, and it then
-                    // loads the catalog afresh or is refused while the
-                    // other runs.
-                    std::process::exit(75);
-                })?),
+            let lost = |why: &str| {
+                tracing::error!("{why}");
+                // Fail-stop: a supervisor restarts it, and it then loads
+                // the catalog afresh or is refused while the other runs.
+                std::process::exit(75);
             };
-            let store = PgStore::open(url, config.secret_keys.clone())?;
-            let store = match &lock {
-                Some(lock) => store.fenced(lock),
-                None => store,
+            let store = match &config.bus {
+                // A node of a deployment: its hold is shared with the
+                // other nodes (a node without a bus is refused beside
+                // them), the database bound to its prefix; the change log
+                // keeps the nodes' writes in one order.
+                Some(bus) => {
+                    let lock = NodeLock::acquire_shared(url, lost)?;
+                    let mut store = PgStore::open(url, config.secret_keys.clone())?;
+                    store.join_deployment(&bus.prefix)?;
+                    (store, lock)
+                }
+                // Alone: an exclusive hold, and every commit checks it.
+                None => {
+                    let lock = NodeLock::acquire(url, lost)?;
+                    (
+                        PgStore::open(url, config.secret_keys.clone())?.fenced(&lock),
+                        lock,
+                    )
+                }
             };
+            let (store, lock) = store;
             let engine = patchline_engine::Engine::with_store(store)?.into_dyn();
             let reader = Box::new(PgReader::open(url)?);
             let url = url.clone();
             let queues: state::QueueFactory = Arc::new(move || {
                 Ok(Box::new(PgQueue::open(&url)?) as Box<dyn patchline_store::DeliveryQueue>)
             });
-            Ok((engine, reader, queues, lock))
+            Ok((engine, reader, queues, Some(lock)))
         }
     }
 }

@@ -529,6 +529,59 @@ fn the_write_lock_lets_one_node_write_at_a_time() {
     );
 }
 
+/// Nodes of a deployment share the database with each other only: a node
+/// without a bus is refused beside them (and they beside it), and a node
+/// of a deployment with another bus prefix is refused (found from outside:
+/// a node started without `--bus` on a deployment's database ran beside it
+/// and kept honouring tokens revoked on the others).
+#[test]
+fn a_database_serves_one_deployment() {
+    use patchline_store::postgres::NodeLock;
+    let Some(db) = TestDb::create("a_database_serves_one_deployment") else {
+        return;
+    };
+    let first = NodeLock::acquire_shared(&db.url, |_| {}).unwrap();
+    let second = NodeLock::acquire_shared(&db.url, |_| {}).unwrap();
+    match NodeLock::acquire(&db.url, |_| {}) {
+        Err(StoreError::Busy(why)) => {
+            assert!(
+                why.contains("with the same --bus and --bus-prefix"),
+                "{why}"
+            )
+        }
+        other => panic!("a node without a bus was let in: {other:?}"),
+    }
+    drop((first, second));
+    // The holds go with their sessions (closed by the watchers' threads).
+    let mut alone = None;
+    for _ in 0..100 {
+        if let Ok(l) = NodeLock::acquire(&db.url, |_| {}) {
+            alone = Some(l);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let alone = alone.expect("the database is free once the deployment is gone");
+    match NodeLock::acquire_shared(&db.url, |_| {}) {
+        Err(StoreError::Busy(why)) => assert!(why.contains("without a bus"), "{why}"),
+        other => panic!("a deployment's node was let in beside a lone node: {other:?}"),
+    }
+    drop(alone);
+
+    let mut store = PgStore::open(&db.url, SecretKeys::none()).unwrap();
+    store.join_deployment("prod").unwrap();
+    store.join_deployment("prod").unwrap();
+    match store.join_deployment("staging") {
+        Err(StoreError::Busy(why)) => {
+            assert!(
+                why.contains("\"prod\"") && why.contains("\"staging\""),
+                "{why}"
+            )
+        }
+        other => panic!("another deployment joined: {other:?}"),
+    }
+}
+
 /// A node waits for the write lock at most `lock_timeout` (60 s unless the
 /// operator set one; here 1 s through the URL), then answers unavailable:
 /// a node holding the lock too long never stalls the others for ever.

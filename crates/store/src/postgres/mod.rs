@@ -541,6 +541,31 @@ impl PgStore {
         self.conn.target()
     }
 
+    /// Binds the database to the deployment named `prefix` on its bus (the
+    /// first node of a deployment records it); a node of another
+    /// deployment is refused ([`StoreError::Busy`]): two deployments
+    /// writing one database would not follow each other's announcements.
+    pub fn join_deployment(&mut self, prefix: &str) -> Result<(), StoreError> {
+        let client = self.conn.client()?;
+        client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('bus_prefix', $1) ON CONFLICT (key) DO NOTHING",
+                &[&prefix],
+            )
+            .map_err(db_err)?;
+        let recorded: String = client
+            .query_one("SELECT value FROM meta WHERE key = 'bus_prefix'", &[])
+            .map_err(db_err)?
+            .get(0);
+        if recorded != prefix {
+            return Err(StoreError::Busy(format!(
+                "the PostgreSQL database {} belongs to the deployment with bus prefix {recorded:?}, not {prefix:?}: start this node with --bus-prefix {recorded} (to rename the deployment, stop every node and change the row 'bus_prefix' of the table meta)",
+                self.conn.target()
+            )));
+        }
+        Ok(())
+    }
+
     /// A random id of this deployment (made with the schema).
     pub fn installation(&mut self) -> Result<String, StoreError> {
         self.conn

@@ -1,4 +1,5 @@
-//! One node per database, until nodes share their changes through a bus.
+//! One node per database without a bus; only the nodes of one deployment
+//! with one.
 //!
 //! Every node keeps the catalog in memory and writes only what it changed:
 //! two nodes writing one database would each miss the other's changes and
@@ -45,14 +46,44 @@ impl std::fmt::Debug for NodeLock {
     }
 }
 
-fn try_lock(client: &mut Client) -> Result<Option<i32>, StoreError> {
-    let row = client
+/// Takes the hold: exclusive for a node alone on its database, shared by
+/// the nodes of a deployment (so that a node without a bus is refused
+/// beside them, and they beside it).
+fn try_lock(client: &mut Client, shared: bool) -> Result<Option<i32>, StoreError> {
+    let take = if shared {
+        "SELECT pg_try_advisory_lock_shared($1), pg_backend_pid()"
+    } else {
+        "SELECT pg_try_advisory_lock($1), pg_backend_pid()"
+    };
+    let row = client.query_one(take, &[&NODE_LOCK_KEY]).map_err(db_err)?;
+    Ok(row.get::<_, bool>(0).then(|| row.get(1)))
+}
+
+/// Why the hold was refused, for the operator.
+fn refused(client: &mut Client, target: &str, shared: bool) -> StoreError {
+    if shared {
+        return StoreError::Busy(format!(
+            "a patchline node without a bus is serving the PostgreSQL database {target}; nodes of a deployment share a database only with each other: stop that node, or start it with the same --bus and --bus-prefix"
+        ));
+    }
+    let deployment = client
         .query_one(
-            "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND mode = 'ShareLock' AND objid = ($1::bigint & 4294967295)::oid \
+             AND classid = ($1::bigint >> 32)::oid AND objsubid = 1)",
             &[&NODE_LOCK_KEY],
         )
-        .map_err(db_err)?;
-    Ok(row.get::<_, bool>(0).then(|| row.get(1)))
+        .map(|r| r.get::<_, bool>(0))
+        .unwrap_or(false);
+    if deployment {
+        StoreError::Busy(format!(
+            "nodes of a deployment with a bus are serving the PostgreSQL database {target}: start this node with the same --bus and --bus-prefix to join them"
+        ))
+    } else {
+        StoreError::Busy(format!(
+            "another patchline node is serving the PostgreSQL database {target}; without a bus one node serves one database (several nodes share one through --bus)"
+        ))
+    }
 }
 
 impl NodeLock {
@@ -63,14 +94,30 @@ impl NodeLock {
         url: &str,
         on_lost: impl FnOnce(&str) + Send + 'static,
     ) -> Result<NodeLock, StoreError> {
+        NodeLock::acquire_as(url, false, on_lost)
+    }
+
+    /// The hold of a node of a deployment (with a bus): shared with the
+    /// other nodes of the deployment, refused while a node without a bus
+    /// serves the database (which is refused while this is held).
+    pub fn acquire_shared(
+        url: &str,
+        on_lost: impl FnOnce(&str) + Send + 'static,
+    ) -> Result<NodeLock, StoreError> {
+        NodeLock::acquire_as(url, true, on_lost)
+    }
+
+    fn acquire_as(
+        url: &str,
+        shared: bool,
+        on_lost: impl FnOnce(&str) + Send + 'static,
+    ) -> Result<NodeLock, StoreError> {
         // Nothing is created or migrated before the lock is held: a newer
         // build started by mistake beside a running node changes nothing.
         let mut conn = Conn::open_unmigrated(url)?;
         let target = conn.target().to_string();
-        let Some(pid) = try_lock(conn.client()?)? else {
-            return Err(StoreError::Busy(format!(
-                "another patchline node is serving the PostgreSQL database {target}; this build runs one node per database (several nodes need a bus, not built yet)"
-            )));
+        let Some(pid) = try_lock(conn.client()?, shared)? else {
+            return Err(refused(conn.client()?, &target, shared));
         };
         let pid = Arc::new(std::sync::Mutex::new(pid));
         let stop = Arc::new(AtomicBool::new(false));
@@ -79,7 +126,16 @@ impl NodeLock {
         let watcher_target = target.clone();
         std::thread::Builder::new()
             .name("patchline-node-lock".into())
-            .spawn(move || watch(conn, watcher_pid, watcher_stop, watcher_target, on_lost))
+            .spawn(move || {
+                watch(
+                    conn,
+                    shared,
+                    watcher_pid,
+                    watcher_stop,
+                    watcher_target,
+                    on_lost,
+                )
+            })
             .map_err(|e| StoreError::Database(format!("cannot start the lock watcher: {e}")))?;
         Ok(NodeLock { pid, stop, target })
     }
@@ -101,6 +157,7 @@ impl Drop for NodeLock {
 /// loss when another node holds it.
 fn watch(
     mut conn: Conn,
+    shared: bool,
     pid: Arc<std::sync::Mutex<i32>>,
     stop: Arc<AtomicBool>,
     target: String,
@@ -124,7 +181,7 @@ fn watch(
         let Ok(client) = conn.client() else {
             continue; // the server is still unreachable
         };
-        match try_lock(client) {
+        match try_lock(client, shared) {
             Ok(Some(new_pid)) => {
                 if let Ok(mut p) = pid.lock() {
                     *p = new_pid;
@@ -133,7 +190,7 @@ fn watch(
             }
             Ok(None) => {
                 on_lost(&format!(
-                    "another patchline node took the PostgreSQL database {target} while this node's connection was lost; this node stops so as not to serve a stale catalog"
+                    "another patchline node took the PostgreSQL database {target} while this node's connection was lost; this node stops so as not to serve beside it"
                 ));
                 return;
             }
