@@ -455,6 +455,24 @@ pub(crate) fn parse_urls(url: &str) -> Result<ParsedUrls, BusError> {
                 i + 1
             )));
         }
+        // Nothing is silently dropped: the client would ignore a path or
+        // a query, and read a second `@` as part of the host.
+        let rest = part.split_once("://").map_or(part, |x| x.1);
+        let (authority, tail) = rest
+            .find(['/', '?', '#'])
+            .map_or((rest, ""), |at| rest.split_at(at));
+        if !matches!(tail, "" | "/") {
+            return Err(BusError::Config(format!(
+                "bus URL number {} has a path or query: give nats://[USER[:PASSWORD]@]HOST:PORT only",
+                i + 1
+            )));
+        }
+        if authority.matches('@').count() > 1 {
+            return Err(BusError::Config(format!(
+                "bus URL number {} has two '@' before its host: write an '@' of the user or password as %40",
+                i + 1
+            )));
+        }
         let addr: ServerAddr = part.parse().map_err(|_| {
             BusError::Config(format!(
                 "bus URL number {} is not a valid nats:// URL",
@@ -536,10 +554,16 @@ mod tests {
             ("nats://a:1,", "empty"),
             ("http://127.0.0.1:4222", "scheme"),
             ("nats://a:b@h:1,nats://c:d@h:2", "different credentials"),
+            // Found from outside: accepted, and the parts dropped.
+            ("nats://u:p@w@127.0.0.1:4222", "two '@'"),
+            ("nats://127.0.0.1:4222/path?x=1", "path or query"),
+            ("nats://127.0.0.1:4222?x=1", "path or query"),
         ] {
             let err = parse_urls(url).err().expect(url).to_string();
             assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains("p@w"), "{err}");
         }
+        assert!(parse_urls("nats://127.0.0.1:4222/").is_ok());
     }
 
     #[test]

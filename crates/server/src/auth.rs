@@ -121,8 +121,42 @@ impl FromRequestParts<Arc<AppState>> for Principal {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Principal, ApiError> {
-        authenticate(state, &parts.headers)
+        authenticate_fresh(state, &parts.headers).await
     }
+}
+
+/// [`authenticate`]; on a node of a deployment, a token this node does not
+/// know yet is looked up again once the node has read the change log
+/// (a token made on another node a moment ago is accepted, not answered
+/// 401 for up to half a second: found by a new user). An unknown token
+/// waits for that, at most a second, before its 401.
+pub async fn authenticate_fresh(
+    state: &Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let first = authenticate(state, headers);
+    if first.is_ok() || state.config.bus.is_none() || !has_bearer(headers) {
+        return first;
+    }
+    // Two catch-ups after this moment: the first may have begun before the
+    // token was committed elsewhere.
+    let mut rounds = state.catch_ups.subscribe();
+    let from = *rounds.borrow_and_update();
+    let wait = async {
+        for round in 1..=2 {
+            state.follow_kick.notify_one();
+            let _ = rounds.wait_for(|n| *n >= from + round).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wait).await;
+    authenticate(state, headers)
+}
+
+fn has_bearer(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer "))
 }
 
 /// The caller of a request, from its bearer token (401 without a valid

@@ -62,7 +62,10 @@ pub async fn catch_up(st: &Arc<AppState>) {
                 return;
             };
             match e.catch_up() {
-                Ok(_) => FAILED.store(0, Ordering::Relaxed),
+                Ok(_) => {
+                    FAILED.store(0, Ordering::Relaxed);
+                    st2.catch_ups.send_modify(|n| *n += 1);
+                }
                 Err(err) => {
                     if FAILED.fetch_add(1, Ordering::Relaxed).is_multiple_of(20) {
                         tracing::warn!(error = %err, "cannot read the deployment's change log; trying again");
@@ -185,10 +188,14 @@ async fn attached(
     let mut applied = st.applied.subscribe();
     let mut announced = *applied.borrow_and_update();
     let mut follower = bus.follow_changes(announced + 1);
+    // The connection's state is looked at every half second, so a lost bus
+    // shows in `/readyz` within that (found from outside: 45 s).
+    let mut look = tokio::time::interval(Duration::from_millis(POLL_MS));
     loop {
         st.bus_connected
             .store(bus.is_connected(), Ordering::Relaxed);
         tokio::select! {
+            _ = look.tick() => {}
             changed = applied.changed() => {
                 if changed.is_err() {
                     return true;

@@ -130,7 +130,7 @@ async fn read_body(
             ))
             .await;
     }
-    if let Err(e) = auth::authenticate(&st, &parts.headers) {
+    if let Err(e) = auth::authenticate_fresh(&st, &parts.headers).await {
         return e.into_response();
     }
     const MIB: usize = 1 << 20;
@@ -196,12 +196,10 @@ async fn read_body(
             .into_response();
         }
     };
-    let is_json = parts
-        .headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v.contains("json"));
-    if let Some(at) = json_nul_at(&bytes).filter(|_| is_json) {
+    // Whatever the declared type (the handlers read JSON bodies whatever
+    // `content-type` says: found from outside, `curl -d` sends a form type
+    // and its NUL reached PostgreSQL as a 500).
+    if let Some(at) = json_nul_at(&bytes).or_else(|| bytes.iter().position(|&b| b == 0)) {
         // No text may hold NUL: PostgreSQL cannot store it, and no name,
         // purl or advisory text needs it. Refused the same on every
         // backend.
@@ -285,6 +283,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         applied: watch::channel(applied).0,
         bus_connected: Default::default(),
         follow_kick: Notify::new(),
+        catch_ups: watch::channel(0).0,
         stream_slots,
         body_budget: Arc::new(tokio::sync::Semaphore::new((config_body_budget_mib).max(1))),
     }))
@@ -330,7 +329,8 @@ fn open_backend(config: &Config) -> Result<Backend, EngineError> {
                 // keeps the nodes' writes in one order.
                 Some(bus) => {
                     let lock = NodeLock::acquire_shared(url, lost)?;
-                    let mut store = PgStore::open(url, config.secret_keys.clone())?;
+                    let mut store =
+                        PgStore::open(url, config.secret_keys.clone())?.end_when_frozen()?;
                     store.join_deployment(&bus.prefix)?;
                     (store, lock)
                 }

@@ -214,6 +214,9 @@ pub struct AppState {
     /// Asks the node's follower to read the change log now (a read needs
     /// changes the node has not applied yet).
     pub follow_kick: Notify,
+    /// Counts the follower's catch-ups (a read waits for one that began
+    /// after it).
+    pub catch_ups: tokio::sync::watch::Sender<u64>,
     /// A node of a deployment: the slots of its tenants' open streams,
     /// counted over the whole deployment.
     pub stream_slots: Option<Arc<patchline_store::postgres::StreamSlots>>,

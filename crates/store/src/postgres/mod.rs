@@ -54,6 +54,10 @@ const CONNECT_GRACE_S: u64 = 5;
 /// than the longest write (a 1M-notice fan-out commits in 12–28 s here).
 const LOCK_TIMEOUT_S: u64 = 60;
 
+/// How long the engine's session of a node of a deployment may stay idle
+/// (see [`PgStore::end_when_frozen`]).
+const IDLE_SESSION_TIMEOUT: &str = "SET idle_session_timeout = '60s'";
+
 /// Longest statement (the fan-out's `COPY` of a million notices is one).
 const STATEMENT_TIMEOUT_S: u64 = 300;
 
@@ -234,6 +238,8 @@ pub(crate) struct Conn {
     /// Counts the connections made: a session lock is held only on the
     /// session that took it.
     session: u64,
+    /// Settings of this connection's sessions, set again on each new one.
+    setup: Option<&'static str>,
 }
 
 impl Conn {
@@ -274,6 +280,7 @@ impl Conn {
             target,
             migrates,
             session: 1,
+            setup: None,
         })
     }
 
@@ -338,12 +345,22 @@ impl Conn {
     pub(crate) fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            self.client = Some(Conn::connect(&self.config, &self.target, self.migrates)?);
+            let mut client = Conn::connect(&self.config, &self.target, self.migrates)?;
+            if let Some(setup) = self.setup {
+                client.batch_execute(setup).map_err(db_err)?;
+            }
+            self.client = Some(client);
             self.session += 1;
         }
         self.client
             .as_mut()
             .ok_or_else(|| StoreError::Unavailable("no PostgreSQL connection".into()))
+    }
+
+    /// Runs `setup` on this session now and on every later one.
+    pub(crate) fn set_setup(&mut self, setup: &'static str) -> Result<(), StoreError> {
+        self.setup = Some(setup);
+        self.client()?.batch_execute(setup).map_err(db_err)
     }
 
     /// Which connection is live (changes when it is made again).
@@ -539,6 +556,18 @@ impl PgStore {
     /// Where this store is, without the password.
     pub fn target(&self) -> &str {
         self.conn.target()
+    }
+
+    /// For a node of a deployment, whose connection holds the deployment's
+    /// write lock during a write: a node that stops running meanwhile
+    /// (paused, frozen) keeps its connection open, so PostgreSQL ends this
+    /// session once it has been idle for a minute, which releases the lock
+    /// for the other nodes (the frozen node's commit then fails, and it
+    /// reloads). A live node is never idle that long: it reads the change
+    /// log every half second.
+    pub fn end_when_frozen(mut self) -> Result<PgStore, StoreError> {
+        self.conn.set_setup(IDLE_SESSION_TIMEOUT)?;
+        Ok(self)
     }
 
     /// Binds the database to the deployment named `prefix` on its bus (the
