@@ -231,6 +231,16 @@ fn main() -> ExitCode {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA_DIR));
+    // Found by a new user: with PATCHLINE_STORE exported for `serve`, an
+    // `import` made a local SQLite catalog and said nothing.
+    if !matches!(cli.command, Command::Serve { .. })
+        && std::env::var("PATCHLINE_STORE").is_ok_and(|v| !v.trim().is_empty())
+    {
+        eprintln!(
+            "note: PATCHLINE_STORE is set, but this command works on the data directory {} (its SQLite catalog), not on PostgreSQL; to change a deployment on PostgreSQL, use the API of one of its nodes",
+            data_dir.display()
+        );
+    }
     let result = match cli.command {
         Command::Serve {
             config,

@@ -630,3 +630,32 @@ fn maven_record_against_sbom_inventories() {
         assert_eq!(comps[0]["introduced_by"], "app");
     }
 }
+
+/// The data-directory commands say so when `PATCHLINE_STORE` is set (found
+/// by a new user: with it exported for `serve`, an import made a local
+/// catalog and said nothing), and never print the URL.
+#[test]
+fn data_directory_commands_say_they_do_not_use_the_store() {
+    let pl = Pl::new();
+    let file = pl.file(
+        "a.jsonl",
+        r#"{"id": "img", "kind": "image", "tenant": "acme", "components": []}"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_patchline"))
+        .arg("--data-dir")
+        .arg(pl.dir.path().join("data"))
+        .args(["import", "artifacts", &file])
+        .env("PATCHLINE_STORE", "postgres://u:s3cret@127.0.0.1:5432/db")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PATCHLINE_STORE is set") && stderr.contains("use the API"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    // Without it, nothing of the kind.
+    let out = pl.run(&["import", "artifacts", &file]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("PATCHLINE_STORE"));
+}

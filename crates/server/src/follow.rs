@@ -191,9 +191,11 @@ async fn attached(
     // The connection's state is looked at every half second, so a lost bus
     // shows in `/readyz` within that (found from outside: 45 s).
     let mut look = tokio::time::interval(Duration::from_millis(POLL_MS));
+    // Announcements refused in a row.
+    let mut failed = 0u32;
     loop {
         st.bus_connected
-            .store(bus.is_connected(), Ordering::Relaxed);
+            .store(bus.is_connected() && failed == 0, Ordering::Relaxed);
         tokio::select! {
             _ = look.tick() => {}
             changed = applied.changed() => {
@@ -205,10 +207,18 @@ async fn attached(
                     // A copy of a sequence another node announced is
                     // dropped by the bus; a lost announcement costs one
                     // poll.
-                    if let Err(e) = bus.publish_change(seq, b"").await {
-                        tracing::debug!(error = %e, seq, "could not announce a change");
-                        if !bus.is_connected() {
-                            return false;
+                    match bus.publish_change(seq, b"").await {
+                        Ok(_) => failed = 0,
+                        Err(e) => {
+                            tracing::debug!(error = %e, seq, "could not announce a change");
+                            failed += 1;
+                            // Connected but refused (the server lost its
+                            // streams, found from outside): connect again,
+                            // which makes them again.
+                            if !bus.is_connected() || failed >= 3 {
+                                tracing::warn!(error = %e, "the bus refuses this node's announcements; connecting again");
+                                return false;
+                            }
                         }
                     }
                     announced = seq;

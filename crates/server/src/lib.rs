@@ -358,6 +358,10 @@ fn open_backend(config: &Config) -> Result<Backend, EngineError> {
 /// The operator's escalation channel: a subscription of the `_operator`
 /// tenant to the configured URL.
 fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
+    // Under the write lock, after applying what other nodes committed:
+    // nodes of a deployment started together set it up once (found from
+    // outside: all but one exited, "tenant _operator already exists").
+    engine.begin_write()?;
     let existing = engine
         .service()
         .subscriptions

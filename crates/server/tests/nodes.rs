@@ -326,3 +326,44 @@ async fn lineage(api: &Api, token: &str) -> (axum::http::StatusCode, Value) {
     api.call("GET", "/v1/artifacts/base/lineage", Some(token), None)
         .await
 }
+
+/// Nodes of a deployment started at the same moment on an empty database,
+/// with the operator's escalation webhook, all start (found from outside:
+/// all but one exited, "tenant _operator already exists").
+#[test]
+fn nodes_started_together_set_the_operator_up_once() {
+    let test = "nodes_started_together_set_the_operator_up_once";
+    let Some(db) = TestDb::create(test) else {
+        return;
+    };
+    let Some(bus) = patchline_testkit::nats::nats_url(test) else {
+        return;
+    };
+    let prefix = format!("tops{}", std::process::id());
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, bus, prefix, barrier) =
+                (db.url.clone(), bus.clone(), prefix.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let dir = tempfile::tempdir().unwrap();
+                let mut config = patchline_server::Config::new(dir.path().join("data"));
+                config.store = patchline_server::StoreBackend::Postgres { url };
+                config.bus = Some(patchline_server::BusSettings { url: bus, prefix });
+                config.workers = false;
+                config.operator_webhook = Some("https://ops.example.com/hook".into());
+                barrier.wait();
+                patchline_server::open_state(config).map(|_| ())
+            })
+        })
+        .collect();
+    for s in starts {
+        s.join().unwrap().expect("a node did not start");
+    }
+    let operators: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM tenants WHERE id = '_operator'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(operators, 1);
+}
