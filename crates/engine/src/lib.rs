@@ -429,6 +429,13 @@ impl<S: CatalogStore> Engine<S> {
         Ok(())
     }
 
+    /// Takes a token from the deployment-wide budget `key` (see
+    /// [`CatalogStore::take_budget`]); `None` on the embedded store.
+    pub fn take_budget(&mut self, key: &str, per_min: u32) -> Result<Option<f64>, EngineError> {
+        let now = self.clock.now_ms();
+        Ok(self.store.take_budget(key, per_min, now)?)
+    }
+
     /// Releases the write lock a refused write left held (a no-op when it
     /// is not held).
     pub fn end_write(&mut self) {

@@ -23,12 +23,16 @@ const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 /// A tenant's open streams, counted over the deployment.
 const STREAMS_PER_TENANT: usize = 2;
 
+/// A tenant's creations of taken ids a minute, over the deployment.
+const CONFLICTS_PER_MIN: u32 = 4;
+
 fn node(db: &str, bus: &str, prefix: &str) -> Api {
     let (db, bus, prefix) = (db.to_string(), bus.to_string(), prefix.to_string());
     Api::with(move |c| {
         c.store = patchline_server::StoreBackend::Postgres { url: db };
         c.bus = Some(patchline_server::BusSettings { url: bus, prefix });
         c.streams_per_tenant_max = STREAMS_PER_TENANT;
+        c.conflicts_per_min = CONFLICTS_PER_MIN;
     })
 }
 
@@ -282,6 +286,32 @@ async fn scenario(a: &Api, b: &Api) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(on_b);
+
+    // Probing taken ids round-robin over the nodes: the budget is the
+    // deployment's (one more probe per other node at most), not one budget
+    // per node.
+    let prober = a.tenant("prober", &[]).await;
+    let mut conflicts = 0;
+    for i in 0..12 {
+        let api = if i % 2 == 0 { a } else { b };
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/artifacts",
+                Some(&prober),
+                Some(json!({"id": "base", "kind": "image"})),
+            )
+            .await;
+        match s.as_u16() {
+            409 => conflicts += 1,
+            429 => {}
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert!(
+        conflicts <= CONFLICTS_PER_MIN as usize + 1,
+        "{conflicts} conflicting creations answered over two nodes"
+    );
 
     // Both nodes hold the same catalog.
     let (s, on_a) = lineage(a, &acme).await;

@@ -137,6 +137,19 @@ pub trait CatalogStore {
         0
     }
 
+    /// Takes one token from the deployment-wide bucket `key` (refilled at
+    /// `per_min` a minute, holding at most `per_min`) and answers what is
+    /// left (negative: spent). `None` for a store only this process uses
+    /// (the caller's own bucket is the deployment's).
+    fn take_budget(
+        &mut self,
+        _key: &str,
+        _per_min: u32,
+        _now_ms: i64,
+    ) -> Result<Option<f64>, StoreError> {
+        Ok(None)
+    }
+
     /// Rebuilds the catalog and the advisory database.
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError>;
 
@@ -287,6 +300,15 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
 
     fn applied_seq(&self) -> u64 {
         (**self).applied_seq()
+    }
+
+    fn take_budget(
+        &mut self,
+        key: &str,
+        per_min: u32,
+        now_ms: i64,
+    ) -> Result<Option<f64>, StoreError> {
+        (**self).take_budget(key, per_min, now_ms)
     }
 
     fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {

@@ -280,6 +280,7 @@ each_backend! {
         b.raw_execute("ALTER TABLE artifacts DROP COLUMN warnings");
         // PostgreSQL's later migration (the change log) is undone too.
         b.raw_execute("DROP TABLE IF EXISTS changes");
+        b.raw_execute("DROP TABLE IF EXISTS budgets");
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();

@@ -200,9 +200,21 @@ async fn put_artifact(
             Some(t),
         ) = (&applied, p.tenant())
         {
+            // Nodes of a deployment share the budget (in PostgreSQL): this
+            // node's bucket is no fuller than the deployment's, so a tenant
+            // spreading its probes over the nodes gets one more probe per
+            // node at most, not the whole budget again on each (found from
+            // outside).
+            let shared = e
+                .take_budget(&format!("conflicts:{}", e.catalog().tenant_id(t)), per_min)
+                .ok()
+                .flatten();
             let mut buckets = st2.conflicts.lock().unwrap_or_else(|e| e.into_inner());
             let bucket = buckets.entry(t).or_insert_with(|| Bucket::full(per_min));
             bucket.tokens -= 1.0;
+            if let Some(left) = shared {
+                bucket.tokens = bucket.tokens.min(left);
+            }
         }
         let report = applied?;
         let a = e

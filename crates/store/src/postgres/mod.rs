@@ -934,6 +934,30 @@ impl CatalogStore for PgStore {
         self.applied
     }
 
+    fn take_budget(
+        &mut self,
+        key: &str,
+        per_min: u32,
+        now_ms: i64,
+    ) -> Result<Option<f64>, StoreError> {
+        let cap = f64::from(per_min);
+        let left: f64 = self
+            .conn
+            .client()?
+            .query_one(
+                "INSERT INTO budgets (key, tokens, at) VALUES ($1, $2::float8 - 1, $3::bigint)
+                 ON CONFLICT (key) DO UPDATE SET
+                   tokens = least($2::float8, budgets.tokens
+                              + greatest(0, $3::bigint - budgets.at) * $2::float8 / 60000.0) - 1,
+                   at = greatest(budgets.at, $3::bigint)
+                 RETURNING tokens",
+                &[&key, &cap, &now_ms],
+            )
+            .map_err(db_err)?
+            .get(0);
+        Ok(Some(left))
+    }
+
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {
         let mut tx = snapshot(self.conn.client()?)?;
         let state = service::load_service(&mut tx, &self.keys)?;

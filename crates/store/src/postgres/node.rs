@@ -69,6 +69,7 @@ fn refused(client: &mut Client, target: &str, shared: bool) -> StoreError {
     let deployment = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND mode = 'ShareLock' AND objid = ($1::bigint & 4294967295)::oid \
              AND classid = ($1::bigint >> 32)::oid AND objsubid = 1)",
             &[&NODE_LOCK_KEY],

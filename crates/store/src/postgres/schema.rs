@@ -155,8 +155,18 @@ CREATE TABLE changes (
 );
 ";
 
+/// Schema 3 → 4: budgets that hold over a deployment of several nodes
+/// (a tenant's creations of taken ids): a token bucket per key.
+const V4: &str = "
+CREATE TABLE budgets (
+    key TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    at BIGINT NOT NULL
+);
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
