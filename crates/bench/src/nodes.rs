@@ -18,14 +18,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use patchline_core::notice::{Channel, Filter};
-use patchline_core::{Actor, Advisory, ArtifactId, ArtifactSpec, Kind, Mode, Visibility};
-use patchline_engine::service::{SecretEntry, Subscription};
-use patchline_engine::{BatchItem, now_ms};
+use patchline_core::{Actor, Advisory, Kind, Mode};
+use patchline_engine::now_ms;
 use patchline_formats::osv;
 use patchline_server::{AppState, BusSettings, Config, Engine, open_state};
 
-use crate::service::{Figures, Tables, blocking, count_deliveries, start_receiver, wait_delivered};
+use crate::service::{
+    Figures, Tables, blocking, count_deliveries, late_instance, start_receiver,
+    subscribe_every_tenant, wait_delivered,
+};
 
 /// CPU time of this process so far (user + system), from `/proc`.
 fn cpu_time() -> Duration {
@@ -153,30 +154,7 @@ async fn run_async(
 
     // One webhook subscription per tenant, made on node B.
     let url_base = format!("http://{addr}/hook/");
-    let n_subs = write(&b, move |e| {
-        let tenants: Vec<_> = (0..e.catalog().tenants().len())
-            .map(|i| patchline_core::TenantIdx(i as u32))
-            .collect();
-        for (i, t) in tenants.iter().enumerate() {
-            e.put_subscription(Subscription {
-                id: format!("sub_bench_{i}"),
-                tenant: *t,
-                channel: Channel::Webhook {
-                    url: format!("{url_base}{i}"),
-                },
-                filter: Filter::default(),
-                secrets: vec![SecretEntry {
-                    secret: patchline_webhook::Secret::generate().to_string(),
-                    not_after_ms: None,
-                }],
-                state: patchline_core::notice::SubscriptionState::Active,
-                rate_per_s: 100_000,
-                created_at_ms: now_ms(),
-            })?;
-        }
-        Ok(tenants.len())
-    })
-    .await?;
+    let n_subs = write(&b, move |e| subscribe_every_tenant(e, &url_base)).await?;
 
     // Fan-out made on node A; the others apply it.
     let record = osv::parse_json(&std::fs::read(
@@ -296,28 +274,8 @@ async fn run_async(
         tokio::time::sleep_until((start + Duration::from_millis(10 * i as u64)).into()).await;
         let parent = parent.clone();
         write(&a, move |e| {
-            let spec = ArtifactSpec {
-                id: ArtifactId::new(format!("late-node-{i}")).expect("id"),
-                kind: Kind::Instance,
-                tenant: parent.1.clone(),
-                name: None,
-                parent: Some(parent.0.clone()),
-                relation: None,
-                visibility: Visibility::Private,
-                labels: Default::default(),
-                components: None,
-                fixes: vec![],
-                warnings: Vec::new(),
-            };
-            e.apply_batch(
-                vec![Ok(BatchItem {
-                    location: String::new(),
-                    spec,
-                })],
-                Mode::Create,
-                &Actor::Admin,
-                &mut |_| {},
-            )?;
+            let item = late_instance(&parent, &format!("late-node-{i}"));
+            e.apply_batch(vec![Ok(item)], Mode::Create, &Actor::Admin, &mut |_| {})?;
             Ok(())
         })
         .await?;

@@ -280,6 +280,56 @@ pub(crate) async fn wait_delivered(
     }
 }
 
+/// One webhook subscription per tenant (`sub_bench_<i>` to
+/// `<url_base><i>`); answers how many.
+pub(crate) fn subscribe_every_tenant(
+    e: &mut patchline_server::Engine,
+    url_base: &str,
+) -> anyhow::Result<usize> {
+    let tenants: Vec<_> = (0..e.catalog().tenants().len())
+        .map(|i| patchline_core::TenantIdx(i as u32))
+        .collect();
+    for (i, t) in tenants.iter().enumerate() {
+        e.put_subscription(Subscription {
+            id: format!("sub_bench_{i}"),
+            tenant: *t,
+            channel: Channel::Webhook {
+                url: format!("{url_base}{i}"),
+            },
+            filter: Filter::default(),
+            secrets: vec![SecretEntry {
+                secret: patchline_webhook::Secret::generate().to_string(),
+                not_after_ms: None,
+            }],
+            state: patchline_core::notice::SubscriptionState::Active,
+            rate_per_s: 100_000,
+            created_at_ms: now_ms(),
+        })?;
+    }
+    Ok(tenants.len())
+}
+
+/// A private instance `id` launched from `parent` (an image and its
+/// tenant), inheriting its inventory: one affected artifact more.
+pub(crate) fn late_instance(parent: &(ArtifactId, TenantId), id: &str) -> BatchItem {
+    BatchItem {
+        location: String::new(),
+        spec: ArtifactSpec {
+            id: ArtifactId::new(id).expect("id"),
+            kind: Kind::Instance,
+            tenant: parent.1.clone(),
+            name: None,
+            parent: Some(parent.0.clone()),
+            relation: None,
+            visibility: Visibility::Private,
+            labels: Default::default(),
+            components: None,
+            fixes: vec![],
+            warnings: Vec::new(),
+        },
+    }
+}
+
 /// Streams opened by the stream benchmark.
 const SSE_STREAMS: usize = 10_000;
 
@@ -350,27 +400,7 @@ async fn run_async(
         let url_base = format!("http://{addr}/hook/");
         tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
             let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-            let tenants: Vec<_> = (0..e.catalog().tenants().len())
-                .map(|i| patchline_core::TenantIdx(i as u32))
-                .collect();
-            for (i, t) in tenants.iter().enumerate() {
-                e.put_subscription(Subscription {
-                    id: format!("sub_bench_{i}"),
-                    tenant: *t,
-                    channel: Channel::Webhook {
-                        url: format!("{url_base}{i}"),
-                    },
-                    filter: Filter::default(),
-                    secrets: vec![SecretEntry {
-                        secret: patchline_webhook::Secret::generate().to_string(),
-                        not_after_ms: None,
-                    }],
-                    state: patchline_core::notice::SubscriptionState::Active,
-                    rate_per_s: 100_000,
-                    created_at_ms: now_ms(),
-                })?;
-            }
-            Ok(tenants.len())
+            subscribe_every_tenant(&mut e, &url_base)
         })
         .await??
     };
@@ -503,24 +533,7 @@ async fn run_async(
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let mut e = st2.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
             let items: Vec<_> = (0..per_tick)
-                .map(|k| {
-                    Ok(BatchItem {
-                        location: String::new(),
-                        spec: ArtifactSpec {
-                            id: ArtifactId::new(format!("late-{tick}-{k}")).expect("id"),
-                            kind: Kind::Instance,
-                            tenant: parent.1.clone(),
-                            name: None,
-                            parent: Some(parent.0.clone()),
-                            relation: None,
-                            visibility: Visibility::Private,
-                            labels: Default::default(),
-                            components: None,
-                            fixes: vec![],
-                            warnings: Vec::new(),
-                        },
-                    })
-                })
+                .map(|k| Ok(late_instance(&parent, &format!("late-{tick}-{k}"))))
                 .collect();
             e.apply_batch(items, Mode::Create, &Actor::Admin, &mut |_| {})?;
             let _ = e.take_created();

@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use ::postgres::GenericClient;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId, TenantIdx};
 
-use super::{Fail, db_err, index};
-use crate::codec::{self, ArtifactRow};
+use super::{ARTIFACT_COLUMNS, Fail, artifact_row, db_err, index};
+use crate::codec;
 use crate::service::Outbox;
 use crate::{CaughtUp, SecretKeys, StoreError};
 
@@ -159,9 +159,7 @@ pub(super) fn read_changes(
     let wanted_artifacts: Vec<i64> = artifacts.iter().map(|&a| i64::from(a)).collect();
     let artifact_rows = client
         .query(
-            "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory,
-                    fixes, removed, warnings
-             FROM artifacts WHERE idx = ANY($1) ORDER BY idx",
+            &format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE idx = ANY($1) ORDER BY idx"),
             &[&wanted_artifacts],
         )
         .map_err(db_err)?;
@@ -205,21 +203,7 @@ pub(super) fn read_changes(
     }
     let mut nodes = Vec::with_capacity(artifact_rows.len());
     for r in artifact_rows {
-        let row = ArtifactRow {
-            idx: r.get(0),
-            id: r.get(1),
-            kind: r.get(2),
-            tenant: r.get(3),
-            parent: r.get(4),
-            relation: r.get(5),
-            visibility: r.get(6),
-            name: r.get(7),
-            labels: r.get(8),
-            inventory: r.get(9),
-            fixes: r.get(10),
-            removed: r.get(11),
-            warnings: r.get(12),
-        };
+        let row = artifact_row(&r);
         let idx = ArtIdx(index(row.idx, "artifact")?);
         nodes.push((idx, row.into_node(catalog.tenants().len())?));
     }

@@ -606,6 +606,28 @@ impl PgStore {
     }
 }
 
+/// The columns of an artifact's row, in the order [`artifact_row`] reads.
+pub(crate) const ARTIFACT_COLUMNS: &str = "idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings";
+
+/// An artifact's row, selected with [`ARTIFACT_COLUMNS`].
+pub(crate) fn artifact_row(r: &::postgres::Row) -> ArtifactRow {
+    ArtifactRow {
+        idx: r.get(0),
+        id: r.get(1),
+        kind: r.get(2),
+        tenant: r.get(3),
+        parent: r.get(4),
+        relation: r.get(5),
+        visibility: r.get(6),
+        name: r.get(7),
+        labels: r.get(8),
+        inventory: r.get(9),
+        fixes: r.get(10),
+        removed: r.get(11),
+        warnings: r.get(12),
+    }
+}
+
 /// Rebuilds the catalog (inside the caller's snapshot).
 fn load_catalog(client: &mut impl GenericClient) -> Result<Catalog, StoreError> {
     let mut catalog = Catalog::new();
@@ -648,33 +670,18 @@ fn load_catalog(client: &mut impl GenericClient) -> Result<Catalog, StoreError> 
     }
     let mut nodes = Vec::new();
     for r in client
-            .query(
-                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings
-                 FROM artifacts ORDER BY idx",
-                &[],
-            )
-            .map_err(db_err)?
-        {
-            let row = ArtifactRow {
-                idx: r.get(0),
-                id: r.get(1),
-                kind: r.get(2),
-                tenant: r.get(3),
-                parent: r.get(4),
-                relation: r.get(5),
-                visibility: r.get(6),
-                name: r.get(7),
-                labels: r.get(8),
-                inventory: r.get(9),
-                fixes: r.get(10),
-                removed: r.get(11),
-                warnings: r.get(12),
-            };
-            if row.idx != nodes.len() as i64 {
-                return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
-            }
-            nodes.push(row.into_node(catalog.tenants().len())?);
+        .query(
+            &format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts ORDER BY idx"),
+            &[],
+        )
+        .map_err(db_err)?
+    {
+        let row = artifact_row(&r);
+        if row.idx != nodes.len() as i64 {
+            return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
         }
+        nodes.push(row.into_node(catalog.tenants().len())?);
+    }
     catalog
         .load_nodes(nodes)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
