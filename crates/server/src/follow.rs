@@ -154,9 +154,7 @@ async fn bus_loop(
         match bus {
             Ok(bus) => {
                 pause = 250;
-                if let Some(warning) = bus.server().durability_warning() {
-                    tracing::warn!("{warning}");
-                }
+                // (The bus warns about its server's sync setting itself.)
                 tracing::info!(prefix = %prefix.as_str(), "following the deployment on the bus");
                 let stopped = attached(&st, &bus, &kick, &mut stop).await;
                 st.bus_connected.store(false, Ordering::Relaxed);
