@@ -265,8 +265,8 @@ impl<S: CatalogStore + Send + 'static> Engine<S> {
 
 impl<S: CatalogStore> Engine<S> {
     pub fn with_store(mut store: S) -> Result<Engine<S>, EngineError> {
-        let (catalog, db) = store.load()?;
-        let svc = ServiceMem::load(store.load_service()?);
+        let (catalog, db, state) = store.load_all()?;
+        let svc = ServiceMem::load(state);
         Ok(Engine {
             store,
             catalog,
@@ -536,10 +536,10 @@ impl<S: CatalogStore> Engine<S> {
     }
 
     fn reload(&mut self) -> Result<(), EngineError> {
-        let (catalog, db) = self.store.load()?;
+        let (catalog, db, state) = self.store.load_all()?;
         self.catalog = catalog;
         self.db = db;
-        self.svc = ServiceMem::load(self.store.load_service()?);
+        self.svc = ServiceMem::load(state);
         self.outbox = Outbox::default();
         self.created.clear();
         self.created_logged = 0;

@@ -168,6 +168,16 @@ pub trait CatalogStore {
     /// Tenants' roles, tokens, subscriptions, watches and id counters.
     fn load_service(&mut self) -> Result<ServiceState, StoreError>;
 
+    /// The catalog, the records and the service state as of one moment:
+    /// a backend other processes write to (several nodes) reads them in
+    /// one snapshot, so that no token or subscription names a tenant or
+    /// artifact the catalog read before it does not hold.
+    #[allow(clippy::type_complexity)]
+    fn load_all(&mut self) -> Result<(Catalog, AdvisoryDb, ServiceState), StoreError> {
+        let (catalog, db) = self.load()?;
+        Ok((catalog, db, self.load_service()?))
+    }
+
     /// Every notice of a record: (notice id, artifact, state).
     fn notices_of_advisory(
         &mut self,
@@ -328,6 +338,10 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
 
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {
         (**self).load_service()
+    }
+
+    fn load_all(&mut self) -> Result<(Catalog, AdvisoryDb, ServiceState), StoreError> {
+        (**self).load_all()
     }
 
     fn notices_of_advisory(

@@ -965,6 +965,20 @@ impl CatalogStore for PgStore {
         Ok(Some(left))
     }
 
+    /// One repeatable-read snapshot for all three (nodes that start
+    /// while another commits its first tenant and token saw the token and
+    /// not the tenant when they were two reads).
+    fn load_all(&mut self) -> Result<(Catalog, AdvisoryDb, ServiceState), StoreError> {
+        let mut tx = snapshot(self.conn.client()?)?;
+        let applied = changes::last_seq(&mut tx)?;
+        let catalog = load_catalog(&mut tx)?;
+        let db = load_records(&mut tx, &catalog)?;
+        let state = service::load_service(&mut tx, &self.keys)?;
+        tx.commit().map_err(db_err)?;
+        self.applied = applied;
+        Ok((catalog, db, state))
+    }
+
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {
         let mut tx = snapshot(self.conn.client()?)?;
         let state = service::load_service(&mut tx, &self.keys)?;
