@@ -321,6 +321,21 @@ fn messages_twice(records: &[Value]) -> usize {
     seen.values().filter(|n| **n > 1).count()
 }
 
+/// What each node's `/readyz` says is not ready; asserts each answers
+/// 503 within the bound.
+fn not_ready(nodes: &[&Server]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| {
+            let (status, body) = try_http(&n.addr, "GET", "/readyz", "", b"", ANSWER_BOUND)
+                .unwrap_or_else(|e| panic!("/readyz on {}: {e}", n.addr));
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(status, 503, "{} is ready: {v}", n.addr);
+            v["not_ready"].to_string()
+        })
+        .collect()
+}
+
 /// Every node is ready (`/readyz` 200) within `within`.
 fn all_ready(nodes: &[&Server], within: Duration) {
     for n in nodes {
@@ -537,12 +552,14 @@ fn nats_down_for_ten_seconds() {
     let listed = same_catalog(&all, Duration::from_secs(5));
     assert_kept(&listed, &tally);
     let while_down = down.elapsed() - OUTAGE;
+    let unready = not_ready(&all);
     nats.spawn();
     let outage = down.elapsed();
     say(&format!(
         "nats: down for {outage:?}; answers during the outage by status {:?}, slowest {:?}, \
          {} instances acknowledged, {} refused, publication: {:?}; 503 messages: {:?}; every \
-         node listed the same {} artifacts {while_down:?} after the last write, NATS still down",
+         node listed the same {} artifacts {while_down:?} after the last write, NATS still down; \
+         /readyz meanwhile: 503, not ready: {unready:?}",
         tally.statuses,
         tally.slowest,
         tally.acked.len(),
@@ -620,6 +637,8 @@ fn postgres_down_for_ten_seconds() {
     let all: Vec<&Server> = nodes.iter().collect();
     let tokens = populate(&all, &rx, &purls, 4, 50);
     nodes[0].publish(&tokens[0].1, USN);
+    let (t1, t1_token) = tokens[2].clone();
+    let live = EventStream::open(&nodes[2].addr, &t1_token, None);
     wait_until("deliveries are in flight", Duration::from_secs(20), || {
         nodes[0]
             .deliveries()
@@ -631,12 +650,14 @@ fn postgres_down_for_ten_seconds() {
     pg.stop_immediate();
     let down = Instant::now();
     let tally = Tally::during(&all, &tokens, "pg", USN2, down + OUTAGE);
+    let unready = not_ready(&all);
     pg.start_again();
     let outage = down.elapsed();
     say(&format!(
         "postgres: down for {outage:?} ({received_before} messages received before); answers \
          during the outage by status {:?}, slowest {:?}, {} instances acknowledged, {} \
-         refused, publication: {:?}; 503 messages: {:?}",
+         refused, publication: {:?}; 503 messages: {:?}; /readyz meanwhile: 503, not \
+         ready: {unready:?}",
         tally.statuses,
         tally.slowest,
         tally.acked.len(),
@@ -681,13 +702,27 @@ fn postgres_down_for_ten_seconds() {
         .iter()
         .map(|a| delivered_once_or_more(all[0], &records, &tokens, a, listed.len()))
         .collect();
+    // The stream opened on C before the outage got every notice of t1,
+    // those made after it included.
+    let feed: BTreeSet<i64> = [USN, USN2]
+        .iter()
+        .flat_map(|a| feed_ids(all[2], &t1_token, a))
+        .collect();
+    wait_until(
+        &format!("the stream on C receives every notice of {t1}"),
+        Duration::from_secs(10),
+        || live.ids().into_iter().collect::<BTreeSet<i64>>() == feed,
+    );
     say(&format!(
         "postgres: nodes took writes again {recovered:?} after the restart; every node lists \
          the same {} artifacts ({refused_but_there} of the refused ones among them); all \
-         {notices} notices delivered {:?} later (more than once: {dups:?})",
+         {notices} notices delivered {:?} later (more than once: {dups:?}); the stream on C \
+         got all {} of {t1}'s",
         listed.len(),
-        start.elapsed()
+        start.elapsed(),
+        feed.len()
     ));
+    drop(live);
     stop_all(nodes);
 }
 
