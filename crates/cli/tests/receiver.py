@@ -1,8 +1,8 @@
 """Webhook receiver for the end-to-end tests (serve_e2e.rs).
 
-    receiver.py PORT OUTFILE SECRETS_FILE [--fail-first N] [--status CODE] [--delay-ms MS]
+    receiver.py PORT OUTFILE SECRETS_FILE [--host ADDR] [--fail-first N] [--status CODE] [--delay-ms MS]
 
-Listens on 127.0.0.1:PORT (0 picks a free port) and prints `listening PORT`
+Listens on ADDR:PORT (--host, default 127.0.0.1; port 0 picks a free port) and prints `listening PORT`
 on its first line of output. For every POST it verifies the Standard
 Webhooks signature with the reference implementation (PyPI
 `standardwebhooks`) against the secret that SECRETS_FILE (a JSON object
@@ -28,6 +28,7 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("outfile")
     ap.add_argument("secrets_file")
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--status", type=int, default=204)
     ap.add_argument("--delay-ms", type=int, default=0)
@@ -99,7 +100,7 @@ def main():
         allow_reuse_address = True
         request_queue_size = 256
 
-    server = Server(("127.0.0.1", args.port), Handler)
+    server = Server((args.host, args.port), Handler)
     print(f"listening {server.server_address[1]}", flush=True)
     try:
         server.serve_forever(poll_interval=0.05)

@@ -44,6 +44,14 @@ pub fn has_tool(tool: &str) -> bool {
     })
 }
 
+/// Whether the tests run as root (`id -u` is 0).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
 /// `true` when every tool is there; otherwise [`not_run`].
 pub fn require_tools(test: &str, tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !has_tool(t)).collect();

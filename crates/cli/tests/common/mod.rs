@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod e2e;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -90,6 +92,11 @@ impl ServeProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         (status, self.log_text())
+    }
+
+    /// Its exit status if it has exited (`None`: still running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// SIGKILL: no chance to finish anything.
