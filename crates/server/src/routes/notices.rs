@@ -324,6 +324,11 @@ async fn token_still_valid(st: &Arc<AppState>, p: &Principal) -> bool {
     .unwrap_or(false)
 }
 
+/// How long a stream waits for a store that is unavailable (or a node
+/// catching up) before it ends; the client then resumes with
+/// `Last-Event-ID`.
+const STREAM_STORE_WAIT: Duration = Duration::from_secs(120);
+
 /// Feeds one stream: backlog pages, then live notices; on lag, back to the
 /// database from the last id sent. Ends when the client is gone, the
 /// token is revoked or the server stops.
@@ -344,8 +349,28 @@ async fn pump(
     loop {
         // Backlog (or catch-up after lag).
         loop {
-            let Ok(batch) = read_notices(&st, &p, t, last, page, usize::MAX).await else {
-                return;
+            // A store that is down, or a node still catching up, answers
+            // 503: the stream waits and reads again (its keep-alives go on)
+            // rather than ending, for as long as the client stays.
+            let mut waited = Duration::ZERO;
+            let mut pause = Duration::from_millis(100);
+            let batch = loop {
+                match read_notices(&st, &p, t, last, page, usize::MAX).await {
+                    Ok(batch) => break batch,
+                    Err(e)
+                        if e.status == StatusCode::SERVICE_UNAVAILABLE
+                            && waited < STREAM_STORE_WAIT =>
+                    {
+                        tokio::select! {
+                            _ = tx.closed() => return,
+                            _ = stopping.changed() => return,
+                            _ = tokio::time::sleep(pause) => {}
+                        }
+                        waited += pause;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                    Err(_) => return,
+                }
             };
             for d in &batch.docs {
                 let Some(ev) = event_of(d) else { return };
