@@ -1,5 +1,6 @@
-//! The patchline service: the HTTP API of CONTRACT.md §5, the delivery
-//! workers, server-sent event streams and the reminder loop. The only crate
+//! The patchline service: the HTTP API of CONTRACT.md §5, server-sent
+//! event streams, and the host of the delivery worker
+//! (`patchline_delivery::worker`) and the reminder loop. The only crate
 //! that knows HTTP.
 
 pub mod auth;
