@@ -3,10 +3,13 @@
 //! answer) and its rendering for a reader, and the delivery view — the
 //! names, visibility, record texts and webhook targets that rendering and
 //! sending need — which the engine keeps current at every commit, so that
-//! the delivery path never takes the engine's lock — and (feature
-//! `worker`) the webhook worker, handed an explicit context by its host.
+//! the delivery path never takes the engine's lock; the reminder policy
+//! (which notices are due, escalation, to which subscriptions), which the
+//! engine applies inside its write; and (feature `worker`) the webhook
+//! worker and the reminder loop, handed an explicit context by their host.
 
 pub mod doc;
+pub mod reminder;
 pub mod view;
 #[cfg(feature = "worker")]
 pub mod worker;

@@ -59,7 +59,7 @@ pub struct WorkerConfig {
     pub shared: bool,
 }
 
-/// What the worker counts; the server's Prometheus
+/// What the worker and the reminder loop count; the server's Prometheus
 /// metrics implement it.
 pub trait DeliveryMetrics: Send + Sync {
     /// A webhook attempt ended (any outcome) after `seconds`.
@@ -73,6 +73,8 @@ pub trait DeliveryMetrics: Send + Sync {
     fn dead(&self);
     /// An endpoint answered 410 Gone (its subscription is disabled).
     fn gone(&self);
+    /// Notices reminded (or escalated) by a reminder round.
+    fn reminded(&self, n: u64);
 }
 
 /// What only the process hosting the worker can do.

@@ -14,6 +14,7 @@ use patchline_core::notice::{
 };
 use patchline_core::propagate::ComponentHit;
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
+use patchline_delivery::reminder::ReminderPolicy;
 use patchline_store::service::{
     DeliveryRow, GroupRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow,
 };
@@ -1006,20 +1007,20 @@ impl<S: CatalogStore> Engine<S> {
         })
     }
 
-    /// Queues reminders for open notices not acknowledged for
-    /// `interval_ms`: to the tenant's matching webhooks, and after
-    /// `escalate_after` reminders to all its webhooks and the operator's
-    /// subscription. Returns how many notices were reminded.
+    /// Queues the reminders and escalations `policy` makes due at `now`
+    /// (`patchline_delivery::reminder`), in one commit; `operator` is the
+    /// operator's escalation subscription, if any. Returns how many
+    /// notices were reminded.
     pub fn schedule_reminders(
         &mut self,
         now: i64,
-        interval_ms: i64,
-        escalate_after: i64,
+        policy: &ReminderPolicy,
         operator_subscription: Option<&str>,
-        limit: usize,
     ) -> Result<usize, EngineError> {
         self.begin_write()?;
-        let due = self.store.due_reminders(now - interval_ms, limit)?;
+        let due = self
+            .store
+            .due_reminders(policy.due_before(now), policy.limit)?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -1029,25 +1030,25 @@ impl<S: CatalogStore> Engine<S> {
             outbox,
             ..
         } = self;
+        let plan = policy.plan(
+            &due,
+            |t| {
+                svc.webhooks_of(t)
+                    .filter(|s| s.state.is_active())
+                    .map(|s| s.id.clone())
+                    .collect()
+            },
+            operator_subscription,
+        );
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
         let mut escalations = Notifier::new_detached(now);
-        for n in &due {
-            let subs: Vec<String> = notifier
-                .mem
-                .webhooks_of(n.tenant)
-                .filter(|s| s.state.is_active())
-                .map(|s| s.id.clone())
-                .collect();
-            if n.reminders + 1 >= escalate_after {
-                let mut all = subs.clone();
-                if let Some(op) = operator_subscription {
-                    all.push(op.to_string());
-                }
-                escalations.resend(&all, n.advisory, n.id);
+        for r in &plan {
+            if r.purpose == Purpose::Escalation {
+                escalations.resend(&r.subscriptions, r.advisory, r.notice);
             } else {
-                notifier.resend(&subs, n.advisory, n.id);
+                notifier.resend(&r.subscriptions, r.advisory, r.notice);
             }
-            notifier.outbox.reminded.push((n.id, now));
+            notifier.outbox.reminded.push((r.notice, now));
         }
         notifier.finish(Purpose::Reminder);
         escalations.finish_into(&mut self.svc, &mut self.outbox, Purpose::Escalation);

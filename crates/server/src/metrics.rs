@@ -123,6 +123,10 @@ impl patchline_delivery::worker::DeliveryMetrics for Metrics {
     fn gone(&self) {
         self.webhook_gone_total.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn reminded(&self, n: u64) {
+        self.reminders_total.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {

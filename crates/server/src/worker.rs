@@ -1,13 +1,17 @@
-//! The delivery worker of this process: [`patchline_delivery::worker`],
+//! The delivery worker and the reminder loop of this process
+//! ([`patchline_delivery::worker`], [`patchline_delivery::reminder`]),
 //! handed the server's settings, clock, queue, delivery view, metrics and
-//! wake-up, and the two things only the server can do (wait until the node
-//! has applied the deployment's changes; disable a subscription whose
-//! endpoint answered 410 Gone).
+//! wake-up, and what only the server can do (wait until the node has
+//! applied the deployment's changes; disable a subscription whose endpoint
+//! answered 410 Gone; queue the due reminders in a write of the engine).
 
 use std::sync::Arc;
 
 use patchline_core::notice::DisableReason;
+use patchline_delivery::OPERATOR_SUBSCRIPTION;
+use patchline_delivery::reminder::{REMINDERS_PER_ROUND, RemindHost, ReminderPolicy};
 use patchline_delivery::worker::{Host, Worker, WorkerConfig};
+use patchline_engine::EngineError;
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -16,6 +20,17 @@ use crate::state::AppState;
 /// flight.
 pub async fn run(st: Arc<AppState>, shutdown: watch::Receiver<bool>) {
     patchline_delivery::worker::run(Arc::new(worker(&st)), shutdown).await
+}
+
+/// Reminds unacknowledged notices on the configured schedule until
+/// `shutdown` turns true.
+pub async fn reminders(st: Arc<AppState>, shutdown: watch::Receiver<bool>) {
+    let policy = ReminderPolicy {
+        interval_ms: st.config.reminder_interval_ms,
+        escalate_after: st.config.escalate_after,
+        limit: REMINDERS_PER_ROUND,
+    };
+    patchline_delivery::reminder::run(Arc::new(worker(&st)), policy, shutdown).await
 }
 
 /// The worker's context, from the server's state.
@@ -69,5 +84,31 @@ impl Host for Server {
             "the endpoint answered 410 Gone",
         )
         .await;
+    }
+}
+
+impl RemindHost for Server {
+    async fn remind(&self, now_ms: i64, policy: ReminderPolicy) -> usize {
+        let st = self.0.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<usize, EngineError> {
+            let Ok(mut e) = st.engine.lock() else {
+                return Ok(0);
+            };
+            e.ensure_fresh()?;
+            let operator = e
+                .service()
+                .subscriptions
+                .contains_key(OPERATOR_SUBSCRIPTION)
+                .then_some(OPERATOR_SUBSCRIPTION);
+            let n = e.schedule_reminders(now_ms, &policy, operator);
+            e.end_write();
+            st.applied.send_replace(e.applied_seq());
+            n
+        })
+        .await;
+        match done {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        }
     }
 }

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use common::{Api, VULNERABLE, usn_4038};
 use patchline_core::Clock as _;
+use patchline_delivery::reminder::ReminderPolicy;
 use serde_json::{Value, json};
 
 type Received = Arc<Mutex<Vec<(String, HeaderMap, Value)>>>;
@@ -109,10 +110,12 @@ async fn subscribers_and_the_operator_receive_what_they_may_read() {
         let due = e
             .schedule_reminders(
                 patchline_engine::now_ms(),
-                1,
-                1,
+                &ReminderPolicy {
+                    interval_ms: 1,
+                    escalate_after: 1,
+                    limit: 1000,
+                },
                 Some(patchline_server::OPERATOR_SUBSCRIPTION),
-                1000,
             )
             .unwrap();
         assert_eq!(due, 2);
@@ -627,7 +630,12 @@ async fn after_a_rotation_both_secrets_sign_for_the_overlap() {
     script.got.lock().unwrap().clear();
     {
         let mut e = w.api.state.engine.lock().unwrap();
-        e.schedule_reminders(w.clock.now_ms(), 1, 100, None, 1000)
+        let policy = ReminderPolicy {
+            interval_ms: 1,
+            escalate_after: 100,
+            limit: 1000,
+        };
+        e.schedule_reminders(w.clock.now_ms(), &policy, None)
             .unwrap();
     }
     w.api.state.wake.notify_one();
