@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use patchline_core::notice::{Channel, Filter};
+use patchline_core::notice::Channel;
+use patchline_delivery::routing::{Filter, RATE_PER_S_DEFAULT, SecretEntry, Subscription};
 use patchline_engine::EngineError;
-use patchline_engine::service::{SecretEntry, Subscription};
 use patchline_store::service::{SqliteQueue, SqliteReader};
 use tokio::sync::{Notify, watch};
 
@@ -413,7 +413,7 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
         filter: Filter::default(),
         secrets,
         state: patchline_core::notice::SubscriptionState::Active,
-        rate_per_s: patchline_engine::service::RATE_PER_S_DEFAULT,
+        rate_per_s: RATE_PER_S_DEFAULT,
         created_at_ms: engine.clock().now_ms(),
     })
 }
