@@ -1,6 +1,7 @@
 //! Delivery, apart from the engine: the notice document (one typed,
 //! versioned schema for webhooks, streams, pages and the acknowledgement
-//! answer) and its rendering for a reader, and the delivery view — the
+//! answer) and its rendering for a reader, the stored group document it is
+//! rendered from (`GroupDoc`, also versioned), and the delivery view — the
 //! names, visibility, record texts and webhook targets that rendering and
 //! sending need — which the engine keeps current at every commit, so that
 //! the delivery path never takes the engine's lock; the subscriptions and
@@ -24,7 +25,8 @@ pub mod view;
 pub mod worker;
 
 pub use doc::{
-    AffectedComponent, GroupEntry, HIDDEN, NOTICE_COMPONENTS_MAX, NOTICE_SCHEMA, NoticeBody,
-    NoticeDoc, Reader, RecordText, may_see, message_id, shown_id, take_record_text,
+    AffectedComponent, GROUP_DOC_VERSION, GroupDoc, GroupEntry, HIDDEN, NOTICE_COMPONENTS_MAX,
+    NOTICE_SCHEMA, NoticeBody, NoticeDoc, Reader, RecordText, may_see, message_id, shown_id,
+    take_record_text,
 };
 pub use view::{ArtifactFacts, DeliveryView, Names, OPERATOR_SUBSCRIPTION, RecordFacts, Target};

@@ -12,6 +12,7 @@ use patchline_core::inventory::ComponentId;
 use patchline_core::notice::{DisableReason, NoticeState, Purpose, Severity, SubscriptionState};
 use patchline_core::propagate::ComponentHit;
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
+use patchline_delivery::GroupDoc;
 use patchline_delivery::reminder::ReminderPolicy;
 use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches};
 use patchline_store::service::{DeliveryRow, GroupRow, NoticeChange, NoticeRow, TokenRow};
@@ -292,7 +293,10 @@ impl<'a> Notifier<'a> {
         self.outbox.groups.push(GroupRow {
             id,
             advisory: adv,
-            components: serde_json::to_string(&entries).unwrap_or_default(),
+            components: GroupDoc {
+                components: entries,
+            }
+            .to_stored(),
         });
         self.groups
             .entry(key)
