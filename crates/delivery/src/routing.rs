@@ -6,8 +6,8 @@
 //!
 //! The engine keeps the subscriptions in memory (loaded from and written to
 //! the store's rows with [`Subscription::from_row`] and
-//! [`Subscription::to_row`]) and calls [`route`] and [`batches`] inside its
-//! write, so every notice's deliveries are committed with it.
+//! [`Subscription::to_row`]) and calls [`Webhooks::route`] and [`batches`]
+//! inside its write, so every notice's deliveries are committed with it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -242,6 +242,28 @@ impl Webhooks {
             .flatten()
             .filter_map(|id| subscriptions.get(id))
     }
+
+    /// Routes a notice to its `readers` (see [`readers`]): for each,
+    /// `reader` is called, then `matched` for each of the reader's webhooks
+    /// whose filter `input` passes (disabled ones included: the caller
+    /// records theirs as dead letters).
+    pub fn route<'a>(
+        &'a self,
+        subscriptions: &'a BTreeMap<String, Subscription>,
+        readers: impl IntoIterator<Item = TenantIdx>,
+        input: &FilterInput<'_>,
+        mut reader: impl FnMut(TenantIdx),
+        mut matched: impl FnMut(&'a Subscription),
+    ) {
+        for t in readers {
+            reader(t);
+            for s in self.of(t, subscriptions) {
+                if s.filter.matches(input) {
+                    matched(s);
+                }
+            }
+        }
+    }
 }
 
 /// The tenants that read a notice on an artifact: its owner, then — for a
@@ -260,31 +282,6 @@ pub fn readers(
             .filter(move |(i, t)| **t != owner && !watchers[..*i].contains(t))
             .map(|(_, t)| *t),
     )
-}
-
-/// Routes a notice on an artifact owned by `owner` (watched by `watchers`):
-/// for each of its [`readers`], `reader` is called, then `matched` for each
-/// of the reader's webhooks whose filter `input` passes (disabled ones
-/// included: the caller records theirs as dead letters).
-#[allow(clippy::too_many_arguments)]
-pub fn route<'s>(
-    subscriptions: &'s BTreeMap<String, Subscription>,
-    webhooks: &'s Webhooks,
-    owner: TenantIdx,
-    watchers: &[TenantIdx],
-    public: bool,
-    input: &FilterInput<'_>,
-    mut reader: impl FnMut(TenantIdx),
-    mut matched: impl FnMut(&'s Subscription),
-) {
-    for t in readers(owner, watchers, public) {
-        reader(t);
-        for s in webhooks.of(t, subscriptions) {
-            if s.filter.matches(input) {
-                matched(s);
-            }
-        }
-    }
 }
 
 /// What filters look at of a notice's affected components, from each

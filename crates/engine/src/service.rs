@@ -408,12 +408,9 @@ impl<'a> Notifier<'a> {
         let public = node.visibility == patchline_core::Visibility::Public;
         let (created, pending) = (&mut self.created, &mut self.pending);
         let per_adv = pending.entry(adv).or_default();
-        patchline_delivery::routing::route(
+        self.mem.webhooks.route(
             &self.mem.subscriptions,
-            &self.mem.webhooks,
-            node.tenant,
-            watchers,
-            public,
+            patchline_delivery::routing::readers(node.tenant, watchers, public),
             &input,
             |t| created.push((t, id)),
             |s| match per_adv.get_mut(s.id.as_str()) {
