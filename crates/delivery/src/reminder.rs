@@ -78,8 +78,8 @@ impl ReminderPolicy {
 #[cfg(feature = "worker")]
 pub trait RemindHost: Send + Sync + 'static {
     /// Queues, in one write of the engine, the reminders `policy` makes due
-    /// at `now_ms`; answers how many notices were reminded.
-    fn remind(&self, now_ms: i64, policy: ReminderPolicy) -> impl Future<Output = usize> + Send;
+    /// at the time of that write; answers how many notices were reminded.
+    fn remind(&self, policy: ReminderPolicy) -> impl Future<Output = usize> + Send;
 }
 
 /// Reminds unacknowledged notices on `policy`'s schedule (checked every
@@ -98,7 +98,7 @@ pub async fn run<H: crate::worker::Host + RemindHost>(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let n = st.host.remind(st.clock.now_ms(), policy).await;
+        let n = st.host.remind(policy).await;
         if n > 0 {
             st.metrics.reminded(n as u64);
             st.wake.notify_one();

@@ -139,7 +139,7 @@ struct Bucket {
 /// Per endpoint (URL origin): its concurrency slots and its rate bucket.
 type Endpoints = AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>;
 
-/// What a send needs from the engine, copied out under its lock.
+/// What a send needs of its subscription, from the delivery view.
 struct Target {
     url: url::Url,
     secrets: Vec<Secret>,

@@ -88,7 +88,7 @@ impl Host for Server {
 }
 
 impl RemindHost for Server {
-    async fn remind(&self, now_ms: i64, policy: ReminderPolicy) -> usize {
+    async fn remind(&self, policy: ReminderPolicy) -> usize {
         let st = self.0.clone();
         let done = tokio::task::spawn_blocking(move || -> Result<usize, EngineError> {
             let Ok(mut e) = st.engine.lock() else {
@@ -100,7 +100,7 @@ impl RemindHost for Server {
                 .subscriptions
                 .contains_key(OPERATOR_SUBSCRIPTION)
                 .then_some(OPERATOR_SUBSCRIPTION);
-            let n = e.schedule_reminders(now_ms, &policy, operator);
+            let n = e.schedule_reminders(st.now_ms(), &policy, operator);
             e.end_write();
             st.applied.send_replace(e.applied_seq());
             n
