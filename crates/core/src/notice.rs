@@ -1,14 +1,12 @@
 //! Notices and subscriptions as values: the remediation states of
-//! CONTRACT.md §3, severity levels, subscription channels and filters, and
+//! CONTRACT.md §3, severity levels, subscription channels and states, and
 //! the delivery states of the push workers. Pure: persistence is the
-//! store's, delivery the server's.
+//! store's; subscription filters and routing are `patchline-delivery`'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-use crate::model::Kind;
 
 /// Remediation state of one (advisory or failure, artifact).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -232,109 +230,6 @@ impl Channel {
     }
 }
 
-/// Most values per filter field: filters are evaluated per notice.
-pub const FILTER_VALUES_MAX: usize = 256;
-
-/// Which notices a subscription wants; every given field must match.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Filter {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_severity: Option<Severity>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kinds: Vec<Kind>,
-    /// Artifact labels that must all be present with these values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Purl types or OSV ecosystems of the affected components (`deb`,
-    /// `pypi`, `Debian`, `PyPI`...).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ecosystems: Vec<String>,
-    /// Package names (binary or source) of the affected components.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub packages: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub advisories: Vec<String>,
-}
-
-/// What a filter looks at in a notice.
-#[derive(Clone, Debug)]
-pub struct FilterInput<'a> {
-    pub severity: Option<Severity>,
-    pub kind: Kind,
-    pub labels: &'a BTreeMap<String, String>,
-    /// Purl types of the affected components (`deb`).
-    pub purl_types: &'a [String],
-    /// Package names, binary and source.
-    pub packages: &'a [String],
-    pub advisory: &'a str,
-    pub aliases: &'a [String],
-}
-
-impl Filter {
-    pub fn validate(&self) -> Result<(), String> {
-        let sizes = [
-            self.kinds.len(),
-            self.labels.len(),
-            self.ecosystems.len(),
-            self.packages.len(),
-            self.advisories.len(),
-        ];
-        if sizes.iter().any(|&n| n > FILTER_VALUES_MAX) {
-            return Err(format!(
-                "a filter field has more than {FILTER_VALUES_MAX} values"
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn matches(&self, n: &FilterInput<'_>) -> bool {
-        if let Some(min) = self.min_severity {
-            // Unknown severity passes: a filter must not hide what was not rated.
-            if n.severity.is_some_and(|s| s < min) {
-                return false;
-            }
-        }
-        if !self.kinds.is_empty() && !self.kinds.contains(&n.kind) {
-            return false;
-        }
-        if self.labels.iter().any(|(k, v)| n.labels.get(k) != Some(v)) {
-            return false;
-        }
-        if !self.ecosystems.is_empty() {
-            let wanted = |e: &str| {
-                let e = e.to_ascii_lowercase();
-                let ty = match e.split(':').next().unwrap_or("") {
-                    "debian" | "ubuntu" => "deb",
-                    "alpine" => "apk",
-                    "red hat" | "rocky linux" | "almalinux" => "rpm",
-                    "crates.io" => "cargo",
-                    "go" => "golang",
-                    other => other,
-                }
-                .to_string();
-                n.purl_types.iter().any(|t| *t == ty || *t == e)
-            };
-            if !self.ecosystems.iter().any(|e| wanted(e)) {
-                return false;
-            }
-        }
-        if !self.packages.is_empty() && !self.packages.iter().any(|p| n.packages.contains(p)) {
-            return false;
-        }
-        if !self.advisories.is_empty()
-            && !self
-                .advisories
-                .iter()
-                .any(|a| a == n.advisory || n.aliases.contains(a))
-        {
-            return false;
-        }
-        true
-    }
-}
-
 /// States of one push delivery (a batch of notices to one subscription).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -513,34 +408,5 @@ mod tests {
         assert_eq!(cvss3_base_score("CVSS:4.0/AV:N"), None);
         assert_eq!(Severity::from_score(9.8), Severity::Critical);
         assert_eq!(Severity::parse_word("MODERATE"), Some(Severity::Medium));
-    }
-
-    #[test]
-    fn filters() {
-        let labels = BTreeMap::from([("region".to_string(), "eu".to_string())]);
-        let types = vec!["deb".to_string()];
-        let packages = vec!["libbz2-1.0".to_string(), "bzip2".to_string()];
-        let input = FilterInput {
-            severity: Some(Severity::Medium),
-            kind: Kind::Instance,
-            labels: &labels,
-            purl_types: &types,
-            packages: &packages,
-            advisory: "USN-4038-1",
-            aliases: &[],
-        };
-        assert!(Filter::default().matches(&input));
-        let f: Filter = serde_json::from_str(
-            r#"{"min_severity":"medium","kinds":["instance"],"labels":{"region":"eu"},"ecosystems":["Ubuntu:18.04:LTS"],"packages":["bzip2"],"advisories":["USN-4038-1"]}"#,
-        )
-        .unwrap();
-        assert!(f.matches(&input));
-        let f: Filter = serde_json::from_str(r#"{"min_severity":"high"}"#).unwrap();
-        assert!(!f.matches(&input));
-        let f: Filter = serde_json::from_str(r#"{"labels":{"region":"us"}}"#).unwrap();
-        assert!(!f.matches(&input));
-        let f: Filter = serde_json::from_str(r#"{"ecosystems":["PyPI"]}"#).unwrap();
-        assert!(!f.matches(&input));
-        assert!(serde_json::from_str::<Filter>(r#"{"severity":"high"}"#).is_err());
     }
 }

@@ -1,6 +1,9 @@
 //! The notice document: one typed schema for a notice as webhooks, streams
 //! and pages carry it, rendered from a stored notice and the delivery view
-//! for one reader (its owner, a watcher of a public artifact, an admin).
+//! for one reader (its owner, a watcher of a public artifact, an admin);
+//! and the stored group document ([`GroupDoc`]), the typed, versioned form
+//! in which the store keeps what the notices of a group share, written by
+//! the engine and read back by every rendering.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,6 +32,9 @@ pub enum Reader {
     Tenant(TenantIdx),
 }
 
+/// The version of the stored group document ([`GroupDoc`]).
+pub const GROUP_DOC_VERSION: u32 = 1;
+
 /// One stored component of a notice group: the shared part of the notices
 /// of one record about artifacts with the same affected components.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -40,6 +46,53 @@ pub struct GroupEntry {
     pub introduced_by: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
+}
+
+/// What the notices of one group share — the affected components, where
+/// each came in, the fix — as `notice_groups.components` stores it (the
+/// store keeps the text and never reads it): `{"v":1,"components":[…]}`.
+/// Rows written before the document had a version hold the bare list; they
+/// read as the same components. Unknown versions (a newer build's) do not
+/// read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupDoc {
+    pub components: Vec<GroupEntry>,
+}
+
+#[derive(Serialize)]
+struct GroupDocOut<'a> {
+    v: u32,
+    components: &'a [GroupEntry],
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GroupDocIn {
+    Versioned { v: u32, components: Vec<GroupEntry> },
+    Unversioned(Vec<GroupEntry>),
+}
+
+impl GroupDoc {
+    /// The stored text.
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(&GroupDocOut {
+            v: GROUP_DOC_VERSION,
+            components: &self.components,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads a stored text of this version or of before versions; `None`
+    /// for anything else.
+    pub fn from_stored(text: &str) -> Option<GroupDoc> {
+        match serde_json::from_str(text).ok()? {
+            GroupDocIn::Versioned { v, components } if v == GROUP_DOC_VERSION => {
+                Some(GroupDoc { components })
+            }
+            GroupDocIn::Versioned { .. } => None,
+            GroupDocIn::Unversioned(components) => Some(GroupDoc { components }),
+        }
+    }
 }
 
 /// One affected component of an artifact.
@@ -159,20 +212,20 @@ impl NoticeDoc {
     /// artifact was made private, or removed, after it was watched). Ids on
     /// the path the reader may not see read `(private)`.
     pub fn render(n: &StoredNotice, names: &Names, reader: Reader) -> Option<NoticeDoc> {
-        let entries: Vec<GroupEntry> = serde_json::from_str(&n.components).ok()?;
-        Self::render_entries(n, &entries, names, reader)
+        let group = GroupDoc::from_stored(&n.components)?;
+        Self::render_entries(n, &group.components, names, reader)
     }
 
     /// Renders many notices, parsing each group's components once.
     pub fn render_all(rows: &[StoredNotice], names: &Names, reader: Reader) -> Vec<NoticeDoc> {
-        let mut parsed: HashMap<&str, Option<Vec<GroupEntry>>> = HashMap::new();
+        let mut parsed: HashMap<&str, Option<GroupDoc>> = HashMap::new();
         rows.iter()
             .filter_map(|n| {
-                let entries = parsed
+                let group = parsed
                     .entry(n.components.as_str())
-                    .or_insert_with(|| serde_json::from_str(&n.components).ok())
-                    .as_deref()?;
-                Self::render_entries(n, entries, names, reader)
+                    .or_insert_with(|| GroupDoc::from_stored(&n.components))
+                    .as_ref()?;
+                Self::render_entries(n, &group.components, names, reader)
             })
             .collect()
     }
@@ -247,5 +300,89 @@ impl NoticeDoc {
                 n.updated_at_ms
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{ArtifactFacts, RecordFacts};
+    use patchline_core::{AdvIdx, Kind};
+
+    const UNVERSIONED: &str = r#"[{"purl":"pkg:deb/debian/libssl3@3.0.11","introduced_by":0,"fixed":"3.0.12"},{"introduced_by":1}]"#;
+
+    fn stored(components: &str) -> StoredNotice {
+        StoredNotice {
+            id: 7,
+            advisory: AdvIdx(0),
+            artifact: ArtIdx(1),
+            tenant: TenantIdx(0),
+            state: NoticeState::Affected,
+            justification: None,
+            components: components.to_string(),
+            path: vec![0, 1],
+            created_at_ms: 1_700_000_000_000,
+            updated_at_ms: 1_700_000_000_000,
+            reminders: 0,
+        }
+    }
+
+    fn names() -> Names {
+        let mut names = Names::default();
+        names.set_tenant(TenantIdx(0), "acme");
+        for (i, id) in ["base", "vm"].into_iter().enumerate() {
+            names.set_artifact(
+                ArtIdx(i as u32),
+                id,
+                ArtifactFacts {
+                    tenant: TenantIdx(0),
+                    kind: Kind::Instance,
+                    public: false,
+                    removed: false,
+                },
+            );
+        }
+        names.set_record(
+            AdvIdx(0),
+            RecordFacts {
+                id: "DSA-1".into(),
+                summary: None,
+                severity: None,
+            },
+        );
+        names
+    }
+
+    #[test]
+    fn the_group_document_is_versioned_and_old_rows_still_read() {
+        let old = GroupDoc::from_stored(UNVERSIONED).expect("an unversioned row reads");
+        assert_eq!(old.components.len(), 2);
+        assert_eq!(old.components[0].fixed.as_deref(), Some("3.0.12"));
+        assert_eq!(old.components[1].purl, None);
+        let text = old.to_stored();
+        assert!(text.starts_with(r#"{"v":1,"components":["#), "{text}");
+        assert_eq!(GroupDoc::from_stored(&text), Some(old));
+        assert_eq!(
+            GroupDoc::from_stored(r#"{"v":2,"components":[]}"#),
+            None,
+            "a newer build's document does not read"
+        );
+        assert_eq!(GroupDoc::from_stored("not json"), None);
+    }
+
+    #[test]
+    fn old_and_versioned_rows_render_the_same_notice() {
+        let names = names();
+        let versioned = GroupDoc::from_stored(UNVERSIONED).unwrap().to_stored();
+        let (old, new) = (stored(UNVERSIONED), stored(&versioned));
+        for reader in [Reader::Admin, Reader::Tenant(TenantIdx(0))] {
+            let a = NoticeDoc::render(&old, &names, reader).expect("the old row renders");
+            let b = NoticeDoc::render(&new, &names, reader).expect("the new row renders");
+            assert_eq!(a, b);
+            assert_eq!(a.body.components.len(), 1);
+            assert_eq!(a.body.introduced_by.as_deref(), Some("vm"));
+            let all = NoticeDoc::render_all(&[old.clone(), new.clone()], &names, reader);
+            assert_eq!(all, vec![a.clone(), a]);
+        }
     }
 }

@@ -352,7 +352,7 @@ impl<S: CatalogStore> Engine<S> {
             .subscriptions
             .values()
             .filter(|s| !s.state.is_deleted())
-            .map(|s| (s.id.clone(), service::target_of(s)))
+            .map(|s| (s.id.clone(), s.target()))
             .collect();
         self.view.set_targets(targets);
     }

@@ -9,28 +9,17 @@ use std::rc::Rc;
 
 use patchline_core::inventory::ComponentId;
 
-use patchline_core::notice::{
-    Channel, DisableReason, Filter, FilterInput, NoticeState, Purpose, Severity, SubscriptionState,
-};
+use patchline_core::notice::{DisableReason, NoticeState, Purpose, Severity, SubscriptionState};
 use patchline_core::propagate::ComponentHit;
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
-use patchline_store::service::{
-    DeliveryRow, GroupRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow,
-};
+use patchline_delivery::GroupDoc;
+use patchline_delivery::reminder::ReminderPolicy;
+use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches};
+use patchline_store::service::{DeliveryRow, GroupRow, NoticeChange, NoticeRow, TokenRow};
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
 
-/// Most notices one webhook message carries.
-pub const DELIVERY_BATCH_MAX: usize = 100;
-/// Bytes one webhook message aims to stay under: notices are batched by
-/// their estimated rendered size as well as by count.
-pub const DELIVERY_BYTES_TARGET: usize = 4 << 20;
-/// Estimated bytes of a notice whose size is not known (reminders).
-const NOTICE_BYTES_DEFAULT: usize = 4 << 10;
 pub use patchline_delivery::{GroupEntry, NOTICE_COMPONENTS_MAX, message_id};
-/// Default per-endpoint rate limit, requests per second.
-pub const RATE_PER_S_DEFAULT: u32 = 1000;
-
 /// A role a tenant holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,65 +45,6 @@ impl Role {
     }
 }
 
-/// A webhook secret with the time it stops signing (rotation overlap).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecretEntry {
-    pub secret: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_after_ms: Option<i64>,
-}
-
-/// A subscription in memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subscription {
-    pub id: String,
-    pub tenant: TenantIdx,
-    pub channel: Channel,
-    pub filter: Filter,
-    pub secrets: Vec<SecretEntry>,
-    pub state: SubscriptionState,
-    pub rate_per_s: u32,
-    pub created_at_ms: i64,
-}
-
-impl Subscription {
-    pub fn to_row(&self) -> SubscriptionRow {
-        SubscriptionRow {
-            id: self.id.clone(),
-            tenant: self.tenant,
-            channel: serde_json::to_string(&self.channel).unwrap_or_default(),
-            filter: serde_json::to_string(&self.filter).unwrap_or_default(),
-            secrets: serde_json::to_string(&self.secrets).unwrap_or_default(),
-            state: self.state,
-            rate_per_s: self.rate_per_s,
-            created_at_ms: self.created_at_ms,
-        }
-    }
-
-    fn from_row(row: &SubscriptionRow) -> Option<Subscription> {
-        Some(Subscription {
-            id: row.id.clone(),
-            tenant: row.tenant,
-            channel: serde_json::from_str(&row.channel).ok()?,
-            filter: serde_json::from_str(&row.filter).ok()?,
-            secrets: serde_json::from_str(&row.secrets).ok()?,
-            state: row.state,
-            rate_per_s: row.rate_per_s,
-            created_at_ms: row.created_at_ms,
-        })
-    }
-
-    /// Secrets that sign now (the current one and, during a rotation,
-    /// the previous one until its overlap ends).
-    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
-        self.secrets
-            .iter()
-            .filter(|s| s.not_after_ms.is_none_or(|t| t > now_ms))
-            .map(|s| s.secret.as_str())
-            .collect()
-    }
-}
-
 /// The service state the engine keeps in memory.
 #[derive(Debug, Default)]
 pub struct ServiceMem {
@@ -132,9 +62,9 @@ pub struct ServiceMem {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Watchers of each public artifact.
     pub watchers: HashMap<ArtIdx, Vec<TenantIdx>>,
-    /// Active webhook subscriptions per tenant (derived from
-    /// `subscriptions`; every notice looks its readers up here).
-    webhooks: HashMap<TenantIdx, Vec<String>>,
+    /// Webhook subscriptions per tenant (derived from `subscriptions`;
+    /// every notice looks its readers up here).
+    webhooks: Webhooks,
     pub next_notice_id: i64,
     pub next_delivery_id: i64,
     pub next_group_id: i64,
@@ -200,20 +130,10 @@ impl ServiceMem {
         mem
     }
 
-    /// Rebuilds the per-tenant webhook index after a subscription change.
-    /// Disabled webhooks stay in it: what they miss is recorded straight
-    /// into their dead letters, so that enable + replay fills the gap.
-    /// Deleted ones leave it.
+    /// Rebuilds the per-tenant webhook index after a subscription change
+    /// (see [`Webhooks`]).
     pub fn reindex(&mut self) {
-        self.webhooks.clear();
-        for s in self.subscriptions.values() {
-            if !s.state.is_deleted() && matches!(s.channel, Channel::Webhook { .. }) {
-                self.webhooks
-                    .entry(s.tenant)
-                    .or_default()
-                    .push(s.id.clone());
-            }
-        }
+        self.webhooks = Webhooks::index(&self.subscriptions);
     }
 
     pub fn has_role(&self, t: TenantIdx, role: Role) -> bool {
@@ -248,11 +168,7 @@ impl ServiceMem {
     }
 
     fn webhooks_of(&self, t: TenantIdx) -> impl Iterator<Item = &Subscription> {
-        self.webhooks
-            .get(&t)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.subscriptions.get(id))
+        self.webhooks.of(t, &self.subscriptions)
     }
 }
 
@@ -271,23 +187,6 @@ pub fn record_facts(record: &Record) -> patchline_delivery::RecordFacts {
         id: info.id.into(),
         summary: info.summary.map(Into::into),
         severity: info.severity,
-    }
-}
-
-/// What a sender needs of a subscription.
-pub fn target_of(s: &Subscription) -> patchline_delivery::Target {
-    patchline_delivery::Target {
-        id: s.id.clone(),
-        tenant: s.tenant,
-        channel: s.channel.clone(),
-        secrets: s
-            .secrets
-            .iter()
-            .map(|e| (e.secret.clone(), e.not_after_ms))
-            .collect(),
-        state: s.state,
-        rate_per_s: s.rate_per_s,
-        operator: s.id == patchline_delivery::OPERATOR_SUBSCRIPTION,
     }
 }
 
@@ -394,7 +293,10 @@ impl<'a> Notifier<'a> {
         self.outbox.groups.push(GroupRow {
             id,
             advisory: adv,
-            components: serde_json::to_string(&entries).unwrap_or_default(),
+            components: GroupDoc {
+                components: entries,
+            }
+            .to_stored(),
         });
         self.groups
             .entry(key)
@@ -503,31 +405,21 @@ impl<'a> Notifier<'a> {
         };
         // The owner, then watchers (rare), each once.
         let watchers = self.mem.watchers.get(&a).map(Vec::as_slice).unwrap_or(&[]);
-        let readers = std::iter::once(node.tenant).chain(watchers.iter().copied());
         let public = node.visibility == patchline_core::Visibility::Public;
-        for (i, t) in readers.enumerate() {
-            // Watchers follow public artifacts only: one made private
-            // stops reaching them at once.
-            if i > 0 && !public {
-                break;
-            }
-            if i > 0 && (t == node.tenant || watchers[..i - 1].contains(&t)) {
-                continue;
-            }
-            self.created.push((t, id));
-            let per_adv = self.pending.entry(adv).or_default();
-            for s in self.mem.webhooks_of(t) {
-                if !s.filter.matches(&input) {
-                    continue;
+        let (created, pending) = (&mut self.created, &mut self.pending);
+        let per_adv = pending.entry(adv).or_default();
+        self.mem.webhooks.route(
+            &self.mem.subscriptions,
+            patchline_delivery::routing::readers(node.tenant, watchers, public),
+            &input,
+            |t| created.push((t, id)),
+            |s| match per_adv.get_mut(s.id.as_str()) {
+                Some((ids, _)) => ids.push(id),
+                None => {
+                    per_adv.insert(s.id.clone(), (vec![id], s.state.is_active()));
                 }
-                match per_adv.get_mut(s.id.as_str()) {
-                    Some((ids, _)) => ids.push(id),
-                    None => {
-                        per_adv.insert(s.id.clone(), (vec![id], s.state.is_active()));
-                    }
-                }
-            }
-        }
+            },
+        );
     }
 
     /// Purl types and package names of the affected components, computed
@@ -552,24 +444,13 @@ impl<'a> Notifier<'a> {
         {
             return facts.clone();
         }
-        let mut purl_types = Vec::new();
-        let mut packages = Vec::new();
-        for hit in hits {
-            if let Some(c) = hit.component {
-                let comp = self.catalog.components().get(c);
-                if let Ok(p) = comp.purl.parse::<patchline_formats::purl::Purl>() {
-                    purl_types.push(p.ty.clone());
-                    packages.push(p.name.clone());
-                }
-                packages.push(
-                    self.catalog
-                        .components()
-                        .source_name(comp.source)
-                        .to_string(),
-                );
-            }
-        }
-        let facts = Rc::new((purl_types, packages));
+        let components = self.catalog.components();
+        let facts = Rc::new(patchline_delivery::routing::component_facts(
+            hits.iter().filter_map(|h| h.component).map(|c| {
+                let comp = components.get(c);
+                (comp.purl.as_ref(), components.source_name(comp.source))
+            }),
+        ));
         self.filter_facts
             .entry(key)
             .or_default()
@@ -1006,20 +887,20 @@ impl<S: CatalogStore> Engine<S> {
         })
     }
 
-    /// Queues reminders for open notices not acknowledged for
-    /// `interval_ms`: to the tenant's matching webhooks, and after
-    /// `escalate_after` reminders to all its webhooks and the operator's
-    /// subscription. Returns how many notices were reminded.
+    /// Queues the reminders and escalations `policy` makes due at `now`
+    /// (`patchline_delivery::reminder`), in one commit; `operator` is the
+    /// operator's escalation subscription, if any. Returns how many
+    /// notices were reminded.
     pub fn schedule_reminders(
         &mut self,
         now: i64,
-        interval_ms: i64,
-        escalate_after: i64,
+        policy: &ReminderPolicy,
         operator_subscription: Option<&str>,
-        limit: usize,
     ) -> Result<usize, EngineError> {
         self.begin_write()?;
-        let due = self.store.due_reminders(now - interval_ms, limit)?;
+        let due = self
+            .store
+            .due_reminders(policy.due_before(now), policy.limit)?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -1029,53 +910,31 @@ impl<S: CatalogStore> Engine<S> {
             outbox,
             ..
         } = self;
+        let plan = policy.plan(
+            &due,
+            |t| {
+                svc.webhooks_of(t)
+                    .filter(|s| s.state.is_active())
+                    .map(|s| s.id.clone())
+                    .collect()
+            },
+            operator_subscription,
+        );
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
         let mut escalations = Notifier::new_detached(now);
-        for n in &due {
-            let subs: Vec<String> = notifier
-                .mem
-                .webhooks_of(n.tenant)
-                .filter(|s| s.state.is_active())
-                .map(|s| s.id.clone())
-                .collect();
-            if n.reminders + 1 >= escalate_after {
-                let mut all = subs.clone();
-                if let Some(op) = operator_subscription {
-                    all.push(op.to_string());
-                }
-                escalations.resend(&all, n.advisory, n.id);
+        for r in &plan {
+            if r.purpose == Purpose::Escalation {
+                escalations.resend(&r.subscriptions, r.advisory, r.notice);
             } else {
-                notifier.resend(&subs, n.advisory, n.id);
+                notifier.resend(&r.subscriptions, r.advisory, r.notice);
             }
-            notifier.outbox.reminded.push((n.id, now));
+            notifier.outbox.reminded.push((r.notice, now));
         }
         notifier.finish(Purpose::Reminder);
         escalations.finish_into(&mut self.svc, &mut self.outbox, Purpose::Escalation);
         self.commit(&[])?;
         Ok(due.len())
     }
-}
-
-/// Splits queued notice ids into webhook messages of at most
-/// [`DELIVERY_BATCH_MAX`] notices and about [`DELIVERY_BYTES_TARGET`]
-/// bytes (a notice alone may exceed it; it then travels alone).
-fn batches<'a>(ids: &'a [i64], sizes: &HashMap<i64, usize>) -> Vec<&'a [i64]> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, id) in ids.iter().enumerate() {
-        let size = sizes.get(id).copied().unwrap_or(NOTICE_BYTES_DEFAULT);
-        let full = i - start == DELIVERY_BATCH_MAX || bytes + size > DELIVERY_BYTES_TARGET;
-        if i > start && full {
-            out.push(&ids[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < ids.len() {
-        out.push(&ids[start..]);
-    }
-    out
 }
 
 /// Deliveries queued without a catalog (escalations).

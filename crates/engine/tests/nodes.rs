@@ -12,9 +12,10 @@
 
 use std::fmt::Write as _;
 
-use patchline_core::notice::{Channel, Filter, SubscriptionState};
+use patchline_core::notice::{Channel, SubscriptionState};
 use patchline_core::{Actor, Advisory, Mode, TenantId};
-use patchline_engine::service::{Role, Subscription};
+use patchline_delivery::routing::{Filter, Subscription};
+use patchline_engine::service::Role;
 use patchline_engine::{BatchItem, Engine, EngineError};
 use patchline_store::postgres::PgStore;
 use patchline_store::{CatalogStore, SecretKeys};

@@ -1,5 +1,6 @@
-//! The patchline service: the HTTP API of CONTRACT.md §5, the delivery
-//! workers, server-sent event streams and the reminder loop. The only crate
+//! The patchline service: the HTTP API of CONTRACT.md §5, server-sent
+//! event streams, and the host of the delivery worker
+//! (`patchline_delivery::worker`) and the reminder loop. The only crate
 //! that knows HTTP.
 
 pub mod auth;
@@ -17,9 +18,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use patchline_core::notice::{Channel, Filter};
+use patchline_core::notice::Channel;
+use patchline_delivery::routing::{Filter, RATE_PER_S_DEFAULT, SecretEntry, Subscription};
 use patchline_engine::EngineError;
-use patchline_engine::service::{SecretEntry, Subscription};
 use patchline_store::service::{SqliteQueue, SqliteReader};
 use tokio::sync::{Notify, watch};
 
@@ -412,52 +413,9 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
         filter: Filter::default(),
         secrets,
         state: patchline_core::notice::SubscriptionState::Active,
-        rate_per_s: patchline_engine::service::RATE_PER_S_DEFAULT,
+        rate_per_s: RATE_PER_S_DEFAULT,
         created_at_ms: engine.clock().now_ms(),
     })
-}
-
-/// Reminds unacknowledged notices on the configured schedule.
-async fn reminder_loop(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    let every =
-        Duration::from_millis((st.config.reminder_interval_ms / 4).clamp(1000, 60_000) as u64);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-        let st2 = st.clone();
-        let done = tokio::task::spawn_blocking(move || -> Result<usize, EngineError> {
-            let Ok(mut e) = st2.engine.lock() else {
-                return Ok(0);
-            };
-            e.ensure_fresh()?;
-            let operator = e
-                .service()
-                .subscriptions
-                .contains_key(OPERATOR_SUBSCRIPTION)
-                .then_some(OPERATOR_SUBSCRIPTION);
-            let n = e.schedule_reminders(
-                st2.now_ms(),
-                st2.config.reminder_interval_ms,
-                st2.config.escalate_after,
-                operator,
-                10_000,
-            );
-            e.end_write();
-            st2.applied.send_replace(e.applied_seq());
-            n
-        })
-        .await;
-        if let Ok(Ok(n)) = done
-            && n > 0
-        {
-            st.metrics
-                .reminders_total
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            st.wake.notify_one();
-        }
-    }
 }
 
 /// Serves until SIGINT or SIGTERM, then stops accepting, lets requests and
@@ -480,7 +438,10 @@ pub async fn serve_until(
     let mut tasks = Vec::new();
     if state.config.workers {
         tasks.push(tokio::spawn(worker::run(state.clone(), stop_rx.clone())));
-        tasks.push(tokio::spawn(reminder_loop(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(worker::reminders(
+            state.clone(),
+            stop_rx.clone(),
+        )));
     }
     if state.config.bus.is_some() {
         tasks.push(tokio::spawn(follow::run(state.clone(), stop_rx.clone())));

@@ -100,6 +100,35 @@ impl Default for Metrics {
     }
 }
 
+impl patchline_delivery::worker::DeliveryMetrics for Metrics {
+    fn attempt_seconds(&self, seconds: f64) {
+        self.webhook_attempt_seconds.observe_s(seconds);
+    }
+
+    fn delivered(&self, latency_s: Option<f64>) {
+        self.webhook_delivered_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = latency_s {
+            self.notice_delivery_latency_seconds.observe_s(s);
+        }
+    }
+
+    fn failed(&self) {
+        self.webhook_failed_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn dead(&self) {
+        self.webhook_dead_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn gone(&self) {
+        self.webhook_gone_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reminded(&self, n: u64) {
+        self.reminders_total.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 fn counter(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(
         out,

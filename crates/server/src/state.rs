@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use patchline_store::{DeliveryQueue, NoticeReader, StoreError};
+use patchline_store::NoticeReader;
 use patchline_webhook::retry::Schedule;
 use patchline_webhook::ssrf::Policy;
 use tokio::sync::Notify;
@@ -175,8 +175,7 @@ impl std::fmt::Debug for StoreBackend {
 /// The engine the server runs: over the embedded SQLite store or PostgreSQL.
 pub type Engine = patchline_engine::Engine<patchline_store::DynStore>;
 
-/// Opens delivery-queue connections of the configured backend.
-pub type QueueFactory = Arc<dyn Fn() -> Result<Box<dyn DeliveryQueue>, StoreError> + Send + Sync>;
+pub use patchline_delivery::worker::QueueFactory;
 
 /// Shared by every handler and worker.
 pub struct AppState {

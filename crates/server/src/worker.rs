@@ -1,637 +1,114 @@
-//! Delivery workers: claim due deliveries from the durable queue, render
-//! them from the delivery view (CloudEvents 1.0 body, Standard Webhooks
-//! headers), send them with bounded concurrency per endpoint and overall
-//! and a per-endpoint rate, and record every attempt durably. The queue is
-//! visited in rounds: one commit records the results that came in and
-//! claims the next deliveries. A delivery's state goes Pending → InFlight
-//! (leased) → Delivered | Failed{next_at} | Dead; a lease left by a
-//! process that died is void at the next start: at least once.
+//! The delivery worker and the reminder loop of this process
+//! ([`patchline_delivery::worker`], [`patchline_delivery::reminder`]),
+//! handed the server's settings, clock, queue, delivery view, metrics and
+//! wake-up, and what only the server can do (wait until the node has
+//! applied the deployment's changes; disable a subscription whose endpoint
+//! answered 410 Gone; queue the due reminders in a write of the engine).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
-use patchline_core::TenantIdx;
-use patchline_core::notice::{Channel, DeliveryState};
-use patchline_delivery::{NoticeDoc, Reader};
-use patchline_store::DeliveryQueue;
-use patchline_store::service::{Claimed, Finished, StoredNotice};
-use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc, watch};
+use patchline_core::notice::DisableReason;
+use patchline_delivery::OPERATOR_SUBSCRIPTION;
+use patchline_delivery::reminder::{REMINDERS_PER_ROUND, RemindHost, ReminderPolicy};
+use patchline_delivery::worker::{Host, Worker, WorkerConfig};
+use patchline_engine::EngineError;
+use tokio::sync::watch;
 
 use crate::state::AppState;
 
-/// Attempts recorded per group commit, at most.
-const FINISH_BATCH_MAX: usize = 512;
-/// Pause after a round the queue refused, doubling while it keeps
-/// refusing, up to [`ROUND_RETRY_MAX_MS`].
-const ROUND_RETRY_MS: u64 = 250;
-const ROUND_RETRY_MAX_MS: u64 = 4000;
+/// Runs the worker until `shutdown` turns true; then finishes what is in
+/// flight.
+pub async fn run(st: Arc<AppState>, shutdown: watch::Receiver<bool>) {
+    patchline_delivery::worker::run(Arc::new(worker(&st)), shutdown).await
+}
 
-/// Longest sleep when nothing is due (new work wakes the loop earlier).
-const IDLE_POLL_MS: u64 = 1000;
+/// Reminds unacknowledged notices on the configured schedule until
+/// `shutdown` turns true.
+pub async fn reminders(st: Arc<AppState>, shutdown: watch::Receiver<bool>) {
+    let policy = ReminderPolicy {
+        interval_ms: st.config.reminder_interval_ms,
+        escalate_after: st.config.escalate_after,
+        limit: REMINDERS_PER_ROUND,
+    };
+    patchline_delivery::reminder::run(Arc::new(worker(&st)), policy, shutdown).await
+}
 
-/// A token bucket per endpoint.
+/// The worker's context, from the server's state.
+fn worker(st: &Arc<AppState>) -> Worker<Server> {
+    let c = &st.config;
+    Worker {
+        config: WorkerConfig {
+            webhook_policy: c.webhook_policy.clone(),
+            retry: c.retry.clone(),
+            claim_batch_max: c.claim_batch_max,
+            inflight_max: c.inflight_max,
+            per_endpoint_inflight_max: c.per_endpoint_inflight_max,
+            webhook_timeout_ms: c.webhook_timeout_ms,
+            lease_ms: c.lease_ms,
+            event_source: c.event_source.clone(),
+            shared: c.bus.is_some(),
+        },
+        clock: c.clock.clone(),
+        queues: st.queues.clone(),
+        view: st.view.clone(),
+        wake: st.wake.clone(),
+        metrics: st.metrics.clone(),
+        host: Server(st.clone()),
+    }
+}
+
+/// The server as the worker's host.
 #[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
+struct Server(Arc<AppState>);
 
-/// Per endpoint (URL origin): its concurrency slots and its rate bucket.
-type Endpoints = AsyncMutex<HashMap<String, (Arc<Semaphore>, Bucket)>>;
+impl Host for Server {
+    async fn caught_up_to(&self, need: u64) -> bool {
+        crate::follow::caught_up_to(&self.0, need).await
+    }
 
-/// What a send needs from the engine, copied out under its lock.
-struct Target {
-    url: url::Url,
-    secrets: Vec<Secret>,
-    tenant: TenantIdx,
-    active: bool,
-    rate_per_s: u32,
-    installation: String,
-    /// The operator's escalation channel reads every notice (as an admin),
-    /// private artifacts included.
-    operator: bool,
-}
-
-fn xorshift(state: &mut u64) -> f64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    (*state >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Runs until `shutdown` turns true; then finishes what is in flight.
-pub async fn run(st: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
-    let sender = match Sender::new(SenderConfig {
-        timeout_ms: st.config.webhook_timeout_ms,
-        connect_timeout_ms: st.config.webhook_timeout_ms.min(5000),
-        user_agent: format!("patchline/{}", env!("CARGO_PKG_VERSION")),
-        policy: st.config.webhook_policy.clone(),
-        idle_per_host: st.config.per_endpoint_inflight_max,
-    }) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the webhook client; deliveries stop");
-            return;
-        }
-    };
-    let open = st.queues.clone();
-    let queue = match tokio::task::spawn_blocking(move || open()).await {
-        Ok(Ok(q)) => Arc::new(std::sync::Mutex::new(q)),
-        _ => {
-            tracing::error!("cannot open the delivery queue; deliveries stop");
-            return;
-        }
-    };
-    // Alone on its store, a node voids every lease at start: the process
-    // that held them is gone. Nodes of a deployment share the queue: only
-    // leases that ran out are put back (their node died), now and every
-    // quarter of a lease while the node runs.
-    let shared = st.config.bus.is_some();
-    {
-        let q = queue.clone();
-        let before = if shared { st.now_ms() } else { i64::MAX };
+    async fn endpoint_gone(&self, subscription: String) {
+        let (st, sub) = (self.0.clone(), subscription.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            q.lock().ok().map(|mut q| q.release_expired(before).is_ok())
+            if let Ok(mut e) = st.engine.lock()
+                && e.ensure_fresh().is_ok()
+            {
+                let _ = e.disable_subscription(&sub, DisableReason::Gone);
+                e.end_write();
+                st.applied.send_replace(e.applied_seq());
+            }
         })
         .await;
+        let _ = crate::routes::subscriptions::bury(
+            &self.0,
+            subscription,
+            "the endpoint answered 410 Gone",
+        )
+        .await;
     }
-    // Deliveries this node holds leases on (claimed, result not yet
-    // recorded): a node of a deployment renews them while it lives.
-    let leased: Leased = Arc::default();
-    if shared {
-        tokio::spawn(sweep_leases(
-            st.clone(),
-            queue.clone(),
-            leased.clone(),
-            shutdown.clone(),
-        ));
-    }
-    // Each attempt sends its result here when it ends (and frees its slot).
-    let (done_tx, mut done_rx) = mpsc::channel::<Finished>(st.config.inflight_max.max(1) * 2);
-    let inflight = Arc::new(Semaphore::new(st.config.inflight_max));
-    let endpoints: Arc<Endpoints> = Arc::default();
-    let mut rng = (st.now_ms() as u64) | 1;
-    let mut results: Vec<Finished> = Vec::new();
-    // Rounds that failed in a row (the queue unreachable or locked).
-    let mut failed_rounds: u32 = 0;
-    // One round: record the results that came in and claim what there is
-    // room for, in one commit on the worker's connection. While a round
-    // commits, the next results gather: the group grows with the load.
-    loop {
-        let stopping = *shutdown.borrow();
-        while results.len() < FINISH_BATCH_MAX {
-            match done_rx.try_recv() {
-                Ok(f) => results.push(f),
-                Err(_) => break,
-            }
-        }
-        let room = if stopping {
-            0
-        } else {
-            inflight.available_permits().min(st.config.claim_batch_max)
-        };
-        if stopping && failed_rounds >= 3 {
-            tracing::error!(
-                results = results.len(),
-                "stopping with delivery attempts the queue would not record; a restart sends them again"
-            );
-            break;
-        }
-        if stopping && results.is_empty() {
-            break;
-        }
-        let claimed = if room == 0 && results.is_empty() {
-            Vec::new()
-        } else {
-            let q = queue.clone();
-            let lease = st.config.lease_ms;
-            let now = st.now_ms();
-            let batch = std::mem::take(&mut results);
-            let outcome = tokio::task::spawn_blocking(move || {
-                let claimed = round(&q, &batch, now, lease, room, shared);
-                (claimed, batch)
-            })
-            .await;
-            match outcome {
-                Ok((Some((claimed, need)), recorded)) => {
-                    failed_rounds = 0;
-                    if shared {
-                        let mut held = leased.lock().unwrap_or_else(|e| e.into_inner());
-                        for f in &recorded {
-                            held.remove(&f.id);
-                        }
-                        held.extend(claimed.iter().map(|(c, _)| c.id));
-                    }
-                    // A node of a deployment renders what it claimed once
-                    // its view holds every change committed before the
-                    // claim (another node's notices, subscriptions,
-                    // visibility); a node too far behind gives the
-                    // deliveries back for a moment.
-                    if shared
-                        && !claimed.is_empty()
-                        && !crate::follow::caught_up_to(&st, need).await
-                    {
-                        tracing::warn!(
-                            need,
-                            "this node has not applied the deployment's latest changes; its claimed deliveries are retried shortly"
-                        );
-                        results.extend(claimed.into_iter().map(|(c, _)| Finished {
-                            id: c.id,
-                            state: DeliveryState::Failed,
-                            status: None,
-                            error: Some("the node was behind the deployment's change log".into()),
-                            next_at_ms: st.now_ms() + 1000,
-                            at_ms: st.now_ms(),
-                            notices: Vec::new(),
-                        }));
-                        continue;
-                    }
-                    claimed
-                }
-                Ok((None, batch)) => {
-                    // Nothing of the round was committed: its results are
-                    // kept and recorded by a later round (their deliveries
-                    // stay leased to this process meanwhile), after a pause
-                    // that grows while the queue keeps failing.
-                    failed_rounds += 1;
-                    let pause = ROUND_RETRY_MS
-                        .saturating_mul(1 << failed_rounds.min(4))
-                        .min(ROUND_RETRY_MAX_MS);
-                    tracing::error!(
-                        results = batch.len(),
-                        retry_in_ms = pause,
-                        "could not record delivery attempts; keeping them for the next round"
-                    );
-                    results = batch;
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    continue;
-                }
-                Err(_) => {
-                    tracing::error!(
-                        "the queue's round panicked; its results are lost until a restart sends them again"
-                    );
-                    Vec::new()
-                }
-            }
-        };
-        if claimed.is_empty() {
-            if stopping {
-                continue;
-            }
-            // Nothing to send now: wait for a result, new work, the next
-            // due time or the end.
-            let wait = if room == 0 {
-                Duration::from_millis(IDLE_POLL_MS)
-            } else {
-                let q = queue.clone();
-                let next = tokio::task::spawn_blocking(move || {
-                    q.lock().ok().and_then(|mut q| q.next_due().ok().flatten())
-                })
-                .await
-                .ok()
-                .flatten();
-                match next {
-                    Some(t) => {
-                        Duration::from_millis((t - st.now_ms()).clamp(1, IDLE_POLL_MS as i64) as u64)
-                    }
-                    None => Duration::from_millis(IDLE_POLL_MS),
-                }
+}
+
+impl RemindHost for Server {
+    async fn remind(&self, policy: ReminderPolicy) -> usize {
+        let st = self.0.clone();
+        let done = tokio::task::spawn_blocking(move || -> Result<usize, EngineError> {
+            let Ok(mut e) = st.engine.lock() else {
+                return Ok(0);
             };
-            tokio::select! {
-                f = done_rx.recv() => if let Some(f) = f { results.push(f) },
-                _ = st.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
-            }
-            continue;
-        }
-        for (c, rows) in claimed {
-            let Ok(permit) = inflight.clone().acquire_owned().await else {
-                break;
-            };
-            let random = xorshift(&mut rng);
-            let (st, sender, done, endpoints) = (
-                st.clone(),
-                sender.clone(),
-                done_tx.clone(),
-                endpoints.clone(),
-            );
-            tokio::spawn(async move {
-                let finished = attempt(&st, &sender, &endpoints, c, rows, random).await;
-                drop(permit);
-                let _ = done.send(finished).await;
-            });
-        }
-    }
-    // Let in-flight attempts finish (bounded by the request time-out), and
-    // record what they learnt.
-    let _ = tokio::time::timeout(
-        Duration::from_millis(st.config.webhook_timeout_ms + 1000),
-        inflight.acquire_many(st.config.inflight_max as u32),
-    )
-    .await;
-    drop(done_tx);
-    while let Some(f) = done_rx.recv().await {
-        results.push(f);
-    }
-    if !results.is_empty() {
-        let q = queue.clone();
-        let ok = tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0, false)).await;
-        if !matches!(ok, Ok(Some(_))) {
-            tracing::error!("could not record the last delivery attempts");
-        }
-    }
-}
-
-/// A claimed delivery with the notices it carries (`None`: they could not
-/// be read; it is retried).
-type ClaimedRows = (Claimed, Option<Vec<StoredNotice>>);
-
-/// One round on the queue: records `results`, claims up to `room` due
-/// deliveries and reads the notices they carry, in one visit (and one
-/// commit); the attempts then never wait for the queue's connection.
-/// `None` when the queue failed (nothing of the round is committed).
-/// With `shared` (a node of a deployment), also the last change of the
-/// deployment's log, read after the claim: what the node must have applied
-/// before it renders them.
-fn round(
-    queue: &std::sync::Mutex<Box<dyn DeliveryQueue>>,
-    results: &[Finished],
-    now_ms: i64,
-    lease_ms: i64,
-    room: usize,
-    shared: bool,
-) -> Option<(Vec<ClaimedRows>, u64)> {
-    let mut q = queue.lock().ok()?;
-    let claimed = q.finish_and_claim(results, now_ms, lease_ms, room).ok()?;
-    let need = if shared && !claimed.is_empty() {
-        q.log_seq().ok()?
-    } else {
-        0
-    };
-    Some((with_notices(&mut **q, claimed)?, need))
-}
-
-/// Pairs claimed deliveries with the notices they carry (one read).
-fn with_notices(
-    q: &mut dyn DeliveryQueue,
-    claimed: Vec<Claimed>,
-) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
-    if claimed.is_empty() {
-        return Some(Vec::new());
-    }
-    let mut ids: Vec<i64> = claimed
-        .iter()
-        .flat_map(|c| c.notices.iter().copied())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    // A failed read leaves each delivery without its rows: it is retried.
-    let mut rows: Option<HashMap<i64, StoredNotice>> = q
-        .notices(&ids)
-        .ok()
-        .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect());
-    Some(
-        claimed
-            .into_iter()
-            .map(|c| {
-                let mine = rows.as_mut().map(|rows| {
-                    let mut mine: Vec<StoredNotice> = c
-                        .notices
-                        .iter()
-                        .filter_map(|id| rows.get(id).cloned())
-                        .collect();
-                    mine.sort_by_key(|r| r.id);
-                    mine
-                });
-                (c, mine)
-            })
-            .collect(),
-    )
-}
-
-/// What a send needs, from the delivery view (no engine lock).
-fn target(st: &AppState, subscription: &str) -> Option<Target> {
-    let s = st.view.target(subscription)?;
-    let Channel::Webhook { url } = &s.channel else {
-        return None;
-    };
-    Some(Target {
-        url: url::Url::parse(url).ok()?,
-        secrets: s
-            .signing_secrets(st.now_ms())
-            .into_iter()
-            .filter_map(|x| Secret::parse(x).ok())
-            .collect(),
-        tenant: s.tenant,
-        active: s.state.is_active(),
-        rate_per_s: s.rate_per_s,
-        installation: st.view.installation(),
-        operator: s.operator,
-    })
-}
-
-/// Renders and sends one delivery; answers what the queue must record.
-async fn attempt(
-    st: &Arc<AppState>,
-    sender: &Sender,
-    endpoints: &Endpoints,
-    c: Claimed,
-    rows: Option<Vec<StoredNotice>>,
-    random: f64,
-) -> Finished {
-    let now = st.now_ms();
-    let dead = |error: &str| Finished {
-        id: c.id,
-        state: DeliveryState::Dead,
-        status: None,
-        error: Some(error.to_string()),
-        next_at_ms: now,
-        at_ms: now,
-        notices: Vec::new(),
-    };
-    let Some(target) = target(st, &c.subscription) else {
-        return dead("subscription gone");
-    };
-    if !target.active {
-        return dead("subscription disabled");
-    }
-    // Body: the notices as their subscriber sees them, rendered from the
-    // delivery view (no engine lock on this path).
-    let reader = if target.operator {
-        Reader::Admin
-    } else {
-        Reader::Tenant(target.tenant)
-    };
-    let docs = rows.map(|rows| NoticeDoc::render_all(&rows, &st.view.names(), reader));
-    let Some(mut docs) = docs else {
-        return Finished {
-            id: c.id,
-            state: DeliveryState::Failed,
-            status: None,
-            error: Some("could not read the notices".into()),
-            next_at_ms: now + 1000,
-            at_ms: now,
-            notices: Vec::new(),
-        };
-    };
-    if docs.is_empty() {
-        // Every notice of it became invisible to the subscriber (a watched
-        // artifact made private, ...): nothing to send.
-        return Finished {
-            id: c.id,
-            state: DeliveryState::Delivered,
-            status: None,
-            error: Some("nothing left that the subscriber may see".into()),
-            next_at_ms: now,
-            at_ms: now,
-            notices: Vec::new(),
-        };
-    }
-    let msg_id = patchline_delivery::message_id(&target.installation, c.id);
-    let ty = c.purpose.event_type();
-    // The event's time is when the delivery was made, not this attempt's:
-    // a retry carries the same `webhook-id` and the same body (only the
-    // `webhook-timestamp` header and the signature are the attempt's).
-    let time = patchline_core::timestamp::format_unix(c.created_at_ms / 1000);
-    let source = st
-        .config
-        .event_source
-        .clone()
-        .unwrap_or_else(|| format!("/patchline/{}", target.installation));
-    // The record's text once per message, not in each notice.
-    let records = patchline_delivery::take_record_text(&mut docs);
-    #[derive(serde::Serialize)]
-    struct Data<'a> {
-        purpose: patchline_core::notice::Purpose,
-        records: &'a std::collections::BTreeMap<String, patchline_delivery::RecordText>,
-        notices: &'a [NoticeDoc],
-    }
-    let data = Data {
-        purpose: c.purpose,
-        records: &records,
-        notices: &docs,
-    };
-    let body = cloudevents::to_vec(&msg_id, &source, ty, &time, &data).unwrap_or_default();
-    let timestamp = now / 1000;
-    let secrets: Vec<&Secret> = target.secrets.iter().collect();
-    let signature = sign::header_value(&secrets, &msg_id, timestamp, &body);
-    // Per-endpoint concurrency and rate.
-    let key = target.url.origin().ascii_serialization();
-    let permit = {
-        let mut map = endpoints.lock().await;
-        let entry = map.entry(key.clone()).or_insert_with(|| {
-            (
-                Arc::new(Semaphore::new(st.config.per_endpoint_inflight_max)),
-                Bucket {
-                    tokens: target.rate_per_s as f64,
-                    last: Instant::now(),
-                },
-            )
-        });
-        let rate = target.rate_per_s.max(1) as f64;
-        let elapsed = entry.1.last.elapsed().as_secs_f64();
-        entry.1.tokens = (entry.1.tokens + elapsed * rate).min(rate);
-        entry.1.last = Instant::now();
-        entry.1.tokens -= 1.0;
-        let wait = if entry.1.tokens < 0.0 {
-            Some(Duration::from_secs_f64(-entry.1.tokens / rate))
-        } else {
-            None
-        };
-        (entry.0.clone(), wait)
-    };
-    if let Some(wait) = permit.1 {
-        tokio::time::sleep(wait).await;
-    }
-    let Ok(_slot) = permit.0.acquire_owned().await else {
-        return dead("endpoint closed");
-    };
-    let headers = [
-        (patchline_webhook::HEADER_ID, msg_id.clone()),
-        (patchline_webhook::HEADER_TIMESTAMP, timestamp.to_string()),
-        (patchline_webhook::HEADER_SIGNATURE, signature),
-        ("content-type", "application/cloudevents+json".to_string()),
-    ];
-    let result = sender.post(&target.url, &headers, body).await;
-    if let Some(detail) = &result.detail {
-        // What the tenant is told is `error`; the detail (which may name
-        // internal addresses) stays in the operator's log.
-        tracing::warn!(subscription = %c.subscription, delivery = c.id, %detail, "webhook refused by policy");
-    }
-    let at = st.now_ms();
-    st.metrics
-        .webhook_attempt_seconds
-        .observe_s(result.duration_ms as f64 / 1000.0);
-    let retry_at = |after: Option<Duration>| -> Option<i64> {
-        let attempts_done = c.attempts + 1;
-        let scheduled = st.config.retry.next_delay(attempts_done, random)?;
-        let delay = after.map_or(scheduled, |a| a.max(scheduled));
-        Some(at + delay.as_millis() as i64)
-    };
-    let (state, next_at) = match result.outcome {
-        Outcome::Delivered => {
-            st.metrics
-                .webhook_delivered_total
-                .fetch_add(1, Ordering::Relaxed);
-            if c.attempts == 0 {
-                st.metrics
-                    .notice_delivery_latency_seconds
-                    .observe_s((at - c.created_at_ms).max(0) as f64 / 1000.0);
-            }
-            (DeliveryState::Delivered, at)
-        }
-        Outcome::Gone => {
-            st.metrics
-                .webhook_gone_total
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(subscription = %c.subscription, "the endpoint answered 410 Gone: subscription disabled, its pending deliveries are dead letters");
-            let (st2, sub) = (st.clone(), c.subscription.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(mut e) = st2.engine.lock()
-                    && e.ensure_fresh().is_ok()
-                {
-                    let _ =
-                        e.disable_subscription(&sub, patchline_core::notice::DisableReason::Gone);
-                    e.end_write();
-                    st2.applied.send_replace(e.applied_seq());
-                }
-            })
-            .await;
-            let _ = crate::routes::subscriptions::bury(
-                st,
-                c.subscription.clone(),
-                "the endpoint answered 410 Gone",
-            )
-            .await;
-            (DeliveryState::Dead, at)
-        }
-        Outcome::Retry { after } => match retry_at(after) {
-            Some(t) => (DeliveryState::Failed, t),
-            None => (DeliveryState::Dead, at),
-        },
-        Outcome::Failed => match retry_at(None) {
-            Some(t) => (DeliveryState::Failed, t),
-            None => (DeliveryState::Dead, at),
-        },
-    };
-    match state {
-        DeliveryState::Failed => st
-            .metrics
-            .webhook_failed_total
-            .fetch_add(1, Ordering::Relaxed),
-        DeliveryState::Dead => st
-            .metrics
-            .webhook_dead_total
-            .fetch_add(1, Ordering::Relaxed),
-        _ => 0,
-    };
-    Finished {
-        id: c.id,
-        state,
-        status: result.status,
-        error: result.error,
-        next_at_ms: next_at,
-        at_ms: at,
-        notices: if state == DeliveryState::Delivered {
-            c.notices
-        } else {
-            Vec::new()
-        },
-    }
-}
-
-/// The deliveries a node holds leases on.
-type Leased = Arc<std::sync::Mutex<std::collections::HashSet<i64>>>;
-
-/// Every quarter of a lease: renews the leases this node holds (it is
-/// alive: an attempt waiting for its endpoint's rate or a slot is not
-/// taken over), then puts back deliveries whose lease ran out (a node of
-/// the deployment died holding them).
-async fn sweep_leases(
-    st: Arc<AppState>,
-    queue: Arc<std::sync::Mutex<Box<dyn DeliveryQueue>>>,
-    leased: Leased,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let every = Duration::from_millis((st.config.lease_ms / 4).clamp(250, 15_000) as u64);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => return,
-        }
-        let q = queue.clone();
-        let now = st.now_ms();
-        let mine: Vec<i64> = leased
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        let until = now + st.config.lease_ms;
-        let released = tokio::task::spawn_blocking(move || {
-            let mut q = q.lock().ok()?;
-            if let Err(e) = q.renew(&mine, until) {
-                tracing::warn!(error = %e, "could not renew this node's delivery leases");
-            }
-            q.release_expired(now).ok()
+            e.ensure_fresh()?;
+            let operator = e
+                .service()
+                .subscriptions
+                .contains_key(OPERATOR_SUBSCRIPTION)
+                .then_some(OPERATOR_SUBSCRIPTION);
+            let n = e.schedule_reminders(st.now_ms(), &policy, operator);
+            e.end_write();
+            st.applied.send_replace(e.applied_seq());
+            n
         })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-        if released > 0 {
-            tracing::warn!(
-                released,
-                "deliveries whose lease ran out (their node stopped) are queued again"
-            );
-            st.wake.notify_one();
+        .await;
+        match done {
+            Ok(Ok(n)) => n,
+            _ => 0,
         }
     }
 }

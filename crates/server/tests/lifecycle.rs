@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use patchline_delivery::reminder::ReminderPolicy;
 use patchline_server::{AppState, Config, app, open_state};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -221,7 +222,12 @@ async fn reminders_escalate_on_schedule() {
     let now = patchline_engine::now_ms();
     let remind = |at: i64| {
         let mut e = api.state.engine.lock().unwrap();
-        e.schedule_reminders(at, hour, 3, None, 1000).unwrap()
+        let policy = ReminderPolicy {
+            interval_ms: hour,
+            escalate_after: 3,
+            limit: 1000,
+        };
+        e.schedule_reminders(at, &policy, None).unwrap()
     };
     assert_eq!(remind(now), 0, "not yet due");
     // Two open notices: acme's vm and canonical's base image.

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use common::{Api, VULNERABLE, usn_4038};
 use patchline_core::Clock as _;
+use patchline_delivery::reminder::ReminderPolicy;
 use serde_json::{Value, json};
 
 type Received = Arc<Mutex<Vec<(String, HeaderMap, Value)>>>;
@@ -109,10 +110,12 @@ async fn subscribers_and_the_operator_receive_what_they_may_read() {
         let due = e
             .schedule_reminders(
                 patchline_engine::now_ms(),
-                1,
-                1,
+                &ReminderPolicy {
+                    interval_ms: 1,
+                    escalate_after: 1,
+                    limit: 1000,
+                },
                 Some(patchline_server::OPERATOR_SUBSCRIPTION),
-                1000,
             )
             .unwrap();
         assert_eq!(due, 2);
@@ -130,6 +133,74 @@ async fn subscribers_and_the_operator_receive_what_they_may_read() {
     );
     assert!(artifacts.contains(&"base".to_string()), "{operator_got:?}");
     assert_eq!(operator_got[0]["type"], "dev.patchline.notice.escalation");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
+}
+
+/// Notice groups stored before their document had a version (a bare list
+/// of components) read as before: pages and webhooks carry the same
+/// components from them as from the versioned document written now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_stored_before_the_document_version_still_read() {
+    let (url, got) = receiver().await;
+    let api = Api::new();
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &[]).await;
+    api.artifact(
+        &acme,
+        json!({"id": "acme-vm", "kind": "instance", "components": [VULNERABLE]}),
+    )
+    .await;
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": format!("{url}/acme")}})),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::CREATED);
+    api.publish(&canonical, &usn_4038()).await;
+    let before = api.notices(&acme).await;
+    assert_eq!(before.len(), 1);
+    assert!(!before[0]["components"].as_array().unwrap().is_empty());
+    // Rewrite every group as an older build stored it.
+    let db = api.state.config.data_dir.join(patchline_store::DB_FILE);
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let stored: String = conn
+        .query_row("SELECT components FROM notice_groups", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.starts_with(r#"{"v":1,"components":["#), "{stored}");
+    let old = conn
+        .execute(
+            "UPDATE notice_groups SET components = json_extract(components, '$.components')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(old, 1);
+    let stored: String = conn
+        .query_row("SELECT components FROM notice_groups", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.starts_with(r#"[{"#), "{stored}");
+    drop(conn);
+    // (Reading the page marked the notice notified: the rest is the same.)
+    let after = api.notices(&acme).await;
+    assert_eq!(after.len(), 1);
+    for field in ["components", "path", "advisory", "artifact"] {
+        assert_eq!(
+            after[0][field], before[0][field],
+            "the page reads the old row"
+        );
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(patchline_server::worker::run(api.state.clone(), stop_rx));
+    let event = &wait_for(&got, "/acme", 1).await[0];
+    let sent = &event["data"]["notices"][0];
+    assert_eq!(sent["artifact"], "acme-vm");
+    assert_eq!(
+        sent["components"], before[0]["components"],
+        "the webhook reads the old row"
+    );
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
 }
@@ -627,7 +698,12 @@ async fn after_a_rotation_both_secrets_sign_for_the_overlap() {
     script.got.lock().unwrap().clear();
     {
         let mut e = w.api.state.engine.lock().unwrap();
-        e.schedule_reminders(w.clock.now_ms(), 1, 100, None, 1000)
+        let policy = ReminderPolicy {
+            interval_ms: 1,
+            escalate_after: 100,
+            limit: 1000,
+        };
+        e.schedule_reminders(w.clock.now_ms(), &policy, None)
             .unwrap();
     }
     w.api.state.wake.notify_one();

@@ -107,8 +107,10 @@ pub struct NoticeRow {
     pub at_ms: i64,
 }
 
-/// The shared part of notices: a JSON list of
-/// `{"purl"?, "introduced_by": artifact index, "fixed"?}`.
+/// The shared part of notices: the text of `patchline_delivery::GroupDoc`
+/// (`{"v":1,"components":[{"purl"?, "introduced_by": artifact index,
+/// "fixed"?}]}`; rows written before it hold the bare list). The store
+/// keeps it as given and never reads it.
 #[derive(Debug, Clone)]
 pub struct GroupRow {
     pub id: i64,
@@ -595,7 +597,7 @@ pub struct StoredNotice {
     pub tenant: TenantIdx,
     pub state: NoticeState,
     pub justification: Option<String>,
-    /// The group's components JSON (see [`GroupRow`]).
+    /// The group's stored document (see [`GroupRow`]).
     pub components: String,
     /// The lineage path, artifact indexes from the introduction down.
     pub path: Vec<u32>,

@@ -8,8 +8,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use patchline_core::notice::{Channel, DeliveryState, Filter, Purpose, SubscriptionState};
-use patchline_engine::service::{RATE_PER_S_DEFAULT, SecretEntry, Subscription};
+use patchline_core::notice::{Channel, DeliveryState, Purpose, SubscriptionState};
+use patchline_delivery::routing::{Filter, RATE_PER_S_DEFAULT, SecretEntry, Subscription};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

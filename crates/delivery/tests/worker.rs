@@ -1,0 +1,342 @@
+//! The worker on its explicit context alone — no engine, no server: a
+//! SQLite store seeded with one notice and its delivery, a delivery view
+//! set by hand, a host that records what it is asked, and a local receiver
+//! answering a scripted status. (The worker's state machine through the
+//! whole service is tested in `crates/server/tests/worker.rs`.)
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use patchline_core::notice::{DeliveryState, NoticeState, Purpose, SubscriptionState};
+use patchline_core::{
+    Actor, AdvIdx, ArtifactId, ArtifactSpec, Clock as _, Kind, Mode, SystemClock, TenantId,
+    Visibility,
+};
+use patchline_delivery::routing::{Filter, SecretEntry, Subscription};
+use patchline_delivery::view::{ArtifactFacts, RecordFacts};
+use patchline_delivery::worker::{DeliveryMetrics, Host, QueueFactory, Worker, WorkerConfig};
+use patchline_delivery::{DeliveryView, GroupDoc, GroupEntry};
+use patchline_store::service::{DeliveryRow, GroupRow, NoticeRow, SqliteQueue, SqliteReader};
+use patchline_store::sqlite::SqliteStore;
+use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox};
+use patchline_webhook::{Policy, Schedule, Secret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What the receiver got: (request head, body).
+type Got = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// The value of `line` if it is the header `name` (any case).
+fn header_value<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let (n, v) = line.split_once(':')?;
+    n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+}
+
+/// A receiver on 127.0.0.1 answering every request with `status`.
+async fn receiver(status: u16) -> (String, Got) {
+    let got: Got = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let record = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let n = conn.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let length = head
+                    .lines()
+                    .find_map(|l| header_value(l, "content-length"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    break (head, buf[end + 4..end + 4 + length].to_vec());
+                }
+            };
+            record.lock().unwrap().push((head, body));
+            let answer =
+                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, got)
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    dead: AtomicU64,
+    gone: AtomicU64,
+}
+
+impl DeliveryMetrics for Counts {
+    fn attempt_seconds(&self, _: f64) {}
+    fn delivered(&self, _: Option<f64>) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    fn dead(&self) {
+        self.dead.fetch_add(1, Ordering::Relaxed);
+    }
+    fn gone(&self) {
+        self.gone.fetch_add(1, Ordering::Relaxed);
+    }
+    fn reminded(&self, _: u64) {}
+}
+
+/// A host that records the subscriptions it was told are gone.
+#[derive(Debug, Default, Clone)]
+struct Recorder {
+    gone: Arc<Mutex<Vec<String>>>,
+}
+
+impl Host for Recorder {
+    async fn caught_up_to(&self, _: u64) -> bool {
+        true
+    }
+
+    async fn endpoint_gone(&self, subscription: String) {
+        self.gone.lock().unwrap().push(subscription);
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    worker: Arc<Worker<Recorder>>,
+    counts: Arc<Counts>,
+    secret: String,
+}
+
+/// One private instance of acme's with one notice, its group stored as
+/// the versioned document, and one delivery of it to acme's webhook at
+/// `url`; the view knows the names and the webhook.
+fn world(url: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut store = SqliteStore::open(&data).unwrap();
+    let (mut catalog, db) = store.load().unwrap();
+    let spec = ArtifactSpec {
+        id: ArtifactId::new("acme-vm").unwrap(),
+        kind: Kind::Instance,
+        tenant: TenantId::new("acme").unwrap(),
+        name: None,
+        parent: None,
+        relation: None,
+        visibility: Visibility::Private,
+        labels: Default::default(),
+        components: None,
+        fixes: vec![],
+        warnings: Vec::new(),
+    };
+    catalog.apply(&spec, Mode::Create, &Actor::Admin).unwrap();
+    let vm = catalog.lookup("acme-vm").unwrap();
+    let acme = catalog.node(vm).tenant;
+    let secret = Secret::generate().to_string();
+    let subscription = Subscription {
+        id: "sub_acme".into(),
+        tenant: acme,
+        channel: patchline_core::notice::Channel::Webhook { url: url.into() },
+        filter: Filter::default(),
+        secrets: vec![SecretEntry {
+            secret: secret.clone(),
+            not_after_ms: None,
+        }],
+        state: SubscriptionState::Active,
+        rate_per_s: 10,
+        created_at_ms: 0,
+    };
+    let now = SystemClock.now_ms();
+    let outbox = Outbox {
+        subscriptions: vec![subscription.to_row()],
+        groups: vec![GroupRow {
+            id: 1,
+            advisory: AdvIdx(0),
+            components: GroupDoc {
+                components: vec![GroupEntry {
+                    purl: Some("pkg:deb/debian/libssl3@3.0.11".into()),
+                    introduced_by: vm.0,
+                    fixed: Some("3.0.12".into()),
+                }],
+            }
+            .to_stored(),
+        }],
+        notices: vec![NoticeRow {
+            id: 1,
+            advisory: AdvIdx(0),
+            artifact: vm,
+            tenant: acme,
+            state: NoticeState::Affected,
+            group: 1,
+            path: vec![vm.0],
+            at_ms: now,
+        }],
+        deliveries: vec![DeliveryRow {
+            id: 1,
+            subscription: "sub_acme".into(),
+            purpose: Purpose::Notice,
+            notices: vec![1],
+            next_at_ms: now,
+            at_ms: now,
+            dead: false,
+        }],
+        ..Default::default()
+    };
+    let changes = catalog.take_changes();
+    store.commit(&catalog, &changes, &db, &[], &outbox).unwrap();
+    drop(store);
+    let view = DeliveryView::new();
+    view.update_names(|names| {
+        names.set_tenant(acme, "acme");
+        names.set_artifact(
+            vm,
+            "acme-vm",
+            ArtifactFacts {
+                tenant: acme,
+                kind: Kind::Instance,
+                public: false,
+                removed: false,
+            },
+        );
+        names.set_record(
+            AdvIdx(0),
+            RecordFacts {
+                id: "DSA-1".into(),
+                summary: Some("a summary".into()),
+                severity: None,
+            },
+        );
+    });
+    view.set_targets(HashMap::from([(
+        subscription.id.clone(),
+        subscription.target(),
+    )]));
+    view.set_installation("inst");
+    let queue_dir = data.clone();
+    let queues: QueueFactory =
+        Arc::new(move || Ok(Box::new(SqliteQueue::open(&queue_dir)?) as Box<dyn DeliveryQueue>));
+    let counts = Arc::new(Counts::default());
+    let worker = Arc::new(Worker {
+        config: WorkerConfig {
+            webhook_policy: Policy::from_env_value(Some("127.0.0.0/8")).unwrap(),
+            retry: Schedule::default(),
+            claim_batch_max: 16,
+            inflight_max: 4,
+            per_endpoint_inflight_max: 2,
+            webhook_timeout_ms: 5000,
+            lease_ms: 20_000,
+            event_source: None,
+            shared: false,
+        },
+        clock: Arc::new(SystemClock),
+        queues,
+        view,
+        wake: Arc::default(),
+        metrics: counts.clone(),
+        host: Recorder::default(),
+    });
+    World {
+        _dir: dir,
+        data,
+        worker,
+        counts,
+        secret,
+    }
+}
+
+/// Runs the worker until the delivery leaves `pending`/`in_flight`, then
+/// stops it; answers the delivery's recorded state.
+async fn run_until_settled(w: &World) -> DeliveryState {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(patchline_delivery::worker::run(w.worker.clone(), stop_rx));
+    let mut reader = SqliteReader::open(&w.data).unwrap();
+    let mut state = DeliveryState::Pending;
+    for _ in 0..400 {
+        state = reader.deliveries("sub_acme", None, 10).unwrap()[0].state;
+        if !matches!(state, DeliveryState::Pending | DeliveryState::InFlight) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = stop_tx.send(true);
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_is_delivered_signed_with_the_subscription_secret() {
+    let (url, got) = receiver(204).await;
+    let w = world(&url);
+    assert_eq!(run_until_settled(&w).await, DeliveryState::Delivered);
+    assert_eq!(w.counts.delivered.load(Ordering::Relaxed), 1);
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (head, body) = &got[0];
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| header_value(l, name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(event["type"], "dev.patchline.notice");
+    assert_eq!(event["source"], "/patchline/inst");
+    assert_eq!(event["data"]["notices"][0]["artifact"], "acme-vm");
+    assert_eq!(
+        event["data"]["notices"][0]["components"][0]["fixed"],
+        "3.0.12"
+    );
+    assert_eq!(event["data"]["records"]["DSA-1"]["summary"], "a summary");
+    let secret = Secret::parse(&w.secret).unwrap();
+    let now = SystemClock.now_ms() / 1000;
+    patchline_webhook::sign::verify(
+        &[&secret],
+        &header("webhook-id"),
+        &header("webhook-timestamp"),
+        &header("webhook-signature"),
+        body,
+        now,
+        300,
+    )
+    .expect("signed with the subscription's secret");
+    assert!(w.worker.host.gone.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_is_a_dead_letter_and_the_host_disables_the_subscription() {
+    let (url, got) = receiver(410).await;
+    let w = world(&url);
+    assert_eq!(run_until_settled(&w).await, DeliveryState::Dead);
+    assert_eq!(got.lock().unwrap().len(), 1);
+    assert_eq!(
+        *w.worker.host.gone.lock().unwrap(),
+        vec!["sub_acme".to_string()]
+    );
+    assert_eq!(w.counts.gone.load(Ordering::Relaxed), 1);
+    assert_eq!(w.counts.dead.load(Ordering::Relaxed), 1);
+    assert_eq!(w.counts.delivered.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_the_view_does_not_know_is_a_dead_letter_unsent() {
+    let (url, got) = receiver(204).await;
+    let w = world(&url);
+    w.worker.view.set_targets(HashMap::new());
+    assert_eq!(run_until_settled(&w).await, DeliveryState::Dead);
+    assert!(got.lock().unwrap().is_empty());
+}
