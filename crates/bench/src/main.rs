@@ -444,6 +444,7 @@ fn main() -> anyhow::Result<()> {
             visibility: Visibility::Private,
             labels: Default::default(),
             components: None,
+            supersedes: None,
             fixes: vec![],
             warnings: Vec::new(),
         };
