@@ -251,6 +251,23 @@ fn step_of(catalog: &Catalog, tenant: TenantIdx, intro: ArtIdx, a: ArtIdx) -> (A
     }
 }
 
+/// How many (tenant, root cause, step) groups an impact falls into — the
+/// root cause being where a hit came in (`introduced_by`): what one notice
+/// per root cause and step would send, against one per affected artifact.
+pub fn root_cause_groups(catalog: &Catalog, impact: &Impact<'_>) -> usize {
+    let mut keys: HashSet<(TenantIdx, ArtIdx, ArtIdx, Action)> = HashSet::new();
+    for group in &impact.groups {
+        for &a in group.members.iter() {
+            let tenant = catalog.node(a).tenant;
+            for intro in introductions(&group.hits) {
+                let (at, action) = step_of(catalog, tenant, intro, a);
+                keys.insert((tenant, intro, at, action));
+            }
+        }
+    }
+    keys.len()
+}
+
 /// What a successor of one artifact would clear, counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Clearance {
