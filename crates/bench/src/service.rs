@@ -324,6 +324,7 @@ pub(crate) fn late_instance(parent: &(ArtifactId, TenantId), id: &str) -> BatchI
             visibility: Visibility::Private,
             labels: Default::default(),
             components: None,
+            supersedes: None,
             fixes: vec![],
             warnings: Vec::new(),
         },
@@ -788,6 +789,7 @@ async fn sse_bench(
                     visibility: Visibility::Private,
                     labels: Default::default(),
                     components: None,
+                    supersedes: None,
                     fixes: vec![],
                     warnings: Vec::new(),
                 };

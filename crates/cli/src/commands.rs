@@ -11,7 +11,9 @@ use anyhow::Context;
 use patchline_core::advisory::Failure as FailureRecord;
 use patchline_core::doc::{bounded, screen_inventory};
 use patchline_core::timestamp::parse_rfc3339;
-use patchline_core::{Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId};
+use patchline_core::{
+    Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId, Visibility,
+};
 use patchline_engine::report::{affected_rows, counts_by_kind};
 use patchline_engine::{BatchItem, BatchReport, Engine};
 use patchline_formats::inventory::{Format, Hint, detect, parse as parse_inventory};
@@ -413,6 +415,109 @@ pub fn affected(
     Ok(())
 }
 
+/// `remedy ID [--tenant T] [--if-successor-of A] [--json]`.
+pub fn remedy(
+    data_dir: &Path,
+    id: &str,
+    tenant: Option<&str>,
+    if_successor_of: Option<&str>,
+    json: bool,
+) -> CmdResult {
+    let mut engine = open_reader(data_dir)?;
+    let actor = tenant_actor(&engine, tenant)?;
+    let adv = engine.lookup_record(id)?;
+    let successor_of = match if_successor_of {
+        None => None,
+        Some(a) => Some(
+            engine
+                .catalog()
+                .lookup(a)
+                .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {a}")))?,
+        ),
+    };
+    engine.prepare();
+    let catalog = engine.catalog();
+    let record = engine.db().get(adv);
+    let impact = engine.impact(adv);
+    let ask = patchline_engine::report::RemedyAsk {
+        actor: &actor,
+        tenant: tenant.and_then(|t| catalog.tenant_idx(t)),
+        ranking: tenant.is_none(),
+        if_successor_of: successor_of,
+    };
+    let doc = patchline_engine::report::remedy_doc(catalog, record, &impact, &ask);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        out.write_all(b"\n")?;
+    } else {
+        output::print_remedy(&mut out, &doc)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `exposure [ID] [--limit N] [--json]`.
+pub fn exposure(data_dir: &Path, id: Option<&str>, limit: usize, json: bool) -> CmdResult {
+    let engine = open_reader(data_dir)?;
+    let catalog = engine.catalog();
+    let docs: Vec<patchline_engine::report::ExposureDoc> = match id {
+        Some(id) => {
+            let idx = catalog
+                .visible(id, &Actor::Admin)
+                .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {id}")))?;
+            vec![patchline_engine::report::exposure_doc(
+                catalog,
+                &Actor::Admin,
+                idx,
+            )]
+        }
+        None => {
+            let mut all: Vec<_> = catalog
+                .nodes()
+                .filter(|(_, n)| {
+                    !n.removed && n.kind == Kind::Image && n.visibility == Visibility::Public
+                })
+                .map(|(i, _)| patchline_engine::report::exposure_doc(catalog, &Actor::Admin, i))
+                .collect();
+            all.sort_by(|x, y| {
+                y.exposed
+                    .cmp(&x.exposed)
+                    .then_with(|| x.artifact.cmp(&y.artifact))
+            });
+            if limit > 0 {
+                all.truncate(limit);
+            }
+            all
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if json {
+        match id {
+            Some(_) => serde_json::to_writer_pretty(&mut out, &docs[0]),
+            None => serde_json::to_writer_pretty(&mut out, &docs),
+        }
+        .map_err(anyhow::Error::from)?;
+        out.write_all(b"\n")?;
+    } else {
+        if docs.is_empty() {
+            writeln!(out, "no public images")?;
+        }
+        for d in &docs {
+            let k = d.by_kind;
+            writeln!(
+                out,
+                "{}: {} artifacts of {} tenants below it ({} images, {} templates, {} replicas, {} instances)",
+                d.artifact, d.exposed, d.tenants, k.image, k.template, k.replica, k.instance
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// `lineage ID`.
 pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdResult {
     let engine = open_reader(data_dir)?;
@@ -611,12 +716,7 @@ impl Failure {
 
 /// `scan PATH...`: every image registered on its own (a bad one is reported
 /// and the others go on); rescanning changes only what changed.
-pub fn scan(
-    data_dir: &Path,
-    paths: &[PathBuf],
-    tenant: &str,
-    visibility: patchline_core::Visibility,
-) -> CmdResult {
+pub fn scan(data_dir: &Path, paths: &[PathBuf], tenant: &str, visibility: Visibility) -> CmdResult {
     let tenant = TenantId::new(tenant).map_err(Failure::rejected)?;
     let started = Instant::now();
     let options = patchline_scan::scanner::ScanOptions {

@@ -85,6 +85,38 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Where to patch: the remedy plan of an advisory or failure — one
+    /// step per top-most artifact a tenant owns on each affected chain
+    /// (rebase, rebuild or relaunch), top-down, with the successor to move
+    /// onto or the upstream artifact it waits for — and the artifacts whose
+    /// patched successor would clear the most.
+    Remedy {
+        /// Advisory or failure id.
+        id: String,
+        /// Only this tenant's plan (without it: every tenant's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many artifacts of how many tenants a successor of this
+        /// artifact would clear, before anything is built.
+        #[arg(long, value_name = "ARTIFACT")]
+        if_successor_of: Option<String>,
+        /// Print the JSON document of CONTRACT.md §5.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who would inherit a failure of an artifact that has not happened
+    /// yet: its descendants by kind and their tenants; without an id, the
+    /// public images ranked by exposure.
+    Exposure {
+        /// Artifact id (without it: every public image).
+        id: Option<String>,
+        /// Public images listed without an id (0: all).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The lineage of an artifact: its ancestors and its subtree as a tree.
     Lineage {
         id: String,
@@ -294,6 +326,21 @@ fn main() -> ExitCode {
             tenant,
             limit,
         } => commands::affected(&data_dir, &id, json, tenant.as_deref(), limit),
+        Command::Remedy {
+            id,
+            tenant,
+            if_successor_of,
+            json,
+        } => commands::remedy(
+            &data_dir,
+            &id,
+            tenant.as_deref(),
+            if_successor_of.as_deref(),
+            json,
+        ),
+        Command::Exposure { id, limit, json } => {
+            commands::exposure(&data_dir, id.as_deref(), limit, json)
+        }
         Command::Lineage {
             id,
             max_nodes,

@@ -346,3 +346,80 @@ pub fn print_artifact(
     }
     Ok(())
 }
+
+/// Ids shown per remedy step in the readable plan.
+const STEP_IDS_SHOWN: usize = 8;
+
+/// The readable remedy plan.
+pub fn print_remedy(
+    out: &mut impl Write,
+    doc: &patchline_engine::report::RemedyDoc,
+) -> io::Result<()> {
+    let whose = match &doc.tenant {
+        Some(t) => format!("tenant {t}"),
+        None => "every tenant".to_string(),
+    };
+    if doc.steps.is_empty() {
+        writeln!(out, "{}: nothing to remedy for {whose}", doc.advisory)?;
+    } else {
+        writeln!(
+            out,
+            "{}: remedy plan of {whose}, {} step{} top-down",
+            doc.advisory,
+            doc.steps.len(),
+            if doc.steps.len() == 1 { "" } else { "s" }
+        )?;
+    }
+    for (i, s) in doc.steps.iter().enumerate() {
+        let what = match s.action {
+            "relaunch" => format!("relaunch the instances of {}", s.artifact),
+            action => format!("{action} {}", s.artifact),
+        };
+        let how = match (&s.onto, &s.waits_for) {
+            (Some(onto), _) => format!(" onto {onto}"),
+            (None, Some(up)) => format!(" (waits for a successor of {up})"),
+            (None, None) => " (with the fixed packages)".to_string(),
+        };
+        let owner = s
+            .tenant
+            .as_deref()
+            .map(|t| format!("[{t}] "))
+            .unwrap_or_default();
+        let mut ids = s
+            .clears
+            .iter()
+            .take(STEP_IDS_SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if s.clears.len() > STEP_IDS_SHOWN {
+            ids.push_str(&format!(" and {} more", s.clears.len() - STEP_IDS_SHOWN));
+        }
+        writeln!(
+            out,
+            "  {}. {owner}{what}{how}: clears {} ({ids})",
+            i + 1,
+            s.clears.len()
+        )?;
+    }
+    if let Some(c) = &doc.if_successor_of {
+        writeln!(
+            out,
+            "a successor of {} would clear {} artifacts of {} tenants",
+            c.artifact, c.clears, c.tenants
+        )?;
+    }
+    if let Some(ranking) = &doc.ranking
+        && !ranking.is_empty()
+    {
+        writeln!(out, "successors that would clear the most:")?;
+        for c in ranking {
+            writeln!(
+                out,
+                "  {:<32} {:>9} artifacts of {} tenants",
+                c.artifact, c.clears, c.tenants
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -659,3 +659,105 @@ fn data_directory_commands_say_they_do_not_use_the_store() {
     let out = pl.run(&["import", "artifacts", &file]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("PATCHLINE_STORE"));
 }
+
+/// Patched successors and remedy plans from the command line, on the real
+/// PYSEC-2023-212 record (urllib3 fixed in 1.26.18): a publisher's base and
+/// its successor, a tenant's template, replica and instances, another
+/// tenant's instances launched from the base, and a tenant image that
+/// brought the old urllib3 back in itself.
+#[test]
+fn remedy_plans_and_successors() {
+    let pl = Pl::new();
+    pl.ok(&[
+        "import",
+        "advisories",
+        testdata("advisories/pypi").to_str().unwrap(),
+    ]);
+    let f = pl.file(
+        "cloud.jsonl",
+        r#"{"id":"base","kind":"image","tenant":"pub","visibility":"public","components":["pkg:pypi/urllib3@1.26.5"]}
+{"id":"base-v2","kind":"image","tenant":"pub","visibility":"public","supersedes":"base","components":["pkg:pypi/urllib3@1.26.18"]}
+{"id":"tpl","kind":"template","tenant":"acme","parent":"base"}
+{"id":"rep","kind":"replica","tenant":"acme","parent":"tpl"}
+{"id":"vm1","kind":"instance","tenant":"acme","parent":"rep"}
+{"id":"vm2","kind":"instance","tenant":"acme","parent":"rep"}
+{"id":"b1","kind":"instance","tenant":"beta","parent":"base"}
+{"id":"b2","kind":"instance","tenant":"beta","parent":"base"}
+{"id":"own","kind":"image","tenant":"acme","parent":"base-v2","components":["pkg:pypi/urllib3@1.26.5"]}
+"#,
+    );
+    pl.ok(&["import", "artifacts", &f]);
+    let plan = |args: &[&str]| -> Value {
+        let mut all = vec!["remedy", "PYSEC-2023-212", "--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&pl.ok(&all)).unwrap()
+    };
+    let acme = plan(&["--tenant", "acme"]);
+    assert_eq!(acme["tenant"], "acme");
+    assert_eq!(
+        acme["steps"],
+        serde_json::json!([
+            {"artifact": "own", "action": "rebuild", "clears": ["own"]},
+            {"artifact": "tpl", "action": "rebase", "onto": "base-v2",
+             "clears": ["tpl", "rep", "vm1", "vm2"]},
+        ]),
+        "{acme}"
+    );
+    assert!(
+        acme.get("ranking").is_none(),
+        "a tenant's plan has no ranking"
+    );
+    let beta = plan(&["--tenant", "beta"]);
+    assert_eq!(
+        beta["steps"],
+        serde_json::json!([
+            {"artifact": "base", "action": "relaunch", "onto": "base-v2", "clears": ["b1", "b2"]},
+        ])
+    );
+    // Everyone's plan (the operator), with the ranking.
+    let all = plan(&[]);
+    assert!(all.get("tenant").is_none());
+    let steps = all["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 4, "{all}");
+    assert_eq!(steps[0]["tenant"], "pub");
+    assert_eq!(steps[0]["action"], "rebuild");
+    assert_eq!(all["ranking"][0]["artifact"], "base");
+    assert_eq!(all["ranking"][0]["clears"], 6);
+    assert_eq!(all["ranking"][0]["tenants"], 2);
+    // What if: a successor of the template clears the template's subtree.
+    let what_if = plan(&["--if-successor-of", "tpl"]);
+    assert_eq!(
+        what_if["if_successor_of"],
+        serde_json::json!({"artifact": "tpl", "clears": 3, "tenants": 1,
+            "by_kind": {"image": 0, "template": 0, "replica": 1, "instance": 2}})
+    );
+    // Readable.
+    let text = pl.ok(&["remedy", "PYSEC-2023-212", "--tenant", "acme"]);
+    assert!(text.contains("rebase tpl onto base-v2: clears 4"), "{text}");
+    assert!(
+        text.contains("rebuild own (with the fixed packages)"),
+        "{text}"
+    );
+    // Exposure: what a failure of the base would reach.
+    let exposure: Value = serde_json::from_str(&pl.ok(&["exposure", "base", "--json"])).unwrap();
+    assert_eq!(exposure["exposed"], 6);
+    assert_eq!(exposure["tenants"], 2);
+    let text = pl.ok(&["exposure"]);
+    assert!(text.starts_with("base: 6 artifacts of 2 tenants"), "{text}");
+    // Mistakes are refused, never an empty plan.
+    pl.fails(4, &["remedy", "NOPE-1"]);
+    pl.fails(4, &["remedy", "PYSEC-2023-212", "--tenant", "nosuch"]);
+    pl.fails(
+        4,
+        &["remedy", "PYSEC-2023-212", "--if-successor-of", "nosuch"],
+    );
+    pl.fails(4, &["exposure", "nosuch"]);
+    // A successor of another kind, or of another tenant's artifact, is refused.
+    let bad = pl.file(
+        "bad.jsonl",
+        r#"{"id":"tpl-v2","kind":"template","tenant":"acme","parent":"base-v2","supersedes":"base"}
+"#,
+    );
+    let err = pl.fails(3, &["import", "artifacts", &bad]);
+    assert!(err.contains("supersedes base"), "{err}");
+}

@@ -38,6 +38,8 @@ pub struct Node {
     /// Own inventory; `None` inherits the parent's.
     pub inventory: Option<InvId>,
     pub fixes: Box<[AdvisoryId]>,
+    /// The artifact this one is the patched successor of.
+    pub supersedes: Option<ArtIdx>,
     /// What reading its own inventory skipped or could not evaluate (see
     /// [`ArtifactSpec::warnings`]).
     pub warnings: Box<[Box<str>]>,
@@ -327,6 +329,7 @@ impl Catalog {
                     .collect()
             }),
             fixes: node.fixes.to_vec(),
+            supersedes: node.supersedes.map(|s| self.node(s).id.clone()),
             warnings: node.warnings.iter().map(|w| w.to_string()).collect(),
         }
     }
@@ -518,6 +521,10 @@ impl Catalog {
             f.dedup();
             f.into()
         };
+        let supersedes = match &spec.supersedes {
+            None => None,
+            Some(sid) => Some(self.check_supersedes(spec, sid, existing, actor)?),
+        };
 
         match existing {
             Some(idx) if !self.node(idx).removed => {
@@ -551,8 +558,11 @@ impl Catalog {
                     (Some(set), Some(inv)) => self.inventories.materialize(inv) == *set,
                     _ => false,
                 };
-                let differences =
+                let mut differences =
                     self.differences(node, spec, parent, relation, &fixes, same_inventory);
+                if node.supersedes != supersedes {
+                    differences.push("supersedes");
+                }
                 if differences.is_empty() {
                     return Ok(Outcome::Unchanged(idx));
                 }
@@ -568,14 +578,16 @@ impl Catalog {
                 } else {
                     self.store_inventory(parent, components)
                 };
-                let new = node_of(spec, tenant, parent, relation, inventory, fixes);
+                let mut new = node_of(spec, tenant, parent, relation, inventory, fixes);
+                new.supersedes = supersedes;
                 self.replace(idx, new);
                 Ok(Outcome::Updated(idx))
             }
             existing => {
                 let tenant = self.ensure_tenant(&spec.tenant);
                 let inventory = self.store_inventory(parent, components);
-                let node = node_of(spec, tenant, parent, relation, inventory, fixes);
+                let mut node = node_of(spec, tenant, parent, relation, inventory, fixes);
+                node.supersedes = supersedes;
                 match existing {
                     // A removed artifact comes back under the same index,
                     // so its history stays attached.
@@ -587,6 +599,66 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// The artifact `spec` declares itself the successor of: visible to
+    /// the actor, of the same kind, owned by the same tenant (an admin may
+    /// declare any), not the artifact itself nor one of its own
+    /// successors (no cycle along `supersedes`).
+    fn check_supersedes(
+        &self,
+        spec: &ArtifactSpec,
+        sid: &ArtifactId,
+        existing: Option<ArtIdx>,
+        actor: &Actor,
+    ) -> Result<ArtIdx, CatalogError> {
+        let invalid = |why: String| {
+            Err(CatalogError::Invalid(format!(
+                "artifact {}: supersedes {sid}: {why}",
+                spec.id
+            )))
+        };
+        let Some(s) = self.visible(sid.as_str(), actor) else {
+            return invalid("unknown artifact".into());
+        };
+        let old = self.node(s);
+        if old.removed {
+            return invalid("that artifact was removed".into());
+        }
+        if old.kind != spec.kind {
+            return invalid(format!(
+                "a successor has the kind of what it supersedes ({}, not {})",
+                old.kind, spec.kind
+            ));
+        }
+        if matches!(actor, Actor::Tenant(_)) && self.tenant_id(old.tenant) != &spec.tenant {
+            return invalid("only its owner (or an admin) may declare its successor".into());
+        }
+        if Some(s) == existing || self.predecessors(s).any(|p| Some(p) == existing) {
+            return invalid("that would make a cycle of successors".into());
+        }
+        Ok(s)
+    }
+
+    /// What `idx` supersedes, then what that supersedes, and so on (bounded
+    /// by [`LINEAGE_DEPTH_MAX`]).
+    pub fn predecessors(&self, idx: ArtIdx) -> impl Iterator<Item = ArtIdx> + '_ {
+        std::iter::successors(self.node(idx).supersedes, move |&p| self.node(p).supersedes)
+            .take(LINEAGE_DEPTH_MAX)
+    }
+
+    /// Every live artifact's successors, newest (largest index) last: one
+    /// pass over the catalog.
+    pub fn successor_map(&self) -> HashMap<ArtIdx, Vec<ArtIdx>> {
+        let mut map: HashMap<ArtIdx, Vec<ArtIdx>> = HashMap::new();
+        for (i, n) in self.nodes() {
+            if let Some(s) = n.supersedes
+                && !n.removed
+            {
+                map.entry(s).or_default().push(i);
+            }
+        }
+        map
     }
 
     /// Stores an own inventory as a delta against the parent's effective one.
@@ -717,6 +789,14 @@ impl Catalog {
                     self.nodes[i].id
                 )));
             }
+            if let Some(p) = self.nodes[i].supersedes
+                && p.0 as usize >= self.nodes.len()
+            {
+                return Err(CatalogError::Invalid(format!(
+                    "stored artifact {} supersedes a missing artifact",
+                    self.nodes[i].id
+                )));
+            }
             self.attach(ArtIdx(i as u32));
         }
         self.generation += 1;
@@ -780,6 +860,14 @@ impl Catalog {
             {
                 return invalid(format!(
                     "stored artifact {} refers to a missing parent",
+                    self.nodes[idx.0 as usize].id
+                ));
+            }
+            if let Some(p) = self.nodes[idx.0 as usize].supersedes
+                && p.0 as usize >= self.nodes.len()
+            {
+                return invalid(format!(
+                    "stored artifact {} supersedes a missing artifact",
                     self.nodes[idx.0 as usize].id
                 ));
             }
@@ -895,6 +983,7 @@ fn node_of(
         labels: spec.labels.clone(),
         inventory,
         fixes,
+        supersedes: None,
         warnings: spec.warnings.iter().map(|w| w.as_str().into()).collect(),
         removed: false,
     }
@@ -915,6 +1004,7 @@ mod tests {
             visibility: Visibility::Private,
             labels: BTreeMap::new(),
             components: None,
+            supersedes: None,
             fixes: vec![],
             warnings: Vec::new(),
         }

@@ -42,6 +42,9 @@ pub struct ArtifactDoc {
     pub sbom: Option<Value>,
     #[serde(default)]
     pub fixes: Option<Vec<String>>,
+    /// The artifact this one is the patched successor of.
+    #[serde(default)]
+    pub supersedes: Option<String>,
     /// Extension: the distribution (`debian-12`) for purls that lack a
     /// `distro` qualifier, as os-release would give it.
     #[serde(default)]
@@ -93,6 +96,7 @@ impl ArtifactDoc {
             }
         };
         let parent = self.parent.map(ArtifactId::new).transpose()?;
+        let supersedes = self.supersedes.map(ArtifactId::new).transpose()?;
         let relation = match self.relation {
             None => None,
             Some(r) => Some(Relation::parse(&r).ok_or_else(|| {
@@ -178,6 +182,7 @@ impl ArtifactDoc {
             labels: self.labels.unwrap_or_default(),
             components,
             fixes,
+            supersedes,
             warnings: kept,
         };
         spec.validate()?;

@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod model;
 pub mod notice;
 pub mod propagate;
+pub mod remedy;
 pub mod text;
 pub mod timestamp;
 

@@ -281,6 +281,9 @@ pub struct ArtifactSpec {
     /// inherits its parent's.
     pub components: Option<Vec<String>>,
     pub fixes: Vec<AdvisoryId>,
+    /// The artifact this one is the patched next version of (same kind;
+    /// same owner, or declared by an admin).
+    pub supersedes: Option<ArtifactId>,
     /// What reading its own inventory skipped (a component with an invalid
     /// purl or no version, in a lenient SBOM import) or cannot evaluate (a
     /// version that does not parse in its ecosystem), each naming the

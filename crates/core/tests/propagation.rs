@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use patchline_core::propagate::{self, Inheritance};
+use patchline_core::remedy::{self, PlanFor};
 use patchline_core::timestamp::parse_rfc3339;
 use patchline_core::{
     Actor, AdvIdx, Advisory, AdvisoryDb, AdvisoryId, ArtIdx, ArtifactId, ArtifactSpec, Catalog,
@@ -456,6 +457,7 @@ fn spec_of(forest: &[RNode], i: usize) -> ArtifactSpec {
         visibility: Visibility::Private,
         labels: BTreeMap::new(),
         components: n.inv.clone(),
+        supersedes: None,
         fixes: n
             .fixes
             .iter()
@@ -636,6 +638,184 @@ fn verify(world: &World, catalog: &Catalog, db: &AdvisoryDb, when: &str) -> BTre
         );
     }
     expected
+}
+
+/// (tenant, step artifact, action, waits_for, clears) of a remedy step.
+type RefStep = (String, String, &'static str, Option<String>, Vec<String>);
+
+/// The remedy plans of every record, from the reference hits, by the
+/// rules of `patchline_core::remedy` read literally: for each affected
+/// artifact and each of its distinct introductions, the chain from there
+/// down; the first artifact of that chain its owner owns; rebuild when
+/// that is the introduction, relaunch from the parent for an instance,
+/// rebase otherwise (no successors in these worlds: every step that is
+/// not a rebuild waits for the parent).
+fn reference_plans(world: &World, hits: &BTreeSet<Hit>) -> BTreeMap<String, BTreeSet<RefStep>> {
+    let forest = &world.forest;
+    let index: BTreeMap<&str, usize> = forest
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    let mut steps: BTreeMap<(String, String, String, &'static str), BTreeSet<String>> =
+        BTreeMap::new();
+    for (artifact, record, _, _, _, path) in hits {
+        let tenant = &forest[index[artifact.as_str()]].tenant;
+        let x = path
+            .iter()
+            .find(|id| forest[index[id.as_str()]].tenant == *tenant)
+            .expect("the artifact itself is owned");
+        let xi = index[x.as_str()];
+        let (at, action) = if *x == path[0] {
+            (x.clone(), "rebuild")
+        } else if forest[xi].kind == Kind::Instance {
+            (forest[forest[xi].parent.unwrap()].id.clone(), "relaunch")
+        } else {
+            (x.clone(), "rebase")
+        };
+        steps
+            .entry((record.clone(), tenant.clone(), at, action))
+            .or_default()
+            .insert(artifact.clone());
+    }
+    let mut out: BTreeMap<String, BTreeSet<RefStep>> = BTreeMap::new();
+    for ((record, tenant, at, action), clears) in steps {
+        let waits_for = match action {
+            "rebuild" => None,
+            "relaunch" => Some(at.clone()),
+            _ => forest[index[at.as_str()]]
+                .parent
+                .map(|p| forest[p].id.clone()),
+        };
+        out.entry(record).or_default().insert((
+            tenant,
+            at,
+            action,
+            waits_for,
+            clears.into_iter().collect(),
+        ));
+    }
+    out
+}
+
+/// What a successor of each artifact would clear, from the reference
+/// hits: the artifacts strictly below it whose every chain passes through
+/// it, and their tenants.
+fn reference_clearances(
+    world: &World,
+    hits: &BTreeSet<Hit>,
+) -> BTreeMap<String, BTreeMap<String, (u64, u64)>> {
+    let forest = &world.forest;
+    let tenant_of: BTreeMap<&str, &str> = forest
+        .iter()
+        .map(|n| (n.id.as_str(), n.tenant.as_str()))
+        .collect();
+    // (record, artifact) -> the chains of its hits.
+    let mut chains: BTreeMap<(&str, &str), Vec<&Vec<String>>> = BTreeMap::new();
+    for (artifact, record, _, _, _, path) in hits {
+        chains.entry((record, artifact)).or_default().push(path);
+    }
+    // record -> U -> (artifacts cleared, their tenants)
+    type Cleared<'a> = BTreeMap<String, (BTreeSet<&'a str>, BTreeSet<&'a str>)>;
+    let mut per: BTreeMap<String, Cleared<'_>> = BTreeMap::new();
+    for ((record, artifact), paths) in &chains {
+        for u in &paths[0][..paths[0].len() - 1] {
+            if paths.iter().all(|p| p.contains(u)) {
+                let e = per
+                    .entry(record.to_string())
+                    .or_default()
+                    .entry(u.clone())
+                    .or_default();
+                e.0.insert(artifact);
+                e.1.insert(tenant_of[artifact]);
+            }
+        }
+    }
+    per.into_iter()
+        .map(|(r, m)| {
+            let m = m
+                .into_iter()
+                .map(|(u, (a, t))| (u, (a.len() as u64, t.len() as u64)))
+                .collect();
+            (r, m)
+        })
+        .collect()
+}
+
+/// `remedy::plan` and `remedy::clearances` against the reference, for
+/// every record, every tenant at once and one tenant at a time.
+fn verify_remedy(
+    world: &World,
+    catalog: &Catalog,
+    db: &AdvisoryDb,
+    hits: &BTreeSet<Hit>,
+    when: &str,
+) {
+    let expected = reference_plans(world, hits);
+    let expected_clear = reference_clearances(world, hits);
+    let inheritance = Inheritance::build(catalog);
+    let id = |i: ArtIdx| catalog.node(i).id.to_string();
+    for (adv, record) in db.iter() {
+        let impact = propagate::impact(catalog, &inheritance, db, adv);
+        let steps = remedy::plan(catalog, &impact, PlanFor::All, &Actor::Admin);
+        let depths: Vec<usize> = steps.iter().map(|s| s.depth).collect();
+        assert!(depths.is_sorted(), "steps not top-down {when}: {depths:?}");
+        let actual: BTreeSet<RefStep> = steps
+            .iter()
+            .map(|s| {
+                (
+                    catalog.tenant_id(s.tenant).to_string(),
+                    id(s.artifact),
+                    s.action.as_str(),
+                    s.waits_for.map(id),
+                    s.clears
+                        .iter()
+                        .map(|&a| id(a))
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect(),
+                )
+            })
+            .collect();
+        let want = expected
+            .get(record.id().as_str())
+            .cloned()
+            .unwrap_or_default();
+        if actual != want {
+            panic!(
+                "remedy of {} disagrees {when}\n{}expected {want:#?}\nactual {actual:#?}",
+                record.id(),
+                describe(world)
+            );
+        }
+        for t in 0..3 {
+            let Some(ti) = catalog.tenant_idx(&format!("t{t}")) else {
+                continue;
+            };
+            let mine = remedy::plan(catalog, &impact, PlanFor::Tenant(ti), &Actor::Admin);
+            let from_all: Vec<&remedy::Step> = steps.iter().filter(|s| s.tenant == ti).collect();
+            assert_eq!(
+                mine.iter().collect::<Vec<_>>(),
+                from_all,
+                "tenant t{t} {when}"
+            );
+        }
+        let clear: BTreeMap<String, (u64, u64)> = remedy::clearances(catalog, &impact)
+            .into_iter()
+            .map(|(u, c)| (id(u), (c.artifacts, c.tenants)))
+            .collect();
+        let want = expected_clear
+            .get(record.id().as_str())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            clear,
+            want,
+            "clearances of {} {when}\n{}",
+            record.id(),
+            describe(world)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1142,11 +1322,13 @@ proptest! {
     ) {
         let mut world = realize(&seed);
         let (mut catalog, db) = build(&world);
-        verify(&world, &catalog, &db, "after creation");
+        let hits = verify(&world, &catalog, &db, "after creation");
+        verify_remedy(&world, &catalog, &db, &hits, "after creation");
         let mut done = Vec::new();
         for m in &mutations {
             done.push(mutate(&mut world, &mut catalog, m));
-            verify(&world, &catalog, &db, &format!("after {done:?}"));
+            let hits = verify(&world, &catalog, &db, &format!("after {done:?}"));
+            verify_remedy(&world, &catalog, &db, &hits, &format!("after {done:?}"));
         }
     }
 }
@@ -1736,6 +1918,7 @@ fn rollback_forgets_every_spelling_of_dropped_components() {
         visibility: Visibility::Private,
         labels: BTreeMap::new(),
         components: Some(purls.iter().map(|p| p.to_string()).collect()),
+        supersedes: None,
         fixes: vec![],
         warnings: Vec::new(),
     };

@@ -71,6 +71,7 @@ fn affected_by(purls: &[&str], records: &[Value]) -> BTreeMap<String, Option<Str
         visibility: Visibility::Private,
         labels: BTreeMap::new(),
         components: Some(purls.iter().map(|p| p.to_string()).collect()),
+        supersedes: None,
         fixes: vec![],
         warnings: Vec::new(),
     };

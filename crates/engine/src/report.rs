@@ -292,3 +292,171 @@ pub fn counts_for(catalog: &Catalog, impact: &Impact<'_>, actor: &Actor) -> [u64
         }
     }
 }
+
+/// One step of a remedy plan, as answered (CONTRACT.md §5).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemedyStepDoc {
+    /// The artifact to rebase or rebuild, or the template, replica or
+    /// image the instances are relaunched from.
+    pub artifact: String,
+    /// `rebase`, `rebuild` or `relaunch`.
+    pub action: &'static str,
+    /// The successor to move onto, when one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onto: Option<String>,
+    /// The upstream artifact whose successor the step waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
+    /// The affected artifacts the step is needed for.
+    pub clears: Vec<String>,
+    /// Whose step it is (an admin's plan of every tenant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// What a patched successor of one artifact would clear: counts across
+/// tenants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClearanceDoc {
+    pub artifact: String,
+    /// Affected artifacts below it that its successor would clear.
+    pub clears: u64,
+    /// How many tenants own them.
+    pub tenants: u64,
+    /// Those artifacts by kind.
+    pub by_kind: KindCountsDoc,
+}
+
+/// Artifacts per kind.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
+pub struct KindCountsDoc {
+    pub image: u64,
+    pub template: u64,
+    pub replica: u64,
+    pub instance: u64,
+}
+
+impl From<[u64; 4]> for KindCountsDoc {
+    fn from(c: [u64; 4]) -> Self {
+        KindCountsDoc {
+            image: c[0],
+            template: c[1],
+            replica: c[2],
+            instance: c[3],
+        }
+    }
+}
+
+/// The remedy document of one record (CONTRACT.md §5): the plan of one
+/// tenant (or, for an admin without a tenant, of every tenant), the
+/// ranking of artifacts whose successor would clear the most, and the
+/// answer to "what if a successor of X existed".
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemedyDoc {
+    pub advisory: String,
+    /// The tenant the plan is for; absent when it is every tenant's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Steps top-down.
+    pub steps: Vec<RemedyStepDoc>,
+    /// Artifacts the reader may see whose patched successor would clear
+    /// the most affected artifacts, best first (publishers and admins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Vec<ClearanceDoc>>,
+    /// The answer to `--if-successor-of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub if_successor_of: Option<ClearanceDoc>,
+}
+
+/// Longest ranking answered.
+pub const RANKING_MAX: usize = 20;
+
+/// What the remedy document holds for whom.
+#[derive(Debug)]
+pub struct RemedyAsk<'a> {
+    /// Who reads: masks ids and picks the successors that may be named.
+    pub actor: &'a Actor,
+    /// Whose plan: `None` is every tenant's (admins only).
+    pub tenant: Option<patchline_core::TenantIdx>,
+    /// Include the ranking (publishers and admins).
+    pub ranking: bool,
+    /// Answer what a successor of this artifact would clear.
+    pub if_successor_of: Option<ArtIdx>,
+}
+
+/// Builds the remedy document of a record from its impact.
+pub fn remedy_doc(
+    catalog: &Catalog,
+    record: &Record,
+    impact: &Impact<'_>,
+    ask: &RemedyAsk<'_>,
+) -> RemedyDoc {
+    use patchline_core::remedy::{self, PlanFor};
+    let who = match ask.tenant {
+        Some(t) => PlanFor::Tenant(t),
+        None => PlanFor::All,
+    };
+    let name = |x: ArtIdx| shown_id(catalog, ask.actor, x);
+    let steps = remedy::plan(catalog, impact, who, ask.actor)
+        .into_iter()
+        .map(|s| RemedyStepDoc {
+            artifact: name(s.artifact),
+            action: s.action.as_str(),
+            onto: s.onto.map(name),
+            waits_for: s.waits_for.map(name),
+            clears: s.clears.iter().map(|&a| name(a)).collect(),
+            tenant: ask
+                .tenant
+                .is_none()
+                .then(|| catalog.tenant_id(s.tenant).to_string()),
+        })
+        .collect();
+    let clearance = |u: ArtIdx, c: remedy::Clearance| ClearanceDoc {
+        artifact: name(u),
+        clears: c.artifacts,
+        tenants: c.tenants,
+        by_kind: c.by_kind.into(),
+    };
+    RemedyDoc {
+        advisory: record.id().to_string(),
+        tenant: ask.tenant.map(|t| catalog.tenant_id(t).to_string()),
+        steps,
+        ranking: ask.ranking.then(|| {
+            remedy::ranking(catalog, impact, ask.actor, RANKING_MAX)
+                .into_iter()
+                .map(|(u, c)| clearance(u, c))
+                .collect()
+        }),
+        if_successor_of: ask
+            .if_successor_of
+            .map(|u| clearance(u, remedy::if_successor_of(catalog, impact, u))),
+    }
+}
+
+/// Who would inherit a failure of one artifact: its live descendants,
+/// counts across tenants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExposureDoc {
+    pub artifact: String,
+    /// Live artifacts below it.
+    pub exposed: u64,
+    /// How many tenants own them.
+    pub tenants: u64,
+    pub by_kind: KindCountsDoc,
+}
+
+/// Who is exposed below an artifact if it breaks.
+pub fn exposure_doc(catalog: &Catalog, actor: &Actor, u: ArtIdx) -> ExposureDoc {
+    let c = patchline_core::remedy::exposure(catalog, u);
+    ExposureDoc {
+        artifact: shown_id(catalog, actor, u),
+        exposed: c.artifacts,
+        tenants: c.tenants,
+        by_kind: c.by_kind.into(),
+    }
+}

@@ -378,6 +378,7 @@ pub fn scan_with_progress(
                 visibility: options.visibility,
                 labels,
                 components,
+                supersedes: None,
                 fixes: Vec::new(),
                 warnings: Vec::new(),
             },

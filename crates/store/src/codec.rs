@@ -102,6 +102,8 @@ pub(crate) struct ArtifactRow {
     /// JSON list of inventory warnings, `None` when there are none.
     pub warnings: Option<String>,
     pub removed: bool,
+    /// Index of the artifact this one supersedes.
+    pub supersedes: Option<i64>,
 }
 
 impl ArtifactRow {
@@ -133,6 +135,7 @@ impl ArtifactRow {
             fixes,
             warnings,
             removed: n.removed,
+            supersedes: n.supersedes.map(|s| i64::from(s.0)),
         })
     }
 
@@ -176,6 +179,10 @@ impl ArtifactRow {
         }
         let parent = self.parent.map(|p| index(p, "parent")).transpose()?;
         let inventory = self.inventory.map(|i| index(i, "inventory")).transpose()?;
+        let supersedes = self
+            .supersedes
+            .map(|s| index(s, "supersedes"))
+            .transpose()?;
         Ok(Node {
             id: ArtifactId::from_stored(self.id).map_err(|_| corrupt("id"))?,
             kind,
@@ -187,6 +194,7 @@ impl ArtifactRow {
             labels,
             inventory: inventory.map(InvId),
             fixes: fixes.into(),
+            supersedes: supersedes.map(ArtIdx),
             warnings: warnings.into(),
             removed: self.removed,
         })

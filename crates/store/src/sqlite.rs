@@ -13,7 +13,7 @@ use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     inventory INTEGER REFERENCES inventories(idx),
     fixes TEXT,
     removed INTEGER NOT NULL DEFAULT 0,
-    warnings TEXT
+    warnings TEXT,
+    supersedes INTEGER
 );
 CREATE INDEX IF NOT EXISTS artifacts_parent ON artifacts(parent);
 CREATE TABLE IF NOT EXISTS records (
@@ -135,15 +136,15 @@ fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
         .map_err(db_err)
 }
 
-/// Adds a `TEXT` column unless the table has it already (a migration that
-/// was interrupted, or a table created by this build).
-fn add_column(conn: &Connection, table: &str, column: &str) -> Result<(), StoreError> {
+/// Adds a column of type `ty` unless the table has it already (a migration
+/// that was interrupted, or a table created by this build).
+fn add_column(conn: &Connection, table: &str, column: &str, ty: &str) -> Result<(), StoreError> {
     let exists = conn
         .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
         .and_then(|mut s| s.exists([table, column]))
         .map_err(db_err)?;
     if !exists {
-        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
             .map_err(db_err)?;
     }
     Ok(())
@@ -152,11 +153,16 @@ fn add_column(conn: &Connection, table: &str, column: &str) -> Result<(), StoreE
 /// Brings a database written by an older build to this schema.
 fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     if from < 2 {
-        add_column(conn, "tokens", "minted_by")?;
+        add_column(conn, "tokens", "minted_by", "TEXT")?;
     }
     if from < 3 {
         // Inventory warnings kept with each artifact (a JSON list).
-        add_column(conn, "artifacts", "warnings")?;
+        add_column(conn, "artifacts", "warnings", "TEXT")?;
+    }
+    if from < 4 {
+        // The artifact each one supersedes (its index), for patched
+        // successors.
+        add_column(conn, "artifacts", "supersedes", "INTEGER")?;
     }
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
@@ -330,7 +336,8 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings
+                "SELECT idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings,
+                        supersedes
                  FROM artifacts ORDER BY idx",
             )
             .map_err(db_err)?;
@@ -351,6 +358,7 @@ impl SqliteStore {
                 fixes: r.get(10).map_err(db_err)?,
                 removed: r.get(11).map_err(db_err)?,
                 warnings: r.get(12).map_err(db_err)?,
+                supersedes: r.get(13).map_err(db_err)?,
             };
             if row.idx != nodes.len() as i64 {
                 return Err(StoreError::Corrupt(format!("artifact index {}", row.idx)));
@@ -441,12 +449,13 @@ impl CatalogStore for SqliteStore {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO artifacts
-                     (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings,
+                      supersedes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                      ON CONFLICT(idx) DO UPDATE SET parent = excluded.parent, relation = excluded.relation,
                        visibility = excluded.visibility, name = excluded.name, labels = excluded.labels,
                        inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed,
-                       warnings = excluded.warnings",
+                       warnings = excluded.warnings, supersedes = excluded.supersedes",
                 )
                 .map_err(db_err)?;
             for &a in &changes.artifacts {
@@ -465,6 +474,7 @@ impl CatalogStore for SqliteStore {
                     row.fixes,
                     row.removed,
                     row.warnings,
+                    row.supersedes,
                 ])
                 .map_err(db_err)?;
             }

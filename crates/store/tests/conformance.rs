@@ -43,6 +43,7 @@ fn spec(id: &str, kind: Kind, parent: Option<&str>, components: Option<&[&str]>)
         },
         labels: BTreeMap::from([("region".to_string(), "eu".to_string())]),
         components: components.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        supersedes: None,
         fixes: vec![],
         warnings: Vec::new(),
     }
@@ -154,6 +155,15 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
         spec("vm1", Kind::Instance, Some("rep"), None),
         spec("vm2", Kind::Instance, Some("derived"), None),
         spec("beta-vm", Kind::Instance, Some("base-pub"), None),
+        // A patched successor of base-pub, and the successor of that.
+        ArtifactSpec {
+            supersedes: Some(ArtifactId::new("base-pub").unwrap()),
+            ..spec("base-pub-v2", Kind::Image, None, Some(&[ssl_fixed, zlib]))
+        },
+        ArtifactSpec {
+            supersedes: Some(ArtifactId::new("base-pub-v2").unwrap()),
+            ..spec("base-pub-v3", Kind::Image, Some("base-pub-v2"), None)
+        },
     ] {
         catalog.apply(&s, Mode::Create, &Actor::Admin).unwrap();
     }
@@ -188,6 +198,12 @@ fn conformance(open: &dyn Fn() -> Box<dyn CatalogStore>) {
     assert_eq!(snapshot(&catalog, &db), before, "reload is exact");
     let derived = catalog.lookup("derived").unwrap();
     assert_eq!(catalog.spec_of(derived).warnings.len(), 2);
+    let v3 = catalog.lookup("base-pub-v3").unwrap();
+    let chain: Vec<&str> = catalog
+        .predecessors(v3)
+        .map(|p| catalog.node(p).id.as_str())
+        .collect();
+    assert_eq!(chain, ["base-pub-v2", "base-pub"], "successors reload");
 
     // Re-parent (vm2 under rep), re-inventory (derived back to vulnerable),
     // fixes on tpl, removal of beta-vm, republish with a newer modified.
@@ -278,6 +294,7 @@ each_backend! {
             Backend::Postgres(_) => "1",
         };
         b.raw_execute("ALTER TABLE artifacts DROP COLUMN warnings");
+        b.raw_execute("ALTER TABLE artifacts DROP COLUMN supersedes");
         // PostgreSQL's later migration (the change log) is undone too.
         b.raw_execute("DROP TABLE IF EXISTS changes");
         b.raw_execute("DROP TABLE IF EXISTS budgets");
@@ -371,6 +388,7 @@ fn artifact(
         },
         labels: BTreeMap::new(),
         components: None,
+        supersedes: None,
         fixes: vec![],
         warnings: Vec::new(),
     }

@@ -323,6 +323,7 @@ fn loads_see_one_moment() {
                 visibility: Visibility::Public,
                 labels: Default::default(),
                 components: Some(vec![format!("pkg:generic/component-{i}@1.0")]),
+                supersedes: None,
                 fixes: vec![],
                 warnings: Vec::new(),
             };
@@ -446,6 +447,7 @@ fn a_node_behind_the_change_log_cannot_commit_over_it() {
         visibility: Visibility::Public,
         labels: Default::default(),
         components: Some(vec![format!("pkg:generic/{id}@1.0")]),
+        supersedes: None,
         fixes: vec![],
         warnings: Vec::new(),
     };

@@ -208,6 +208,88 @@ pub async fn affected(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+pub struct RemedyQuery {
+    /// Whose plan (admins; a tenant reads only its own). Without it: the
+    /// caller's own plan, or every tenant's for an admin.
+    #[serde(default)]
+    #[param(pattern = r"^[A-Za-z0-9._:/@+~=,-]{1,256}$")]
+    tenant: Option<String>,
+    /// How many artifacts of how many tenants a patched successor of this
+    /// artifact would clear (it must be visible to the caller).
+    #[serde(default)]
+    #[param(pattern = r"^[A-Za-z0-9._:/@+~=,-]{1,256}$")]
+    if_successor_of: Option<String>,
+}
+
+/// Where to patch: one tenant's remedy plan for a record (steps top-down:
+/// rebase, rebuild or relaunch, each with the successor to move onto or
+/// the upstream artifact it waits for, and the artifacts it clears).
+/// Publishers and admins also get the ranking of artifacts whose patched
+/// successor would clear the most (counts across tenants); an admin
+/// without `tenant` gets every tenant's steps.
+#[utoipa::path(get, path = "/v1/advisories/{id}/remedy", tag = "advisories",
+    params(("id" = String, Path, description = "Advisory or failure id"), RemedyQuery),
+    responses((status = 200, body = patchline_engine::report::RemedyDoc), Errors))]
+pub async fn remedy(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<RemedyQuery>,
+) -> ApiResult<Json<patchline_engine::report::RemedyDoc>> {
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let adv = e.lookup_record_for(&id, &actor)?;
+        let catalog = e.catalog();
+        let tenant = match (&p, q.tenant.as_deref()) {
+            (Principal::Admin, None) => None,
+            (Principal::Admin, Some(t)) => Some(
+                catalog
+                    .tenant_idx(t)
+                    .ok_or_else(|| ApiError::not_found("tenant", t))?,
+            ),
+            (Principal::Tenant { id: me, .. }, t) => {
+                if t.is_some_and(|t| t != me.as_str()) {
+                    return Err(ApiError::forbidden(
+                        "a tenant reads its own remedy plan only",
+                    ));
+                }
+                // A tenant that never owned anything has an empty plan.
+                Some(
+                    catalog
+                        .tenant_idx(me.as_str())
+                        .unwrap_or(patchline_core::TenantIdx(u32::MAX)),
+                )
+            }
+        };
+        let if_successor_of = match q.if_successor_of.as_deref() {
+            None => None,
+            Some(a) => Some(
+                catalog
+                    .visible(a, &actor)
+                    .ok_or_else(|| ApiError::not_found("artifact", a))?,
+            ),
+        };
+        e.prepare();
+        let impact = e.impact(adv);
+        let ask = patchline_engine::report::RemedyAsk {
+            actor: &actor,
+            tenant,
+            ranking: p.is_publisher(),
+            if_successor_of,
+        };
+        Ok(Json(patchline_engine::report::remedy_doc(
+            e.catalog(),
+            e.db().get(adv),
+            &impact,
+            &ask,
+        )))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ProgressQuery {
     /// Width of a history bucket, in seconds (default 3600).
     #[serde(default)]

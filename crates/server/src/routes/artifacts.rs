@@ -53,6 +53,10 @@ pub struct ArtifactBody {
     /// Failure ids this artifact (and its subtree) has fixed.
     #[schema(inline, value_type = Option<Vec<super::schema::Id>>)]
     fixes: Option<Vec<String>>,
+    /// The artifact this one is the patched successor of: same kind, same
+    /// owner (an admin may declare any); chains allowed, cycles refused.
+    #[schema(pattern = r"^[A-Za-z0-9._:/@+~=,-]{1,256}$")]
+    supersedes: Option<String>,
     /// The distribution (`debian-12`) for purls without one.
     distro: Option<String>,
 }
@@ -70,6 +74,10 @@ pub struct ArtifactView {
     visibility: Visibility,
     labels: BTreeMap<String, String>,
     fixes: Vec<String>,
+    /// The artifact it is the patched successor of (`(private)` when the
+    /// caller may not see it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supersedes: Option<String>,
     /// Components of its effective inventory.
     components: u64,
     own_inventory: bool,
@@ -126,6 +134,9 @@ pub fn artifact_view(e: &Engine, a: patchline_core::ArtIdx, p: &Principal) -> Ar
         visibility: n.visibility,
         labels: n.labels.clone(),
         fixes: n.fixes.iter().map(|f| f.to_string()).collect(),
+        supersedes: n
+            .supersedes
+            .map(|x| patchline_engine::report::shown_id(c, &actor, x)),
         components: c.effective_components(a).len() as u64,
         own_inventory: n.inventory.is_some(),
         affected_by,
@@ -574,6 +585,28 @@ pub async fn lineage(
             descendants: counts.into(),
             tree: patchline_engine::report::lineage_tree(c, a, &actor, max_nodes),
         }))
+    })
+    .await
+}
+
+/// Who would inherit a failure of this artifact that has not happened
+/// yet: its live descendants by kind and how many tenants own them
+/// (counts across tenants; the artifact must be visible to the caller).
+#[utoipa::path(get, path = "/v1/artifacts/{id}/exposure", tag = "artifacts",
+    params(("id" = String, Path, description = "Artifact id")),
+    responses((status = 200, body = patchline_engine::report::ExposureDoc), Errors))]
+pub async fn exposure(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<patchline_engine::report::ExposureDoc>> {
+    with_engine(&st, move |e| {
+        let actor = p.actor();
+        let c = e.catalog();
+        let a = c
+            .visible(&id, &actor)
+            .ok_or_else(|| ApiError::not_found("artifact", &id))?;
+        Ok(Json(patchline_engine::report::exposure_doc(c, &actor, a)))
     })
     .await
 }

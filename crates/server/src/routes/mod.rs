@@ -99,6 +99,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
             artifacts::delete_artifact
         ))
         .routes(routes!(artifacts::lineage))
+        .routes(routes!(artifacts::exposure))
         .routes(routes!(artifacts::publish_failure))
         .routes(routes!(
             advisories::publish_advisory,
@@ -106,6 +107,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(advisories::affected))
         .routes(routes!(advisories::progress))
+        .routes(routes!(advisories::remedy))
         .routes(routes!(advisories::report))
         .routes(routes!(
             subscriptions::create_subscription,

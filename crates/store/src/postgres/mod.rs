@@ -607,7 +607,7 @@ impl PgStore {
 }
 
 /// The columns of an artifact's row, in the order [`artifact_row`] reads.
-pub(crate) const ARTIFACT_COLUMNS: &str = "idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings";
+pub(crate) const ARTIFACT_COLUMNS: &str = "idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed, warnings, supersedes";
 
 /// An artifact's row, selected with [`ARTIFACT_COLUMNS`].
 pub(crate) fn artifact_row(r: &::postgres::Row) -> ArtifactRow {
@@ -625,6 +625,7 @@ pub(crate) fn artifact_row(r: &::postgres::Row) -> ArtifactRow {
         fixes: r.get(10),
         removed: r.get(11),
         warnings: r.get(12),
+        supersedes: r.get(13),
     }
 }
 
@@ -783,14 +784,14 @@ fn write_catalog(
         tx.execute(
             "INSERT INTO artifacts
                (idx, id, kind, tenant, parent, relation, visibility, name, labels, inventory, fixes, removed,
-                warnings)
+                warnings, supersedes)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
                $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::bool[],
-               $13::text[])
+               $13::text[], $14::bigint[])
              ON CONFLICT (idx) DO UPDATE SET parent = excluded.parent, relation = excluded.relation,
                visibility = excluded.visibility, name = excluded.name, labels = excluded.labels,
                inventory = excluded.inventory, fixes = excluded.fixes, removed = excluded.removed,
-               warnings = excluded.warnings",
+               warnings = excluded.warnings, supersedes = excluded.supersedes",
             &[
                 &col(|r| r.idx),
                 &ids,
@@ -805,6 +806,7 @@ fn write_catalog(
                 &text(|r| r.fixes.as_deref()),
                 &removed,
                 &text(|r| r.warnings.as_deref()),
+                &opt(|r| r.supersedes),
             ],
         )?;
     }

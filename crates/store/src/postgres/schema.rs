@@ -165,8 +165,12 @@ CREATE TABLE budgets (
 );
 ";
 
+/// Schema 4 → 5: the artifact each one supersedes (its index), for
+/// patched successors.
+const V5: &str = "ALTER TABLE artifacts ADD COLUMN supersedes BIGINT;";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
