@@ -139,6 +139,7 @@ fn world(url: &str) -> World {
         labels: Default::default(),
         components: None,
         fixes: vec![],
+        supersedes: None,
         warnings: Vec::new(),
     };
     catalog.apply(&spec, Mode::Create, &Actor::Admin).unwrap();
