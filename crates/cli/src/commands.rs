@@ -428,10 +428,11 @@ pub fn remedy(
     let adv = engine.lookup_record(id)?;
     let successor_of = match if_successor_of {
         None => None,
+        // As the tenant named sees it; removed artifacts are unknown.
         Some(a) => Some(
             engine
                 .catalog()
-                .lookup(a)
+                .visible(a, &actor)
                 .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {a}")))?,
         ),
     };
@@ -442,7 +443,9 @@ pub fn remedy(
     let ask = patchline_engine::report::RemedyAsk {
         actor: &actor,
         tenant: tenant.and_then(|t| catalog.tenant_idx(t)),
-        ranking: tenant.is_none(),
+        ranking: tenant
+            .is_none()
+            .then_some(patchline_engine::report::RankingScope::Visible),
         if_successor_of: successor_of,
     };
     let doc = patchline_engine::report::remedy_doc(catalog, record, &impact, &ask);

@@ -286,6 +286,7 @@ pub fn print_artifact(
             "visibility": n.visibility,
             "labels": n.labels,
             "fixes": n.fixes,
+            "supersedes": n.supersedes.map(|p| catalog.node(p).id.to_string()),
             "removed": n.removed,
             "inventory_from": holder.map(|h| catalog.node(h).id.to_string()),
             "components": effective.iter().map(|&c| catalog.components().get(c).purl.to_string()).collect::<Vec<_>>(),
@@ -302,6 +303,18 @@ pub fn print_artifact(
     }
     if let Some(p) = n.parent {
         writeln!(out, "parent: {}", label(catalog, &Actor::Admin, p))?;
+    }
+    if let Some(p) = n.supersedes {
+        writeln!(out, "supersedes: {}", label(catalog, &Actor::Admin, p))?;
+    }
+    let successors = catalog.successors(idx);
+    if !successors.is_empty() {
+        let mut ids: Vec<&str> = successors
+            .iter()
+            .map(|&s| catalog.node(s).id.as_str())
+            .collect();
+        ids.sort_unstable();
+        writeln!(out, "superseded by: {}", ids.join(", "))?;
     }
     for (k, v) in &n.labels {
         writeln!(out, "label {k}={v}")?;

@@ -684,6 +684,7 @@ fn remedy_plans_and_successors() {
 {"id":"b1","kind":"instance","tenant":"beta","parent":"base"}
 {"id":"b2","kind":"instance","tenant":"beta","parent":"base"}
 {"id":"own","kind":"image","tenant":"acme","parent":"base-v2","components":["pkg:pypi/urllib3@1.26.5"]}
+{"id":"base-v3","kind":"image","tenant":"pub","visibility":"public","supersedes":"base-v2","components":["pkg:pypi/urllib3@1.26.5"]}
 "#,
     );
     pl.ok(&["import", "artifacts", &f]);
@@ -718,7 +719,9 @@ fn remedy_plans_and_successors() {
     let all = plan(&[]);
     assert!(all.get("tenant").is_none());
     let steps = all["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 4, "{all}");
+    // base-v3, the newest successor, brought the old urllib3 back: the
+    // plans above still move onto base-v2, and its owner rebuilds it.
+    assert_eq!(steps.len(), 5, "{all}");
     assert_eq!(steps[0]["tenant"], "pub");
     assert_eq!(steps[0]["action"], "rebuild");
     assert_eq!(all["ranking"][0]["artifact"], "base");
@@ -744,6 +747,11 @@ fn remedy_plans_and_successors() {
     assert_eq!(exposure["tenants"], 2);
     let text = pl.ok(&["exposure"]);
     assert!(text.starts_with("base: 6 artifacts of 2 tenants"), "{text}");
+    // `show` tells successors both ways.
+    let v2: Value = serde_json::from_str(&pl.ok(&["show", "base-v2", "--json"])).unwrap();
+    assert_eq!(v2["supersedes"], "base");
+    let text = pl.ok(&["show", "base"]);
+    assert!(text.contains("superseded by: base-v2"), "{text}");
     // Mistakes are refused, never an empty plan.
     pl.fails(4, &["remedy", "NOPE-1"]);
     pl.fails(4, &["remedy", "PYSEC-2023-212", "--tenant", "nosuch"]);

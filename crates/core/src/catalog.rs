@@ -135,6 +135,9 @@ pub struct Catalog {
     pos_in_parent: Vec<u32>,
     /// Artifacts owning each inventory object.
     holders: HashMap<InvId, Vec<ArtIdx>>,
+    /// The live artifacts that declare each artifact their predecessor
+    /// (`supersedes`), kept with the parent links (`attach`, `detach`).
+    successors: HashMap<ArtIdx, Vec<ArtIdx>>,
     pub(crate) components: Components,
     pub(crate) inventories: Inventories,
     undo: Vec<Undo>,
@@ -647,18 +650,15 @@ impl Catalog {
             .take(LINEAGE_DEPTH_MAX)
     }
 
-    /// Every live artifact's successors, newest (largest index) last: one
-    /// pass over the catalog.
-    pub fn successor_map(&self) -> HashMap<ArtIdx, Vec<ArtIdx>> {
-        let mut map: HashMap<ArtIdx, Vec<ArtIdx>> = HashMap::new();
-        for (i, n) in self.nodes() {
-            if let Some(s) = n.supersedes
-                && !n.removed
-            {
-                map.entry(s).or_default().push(i);
-            }
-        }
-        map
+    /// The live artifacts that declare `idx` their predecessor, in no
+    /// particular order.
+    pub fn successors(&self, idx: ArtIdx) -> &[ArtIdx] {
+        self.successors.get(&idx).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any live artifact declares a predecessor.
+    pub fn has_successors(&self) -> bool {
+        !self.successors.is_empty()
     }
 
     /// Stores an own inventory as a delta against the parent's effective one.
@@ -930,11 +930,15 @@ impl Catalog {
         }
     }
 
-    /// Puts a live node into its parent's children.
+    /// Puts a live node into its parent's children (and its predecessor's
+    /// successors).
     fn attach(&mut self, idx: ArtIdx) {
         let node = &self.nodes[idx.0 as usize];
         if node.removed {
             return;
+        }
+        if let Some(s) = node.supersedes {
+            self.successors.entry(s).or_default().push(idx);
         }
         if let Some(p) = node.parent {
             let siblings = &mut self.children[p.0 as usize];
@@ -943,8 +947,17 @@ impl Catalog {
         }
     }
 
-    /// Takes a node out of its parent's children (no-op when not in them).
+    /// Takes a node out of its parent's children and its predecessor's
+    /// successors (no-op when not in them).
     fn detach(&mut self, idx: ArtIdx) {
+        if let Some(s) = self.nodes[idx.0 as usize].supersedes
+            && let Some(list) = self.successors.get_mut(&s)
+        {
+            list.retain(|&x| x != idx);
+            if list.is_empty() {
+                self.successors.remove(&s);
+            }
+        }
         let pos = self.pos_in_parent[idx.0 as usize];
         if pos == u32::MAX {
             return;

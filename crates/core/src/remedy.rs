@@ -26,7 +26,9 @@
 //! that is, U is on the path from the lowest `introduced_by` of its hits
 //! down to it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::catalog::{Actor, ArtIdx, Catalog, TenantIdx};
 use crate::model::Kind;
@@ -83,32 +85,22 @@ pub enum PlanFor {
     All,
 }
 
-/// The newest successor of each artifact that has one, along `supersedes`
-/// chains: built once per question from [`Catalog::successor_map`].
-#[derive(Debug, Default)]
-pub struct Successors {
-    map: HashMap<ArtIdx, Vec<ArtIdx>>,
+/// Successors along `supersedes` chains, read from the catalog's index.
+#[derive(Debug, Clone, Copy)]
+pub struct Successors<'a> {
+    catalog: &'a Catalog,
 }
 
-impl Successors {
-    pub fn of(catalog: &Catalog) -> Successors {
-        Successors {
-            map: catalog.successor_map(),
-        }
+impl<'a> Successors<'a> {
+    pub fn of(catalog: &'a Catalog) -> Successors<'a> {
+        Successors { catalog }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Every artifact that is some artifact's successor.
-    fn all(&self) -> impl Iterator<Item = ArtIdx> + '_ {
-        self.map.values().flatten().copied()
-    }
-
-    /// The successor to move onto from `p`: walking the chain of newest
-    /// successors (a newer successor of the same artifact replaces the
-    /// older), the newest one the actor may see that `clean` accepts.
+    /// The successor to move onto from `p`: of every artifact that
+    /// supersedes `p`, directly or through other successors, the newest
+    /// (created last: the largest catalog index) that the actor may see
+    /// and that `clean` accepts. A newer successor the actor may not see,
+    /// or one that still carries the record, never hides an older good one.
     pub fn best(
         &self,
         catalog: &Catalog,
@@ -116,19 +108,48 @@ impl Successors {
         actor: &Actor,
         clean: impl Fn(ArtIdx) -> bool,
     ) -> Option<ArtIdx> {
-        let mut best = None;
-        let mut cur = p;
-        for _ in 0..crate::catalog::LINEAGE_DEPTH_MAX {
-            let Some(next) = self.map.get(&cur).and_then(|v| v.last()).copied() else {
+        let mut best: Option<ArtIdx> = None;
+        let mut seen: HashSet<ArtIdx> = HashSet::default();
+        let mut stack = vec![p];
+        while let Some(cur) = stack.pop() {
+            if seen.len() > SUCCESSORS_VISITED_MAX {
                 break;
-            };
-            if catalog.may_see_idx(actor, next) && clean(next) {
-                best = Some(next);
             }
-            cur = next;
+            for &next in self.catalog.successors(cur) {
+                if !seen.insert(next) {
+                    continue;
+                }
+                stack.push(next);
+                if best.is_none_or(|b| next > b) && catalog.may_see_idx(actor, next) && clean(next)
+                {
+                    best = Some(next);
+                }
+            }
         }
         best
     }
+}
+
+/// Most successors visited from one artifact (bounds a question on a
+/// pathological catalog).
+const SUCCESSORS_VISITED_MAX: usize = 4096;
+
+/// Whether the impact lists `s`. An advisory's groups are inventory
+/// holders, each with the artifacts inheriting from it, so `s` is affected
+/// when the nearest artifact at or above it with an own inventory heads a
+/// group; a failure's one group is read whole.
+fn is_affected(catalog: &Catalog, impact: &Impact<'_>, heads: &HashSet<ArtIdx>, s: ArtIdx) -> bool {
+    let failure = impact
+        .groups
+        .iter()
+        .any(|g| g.hits.iter().any(|h| h.component.is_none()));
+    if failure {
+        return impact.groups.iter().any(|g| g.members.contains(&s));
+    }
+    std::iter::once(s)
+        .chain(catalog.ancestors(s))
+        .find(|&a| catalog.node(a).inventory.is_some())
+        .is_some_and(|h| heads.contains(&h))
 }
 
 /// Lineage depth of an artifact (roots are 0).
@@ -148,29 +169,57 @@ fn introductions(hits: &[crate::propagate::ComponentHit]) -> impl Iterator<Item 
 pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor) -> Vec<Step> {
     let successors = Successors::of(catalog);
     // Which successors the record affects (a successor that still carries
-    // it is not a remedy): one pass over the impact, only when any exist.
-    let affected_successors: HashSet<ArtIdx> = if successors.is_empty() {
-        HashSet::new()
-    } else {
-        let candidates: HashSet<ArtIdx> = successors.all().collect();
+    // it is no remedy), asked only when the catalog has successors.
+    let heads: HashSet<ArtIdx> = if catalog.has_successors() {
         impact
+            .groups
             .iter()
-            .map(|(a, _)| a)
-            .filter(|a| candidates.contains(a))
+            .filter_map(|g| g.members.first().copied())
             .collect()
+    } else {
+        HashSet::default()
     };
-    let mut steps: HashMap<(ArtIdx, Action, TenantIdx), Vec<ArtIdx>> = HashMap::new();
+    // Steps in the order first met, found by key; members of one group
+    // come in lineage order, so siblings (the instances of one replica)
+    // follow each other and the last chain walked is usually the next
+    // one's too: cached, a member costs one comparison.
+    let mut slots: HashMap<(ArtIdx, Action, TenantIdx), usize> = HashMap::default();
+    let mut steps: Vec<((ArtIdx, Action, TenantIdx), Vec<ArtIdx>)> = Vec::new();
+    let mut last: Option<((ArtIdx, TenantIdx, ArtIdx), Option<ArtIdx>)> = None;
+    let mut intros: Vec<ArtIdx> = Vec::new();
     for group in &impact.groups {
+        intros.clear();
+        intros.extend(introductions(&group.hits));
         for &a in group.members.iter() {
-            let tenant = catalog.node(a).tenant;
+            let node = catalog.node(a);
+            let tenant = node.tenant;
             if let PlanFor::Tenant(t) = who
                 && t != tenant
             {
                 continue;
             }
-            for intro in introductions(&group.hits) {
-                let key = step_of(catalog, tenant, intro, a);
-                steps.entry((key.0, key.1, tenant)).or_default().push(a);
+            for &intro in &intros {
+                let key = match node.parent {
+                    _ if a == intro => (a, Action::Rebuild),
+                    None => (a, Action::Rebuild),
+                    Some(p) => {
+                        let above = match last {
+                            Some((k, above)) if k == (p, tenant, intro) => above,
+                            _ => {
+                                let above = top_owned(catalog, tenant, intro, p);
+                                last = Some(((p, tenant, intro), above));
+                                above
+                            }
+                        };
+                        step_below(catalog, above, intro, a)
+                    }
+                };
+                let full = (key.0, key.1, tenant);
+                let slot = *slots.entry(full).or_insert_with(|| {
+                    steps.push((full, Vec::new()));
+                    steps.len() - 1
+                });
+                steps[slot].1.push(a);
             }
         }
     }
@@ -193,9 +242,9 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
                                 Actor::Admin => Actor::Tenant(catalog.tenant_id(tenant).clone()),
                                 other => other.clone(),
                             };
-                            match successors
-                                .best(catalog, p, &reader, |s| !affected_successors.contains(&s))
-                            {
+                            match successors.best(catalog, p, &reader, |s| {
+                                !is_affected(catalog, impact, &heads, s)
+                            }) {
                                 Some(s) => (Some(s), None),
                                 None => (None, Some(p)),
                             }
@@ -223,6 +272,44 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
         ))
     });
     out
+}
+
+/// The top-most artifact `tenant` owns on the chain from `intro` down to
+/// `p` (`p` is `intro` or below it), if any.
+fn top_owned(catalog: &Catalog, tenant: TenantIdx, intro: ArtIdx, p: ArtIdx) -> Option<ArtIdx> {
+    let mut top = None;
+    let mut cur = p;
+    loop {
+        if catalog.node(cur).tenant == tenant {
+            top = Some(cur);
+        }
+        if cur == intro {
+            return top;
+        }
+        match catalog.node(cur).parent {
+            Some(up) => cur = up,
+            None => return top,
+        }
+    }
+}
+
+/// The step of `a` (not `intro`) given the top-most artifact its owner
+/// owns above it on the chain from `intro`: the same rules as [`step_of`].
+fn step_below(
+    catalog: &Catalog,
+    above: Option<ArtIdx>,
+    intro: ArtIdx,
+    a: ArtIdx,
+) -> (ArtIdx, Action) {
+    let top = above.unwrap_or(a);
+    if top == intro {
+        return (top, Action::Rebuild);
+    }
+    let node = catalog.node(top);
+    match (node.kind, node.parent) {
+        (Kind::Instance, Some(p)) => (p, Action::Relaunch),
+        _ => (top, Action::Rebase),
+    }
 }
 
 /// The step a chain from `intro` down to `a` (owned by `tenant`) asks for:
@@ -255,7 +342,7 @@ fn step_of(catalog: &Catalog, tenant: TenantIdx, intro: ArtIdx, a: ArtIdx) -> (A
 /// root cause being where a hit came in (`introduced_by`): what one notice
 /// per root cause and step would send, against one per affected artifact.
 pub fn root_cause_groups(catalog: &Catalog, impact: &Impact<'_>) -> usize {
-    let mut keys: HashSet<(TenantIdx, ArtIdx, ArtIdx, Action)> = HashSet::new();
+    let mut keys: HashSet<(TenantIdx, ArtIdx, ArtIdx, Action)> = HashSet::default();
     for group in &impact.groups {
         for &a in group.members.iter() {
             let tenant = catalog.node(a).tenant;
@@ -281,7 +368,7 @@ pub struct Clearance {
 /// impact (see the module's rules). One walk up from each affected
 /// artifact to its lowest `introduced_by`.
 pub fn clearances(catalog: &Catalog, impact: &Impact<'_>) -> HashMap<ArtIdx, Clearance> {
-    let mut per: HashMap<ArtIdx, (Clearance, HashSet<TenantIdx>)> = HashMap::new();
+    let mut per: HashMap<ArtIdx, (Clearance, HashSet<TenantIdx>)> = HashMap::default();
     for group in &impact.groups {
         // The lowest introduction is the deepest; every introduction is
         // an ancestor-or-self of every member, so depth orders them.
@@ -342,7 +429,7 @@ pub fn ranking(
 /// (itself excluded) by kind, and how many tenants own them.
 pub fn exposure(catalog: &Catalog, u: ArtIdx) -> Clearance {
     let mut c = Clearance::default();
-    let mut tenants: HashSet<TenantIdx> = HashSet::new();
+    let mut tenants: HashSet<TenantIdx> = HashSet::default();
     for d in catalog.descendants(u) {
         let node = catalog.node(d);
         if node.removed {

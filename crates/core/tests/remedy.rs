@@ -222,6 +222,22 @@ fn steps_move_onto_the_newest_clean_successor() {
         Some("base-v2")
     );
 
+    // A newer successor of the same base the tenant may not see (a
+    // private staging image) hides nothing: acme still moves onto v2.
+    let mut staging = successor(spec("base-staging", Kind::Image, "canonical", None), "base");
+    staging.visibility = Visibility::Private;
+    add(&mut c, staging);
+    let inh = Inheritance::build(&c);
+    let impact = propagate::impact(&c, &inh, &db, f);
+    let acme = c.tenant_idx("acme").unwrap();
+    let viewer = Actor::Tenant(TenantId::new("acme").unwrap());
+    let mine = remedy::plan(&c, &impact, PlanFor::Tenant(acme), &viewer);
+    assert!(
+        mine.iter()
+            .all(|s| s.onto.map(|i| c.node(i).id.as_str()) == Some("base-v2")),
+        "{mine:?}"
+    );
+
     // A successor the tenant may not see is not named.
     let mut c2 = cloud();
     let mut hidden = successor(spec("base-v2", Kind::Image, "canonical", None), "base");

@@ -375,6 +375,16 @@ pub struct RemedyDoc {
 /// Longest ranking answered.
 pub const RANKING_MAX: usize = 20;
 
+/// Whose artifacts a ranking may list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankingScope {
+    /// Every artifact the reader may see (admins, the record's owner).
+    Visible,
+    /// Only this tenant's own artifacts (another publisher: what its own
+    /// successors would clear).
+    Owned(patchline_core::TenantIdx),
+}
+
 /// What the remedy document holds for whom.
 #[derive(Debug)]
 pub struct RemedyAsk<'a> {
@@ -382,8 +392,8 @@ pub struct RemedyAsk<'a> {
     pub actor: &'a Actor,
     /// Whose plan: `None` is every tenant's (admins only).
     pub tenant: Option<patchline_core::TenantIdx>,
-    /// Include the ranking (publishers and admins).
-    pub ranking: bool,
+    /// Which ranking to include, if any.
+    pub ranking: Option<RankingScope>,
     /// Answer what a successor of this artifact would clear.
     pub if_successor_of: Option<ArtIdx>,
 }
@@ -425,9 +435,18 @@ pub fn remedy_doc(
         advisory: record.id().to_string(),
         tenant: ask.tenant.map(|t| catalog.tenant_id(t).to_string()),
         steps,
-        ranking: ask.ranking.then(|| {
-            remedy::ranking(catalog, impact, ask.actor, RANKING_MAX)
+        ranking: ask.ranking.map(|scope| {
+            let limit = match scope {
+                RankingScope::Visible => RANKING_MAX,
+                RankingScope::Owned(_) => usize::MAX,
+            };
+            remedy::ranking(catalog, impact, ask.actor, limit)
                 .into_iter()
+                .filter(|(u, _)| match scope {
+                    RankingScope::Visible => true,
+                    RankingScope::Owned(t) => catalog.node(*u).tenant == t,
+                })
+                .take(RANKING_MAX)
                 .map(|(u, c)| clearance(u, c))
                 .collect()
         }),

@@ -111,19 +111,37 @@ async fn each_reads_its_own_plan() {
         .collect();
     assert_eq!(tenants, ["canonical", "beta", "acme"]);
     assert_eq!(v["ranking"][1]["artifact"], "acme-tpl");
+    // Another publisher's ranking lists only what its own successors would
+    // clear (here: nothing).
+    let other = api.tenant("other-pub", &["publisher"]).await;
+    let (_, v) = remedy(&api, &other, "").await;
+    assert_eq!(v["ranking"], json!([]));
 }
 
 #[tokio::test]
 async fn what_if_and_exposure_need_a_visible_artifact() {
-    let (api, _canonical, acme, beta) = cloud().await;
+    let (api, canonical, acme, beta) = cloud().await;
     let (s, v) = remedy(&api, &acme, "?if_successor_of=acme-tpl").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["if_successor_of"]["clears"], 3);
     // acme's template is private: beta gets the answer of a missing id.
     let (s, v) = remedy(&api, &beta, "?if_successor_of=acme-tpl").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    let (s, v) = api
+    // What lies below another's artifact is not beta's to count.
+    let (s, _) = remedy(&api, &beta, "?if_successor_of=base").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = api
         .call("GET", "/v1/artifacts/base/exposure", Some(&beta), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The base's owner reads both.
+    let (s, v) = remedy(&api, &canonical, "?if_successor_of=base").await;
+    assert_eq!(
+        (s, v["if_successor_of"]["clears"].clone()),
+        (StatusCode::OK, json!(6))
+    );
+    let (s, v) = api
+        .call("GET", "/v1/artifacts/base/exposure", Some(&canonical), None)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(

@@ -261,20 +261,45 @@ pub async fn remedy(
                 )
             }
         };
+        // What lies below an artifact (its successor's reach, the ranking)
+        // is counted across tenants: told to admins, to the record's
+        // publisher, and to the artifact's owner — no one else.
+        let owns_record = e.owns_record(&actor, adv);
         let if_successor_of = match q.if_successor_of.as_deref() {
             None => None,
-            Some(a) => Some(
-                catalog
+            Some(a) => {
+                let u = catalog
                     .visible(a, &actor)
-                    .ok_or_else(|| ApiError::not_found("artifact", a))?,
-            ),
+                    .ok_or_else(|| ApiError::not_found("artifact", a))?;
+                if !owns_record && !catalog.owns(&actor, u) {
+                    return Err(ApiError::forbidden(
+                        "only the artifact's owner, the record's publisher or an admin reads what its successor would clear",
+                    ));
+                }
+                Some(u)
+            }
+        };
+        use patchline_engine::report::RankingScope;
+        let ranking = match (&p, q.tenant.is_some()) {
+            (Principal::Admin, false) => Some(RankingScope::Visible),
+            (Principal::Admin, true) => None,
+            (_, _) if owns_record => Some(RankingScope::Visible),
+            (p, _) if p.is_publisher() => p.tenant().map(RankingScope::Owned),
+            _ => None,
+        };
+        // An admin reading one tenant's plan reads it as that tenant does.
+        let reader = match (&p, tenant) {
+            (Principal::Admin, Some(t)) => {
+                patchline_core::Actor::Tenant(catalog.tenant_id(t).clone())
+            }
+            _ => actor.clone(),
         };
         e.prepare();
         let impact = e.impact(adv);
         let ask = patchline_engine::report::RemedyAsk {
-            actor: &actor,
+            actor: &reader,
             tenant,
-            ranking: p.is_publisher(),
+            ranking,
             if_successor_of,
         };
         Ok(Json(patchline_engine::report::remedy_doc(

@@ -591,7 +591,7 @@ pub async fn lineage(
 
 /// Who would inherit a failure of this artifact that has not happened
 /// yet: its live descendants by kind and how many tenants own them
-/// (counts across tenants; the artifact must be visible to the caller).
+/// (counts across tenants: for the artifact's owner and admins).
 #[utoipa::path(get, path = "/v1/artifacts/{id}/exposure", tag = "artifacts",
     params(("id" = String, Path, description = "Artifact id")),
     responses((status = 200, body = patchline_engine::report::ExposureDoc), Errors))]
@@ -606,6 +606,13 @@ pub async fn exposure(
         let a = c
             .visible(&id, &actor)
             .ok_or_else(|| ApiError::not_found("artifact", &id))?;
+        // Counts across tenants below an artifact: its owner's (and
+        // admins') to read.
+        if !c.owns(&actor, a) {
+            return Err(ApiError::forbidden(
+                "only the artifact's owner (or an admin) reads its exposure",
+            ));
+        }
         Ok(Json(patchline_engine::report::exposure_doc(c, &actor, a)))
     })
     .await
