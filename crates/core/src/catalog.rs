@@ -129,6 +129,9 @@ pub struct Catalog {
     tenants: Vec<TenantId>,
     tenant_idx: HashMap<TenantId, TenantIdx>,
     nodes: Vec<Node>,
+    /// Each node's owner, parent and kind, packed (12 bytes a node): walks
+    /// over a million artifacts read these instead of the nodes.
+    links: Vec<Link>,
     by_id: HashMap<ArtifactId, ArtIdx>,
     children: Vec<Vec<ArtIdx>>,
     /// Position of each node in its parent's `children`, for O(1) detach.
@@ -147,6 +150,29 @@ pub struct Catalog {
     /// Bumped on every change that can move an artifact between
     /// inventory holders (see `propagate::Groups`).
     generation: u64,
+}
+
+/// A node's owner and parent, as [`Catalog::links`] keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub tenant: TenantIdx,
+    /// `u32::MAX` for a root.
+    parent: u32,
+    pub kind: Kind,
+}
+
+impl Link {
+    fn of(node: &Node) -> Link {
+        Link {
+            tenant: node.tenant,
+            parent: node.parent.map_or(u32::MAX, |p| p.0),
+            kind: node.kind,
+        }
+    }
+
+    pub fn parent(self) -> Option<ArtIdx> {
+        (self.parent != u32::MAX).then_some(ArtIdx(self.parent))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -221,6 +247,11 @@ impl Catalog {
 
     pub fn node(&self, idx: ArtIdx) -> &Node {
         &self.nodes[idx.0 as usize]
+    }
+
+    /// A node's owner and parent, from the packed table.
+    pub fn link(&self, idx: ArtIdx) -> Link {
+        self.links[idx.0 as usize]
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = (ArtIdx, &Node)> {
@@ -357,6 +388,7 @@ impl Catalog {
                     debug_assert_eq!(idx.0 as usize + 1, self.nodes.len());
                     self.detach(idx);
                     let Some(node) = self.nodes.pop() else { break };
+                    self.links.pop();
                     if let Some(inv) = node.inventory {
                         self.unhold(inv, idx);
                     }
@@ -371,6 +403,7 @@ impl Catalog {
                         self.unhold(inv, idx);
                     }
                     self.nodes[idx.0 as usize] = *old;
+                    self.links[idx.0 as usize] = Link::of(&self.nodes[idx.0 as usize]);
                     if let Some(inv) = self.nodes[idx.0 as usize].inventory {
                         self.holders.entry(inv).or_default().push(idx);
                     }
@@ -637,8 +670,21 @@ impl Catalog {
         if matches!(actor, Actor::Tenant(_)) && self.tenant_id(old.tenant) != &spec.tenant {
             return invalid("only its owner (or an admin) may declare its successor".into());
         }
-        if Some(s) == existing || self.predecessors(s).any(|p| Some(p) == existing) {
-            return invalid("that would make a cycle of successors".into());
+        // The whole chain is walked (no stored chain has a cycle, so the
+        // walk ends; the count guards against a corrupt store).
+        if let Some(me) = existing {
+            let mut cur = Some(s);
+            let mut steps = 0usize;
+            while let Some(p) = cur {
+                if p == me {
+                    return invalid("that would make a cycle of successors".into());
+                }
+                steps += 1;
+                if steps > self.nodes.len() {
+                    return invalid("the stored chain of successors loops".into());
+                }
+                cur = self.node(p).supersedes;
+            }
         }
         Ok(s)
     }
@@ -776,6 +822,7 @@ impl Catalog {
                 self.holders.entry(inv).or_default().push(idx);
             }
             self.by_id.insert(node.id.clone(), idx);
+            self.links.push(Link::of(&node));
             self.nodes.push(node);
             self.children.push(Vec::new());
             self.pos_in_parent.push(u32::MAX);
@@ -837,6 +884,7 @@ impl Catalog {
                 if let Some(inv) = node.inventory {
                     self.holders.entry(inv).or_default().push(idx);
                 }
+                self.links[i] = Link::of(&node);
                 self.nodes[i] = node;
             } else if i == self.nodes.len() {
                 if self.by_id.contains_key(&node.id) {
@@ -846,6 +894,7 @@ impl Catalog {
                     self.holders.entry(inv).or_default().push(idx);
                 }
                 self.by_id.insert(node.id.clone(), idx);
+                self.links.push(Link::of(&node));
                 self.nodes.push(node);
                 self.children.push(Vec::new());
                 self.pos_in_parent.push(u32::MAX);
@@ -896,6 +945,7 @@ impl Catalog {
         if let Some(inv) = node.inventory {
             self.holders.entry(inv).or_default().push(idx);
         }
+        self.links.push(Link::of(&node));
         self.nodes.push(node);
         self.children.push(Vec::new());
         self.pos_in_parent.push(u32::MAX);
@@ -914,6 +964,7 @@ impl Catalog {
         if let Some(inv) = node.inventory {
             self.holders.entry(inv).or_default().push(idx);
         }
+        self.links[idx.0 as usize] = Link::of(&node);
         let old = std::mem::replace(&mut self.nodes[idx.0 as usize], node);
         self.undo.push(Undo::Replaced(idx, Box::new(old)));
         self.attach(idx);

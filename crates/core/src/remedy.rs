@@ -191,15 +191,17 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
         intros.clear();
         intros.extend(introductions(&group.hits));
         for &a in group.members.iter() {
-            let node = catalog.node(a);
-            let tenant = node.tenant;
+            // The packed owner and parent: the node itself is read only
+            // when a chain is walked.
+            let link = catalog.link(a);
+            let tenant = link.tenant;
             if let PlanFor::Tenant(t) = who
                 && t != tenant
             {
                 continue;
             }
             for &intro in &intros {
-                let key = match node.parent {
+                let key = match link.parent() {
                     _ if a == intro => (a, Action::Rebuild),
                     None => (a, Action::Rebuild),
                     Some(p) => {
@@ -280,21 +282,24 @@ fn top_owned(catalog: &Catalog, tenant: TenantIdx, intro: ArtIdx, p: ArtIdx) -> 
     let mut top = None;
     let mut cur = p;
     loop {
-        if catalog.node(cur).tenant == tenant {
+        let link = catalog.link(cur);
+        if link.tenant == tenant {
             top = Some(cur);
         }
         if cur == intro {
             return top;
         }
-        match catalog.node(cur).parent {
+        match link.parent() {
             Some(up) => cur = up,
             None => return top,
         }
     }
 }
 
-/// The step of `a` (not `intro`) given the top-most artifact its owner
-/// owns above it on the chain from `intro`: the same rules as [`step_of`].
+/// The step the chain from `intro` down to `a` (not `intro`) asks of `a`'s
+/// owner, given the top-most artifact that owner holds above `a` on the
+/// chain: rebuild where it came in, relaunch the instances of one parent,
+/// rebase anything else.
 fn step_below(
     catalog: &Catalog,
     above: Option<ArtIdx>,
@@ -312,42 +317,32 @@ fn step_below(
     }
 }
 
-/// The step a chain from `intro` down to `a` (owned by `tenant`) asks for:
-/// its artifact and action.
-fn step_of(catalog: &Catalog, tenant: TenantIdx, intro: ArtIdx, a: ArtIdx) -> (ArtIdx, Action) {
-    // The top-most artifact the tenant owns on the chain: walk up from `a`
-    // to `intro`, remembering the last owned one seen.
-    let mut top = a;
-    let mut cur = a;
-    while cur != intro {
-        let Some(p) = catalog.node(cur).parent else {
-            break;
-        };
-        cur = p;
-        if catalog.node(cur).tenant == tenant {
-            top = cur;
-        }
-    }
-    if top == intro {
-        return (top, Action::Rebuild);
-    }
-    let node = catalog.node(top);
-    match (node.kind, node.parent) {
-        (Kind::Instance, Some(p)) => (p, Action::Relaunch),
-        _ => (top, Action::Rebase),
-    }
-}
-
 /// How many (tenant, root cause, step) groups an impact falls into — the
 /// root cause being where a hit came in (`introduced_by`): what one notice
 /// per root cause and step would send, against one per affected artifact.
 pub fn root_cause_groups(catalog: &Catalog, impact: &Impact<'_>) -> usize {
     let mut keys: HashSet<(TenantIdx, ArtIdx, ArtIdx, Action)> = HashSet::default();
+    let mut last: Option<((ArtIdx, TenantIdx, ArtIdx), Option<ArtIdx>)> = None;
     for group in &impact.groups {
+        let intros: Vec<ArtIdx> = introductions(&group.hits).collect();
         for &a in group.members.iter() {
-            let tenant = catalog.node(a).tenant;
-            for intro in introductions(&group.hits) {
-                let (at, action) = step_of(catalog, tenant, intro, a);
+            let link = catalog.link(a);
+            let tenant = link.tenant;
+            for &intro in &intros {
+                let (at, action) = match link.parent() {
+                    Some(p) if a != intro => {
+                        let above = match last {
+                            Some((k, above)) if k == (p, tenant, intro) => above,
+                            _ => {
+                                let above = top_owned(catalog, tenant, intro, p);
+                                last = Some(((p, tenant, intro), above));
+                                above
+                            }
+                        };
+                        step_below(catalog, above, intro, a)
+                    }
+                    _ => (a, Action::Rebuild),
+                };
                 keys.insert((tenant, intro, at, action));
             }
         }
@@ -369,25 +364,51 @@ pub struct Clearance {
 /// artifact to its lowest `introduced_by`.
 pub fn clearances(catalog: &Catalog, impact: &Impact<'_>) -> HashMap<ArtIdx, Clearance> {
     let mut per: HashMap<ArtIdx, (Clearance, HashSet<TenantIdx>)> = HashMap::default();
+    let mut tenants: Vec<TenantIdx> = Vec::new();
     for group in &impact.groups {
         // The lowest introduction is the deepest; every introduction is
         // an ancestor-or-self of every member, so depth orders them.
         let Some(lowest) = introductions(&group.hits).max_by_key(|&i| depth(catalog, i)) else {
             continue;
         };
-        for &a in group.members.iter() {
-            let node = catalog.node(a);
-            let kind = kind_slot(node.kind);
-            let mut cur = a;
-            while cur != lowest {
-                let Some(p) = catalog.node(cur).parent else {
+        // Siblings (members with one parent) follow each other and share
+        // every ancestor: each run is counted once, then walked up once.
+        let members = &group.members;
+        let mut i = 0;
+        while i < members.len() {
+            let parent = catalog.link(members[i]).parent();
+            let mut counts = [0u64; 4];
+            tenants.clear();
+            let mut j = i;
+            while j < members.len() && catalog.link(members[j]).parent() == parent {
+                let a = members[j];
+                j += 1;
+                if a == lowest {
+                    continue;
+                }
+                let link = catalog.link(a);
+                counts[kind_slot(link.kind)] += 1;
+                if !tenants.contains(&link.tenant) {
+                    tenants.push(link.tenant);
+                }
+            }
+            i = j;
+            let n: u64 = counts.iter().sum();
+            if n == 0 {
+                continue;
+            }
+            let mut cur = parent;
+            while let Some(u) = cur {
+                let (c, seen) = per.entry(u).or_default();
+                c.artifacts += n;
+                for (k, add) in c.by_kind.iter_mut().zip(counts) {
+                    *k += add;
+                }
+                seen.extend(tenants.iter().copied());
+                if u == lowest {
                     break;
-                };
-                cur = p;
-                let (c, tenants) = per.entry(cur).or_default();
-                c.artifacts += 1;
-                c.by_kind[kind] += 1;
-                tenants.insert(node.tenant);
+                }
+                cur = catalog.link(u).parent();
             }
         }
     }

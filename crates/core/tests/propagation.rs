@@ -751,6 +751,17 @@ fn verify_remedy(
     hits: &BTreeSet<Hit>,
     when: &str,
 ) {
+    // The packed owner/parent table mirrors the nodes through every
+    // mutation (re-parenting, removal, revival).
+    for (i, n) in catalog.nodes() {
+        let link = catalog.link(i);
+        assert_eq!(
+            (link.tenant, link.parent()),
+            (n.tenant, n.parent),
+            "{} {when}",
+            n.id
+        );
+    }
     let expected = reference_plans(world, hits);
     let expected_clear = reference_clearances(world, hits);
     let inheritance = Inheritance::build(catalog);

@@ -339,6 +339,23 @@ fn supersedes_is_checked() {
         &Actor::Admin,
         "cycle",
     );
+    // A cycle longer than the lineage depth bound is refused too.
+    let mut prev = "long-0".to_string();
+    add(&mut c, spec(&prev, Kind::Image, "canonical", None));
+    for i in 1..=1100 {
+        let id = format!("long-{i}");
+        add(
+            &mut c,
+            successor(spec(&id, Kind::Image, "canonical", None), &prev),
+        );
+        prev = id;
+    }
+    refuse(
+        &mut c,
+        successor(spec("long-0", Kind::Image, "canonical", None), &prev),
+        &Actor::Admin,
+        "cycle",
+    );
     let v3 = c.lookup("base-v3").unwrap();
     let chain: Vec<&str> = c.predecessors(v3).map(|p| c.node(p).id.as_str()).collect();
     assert_eq!(chain, ["base-v2", "base"]);

@@ -214,3 +214,31 @@ async fn only_the_owner_declares_a_successor() {
         .await;
     assert_eq!(v["supersedes"], "acme-tpl");
 }
+
+#[tokio::test]
+async fn a_plan_past_the_answer_cap_points_to_one_tenant() {
+    let api = Api::with(|c| c.affected_bytes_max = 300);
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    api.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    for i in 0..40 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("acme-vm-{i:03}"), "kind": "instance", "parent": "base"}),
+        )
+        .await;
+    }
+    let (s, v) = api.publish(&canonical, &usn_4038()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = remedy(&api, ADMIN, "").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "too_large");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("?tenant="),
+        "{v}"
+    );
+}

@@ -226,7 +226,8 @@ pub struct RemedyQuery {
 /// the upstream artifact it waits for, and the artifacts it clears).
 /// Publishers and admins also get the ranking of artifacts whose patched
 /// successor would clear the most (counts across tenants); an admin
-/// without `tenant` gets every tenant's steps.
+/// without `tenant` gets every tenant's steps. Past 64 MiB a `too_large`
+/// error asks for one tenant's plan.
 #[utoipa::path(get, path = "/v1/advisories/{id}/remedy", tag = "advisories",
     params(("id" = String, Path, description = "Advisory or failure id"), RemedyQuery),
     responses((status = 200, body = patchline_engine::report::RemedyDoc), Errors))]
@@ -235,8 +236,9 @@ pub async fn remedy(
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<RemedyQuery>,
-) -> ApiResult<Json<patchline_engine::report::RemedyDoc>> {
-    with_engine(&st, move |e| {
+) -> ApiResult<Response> {
+    let cap = st.config.affected_bytes_max;
+    let body = with_engine(&st, move |e| {
         let actor = p.actor();
         let adv = e.lookup_record_for(&id, &actor)?;
         let catalog = e.catalog();
@@ -302,14 +304,30 @@ pub async fn remedy(
             ranking,
             if_successor_of,
         };
-        Ok(Json(patchline_engine::report::remedy_doc(
-            e.catalog(),
-            e.db().get(adv),
-            &impact,
-            &ask,
-        )))
+        let doc = patchline_engine::report::remedy_doc(e.catalog(), e.db().get(adv), &impact, &ask);
+        // Bounded like `affected`: past the cap, a JSON error that says how
+        // to ask for less.
+        let mut out = patchline_engine::report::Capped {
+            buf: Vec::new(),
+            max: cap,
+        };
+        match serde_json::to_writer(&mut out, &doc) {
+            Ok(()) => Ok(out.buf),
+            Err(err) if err.io_error_kind() == Some(std::io::ErrorKind::FileTooLarge) => {
+                Err(ApiError::too_large(format!(
+                    "the plan is larger than {} MiB; ask for one tenant's with ?tenant=",
+                    cap >> 20
+                )))
+            }
+            Err(err) => Err(ApiError::internal(err)),
+        }
     })
-    .await
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
