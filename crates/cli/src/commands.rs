@@ -510,10 +510,19 @@ pub fn exposure(data_dir: &Path, id: Option<&str>, limit: usize, json: bool) -> 
         }
         for d in &docs {
             let k = d.by_kind;
+            let n = |count: u64, word: &str| {
+                format!("{count} {word}{}", if count == 1 { "" } else { "s" })
+            };
             writeln!(
                 out,
-                "{}: {} artifacts of {} tenants below it ({} images, {} templates, {} replicas, {} instances)",
-                d.artifact, d.exposed, d.tenants, k.image, k.template, k.replica, k.instance
+                "{}: {} of {} below it ({}, {}, {}, {})",
+                d.artifact,
+                n(d.exposed, "artifact"),
+                n(d.tenants, "tenant"),
+                n(k.image, "image"),
+                n(k.template, "template"),
+                n(k.replica, "replica"),
+                n(k.instance, "instance")
             )?;
         }
     }

@@ -654,6 +654,9 @@ impl Catalog {
                 spec.id
             )))
         };
+        if sid == &spec.id {
+            return invalid("an artifact cannot supersede itself".into());
+        }
         let Some(s) = self.visible(sid.as_str(), actor) else {
             return invalid("unknown artifact".into());
         };

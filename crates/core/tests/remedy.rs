@@ -337,7 +337,16 @@ fn supersedes_is_checked() {
         &mut c,
         successor(spec("base-v2", Kind::Image, "canonical", None), "base-v2"),
         &Actor::Admin,
-        "cycle",
+        "itself",
+    );
+    refuse(
+        &mut c,
+        successor(
+            spec("brand-new", Kind::Image, "canonical", None),
+            "brand-new",
+        ),
+        &Actor::Admin,
+        "itself",
     );
     // A cycle longer than the lineage depth bound is refused too.
     let mut prev = "long-0".to_string();
