@@ -101,6 +101,19 @@ pub struct PublishReport {
     pub outcomes: Vec<Published>,
 }
 
+/// An impact kept between questions: the record, the catalog and record
+/// generations it was computed at, and the impact itself (owned).
+#[derive(Debug)]
+struct CachedImpact {
+    adv: AdvIdx,
+    catalog: u64,
+    db: u64,
+    impact: std::sync::Arc<Impact<'static>>,
+}
+
+/// How many impacts are kept (a million-artifact impact holds 4 MB).
+const IMPACTS_KEPT: usize = 4;
+
 /// The engine over a store backend.
 #[derive(Debug)]
 pub struct Engine<S = SqliteStore> {
@@ -110,6 +123,9 @@ pub struct Engine<S = SqliteStore> {
     inheritance: Option<Inheritance>,
     /// Component → advisories, kept across batches (see `MatchCache`).
     match_cache: MatchCache,
+    /// The last few impacts asked for, valid while neither the catalog nor
+    /// the records change (see [`Engine::impact_shared`]).
+    impacts: Vec<CachedImpact>,
     /// Tenants' roles, tokens, subscriptions, watches.
     svc: ServiceMem,
     /// Whether changes record notices (the service does; one-off CLI
@@ -246,6 +262,7 @@ impl<S: CatalogStore + Send + 'static> Engine<S> {
             db: self.db,
             inheritance: self.inheritance,
             match_cache: self.match_cache,
+            impacts: self.impacts,
             svc: self.svc,
             notices_on: self.notices_on,
             outbox: self.outbox,
@@ -273,6 +290,7 @@ impl<S: CatalogStore> Engine<S> {
             db,
             inheritance: None,
             match_cache: MatchCache::new(),
+            impacts: Vec::new(),
             svc,
             notices_on: false,
             outbox: Outbox::default(),
@@ -544,6 +562,8 @@ impl<S: CatalogStore> Engine<S> {
         self.created.clear();
         self.created_logged = 0;
         self.inheritance = None;
+        // A reloaded catalog counts its generations anew.
+        self.impacts.clear();
         self.rebuild_view();
         self.refresh_credentials();
         Ok(())
@@ -1044,6 +1064,48 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
+    }
+
+    /// The impact of a record, kept between questions while neither the
+    /// catalog nor the records change (the last [`IMPACTS_KEPT`] asked for):
+    /// repeated questions about one record (remedy plans per tenant,
+    /// `affected` pages) skip recomputing it.
+    pub fn impact_shared(&mut self, adv: AdvIdx) -> std::sync::Arc<Impact<'static>> {
+        let (cg, dg) = (self.catalog.generation(), self.db.generation());
+        if let Some(pos) = self
+            .impacts
+            .iter()
+            .position(|c| c.adv == adv && c.catalog == cg && c.db == dg)
+        {
+            let hit = self.impacts.remove(pos);
+            let impact = hit.impact.clone();
+            self.impacts.push(hit);
+            return impact;
+        }
+        self.impacts.retain(|c| c.catalog == cg && c.db == dg);
+        self.prepare();
+        let owned = Impact {
+            groups: self
+                .impact(adv)
+                .groups
+                .into_iter()
+                .map(|g| propagate::Group {
+                    hits: g.hits,
+                    members: std::borrow::Cow::Owned(g.members.into_owned()),
+                })
+                .collect(),
+        };
+        let impact = std::sync::Arc::new(owned);
+        if self.impacts.len() >= IMPACTS_KEPT {
+            self.impacts.remove(0);
+        }
+        self.impacts.push(CachedImpact {
+            adv,
+            catalog: cg,
+            db: dg,
+            impact: impact.clone(),
+        });
+        impact
     }
 
     pub fn lookup_record(&self, id: &str) -> Result<AdvIdx, EngineError> {

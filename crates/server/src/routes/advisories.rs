@@ -152,8 +152,8 @@ pub async fn affected(
     let body = with_engine(&st, move |e| {
         let actor = p.actor();
         let adv = e.lookup_record_for(&id, &actor)?;
-        e.prepare();
-        let impact = e.impact(adv);
+        // Kept between requests: paging through `affected` computes it once.
+        let impact = e.impact_shared(adv);
         let catalog = e.catalog();
         let rows = patchline_engine::report::affected_rows(catalog, &impact, &actor);
         let mut out = patchline_engine::report::Capped {
@@ -296,8 +296,7 @@ pub async fn remedy(
             }
             _ => actor.clone(),
         };
-        e.prepare();
-        let impact = e.impact(adv);
+        let impact = e.impact_shared(adv);
         let ask = patchline_engine::report::RemedyAsk {
             actor: &reader,
             tenant,
