@@ -1400,3 +1400,30 @@ async fn text_with_nul_is_refused_the_same_on_every_backend() {
         .await;
     assert_eq!(s.as_u16(), 201, "{v}");
 }
+
+/// Found by the API conformance run: a JSON array where the API takes an
+/// object was read as the object's fields in order (`[]` acknowledged a
+/// notice with 200; `["x", []]` would make a tenant). Every JSON body must
+/// be an object: anything else is 400 and changes nothing.
+#[tokio::test]
+async fn bodies_that_are_not_objects_are_refused() {
+    let api = Api::new();
+    for (method, path, body) in [
+        ("POST", "/v1/tenants", r#"["mallory", ["tenant"]]"#),
+        ("POST", "/v1/notices/1/ack", "[]"),
+        ("POST", "/v1/subscriptions", r#"[{"type": "pull"}]"#),
+        ("POST", "/v1/watches", r#"["base"]"#),
+        ("POST", "/v1/tenants", r#""mallory""#),
+    ] {
+        let (s, v) = api.call_raw_json(method, path, Some(ADMIN), body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path} {body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("object"),
+            "{v}"
+        );
+    }
+    let (s, _) = api
+        .call("GET", "/v1/tenants/mallory/tokens", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no tenant was made");
+}

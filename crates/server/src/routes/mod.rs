@@ -243,6 +243,14 @@ pub fn created_or_ok<T: Serialize>(created: bool, body: T) -> Response {
 }
 
 pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+    // Every JSON body of the API is an object; serde would also read a
+    // struct from an array of its fields in order (`[]` acknowledged a
+    // notice, `["x", []]` made a tenant).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid JSON body: expected a JSON object",
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

@@ -80,6 +80,23 @@ impl Api {
         )
     }
 
+    /// A request with a raw JSON text as its body.
+    pub async fn call_raw_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let (status, _, bytes) = self
+            .raw(method, path, token, Body::from(body.to_string()))
+            .await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     pub async fn tenant(&self, id: &str, roles: &[&str]) -> String {
         let (s, v) = self
             .call(
