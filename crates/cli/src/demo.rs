@@ -462,10 +462,46 @@ pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
         .map(|m| engine.db().get(m.advisory).id().as_str())
         .collect();
     writeln!(out, "   {}", ids.join(", "))?;
+
+    // 6. The patch, not only the alarm: canonical publishes the patched
+    // successor of its base, and each tenant learns where to patch.
+    let fixed_bzip2 = [
+        (
+            "pkg:deb/ubuntu/bzip2@1.0.6-8.1?",
+            "pkg:deb/ubuntu/bzip2@1.0.6-8.1ubuntu0.1?",
+        ),
+        (
+            "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1?",
+            "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1ubuntu0.1?",
+        ),
+    ];
+    batch(
+        &mut engine,
+        vec![
+            json!({"id": "ubuntu-18.04-v2", "kind": "image", "tenant": "canonical",
+                    "visibility": "public", "name": "Ubuntu 18.04 LTS cloud image, bzip2 fixed",
+                    "supersedes": "ubuntu-18.04", "components": edit(&ubuntu, &fixed_bzip2, &[])}),
+        ],
+    )?;
+    writeln!(
+        out,
+        "\n== 5. canonical publishes ubuntu-18.04-v2, the successor of ubuntu-18.04 with bzip2 fixed: where each tenant patches USN-4038-1"
+    )?;
+    let usn = engine.lookup_record("USN-4038-1")?;
+    let impact = engine.impact_shared(usn);
+    let ask = patchline_engine::report::RemedyAsk {
+        actor: &Actor::Admin,
+        tenant: None,
+        ranking: Some(patchline_engine::report::RankingScope::Visible),
+        if_successor_of: None,
+    };
+    let doc =
+        patchline_engine::report::remedy_doc(engine.catalog(), engine.db().get(usn), &impact, &ask);
+    crate::output::print_remedy(&mut out, &doc)?;
     write_marker(data_dir, &engine)?;
     writeln!(
         out,
-        "\nThe data stays in {}: try `patchline --data-dir {} affected USN-4038-1 --json` or `lineage debian-12`.",
+        "\nThe data stays in {}: try `patchline --data-dir {} affected USN-4038-1 --json`, `lineage debian-12` or `remedy USN-4038-1 --tenant acme`.",
         data_dir.display(),
         data_dir.display()
     )?;

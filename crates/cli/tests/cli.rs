@@ -451,6 +451,11 @@ fn demo_runs_and_reruns() {
     let out = pl.ok(&["demo"]);
     assert!(out.contains("USN-4038-1"), "{out}");
     assert!(out.contains("match it at once"), "{out}");
+    // The patch: the successor and where each tenant patches.
+    assert!(
+        out.contains("relaunch the instances of ubuntu-18.04 onto ubuntu-18.04-v2"),
+        "{out}"
+    );
     // Rerunning starts afresh in a demo directory.
     pl.ok(&["demo"]);
     let doc = pl.affected("USN-4038-1");
