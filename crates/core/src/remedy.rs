@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::catalog::{Actor, ArtIdx, Catalog, TenantIdx};
+use crate::catalog::{Actor, ArtIdx, Catalog, Link, TenantIdx};
 use crate::model::Kind;
 use crate::propagate::Impact;
 
@@ -179,13 +179,11 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
     } else {
         HashSet::default()
     };
-    // Steps in the order first met, found by key; members of one group
-    // come in lineage order, so siblings (the instances of one replica)
-    // follow each other and the last chain walked is usually the next
-    // one's too: cached, a member costs one comparison.
+    // Steps in the order first met, found by key (the chain walks are
+    // cached by the step finder).
     let mut slots: HashMap<(ArtIdx, Action, TenantIdx), usize> = HashMap::default();
     let mut steps: Vec<((ArtIdx, Action, TenantIdx), Vec<ArtIdx>)> = Vec::new();
-    let mut last: Option<((ArtIdx, TenantIdx, ArtIdx), Option<ArtIdx>)> = None;
+    let mut finder = StepFinder::default();
     let mut intros: Vec<ArtIdx> = Vec::new();
     for group in &impact.groups {
         intros.clear();
@@ -201,21 +199,7 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
                 continue;
             }
             for &intro in &intros {
-                let key = match link.parent() {
-                    _ if a == intro => (a, Action::Rebuild),
-                    None => (a, Action::Rebuild),
-                    Some(p) => {
-                        let above = match last {
-                            Some((k, above)) if k == (p, tenant, intro) => above,
-                            _ => {
-                                let above = top_owned(catalog, tenant, intro, p);
-                                last = Some(((p, tenant, intro), above));
-                                above
-                            }
-                        };
-                        step_below(catalog, above, intro, a)
-                    }
-                };
+                let key = finder.step(catalog, link, intro, a);
                 let full = (key.0, key.1, tenant);
                 let slot = *slots.entry(full).or_insert_with(|| {
                     steps.push((full, Vec::new()));
@@ -276,6 +260,42 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
     out
 }
 
+/// Finds the step of each affected artifact, remembering the last chain
+/// walked: members of one group come in lineage order, so siblings (the
+/// instances of one replica) follow each other and share it.
+#[derive(Default)]
+struct StepFinder {
+    /// (parent, tenant, introduction) → the top-most artifact the tenant
+    /// owns from the introduction down to that parent.
+    last: Option<((ArtIdx, TenantIdx, ArtIdx), Option<ArtIdx>)>,
+}
+
+impl StepFinder {
+    /// The step the chain from `intro` down to `a` (whose packed link is
+    /// `link`) asks of `a`'s owner.
+    fn step(
+        &mut self,
+        catalog: &Catalog,
+        link: Link,
+        intro: ArtIdx,
+        a: ArtIdx,
+    ) -> (ArtIdx, Action) {
+        let Some(p) = link.parent().filter(|_| a != intro) else {
+            return (a, Action::Rebuild);
+        };
+        let key = (p, link.tenant, intro);
+        let above = match self.last {
+            Some((k, above)) if k == key => above,
+            _ => {
+                let above = top_owned(catalog, link.tenant, intro, p);
+                self.last = Some((key, above));
+                above
+            }
+        };
+        step_below(catalog, above, intro, a)
+    }
+}
+
 /// The top-most artifact `tenant` owns on the chain from `intro` down to
 /// `p` (`p` is `intro` or below it), if any.
 fn top_owned(catalog: &Catalog, tenant: TenantIdx, intro: ArtIdx, p: ArtIdx) -> Option<ArtIdx> {
@@ -322,27 +342,14 @@ fn step_below(
 /// per root cause and step would send, against one per affected artifact.
 pub fn root_cause_groups(catalog: &Catalog, impact: &Impact<'_>) -> usize {
     let mut keys: HashSet<(TenantIdx, ArtIdx, ArtIdx, Action)> = HashSet::default();
-    let mut last: Option<((ArtIdx, TenantIdx, ArtIdx), Option<ArtIdx>)> = None;
+    let mut finder = StepFinder::default();
     for group in &impact.groups {
         let intros: Vec<ArtIdx> = introductions(&group.hits).collect();
         for &a in group.members.iter() {
             let link = catalog.link(a);
             let tenant = link.tenant;
             for &intro in &intros {
-                let (at, action) = match link.parent() {
-                    Some(p) if a != intro => {
-                        let above = match last {
-                            Some((k, above)) if k == (p, tenant, intro) => above,
-                            _ => {
-                                let above = top_owned(catalog, tenant, intro, p);
-                                last = Some(((p, tenant, intro), above));
-                                above
-                            }
-                        };
-                        step_below(catalog, above, intro, a)
-                    }
-                    _ => (a, Action::Rebuild),
-                };
+                let (at, action) = finder.step(catalog, link, intro, a);
                 keys.insert((tenant, intro, at, action));
             }
         }

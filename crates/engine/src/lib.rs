@@ -111,6 +111,21 @@ struct CachedImpact {
     impact: std::sync::Arc<Impact<'static>>,
 }
 
+/// An impact that borrows nothing (its members copied out of the
+/// inheritance table).
+fn owned(impact: Impact<'_>) -> Impact<'static> {
+    Impact {
+        groups: impact
+            .groups
+            .into_iter()
+            .map(|g| propagate::Group {
+                hits: g.hits,
+                members: std::borrow::Cow::Owned(g.members.into_owned()),
+            })
+            .collect(),
+    }
+}
+
 /// How many impacts are kept (a million-artifact impact holds 4 MB).
 const IMPACTS_KEPT: usize = 4;
 
@@ -1051,17 +1066,7 @@ impl<S: CatalogStore> Engine<S> {
             _ => {
                 // Not prepared: compute with a private table (correct, slower).
                 let inh = Inheritance::build(&self.catalog);
-                let owned = propagate::impact(&self.catalog, &inh, &self.db, adv);
-                Impact {
-                    groups: owned
-                        .groups
-                        .into_iter()
-                        .map(|g| propagate::Group {
-                            hits: g.hits,
-                            members: std::borrow::Cow::Owned(g.members.into_owned()),
-                        })
-                        .collect(),
-                }
+                owned(propagate::impact(&self.catalog, &inh, &self.db, adv))
             }
         }
     }
@@ -1084,18 +1089,7 @@ impl<S: CatalogStore> Engine<S> {
         }
         self.impacts.retain(|c| c.catalog == cg && c.db == dg);
         self.prepare();
-        let owned = Impact {
-            groups: self
-                .impact(adv)
-                .groups
-                .into_iter()
-                .map(|g| propagate::Group {
-                    hits: g.hits,
-                    members: std::borrow::Cow::Owned(g.members.into_owned()),
-                })
-                .collect(),
-        };
-        let impact = std::sync::Arc::new(owned);
+        let impact = std::sync::Arc::new(owned(self.impact(adv)));
         if self.impacts.len() >= IMPACTS_KEPT {
             self.impacts.remove(0);
         }

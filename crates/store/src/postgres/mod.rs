@@ -835,16 +835,30 @@ fn write_catalog(
     Ok(())
 }
 
-impl CatalogStore for PgStore {
-    /// Reads every table in one repeatable-read snapshot: another node
-    /// committing meanwhile is seen wholly or not at all.
-    fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
+impl PgStore {
+    /// The catalog and the records, and what `more` reads, in one
+    /// repeatable-read snapshot: another node committing meanwhile is seen
+    /// wholly or not at all.
+    fn load_with<T>(
+        &mut self,
+        more: impl FnOnce(&mut ::postgres::Transaction<'_>, &SecretKeys) -> Result<T, StoreError>,
+    ) -> Result<(Catalog, AdvisoryDb, T), StoreError> {
         let mut tx = snapshot(self.conn.client()?)?;
         let applied = changes::last_seq(&mut tx)?;
         let catalog = load_catalog(&mut tx)?;
         let db = load_records(&mut tx, &catalog)?;
+        let extra = more(&mut tx, &self.keys)?;
         tx.commit().map_err(db_err)?;
         self.applied = applied;
+        Ok((catalog, db, extra))
+    }
+}
+
+impl CatalogStore for PgStore {
+    /// Reads every table in one repeatable-read snapshot: another node
+    /// committing meanwhile is seen wholly or not at all.
+    fn load(&mut self) -> Result<(Catalog, AdvisoryDb), StoreError> {
+        let (catalog, db, ()) = self.load_with(|_, _| Ok(()))?;
         Ok((catalog, db))
     }
 
@@ -971,14 +985,7 @@ impl CatalogStore for PgStore {
     /// while another commits its first tenant and token saw the token and
     /// not the tenant when they were two reads).
     fn load_all(&mut self) -> Result<(Catalog, AdvisoryDb, ServiceState), StoreError> {
-        let mut tx = snapshot(self.conn.client()?)?;
-        let applied = changes::last_seq(&mut tx)?;
-        let catalog = load_catalog(&mut tx)?;
-        let db = load_records(&mut tx, &catalog)?;
-        let state = service::load_service(&mut tx, &self.keys)?;
-        tx.commit().map_err(db_err)?;
-        self.applied = applied;
-        Ok((catalog, db, state))
+        self.load_with(|tx, keys| service::load_service(tx, keys))
     }
 
     fn load_service(&mut self) -> Result<ServiceState, StoreError> {
