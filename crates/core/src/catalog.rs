@@ -692,11 +692,12 @@ impl Catalog {
         Ok(s)
     }
 
-    /// What `idx` supersedes, then what that supersedes, and so on (bounded
-    /// by [`LINEAGE_DEPTH_MAX`]).
+    /// What `idx` supersedes, then what that supersedes, and so on, to the
+    /// end of the chain (chains have no length bound and no cycle; the
+    /// count of nodes guards against a corrupt store).
     pub fn predecessors(&self, idx: ArtIdx) -> impl Iterator<Item = ArtIdx> + '_ {
         std::iter::successors(self.node(idx).supersedes, move |&p| self.node(p).supersedes)
-            .take(LINEAGE_DEPTH_MAX)
+            .take(self.nodes.len())
     }
 
     /// The live artifacts that declare `idx` their predecessor, in no
