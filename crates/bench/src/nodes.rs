@@ -25,7 +25,7 @@ use patchline_server::{AppState, BusSettings, Config, Engine, open_state};
 
 use crate::service::{
     Figures, Tables, blocking, count_deliveries, late_instance, start_receiver,
-    subscribe_every_tenant, wait_delivered,
+    subscribe_every_tenant, wait_delivered, webhook_latencies,
 };
 
 /// CPU time of this process so far (user + system), from `/proc`.
@@ -293,27 +293,11 @@ async fn run_async(
         }
     }
     wait_delivered(&tables, base + samples, Duration::from_secs(60)).await?;
-    let latencies: Vec<u64> = {
-        let rows = {
-            let tables = tables.clone();
-            blocking(move || tables.last_deliveries(samples)).await?
-        };
-        let installation = a
-            .engine
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .service()
-            .installation
-            .clone();
-        let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-        rows.iter()
-            .filter_map(|(id, at)| {
-                arrivals
-                    .get(&patchline_engine::service::message_id(&installation, *id))
-                    .map(|arrived| (arrived - at).max(0) as u64)
-            })
-            .collect()
-    };
+    let latencies: Vec<u64> = webhook_latencies(&tables, &a, &seen, samples)
+        .await?
+        .into_iter()
+        .map(|l| l.max(0) as u64)
+        .collect();
     anyhow::ensure!(
         !latencies.is_empty(),
         "no late notice's webhook was matched"

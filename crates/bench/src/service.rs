@@ -257,6 +257,37 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
+/// For the last `n` deliveries: from each one's creation to the arrival of
+/// its webhook at the receiver, in ms (deliveries whose webhook the
+/// receiver did not see are left out).
+pub(crate) async fn webhook_latencies(
+    tables: &Tables,
+    st: &AppState,
+    seen: &Seen,
+    n: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let rows = {
+        let tables = tables.clone();
+        blocking(move || tables.last_deliveries(n)).await?
+    };
+    let installation = st
+        .engine
+        .lock()
+        .map_err(|_| anyhow::anyhow!("lock"))?
+        .service()
+        .installation
+        .clone();
+    let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+    Ok(rows
+        .iter()
+        .filter_map(|(id, at)| {
+            arrivals
+                .get(&patchline_engine::service::message_id(&installation, *id))
+                .map(|arrived| arrived - at)
+        })
+        .collect())
+}
+
 pub(crate) async fn count_deliveries(tables: &Tables, state: &'static str) -> anyhow::Result<i64> {
     let tables = tables.clone();
     blocking(move || tables.count_deliveries(state)).await
@@ -547,26 +578,7 @@ async fn run_async(
     let offered = created as f64 / start.elapsed().as_secs_f64();
     wait_delivered(&tables, base_delivered + created, Duration::from_secs(60)).await?;
     let latencies = {
-        let rows = {
-            let tables = tables.clone();
-            blocking(move || tables.last_deliveries(created)).await?
-        };
-        let installation = st
-            .engine
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .service()
-            .installation
-            .clone();
-        let arrivals = seen.arrivals.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-        let mut l: Vec<i64> = rows
-            .iter()
-            .filter_map(|(id, at)| {
-                arrivals
-                    .get(&patchline_engine::service::message_id(&installation, *id))
-                    .map(|a| a - at)
-            })
-            .collect();
+        let mut l = webhook_latencies(&tables, &st, &seen, created).await?;
         l.sort_unstable();
         l
     };
