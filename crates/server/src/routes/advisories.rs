@@ -156,20 +156,17 @@ pub async fn affected(
         let impact = e.impact_shared(adv);
         let catalog = e.catalog();
         let rows = patchline_engine::report::affected_rows(catalog, &impact, &actor);
-        let mut out = patchline_engine::report::Capped {
-            buf: Vec::new(),
-            max: cap,
-        };
         let record = e.db().get(adv);
-        let written = match limit {
-            None => patchline_engine::report::write_affected(
-                &mut out, catalog, record, &rows, &actor, None,
-            ),
+        let hint =
+            "read it in pages with ?limit=1000&after= (then &after=<next> until next is null)";
+        capped_json(cap, hint, |out| match limit {
+            None => {
+                patchline_engine::report::write_affected(out, catalog, record, &rows, &actor, None)
+            }
             Some(limit) => {
                 let start = match after {
-                    Some(after) => {
-                        rows.partition_point(|(a, _)| catalog.node(*a).id.as_str() <= after.as_str())
-                    }
+                    Some(after) => rows
+                        .partition_point(|(a, _)| catalog.node(*a).id.as_str() <= after.as_str()),
                     None => 0,
                 };
                 let page = &rows[start..(start + limit).min(rows.len())];
@@ -177,7 +174,7 @@ pub async fn affected(
                     .then(|| page.last().map(|(a, _)| catalog.node(*a).id.as_str()))
                     .flatten();
                 patchline_engine::report::write_affected(
-                    &mut out,
+                    out,
                     catalog,
                     record,
                     page,
@@ -185,17 +182,7 @@ pub async fn affected(
                     Some(next),
                 )
             }
-        };
-        match written {
-            Ok(()) => Ok(out.buf),
-            Err(err) if err.kind() == std::io::ErrorKind::FileTooLarge => {
-                Err(ApiError::too_large(format!(
-                    "the answer is larger than {} MiB; read it in pages with ?limit=1000&after= (then &after=<next> until next is null)",
-                    cap >> 20
-                )))
-            }
-            Err(err) => Err(ApiError::internal(err)),
-        }
+        })
     })
     .await?;
     Ok((
@@ -203,6 +190,26 @@ pub async fn affected(
         body,
     )
         .into_response())
+}
+
+/// A JSON answer written into a buffer of at most `cap` bytes; past it, a
+/// `too_large` error that says how to ask for less (`hint`).
+fn capped_json(
+    cap: usize,
+    hint: &str,
+    write: impl FnOnce(&mut patchline_engine::report::Capped) -> std::io::Result<()>,
+) -> ApiResult<Vec<u8>> {
+    let mut out = patchline_engine::report::Capped {
+        buf: Vec::new(),
+        max: cap,
+    };
+    match write(&mut out) {
+        Ok(()) => Ok(out.buf),
+        Err(err) if err.kind() == std::io::ErrorKind::FileTooLarge => Err(ApiError::too_large(
+            format!("the answer is larger than {} MiB; {hint}", cap >> 20),
+        )),
+        Err(err) => Err(ApiError::internal(err)),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -304,22 +311,10 @@ pub async fn remedy(
             if_successor_of,
         };
         let doc = patchline_engine::report::remedy_doc(e.catalog(), e.db().get(adv), &impact, &ask);
-        // Bounded like `affected`: past the cap, a JSON error that says how
-        // to ask for less.
-        let mut out = patchline_engine::report::Capped {
-            buf: Vec::new(),
-            max: cap,
-        };
-        match serde_json::to_writer(&mut out, &doc) {
-            Ok(()) => Ok(out.buf),
-            Err(err) if err.io_error_kind() == Some(std::io::ErrorKind::FileTooLarge) => {
-                Err(ApiError::too_large(format!(
-                    "the plan is larger than {} MiB; ask for one tenant's with ?tenant=",
-                    cap >> 20
-                )))
-            }
-            Err(err) => Err(ApiError::internal(err)),
-        }
+        // Bounded like `affected`.
+        capped_json(cap, "ask for one tenant's plan with ?tenant=", |out| {
+            serde_json::to_writer(out, &doc).map_err(std::io::Error::from)
+        })
     })
     .await?;
     Ok((
