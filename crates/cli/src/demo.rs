@@ -271,9 +271,49 @@ fn batch(
     Ok(engine.apply_batch(items, Mode::Create, &Actor::Admin, &mut |_| {})?)
 }
 
+/// The patch notices the successor caused, one line each, as their
+/// tenants read them.
+fn print_patch_notices(
+    out: &mut impl Write,
+    data_dir: &Path,
+    engine: &Engine<patchline_store::sqlite::SqliteStore>,
+) -> anyhow::Result<()> {
+    use patchline_store::NoticeReader as _;
+    let mut reader = patchline_store::service::SqliteReader::open(data_dir)?;
+    let rows = reader.patches_after(None, 0, 100)?;
+    writeln!(
+        out,
+        "   Patch notices sent with it (one per tenant, record and root cause; webhooks carry them as dev.patchline.patch):"
+    )?;
+    let view = engine.view();
+    let names = view.names();
+    for row in &rows {
+        let reader = patchline_delivery::Reader::Tenant(row.tenant);
+        let Some(p) = patchline_delivery::PatchNotice::render(row, &names, reader) else {
+            continue;
+        };
+        let next = p.plan.first().map_or(String::new(), |s| {
+            let onto = s
+                .onto
+                .as_deref()
+                .map_or(String::new(), |o| format!(" onto {o}"));
+            format!("; first step: {} {}{onto}", s.action, s.artifact)
+        });
+        writeln!(
+            out,
+            "   to {}: {} fixes {} for {} of your artifacts (came in through {}){next}",
+            p.tenant, p.successor, p.advisory, p.clears_total, p.introduced_by
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
     let lock = prepare_dir(data_dir, keep)?;
     let mut engine = Engine::open_locked(data_dir, lock, patchline_store::SecretKeys::none())?;
+    // Notices are recorded as the service records them (no subscription:
+    // nothing is sent), so that step 5 shows the patch notices.
+    engine.enable_notices();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
 
@@ -498,6 +538,7 @@ pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
     let doc =
         patchline_engine::report::remedy_doc(engine.catalog(), engine.db().get(usn), &impact, &ask);
     crate::output::print_remedy(&mut out, &doc)?;
+    print_patch_notices(&mut out, data_dir, &engine)?;
     write_marker(data_dir, &engine)?;
     writeln!(
         out,

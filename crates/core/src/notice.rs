@@ -277,16 +277,25 @@ pub enum Purpose {
     Notice,
     Reminder,
     Escalation,
+    /// A patched successor announced: the delivery carries patch notices,
+    /// not notices.
+    Patch,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 3] = [Purpose::Notice, Purpose::Reminder, Purpose::Escalation];
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Notice,
+        Purpose::Reminder,
+        Purpose::Escalation,
+        Purpose::Patch,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Notice => "notice",
             Purpose::Reminder => "reminder",
             Purpose::Escalation => "escalation",
+            Purpose::Patch => "patch",
         }
     }
 
@@ -300,6 +309,7 @@ impl Purpose {
             Purpose::Notice => "dev.patchline.notice",
             Purpose::Reminder => "dev.patchline.notice.reminder",
             Purpose::Escalation => "dev.patchline.notice.escalation",
+            Purpose::Patch => "dev.patchline.patch",
         }
     }
 }

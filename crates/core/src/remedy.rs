@@ -427,6 +427,57 @@ pub fn clearances(catalog: &Catalog, impact: &Impact<'_>) -> HashMap<ArtIdx, Cle
         .collect()
 }
 
+/// An affected artifact a successor clears.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cleared {
+    pub artifact: ArtIdx,
+    /// Its root cause: the top-most `introduced_by` of its hits.
+    pub root: ArtIdx,
+    /// Its group in the impact (whose hits it carries).
+    pub group: usize,
+}
+
+/// The affected artifacts a successor of `u` clears (the rule of
+/// [`clearances`]: strictly below `u`, every chain through `u`), in the
+/// impact's order. What a patch notice is about.
+pub fn cleared_by(catalog: &Catalog, impact: &Impact<'_>, u: ArtIdx) -> Vec<Cleared> {
+    let below: HashSet<ArtIdx> = catalog.descendants(u).into_iter().collect();
+    if below.is_empty() {
+        return Vec::new();
+    }
+    let du = depth(catalog, u);
+    let mut out = Vec::new();
+    for (g, group) in impact.groups.iter().enumerate() {
+        let intros: Vec<(usize, ArtIdx)> = introductions(&group.hits)
+            .map(|i| (depth(catalog, i), i))
+            .collect();
+        // Every introduction is an ancestor-or-self of every member: when
+        // the lowest is at or above `u`, a member below `u` has `u` on each
+        // of its chains.
+        let (Some(&(lowest, _)), Some(&(_, root))) = (
+            intros.iter().max_by_key(|(d, _)| *d),
+            intros.iter().min_by_key(|(d, _)| *d),
+        ) else {
+            continue;
+        };
+        if lowest > du {
+            continue;
+        }
+        out.extend(
+            group
+                .members
+                .iter()
+                .filter(|a| below.contains(a))
+                .map(|&artifact| Cleared {
+                    artifact,
+                    root,
+                    group: g,
+                }),
+        );
+    }
+    out
+}
+
 /// What a successor of `u` would clear (zero when it clears nothing).
 pub fn if_successor_of(catalog: &Catalog, impact: &Impact<'_>, u: ArtIdx) -> Clearance {
     clearances(catalog, impact).remove(&u).unwrap_or_default()

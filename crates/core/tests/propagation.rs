@@ -704,7 +704,7 @@ fn reference_plans(world: &World, hits: &BTreeSet<Hit>) -> BTreeMap<String, BTre
 fn reference_clearances(
     world: &World,
     hits: &BTreeSet<Hit>,
-) -> BTreeMap<String, BTreeMap<String, (u64, u64)>> {
+) -> BTreeMap<String, BTreeMap<String, (BTreeSet<String>, u64)>> {
     let forest = &world.forest;
     let tenant_of: BTreeMap<&str, &str> = forest
         .iter()
@@ -735,7 +735,10 @@ fn reference_clearances(
         .map(|(r, m)| {
             let m = m
                 .into_iter()
-                .map(|(u, (a, t))| (u, (a.len() as u64, t.len() as u64)))
+                .map(|(u, (a, t))| {
+                    let a: BTreeSet<String> = a.into_iter().map(str::to_string).collect();
+                    (u, (a, t.len() as u64))
+                })
                 .collect();
             (r, m)
         })
@@ -815,10 +818,27 @@ fn verify_remedy(
             .into_iter()
             .map(|(u, c)| (id(u), (c.artifacts, c.tenants)))
             .collect();
-        let want = expected_clear
+        let want_sets = expected_clear
             .get(record.id().as_str())
             .cloned()
             .unwrap_or_default();
+        let want: BTreeMap<String, (u64, u64)> = want_sets
+            .iter()
+            .map(|(u, (a, t))| (u.clone(), (a.len() as u64, *t)))
+            .collect();
+        // What a patch notice is about: the artifacts themselves, for
+        // every artifact that could be superseded.
+        for (u, _) in catalog.nodes() {
+            let got: BTreeSet<String> = remedy::cleared_by(catalog, &impact, u)
+                .into_iter()
+                .map(|c| id(c.artifact))
+                .collect();
+            let want = want_sets
+                .get(&id(u))
+                .map(|(a, _)| a.clone())
+                .unwrap_or_default();
+            assert_eq!(got, want, "cleared_by({}) of {} {when}", id(u), record.id());
+        }
         assert_eq!(
             clear,
             want,

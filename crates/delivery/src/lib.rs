@@ -18,6 +18,7 @@
 //! `patchline_core::notice`, below the store.
 
 pub mod doc;
+pub mod patch;
 pub mod reminder;
 pub mod routing;
 pub mod view;
@@ -28,5 +29,8 @@ pub use doc::{
     AffectedComponent, GROUP_DOC_VERSION, GroupDoc, GroupEntry, HIDDEN, NOTICE_COMPONENTS_MAX,
     NOTICE_SCHEMA, NoticeBody, NoticeDoc, Reader, RecordText, may_see, message_id, shown_id,
     take_record_text,
+};
+pub use patch::{
+    PATCH_CLEARS_MAX, PATCH_DOC_VERSION, PatchDoc, PatchNotice, PatchStep, StoredStep,
 };
 pub use view::{ArtifactFacts, DeliveryView, Names, OPERATOR_SUBSCRIPTION, RecordFacts, Target};

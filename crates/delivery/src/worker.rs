@@ -18,16 +18,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use patchline_core::notice::{Channel, DeliveryState};
+use patchline_core::notice::{Channel, DeliveryState, Purpose};
 use patchline_core::{Clock, TenantIdx};
-use patchline_store::service::{Claimed, Finished, StoredNotice};
+use patchline_store::service::{Claimed, Finished, PatchRow, StoredNotice};
 use patchline_store::{DeliveryQueue, StoreError};
 use patchline_webhook::retry::Schedule;
 use patchline_webhook::ssrf::Policy;
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
 use tokio::sync::{Mutex as AsyncMutex, Notify, Semaphore, mpsc, watch};
 
-use crate::{DeliveryView, NoticeDoc, Reader};
+use crate::{DeliveryView, NoticeDoc, PatchNotice, Reader};
 
 /// Opens delivery-queue connections of the configured backend.
 pub type QueueFactory = Arc<dyn Fn() -> Result<Box<dyn DeliveryQueue>, StoreError> + Send + Sync>;
@@ -383,9 +383,17 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
     }
 }
 
-/// A claimed delivery with the notices it carries (`None`: they could not
-/// be read; it is retried).
-type ClaimedRows = (Claimed, Option<Vec<StoredNotice>>);
+/// What a claimed delivery carries: notices, or (purpose `patch`) patch
+/// notices.
+#[derive(Debug)]
+enum Rows {
+    Notices(Vec<StoredNotice>),
+    Patches(Vec<PatchRow>),
+}
+
+/// A claimed delivery with the rows it carries (`None`: they could not be
+/// read; it is retried).
+type ClaimedRows = (Claimed, Option<Rows>);
 
 /// One round on the queue: records `results`, claims up to `room` due
 /// deliveries and reads the notices they carry, in one visit (and one
@@ -412,38 +420,59 @@ fn round(
     Some((with_notices(&mut **q, claimed)?, need))
 }
 
-/// Pairs claimed deliveries with the notices they carry (one read).
-fn with_notices(
-    q: &mut dyn DeliveryQueue,
-    claimed: Vec<Claimed>,
-) -> Option<Vec<(Claimed, Option<Vec<StoredNotice>>)>> {
+/// Pairs claimed deliveries with the rows they carry (one read of the
+/// notices, one of the patch notices).
+fn with_notices(q: &mut dyn DeliveryQueue, claimed: Vec<Claimed>) -> Option<Vec<ClaimedRows>> {
     if claimed.is_empty() {
         return Some(Vec::new());
     }
-    let mut ids: Vec<i64> = claimed
-        .iter()
-        .flat_map(|c| c.notices.iter().copied())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = |patch: bool| {
+        let mut ids: Vec<i64> = claimed
+            .iter()
+            .filter(|c| (c.purpose == Purpose::Patch) == patch)
+            .flat_map(|c| c.notices.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let (notice_ids, patch_ids) = (ids(false), ids(true));
     // A failed read leaves each delivery without its rows: it is retried.
-    let mut rows: Option<HashMap<i64, StoredNotice>> = q
-        .notices(&ids)
-        .ok()
-        .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect());
+    let notices: Option<HashMap<i64, StoredNotice>> = if notice_ids.is_empty() {
+        Some(HashMap::new())
+    } else {
+        q.notices(&notice_ids)
+            .ok()
+            .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect())
+    };
+    let patches: Option<HashMap<i64, PatchRow>> = if patch_ids.is_empty() {
+        Some(HashMap::new())
+    } else {
+        q.patches(&patch_ids)
+            .ok()
+            .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect())
+    };
+    fn pick<T: Clone>(rows: &HashMap<i64, T>, ids: &[i64]) -> Vec<T> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted
+            .iter()
+            .filter_map(|id| rows.get(id).cloned())
+            .collect()
+    }
     Some(
         claimed
             .into_iter()
             .map(|c| {
-                let mine = rows.as_mut().map(|rows| {
-                    let mut mine: Vec<StoredNotice> = c
-                        .notices
-                        .iter()
-                        .filter_map(|id| rows.get(id).cloned())
-                        .collect();
-                    mine.sort_by_key(|r| r.id);
-                    mine
-                });
+                let mine = if c.purpose == Purpose::Patch {
+                    patches
+                        .as_ref()
+                        .map(|rows| Rows::Patches(pick(rows, &c.notices)))
+                } else {
+                    notices
+                        .as_ref()
+                        .map(|rows| Rows::Notices(pick(rows, &c.notices)))
+                };
                 (c, mine)
             })
             .collect(),
@@ -477,7 +506,7 @@ async fn attempt<H: Host>(
     sender: &Sender,
     endpoints: &Endpoints,
     c: Claimed,
-    rows: Option<Vec<StoredNotice>>,
+    rows: Option<Rows>,
     random: f64,
 ) -> Finished {
     let now = st.now_ms();
@@ -503,8 +532,7 @@ async fn attempt<H: Host>(
     } else {
         Reader::Tenant(target.tenant)
     };
-    let docs = rows.map(|rows| NoticeDoc::render_all(&rows, &st.view.names(), reader));
-    let Some(mut docs) = docs else {
+    let Some(rows) = rows else {
         return Finished {
             id: c.id,
             state: DeliveryState::Failed,
@@ -515,7 +543,21 @@ async fn attempt<H: Host>(
             notices: Vec::new(),
         };
     };
-    if docs.is_empty() {
+    let (mut docs, patches) = match rows {
+        Rows::Notices(rows) => (
+            NoticeDoc::render_all(&rows, &st.view.names(), reader),
+            Vec::new(),
+        ),
+        Rows::Patches(rows) => {
+            let names = st.view.names();
+            let patches: Vec<PatchNotice> = rows
+                .iter()
+                .filter_map(|r| PatchNotice::render(r, &names, reader))
+                .collect();
+            (Vec::new(), patches)
+        }
+    };
+    if docs.is_empty() && patches.is_empty() {
         // Every notice of it became invisible to the subscriber (a watched
         // artifact made private, ...): nothing to send.
         return Finished {
@@ -543,16 +585,29 @@ async fn attempt<H: Host>(
     let records = crate::take_record_text(&mut docs);
     #[derive(serde::Serialize)]
     struct Data<'a> {
-        purpose: patchline_core::notice::Purpose,
+        purpose: Purpose,
         records: &'a std::collections::BTreeMap<String, crate::RecordText>,
         notices: &'a [NoticeDoc],
     }
-    let data = Data {
-        purpose: c.purpose,
-        records: &records,
-        notices: &docs,
+    #[derive(serde::Serialize)]
+    struct PatchData<'a> {
+        purpose: Purpose,
+        patches: &'a [PatchNotice],
+    }
+    let body = if c.purpose == Purpose::Patch {
+        let data = PatchData {
+            purpose: c.purpose,
+            patches: &patches,
+        };
+        cloudevents::to_vec(&msg_id, &source, ty, &time, &data).unwrap_or_default()
+    } else {
+        let data = Data {
+            purpose: c.purpose,
+            records: &records,
+            notices: &docs,
+        };
+        cloudevents::to_vec(&msg_id, &source, ty, &time, &data).unwrap_or_default()
     };
-    let body = cloudevents::to_vec(&msg_id, &source, ty, &time, &data).unwrap_or_default();
     let timestamp = now / 1000;
     let secrets: Vec<&Secret> = target.secrets.iter().collect();
     let signature = sign::header_value(&secrets, &msg_id, timestamp, &body);
@@ -642,7 +697,9 @@ async fn attempt<H: Host>(
         error: result.error,
         next_at_ms: next_at,
         at_ms: at,
-        notices: if state == DeliveryState::Delivered {
+        // A delivered message marks its notices `notified`; a patch
+        // notice has no state.
+        notices: if state == DeliveryState::Delivered && c.purpose != Purpose::Patch {
             c.notices
         } else {
             Vec::new()

@@ -35,6 +35,10 @@ pub const REPORT_EXAMPLES_MAX: usize = 1000;
 pub const PROGRESS_EVERY: usize = 4096;
 /// Holders whose matches a batch keeps at once (each can hold hundreds).
 const HOLDER_CACHE_MAX: usize = 256;
+/// How far down its chain of predecessors a successor is announced (a
+/// publisher's chain of versions has no length bound; the announcement
+/// does).
+const ANNOUNCED_PREDECESSORS_MAX: usize = 64;
 
 /// Milliseconds since the Unix epoch, by the system's clock (for callers
 /// without an engine; the engine itself asks its injected [`Clock`]).
@@ -602,6 +606,9 @@ impl<S: CatalogStore> Engine<S> {
         let cp = self.catalog.checkpoint();
         let mut report = BatchReport::default();
         let mut changed = Vec::new();
+        // Successors this batch declares (new, or now superseding
+        // something else): announced once the batch is reconciled.
+        let mut announced: Vec<(ArtIdx, ArtIdx)> = Vec::new();
         for (n, item) in items.into_iter().enumerate() {
             let item = match item {
                 Ok(item) => item,
@@ -610,14 +617,28 @@ impl<S: CatalogStore> Engine<S> {
                     return Err(e);
                 }
             };
+            let before = self
+                .catalog
+                .lookup(item.spec.id.as_str())
+                .and_then(|a| self.catalog.node(a).supersedes);
+            let mut declares = |catalog: &Catalog, a: ArtIdx| {
+                if let Some(p) = catalog.node(a).supersedes
+                    && before != Some(p)
+                {
+                    announced.retain(|&(s, _)| s != a);
+                    announced.push((a, p));
+                }
+            };
             match self.catalog.apply(&item.spec, mode, actor) {
                 Ok(Outcome::Created(a)) => {
                     report.created += 1;
                     changed.push((a, false));
+                    declares(&self.catalog, a);
                 }
                 Ok(Outcome::Updated(a)) => {
                     report.updated += 1;
                     changed.push((a, true));
+                    declares(&self.catalog, a);
                 }
                 Ok(Outcome::Unchanged(_)) => report.unchanged += 1,
                 Err(error) => {
@@ -633,13 +654,150 @@ impl<S: CatalogStore> Engine<S> {
             }
         }
         let first_new = cp.artifacts();
-        if let Err(e) = self.reconcile_artifacts(&changed, first_new, &mut report) {
+        let reconciled = self
+            .reconcile_artifacts(&changed, first_new, &mut report)
+            .and_then(|()| self.announce_successors(&announced));
+        if let Err(e) = reconciled {
             self.catalog.rollback(cp);
             self.outbox = Outbox::default();
             return Err(e);
         }
         self.commit(&[])?;
         Ok(report)
+    }
+
+    /// Announces the patched successors a write published (`(successor,
+    /// what it supersedes)`, both live): for each record the successor
+    /// fixes — it affects what it supersedes and not the successor — one
+    /// patch notice per (tenant, root cause) to each tenant that owns
+    /// artifacts the successor clears (strictly below what it supersedes,
+    /// every chain through it) whose notices are still open (affected,
+    /// notified or acknowledged) and that may see the successor. Each
+    /// carries the tenant's remedy plan for the record (which now moves
+    /// onto the successor) and the records the successor breaks. In the
+    /// write's transaction, like every notice.
+    fn announce_successors(&mut self, announced: &[(ArtIdx, ArtIdx)]) -> Result<(), EngineError> {
+        if announced.is_empty() || self.db.is_empty() || !self.notices_on {
+            return Ok(());
+        }
+        self.prepare();
+        let now = self.clock.now_ms();
+        let Engine {
+            catalog,
+            db,
+            inheritance,
+            match_cache,
+            svc,
+            outbox,
+            store,
+            ..
+        } = self;
+        let (catalog, db) = (&*catalog, &*db);
+        let Some(inh) = inheritance.as_ref() else {
+            return Ok(());
+        };
+        // A successor replaces what it supersedes and, through it, each
+        // older version down the chain: tenants still on any of them hear
+        // of it.
+        let pairs: Vec<(ArtIdx, ArtIdx)> = announced
+            .iter()
+            .flat_map(|&(s, p)| {
+                std::iter::once(p)
+                    .chain(catalog.predecessors(p))
+                    .take(ANNOUNCED_PREDECESSORS_MAX)
+                    .map(move |q| (s, q))
+            })
+            .collect();
+        // Each record's impact and plan, computed once for the write.
+        let mut plans: HashMap<AdvIdx, (Impact<'_>, Vec<patchline_core::remedy::Step>)> =
+            HashMap::new();
+        for (s, p) in pairs {
+            if catalog.node(s).removed || catalog.node(p).removed {
+                continue;
+            }
+            let at_p = propagate::check_artifact_cached(catalog, db, p, match_cache);
+            let at_s = propagate::check_artifact_cached(catalog, db, s, match_cache);
+            let carries =
+                |list: &[ArtifactMatch], adv: AdvIdx| list.iter().any(|m| m.advisory == adv);
+            let breaks: Vec<u32> = at_s
+                .iter()
+                .filter(|m| !carries(&at_p, m.advisory))
+                .map(|m| m.advisory.0)
+                .collect();
+            for fixed in at_p.iter().filter(|m| !carries(&at_s, m.advisory)) {
+                let adv = fixed.advisory;
+                let (impact, steps) = plans.entry(adv).or_insert_with(|| {
+                    let impact = propagate::impact(catalog, inh, db, adv);
+                    let steps = patchline_core::remedy::plan(
+                        catalog,
+                        &impact,
+                        patchline_core::remedy::PlanFor::All,
+                        &Actor::Admin,
+                    );
+                    (impact, steps)
+                });
+                let cleared = patchline_core::remedy::cleared_by(catalog, impact, p);
+                if cleared.is_empty() {
+                    continue;
+                }
+                let open: HashMap<ArtIdx, NoticeState> = store
+                    .notices_of_advisory(adv)?
+                    .into_iter()
+                    .map(|(_, a, st)| (a, st))
+                    .collect();
+                // (tenant, root cause) -> the artifacts cleared, with their hits.
+                type Cleared<'h> = Vec<(ArtIdx, &'h [propagate::ComponentHit])>;
+                let mut per: std::collections::BTreeMap<(TenantIdx, ArtIdx), Cleared<'_>> =
+                    std::collections::BTreeMap::new();
+                for c in &cleared {
+                    if !open.get(&c.artifact).is_some_and(|st| {
+                        matches!(
+                            st,
+                            NoticeState::Affected
+                                | NoticeState::Notified
+                                | NoticeState::Acknowledged
+                        )
+                    }) {
+                        continue;
+                    }
+                    per.entry((catalog.link(c.artifact).tenant, c.root))
+                        .or_default()
+                        .push((c.artifact, &impact.groups[c.group].hits));
+                }
+                per.retain(|(t, _), _| {
+                    catalog.may_see_idx(&Actor::Tenant(catalog.tenant_id(*t).clone()), s)
+                });
+                if per.is_empty() {
+                    continue;
+                }
+                let by_tenant = patchline_core::remedy::by_tenant(steps);
+                let record = db.get(adv);
+                let mut notifier = Notifier::new(catalog, svc, outbox, now);
+                for ((t, root), mut arts) in per {
+                    arts.sort_unstable_by_key(|(a, _)| *a);
+                    arts.dedup_by_key(|(a, _)| *a);
+                    let (clears, clears_total) = patchline_delivery::patch::capped(
+                        arts.iter().map(|(a, _)| *a),
+                        patchline_delivery::PATCH_CLEARS_MAX,
+                    );
+                    let (steps, steps_total) = patchline_delivery::patch::stored_steps(
+                        by_tenant.get(&t).into_iter().flatten().copied(),
+                    );
+                    let doc = patchline_delivery::PatchDoc {
+                        v: patchline_delivery::PATCH_DOC_VERSION,
+                        supersedes: p.0,
+                        introduced_by: root.0,
+                        clears,
+                        clears_total,
+                        steps,
+                        steps_total,
+                        breaks: breaks.clone(),
+                    };
+                    notifier.patch(record, adv, s, t, &arts, doc.to_stored());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes artifacts (instances deleted, images retired).

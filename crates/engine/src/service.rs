@@ -15,7 +15,9 @@ use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
 use patchline_delivery::GroupDoc;
 use patchline_delivery::reminder::ReminderPolicy;
 use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches};
-use patchline_store::service::{DeliveryRow, GroupRow, NoticeChange, NoticeRow, TokenRow};
+use patchline_store::service::{
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, PatchRow, TokenRow,
+};
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
 
@@ -480,6 +482,77 @@ impl<'a> Notifier<'a> {
             }
         }
         self.created
+    }
+
+    /// Records a patch notice for `tenant` (its document already made)
+    /// and queues one message of it for each of the tenant's webhooks
+    /// whose filter the notice of one of `cleared` passes — where the
+    /// tenant's notices of these artifacts went. Answers its id.
+    pub fn patch(
+        &mut self,
+        record: &Record,
+        adv: AdvIdx,
+        successor: ArtIdx,
+        tenant: TenantIdx,
+        cleared: &[(ArtIdx, &[ComponentHit])],
+        doc: String,
+    ) -> i64 {
+        let id = self.mem.next_notice_id;
+        self.mem.next_notice_id += 1;
+        self.outbox.patches.push(PatchRow {
+            id,
+            tenant,
+            record: adv,
+            successor,
+            doc,
+            at_ms: self.now_ms,
+        });
+        let info = record_info(record);
+        let all = self
+            .mem
+            .webhooks
+            .of(tenant, &self.mem.subscriptions)
+            .count();
+        let mut subs: BTreeMap<String, bool> = BTreeMap::new();
+        for &(a, hits) in cleared {
+            if subs.len() == all {
+                break;
+            }
+            let node = self.catalog.node(a);
+            let facts = self.filter_facts(adv, hits);
+            let input = FilterInput {
+                severity: info.severity,
+                kind: node.kind,
+                labels: &node.labels,
+                purl_types: &facts.0,
+                packages: &facts.1,
+                advisory: info.id,
+                aliases: info.aliases,
+            };
+            self.mem.webhooks.route(
+                &self.mem.subscriptions,
+                std::iter::once(tenant),
+                &input,
+                |_| {},
+                |s| {
+                    subs.insert(s.id.clone(), s.state.is_active());
+                },
+            );
+        }
+        for (subscription, active) in subs {
+            let delivery = self.mem.next_delivery_id;
+            self.mem.next_delivery_id += 1;
+            self.outbox.deliveries.push(DeliveryRow {
+                id: delivery,
+                subscription,
+                purpose: Purpose::Patch,
+                notices: vec![id],
+                next_at_ms: self.now_ms,
+                at_ms: self.now_ms,
+                dead: !active,
+            });
+        }
+        id
     }
 
     /// Queues an existing notice for the given subscriptions (reminders).

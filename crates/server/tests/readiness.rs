@@ -95,6 +95,14 @@ impl NoticeReader for FailingReader {
     fn notices(&mut self, _: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         broken()
     }
+    fn patches_after(
+        &mut self,
+        _: Option<TenantIdx>,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<patchline_store::PatchRow>, StoreError> {
+        broken()
+    }
     fn progress_counts(&mut self, _: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
         broken()
     }

@@ -19,7 +19,7 @@ pub mod sqlite;
 use patchline_core::notice::NoticeState;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
-pub use service::{Claimed, DeliveryInfo, Finished, Outbox, ServiceState, StoredNotice};
+pub use service::{Claimed, DeliveryInfo, Finished, Outbox, PatchRow, ServiceState, StoredNotice};
 use thiserror::Error;
 
 /// Name of the database file inside the data directory.
@@ -235,6 +235,9 @@ pub trait DeliveryQueue: Send {
     fn bury(&mut self, subscription: &str, reason: &str) -> Result<usize, StoreError>;
     /// The notices a delivery carries, by id.
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError>;
+    /// The patch notices a delivery of purpose `patch` carries, by id
+    /// (oldest first; ids that do not exist are left out).
+    fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError>;
     /// When the next queued delivery is due.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// The last change committed to the deployment's change log (0 without
@@ -261,6 +264,14 @@ pub trait NoticeReader: Send {
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
     /// Notices by id, oldest first; ids that do not exist are left out.
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError>;
+    /// Patch notices after a cursor, oldest first: one tenant's, or
+    /// (`None`) every tenant's.
+    fn patches_after(
+        &mut self,
+        tenant: Option<TenantIdx>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PatchRow>, StoreError>;
     /// (artifact kind code, state, count) of a record's notices.
     fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError>;
     /// (bucket start ms, state, count) of a record's state transitions.

@@ -70,6 +70,15 @@ CREATE TABLE IF NOT EXISTS notice_events (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS notice_events_advisory ON notice_events (advisory, at);
+CREATE TABLE IF NOT EXISTS patch_notices (
+    id INTEGER PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    record INTEGER NOT NULL,
+    successor INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS patch_notices_tenant ON patch_notices (tenant, id);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
     subscription TEXT NOT NULL,
@@ -116,6 +125,22 @@ pub struct GroupRow {
     pub id: i64,
     pub advisory: AdvIdx,
     pub components: String,
+}
+
+/// A patch notice: a patched successor announced to one tenant, for one
+/// record and root cause. Its id comes from the notices' sequence (one id
+/// space for every notice). `doc` is the text of
+/// `patchline_delivery::PatchDoc` (what it clears, the tenant's plan,
+/// artifact and record indexes): the store keeps it as given and never
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchRow {
+    pub id: i64,
+    pub tenant: TenantIdx,
+    pub record: AdvIdx,
+    pub successor: ArtIdx,
+    pub doc: String,
+    pub at_ms: i64,
 }
 
 /// A state change of an existing notice.
@@ -193,6 +218,8 @@ pub struct Outbox {
     /// (notice, at): a reminder was scheduled.
     pub reminded: Vec<(i64, i64)>,
     pub deliveries: Vec<DeliveryRow>,
+    /// Patch notices (their deliveries carry their ids, purpose `patch`).
+    pub patches: Vec<PatchRow>,
     /// The reading tenants of the notices this change created or reopened
     /// (not rows: written into the change log for the other nodes' event
     /// streams).
@@ -226,6 +253,7 @@ impl Outbox {
             && self.notice_changes.is_empty()
             && self.reminded.is_empty()
             && self.deliveries.is_empty()
+            && self.patches.is_empty()
     }
 }
 
@@ -328,6 +356,23 @@ pub(crate) fn write_outbox(
         .map_err(db_err)?;
     for (t, a) in &out.watches {
         stmt.execute(params![t.0, a.0]).map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO patch_notices (id, tenant, record, successor, doc, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(db_err)?;
+    for p in &out.patches {
+        stmt.execute(params![
+            p.id,
+            p.tenant.0,
+            p.record.0,
+            p.successor.0,
+            p.doc,
+            p.at_ms
+        ])
+        .map_err(db_err)?;
     }
     let mut stmt = tx
         .prepare_cached("INSERT INTO notice_groups (id, advisory, components) VALUES (?1, ?2, ?3)")
@@ -569,9 +614,12 @@ pub(crate) fn load_service(
         state.watches.push(r.map_err(db_err)?);
     }
     state.next_notice_id = conn
-        .query_row("SELECT coalesce(max(id), 0) + 1 FROM notices", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT max((SELECT coalesce(max(id), 0) FROM notices),
+                        (SELECT coalesce(max(id), 0) FROM patch_notices)) + 1",
+            [],
+            |r| r.get(0),
+        )
         .map_err(db_err)?;
     state.next_delivery_id = conn
         .query_row("SELECT coalesce(max(id), 0) + 1 FROM deliveries", [], |r| {
@@ -1003,6 +1051,10 @@ impl crate::DeliveryQueue for SqliteQueue {
         notices_by_ids(&self.conn, ids)
     }
 
+    fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError> {
+        patches_by_ids(&self.conn, ids)
+    }
+
     /// The earliest time something becomes due, if anything is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
@@ -1085,6 +1137,28 @@ impl crate::NoticeReader for SqliteReader {
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         notices_by_ids(&self.conn, ids)
+    }
+
+    fn patches_after(
+        &mut self,
+        tenant: Option<TenantIdx>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PatchRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {PATCH_COLUMNS} FROM patch_notices
+                 WHERE id > ?2 AND (?1 IS NULL OR tenant = ?1) ORDER BY id LIMIT ?3"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(
+                params![tenant.map(|t| t.0), after_id, limit as i64],
+                patch_from_row,
+            )
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
     /// Counts by (artifact kind code, state) of an advisory's notices.
@@ -1209,4 +1283,38 @@ impl crate::NoticeReader for SqliteReader {
         }
         tx.commit().map_err(db_err)
     }
+}
+
+const PATCH_COLUMNS: &str = "id, tenant, record, successor, doc, created_at";
+
+fn patch_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatchRow> {
+    Ok(PatchRow {
+        id: r.get(0)?,
+        tenant: TenantIdx(r.get(1)?),
+        record: AdvIdx(r.get(2)?),
+        successor: ArtIdx(r.get(3)?),
+        doc: r.get(4)?,
+        at_ms: r.get(5)?,
+    })
+}
+
+/// Patch notices by id, oldest first; ids that do not exist are left out.
+fn patches_by_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {PATCH_COLUMNS} FROM patch_notices WHERE id = ?1"
+        ))
+        .map_err(db_err)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(row) = stmt
+            .query_row([id], patch_from_row)
+            .optional()
+            .map_err(db_err)?
+        {
+            out.push(row);
+        }
+    }
+    out.sort_by_key(|p| p.id);
+    Ok(out)
 }

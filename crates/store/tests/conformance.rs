@@ -298,6 +298,7 @@ each_backend! {
         // PostgreSQL's later migration (the change log) is undone too.
         b.raw_execute("DROP TABLE IF EXISTS changes");
         b.raw_execute("DROP TABLE IF EXISTS budgets");
+        b.raw_execute("DROP TABLE IF EXISTS patch_notices");
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();
@@ -346,7 +347,7 @@ use patchline_core::{ArtIdx, TenantIdx};
 use patchline_store::service::{
     DeliveryRow, GroupRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow,
 };
-use patchline_store::{DeliveryInfo, Finished, Outbox, SecretKeys, StoreError};
+use patchline_store::{DeliveryInfo, Finished, Outbox, PatchRow, SecretKeys, StoreError};
 
 /// The ids of one small world: tenants, artifacts and what the fixture
 /// committed.
@@ -1047,6 +1048,45 @@ each_backend! {
         let many: Vec<i64> = (1..=2500).collect();
         assert_eq!(ids(&r.notices(&many).unwrap()), vec![1, 2, 3, 4, 5, 6], "long id lists");
         assert_eq!(r.notice(6).unwrap(), b.store().notice(6).unwrap());
+    }
+
+    /// Patch notices: stored as given, read back by id (the queue) and by
+    /// tenant after a cursor (the reader); their deliveries are claimed
+    /// with their purpose; their ids share the notices' sequence.
+    fn patch_notices_roundtrip(b: &Backend) {
+        let w = world(b);
+        let patch = |id: i64, tenant: TenantIdx| PatchRow {
+            id,
+            tenant,
+            record: ADV0,
+            successor: w.pub_base,
+            doc: format!(r#"{{"v":1,"n":{id}}}"#),
+            at_ms: 4000 + id,
+        };
+        let mut d = delivery(5, "sub_a", &[7], 50, false);
+        d.purpose = Purpose::Patch;
+        let outbox = Outbox {
+            patches: vec![patch(7, w.acme), patch(8, w.beta), patch(9, w.acme)],
+            deliveries: vec![d],
+            ..Default::default()
+        };
+        commit_outbox(b.store().as_mut(), &outbox).unwrap();
+        let mut r = b.reader();
+        let got = r.patches_after(Some(w.acme), 0, 100).unwrap();
+        assert_eq!(got, vec![patch(7, w.acme), patch(9, w.acme)]);
+        assert_eq!(r.patches_after(Some(w.acme), 7, 100).unwrap(), vec![patch(9, w.acme)]);
+        assert_eq!(r.patches_after(Some(w.acme), 0, 1).unwrap(), vec![patch(7, w.acme)]);
+        assert_eq!(r.patches_after(Some(w.canon), 0, 100).unwrap(), vec![]);
+        let all: Vec<i64> = r.patches_after(None, 0, 100).unwrap().iter().map(|p| p.id).collect();
+        assert_eq!(all, vec![7, 8, 9]);
+        let mut q = b.queue();
+        assert_eq!(q.patches(&[9, 42, 7]).unwrap(), vec![patch(7, w.acme), patch(9, w.acme)]);
+        let claimed = q.claim(60, 1000, 1).unwrap();
+        assert_eq!(claimed_ids(&claimed), vec![5]);
+        assert_eq!((claimed[0].purpose, claimed[0].notices.clone()), (Purpose::Patch, vec![7]));
+        assert_eq!(delivery_of(b, "sub_a", 5).purpose, Purpose::Patch);
+        // The next notice id is past every patch notice's.
+        assert_eq!(b.store().load_service().unwrap().next_notice_id, 10);
     }
 
     /// Notices read through pull or a stream become notified once (one

@@ -123,6 +123,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(subscriptions::replay))
         .routes(routes!(subscriptions::watch))
         .routes(routes!(notices::list_notices))
+        .routes(routes!(notices::list_patches))
         .routes(routes!(notices::stream))
         .routes(routes!(notices::ack))
         .split_for_parts()

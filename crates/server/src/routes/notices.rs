@@ -156,6 +156,72 @@ pub async fn list_notices(
     }))
 }
 
+/// A page of a tenant's patch notices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Patches {
+    patches: Vec<patchline_delivery::PatchNotice>,
+    /// The `after` of the next page.
+    next: i64,
+}
+
+/// A page of the caller's patch notices (patched successors announced to
+/// it: what each clears of its artifacts and its remedy plan), oldest
+/// first: at most `limit` and 8 MiB. Ids share the notices' sequence.
+#[utoipa::path(get, path = "/v1/patches", tag = "notices",
+    params(NoticesQuery),
+    responses((status = 200, body = Patches), Errors))]
+pub async fn list_patches(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Query(q): Query<NoticesQuery>,
+) -> ApiResult<Json<Patches>> {
+    let t = super::caller_tenant(&p, "patch notices are read")?;
+    let limit = super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
+    let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
+    let shared = st.config.bus.is_some();
+    let (rows, need) = with_reader(&st, move |r| {
+        let rows = r.patches_after(Some(t), after, limit)?;
+        let need = if shared && !rows.is_empty() {
+            r.log_seq()?
+        } else {
+            0
+        };
+        Ok((rows, need))
+    })
+    .await?;
+    if need > 0 && !crate::follow::caught_up_to(&st, need).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "this node is catching up with the deployment's latest changes; try again",
+        ));
+    }
+    let (reader, view, bytes_max) = (p.reader(), st.view.clone(), st.config.page_bytes_max);
+    let page = tokio::task::spawn_blocking(move || {
+        let names = view.names();
+        let mut page = Patches {
+            patches: Vec::new(),
+            next: after,
+        };
+        let mut bytes = 0usize;
+        for row in &rows {
+            if let Some(doc) = patchline_delivery::PatchNotice::render(row, &names, reader) {
+                let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+                if !page.patches.is_empty() && bytes + size > bytes_max {
+                    break;
+                }
+                bytes += size;
+                page.patches.push(doc);
+            }
+            page.next = row.id;
+        }
+        page
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(page))
+}
+
 /// `POST /v1/notices/{id}/ack`.
 #[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]

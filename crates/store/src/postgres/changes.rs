@@ -235,7 +235,8 @@ pub(super) fn read_changes(
 pub(super) fn next_ids(client: &mut impl GenericClient) -> Result<(i64, i64, i64), StoreError> {
     let r = client
         .query_one(
-            "SELECT (SELECT coalesce(max(id), 0) + 1 FROM notices),
+            "SELECT greatest((SELECT coalesce(max(id), 0) FROM notices),
+                             (SELECT coalesce(max(id), 0) FROM patch_notices)) + 1,
                     (SELECT coalesce(max(id), 0) + 1 FROM deliveries),
                     (SELECT coalesce(max(id), 0) + 1 FROM notice_groups)",
             &[],

@@ -9,7 +9,7 @@ use patchline_core::notice::{DeliveryState, Purpose};
 
 use super::service::{first_per_id, mark_notified, notices_by_ids};
 use super::{Conn, Fail, db_err, in_transaction, index};
-use crate::service::{Claimed, Finished, StoredNotice};
+use crate::service::{Claimed, Finished, PatchRow, StoredNotice};
 use crate::{DeliveryQueue, StoreError};
 
 /// The delivery queue on its own connection.
@@ -236,6 +236,10 @@ impl DeliveryQueue for PgQueue {
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         notices_by_ids(self.conn.client()?, ids)
+    }
+
+    fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError> {
+        super::service::patches_by_ids(self.conn.client()?, ids)
     }
 
     /// The earliest time something becomes due, if anything is queued.

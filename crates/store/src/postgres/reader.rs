@@ -9,7 +9,7 @@ use super::service::{
     notices_by_ids,
 };
 use super::{Conn, db_err, in_transaction, index};
-use crate::service::{DeliveryInfo, StoredNotice};
+use crate::service::{DeliveryInfo, PatchRow, StoredNotice};
 use crate::{NoticeReader, StoreError};
 
 /// Read queries of the API (and its `notified` marks).
@@ -104,6 +104,15 @@ impl NoticeReader for PgReader {
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         notices_by_ids(self.conn.client()?, ids)
+    }
+
+    fn patches_after(
+        &mut self,
+        tenant: Option<TenantIdx>,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<PatchRow>, StoreError> {
+        super::service::patches_after(self.conn.client()?, tenant, after_id, limit_of(limit))
     }
 
     /// Counts by (artifact kind code, state) of an advisory's notices.

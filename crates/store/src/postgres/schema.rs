@@ -169,8 +169,26 @@ CREATE TABLE budgets (
 /// patched successors.
 const V5: &str = "ALTER TABLE artifacts ADD COLUMN supersedes BIGINT;";
 
+/// Schema 5 → 6: patch notices (a successor announced to a tenant, for one
+/// record and root cause; ids from the notices' sequence) and deliveries
+/// of purpose `patch`, which carry their ids.
+const V6: &str = "
+CREATE TABLE patch_notices (
+    id BIGINT PRIMARY KEY,
+    tenant BIGINT NOT NULL,
+    record BIGINT NOT NULL,
+    successor BIGINT NOT NULL,
+    doc TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX patch_notices_tenant ON patch_notices (tenant, id);
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_purpose_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
+    CHECK (purpose IN ('notice', 'reminder', 'escalation', 'patch'));
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -18,8 +18,8 @@ use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 
 use super::{Fail, db_err, in_transaction, index};
 use crate::service::{
-    NoticeChange, Outbox, ServiceState, StoredNotice, SubscriptionRow, TokenRow, blob_path,
-    path_blob,
+    NoticeChange, Outbox, PatchRow, ServiceState, StoredNotice, SubscriptionRow, TokenRow,
+    blob_path, path_blob,
 };
 use crate::{SecretKeys, StoreError};
 
@@ -313,6 +313,20 @@ pub(super) fn write_outbox(
             &[&tenant, &artifact],
         )?;
     }
+    for p in &out.patches {
+        tx.execute(
+            "INSERT INTO patch_notices (id, tenant, record, successor, doc, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &p.id,
+                &i64::from(p.tenant.0),
+                &i64::from(p.record.0),
+                &i64::from(p.successor.0),
+                &p.doc,
+                &p.at_ms,
+            ],
+        )?;
+    }
     if !out.groups.is_empty() {
         let advisory: Vec<i64> = out.groups.iter().map(|g| i64::from(g.advisory.0)).collect();
         copy_rows(
@@ -599,7 +613,7 @@ pub(super) fn load_service(
             .map_err(db_err)?
             .get(0))
     }
-    state.next_notice_id = next(client, "notices")?;
+    state.next_notice_id = next(client, "notices")?.max(next(client, "patch_notices")?);
     state.next_delivery_id = next(client, "deliveries")?;
     state.next_group_id = next(client, "notice_groups")?;
     Ok(state)
@@ -611,5 +625,56 @@ pub(super) fn first_per_id(pairs: impl IntoIterator<Item = (i64, i64)>) -> Vec<(
     pairs
         .into_iter()
         .filter(|(id, _)| seen.insert(*id))
+        .collect()
+}
+
+const PATCH_COLUMNS: &str = "id, tenant, record, successor, doc, created_at";
+
+fn patch_from_row(r: &Row) -> Result<PatchRow, StoreError> {
+    Ok(PatchRow {
+        id: r.get(0),
+        tenant: TenantIdx(index(r.get(1), "patch tenant")?),
+        record: AdvIdx(index(r.get(2), "patch record")?),
+        successor: ArtIdx(index(r.get(3), "patch successor")?),
+        doc: r.get(4),
+        at_ms: r.get(5),
+    })
+}
+
+/// Patch notices by id, oldest first; ids that do not exist are left out.
+pub(super) fn patches_by_ids(
+    client: &mut impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<PatchRow>, StoreError> {
+    client
+        .query(
+            &format!("SELECT {PATCH_COLUMNS} FROM patch_notices WHERE id = ANY($1) ORDER BY id"),
+            &[&ids],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(patch_from_row)
+        .collect()
+}
+
+/// Patch notices after a cursor, oldest first, of one tenant or all.
+pub(super) fn patches_after(
+    client: &mut impl GenericClient,
+    tenant: Option<TenantIdx>,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<PatchRow>, StoreError> {
+    let tenant: Option<i64> = tenant.map(|t| i64::from(t.0));
+    client
+        .query(
+            &format!(
+                "SELECT {PATCH_COLUMNS} FROM patch_notices
+                 WHERE id > $2 AND ($1::bigint IS NULL OR tenant = $1) ORDER BY id LIMIT $3"
+            ),
+            &[&tenant, &after_id, &limit],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(patch_from_row)
         .collect()
 }

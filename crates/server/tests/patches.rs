@@ -1,0 +1,274 @@
+//! Patch notices end to end: a publisher releases the patched successor of
+//! a base; each tenant downstream with open notices that the successor
+//! fixes gets exactly one patch notice per root cause, with its plan, by
+//! pull and on its webhook (its own CloudEvents type); nobody else gets
+//! one; a successor that fixes nothing announces nothing; the tenant
+//! rebases and relaunches, and its notices are remediated.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use common::{ADMIN, Api, FIXED, VULNERABLE, usn_4038};
+use serde_json::{Value, json};
+
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A receiver on 127.0.0.1 recording every POST (path, body).
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    async fn record(
+        State(got): State<Received>,
+        uri: axum::http::Uri,
+        body: Bytes,
+    ) -> &'static str {
+        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        got.lock().unwrap().push((uri.path().to_string(), v));
+        "ok"
+    }
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(record))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// The messages of one type that reached `path`, once at least `n` did.
+async fn wait_for(got: &Received, path: &str, ty: &str, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let bodies: Vec<Value> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, b)| p == path && b["type"] == ty)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if bodies.len() >= n {
+            return bodies;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{path}: fewer than {n} {ty} messages arrived");
+}
+
+async fn patches(api: &Api, token: &str) -> Vec<Value> {
+    let (s, v) = api.call("GET", "/v1/patches", Some(token), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["patches"].as_array().unwrap().clone()
+}
+
+async fn subscribe(api: &Api, token: &str, url: &str) {
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(token),
+            Some(json!({"channel": {"type": "webhook", "url": url}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_is_announced_once_per_root_cause_with_the_plan() {
+    let (url, got) = receiver().await;
+    let api = Api::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(patchline_server::worker::run(api.state.clone(), stop_rx));
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    let beta = api.tenant("beta", &["tenant"]).await;
+    let gamma = api.tenant("gamma", &["tenant"]).await;
+    let delta = api.tenant("delta", &["tenant"]).await;
+    for (token, path) in [(&acme, "/acme"), (&beta, "/beta"), (&gamma, "/gamma")] {
+        subscribe(&api, token, &format!("{url}{path}")).await;
+    }
+    for id in ["base", "other-base"] {
+        api.artifact(
+            &canonical,
+            json!({"id": id, "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+        )
+        .await;
+    }
+    // acme: a private template with three instances; and one instance of
+    // its own that brought the component in itself (no successor of the
+    // base clears that one).
+    api.artifact(
+        &acme,
+        json!({"id": "acme-tpl", "kind": "template", "parent": "base"}),
+    )
+    .await;
+    for i in 0..3 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("acme-vm{i}"), "kind": "instance", "parent": "acme-tpl"}),
+        )
+        .await;
+    }
+    // beta: two instances straight from the base.
+    for i in 0..2 {
+        api.artifact(
+            &beta,
+            json!({"id": format!("beta-vm{i}"), "kind": "instance", "parent": "base"}),
+        )
+        .await;
+    }
+    // gamma: an instance whose notice it declares not affected.
+    api.artifact(
+        &gamma,
+        json!({"id": "gamma-vm", "kind": "instance", "parent": "base"}),
+    )
+    .await;
+    // delta: an instance of the other base, which nothing supersedes.
+    api.artifact(
+        &delta,
+        json!({"id": "delta-vm", "kind": "instance", "parent": "other-base"}),
+    )
+    .await;
+    let (s, v) = api.publish(&canonical, &usn_4038()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let gamma_notice = api.notices(&gamma).await[0]["notice_id"].as_i64().unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/notices/{gamma_notice}/ack"),
+            Some(&gamma),
+            Some(json!({"state": "not_affected", "justification": "vulnerable_code_not_in_execute_path"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A "successor" that still carries the record fixes nothing: nothing
+    // is announced.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-v2-rc", "kind": "image", "visibility": "public",
+               "supersedes": "base", "components": [VULNERABLE]}),
+    )
+    .await;
+    assert_eq!(patches(&api, &acme).await, Vec::<Value>::new());
+
+    // The patched successor.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-v2", "kind": "image", "visibility": "public",
+               "supersedes": "base", "components": [FIXED]}),
+    )
+    .await;
+    let mine = patches(&api, &acme).await;
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let p = &mine[0];
+    assert_eq!(p["tenant"], "acme");
+    assert_eq!(p["advisory"], "USN-4038-1");
+    assert_eq!(p["successor"], "base-v2");
+    assert_eq!(p["supersedes"], "base");
+    assert_eq!(p["introduced_by"], "base");
+    assert_eq!(
+        p["clears"],
+        json!(["acme-tpl", "acme-vm0", "acme-vm1", "acme-vm2"])
+    );
+    assert_eq!(p["clears_total"], 4);
+    assert_eq!(
+        p["plan"],
+        json!([{"artifact": "acme-tpl", "action": "rebase", "onto": "base-v2",
+                "clears": ["acme-tpl", "acme-vm0", "acme-vm1", "acme-vm2"], "clears_total": 4}])
+    );
+    assert_eq!(p["steps_total"], 1);
+    assert_eq!(p["breaks"], json!([]));
+    // The notice ids share one sequence: a patch notice's id is no
+    // notice's.
+    let ids: Vec<i64> = api
+        .notices(&acme)
+        .await
+        .iter()
+        .map(|n| n["notice_id"].as_i64().unwrap())
+        .collect();
+    assert!(!ids.contains(&p["notice_id"].as_i64().unwrap()));
+
+    let theirs = patches(&api, &beta).await;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(
+        theirs[0]["plan"],
+        json!([{"artifact": "base", "action": "relaunch", "onto": "base-v2",
+                "clears": ["beta-vm0", "beta-vm1"], "clears_total": 2}])
+    );
+    // Not affected, not downstream, or the successor's own publisher:
+    // nothing. Admins read no tenant's patch notices by this route.
+    assert_eq!(patches(&api, &gamma).await, Vec::<Value>::new());
+    assert_eq!(patches(&api, &delta).await, Vec::<Value>::new());
+    assert_eq!(patches(&api, &canonical).await, Vec::<Value>::new());
+    let (s, _) = api.call("GET", "/v1/patches", Some(ADMIN), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = api
+        .call("GET", "/v1/patches?after=-1", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // On the webhooks: one patch message each, with its own type; gamma's
+    // receiver gets none.
+    let acme_got = wait_for(&got, "/acme", "dev.patchline.patch", 1).await;
+    assert_eq!(acme_got.len(), 1);
+    assert_eq!(acme_got[0]["data"]["purpose"], "patch");
+    assert_eq!(acme_got[0]["data"]["patches"], json!([p]));
+    let beta_got = wait_for(&got, "/beta", "dev.patchline.patch", 1).await;
+    assert_eq!(beta_got[0]["data"]["patches"][0]["plan"], theirs[0]["plan"]);
+    // Let the worker drain before looking for what must not come.
+    wait_for(&got, "/gamma", "dev.patchline.notice", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        got.lock()
+            .unwrap()
+            .iter()
+            .all(|(p, b)| p != "/gamma" || b["type"] != "dev.patchline.patch")
+    );
+
+    // acme follows the plan: rebases its template onto the successor; the
+    // template and its instances are remediated.
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/acme-tpl",
+            Some(&acme),
+            Some(json!({"id": "acme-tpl", "kind": "template", "parent": "base-v2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let states: Vec<(String, String)> = api
+        .notices(&acme)
+        .await
+        .iter()
+        .map(|n| {
+            (
+                n["artifact"].as_str().unwrap().to_string(),
+                n["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(states.iter().all(|(_, s)| s == "remediated"), "{states:?}");
+    // A newer successor down the chain (v3 supersedes v2, which
+    // supersedes the base) is announced to those still on the old base
+    // (beta), naming the newer one; acme, remediated, gets nothing more.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-v3", "kind": "image", "visibility": "public",
+               "supersedes": "base-v2", "components": [FIXED]}),
+    )
+    .await;
+    let theirs = patches(&api, &beta).await;
+    assert_eq!(theirs.len(), 2, "{theirs:#?}");
+    assert_eq!(
+        (&theirs[1]["successor"], &theirs[1]["supersedes"]),
+        (&json!("base-v3"), &json!("base"))
+    );
+    assert_eq!(theirs[1]["plan"][0]["onto"], "base-v3");
+    assert_eq!(patches(&api, &acme).await.len(), 1);
+    wait_for(&got, "/beta", "dev.patchline.patch", 2).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
+}
