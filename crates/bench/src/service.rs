@@ -125,6 +125,18 @@ impl Tables {
         }
     }
 
+    /// One number a query without parameters answers.
+    pub(crate) fn scalar(&self, sql: &str) -> anyhow::Result<i64> {
+        match self {
+            Tables::Sqlite(db) => {
+                let conn = rusqlite::Connection::open(db.join(patchline_store::DB_FILE))?;
+                conn.busy_timeout(Duration::from_secs(10))?;
+                Ok(conn.query_row(sql, [], |r| r.get(0))?)
+            }
+            Tables::Postgres(c) => Ok(Tables::pg(c)?.query_one(sql, &[])?.get(0)),
+        }
+    }
+
     /// Rows of notices and of deliveries.
     pub(crate) fn counts(&self) -> anyhow::Result<(i64, i64)> {
         match self {
@@ -484,6 +496,77 @@ async fn run_async(
             notices as f64 / d.as_secs_f64()
         ),
     );
+
+    // A patched successor of the base with the most descendants: its
+    // patch notices (and their deliveries) durable when the write answers.
+    let (item, base, descendants) = {
+        let e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        let c = e.catalog();
+        let (base, descendants) = c
+            .roots()
+            .map(|r| (r, c.subtree_counts(r).iter().sum::<u64>()))
+            .max_by_key(|(_, n)| *n)
+            .context("a base image")?;
+        let mut spec = c.spec_of(base);
+        let base_id = spec.id.clone();
+        spec.id = ArtifactId::new(format!("{base_id}-patched"))?;
+        spec.supersedes = Some(base_id.clone());
+        // The patched image: the base without any package (it carries
+        // nothing the all-bases advisory names).
+        spec.components = Some(Vec::new());
+        spec.warnings = Vec::new();
+        let item = BatchItem {
+            location: String::new(),
+            spec,
+        };
+        (item, base_id, descendants)
+    };
+    let before_delivered = count_deliveries(&tables, "delivered").await?;
+    let before_deliveries = {
+        let tables = tables.clone();
+        blocking(move || tables.counts()).await?.1
+    };
+    let t = Instant::now();
+    {
+        let st = st.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut e = st.engine.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+            e.apply_batch(vec![Ok(item)], Mode::Create, &Actor::Admin, &mut |_| {})?;
+            let _ = e.take_created();
+            Ok(())
+        })
+        .await??;
+    }
+    let d_patch = t.elapsed();
+    st.wake.notify_one();
+    let (patches, patch_deliveries) = {
+        let tables = tables.clone();
+        blocking(move || {
+            Ok((
+                tables.scalar("SELECT count(*) FROM patch_notices")?,
+                tables.scalar("SELECT count(*) FROM deliveries WHERE purpose = 'patch'")?,
+            ))
+        })
+        .await?
+    };
+    let after_deliveries = {
+        let tables = tables.clone();
+        blocking(move || tables.counts()).await?.1
+    };
+    anyhow::ensure!(patches > 0, "the successor announced nothing");
+    row(
+        "successor of the widest base: its patch notices durable (target ≤ 2 s)",
+        format!("{:.2} s", d_patch.as_secs_f64()),
+        format!(
+            "{base} has {descendants} descendants; {patches} patch notices (one per tenant and root cause), {patch_deliveries} deliveries, in the write's transaction"
+        ),
+    );
+    wait_delivered(
+        &tables,
+        before_delivered + (after_deliveries - before_deliveries),
+        Duration::from_secs(120),
+    )
+    .await?;
 
     // Throughput of single-notice deliveries.
     let n_single: i64 = 20_000;

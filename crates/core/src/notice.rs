@@ -67,6 +67,47 @@ impl fmt::Display for NoticeState {
     }
 }
 
+/// Why a notice was remediated, as progress counts it: the artifact (or
+/// one above it) moved onto a patched successor, was rebased or relaunched
+/// onto something else, was changed itself (rebuilt), was removed; or the
+/// record changed (fixed ranges, withdrawn).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemediationCause {
+    Successor,
+    Rebase,
+    Rebuild,
+    Removal,
+    Record,
+}
+
+impl RemediationCause {
+    pub const ALL: [RemediationCause; 5] = [
+        RemediationCause::Successor,
+        RemediationCause::Rebase,
+        RemediationCause::Rebuild,
+        RemediationCause::Removal,
+        RemediationCause::Record,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemediationCause::Successor => "successor",
+            RemediationCause::Rebase => "rebase",
+            RemediationCause::Rebuild => "rebuild",
+            RemediationCause::Removal => "removal",
+            RemediationCause::Record => "record",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RemediationCause> {
+        RemediationCause::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
+    }
+}
+
 /// VEX justifications accepted with `not_affected` (CycloneDX/OpenVEX).
 pub const JUSTIFICATIONS: &[&str] = &[
     "component_not_present",

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use patchline_core::notice::{NoticeState, Severity};
+use patchline_core::notice::{NoticeState, RemediationCause, Severity};
 use patchline_core::{ArtIdx, TenantIdx};
 use patchline_store::StoredNotice;
 use serde::{Deserialize, Serialize};
@@ -151,8 +151,48 @@ pub struct NoticeDoc {
     /// Read by a tenant that watches the (public) artifact.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub watched: bool,
+    /// With `remediated`: the step that did it, when known (the owner's
+    /// business: watchers do not see it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediated_by: Option<Remediation>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What remediated a notice, as stored (`notices.remediated_by`, kept by
+/// the store as given): `{"cause", "action", "artifact", "onto"?}` with
+/// artifact indexes. `action` is the change the artifact (or the one above
+/// it that changed) went through: `rebase`, `relaunch`, `rebuild`,
+/// `remove`, or `record` (the record changed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemediatedBy {
+    pub cause: RemediationCause,
+    pub action: String,
+    pub artifact: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onto: Option<u32>,
+}
+
+impl RemediatedBy {
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What remediated a notice, as its owner reads it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Remediation {
+    /// `successor` (moved onto a patched successor), `rebase` (onto
+    /// something else), `rebuild`, `removal` or `record`.
+    pub cause: RemediationCause,
+    /// `rebase`, `relaunch`, `rebuild`, `remove` or `record`.
+    pub action: String,
+    /// The artifact that changed (the notice's own, or one above it).
+    pub artifact: String,
+    /// Its new parent, for a rebase or a relaunch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onto: Option<String>,
 }
 
 /// A record's text, given once per page or message.
@@ -292,6 +332,19 @@ impl NoticeDoc {
                 n.justification.clone()
             },
             watched,
+            remediated_by: if watched || n.state != NoticeState::Remediated {
+                None
+            } else {
+                n.remediated_by
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<RemediatedBy>(text).ok())
+                    .map(|r| Remediation {
+                        cause: r.cause,
+                        action: r.action,
+                        artifact: name(r.artifact),
+                        onto: r.onto.map(name),
+                    })
+            },
             created_at: rfc3339_ms(n.created_at_ms),
             // When the owner last acted is the owner's business too.
             updated_at: rfc3339_ms(if watched {
@@ -324,6 +377,7 @@ mod tests {
             created_at_ms: 1_700_000_000_000,
             updated_at_ms: 1_700_000_000_000,
             reminders: 0,
+            remediated_by: None,
         }
     }
 

@@ -27,8 +27,8 @@ pub mod worker;
 
 pub use doc::{
     AffectedComponent, GROUP_DOC_VERSION, GroupDoc, GroupEntry, HIDDEN, NOTICE_COMPONENTS_MAX,
-    NOTICE_SCHEMA, NoticeBody, NoticeDoc, Reader, RecordText, may_see, message_id, shown_id,
-    take_record_text,
+    NOTICE_SCHEMA, NoticeBody, NoticeDoc, Reader, RecordText, RemediatedBy, Remediation, may_see,
+    message_id, shown_id, take_record_text,
 };
 pub use patch::{
     PATCH_CLEARS_MAX, PATCH_DOC_VERSION, PatchDoc, PatchNotice, PatchStep, StoredStep,

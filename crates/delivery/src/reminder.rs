@@ -125,6 +125,7 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             reminders,
+            remediated_by: None,
         }
     }
 

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use patchline_core::notice::NoticeState;
+use patchline_core::notice::{NoticeState, RemediationCause};
 use patchline_core::{Clock, TenantIdx};
+use patchline_delivery::RemediatedBy;
 use patchline_store::Outbox;
 
 use crate::service::{Notifier, ServiceMem};
@@ -35,6 +36,56 @@ pub const REPORT_EXAMPLES_MAX: usize = 1000;
 pub const PROGRESS_EVERY: usize = 4096;
 /// Holders whose matches a batch keeps at once (each can hold hundreds).
 const HOLDER_CACHE_MAX: usize = 256;
+/// An artifact written by a batch: its index, whether it existed (its
+/// subtree is checked again), and what its change would remediate by.
+type Changed = (ArtIdx, bool, Option<RemediatedBy>);
+
+/// What an update of `a` does to the notices it remediates (below it
+/// too), from its parent, own inventory and fixes before: moved onto
+/// another parent — a relaunch for an instance, a rebase otherwise; cause
+/// `successor` when the new parent supersedes the old one (directly or
+/// down a chain), `rebase` otherwise — or changed itself (`rebuild`).
+/// `None` when nothing that matching reads changed.
+fn remediation_of(
+    catalog: &Catalog,
+    a: ArtIdx,
+    (parent, inventory, fixes): (
+        Option<ArtIdx>,
+        Option<patchline_core::inventory::InvId>,
+        Box<[patchline_core::AdvisoryId]>,
+    ),
+) -> Option<RemediatedBy> {
+    let node = catalog.node(a);
+    if node.parent != parent {
+        let onto = node.parent;
+        let successor = match (onto, parent) {
+            (Some(new), Some(old)) => catalog.predecessors(new).any(|p| p == old),
+            _ => false,
+        };
+        return Some(RemediatedBy {
+            cause: if successor {
+                RemediationCause::Successor
+            } else {
+                RemediationCause::Rebase
+            },
+            action: if node.kind == patchline_core::Kind::Instance {
+                "relaunch"
+            } else {
+                "rebase"
+            }
+            .into(),
+            artifact: a.0,
+            onto: onto.map(|p| p.0),
+        });
+    }
+    (node.inventory != inventory || node.fixes != fixes).then(|| RemediatedBy {
+        cause: RemediationCause::Rebuild,
+        action: "rebuild".into(),
+        artifact: a.0,
+        onto: None,
+    })
+}
+
 /// How far down its chain of predecessors a successor is announced (a
 /// publisher's chain of versions has no length bound; the announcement
 /// does).
@@ -617,10 +668,12 @@ impl<S: CatalogStore> Engine<S> {
                     return Err(e);
                 }
             };
-            let before = self
-                .catalog
-                .lookup(item.spec.id.as_str())
-                .and_then(|a| self.catalog.node(a).supersedes);
+            let existing = self.catalog.lookup(item.spec.id.as_str());
+            let before = existing.and_then(|a| self.catalog.node(a).supersedes);
+            let shape = existing.map(|a| {
+                let n = self.catalog.node(a);
+                (n.parent, n.inventory, n.fixes.clone())
+            });
             let mut declares = |catalog: &Catalog, a: ArtIdx| {
                 if let Some(p) = catalog.node(a).supersedes
                     && before != Some(p)
@@ -632,12 +685,13 @@ impl<S: CatalogStore> Engine<S> {
             match self.catalog.apply(&item.spec, mode, actor) {
                 Ok(Outcome::Created(a)) => {
                     report.created += 1;
-                    changed.push((a, false));
+                    changed.push((a, false, None));
                     declares(&self.catalog, a);
                 }
                 Ok(Outcome::Updated(a)) => {
                     report.updated += 1;
-                    changed.push((a, true));
+                    let by = shape.and_then(|old| remediation_of(&self.catalog, a, old));
+                    changed.push((a, true, by));
                     declares(&self.catalog, a);
                 }
                 Ok(Outcome::Unchanged(_)) => report.unchanged += 1,
@@ -740,8 +794,9 @@ impl<S: CatalogStore> Engine<S> {
                 if cleared.is_empty() {
                     continue;
                 }
+                let arts: Vec<ArtIdx> = cleared.iter().map(|c| c.artifact).collect();
                 let open: HashMap<ArtIdx, NoticeState> = store
-                    .notices_of_advisory(adv)?
+                    .notices_on(adv, &arts)?
                     .into_iter()
                     .map(|(_, a, st)| (a, st))
                     .collect();
@@ -813,10 +868,18 @@ impl<S: CatalogStore> Engine<S> {
                 });
             }
         }
-        let removed: Vec<(ArtIdx, bool)> = ids
+        let removed: Vec<Changed> = ids
             .iter()
             .filter_map(|id| self.catalog.lookup(id))
-            .map(|a| (a, true))
+            .map(|a| {
+                let by = RemediatedBy {
+                    cause: RemediationCause::Removal,
+                    action: "remove".into(),
+                    artifact: a.0,
+                    onto: None,
+                };
+                (a, true, Some(by))
+            })
             .collect();
         let mut report = BatchReport::default();
         if let Err(e) = self.reconcile_artifacts(&removed, usize::MAX, &mut report) {
@@ -873,7 +936,7 @@ impl<S: CatalogStore> Engine<S> {
     /// notices yet.
     fn reconcile_artifacts(
         &mut self,
-        changed: &[(ArtIdx, bool)],
+        changed: &[Changed],
         first_new: usize,
         report: &mut BatchReport,
     ) -> Result<(), EngineError> {
@@ -895,7 +958,7 @@ impl<S: CatalogStore> Engine<S> {
         let (catalog, db) = (&*catalog, &*db);
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
         let mut by_holder: HashMap<ArtIdx, Rc<Vec<ArtifactMatch>>> = HashMap::new();
-        let mut visit = |a: ArtIdx| -> Result<(), EngineError> {
+        let mut visit = |a: ArtIdx, by: Option<&RemediatedBy>| -> Result<(), EngineError> {
             let node = catalog.node(a);
             let mut current: Vec<ArtifactMatch> = Vec::new();
             let mut holder_matches: Rc<Vec<ArtifactMatch>> = Rc::default();
@@ -956,16 +1019,16 @@ impl<S: CatalogStore> Engine<S> {
                     state,
                     NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged
                 ) {
-                    notifier.remediate(adv, id);
+                    notifier.remediate(adv, id, by);
                 }
             }
             Ok(())
         };
-        for &(a, updated) in changed {
-            visit(a)?;
-            if updated {
-                for d in catalog.descendants(a) {
-                    visit(d)?;
+        for (a, updated, by) in changed {
+            visit(*a, by.as_ref())?;
+            if *updated {
+                for d in catalog.descendants(*a) {
+                    visit(d, by.as_ref())?;
                 }
             }
         }
@@ -976,7 +1039,7 @@ impl<S: CatalogStore> Engine<S> {
     /// Brings the notices of a record in line with its impact: new ones for
     /// newly affected artifacts, reopened ones for reintroductions,
     /// remediations for artifacts it no longer affects.
-    fn reconcile_record(&mut self, adv: AdvIdx) -> Result<(), EngineError> {
+    fn reconcile_record(&mut self, adv: AdvIdx, changed: bool) -> Result<(), EngineError> {
         self.prepare();
         let mut existing: HashMap<ArtIdx, (i64, NoticeState)> = self
             .store
@@ -1015,12 +1078,20 @@ impl<S: CatalogStore> Engine<S> {
                 Some(_) => {}
             }
         }
-        for (_, (id, state)) in existing {
+        for (a, (id, state)) in existing {
             if matches!(
                 state,
                 NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged
             ) {
-                notifier.remediate(adv, id);
+                // Published again with other ranges (or withdrawn): the
+                // record did it. At start-up the cause is not known.
+                let by = changed.then(|| RemediatedBy {
+                    cause: RemediationCause::Record,
+                    action: "record".into(),
+                    artifact: a.0,
+                    onto: None,
+                });
+                notifier.remediate(adv, id, by.as_ref());
             }
         }
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
@@ -1040,7 +1111,7 @@ impl<S: CatalogStore> Engine<S> {
         let mut n = 0;
         for adv in ids {
             self.begin_write()?;
-            self.reconcile_record(adv)?;
+            self.reconcile_record(adv, false)?;
             n += self.outbox.notices.len();
             self.commit(&[])?;
         }
@@ -1182,7 +1253,7 @@ impl<S: CatalogStore> Engine<S> {
         }
         if self.notices_on {
             for &adv in &changed {
-                if let Err(e) = self.reconcile_record(adv) {
+                if let Err(e) = self.reconcile_record(adv, true) {
                     self.reload()?;
                     return Err(e);
                 }

@@ -12,11 +12,11 @@ use patchline_core::inventory::ComponentId;
 use patchline_core::notice::{DisableReason, NoticeState, Purpose, Severity, SubscriptionState};
 use patchline_core::propagate::ComponentHit;
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
-use patchline_delivery::GroupDoc;
 use patchline_delivery::reminder::ReminderPolicy;
 use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches};
+use patchline_delivery::{GroupDoc, RemediatedBy};
 use patchline_store::service::{
-    DeliveryRow, GroupRow, NoticeChange, NoticeRow, PatchRow, TokenRow,
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, PatchRow, Remediated, TokenRow,
 };
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
@@ -376,12 +376,14 @@ impl<'a> Notifier<'a> {
             justification: None,
             at_ms: self.now_ms,
             regroup: Some((group, path)),
+            remediated_by: None,
         });
         self.route(record, adv, a, hits, id);
     }
 
-    /// The artifact no longer carries the record.
-    pub fn remediate(&mut self, adv: AdvIdx, id: i64) {
+    /// The artifact no longer carries the record; `by`: the change that
+    /// did it, when known.
+    pub fn remediate(&mut self, adv: AdvIdx, id: i64, by: Option<&RemediatedBy>) {
         self.outbox.notice_changes.push(NoticeChange {
             id,
             advisory: adv,
@@ -389,6 +391,10 @@ impl<'a> Notifier<'a> {
             justification: None,
             at_ms: self.now_ms,
             regroup: None,
+            remediated_by: by.map(|r| Remediated {
+                cause: r.cause,
+                doc: r.to_stored(),
+            }),
         });
     }
 
@@ -950,12 +956,14 @@ impl<S: CatalogStore> Engine<S> {
             justification: justification.clone(),
             at_ms: now,
             regroup: None,
+            remediated_by: None,
         });
         self.commit(&[])?;
         Ok(StoredNotice {
             state,
             justification,
             updated_at_ms: now,
+            remediated_by: None,
             ..n
         })
     }

@@ -251,6 +251,15 @@ async fn a_successor_is_announced_once_per_root_cause_with_the_plan() {
         })
         .collect();
     assert!(states.iter().all(|(_, s)| s == "remediated"), "{states:?}");
+    // Each names the step that did it: the template's rebase onto the
+    // successor.
+    for n in api.notices(&acme).await {
+        assert_eq!(
+            n["remediated_by"],
+            json!({"cause": "successor", "action": "rebase", "artifact": "acme-tpl", "onto": "base-v2"}),
+            "{n}"
+        );
+    }
     // A newer successor down the chain (v3 supersedes v2, which
     // supersedes the base) is announced to those still on the old base
     // (beta), naming the newer one; acme, remediated, gets nothing more.
@@ -269,6 +278,60 @@ async fn a_successor_is_announced_once_per_root_cause_with_the_plan() {
     assert_eq!(theirs[1]["plan"][0]["onto"], "base-v3");
     assert_eq!(patches(&api, &acme).await.len(), 1);
     wait_for(&got, "/beta", "dev.patchline.patch", 2).await;
+
+    // beta relaunches one instance from the newest successor and deletes
+    // the other; gamma's stays (declared not affected).
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/beta-vm0",
+            Some(&beta),
+            Some(json!({"id": "beta-vm0", "kind": "instance", "parent": "base-v3"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = api
+        .call("DELETE", "/v1/artifacts/beta-vm1", Some(&beta), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let by: Vec<Value> = api
+        .notices(&beta)
+        .await
+        .iter()
+        .map(|n| n["remediated_by"].clone())
+        .collect();
+    assert_eq!(
+        by,
+        [
+            json!({"cause": "successor", "action": "relaunch", "artifact": "beta-vm0", "onto": "base-v3"}),
+            json!({"cause": "removal", "action": "remove", "artifact": "beta-vm1"}),
+        ]
+    );
+    // The publisher's progress: how much each remedy cleared, and what is
+    // still open: the two bases, the successor that still carries it and
+    // delta's instance (gamma's is declared not affected).
+    let (s, v) = api
+        .call(
+            "GET",
+            "/v1/advisories/USN-4038-1/progress",
+            Some(&canonical),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["remediated_by"],
+        json!({"successor": 5, "removal": 1}),
+        "{v}"
+    );
+    assert_eq!(v["still_open"], 4, "{v}");
+    let over_time: i64 = v["remediation_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(over_time, 6, "{v}");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
 }

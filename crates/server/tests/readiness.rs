@@ -103,6 +103,16 @@ impl NoticeReader for FailingReader {
     ) -> Result<Vec<patchline_store::PatchRow>, StoreError> {
         broken()
     }
+    fn remediation_counts(&mut self, _: AdvIdx) -> Result<Vec<(String, i64)>, StoreError> {
+        broken()
+    }
+    fn remediation_history(
+        &mut self,
+        _: AdvIdx,
+        _: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        broken()
+    }
     fn progress_counts(&mut self, _: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
         broken()
     }

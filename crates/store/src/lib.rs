@@ -190,6 +190,14 @@ pub trait CatalogStore {
         a: ArtIdx,
     ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError>;
 
+    /// A record's notices on these artifacts: (notice id, artifact, state),
+    /// in no particular order; artifacts without one are left out.
+    fn notices_on(
+        &mut self,
+        adv: AdvIdx,
+        artifacts: &[ArtIdx],
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError>;
+
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
 
     /// Open notices last reminded (or created) before `before_ms`.
@@ -276,6 +284,17 @@ pub trait NoticeReader: Send {
     fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError>;
     /// (bucket start ms, state, count) of a record's state transitions.
     fn progress_history(
+        &mut self,
+        adv: AdvIdx,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError>;
+    /// (cause, count) of a record's notices remediated now, by what
+    /// remediated them (`"unknown"` for those remediated before causes
+    /// were kept, or without one).
+    fn remediation_counts(&mut self, adv: AdvIdx) -> Result<Vec<(String, i64)>, StoreError>;
+    /// (bucket start ms, cause, count) of a record's remediations that
+    /// had a cause.
+    fn remediation_history(
         &mut self,
         adv: AdvIdx,
         bucket_ms: i64,
@@ -367,6 +386,14 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
         a: ArtIdx,
     ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
         (**self).notices_of_artifact(a)
+    }
+
+    fn notices_on(
+        &mut self,
+        adv: AdvIdx,
+        artifacts: &[ArtIdx],
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+        (**self).notices_on(adv, artifacts)
     }
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {

@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use patchline_core::notice::{DeliveryState, NoticeState, Purpose, SubscriptionState};
+use patchline_core::notice::{
+    DeliveryState, NoticeState, Purpose, RemediationCause, SubscriptionState,
+};
 use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -57,6 +59,7 @@ CREATE TABLE IF NOT EXISTS notices (
     updated_at INTEGER NOT NULL,
     reminders INTEGER NOT NULL DEFAULT 0,
     reminded_at INTEGER NOT NULL,
+    remediated_by TEXT,
     UNIQUE (advisory, artifact)
 );
 CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);
@@ -67,7 +70,8 @@ CREATE TABLE IF NOT EXISTS notice_events (
     notice INTEGER NOT NULL,
     advisory INTEGER NOT NULL,
     state TEXT NOT NULL,
-    at INTEGER NOT NULL
+    at INTEGER NOT NULL,
+    cause TEXT
 );
 CREATE INDEX IF NOT EXISTS notice_events_advisory ON notice_events (advisory, at);
 CREATE TABLE IF NOT EXISTS patch_notices (
@@ -153,6 +157,19 @@ pub struct NoticeChange {
     pub at_ms: i64,
     /// A reopened notice's new group and path.
     pub regroup: Option<(i64, Vec<u32>)>,
+    /// With `Remediated`: what did it, when the engine knows (the notice
+    /// keeps the document until it changes again; its history event keeps
+    /// the cause, which progress counts).
+    pub remediated_by: Option<Remediated>,
+}
+
+/// What remediated a notice: the cause progress counts, and the text of
+/// `patchline_delivery::RemediatedBy` (the step: action, artifact, onto),
+/// which the store keeps as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remediated {
+    pub cause: RemediationCause,
+    pub doc: String,
 }
 
 /// A new delivery: a batch of notices for one subscription.
@@ -389,7 +406,7 @@ pub(crate) fn write_outbox(
         .map_err(db_err)?;
     let mut event = tx
         .prepare_cached(
-            "INSERT INTO notice_events (notice, advisory, state, at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO notice_events (notice, advisory, state, at, cause) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .map_err(db_err)?;
     for n in &out.notices {
@@ -411,7 +428,8 @@ pub(crate) fn write_outbox(
         .prepare_cached(
             "UPDATE notices SET state = ?2, justification = ?3, updated_at = ?4,
                grp = coalesce(?5, grp), path = coalesce(?6, path),
-               reminded_at = CASE WHEN ?5 IS NULL THEN reminded_at ELSE ?4 END
+               reminded_at = CASE WHEN ?5 IS NULL THEN reminded_at ELSE ?4 END,
+               remediated_by = ?7
              WHERE id = ?1",
         )
         .map_err(db_err)?;
@@ -426,11 +444,18 @@ pub(crate) fn write_outbox(
             c.justification,
             c.at_ms,
             grp,
-            path
+            path,
+            c.remediated_by.as_ref().map(|r| r.doc.as_str())
         ])
         .map_err(db_err)?;
         event
-            .execute(params![c.id, c.advisory.0, c.state.as_str(), c.at_ms])
+            .execute(params![
+                c.id,
+                c.advisory.0,
+                c.state.as_str(),
+                c.at_ms,
+                c.remediated_by.as_ref().map(|r| r.cause.as_str())
+            ])
             .map_err(db_err)?;
     }
     let mut stmt = tx
@@ -652,9 +677,12 @@ pub struct StoredNotice {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub reminders: i64,
+    /// The text of `patchline_delivery::RemediatedBy`, while remediated by
+    /// a known step.
+    pub remediated_by: Option<String>,
 }
 
-const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders";
+const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by";
 const NOTICE_FROM: &str = "notices n JOIN notice_groups g ON g.id = n.grp";
 
 fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
@@ -671,6 +699,7 @@ fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
         created_at_ms: r.get(8)?,
         updated_at_ms: r.get(9)?,
         reminders: r.get(10)?,
+        remediated_by: r.get(11)?,
     })
 }
 
@@ -693,6 +722,34 @@ pub(crate) fn notices_of_advisory(
         })
         .map_err(db_err)?;
     rows.collect::<Result<_, _>>().map_err(db_err)
+}
+
+/// A record's notices on these artifacts (one indexed lookup each).
+pub(crate) fn notices_on(
+    conn: &Connection,
+    adv: AdvIdx,
+    artifacts: &[ArtIdx],
+) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, state FROM notices WHERE advisory = ?1 AND artifact = ?2")
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for &a in artifacts {
+        let row = stmt
+            .query_row(params![adv.0, a.0], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()
+            .map_err(db_err)?;
+        if let Some((id, state)) = row {
+            out.push((
+                id,
+                a,
+                NoticeState::parse(&state).unwrap_or(NoticeState::Affected),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn notices_of_artifact(
@@ -1190,6 +1247,42 @@ impl crate::NoticeReader for SqliteReader {
                    UNION ALL
                    SELECT (at / ?2) * ?2 AS bucket, state FROM notice_events WHERE advisory = ?1)
                  GROUP BY bucket, state ORDER BY bucket, state",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![adv.0, bucket_ms.max(1)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    fn remediation_counts(&mut self, adv: AdvIdx) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(json_extract(remediated_by, '$.cause'), 'unknown') AS cause, count(*)
+                 FROM notices WHERE advisory = ?1 AND state = 'remediated'
+                 GROUP BY cause ORDER BY cause",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([adv.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
+    fn remediation_history(
+        &mut self,
+        adv: AdvIdx,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT (at / ?2) * ?2 AS bucket, cause, count(*) FROM notice_events
+                 WHERE advisory = ?1 AND state = 'remediated' AND cause IS NOT NULL
+                 GROUP BY bucket, cause ORDER BY bucket, cause",
             )
             .map_err(db_err)?;
         let rows = stmt

@@ -13,7 +13,7 @@ use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -163,6 +163,12 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         // The artifact each one supersedes (its index), for patched
         // successors.
         add_column(conn, "artifacts", "supersedes", "INTEGER")?;
+    }
+    if from < 5 {
+        // What remediated a notice (the step), and the cause of each
+        // remediation in the history, for progress by remedy.
+        add_column(conn, "notices", "remediated_by", "TEXT")?;
+        add_column(conn, "notice_events", "cause", "TEXT")?;
     }
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
@@ -520,6 +526,14 @@ impl CatalogStore for SqliteStore {
         a: ArtIdx,
     ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
         service::notices_of_artifact(&self.conn, a)
+    }
+
+    fn notices_on(
+        &mut self,
+        adv: AdvIdx,
+        artifacts: &[ArtIdx],
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+        service::notices_on(&self.conn, adv, artifacts)
     }
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {

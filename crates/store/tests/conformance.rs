@@ -299,6 +299,8 @@ each_backend! {
         b.raw_execute("DROP TABLE IF EXISTS changes");
         b.raw_execute("DROP TABLE IF EXISTS budgets");
         b.raw_execute("DROP TABLE IF EXISTS patch_notices");
+        b.raw_execute("ALTER TABLE notices DROP COLUMN remediated_by");
+        b.raw_execute("ALTER TABLE notice_events DROP COLUMN cause");
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();
@@ -342,10 +344,12 @@ each_backend! {
 
 // ----- the service rows, the queue and the reads, over both backends -----
 
-use patchline_core::notice::{DeliveryState, NoticeState, Purpose, SubscriptionState};
+use patchline_core::notice::{
+    DeliveryState, NoticeState, Purpose, RemediationCause, SubscriptionState,
+};
 use patchline_core::{ArtIdx, TenantIdx};
 use patchline_store::service::{
-    DeliveryRow, GroupRow, NoticeChange, NoticeRow, SubscriptionRow, TokenRow,
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, Remediated, SubscriptionRow, TokenRow,
 };
 use patchline_store::{DeliveryInfo, Finished, Outbox, PatchRow, SecretKeys, StoreError};
 
@@ -813,6 +817,7 @@ each_backend! {
                         justification: None,
                         at_ms: 3000,
                         regroup: None,
+                        remediated_by: None,
                     },
                     NoticeChange {
                         id: 3,
@@ -821,6 +826,7 @@ each_backend! {
                         justification: Some("vulnerable_code_not_present".into()),
                         at_ms: 3100,
                         regroup: None,
+                        remediated_by: None,
                     },
                     // Reopened into group 2 at 4000, then notified at 4100.
                     NoticeChange {
@@ -830,6 +836,7 @@ each_backend! {
                         justification: None,
                         at_ms: 4000,
                         regroup: Some((2, vec![7, 8])),
+                        remediated_by: None,
                     },
                     NoticeChange {
                         id: 4,
@@ -838,6 +845,7 @@ each_backend! {
                         justification: None,
                         at_ms: 4100,
                         regroup: None,
+                        remediated_by: None,
                     },
                 ],
                 reminded: vec![(1, 3200), (1, 3300)],
@@ -872,6 +880,67 @@ each_backend! {
                 (4000, "notified".to_string(), 1),
             ]
         );
+    }
+
+    /// A remediation keeps what did it with the notice (until it changes
+    /// again) and its cause in the history; progress counts both.
+    fn remediation_causes(b: &Backend) {
+        let _w = world(b);
+        let change = |id: i64, state: NoticeState, at_ms: i64, by: Option<&str>| NoticeChange {
+            id,
+            advisory: ADV0,
+            state,
+            justification: None,
+            at_ms,
+            regroup: None,
+            remediated_by: by.map(|cause| Remediated {
+                cause: RemediationCause::parse(cause).unwrap(),
+                doc: format!(r#"{{"cause":"{cause}","action":"rebase","artifact":1}}"#),
+            }),
+        };
+        let outbox = Outbox {
+            notice_changes: vec![
+                change(2, NoticeState::Remediated, 5000, Some("successor")),
+                change(3, NoticeState::Remediated, 5000, Some("successor")),
+                change(4, NoticeState::Remediated, 6000, Some("removal")),
+                change(5, NoticeState::Remediated, 6000, None),
+            ],
+            ..Default::default()
+        };
+        commit_outbox(b.store().as_mut(), &outbox).unwrap();
+        let mut store = b.store();
+        let n2 = store.notice(2).unwrap().unwrap();
+        assert_eq!(
+            n2.remediated_by.as_deref(),
+            Some(r#"{"cause":"successor","action":"rebase","artifact":1}"#)
+        );
+        assert_eq!(store.notice(5).unwrap().unwrap().remediated_by, None);
+        let mut r = b.reader();
+        assert_eq!(
+            r.remediation_counts(ADV0).unwrap(),
+            vec![
+                ("removal".to_string(), 1),
+                ("successor".to_string(), 2),
+                ("unknown".to_string(), 1)
+            ]
+        );
+        assert_eq!(
+            r.remediation_history(ADV0, 1000).unwrap(),
+            vec![
+                (5000, "successor".to_string(), 2),
+                (6000, "removal".to_string(), 1)
+            ]
+        );
+        // Reopened: the notice forgets what remediated it; the history
+        // keeps it.
+        let outbox = Outbox {
+            notice_changes: vec![change(2, NoticeState::Affected, 7000, None)],
+            ..Default::default()
+        };
+        commit_outbox(b.store().as_mut(), &outbox).unwrap();
+        assert_eq!(b.store().notice(2).unwrap().unwrap().remediated_by, None);
+        assert_eq!(r.remediation_counts(ADV0).unwrap()[1], ("successor".to_string(), 1));
+        assert_eq!(r.remediation_history(ADV0, 1000).unwrap().len(), 2);
     }
 
     /// Claims take due deliveries only, oldest due first, each once while
@@ -1085,6 +1154,21 @@ each_backend! {
         assert_eq!(claimed_ids(&claimed), vec![5]);
         assert_eq!((claimed[0].purpose, claimed[0].notices.clone()), (Purpose::Patch, vec![7]));
         assert_eq!(delivery_of(b, "sub_a", 5).purpose, Purpose::Patch);
+        // What a successor's announcement reads: a record's notices on the
+        // artifacts it clears, one by one, missing ones left out.
+        let mut on = b
+            .store()
+            .notices_on(ADV0, &[w.beta_vm, w.acme_vm, ArtIdx(999)])
+            .unwrap();
+        on.sort();
+        assert_eq!(
+            on,
+            vec![
+                (2, w.acme_vm, NoticeState::Affected),
+                (3, w.beta_vm, NoticeState::Affected)
+            ]
+        );
+        assert_eq!(b.store().notices_on(ADV1, &[w.beta_vm]).unwrap(), vec![]);
         // The next notice id is past every patch notice's.
         assert_eq!(b.store().load_service().unwrap().next_notice_id, 10);
     }

@@ -354,6 +354,25 @@ pub struct Progress {
     /// Notices per artifact kind, then state.
     by_kind: BTreeMap<String, BTreeMap<String, i64>>,
     history: Vec<HistoryPoint>,
+    /// Notices still open (affected, notified or acknowledged): what is
+    /// still on the old base.
+    still_open: i64,
+    /// Remediated notices now, by what remediated them: `successor` (the
+    /// artifact, or one above it, moved onto a patched successor),
+    /// `rebase` (onto something else), `rebuild`, `removal`, `record` (the
+    /// record changed), `unknown` (before causes were kept, or at a
+    /// start-up's reconciliation).
+    remediated_by: BTreeMap<String, i64>,
+    /// Remediations per time bucket and cause.
+    remediation_history: Vec<RemediationPoint>,
+}
+
+/// Remediations of one cause in one time bucket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemediationPoint {
+    at: String,
+    cause: patchline_core::notice::RemediationCause,
+    count: i64,
 }
 
 /// A record's spread and remediation over time, for its publisher and
@@ -384,8 +403,13 @@ pub async fn progress(
     })
     .await?;
     let bucket_ms = super::bounded("bucket_s", q.bucket_s, 1, 30 * 86_400, 3600)? * 1000;
-    let (counts, history) = with_reader(&st, move |r| {
-        Ok((r.progress_counts(adv)?, r.progress_history(adv, bucket_ms)?))
+    let (counts, history, causes, cause_history) = with_reader(&st, move |r| {
+        Ok((
+            r.progress_counts(adv)?,
+            r.progress_history(adv, bucket_ms)?,
+            r.remediation_counts(adv)?,
+            r.remediation_history(adv, bucket_ms)?,
+        ))
     })
     .await?;
     let mut by_kind: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
@@ -411,6 +435,20 @@ pub async fn progress(
             })
         })
         .collect();
+    let still_open = ["affected", "notified", "acknowledged"]
+        .iter()
+        .map(|s| by_state.get(*s).copied().unwrap_or(0))
+        .sum();
+    let remediation_history = cause_history
+        .into_iter()
+        .filter_map(|(at, cause, count)| {
+            Some(RemediationPoint {
+                at: rfc3339(at),
+                cause: patchline_core::notice::RemediationCause::parse(&cause)?,
+                count,
+            })
+        })
+        .collect();
     Ok(Json(Progress {
         advisory: record_id,
         affected_now,
@@ -419,6 +457,9 @@ pub async fn progress(
         by_state,
         by_kind,
         history,
+        still_open,
+        remediated_by: causes.into_iter().collect(),
+        remediation_history,
     }))
 }
 

@@ -1017,6 +1017,32 @@ impl CatalogStore for PgStore {
             .collect()
     }
 
+    fn notices_on(
+        &mut self,
+        adv: AdvIdx,
+        artifacts: &[ArtIdx],
+    ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
+        let client = self.conn.client()?;
+        let mut out = Vec::new();
+        for chunk in artifacts.chunks(service::IDS_PER_QUERY_MAX * 10) {
+            let ids: Vec<i64> = chunk.iter().map(|a| i64::from(a.0)).collect();
+            for r in client
+                .query(
+                    "SELECT id, artifact, state FROM notices WHERE advisory = $1 AND artifact = ANY($2)",
+                    &[&i64::from(adv.0), &ids],
+                )
+                .map_err(db_err)?
+            {
+                out.push((
+                    r.get(0),
+                    ArtIdx(index(r.get(1), "artifact")?),
+                    NoticeState::parse(r.get(2)).unwrap_or(NoticeState::Affected),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     fn notices_of_artifact(
         &mut self,
         a: ArtIdx,

@@ -153,6 +153,40 @@ impl NoticeReader for PgReader {
             .collect()
     }
 
+    fn remediation_counts(&mut self, adv: AdvIdx) -> Result<Vec<(String, i64)>, StoreError> {
+        self.conn
+            .client()?
+            .query(
+                "SELECT coalesce(remediated_by::jsonb ->> 'cause', 'unknown') AS cause, count(*)
+                 FROM notices WHERE advisory = $1 AND state = 'remediated'
+                 GROUP BY cause ORDER BY cause",
+                &[&i64::from(adv.0)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Ok((r.get(0), r.get(1))))
+            .collect()
+    }
+
+    fn remediation_history(
+        &mut self,
+        adv: AdvIdx,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        self.conn
+            .client()?
+            .query(
+                "SELECT (at / $2) * $2 AS bucket, cause, count(*) FROM notice_events
+                 WHERE advisory = $1 AND state = 'remediated' AND cause IS NOT NULL
+                 GROUP BY bucket, cause ORDER BY bucket, cause",
+                &[&i64::from(adv.0), &bucket_ms.max(1)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Ok((r.get(0), r.get(1), r.get(2))))
+            .collect()
+    }
+
     /// A subscription's deliveries, newest first, optionally in one state.
     fn deliveries(
         &mut self,

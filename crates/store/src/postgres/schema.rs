@@ -187,8 +187,16 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
     CHECK (purpose IN ('notice', 'reminder', 'escalation', 'patch'));
 ";
 
+/// Schema 6 → 7: what remediated a notice (the step, a JSON document the
+/// store keeps as given), and the cause of each remediation in the
+/// history, for progress by remedy.
+const V7: &str = "
+ALTER TABLE notices ADD COLUMN remediated_by TEXT;
+ALTER TABLE notice_events ADD COLUMN cause TEXT;
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

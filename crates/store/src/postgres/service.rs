@@ -26,7 +26,7 @@ use crate::{SecretKeys, StoreError};
 /// Rows per chunk of ids in one `= ANY($1)` read.
 pub(super) const IDS_PER_QUERY_MAX: usize = 1000;
 
-pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders";
+pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by";
 pub(super) const NOTICE_FROM: &str = "notices n JOIN notice_groups g ON g.id = n.grp";
 
 pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
@@ -42,6 +42,7 @@ pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
         created_at_ms: r.get(8),
         updated_at_ms: r.get(9),
         reminders: r.get(10),
+        remediated_by: r.get(11),
     })
 }
 
@@ -161,6 +162,7 @@ struct FoldedChange<'a> {
     justification: Option<&'a str>,
     at: i64,
     regroup: Option<(i64, Vec<u8>, i64)>,
+    remediated_by: Option<&'a str>,
 }
 
 /// What applying `changes` one after another leaves: the last state,
@@ -175,10 +177,12 @@ fn fold_changes(changes: &[NoticeChange]) -> BTreeMap<i64, FoldedChange<'_>> {
             justification: None,
             at: c.at_ms,
             regroup: None,
+            remediated_by: None,
         });
         entry.state = c.state.as_str();
         entry.justification = c.justification.as_deref();
         entry.at = c.at_ms;
+        entry.remediated_by = c.remediated_by.as_ref().map(|r| r.doc.as_str());
         if regroup.is_some() {
             entry.regroup = regroup;
         }
@@ -424,14 +428,26 @@ pub(super) fn write_outbox(
             .values()
             .map(|f| f.regroup.as_ref().map(|r| r.2))
             .collect();
+        let remediated_by: Vec<Option<&str>> = folded.values().map(|f| f.remediated_by).collect();
         tx.execute(
             "UPDATE notices n SET state = v.state, justification = v.justification, updated_at = v.at,
                grp = coalesce(v.grp, n.grp), path = coalesce(v.path, n.path),
-               reminded_at = coalesce(v.reminded_at, n.reminded_at)
+               reminded_at = coalesce(v.reminded_at, n.reminded_at),
+               remediated_by = v.remediated_by
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-               $6::bytea[], $7::bigint[]) AS v(id, state, justification, at, grp, path, reminded_at)
+               $6::bytea[], $7::bigint[], $8::text[])
+               AS v(id, state, justification, at, grp, path, reminded_at, remediated_by)
              WHERE n.id = v.id AND n.id = ANY($1)",
-            &[&id, &state, &justification, &at, &grp, &path, &reminded],
+            &[
+                &id,
+                &state,
+                &justification,
+                &at,
+                &grp,
+                &path,
+                &reminded,
+                &remediated_by,
+            ],
         )?;
         // Every change is a transition in the history, in order.
         let c = &out.notice_changes;
@@ -439,13 +455,17 @@ pub(super) fn write_outbox(
         let advisory: Vec<i64> = c.iter().map(|c| i64::from(c.advisory.0)).collect();
         let state: Vec<&str> = c.iter().map(|c| c.state.as_str()).collect();
         let at: Vec<i64> = c.iter().map(|c| c.at_ms).collect();
+        let cause: Vec<Option<&str>> = c
+            .iter()
+            .map(|c| c.remediated_by.as_ref().map(|r| r.cause.as_str()))
+            .collect();
         tx.execute(
-            "INSERT INTO notice_events (notice, advisory, state, at)
-             SELECT notice, advisory, state, at
-             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
-               WITH ORDINALITY AS v(notice, advisory, state, at, ord)
+            "INSERT INTO notice_events (notice, advisory, state, at, cause)
+             SELECT notice, advisory, state, at, cause
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])
+               WITH ORDINALITY AS v(notice, advisory, state, at, cause, ord)
              ORDER BY ord",
-            &[&notice, &advisory, &state, &at],
+            &[&notice, &advisory, &state, &at, &cause],
         )?;
     }
     if !out.reminded.is_empty() {
