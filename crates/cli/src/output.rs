@@ -388,10 +388,15 @@ pub fn print_remedy(
             "relaunch" => format!("relaunch the instances of {}", s.artifact),
             action => format!("{action} {}", s.artifact),
         };
-        let how = match (&s.onto, &s.waits_for) {
-            (Some(onto), _) => format!(" onto {onto}"),
-            (None, Some(up)) => format!(" (waits for a successor of {up})"),
-            (None, None) => " (with the fixed packages)".to_string(),
+        let how = match (&s.onto, &s.waits_for, &s.superseded_by) {
+            (Some(onto), _, _) => format!(" onto {onto}"),
+            (None, Some(up), _) => format!(" (waits for a successor of {up})"),
+            (None, None, Some(done)) => {
+                format!(
+                    " (done: {done} supersedes it; retire it once what derives from it has moved)"
+                )
+            }
+            (None, None, None) => " (with the fixed packages)".to_string(),
         };
         let owner = s
             .tenant
@@ -425,7 +430,10 @@ pub fn print_remedy(
     if let Some(ranking) = &doc.ranking
         && !ranking.is_empty()
     {
-        writeln!(out, "successors that would clear the most:")?;
+        writeln!(
+            out,
+            "artifacts whose patched successor would clear the most:"
+        )?;
         for c in ranking {
             writeln!(
                 out,

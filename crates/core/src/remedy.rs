@@ -69,6 +69,10 @@ pub struct Step {
     /// The upstream artifact whose successor the step needs, when none
     /// exists yet.
     pub waits_for: Option<ArtIdx>,
+    /// For a rebuild: the clean successor of the artifact that already
+    /// exists (the newest the reader may see) — the rebuild is done; what
+    /// is left is moving what derives from the artifact onto it.
+    pub superseded_by: Option<ArtIdx>,
     /// The tenant's affected artifacts this step is needed for, in catalog
     /// (creation) order.
     pub clears: Vec<ArtIdx>,
@@ -214,27 +218,28 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
         .map(|((artifact, action, tenant), mut clears)| {
             clears.sort_unstable();
             clears.dedup();
-            let (onto, waits_for) = match action {
-                Action::Rebuild => (None, None),
+            let reader = || match viewer {
+                Actor::Admin => Actor::Tenant(catalog.tenant_id(tenant).clone()),
+                other => other.clone(),
+            };
+            let clean = |s: ArtIdx| !is_affected(catalog, impact, &heads, s);
+            let (onto, waits_for, superseded_by) = match action {
+                Action::Rebuild => (
+                    None,
+                    None,
+                    successors.best(catalog, artifact, &reader(), clean),
+                ),
                 Action::Rebase | Action::Relaunch => {
                     let upstream = match action {
                         Action::Relaunch => Some(artifact),
                         _ => catalog.node(artifact).parent,
                     };
                     match upstream {
-                        None => (None, None),
-                        Some(p) => {
-                            let reader = match viewer {
-                                Actor::Admin => Actor::Tenant(catalog.tenant_id(tenant).clone()),
-                                other => other.clone(),
-                            };
-                            match successors.best(catalog, p, &reader, |s| {
-                                !is_affected(catalog, impact, &heads, s)
-                            }) {
-                                Some(s) => (Some(s), None),
-                                None => (None, Some(p)),
-                            }
-                        }
+                        None => (None, None, None),
+                        Some(p) => match successors.best(catalog, p, &reader(), clean) {
+                            Some(s) => (Some(s), None, None),
+                            None => (None, Some(p), None),
+                        },
                     }
                 }
             };
@@ -244,6 +249,7 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
                 action,
                 onto,
                 waits_for,
+                superseded_by,
                 clears,
                 depth: depth(catalog, artifact),
             }

@@ -308,6 +308,10 @@ pub struct RemedyStepDoc {
     /// The upstream artifact whose successor the step waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waits_for: Option<String>,
+    /// For a rebuild already done: the clean successor of the artifact
+    /// (what derives from it moves there; the artifact can be retired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// The affected artifacts the step is needed for.
     pub clears: Vec<String>,
     /// Whose step it is (an admin's plan of every tenant).
@@ -418,6 +422,7 @@ pub fn remedy_doc(
             action: s.action.as_str(),
             onto: s.onto.map(name),
             waits_for: s.waits_for.map(name),
+            superseded_by: s.superseded_by.map(name),
             clears: s.clears.iter().map(|&a| name(a)).collect(),
             tenant: ask
                 .tenant

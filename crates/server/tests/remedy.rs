@@ -89,12 +89,14 @@ async fn each_reads_its_own_plan() {
         (s, v["steps"][0]["onto"].clone()),
         (StatusCode::OK, json!("base-v2"))
     );
-    // The publisher: its own step and the ranking, which names only what
-    // it may see (acme's private template is counted, not named).
+    // The publisher: its own step — a rebuild already done, as base-v2 —
+    // and the ranking, which names only what it may see (acme's private
+    // template is counted, not named).
     let (_, v) = remedy(&api, &canonical, "").await;
     assert_eq!(
         v["steps"],
-        json!([{"artifact": "base", "action": "rebuild", "clears": ["base"]}])
+        json!([{"artifact": "base", "action": "rebuild", "superseded_by": "base-v2",
+                "clears": ["base"]}])
     );
     assert_eq!(
         v["ranking"],
