@@ -110,7 +110,7 @@ impl<'a> Successors<'a> {
         catalog: &Catalog,
         p: ArtIdx,
         actor: &Actor,
-        clean: impl Fn(ArtIdx) -> bool,
+        mut clean: impl FnMut(ArtIdx) -> bool,
     ) -> Option<ArtIdx> {
         let mut best: Option<ArtIdx> = None;
         let mut seen: HashSet<ArtIdx> = HashSet::default();
@@ -213,22 +213,44 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
             }
         }
     }
+    let mut best_memo: HashMap<(ArtIdx, ReaderKey), Option<ArtIdx>> = HashMap::default();
+    let mut clean_memo: HashMap<ArtIdx, bool> = HashMap::default();
     let mut out: Vec<Step> = steps
         .into_iter()
         .map(|((artifact, action, tenant), mut clears)| {
             clears.sort_unstable();
             clears.dedup();
-            let reader = || match viewer {
-                Actor::Admin => Actor::Tenant(catalog.tenant_id(tenant).clone()),
-                other => other.clone(),
+            let reader = match viewer {
+                Actor::Admin => ReaderKey::Tenant(tenant),
+                Actor::Tenant(_) => ReaderKey::Viewer,
             };
-            let clean = |s: ArtIdx| !is_affected(catalog, impact, &heads, s);
+            // The best successor of one artifact for one reader, found
+            // once per plan: steps sharing an upstream (every image a
+            // tenant built on one base) share the walk, and each
+            // successor's cleanness is asked once — a long chain of
+            // successors under many steps costs the chain once, not once
+            // per step (found from outside: minutes under the lock).
+            let mut best = |p: ArtIdx| -> Option<ArtIdx> {
+                if !catalog.has_successors() {
+                    return None;
+                }
+                if let Some(&hit) = best_memo.get(&(p, reader)) {
+                    return hit;
+                }
+                let who = match viewer {
+                    Actor::Admin => Actor::Tenant(catalog.tenant_id(tenant).clone()),
+                    other => other.clone(),
+                };
+                let found = successors.best(catalog, p, &who, |s| {
+                    *clean_memo
+                        .entry(s)
+                        .or_insert_with(|| !is_affected(catalog, impact, &heads, s))
+                });
+                best_memo.insert((p, reader), found);
+                found
+            };
             let (onto, waits_for, superseded_by) = match action {
-                Action::Rebuild => (
-                    None,
-                    None,
-                    successors.best(catalog, artifact, &reader(), clean),
-                ),
+                Action::Rebuild => (None, None, best(artifact)),
                 Action::Rebase | Action::Relaunch => {
                     let upstream = match action {
                         Action::Relaunch => Some(artifact),
@@ -236,7 +258,7 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
                     };
                     match upstream {
                         None => (None, None, None),
-                        Some(p) => match successors.best(catalog, p, &reader(), clean) {
+                        Some(p) => match best(p) {
                             Some(s) => (Some(s), None, None),
                             None => (None, Some(p), None),
                         },
@@ -255,15 +277,35 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
             }
         })
         .collect();
-    out.sort_by(|x, y| {
-        (x.depth, &catalog.node(x.artifact).id, x.action, x.tenant).cmp(&(
-            y.depth,
-            &catalog.node(y.artifact).id,
-            y.action,
-            y.tenant,
-        ))
-    });
+    out.sort_by_cached_key(|s| order_key(catalog, s, viewer));
     out
+}
+
+/// Where a step goes in a plan `viewer` reads: top-down (depth), then by
+/// the artifact's id — ids the viewer may see first, in id order, then the
+/// ones it may not, in creation order (sorting those by their hidden ids
+/// would let the place of `(private)` among the viewer's own steps tell
+/// the hidden id's letters) — then action, then tenant.
+pub fn order_key<'c>(
+    catalog: &'c Catalog,
+    s: &Step,
+    viewer: &Actor,
+) -> (usize, bool, &'c str, u32, Action, TenantIdx) {
+    let seen = catalog.may_see_idx(viewer, s.artifact);
+    let (id, idx) = if seen {
+        (catalog.node(s.artifact).id.as_str(), 0)
+    } else {
+        ("", s.artifact.0)
+    };
+    (s.depth, !seen, id, idx, s.action, s.tenant)
+}
+
+/// Whose eyes pick a successor: the plan's one viewer, or (an admin's
+/// plan of every tenant) each step's tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ReaderKey {
+    Viewer,
+    Tenant(TenantIdx),
 }
 
 /// Finds the step of each affected artifact, remembering the last chain

@@ -378,3 +378,43 @@ fn supersedes_is_checked() {
     // The spec round-trips.
     assert_eq!(c.spec_of(v3).supersedes.unwrap().as_str(), "base-v2");
 }
+
+/// The order of a plan's steps never depends on ids the reader may not
+/// see: at one depth, the reader's visible steps come first (by id), then
+/// the hidden ones (in creation order), whatever the hidden ids spell
+/// (found from outside: sorting by the real id let the place of
+/// `(private)` among a tenant's own steps spell another tenant's id out).
+#[test]
+fn hidden_ids_never_order_a_plan() {
+    for hidden in ["aaa-secret", "mmm-secret", "zzz-secret"] {
+        let mut c = Catalog::new();
+        add(&mut c, spec("base", Kind::Image, "canonical", None));
+        let mut private = spec(hidden, Kind::Template, "owner", Some("base"));
+        private.visibility = Visibility::Private;
+        add(&mut c, private);
+        add(&mut c, spec("atk-vm", Kind::Instance, "atk", Some(hidden)));
+        for img in ["bbb", "nnn", "yyy"] {
+            let mut s = spec(img, Kind::Image, "atk", Some("base"));
+            s.visibility = Visibility::Private;
+            add(&mut c, s);
+        }
+        let mut db = AdvisoryDb::new();
+        let adv = fail(&mut db, &c, "FAIL-1", "base");
+        let inh = Inheritance::build(&c);
+        let impact = propagate::impact(&c, &inh, &db, adv);
+        let atk = Actor::Tenant(TenantId::new("atk").unwrap());
+        let t = c.tenant_idx("atk").unwrap();
+        let steps = remedy::plan(&c, &impact, PlanFor::Tenant(t), &atk);
+        let shown: Vec<String> = steps
+            .iter()
+            .map(|s| {
+                if c.may_see_idx(&atk, s.artifact) {
+                    c.node(s.artifact).id.to_string()
+                } else {
+                    "(private)".to_string()
+                }
+            })
+            .collect();
+        assert_eq!(shown, ["bbb", "nnn", "yyy", "(private)"], "{hidden}");
+    }
+}

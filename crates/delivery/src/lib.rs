@@ -31,6 +31,7 @@ pub use doc::{
     message_id, shown_id, take_record_text,
 };
 pub use patch::{
-    PATCH_CLEARS_MAX, PATCH_DOC_VERSION, PatchDoc, PatchNotice, PatchStep, StoredStep,
+    PATCH_BREAKS_MAX, PATCH_CLEARS_MAX, PATCH_DOC_VERSION, PatchDoc, PatchNotice, PatchStep,
+    StoredStep,
 };
 pub use view::{ArtifactFacts, DeliveryView, Names, OPERATOR_SUBSCRIPTION, RecordFacts, Target};

@@ -26,6 +26,9 @@ pub const PATCH_CLEARS_MAX: usize = 1000;
 /// them all; `remedy` has the whole plan), and most artifacts each lists:
 /// a patch notice stays well under a webhook message's size.
 pub const PATCH_STEPS_MAX: usize = 100;
+/// Most records one patch notice names under `breaks` (`breaks_total`
+/// counts them all).
+pub const PATCH_BREAKS_MAX: usize = 100;
 pub const PATCH_STEP_CLEARS_MAX: usize = 100;
 
 /// One step of the tenant's plan, as stored.
@@ -62,8 +65,11 @@ pub struct PatchDoc {
     /// [`PATCH_STEPS_MAX`] steps.
     pub steps: Vec<StoredStep>,
     pub steps_total: u64,
-    /// Records the successor carries that what it supersedes did not.
+    /// Records the successor carries that what it supersedes did not (that
+    /// the tenant may know of), the first [`PATCH_BREAKS_MAX`].
     pub breaks: Vec<u32>,
+    #[serde(default)]
+    pub breaks_total: u64,
 }
 
 impl PatchDoc {
@@ -162,8 +168,10 @@ pub struct PatchNotice {
     pub plan: Vec<PatchStep>,
     pub steps_total: u64,
     /// Records the successor carries that what it replaces did not (a
-    /// regression is news too).
+    /// regression is news too): the first [`PATCH_BREAKS_MAX`] the tenant
+    /// may know of, and how many in all.
     pub breaks: Vec<String>,
+    pub breaks_total: u64,
     pub created_at: String,
 }
 
@@ -212,6 +220,7 @@ impl PatchNotice {
                 .iter()
                 .filter_map(|&r| names.record(AdvIdx(r)).map(|f| f.id.to_string()))
                 .collect(),
+            breaks_total: doc.breaks_total,
             created_at: patchline_core::timestamp::format_unix(row.at_ms.div_euclid(1000)),
         })
     }
@@ -239,6 +248,7 @@ mod tests {
             }],
             steps_total: 1,
             breaks: vec![],
+            breaks_total: 0,
         };
         let text = doc.to_stored();
         assert!(text.starts_with("{\"v\":1,"), "{text}");

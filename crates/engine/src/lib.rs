@@ -765,18 +765,27 @@ impl<S: CatalogStore> Engine<S> {
         // Each record's impact and plan, computed once for the write.
         let mut plans: HashMap<AdvIdx, (Impact<'_>, Vec<patchline_core::remedy::Step>)> =
             HashMap::new();
+        // (tenant, record) pairs each successor was announced for already,
+        // by an earlier write: a successor is announced once to each (a
+        // `supersedes` taken away and declared again announces nothing).
+        let mut told: HashMap<ArtIdx, std::collections::HashSet<(TenantIdx, AdvIdx)>> =
+            HashMap::new();
+        let mut notifier = Notifier::new(catalog, svc, outbox, now);
         for (s, p) in pairs {
             if catalog.node(s).removed || catalog.node(p).removed {
                 continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = told.entry(s) {
+                e.insert(store.announced(s)?.into_iter().collect());
             }
             let at_p = propagate::check_artifact_cached(catalog, db, p, match_cache);
             let at_s = propagate::check_artifact_cached(catalog, db, s, match_cache);
             let carries =
                 |list: &[ArtifactMatch], adv: AdvIdx| list.iter().any(|m| m.advisory == adv);
-            let breaks: Vec<u32> = at_s
+            let breaks: Vec<AdvIdx> = at_s
                 .iter()
                 .filter(|m| !carries(&at_p, m.advisory))
-                .map(|m| m.advisory.0)
+                .map(|m| m.advisory)
                 .collect();
             for fixed in at_p.iter().filter(|m| !carries(&at_s, m.advisory)) {
                 let adv = fixed.advisory;
@@ -819,15 +828,16 @@ impl<S: CatalogStore> Engine<S> {
                         .or_default()
                         .push((c.artifact, &impact.groups[c.group].hits));
                 }
+                let before = &told[&s];
                 per.retain(|(t, _), _| {
-                    catalog.may_see_idx(&Actor::Tenant(catalog.tenant_id(*t).clone()), s)
+                    !before.contains(&(*t, adv))
+                        && catalog.may_see_idx(&Actor::Tenant(catalog.tenant_id(*t).clone()), s)
                 });
                 if per.is_empty() {
                     continue;
                 }
                 let by_tenant = patchline_core::remedy::by_tenant(steps);
                 let record = db.get(adv);
-                let mut notifier = Notifier::new(catalog, svc, outbox, now);
                 for ((t, root), mut arts) in per {
                     arts.sort_unstable_by_key(|(a, _)| *a);
                     arts.dedup_by_key(|(a, _)| *a);
@@ -835,9 +845,29 @@ impl<S: CatalogStore> Engine<S> {
                         arts.iter().map(|(a, _)| *a),
                         patchline_delivery::PATCH_CLEARS_MAX,
                     );
-                    let (steps, steps_total) = patchline_delivery::patch::stored_steps(
-                        by_tenant.get(&t).into_iter().flatten().copied(),
-                    );
+                    // In the order the tenant reads its plan (hidden ids
+                    // never order it).
+                    let viewer = Actor::Tenant(catalog.tenant_id(t).clone());
+                    // What the successor breaks, of what the tenant may know
+                    // of: every advisory; a failure only when the tenant may
+                    // see the failed artifact or published the failure.
+                    let tenant_breaks: Vec<AdvIdx> = breaks
+                        .iter()
+                        .copied()
+                        .filter(|&b| match db.get(b) {
+                            Record::Advisory(_) => true,
+                            Record::Failure(f) => {
+                                catalog.may_see_idx(&viewer, f.artifact)
+                                    || notifier.mem.record_owner(b) == Some(t)
+                            }
+                        })
+                        .collect();
+                    let mut mine: Vec<&patchline_core::remedy::Step> =
+                        by_tenant.get(&t).into_iter().flatten().copied().collect();
+                    mine.sort_by_cached_key(|s| {
+                        patchline_core::remedy::order_key(catalog, s, &viewer)
+                    });
+                    let (steps, steps_total) = patchline_delivery::patch::stored_steps(mine);
                     let doc = patchline_delivery::PatchDoc {
                         v: patchline_delivery::PATCH_DOC_VERSION,
                         supersedes: p.0,
@@ -846,12 +876,18 @@ impl<S: CatalogStore> Engine<S> {
                         clears_total,
                         steps,
                         steps_total,
-                        breaks: breaks.clone(),
+                        breaks: tenant_breaks
+                            .iter()
+                            .take(patchline_delivery::PATCH_BREAKS_MAX)
+                            .map(|r| r.0)
+                            .collect(),
+                        breaks_total: tenant_breaks.len() as u64,
                     };
-                    notifier.patch(record, adv, s, t, &arts, doc.to_stored());
+                    notifier.patch(record, adv, s, t, &arts, &doc);
                 }
             }
         }
+        notifier.finish_patches();
         Ok(())
     }
 

@@ -234,6 +234,8 @@ pub struct Notifier<'a> {
     sizes: HashMap<i64, usize>,
     /// New notice ids per reading tenant (owner and watchers), for streams.
     pub created: Vec<(TenantIdx, i64)>,
+    /// subscription -> (patch notice ids to deliver, subscription active).
+    patches: BTreeMap<String, (Vec<i64>, bool)>,
 }
 
 impl<'a> Notifier<'a> {
@@ -253,6 +255,7 @@ impl<'a> Notifier<'a> {
             groups: HashMap::new(),
             sizes: HashMap::new(),
             created: Vec::new(),
+            patches: BTreeMap::new(),
         }
     }
 
@@ -501,7 +504,7 @@ impl<'a> Notifier<'a> {
         successor: ArtIdx,
         tenant: TenantIdx,
         cleared: &[(ArtIdx, &[ComponentHit])],
-        doc: String,
+        doc: &patchline_delivery::PatchDoc,
     ) -> i64 {
         let id = self.mem.next_notice_id;
         self.mem.next_notice_id += 1;
@@ -510,7 +513,7 @@ impl<'a> Notifier<'a> {
             tenant,
             record: adv,
             successor,
-            doc,
+            doc: doc.to_stored(),
             at_ms: self.now_ms,
         });
         let info = record_info(record);
@@ -545,20 +548,43 @@ impl<'a> Notifier<'a> {
                 },
             );
         }
+        // Its rendered size, bounded by the document's caps: each index
+        // becomes an id (or a record id) of at most `ID_LEN_MAX` bytes.
+        let ids = 4
+            + doc.clears.len()
+            + doc.breaks.len()
+            + doc.steps.iter().map(|s| 3 + s.clears.len()).sum::<usize>();
+        self.sizes
+            .insert(id, 1024 + ids * (patchline_core::model::ID_LEN_MAX + 4));
         for (subscription, active) in subs {
-            let delivery = self.mem.next_delivery_id;
-            self.mem.next_delivery_id += 1;
-            self.outbox.deliveries.push(DeliveryRow {
-                id: delivery,
-                subscription,
-                purpose: Purpose::Patch,
-                notices: vec![id],
-                next_at_ms: self.now_ms,
-                at_ms: self.now_ms,
-                dead: !active,
-            });
+            self.patches
+                .entry(subscription)
+                .or_insert_with(|| (Vec::new(), active))
+                .0
+                .push(id);
         }
         id
+    }
+
+    /// Turns the queued patch notices into delivery rows: per
+    /// subscription, messages of at most 100 patch notices and about
+    /// 4 MiB, like notices.
+    pub fn finish_patches(&mut self) {
+        for (subscription, (ids, active)) in std::mem::take(&mut self.patches) {
+            for chunk in batches(&ids, &self.sizes) {
+                let delivery = self.mem.next_delivery_id;
+                self.mem.next_delivery_id += 1;
+                self.outbox.deliveries.push(DeliveryRow {
+                    id: delivery,
+                    subscription: subscription.clone(),
+                    purpose: Purpose::Patch,
+                    notices: chunk.to_vec(),
+                    next_at_ms: self.now_ms,
+                    at_ms: self.now_ms,
+                    dead: !active,
+                });
+            }
+        }
     }
 
     /// Queues an existing notice for the given subscriptions (reminders).

@@ -335,3 +335,90 @@ async fn a_successor_is_announced_once_per_root_cause_with_the_plan() {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
 }
+
+async fn fail(api: &Api, token: &str, on: &str, id: &str) {
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/artifacts/{on}/failures"),
+            Some(token),
+            Some(json!({"id": id, "summary": "broken"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+/// Found from outside: a successor announced again each time its
+/// `supersedes` was taken away and declared again; one webhook message per
+/// patch notice; `breaks` naming a failure of a private artifact the
+/// reader may not know of, and unbounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_once_batched_and_breaks_only_what_the_reader_may_know() {
+    let (url, got) = receiver().await;
+    let api = Api::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(patchline_server::worker::run(api.state.clone(), stop_rx));
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let beta = api.tenant("beta", &["tenant"]).await;
+    subscribe(&api, &beta, &format!("{url}/beta")).await;
+    api.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    api.artifact(
+        &beta,
+        json!({"id": "beta-vm", "kind": "instance", "parent": "base"}),
+    )
+    .await;
+    // Three records on the base: an advisory and two failures.
+    api.publish(&canonical, &usn_4038()).await;
+    fail(&api, &canonical, "base", "FAIL-A").await;
+    fail(&api, &canonical, "base", "FAIL-B").await;
+    // The successor is built on a private image of the publisher's that
+    // has a failure of its own.
+    api.artifact(
+        &canonical,
+        json!({"id": "secret-build", "kind": "image", "components": [FIXED]}),
+    )
+    .await;
+    fail(&api, &canonical, "secret-build", "FAIL-SECRET").await;
+    let v2 = json!({"id": "base-v2", "kind": "image", "visibility": "public",
+                    "parent": "secret-build", "supersedes": "base"});
+    api.artifact(&canonical, v2.clone()).await;
+    let mine = patches(&api, &beta).await;
+    let records: Vec<&str> = mine
+        .iter()
+        .map(|p| p["advisory"].as_str().unwrap())
+        .collect();
+    assert_eq!(records, ["USN-4038-1", "FAIL-A", "FAIL-B"], "{mine:#?}");
+    for p in &mine {
+        // FAIL-SECRET is about an artifact beta may not see: not named,
+        // not counted.
+        assert_eq!((&p["breaks"], &p["breaks_total"]), (&json!([]), &json!(0)));
+    }
+    // One message carries the three.
+    wait_for(&got, "/beta", "dev.patchline.patch", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let msgs: Vec<Value> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, b)| b["type"] == "dev.patchline.patch")
+        .map(|(_, b)| b.clone())
+        .collect();
+    assert_eq!(msgs.len(), 1, "{msgs:#?}");
+    assert_eq!(msgs[0]["data"]["patches"].as_array().unwrap().len(), 3);
+    // `supersedes` taken away and declared again: nothing new.
+    let mut without = v2.clone();
+    without.as_object_mut().unwrap().remove("supersedes");
+    for doc in [without, v2] {
+        let (s, v) = api
+            .call("PUT", "/v1/artifacts/base-v2", Some(&canonical), Some(doc))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    assert_eq!(patches(&api, &beta).await.len(), 3);
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
+}

@@ -190,6 +190,10 @@ pub trait CatalogStore {
         a: ArtIdx,
     ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError>;
 
+    /// The (tenant, record) pairs a successor's patch notices were sent
+    /// for already (a successor is announced once to each).
+    fn announced(&mut self, successor: ArtIdx) -> Result<Vec<(TenantIdx, AdvIdx)>, StoreError>;
+
     /// A record's notices on these artifacts: (notice id, artifact, state),
     /// in no particular order; artifacts without one are left out.
     fn notices_on(
@@ -394,6 +398,10 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
         artifacts: &[ArtIdx],
     ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError> {
         (**self).notices_on(adv, artifacts)
+    }
+
+    fn announced(&mut self, successor: ArtIdx) -> Result<Vec<(TenantIdx, AdvIdx)>, StoreError> {
+        (**self).announced(successor)
     }
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {

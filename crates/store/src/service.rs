@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS patch_notices (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS patch_notices_tenant ON patch_notices (tenant, id);
+CREATE INDEX IF NOT EXISTS patch_notices_successor ON patch_notices (successor);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY,
     subscription TEXT NOT NULL,

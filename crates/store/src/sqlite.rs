@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use patchline_core::inventory::{ComponentId, InvId};
-use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
+use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId, TenantIdx};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{self, ArtifactRow, RecordRow};
@@ -526,6 +526,19 @@ impl CatalogStore for SqliteStore {
         a: ArtIdx,
     ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
         service::notices_of_artifact(&self.conn, a)
+    }
+
+    fn announced(&mut self, successor: ArtIdx) -> Result<Vec<(TenantIdx, AdvIdx)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT tenant, record FROM patch_notices WHERE successor = ?1")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([successor.0], |r| {
+                Ok((TenantIdx(r.get(0)?), AdvIdx(r.get(1)?)))
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
     }
 
     fn notices_on(

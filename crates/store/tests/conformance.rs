@@ -1154,6 +1154,11 @@ each_backend! {
         assert_eq!(claimed_ids(&claimed), vec![5]);
         assert_eq!((claimed[0].purpose, claimed[0].notices.clone()), (Purpose::Patch, vec![7]));
         assert_eq!(delivery_of(b, "sub_a", 5).purpose, Purpose::Patch);
+        // Whom a successor was announced to already.
+        let mut told = b.store().announced(w.pub_base).unwrap();
+        told.sort();
+        assert_eq!(told, sorted(vec![(w.acme, ADV0), (w.acme, ADV0), (w.beta, ADV0)]));
+        assert_eq!(b.store().announced(w.beta_vm).unwrap(), vec![]);
         // What a successor's announcement reads: a record's notices on the
         // artifacts it clears, one by one, missing ones left out.
         let mut on = b

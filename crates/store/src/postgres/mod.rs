@@ -31,7 +31,7 @@ use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Transaction};
 use patchline_core::inventory::{ComponentId, InvId};
 use patchline_core::notice::NoticeState;
-use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId};
+use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantId, TenantIdx};
 
 use crate::codec::{self, ArtifactRow, RecordRow};
 use crate::service::{Outbox, ServiceState, StoredNotice};
@@ -1012,6 +1012,24 @@ impl CatalogStore for PgStore {
                     r.get(0),
                     ArtIdx(index(r.get(1), "artifact")?),
                     NoticeState::parse(r.get(2)).unwrap_or(NoticeState::Affected),
+                ))
+            })
+            .collect()
+    }
+
+    fn announced(&mut self, successor: ArtIdx) -> Result<Vec<(TenantIdx, AdvIdx)>, StoreError> {
+        self.conn
+            .client()?
+            .query(
+                "SELECT tenant, record FROM patch_notices WHERE successor = $1",
+                &[&i64::from(successor.0)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    TenantIdx(index(r.get(0), "patch tenant")?),
+                    AdvIdx(index(r.get(1), "patch record")?),
                 ))
             })
             .collect()

@@ -193,6 +193,7 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
 const V7: &str = "
 ALTER TABLE notices ADD COLUMN remediated_by TEXT;
 ALTER TABLE notice_events ADD COLUMN cause TEXT;
+CREATE INDEX patch_notices_successor ON patch_notices (successor);
 ";
 
 /// Every migration, in order.
