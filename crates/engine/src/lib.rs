@@ -670,13 +670,22 @@ impl<S: CatalogStore> Engine<S> {
             };
             let existing = self.catalog.lookup(item.spec.id.as_str());
             let before = existing.and_then(|a| self.catalog.node(a).supersedes);
+            let was_public = existing.is_some_and(|a| {
+                self.catalog.node(a).visibility == patchline_core::Visibility::Public
+            });
             let shape = existing.map(|a| {
                 let n = self.catalog.node(a);
                 (n.parent, n.inventory, n.fixes.clone())
             });
+            // A successor is announced when it is declared, and again when
+            // it is made public (a staged release: those who may see it
+            // now hear of it; those told already are not told twice).
             let mut declares = |catalog: &Catalog, a: ArtIdx| {
-                if let Some(p) = catalog.node(a).supersedes
-                    && before != Some(p)
+                let node = catalog.node(a);
+                let published =
+                    !was_public && node.visibility == patchline_core::Visibility::Public;
+                if let Some(p) = node.supersedes
+                    && (before != Some(p) || published)
                 {
                     announced.retain(|&(s, _)| s != a);
                     announced.push((a, p));

@@ -419,6 +419,26 @@ async fn announced_once_batched_and_breaks_only_what_the_reader_may_know() {
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     assert_eq!(patches(&api, &beta).await.len(), 3);
+    // A staged release: a private successor announces nothing to beta,
+    // which may not see it; made public, it is announced.
+    let v3 = json!({"id": "base-v3", "kind": "image", "supersedes": "base",
+                    "components": [FIXED]});
+    api.artifact(&canonical, v3.clone()).await;
+    assert_eq!(patches(&api, &beta).await.len(), 3);
+    let mut public = v3;
+    public["visibility"] = json!("public");
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/base-v3",
+            Some(&canonical),
+            Some(public),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mine = patches(&api, &beta).await;
+    assert_eq!(mine.len(), 6, "{mine:#?}");
+    assert!(mine[3..].iter().all(|p| p["successor"] == "base-v3"));
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
 }
