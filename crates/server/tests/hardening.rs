@@ -142,6 +142,41 @@ async fn item01_records_belong_to_their_publisher() {
     assert_eq!(v["prefixes"][0]["prefix"], "USN-", "{v}");
 }
 
+/// Found from outside: routes without parameters ignored any given
+/// (`exposure?tenant=acme` answered as if it had been read): every route
+/// refuses a parameter it does not take, with the JSON error.
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_everywhere() {
+    let api = Api::new();
+    let acme = api.tenant("acme", &["tenant"]).await;
+    api.artifact(
+        &acme,
+        json!({"id": "img", "kind": "image", "components": []}),
+    )
+    .await;
+    for (path, token) in [
+        ("/v1/artifacts/img?tenant=beta", acme.as_str()),
+        ("/v1/artifacts/img/exposure?foo=1", acme.as_str()),
+        ("/v1/report?tenant=beta", acme.as_str()),
+        ("/v1/subscriptions?state=dead", acme.as_str()),
+        ("/v1/subscriptions/sub_x?x=1", acme.as_str()),
+        ("/v1/tenants/acme/tokens?all=1", acme.as_str()),
+        ("/v1/prefixes?x=1", ADMIN),
+        ("/v1/operator/escalation?x=1", ADMIN),
+        ("/v1/notices/stream?after=3", acme.as_str()),
+        ("/v1/patches?grouping=artifact", acme.as_str()),
+    ] {
+        let (s, v) = api.call("GET", path, Some(token), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "invalid", "{path}: {v}");
+    }
+    // Without them, the same routes answer.
+    let (s, v) = api
+        .call("GET", "/v1/artifacts/img/exposure", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
 #[tokio::test]
 async fn item01_failures_belong_to_their_publisher() {
     let api = Api::new();

@@ -598,7 +598,11 @@ pub struct Report {
 /// CLI's `report`).
 #[utoipa::path(get, path = "/v1/report", tag = "advisories",
     responses((status = 200, body = Report), Errors))]
-pub async fn report(State(st): State<Arc<AppState>>, p: Principal) -> ApiResult<Json<Report>> {
+pub async fn report(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    _: Query<super::NoQuery>,
+) -> ApiResult<Json<Report>> {
     with_engine(&st, move |e| {
         let actor = p.actor();
         e.prepare();

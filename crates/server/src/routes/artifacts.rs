@@ -276,6 +276,7 @@ pub async fn get_artifact(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(id): Path<String>,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<ArtifactView>> {
     with_engine(&st, move |e| {
         let a = e
@@ -599,6 +600,7 @@ pub async fn exposure(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(id): Path<String>,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<patchline_engine::report::ExposureDoc>> {
     with_engine(&st, move |e| {
         let actor = p.actor();

@@ -327,6 +327,13 @@ where
 
 /// The tenant of a caller that must be one (notices, watches): admins get
 /// 403.
+/// The query of a route that takes no parameters: any is refused with
+/// 400, so that a mistyped or unsupported parameter (`?tenant=`) never
+/// passes for an answer that looks true.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
+
 pub fn caller_tenant(p: &Principal, what: &str) -> ApiResult<TenantIdx> {
     p.tenant()
         .ok_or_else(|| ApiError::forbidden(format!("{what} with a tenant's token")))

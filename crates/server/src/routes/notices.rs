@@ -306,6 +306,7 @@ pub async fn stream(
     p: Principal,
     headers: HeaderMap,
     Query(q): Query<NoticesQuery>,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Response> {
     let t = reader_tenant(&p)?;
     st.hub

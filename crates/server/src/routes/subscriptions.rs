@@ -183,6 +183,7 @@ pub async fn create_subscription(
 pub async fn list_subscriptions(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<SubscriptionList>> {
     with_engine(&st, move |e| {
         let subscriptions = e
@@ -206,6 +207,7 @@ pub async fn get_subscription(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(id): Path<String>,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<SubscriptionView>> {
     with_engine(&st, move |e| {
         let s = e.subscription(p.tenant(), &id)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use patchline_core::TenantId;
@@ -187,6 +187,7 @@ pub async fn list_tokens(
     State(st): State<Arc<AppState>>,
     p: Principal,
     Path(tenant): Path<String>,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<TokenList>> {
     with_engine(&st, move |e| {
         let t = e
@@ -266,6 +267,7 @@ pub async fn reserve_prefix(
 pub async fn list_prefixes(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<PrefixList>> {
     require_admin(&p)?;
     with_engine(&st, move |e| {
@@ -318,6 +320,7 @@ pub struct Escalation {
 pub async fn operator_escalation(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
 ) -> ApiResult<Json<Escalation>> {
     require_admin(&p)?;
     with_engine(&st, move |e| {
