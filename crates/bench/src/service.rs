@@ -730,7 +730,7 @@ pub fn sse_client(addr: &str, tokens_file: &Path, seconds: u64, out: &Path) -> a
                 connected.clone(),
                 gate.clone(),
             );
-            let url = format!("http://{addr}/v1/notices/stream");
+            let url = format!("http://{addr}/v1/notices/stream?after=0");
             tasks.push(tokio::spawn(async move {
                 let resp = {
                     let _permit = gate.acquire().await.ok()?;

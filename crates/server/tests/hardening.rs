@@ -163,7 +163,7 @@ async fn unknown_query_parameters_are_refused_everywhere() {
         ("/v1/tenants/acme/tokens?all=1", acme.as_str()),
         ("/v1/prefixes?x=1", ADMIN),
         ("/v1/operator/escalation?x=1", ADMIN),
-        ("/v1/notices/stream?after=3", acme.as_str()),
+        ("/v1/notices/stream?from=3", acme.as_str()),
         ("/v1/patches?grouping=artifact", acme.as_str()),
     ] {
         let (s, v) = api.call("GET", path, Some(token), None).await;

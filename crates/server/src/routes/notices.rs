@@ -306,7 +306,6 @@ pub async fn stream(
     p: Principal,
     headers: HeaderMap,
     Query(q): Query<NoticesQuery>,
-    _: Query<super::NoQuery>,
 ) -> ApiResult<Response> {
     let t = reader_tenant(&p)?;
     st.hub
