@@ -170,11 +170,80 @@ async fn unknown_query_parameters_are_refused_everywhere() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
         assert_eq!(v["error"]["code"], "invalid", "{path}: {v}");
     }
+    // Write routes too, and nothing is written: `?dry_run=` or `?force=`
+    // never passes for an option that was honoured.
+    let vm = json!({"id": "vm", "kind": "instance", "parent": "img"});
+    for (method, path, token, body) in [
+        (
+            "POST",
+            "/v1/artifacts?dry_run=true",
+            acme.as_str(),
+            Some(vm.clone()),
+        ),
+        (
+            "PUT",
+            "/v1/artifacts/vm?dry_run=1",
+            acme.as_str(),
+            Some(vm.clone()),
+        ),
+        ("DELETE", "/v1/artifacts/img?force=1", acme.as_str(), None),
+        (
+            "POST",
+            "/v1/artifacts/img/failures?x=1",
+            ADMIN,
+            Some(json!({"id": "FAIL-Q", "summary": "x"})),
+        ),
+        ("POST", "/v1/advisories?dry_run=1", ADMIN, Some(usn_4038())),
+        (
+            "POST",
+            "/v1/subscriptions?x=1",
+            acme.as_str(),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/x"}})),
+        ),
+        (
+            "POST",
+            "/v1/tenants?x=1",
+            ADMIN,
+            Some(json!({"id": "other"})),
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/tokens?x=1",
+            acme.as_str(),
+            Some(json!({})),
+        ),
+        (
+            "POST",
+            "/v1/watches?x=1",
+            acme.as_str(),
+            Some(json!({"artifact": "img"})),
+        ),
+        ("POST", "/v1/notices/1/ack?x=1", acme.as_str(), None),
+    ] {
+        let (s, v) = api.call(method, path, Some(token), body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path}: {v}");
+        assert_eq!(v["error"]["code"], "invalid", "{method} {path}: {v}");
+    }
+    let (s, _) = api.call("GET", "/v1/artifacts/vm", Some(&acme), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing was created");
+    let (s, _) = api
+        .call(
+            "GET",
+            "/v1/advisories/USN-4038-1/affected",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing was published");
     // Without them, the same routes answer.
     let (s, v) = api
         .call("GET", "/v1/artifacts/img/exposure", Some(&acme), None)
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api
+        .call("POST", "/v1/artifacts?strict=true", Some(&acme), Some(vm))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
 #[tokio::test]

@@ -67,6 +67,7 @@ pub struct AdvisoryPublished {
 pub async fn publish_advisory(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     require_publisher(&p)?;

@@ -97,6 +97,7 @@ pub struct ArtifactView {
 
 /// `?strict=true` on `POST /v1/artifacts` and `PUT /v1/artifacts/{id}`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// Reject an inline SBOM at its first component that cannot be read
@@ -295,6 +296,7 @@ pub async fn get_artifact(
 pub async fn delete_artifact(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     with_engine(&st, move |e| {
@@ -367,6 +369,7 @@ pub struct FailurePublished {
 pub async fn publish_failure(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(artifact): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {

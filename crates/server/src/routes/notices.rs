@@ -246,6 +246,7 @@ pub struct AckBody {
 pub async fn ack(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> ApiResult<Json<NoticeDoc>> {

@@ -319,6 +319,7 @@ const SCAN_PATHS_MAX: usize = 64;
 pub async fn scan(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: axum::extract::Query<super::NoQuery>,
     body: Bytes,
 ) -> ApiResult<Json<ScanReport>> {
     require_admin(&p)?;

@@ -114,6 +114,7 @@ pub struct SubscriptionList {
 pub async fn create_subscription(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: NewSubscription = parse_json(&body)?;
@@ -223,6 +224,7 @@ pub async fn get_subscription(
 pub async fn delete_subscription(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let sid = id.clone();
@@ -256,6 +258,7 @@ pub async fn bury(st: &Arc<AppState>, id: String, reason: &'static str) -> ApiRe
 pub async fn enable_subscription(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<SubscriptionView>> {
     with_engine(&st, move |e| {
@@ -284,6 +287,7 @@ pub struct Rotated {
 pub async fn rotate_secret(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Rotated>> {
     let overlap = st.config.secret_overlap_ms;
@@ -405,6 +409,7 @@ pub struct Replayed {
 pub async fn replay(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Replayed>> {
     let sid = id.clone();
@@ -442,6 +447,7 @@ pub struct Watch {
 pub async fn watch(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: Watch = parse_json(&body)?;

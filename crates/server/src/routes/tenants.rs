@@ -84,6 +84,7 @@ pub struct TokenList {
 pub async fn create_tenant(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     require_admin(&p)?;
@@ -128,6 +129,7 @@ pub async fn create_tenant(
 pub async fn create_token(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(tenant): Path<String>,
 ) -> ApiResult<Response> {
     let (token_id, token) = new_token();
@@ -171,6 +173,7 @@ pub async fn create_token(
 pub async fn revoke_token(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     with_engine(&st, move |e| Ok(e.revoke_token(p.tenant(), &id)?)).await?;
@@ -238,6 +241,7 @@ pub struct PrefixList {
 pub async fn reserve_prefix(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     require_admin(&p)?;
@@ -293,6 +297,7 @@ pub async fn list_prefixes(
 pub async fn release_prefix(
     State(st): State<Arc<AppState>>,
     p: Principal,
+    _: Query<super::NoQuery>,
     Path(prefix): Path<String>,
 ) -> ApiResult<StatusCode> {
     require_admin(&p)?;
