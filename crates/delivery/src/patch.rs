@@ -7,7 +7,6 @@
 //! [`PatchNotice`].
 
 use patchline_core::notice::Severity;
-use patchline_core::remedy::Action;
 use patchline_core::{AdvIdx, ArtIdx};
 use patchline_store::PatchRow;
 use serde::{Deserialize, Serialize};
@@ -111,7 +110,7 @@ pub fn stored_steps<'a>(
         let (clears, clears_total) = capped(step.clears.iter().copied(), PATCH_STEP_CLEARS_MAX);
         kept.push(StoredStep {
             artifact: step.artifact.0,
-            action: action_text(step.action).to_string(),
+            action: step.action.as_str().to_string(),
             onto: step.onto.map(|a| a.0),
             waits_for: step.waits_for.map(|a| a.0),
             clears,
@@ -119,10 +118,6 @@ pub fn stored_steps<'a>(
         });
     }
     (kept, total)
-}
-
-fn action_text(a: Action) -> &'static str {
-    a.as_str()
 }
 
 /// One step of the plan as a reader sees it.

@@ -437,21 +437,22 @@ fn with_notices(q: &mut dyn DeliveryQueue, claimed: Vec<Claimed>) -> Option<Vec<
         ids
     };
     let (notice_ids, patch_ids) = (ids(false), ids(true));
-    // A failed read leaves each delivery without its rows: it is retried.
-    let notices: Option<HashMap<i64, StoredNotice>> = if notice_ids.is_empty() {
-        Some(HashMap::new())
-    } else {
-        q.notices(&notice_ids)
+    // Rows by id, read once (nothing to read: none); a failed read leaves
+    // each delivery without its rows: it is retried.
+    fn by_id<T>(
+        ids: &[i64],
+        read: impl FnOnce(&[i64]) -> Result<Vec<T>, StoreError>,
+        id_of: impl Fn(&T) -> i64,
+    ) -> Option<HashMap<i64, T>> {
+        if ids.is_empty() {
+            return Some(HashMap::new());
+        }
+        read(ids)
             .ok()
-            .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect())
-    };
-    let patches: Option<HashMap<i64, PatchRow>> = if patch_ids.is_empty() {
-        Some(HashMap::new())
-    } else {
-        q.patches(&patch_ids)
-            .ok()
-            .map(|rows| rows.into_iter().map(|r| (r.id, r)).collect())
-    };
+            .map(|rows| rows.into_iter().map(|r| (id_of(&r), r)).collect())
+    }
+    let notices = by_id(&notice_ids, |ids| q.notices(ids), |r: &StoredNotice| r.id);
+    let patches = by_id(&patch_ids, |ids| q.patches(ids), |r: &PatchRow| r.id);
     fn pick<T: Clone>(rows: &HashMap<i64, T>, ids: &[i64]) -> Vec<T> {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();

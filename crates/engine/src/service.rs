@@ -182,6 +182,25 @@ struct RecordInfo<'a> {
     aliases: &'a [String],
 }
 
+/// What a subscription's filter looks at of a notice of `info`'s record
+/// on `node`, whose affected components have `facts` (purl types, package
+/// names).
+fn filter_input<'a>(
+    info: &RecordInfo<'a>,
+    node: &'a patchline_core::catalog::Node,
+    facts: &'a (Vec<String>, Vec<String>),
+) -> FilterInput<'a> {
+    FilterInput {
+        severity: info.severity,
+        kind: node.kind,
+        labels: &node.labels,
+        purl_types: &facts.0,
+        packages: &facts.1,
+        advisory: info.id,
+        aliases: info.aliases,
+    }
+}
+
 /// What the delivery view keeps of a record.
 pub fn record_facts(record: &Record) -> patchline_delivery::RecordFacts {
     let info = record_info(record);
@@ -405,15 +424,7 @@ impl<'a> Notifier<'a> {
         let node = self.catalog.node(a);
         let info = record_info(record);
         let facts = self.filter_facts(adv, hits);
-        let input = FilterInput {
-            severity: info.severity,
-            kind: node.kind,
-            labels: &node.labels,
-            purl_types: &facts.0,
-            packages: &facts.1,
-            advisory: info.id,
-            aliases: info.aliases,
-        };
+        let input = filter_input(&info, node, &facts);
         // The owner, then watchers (rare), each once.
         let watchers = self.mem.watchers.get(&a).map(Vec::as_slice).unwrap_or(&[]);
         let public = node.visibility == patchline_core::Visibility::Public;
@@ -529,15 +540,7 @@ impl<'a> Notifier<'a> {
             }
             let node = self.catalog.node(a);
             let facts = self.filter_facts(adv, hits);
-            let input = FilterInput {
-                severity: info.severity,
-                kind: node.kind,
-                labels: &node.labels,
-                purl_types: &facts.0,
-                packages: &facts.1,
-                advisory: info.id,
-                aliases: info.aliases,
-            };
+            let input = filter_input(&info, node, &facts);
             self.mem.webhooks.route(
                 &self.mem.subscriptions,
                 std::iter::once(tenant),
