@@ -347,6 +347,8 @@ pub(crate) fn subscribe_every_tenant(
             state: patchline_core::notice::SubscriptionState::Active,
             rate_per_s: 100_000,
             created_at_ms: now_ms(),
+            // The delivery targets count per-artifact notices.
+            grouping: patchline_core::notice::Grouping::Artifact,
         })?;
     }
     Ok(tenants.len())

@@ -309,6 +309,33 @@ impl DeliveryState {
     }
 }
 
+/// How a reader's notices travel: one entry per root cause (the notices
+/// of one record, top-most `introduced_by` and remedy step, with their
+/// artifacts listed), or one per (record, artifact).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grouping {
+    #[default]
+    Grouped,
+    Artifact,
+}
+
+impl Grouping {
+    pub const ALL: [Grouping; 2] = [Grouping::Grouped, Grouping::Artifact];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grouping::Grouped => "grouped",
+            Grouping::Artifact => "artifact",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Grouping> {
+        Grouping::ALL.into_iter().find(|g| g.as_str() == text)
+    }
+}
+
 /// Why a delivery was queued: a new (or reopened) notice, a reminder of an
 /// unacknowledged one, or an escalation after too many reminders.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -53,6 +53,12 @@ impl Action {
             Action::Relaunch => "relaunch",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Action> {
+        [Action::Rebase, Action::Rebuild, Action::Relaunch]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
 }
 
 /// One step of a plan.
@@ -311,8 +317,8 @@ enum ReaderKey {
 /// Finds the step of each affected artifact, remembering the last chain
 /// walked: members of one group come in lineage order, so siblings (the
 /// instances of one replica) follow each other and share it.
-#[derive(Default)]
-struct StepFinder {
+#[derive(Default, Debug)]
+pub struct StepFinder {
     /// (parent, tenant, introduction) → the top-most artifact the tenant
     /// owns from the introduction down to that parent.
     last: Option<((ArtIdx, TenantIdx, ArtIdx), Option<ArtIdx>)>,
@@ -321,7 +327,7 @@ struct StepFinder {
 impl StepFinder {
     /// The step the chain from `intro` down to `a` (whose packed link is
     /// `link`) asks of `a`'s owner.
-    fn step(
+    pub fn step(
         &mut self,
         catalog: &Catalog,
         link: Link,
@@ -385,21 +391,54 @@ fn step_below(
     }
 }
 
+/// The root cause of one affected artifact's notice, which grouped
+/// notices share: the owner, the top-most `introduced_by` of its hits (where
+/// its lineage path starts) and the step that chain asks of the owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RootCause {
+    pub tenant: TenantIdx,
+    pub introduced_by: ArtIdx,
+    pub step: ArtIdx,
+    pub action: Action,
+}
+
+/// The top-most of the introductions of an artifact's hits (the one
+/// nearest a root; ties: the first listed).
+pub fn top_introduction(
+    catalog: &Catalog,
+    hits: &[crate::propagate::ComponentHit],
+) -> Option<ArtIdx> {
+    introductions(hits).min_by_key(|&i| depth(catalog, i))
+}
+
+impl StepFinder {
+    /// The root cause of `a`'s notice whose lineage path starts at `top`
+    /// (its top-most introduction).
+    pub fn root_cause(&mut self, catalog: &Catalog, top: ArtIdx, a: ArtIdx) -> RootCause {
+        let link = catalog.link(a);
+        let (step, action) = self.step(catalog, link, top, a);
+        RootCause {
+            tenant: link.tenant,
+            introduced_by: top,
+            step,
+            action,
+        }
+    }
+}
+
 /// How many (tenant, root cause, step) groups an impact falls into — the
-/// root cause being where a hit came in (`introduced_by`): what one notice
-/// per root cause and step would send, against one per affected artifact.
+/// root cause being the top-most introduction of an artifact's hits, as
+/// for its notice: exactly the grouped notices it makes, against one per
+/// affected artifact.
 pub fn root_cause_groups(catalog: &Catalog, impact: &Impact<'_>) -> usize {
-    let mut keys: HashSet<(TenantIdx, ArtIdx, ArtIdx, Action)> = HashSet::default();
+    let mut keys: HashSet<RootCause> = HashSet::default();
     let mut finder = StepFinder::default();
     for group in &impact.groups {
-        let intros: Vec<ArtIdx> = introductions(&group.hits).collect();
+        let Some(top) = top_introduction(catalog, &group.hits) else {
+            continue;
+        };
         for &a in group.members.iter() {
-            let link = catalog.link(a);
-            let tenant = link.tenant;
-            for &intro in &intros {
-                let (at, action) = finder.step(catalog, link, intro, a);
-                keys.insert((tenant, intro, at, action));
-            }
+            keys.insert(finder.root_cause(catalog, top, a));
         }
     }
     keys.len()

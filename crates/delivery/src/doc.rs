@@ -378,6 +378,7 @@ mod tests {
             updated_at_ms: 1_700_000_000_000,
             reminders: 0,
             remediated_by: None,
+            root: None,
         }
     }
 

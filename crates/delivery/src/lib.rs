@@ -18,6 +18,7 @@
 //! `patchline_core::notice`, below the store.
 
 pub mod doc;
+pub mod grouped;
 pub mod patch;
 pub mod reminder;
 pub mod routing;
@@ -30,6 +31,7 @@ pub use doc::{
     NOTICE_SCHEMA, NoticeBody, NoticeDoc, Reader, RecordText, RemediatedBy, Remediation, may_see,
     message_id, shown_id, take_record_text,
 };
+pub use grouped::{Entry, GROUP_ARTIFACTS_MAX, GroupMember, GroupedNotice};
 pub use patch::{
     PATCH_BREAKS_MAX, PATCH_CLEARS_MAX, PATCH_DOC_VERSION, PatchDoc, PatchNotice, PatchStep,
     StoredStep,

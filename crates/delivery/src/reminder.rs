@@ -126,6 +126,7 @@ mod tests {
             updated_at_ms: 0,
             reminders,
             remediated_by: None,
+            root: None,
         }
     }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use patchline_core::notice::{Channel, Severity, SubscriptionState};
+use patchline_core::notice::{Channel, Grouping, Severity, SubscriptionState};
 use patchline_core::{Kind, TenantIdx};
 use patchline_store::service::SubscriptionRow;
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,7 @@ pub struct Subscription {
     pub state: SubscriptionState,
     pub rate_per_s: u32,
     pub created_at_ms: i64,
+    pub grouping: Grouping,
 }
 
 impl Subscription {
@@ -163,6 +164,7 @@ impl Subscription {
             state: self.state,
             rate_per_s: self.rate_per_s,
             created_at_ms: self.created_at_ms,
+            grouping: self.grouping,
         }
     }
 
@@ -176,6 +178,7 @@ impl Subscription {
             state: row.state,
             rate_per_s: row.rate_per_s,
             created_at_ms: row.created_at_ms,
+            grouping: row.grouping,
         })
     }
 
@@ -194,6 +197,7 @@ impl Subscription {
             state: self.state,
             rate_per_s: self.rate_per_s,
             operator: self.id == OPERATOR_SUBSCRIPTION,
+            grouping: self.grouping,
         }
     }
 
@@ -324,9 +328,106 @@ pub fn batches<'a>(ids: &'a [i64], sizes: &HashMap<i64, usize>) -> Vec<&'a [i64]
     out
 }
 
+/// Most distinct root causes in one grouped message.
+pub const GROUPED_BATCH_GROUPS_MAX: usize = 100;
+
+/// Most notices one grouped message carries (a larger group goes on in
+/// the next message, under the same `notice_id`).
+pub const GROUPED_BATCH_NOTICES_MAX: usize = 10_000;
+
+/// Estimated rendered bytes of one listed member of a grouped notice.
+const MEMBER_BYTES: usize = patchline_core::model::ID_LEN_MAX + 64;
+
+/// Cuts the notice ids queued for a grouped subscription into messages:
+/// the ids of one root cause travel together (in the order roots first
+/// appear), at most [`GROUPED_BATCH_GROUPS_MAX`] roots and
+/// [`GROUPED_BATCH_NOTICES_MAX`] notices a message, within the size
+/// target by the same conservative estimate as [`batches`] (a group costs
+/// its first notice plus its listed members). Notices without a root are
+/// groups of one.
+pub fn grouped_batches(
+    ids: &[i64],
+    root_of: &HashMap<i64, i64>,
+    sizes: &HashMap<i64, usize>,
+) -> Vec<Vec<i64>> {
+    // Root (or the notice itself) -> its ids, in first-appearance order.
+    let mut order: Vec<(Option<i64>, i64)> = Vec::new();
+    let mut members: HashMap<(Option<i64>, i64), Vec<i64>> = HashMap::new();
+    for &id in ids {
+        let key = match root_of.get(&id) {
+            Some(&root) => (Some(root), root),
+            None => (None, id),
+        };
+        let list = members.entry(key).or_default();
+        if list.is_empty() {
+            order.push(key);
+        }
+        list.push(id);
+    }
+    let mut out: Vec<Vec<i64>> = Vec::new();
+    let (mut cur, mut groups, mut bytes) = (Vec::new(), 0usize, 0usize);
+    for key in order {
+        let list = members.remove(&key).unwrap_or_default();
+        for part in list.chunks(GROUPED_BATCH_NOTICES_MAX) {
+            let first = sizes.get(&part[0]).copied().unwrap_or(NOTICE_BYTES_DEFAULT);
+            let size = first + part.len().min(crate::GROUP_ARTIFACTS_MAX) * MEMBER_BYTES;
+            let full = groups == GROUPED_BATCH_GROUPS_MAX
+                || cur.len() + part.len() > GROUPED_BATCH_NOTICES_MAX
+                || bytes + size > DELIVERY_BYTES_TARGET;
+            if !cur.is_empty() && full {
+                out.push(std::mem::take(&mut cur));
+                groups = 0;
+                bytes = 0;
+            }
+            cur.extend_from_slice(part);
+            groups += 1;
+            bytes += size;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouped_batches_keep_a_root_cause_together() {
+        // 3,000 notices of root 1, interleaved with 5 of root 2 and two
+        // without a root.
+        let mut ids: Vec<i64> = (100..3100).collect();
+        ids.insert(10, 7);
+        ids.insert(20, 8);
+        let mut root_of: HashMap<i64, i64> = (100..3100).map(|i| (i, 1)).collect();
+        for i in 5000..5005 {
+            ids.push(i);
+            root_of.insert(i, 2);
+        }
+        let out = grouped_batches(&ids, &root_of, &HashMap::new());
+        assert_eq!(out.len(), 1, "four groups, 3,007 notices: one message");
+        assert_eq!(out[0].len(), ids.len());
+        assert_eq!(&out[0][..3], &[100, 101, 102], "root 1 first, whole");
+        assert_eq!(out[0][3000], 7);
+        // Many roots: at most 100 a message; a root larger than the cap
+        // goes on in the next message.
+        let ids: Vec<i64> = (0..250).collect();
+        let root_of: HashMap<i64, i64> = ids.iter().map(|&i| (i, 1000 + i)).collect();
+        let out = grouped_batches(&ids, &root_of, &HashMap::new());
+        assert_eq!(
+            out.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![100, 100, 50]
+        );
+        let ids: Vec<i64> = (0..25_000).collect();
+        let root_of: HashMap<i64, i64> = ids.iter().map(|&i| (i, 1)).collect();
+        let out = grouped_batches(&ids, &root_of, &HashMap::new());
+        assert_eq!(
+            out.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![10_000, 10_000, 5_000]
+        );
+    }
 
     #[test]
     fn filters() {

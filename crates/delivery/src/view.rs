@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use patchline_core::notice::{Channel, Severity, SubscriptionState};
+use patchline_core::notice::{Channel, Grouping, Severity, SubscriptionState};
 use patchline_core::{AdvIdx, ArtIdx, Kind, TenantIdx};
 
 /// What the view knows of one artifact.
@@ -45,6 +45,7 @@ pub struct Target {
     pub rate_per_s: u32,
     /// The operator's escalation channel reads as an admin.
     pub operator: bool,
+    pub grouping: Grouping,
 }
 
 impl Target {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use patchline_core::notice::{Channel, DeliveryState, Purpose};
+use patchline_core::notice::{Channel, DeliveryState, Grouping, Purpose};
 use patchline_core::{Clock, TenantIdx};
 use patchline_store::service::{Claimed, Finished, PatchRow, StoredNotice};
 use patchline_store::{DeliveryQueue, StoreError};
@@ -27,7 +27,7 @@ use patchline_webhook::ssrf::Policy;
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
 use tokio::sync::{Mutex as AsyncMutex, Notify, Semaphore, mpsc, watch};
 
-use crate::{DeliveryView, NoticeDoc, PatchNotice, Reader};
+use crate::{DeliveryView, Entry, NoticeDoc, PatchNotice, Reader};
 
 /// Opens delivery-queue connections of the configured backend.
 pub type QueueFactory = Arc<dyn Fn() -> Result<Box<dyn DeliveryQueue>, StoreError> + Send + Sync>;
@@ -150,6 +150,7 @@ struct Target {
     /// The operator's escalation channel reads every notice (as an admin),
     /// private artifacts included.
     operator: bool,
+    grouping: Grouping,
 }
 
 fn xorshift(state: &mut u64) -> f64 {
@@ -247,8 +248,9 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
             let lease = st.config.lease_ms;
             let now = st.now_ms();
             let batch = std::mem::take(&mut results);
+            let view = st.view.clone();
             let outcome = tokio::task::spawn_blocking(move || {
-                let claimed = round(&q, &batch, now, lease, room, shared);
+                let claimed = round(&q, &batch, now, lease, room, shared, &view);
                 (claimed, batch)
             })
             .await;
@@ -375,19 +377,21 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
         results.push(f);
     }
     if !results.is_empty() {
-        let q = queue.clone();
-        let ok = tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0, false)).await;
+        let (q, view) = (queue.clone(), st.view.clone());
+        let ok =
+            tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0, false, &view)).await;
         if !matches!(ok, Ok(Some(_))) {
             tracing::error!("could not record the last delivery attempts");
         }
     }
 }
 
-/// What a claimed delivery carries: notices, or (purpose `patch`) patch
-/// notices.
+/// What a claimed delivery carries: notices (with, for a grouped
+/// subscription, its groups' open members now), or (purpose `patch`)
+/// patch notices.
 #[derive(Debug)]
 enum Rows {
-    Notices(Vec<StoredNotice>),
+    Notices(Vec<StoredNotice>, HashMap<i64, u64>),
     Patches(Vec<PatchRow>),
 }
 
@@ -409,6 +413,7 @@ fn round(
     lease_ms: i64,
     room: usize,
     shared: bool,
+    view: &DeliveryView,
 ) -> Option<(Vec<ClaimedRows>, u64)> {
     let mut q = queue.lock().ok()?;
     let claimed = q.finish_and_claim(results, now_ms, lease_ms, room).ok()?;
@@ -417,12 +422,17 @@ fn round(
     } else {
         0
     };
-    Some((with_notices(&mut **q, claimed)?, need))
+    Some((with_notices(&mut **q, claimed, view)?, need))
 }
 
 /// Pairs claimed deliveries with the rows they carry (one read of the
-/// notices, one of the patch notices).
-fn with_notices(q: &mut dyn DeliveryQueue, claimed: Vec<Claimed>) -> Option<Vec<ClaimedRows>> {
+/// notices, one of the patch notices, and for grouped subscriptions one
+/// count of their groups' open members).
+fn with_notices(
+    q: &mut dyn DeliveryQueue,
+    claimed: Vec<Claimed>,
+    view: &DeliveryView,
+) -> Option<Vec<ClaimedRows>> {
     if claimed.is_empty() {
         return Some(Vec::new());
     }
@@ -453,6 +463,33 @@ fn with_notices(q: &mut dyn DeliveryQueue, claimed: Vec<Claimed>) -> Option<Vec<
     }
     let notices = by_id(&notice_ids, |ids| q.notices(ids), |r: &StoredNotice| r.id);
     let patches = by_id(&patch_ids, |ids| q.patches(ids), |r: &PatchRow| r.id);
+    // Open members of the groups grouped subscriptions will read (a
+    // failed count leaves them out of the messages, nothing else).
+    let targets = view.targets();
+    let grouped = |c: &Claimed| {
+        c.purpose != Purpose::Patch
+            && targets
+                .get(&c.subscription)
+                .is_some_and(|t| t.grouping == Grouping::Grouped)
+    };
+    let mut roots: Vec<i64> = match &notices {
+        Some(rows) => claimed
+            .iter()
+            .filter(|c| grouped(c))
+            .flat_map(|c| c.notices.iter().filter_map(|id| rows.get(id)?.root))
+            .map(|r| r.id)
+            .collect(),
+        None => Vec::new(),
+    };
+    roots.sort_unstable();
+    roots.dedup();
+    let open: HashMap<i64, u64> = if roots.is_empty() {
+        HashMap::new()
+    } else {
+        q.root_open_counts(&roots)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default()
+    };
     fn pick<T: Clone>(rows: &HashMap<i64, T>, ids: &[i64]) -> Vec<T> {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
@@ -470,9 +507,18 @@ fn with_notices(q: &mut dyn DeliveryQueue, claimed: Vec<Claimed>) -> Option<Vec<
                         .as_ref()
                         .map(|rows| Rows::Patches(pick(rows, &c.notices)))
                 } else {
-                    notices
-                        .as_ref()
-                        .map(|rows| Rows::Notices(pick(rows, &c.notices)))
+                    notices.as_ref().map(|rows| {
+                        let mine = pick(rows, &c.notices);
+                        let counts = if grouped(&c) {
+                            mine.iter()
+                                .filter_map(|n| n.root)
+                                .filter_map(|r| Some((r.id, *open.get(&r.id)?)))
+                                .collect()
+                        } else {
+                            HashMap::new()
+                        };
+                        Rows::Notices(mine, counts)
+                    })
                 };
                 (c, mine)
             })
@@ -498,6 +544,7 @@ fn target<H>(st: &Worker<H>, subscription: &str) -> Option<Target> {
         rate_per_s: s.rate_per_s,
         installation: st.view.installation(),
         operator: s.operator,
+        grouping: s.grouping,
     })
 }
 
@@ -544,11 +591,20 @@ async fn attempt<H: Host>(
             notices: Vec::new(),
         };
     };
-    let (mut docs, patches) = match rows {
-        Rows::Notices(rows) => (
-            NoticeDoc::render_all(&rows, &st.view.names(), reader),
-            Vec::new(),
-        ),
+    let mut records = std::collections::BTreeMap::new();
+    let (docs, patches) = match rows {
+        Rows::Notices(rows, open) => {
+            let names = st.view.names();
+            let mut docs = NoticeDoc::render_all(&rows, &names, reader);
+            // The record's text once per message, not in each notice.
+            records = crate::take_record_text(&mut docs);
+            let entries = if target.grouping == Grouping::Grouped {
+                crate::grouped::group(&rows, docs, &names, reader, &open)
+            } else {
+                docs.into_iter().map(Entry::Notice).collect()
+            };
+            (entries, Vec::new())
+        }
         Rows::Patches(rows) => {
             let names = st.view.names();
             let patches: Vec<PatchNotice> = rows
@@ -582,13 +638,11 @@ async fn attempt<H: Host>(
         .event_source
         .clone()
         .unwrap_or_else(|| format!("/patchline/{}", target.installation));
-    // The record's text once per message, not in each notice.
-    let records = crate::take_record_text(&mut docs);
     #[derive(serde::Serialize)]
     struct Data<'a> {
         purpose: Purpose,
         records: &'a std::collections::BTreeMap<String, crate::RecordText>,
-        notices: &'a [NoticeDoc],
+        notices: &'a [Entry],
     }
     #[derive(serde::Serialize)]
     struct PatchData<'a> {

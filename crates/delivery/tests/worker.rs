@@ -158,6 +158,7 @@ fn world(url: &str) -> World {
         state: SubscriptionState::Active,
         rate_per_s: 10,
         created_at_ms: 0,
+        grouping: patchline_core::notice::Grouping::Artifact,
     };
     let now = SystemClock.now_ms();
     let outbox = Outbox {
@@ -183,6 +184,7 @@ fn world(url: &str) -> World {
             group: 1,
             path: vec![vm.0],
             at_ms: now,
+            root: None,
         }],
         deliveries: vec![DeliveryRow {
             id: 1,

@@ -1077,6 +1077,7 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
+        notifier.assign_roots(store)?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }
@@ -1100,6 +1101,7 @@ impl<S: CatalogStore> Engine<S> {
             svc,
             outbox,
             created,
+            store,
             ..
         } = self;
         let Some(inh) = inheritance.as_ref() else {
@@ -1139,6 +1141,7 @@ impl<S: CatalogStore> Engine<S> {
                 notifier.remediate(adv, id, by.as_ref());
             }
         }
+        notifier.assign_roots(store)?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }

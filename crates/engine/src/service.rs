@@ -9,14 +9,17 @@ use std::rc::Rc;
 
 use patchline_core::inventory::ComponentId;
 
-use patchline_core::notice::{DisableReason, NoticeState, Purpose, Severity, SubscriptionState};
+use patchline_core::notice::{
+    DisableReason, Grouping, NoticeState, Purpose, Severity, SubscriptionState,
+};
 use patchline_core::propagate::ComponentHit;
+use patchline_core::remedy::{RootCause, StepFinder};
 use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
 use patchline_delivery::reminder::ReminderPolicy;
-use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches};
+use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches, grouped_batches};
 use patchline_delivery::{GroupDoc, RemediatedBy};
 use patchline_store::service::{
-    DeliveryRow, GroupRow, NoticeChange, NoticeRow, PatchRow, Remediated, TokenRow,
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, PatchRow, Remediated, RootRow, TokenRow,
 };
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
@@ -235,6 +238,18 @@ type FilterFacts =
 /// (record, hash of the hits) -> [(hits, group id, top-most introduction)].
 type Groups = HashMap<(AdvIdx, u64), Vec<(Vec<ComponentHit>, i64, ArtIdx)>>;
 
+/// Where a notice of this change that needs a root cause is: a new row of
+/// the outbox, or a reopening (a change of the outbox).
+#[derive(Debug, Clone, Copy)]
+enum Rooted {
+    New(usize),
+    Reopened(usize),
+}
+
+/// Notice ids queued for one subscription: the ids, whether it is active,
+/// how it groups.
+type Queued = (Vec<i64>, bool, Grouping);
+
 /// Collects notices and deliveries for one change.
 #[derive(Debug)]
 pub struct Notifier<'a> {
@@ -242,8 +257,14 @@ pub struct Notifier<'a> {
     pub mem: &'a mut ServiceMem,
     pub outbox: &'a mut Outbox,
     pub now_ms: i64,
-    /// record -> subscription -> (notice ids to deliver, subscription active).
-    pending: BTreeMap<AdvIdx, HashMap<String, (Vec<i64>, bool)>>,
+    /// record -> subscription -> queued notice ids.
+    pending: BTreeMap<AdvIdx, HashMap<String, Queued>>,
+    /// The root cause of each new or reopened notice, given its id by
+    /// [`Notifier::assign_roots`].
+    causes: Vec<(Rooted, AdvIdx, RootCause)>,
+    /// notice id -> root id, for batching grouped subscriptions.
+    root_of: HashMap<i64, i64>,
+    finder: StepFinder,
     /// What filters look at, per (record, affected components): computed
     /// once for all the artifacts sharing them.
     filter_facts: FilterFacts,
@@ -275,7 +296,79 @@ impl<'a> Notifier<'a> {
             sizes: HashMap::new(),
             created: Vec::new(),
             patches: BTreeMap::new(),
+            causes: Vec::new(),
+            root_of: HashMap::new(),
+            finder: StepFinder::default(),
         }
+    }
+
+    /// Gives every new or reopened notice of this change its root cause's
+    /// id: the stored one, one made earlier in this write, or a new one
+    /// from the notices' sequence. Call before [`Notifier::finish`].
+    pub fn assign_roots(
+        &mut self,
+        store: &mut (impl CatalogStore + ?Sized),
+    ) -> Result<(), patchline_store::StoreError> {
+        if self.causes.is_empty() {
+            return Ok(());
+        }
+        let causes = std::mem::take(&mut self.causes);
+        // Roots made earlier in this write (another record's pass), not
+        // yet committed.
+        let mut known: HashMap<(AdvIdx, RootCause), i64> = self
+            .outbox
+            .roots
+            .iter()
+            .map(|r| ((r.advisory, r.cause), r.id))
+            .collect();
+        let mut asked: BTreeMap<AdvIdx, Vec<RootCause>> = BTreeMap::new();
+        for (_, adv, cause) in &causes {
+            if !known.contains_key(&(*adv, *cause)) {
+                asked.entry(*adv).or_default().push(*cause);
+            }
+        }
+        for (adv, mut list) in asked {
+            list.sort_unstable();
+            list.dedup();
+            let ids = store.root_ids(adv, &list)?;
+            for (cause, id) in list.into_iter().zip(ids) {
+                let id = match id {
+                    Some(id) => id,
+                    None => {
+                        let id = self.mem.next_notice_id;
+                        self.mem.next_notice_id += 1;
+                        self.outbox.roots.push(RootRow {
+                            id,
+                            advisory: adv,
+                            cause,
+                            at_ms: self.now_ms,
+                        });
+                        id
+                    }
+                };
+                known.insert((adv, cause), id);
+            }
+        }
+        for (at, adv, cause) in causes {
+            let Some(&root) = known.get(&(adv, cause)) else {
+                continue;
+            };
+            let notice = match at {
+                Rooted::New(i) => self.outbox.notices.get_mut(i).map(|n| {
+                    n.root = Some(root);
+                    n.id
+                }),
+                Rooted::Reopened(i) => self.outbox.notice_changes.get_mut(i).and_then(|c| {
+                    let regroup = c.regroup.as_mut()?;
+                    regroup.2 = Some(root);
+                    Some(c.id)
+                }),
+            };
+            if let Some(id) = notice {
+                self.root_of.insert(id, root);
+            }
+        }
+        Ok(())
     }
 
     /// The group of notices sharing these hits of this record (created on
@@ -365,6 +458,9 @@ impl<'a> Notifier<'a> {
         let size = self.estimate(hits, &path);
         let id = self.mem.next_notice_id;
         self.mem.next_notice_id += 1;
+        let cause = self.finder.root_cause(self.catalog, top, a);
+        self.causes
+            .push((Rooted::New(self.outbox.notices.len()), adv, cause));
         self.outbox.notices.push(NoticeRow {
             id,
             advisory: adv,
@@ -374,6 +470,7 @@ impl<'a> Notifier<'a> {
             group,
             path,
             at_ms: self.now_ms,
+            root: None,
         });
         self.sizes.insert(id, size);
         self.route(record, adv, a, hits, id);
@@ -391,13 +488,19 @@ impl<'a> Notifier<'a> {
         let (group, top) = self.group(adv, hits);
         let path = self.path(top, a);
         self.sizes.insert(id, self.estimate(hits, &path));
+        let cause = self.finder.root_cause(self.catalog, top, a);
+        self.causes.push((
+            Rooted::Reopened(self.outbox.notice_changes.len()),
+            adv,
+            cause,
+        ));
         self.outbox.notice_changes.push(NoticeChange {
             id,
             advisory: adv,
             state: NoticeState::Affected,
             justification: None,
             at_ms: self.now_ms,
-            regroup: Some((group, path)),
+            regroup: Some((group, path, None)),
             remediated_by: None,
         });
         self.route(record, adv, a, hits, id);
@@ -436,9 +539,9 @@ impl<'a> Notifier<'a> {
             &input,
             |t| created.push((t, id)),
             |s| match per_adv.get_mut(s.id.as_str()) {
-                Some((ids, _)) => ids.push(id),
+                Some((ids, _, _)) => ids.push(id),
                 None => {
-                    per_adv.insert(s.id.clone(), (vec![id], s.state.is_active()));
+                    per_adv.insert(s.id.clone(), (vec![id], s.state.is_active(), s.grouping));
                 }
             },
         );
@@ -483,17 +586,24 @@ impl<'a> Notifier<'a> {
     /// Turns the queued notice ids into delivery rows.
     pub fn finish(mut self, purpose: Purpose) -> Vec<(TenantIdx, i64)> {
         for (_, per_sub) in std::mem::take(&mut self.pending) {
-            let mut subs: Vec<(String, (Vec<i64>, bool))> = per_sub.into_iter().collect();
+            let mut subs: Vec<(String, Queued)> = per_sub.into_iter().collect();
             subs.sort_by(|a, b| a.0.cmp(&b.0));
-            for (sub, (ids, active)) in subs {
-                for chunk in batches(&ids, &self.sizes) {
+            for (sub, (ids, active, grouping)) in subs {
+                let chunks = match grouping {
+                    Grouping::Grouped => grouped_batches(&ids, &self.root_of, &self.sizes),
+                    Grouping::Artifact => batches(&ids, &self.sizes)
+                        .into_iter()
+                        .map(<[i64]>::to_vec)
+                        .collect(),
+                };
+                for chunk in chunks {
                     let id = self.mem.next_delivery_id;
                     self.mem.next_delivery_id += 1;
                     self.outbox.deliveries.push(DeliveryRow {
                         id,
                         subscription: sub.clone(),
                         purpose,
-                        notices: chunk.to_vec(),
+                        notices: chunk,
                         next_at_ms: self.now_ms,
                         at_ms: self.now_ms,
                         dead: !active,
@@ -590,13 +700,22 @@ impl<'a> Notifier<'a> {
         }
     }
 
-    /// Queues an existing notice for the given subscriptions (reminders).
-    pub fn resend(&mut self, subscriptions: &[String], adv: AdvIdx, id: i64) {
+    /// Queues an existing notice (of root cause `root`, if any) for the
+    /// given subscriptions (reminders).
+    pub fn resend(&mut self, subscriptions: &[String], adv: AdvIdx, id: i64, root: Option<i64>) {
+        if let Some(root) = root {
+            self.root_of.insert(id, root);
+        }
         let per_adv = self.pending.entry(adv).or_default();
         for s in subscriptions {
+            let grouping = self
+                .mem
+                .subscriptions
+                .get(s)
+                .map_or(Grouping::Artifact, |s| s.grouping);
             per_adv
                 .entry(s.clone())
-                .or_insert_with(|| (Vec::new(), true))
+                .or_insert_with(|| (Vec::new(), true, grouping))
                 .0
                 .push(id);
         }
@@ -1030,13 +1149,18 @@ impl<S: CatalogStore> Engine<S> {
             },
             operator_subscription,
         );
+        let roots: HashMap<i64, i64> = due
+            .iter()
+            .filter_map(|n| Some((n.id, n.root?.id)))
+            .collect();
         let mut notifier = Notifier::new(catalog, svc, outbox, now);
         let mut escalations = Notifier::new_detached(now);
         for r in &plan {
             if r.purpose == Purpose::Escalation {
                 escalations.resend(&r.subscriptions, r.advisory, r.notice);
             } else {
-                notifier.resend(&r.subscriptions, r.advisory, r.notice);
+                let root = roots.get(&r.notice).copied();
+                notifier.resend(&r.subscriptions, r.advisory, r.notice, root);
             }
             notifier.outbox.reminded.push((r.notice, now));
         }

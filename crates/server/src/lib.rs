@@ -415,6 +415,8 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
         state: patchline_core::notice::SubscriptionState::Active,
         rate_per_s: RATE_PER_S_DEFAULT,
         created_at_ms: engine.clock().now_ms(),
+        // The operator reads each escalated notice on its own.
+        grouping: patchline_core::notice::Grouping::Artifact,
     })
 }
 

@@ -364,7 +364,7 @@ async fn item03_huge_affected_answers_point_to_paging() {
             "POST",
             "/v1/subscriptions",
             Some(&acme),
-            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}})),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}, "grouping": "artifact"})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{sub}");

@@ -95,6 +95,17 @@ impl NoticeReader for FailingReader {
     fn notices(&mut self, _: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         broken()
     }
+    fn root_open_counts(&mut self, _: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
+        broken()
+    }
+    fn root_notices_after(
+        &mut self,
+        _: i64,
+        _: i64,
+        _: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
+        broken()
+    }
     fn patches_after(
         &mut self,
         _: Option<TenantIdx>,

@@ -83,7 +83,7 @@ async fn subscribers_and_the_operator_receive_what_they_may_read() {
             "POST",
             "/v1/subscriptions",
             Some(&acme),
-            Some(json!({"channel": {"type": "webhook", "url": format!("{url}/acme")}})),
+            Some(json!({"channel": {"type": "webhook", "url": format!("{url}/acme")}, "grouping": "artifact"})),
         )
         .await;
     assert!(sub["secret"].as_str().unwrap().starts_with("whsec_"));
@@ -330,7 +330,7 @@ async fn world(url: &str, path: &str, tune: impl FnOnce(&mut patchline_server::C
             "POST",
             "/v1/subscriptions",
             Some(&acme),
-            Some(json!({"channel": {"type": "webhook", "url": format!("{url}{path}")}})),
+            Some(json!({"channel": {"type": "webhook", "url": format!("{url}{path}")}, "grouping": "artifact"})),
         )
         .await;
     World {

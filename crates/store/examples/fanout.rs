@@ -52,6 +52,7 @@ fn outbox(n: i64) -> Outbox {
             group: 1 + id % GROUPS,
             path: vec![(id % GROUPS) as u32, (id / 7) as u32, id as u32],
             at_ms: 1_700_000_000_000,
+            root: None,
         })
         .collect();
     // One subscription per tenant, a delivery per 100 of its notices.

@@ -17,9 +17,13 @@ pub mod service;
 pub mod sqlite;
 
 use patchline_core::notice::NoticeState;
+use patchline_core::remedy::RootCause;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
-pub use service::{Claimed, DeliveryInfo, Finished, Outbox, PatchRow, ServiceState, StoredNotice};
+pub use service::{
+    Claimed, DeliveryInfo, Finished, Outbox, PatchRow, RootMembers, RootRow, ServiceState,
+    StoredNotice, StoredRoot,
+};
 use thiserror::Error;
 
 /// Name of the database file inside the data directory.
@@ -204,6 +208,18 @@ pub trait CatalogStore {
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
 
+    /// The ids of these root causes of a record, in the same order, where
+    /// they exist.
+    fn root_ids(
+        &mut self,
+        adv: AdvIdx,
+        causes: &[RootCause],
+    ) -> Result<Vec<Option<i64>>, StoreError>;
+
+    /// A root cause's owner, record and notices; `None` when `root` names
+    /// none.
+    fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError>;
+
     /// Open notices last reminded (or created) before `before_ms`.
     fn due_reminders(
         &mut self,
@@ -250,6 +266,8 @@ pub trait DeliveryQueue: Send {
     /// The patch notices a delivery of purpose `patch` carries, by id
     /// (oldest first; ids that do not exist are left out).
     fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError>;
+    /// (root, open notices now) of these root causes.
+    fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError>;
     /// When the next queued delivery is due.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// The last change committed to the deployment's change log (0 without
@@ -276,6 +294,15 @@ pub trait NoticeReader: Send {
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError>;
     /// Notices by id, oldest first; ids that do not exist are left out.
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError>;
+    /// See [`DeliveryQueue::root_open_counts`].
+    fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError>;
+    /// A root cause's notices after a cursor, oldest first.
+    fn root_notices_after(
+        &mut self,
+        root: i64,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError>;
     /// Patch notices after a cursor, oldest first: one tenant's, or
     /// (`None`) every tenant's.
     fn patches_after(
@@ -406,6 +433,18 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
         (**self).notice(id)
+    }
+
+    fn root_ids(
+        &mut self,
+        adv: AdvIdx,
+        causes: &[RootCause],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        (**self).root_ids(adv, causes)
+    }
+
+    fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError> {
+        (**self).root_members(root)
     }
 
     fn due_reminders(

@@ -10,8 +10,9 @@
 use std::path::Path;
 
 use patchline_core::notice::{
-    DeliveryState, NoticeState, Purpose, RemediationCause, SubscriptionState,
+    DeliveryState, Grouping, NoticeState, Purpose, RemediationCause, SubscriptionState,
 };
+use patchline_core::remedy::{Action, RootCause};
 use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     state TEXT NOT NULL,
     disabled_reason TEXT,
     rate_per_s INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    grouping TEXT NOT NULL DEFAULT 'artifact'
 );
 CREATE TABLE IF NOT EXISTS watches (tenant INTEGER NOT NULL, artifact INTEGER NOT NULL, PRIMARY KEY (tenant, artifact));
 CREATE TABLE IF NOT EXISTS notice_groups (
@@ -60,7 +62,18 @@ CREATE TABLE IF NOT EXISTS notices (
     reminders INTEGER NOT NULL DEFAULT 0,
     reminded_at INTEGER NOT NULL,
     remediated_by TEXT,
+    root INTEGER,
     UNIQUE (advisory, artifact)
+);
+CREATE TABLE IF NOT EXISTS notice_roots (
+    id INTEGER PRIMARY KEY,
+    tenant INTEGER NOT NULL,
+    advisory INTEGER NOT NULL,
+    introduced_by INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (tenant, advisory, introduced_by, step, action)
 );
 CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);
 CREATE INDEX IF NOT EXISTS notices_artifact ON notices (artifact);
@@ -119,6 +132,38 @@ pub struct NoticeRow {
     pub group: i64,
     pub path: Vec<u32>,
     pub at_ms: i64,
+    /// The root cause it is grouped under ([`RootRow`]).
+    pub root: Option<i64>,
+}
+
+/// A root cause that grouped notices share: (tenant, record, top-most
+/// `introduced_by`, remedy step). Its id comes from the notices' sequence
+/// (a grouped notice's `notice_id`), so an id names a notice or a root,
+/// never both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootRow {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub cause: RootCause,
+    pub at_ms: i64,
+}
+
+/// A root cause's owner and record, and its notices (id, state), oldest
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootMembers {
+    pub tenant: TenantIdx,
+    pub advisory: AdvIdx,
+    pub members: Vec<(i64, NoticeState)>,
+}
+
+/// The root cause of a stored notice, as rendering needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRoot {
+    pub id: i64,
+    pub introduced_by: ArtIdx,
+    pub step: ArtIdx,
+    pub action: Action,
 }
 
 /// The shared part of notices: the text of `patchline_delivery::GroupDoc`
@@ -156,8 +201,8 @@ pub struct NoticeChange {
     pub state: NoticeState,
     pub justification: Option<String>,
     pub at_ms: i64,
-    /// A reopened notice's new group and path.
-    pub regroup: Option<(i64, Vec<u32>)>,
+    /// A reopened notice's new group, path and root cause.
+    pub regroup: Option<(i64, Vec<u32>, Option<i64>)>,
     /// With `Remediated`: what did it, when the engine knows (the notice
     /// keeps the document until it changes again; its history event keeps
     /// the cause, which progress counts).
@@ -201,6 +246,7 @@ pub struct SubscriptionRow {
     pub state: SubscriptionState,
     pub rate_per_s: u32,
     pub created_at_ms: i64,
+    pub grouping: Grouping,
 }
 
 /// An API token as stored: only its SHA-256.
@@ -231,6 +277,8 @@ pub struct Outbox {
     pub subscriptions: Vec<SubscriptionRow>,
     pub watches: Vec<(TenantIdx, ArtIdx)>,
     pub groups: Vec<GroupRow>,
+    /// New root causes of grouped notices.
+    pub roots: Vec<RootRow>,
     pub notices: Vec<NoticeRow>,
     pub notice_changes: Vec<NoticeChange>,
     /// (notice, at): a reminder was scheduled.
@@ -267,6 +315,7 @@ impl Outbox {
             && self.subscriptions.is_empty()
             && self.watches.is_empty()
             && self.groups.is_empty()
+            && self.roots.is_empty()
             && self.notices.is_empty()
             && self.notice_changes.is_empty()
             && self.reminded.is_empty()
@@ -351,8 +400,8 @@ pub(crate) fn write_outbox(
     let mut stmt = tx
         .prepare_cached(
             "INSERT OR REPLACE INTO subscriptions
-             (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at, grouping)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(db_err)?;
     for s in &out.subscriptions {
@@ -365,7 +414,8 @@ pub(crate) fn write_outbox(
             s.state.to_stored().0,
             s.state.to_stored().1,
             s.rate_per_s,
-            s.created_at_ms
+            s.created_at_ms,
+            s.grouping.as_str()
         ])
         .map_err(db_err)?;
     }
@@ -401,8 +451,26 @@ pub(crate) fn write_outbox(
     }
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO notices (id, advisory, artifact, tenant, state, grp, path, created_at, updated_at, reminded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)",
+            "INSERT INTO notice_roots (id, tenant, advisory, introduced_by, step, action, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(db_err)?;
+    for r in &out.roots {
+        stmt.execute(params![
+            r.id,
+            r.cause.tenant.0,
+            r.advisory.0,
+            r.cause.introduced_by.0,
+            r.cause.step.0,
+            r.cause.action.as_str(),
+            r.at_ms
+        ])
+        .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO notices (id, advisory, artifact, tenant, state, grp, path, created_at, updated_at, reminded_at, root)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9)",
         )
         .map_err(db_err)?;
     let mut event = tx
@@ -421,7 +489,8 @@ pub(crate) fn write_outbox(
             n.state.as_str(),
             n.group,
             path_blob(&n.path),
-            n.at_ms
+            n.at_ms,
+            n.root
         ])
         .map_err(db_err)?;
     }
@@ -430,14 +499,15 @@ pub(crate) fn write_outbox(
             "UPDATE notices SET state = ?2, justification = ?3, updated_at = ?4,
                grp = coalesce(?5, grp), path = coalesce(?6, path),
                reminded_at = CASE WHEN ?5 IS NULL THEN reminded_at ELSE ?4 END,
-               remediated_by = ?7
+               remediated_by = ?7,
+               root = CASE WHEN ?5 IS NULL THEN root ELSE ?8 END
              WHERE id = ?1",
         )
         .map_err(db_err)?;
     for c in &out.notice_changes {
-        let (grp, path) = match &c.regroup {
-            Some((g, p)) => (Some(*g), Some(path_blob(p))),
-            None => (None, None),
+        let (grp, path, root) = match &c.regroup {
+            Some((g, p, root)) => (Some(*g), Some(path_blob(p)), *root),
+            None => (None, None, None),
         };
         stmt.execute(params![
             c.id,
@@ -446,7 +516,8 @@ pub(crate) fn write_outbox(
             c.at_ms,
             grp,
             path,
-            c.remediated_by.as_ref().map(|r| r.doc.as_str())
+            c.remediated_by.as_ref().map(|r| r.doc.as_str()),
+            root
         ])
         .map_err(db_err)?;
         event
@@ -598,7 +669,7 @@ pub(crate) fn load_service(
         .unwrap_or_default();
     let mut stmt = conn
         .prepare(
-            "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at
+            "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at, grouping
              FROM subscriptions ORDER BY created_at, id",
         )
         .map_err(db_err)?;
@@ -622,6 +693,7 @@ pub(crate) fn load_service(
                 },
                 rate_per_s: r.get(7)?,
                 created_at_ms: r.get(8)?,
+                grouping: Grouping::parse(&r.get::<_, String>(9)?).unwrap_or(Grouping::Artifact),
             })
         })
         .map_err(db_err)?;
@@ -642,7 +714,8 @@ pub(crate) fn load_service(
     state.next_notice_id = conn
         .query_row(
             "SELECT max((SELECT coalesce(max(id), 0) FROM notices),
-                        (SELECT coalesce(max(id), 0) FROM patch_notices)) + 1",
+                        (SELECT coalesce(max(id), 0) FROM patch_notices),
+                        (SELECT coalesce(max(id), 0) FROM notice_roots)) + 1",
             [],
             |r| r.get(0),
         )
@@ -681,10 +754,28 @@ pub struct StoredNotice {
     /// The text of `patchline_delivery::RemediatedBy`, while remediated by
     /// a known step.
     pub remediated_by: Option<String>,
+    /// The root cause it is grouped under (notices written before grouping
+    /// have none: each is a group of its own).
+    pub root: Option<StoredRoot>,
 }
 
-const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by";
-const NOTICE_FROM: &str = "notices n JOIN notice_groups g ON g.id = n.grp";
+const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action";
+const NOTICE_FROM: &str =
+    "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
+
+fn root_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<StoredRoot>> {
+    let Some(id) = r.get::<_, Option<i64>>(at)? else {
+        return Ok(None);
+    };
+    let action: String = r.get(at + 3)?;
+    let (introduced_by, step) = (ArtIdx(r.get(at + 1)?), ArtIdx(r.get(at + 2)?));
+    Ok(Action::parse(&action).map(|action| StoredRoot {
+        id,
+        introduced_by,
+        step,
+        action,
+    }))
+}
 
 fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
     let state: String = r.get(4)?;
@@ -701,6 +792,7 @@ fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
         updated_at_ms: r.get(9)?,
         reminders: r.get(10)?,
         remediated_by: r.get(11)?,
+        root: root_from_row(r, 12)?,
     })
 }
 
@@ -805,6 +897,113 @@ pub(crate) fn notice_by_id(conn: &Connection, id: i64) -> Result<Option<StoredNo
     .query_row([id], notice_from_row)
     .optional()
     .map_err(db_err)
+}
+
+/// The ids of these root causes of a record, where they exist (one
+/// indexed lookup each).
+pub(crate) fn root_ids(
+    conn: &Connection,
+    adv: AdvIdx,
+    causes: &[RootCause],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM notice_roots WHERE tenant = ?1 AND advisory = ?2
+               AND introduced_by = ?3 AND step = ?4 AND action = ?5",
+        )
+        .map_err(db_err)?;
+    causes
+        .iter()
+        .map(|c| {
+            stmt.query_row(
+                params![
+                    c.tenant.0,
+                    adv.0,
+                    c.introduced_by.0,
+                    c.step.0,
+                    c.action.as_str()
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .collect()
+}
+
+/// A root cause's owner and record, and its notices (id, state).
+pub(crate) fn root_members(
+    conn: &Connection,
+    root: i64,
+) -> Result<Option<RootMembers>, StoreError> {
+    let head = conn
+        .prepare_cached("SELECT tenant, advisory FROM notice_roots WHERE id = ?1")
+        .map_err(db_err)?
+        .query_row([root], |r| Ok((TenantIdx(r.get(0)?), AdvIdx(r.get(1)?))))
+        .optional()
+        .map_err(db_err)?;
+    let Some((tenant, advisory)) = head else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached("SELECT id, state FROM notices WHERE root = ?1 ORDER BY id")
+        .map_err(db_err)?;
+    let members = stmt
+        .query_map([root], |r| {
+            let s: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
+            ))
+        })
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    Ok(Some(RootMembers {
+        tenant,
+        advisory,
+        members,
+    }))
+}
+
+/// How many open notices (affected, notified, acknowledged) each root
+/// cause has now.
+pub(crate) fn root_open_counts(
+    conn: &Connection,
+    roots: &[i64],
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT count(*) FROM notices WHERE root = ?1
+               AND state IN ('affected', 'notified', 'acknowledged')",
+        )
+        .map_err(db_err)?;
+    roots
+        .iter()
+        .map(|&root| {
+            let n: i64 = stmt.query_row([root], |r| r.get(0)).map_err(db_err)?;
+            Ok((root, n.max(0) as u64))
+        })
+        .collect()
+}
+
+/// A root cause's notices after `after`, oldest first.
+pub(crate) fn root_notices_after(
+    conn: &Connection,
+    root: i64,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredNotice>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
+             WHERE n.root = ?1 AND n.id > ?2 ORDER BY n.id LIMIT ?3"
+        ))
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![root, after, limit as i64], notice_from_row)
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
 }
 
 /// Open notices due for a reminder: delivered or not, unacknowledged, last
@@ -1109,6 +1308,10 @@ impl crate::DeliveryQueue for SqliteQueue {
         notices_by_ids(&self.conn, ids)
     }
 
+    fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
+        root_open_counts(&self.conn, roots)
+    }
+
     fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError> {
         patches_by_ids(&self.conn, ids)
     }
@@ -1195,6 +1398,19 @@ impl crate::NoticeReader for SqliteReader {
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         notices_by_ids(&self.conn, ids)
+    }
+
+    fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
+        root_open_counts(&self.conn, roots)
+    }
+
+    fn root_notices_after(
+        &mut self,
+        root: i64,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
+        root_notices_after(&self.conn, root, after_id, limit)
     }
 
     fn patches_after(

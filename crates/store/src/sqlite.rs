@@ -13,7 +13,7 @@ use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,6 +170,18 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         add_column(conn, "notices", "remediated_by", "TEXT")?;
         add_column(conn, "notice_events", "cause", "TEXT")?;
     }
+    if from < 6 {
+        // Grouped notices: each notice's root cause (`notice_roots`, made
+        // by the service schema), and each subscription's grouping (those
+        // made before keep one entry per artifact).
+        add_column(conn, "notices", "root", "INTEGER")?;
+        add_column(
+            conn,
+            "subscriptions",
+            "grouping",
+            "TEXT NOT NULL DEFAULT 'artifact'",
+        )?;
+    }
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
         [SCHEMA_VERSION.to_string()],
@@ -217,6 +229,9 @@ impl SqliteStore {
             Some(Ok(_)) => {}
             Some(Err(_)) => return Err(StoreError::Corrupt("schema version".into())),
         }
+        // After the migration: older notices tables get `root` there.
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS notices_root ON notices (root)")
+            .map_err(db_err)?;
         if meta(&conn, "installation")?.is_none() {
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('installation', ?1)",
@@ -551,6 +566,18 @@ impl CatalogStore for SqliteStore {
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
         service::notice_by_id(&self.conn, id)
+    }
+
+    fn root_ids(
+        &mut self,
+        adv: AdvIdx,
+        causes: &[patchline_core::remedy::RootCause],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        service::root_ids(&self.conn, adv, causes)
+    }
+
+    fn root_members(&mut self, root: i64) -> Result<Option<service::RootMembers>, StoreError> {
+        service::root_members(&self.conn, root)
     }
 
     fn due_reminders(

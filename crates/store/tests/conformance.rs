@@ -301,6 +301,10 @@ each_backend! {
         b.raw_execute("DROP TABLE IF EXISTS patch_notices");
         b.raw_execute("ALTER TABLE notices DROP COLUMN remediated_by");
         b.raw_execute("ALTER TABLE notice_events DROP COLUMN cause");
+        b.raw_execute("DROP INDEX IF EXISTS notices_root");
+        b.raw_execute("ALTER TABLE notices DROP COLUMN root");
+        b.raw_execute("ALTER TABLE subscriptions DROP COLUMN grouping");
+        b.raw_execute("DROP TABLE IF EXISTS notice_roots");
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();
@@ -345,13 +349,15 @@ each_backend! {
 // ----- the service rows, the queue and the reads, over both backends -----
 
 use patchline_core::notice::{
-    DeliveryState, NoticeState, Purpose, RemediationCause, SubscriptionState,
+    DeliveryState, Grouping, NoticeState, Purpose, RemediationCause, SubscriptionState,
 };
+use patchline_core::remedy::{Action, RootCause};
 use patchline_core::{ArtIdx, TenantIdx};
 use patchline_store::service::{
-    DeliveryRow, GroupRow, NoticeChange, NoticeRow, Remediated, SubscriptionRow, TokenRow,
+    DeliveryRow, GroupRow, NoticeChange, NoticeRow, Remediated, RootRow, SubscriptionRow, TokenRow,
 };
 use patchline_store::{DeliveryInfo, Finished, Outbox, PatchRow, SecretKeys, StoreError};
+use patchline_store::{RootMembers, StoredRoot};
 
 /// The ids of one small world: tenants, artifacts and what the fixture
 /// committed.
@@ -409,6 +415,7 @@ fn notice(id: i64, adv: AdvIdx, a: ArtIdx, t: TenantIdx, group: i64, at_ms: i64)
         group,
         path: vec![0, a.0],
         at_ms,
+        root: None,
     }
 }
 
@@ -434,6 +441,7 @@ fn subscription(id: &str, tenant: TenantIdx, secret: &str) -> SubscriptionRow {
         state: SubscriptionState::Active,
         rate_per_s: 10,
         created_at_ms: 50,
+        grouping: Grouping::Artifact,
     }
 }
 
@@ -835,7 +843,7 @@ each_backend! {
                         state: NoticeState::Affected,
                         justification: None,
                         at_ms: 4000,
-                        regroup: Some((2, vec![7, 8])),
+                        regroup: Some((2, vec![7, 8], None)),
                         remediated_by: None,
                     },
                     NoticeChange {
@@ -1176,6 +1184,126 @@ each_backend! {
         assert_eq!(b.store().notices_on(ADV1, &[w.beta_vm]).unwrap(), vec![]);
         // The next notice id is past every patch notice's.
         assert_eq!(b.store().load_service().unwrap().next_notice_id, 10);
+    }
+
+    /// Root causes of grouped notices: stored with their notices, found by
+    /// key, their members and open counts read by the store, the queue and
+    /// the reader; a reopening moves a notice to another root; ids come
+    /// from the notices' sequence; a subscription keeps its grouping.
+    fn notice_roots_roundtrip(b: &Backend) {
+        let w = world(b);
+        let cause = |tenant, step, action| RootCause {
+            tenant,
+            introduced_by: w.pub_base,
+            step,
+            action,
+        };
+        let acme_cause = cause(w.acme, w.pub_base, Action::Relaunch);
+        let beta_cause = cause(w.beta, w.pub_base, Action::Relaunch);
+        let mut grouped = subscription("sub_g", w.acme, "whsec_g");
+        grouped.grouping = Grouping::Grouped;
+        let mut n7 = notice(7, ADV1, w.beta_vm, w.beta, 2, 5000);
+        n7.root = Some(21);
+        let outbox = Outbox {
+            subscriptions: vec![grouped],
+            roots: vec![
+                RootRow {
+                    id: 20,
+                    advisory: ADV1,
+                    cause: acme_cause,
+                    at_ms: 5000,
+                },
+                RootRow {
+                    id: 21,
+                    advisory: ADV1,
+                    cause: beta_cause,
+                    at_ms: 5000,
+                },
+            ],
+            notices: vec![n7],
+            // Notice 6 (acme-vm, ADV1) reopened under root 20.
+            notice_changes: vec![NoticeChange {
+                id: 6,
+                advisory: ADV1,
+                state: NoticeState::Affected,
+                justification: None,
+                at_ms: 5000,
+                regroup: Some((2, vec![w.pub_base.0, w.acme_vm.0], Some(20))),
+                remediated_by: None,
+            }],
+            ..Default::default()
+        };
+        commit_outbox(b.store().as_mut(), &outbox).unwrap();
+        let mut store = b.store();
+        let other = cause(w.acme, w.acme_vm, Action::Rebuild);
+        assert_eq!(
+            store.root_ids(ADV1, &[beta_cause, other, acme_cause]).unwrap(),
+            vec![Some(21), None, Some(20)]
+        );
+        assert_eq!(store.root_ids(ADV0, &[acme_cause]).unwrap(), vec![None]);
+        assert_eq!(
+            store.root_members(20).unwrap(),
+            Some(RootMembers {
+                tenant: w.acme,
+                advisory: ADV1,
+                members: vec![(6, NoticeState::Affected)],
+            })
+        );
+        assert_eq!(store.root_members(6).unwrap(), None, "a notice id is no root");
+        let root = store.notice(7).unwrap().unwrap().root;
+        assert_eq!(
+            root,
+            Some(StoredRoot {
+                id: 21,
+                introduced_by: w.pub_base,
+                step: w.pub_base,
+                action: Action::Relaunch,
+            })
+        );
+        assert_eq!(store.notice(2).unwrap().unwrap().root, None);
+        assert_eq!(b.queue().root_open_counts(&[20, 21, 99]).unwrap(), vec![(20, 1), (21, 1), (99, 0)]);
+        let mut r = b.reader();
+        assert_eq!(ids(&r.root_notices_after(20, 0, 10).unwrap()), vec![6]);
+        assert_eq!(ids(&r.root_notices_after(20, 6, 10).unwrap()), Vec::<i64>::new());
+        assert_eq!(r.notices(&[6]).unwrap()[0].root.map(|r| r.id), Some(20));
+        // Remediated members are not open.
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                notice_changes: vec![NoticeChange {
+                    id: 7,
+                    advisory: ADV1,
+                    state: NoticeState::Remediated,
+                    justification: None,
+                    at_ms: 6000,
+                    regroup: None,
+                    remediated_by: None,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.root_open_counts(&[21]).unwrap(), vec![(21, 0)]);
+        assert_eq!(store.notice(7).unwrap().unwrap().root.map(|r| r.id), Some(21), "kept");
+        let state = store.load_service().unwrap();
+        assert_eq!(state.next_notice_id, 22, "root ids come from the notices' sequence");
+        let g = state.subscriptions.iter().find(|s| s.id == "sub_g").unwrap();
+        assert_eq!(g.grouping, Grouping::Grouped);
+        let a = state.subscriptions.iter().find(|s| s.id == "sub_a").unwrap();
+        assert_eq!(a.grouping, Grouping::Artifact);
+        // One key, one root: a second row of it is refused whole.
+        let dup = Outbox {
+            roots: vec![RootRow {
+                id: 30,
+                advisory: ADV1,
+                cause: acme_cause,
+                at_ms: 7000,
+            }],
+            ..Default::default()
+        };
+        assert!(commit_outbox(store.as_mut(), &dup).is_err());
+        drop(store);
+        assert_eq!(b.store().root_ids(ADV1, &[acme_cause]).unwrap(), vec![Some(20)]);
     }
 
     /// Notices read through pull or a stream become notified once (one

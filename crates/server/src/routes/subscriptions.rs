@@ -18,15 +18,7 @@ use crate::auth::{Principal, new_id};
 use crate::error::{ApiError, ApiResult, Errors};
 use crate::state::AppState;
 
-/// How notices are grouped into `data.notices[]` entries. Only `artifact`
-/// (one entry per record and affected artifact) exists today; it stays
-/// available whatever the default becomes.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Grouping {
-    #[default]
-    Artifact,
-}
+pub use patchline_core::notice::Grouping;
 
 /// `POST /v1/subscriptions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -35,9 +27,10 @@ pub struct NewSubscription {
     channel: Channel,
     #[serde(default)]
     filter: Option<Filter>,
-    /// Accepted for the contract; `artifact` is the only grouping yet.
+    /// `grouped` (the default): one `data.notices[]` entry per root cause
+    /// (record, top-most `introduced_by`, remedy step) listing its
+    /// artifacts; `artifact`: one entry per (record, artifact).
     #[serde(default)]
-    #[allow(dead_code)]
     grouping: Option<Grouping>,
     /// Requests per second to the endpoint (1 to 100,000; default 1000).
     #[serde(default, deserialize_with = "super::integral")]
@@ -85,7 +78,7 @@ fn view(s: &Subscription, tenant: &str) -> SubscriptionView {
         tenant: tenant.to_string(),
         channel: s.channel.clone(),
         filter: s.filter.clone(),
-        grouping: Grouping::Artifact,
+        grouping: s.grouping,
         state: if s.state.is_active() {
             SubscriptionStateName::Active
         } else {
@@ -171,6 +164,7 @@ pub async fn create_subscription(
             state: SubscriptionState::Active,
             rate_per_s: rate,
             created_at_ms: e.clock().now_ms(),
+            grouping: req.grouping.unwrap_or_default(),
         })?;
         Ok(())
     })

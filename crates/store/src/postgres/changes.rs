@@ -236,7 +236,8 @@ pub(super) fn next_ids(client: &mut impl GenericClient) -> Result<(i64, i64, i64
     let r = client
         .query_one(
             "SELECT greatest((SELECT coalesce(max(id), 0) FROM notices),
-                             (SELECT coalesce(max(id), 0) FROM patch_notices)) + 1,
+                             (SELECT coalesce(max(id), 0) FROM patch_notices),
+                             (SELECT coalesce(max(id), 0) FROM notice_roots)) + 1,
                     (SELECT coalesce(max(id), 0) + 1 FROM deliveries),
                     (SELECT coalesce(max(id), 0) + 1 FROM notice_groups)",
             &[],

@@ -1087,6 +1087,18 @@ impl CatalogStore for PgStore {
         service::notice_by_id(self.conn.client()?, id)
     }
 
+    fn root_ids(
+        &mut self,
+        adv: AdvIdx,
+        causes: &[patchline_core::remedy::RootCause],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        service::root_ids(self.conn.client()?, adv, causes)
+    }
+
+    fn root_members(&mut self, root: i64) -> Result<Option<crate::RootMembers>, StoreError> {
+        service::root_members(self.conn.client()?, root)
+    }
+
     fn due_reminders(
         &mut self,
         before_ms: i64,

@@ -242,6 +242,10 @@ impl DeliveryQueue for PgQueue {
         super::service::patches_by_ids(self.conn.client()?, ids)
     }
 
+    fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
+        super::service::root_open_counts(self.conn.client()?, roots)
+    }
+
     /// The earliest time something becomes due, if anything is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn

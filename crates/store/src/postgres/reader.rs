@@ -106,6 +106,19 @@ impl NoticeReader for PgReader {
         notices_by_ids(self.conn.client()?, ids)
     }
 
+    fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
+        super::service::root_open_counts(self.conn.client()?, roots)
+    }
+
+    fn root_notices_after(
+        &mut self,
+        root: i64,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredNotice>, StoreError> {
+        super::service::root_notices_after(self.conn.client()?, root, after_id, limit)
+    }
+
     fn patches_after(
         &mut self,
         tenant: Option<TenantIdx>,

@@ -196,8 +196,28 @@ ALTER TABLE notice_events ADD COLUMN cause TEXT;
 CREATE INDEX patch_notices_successor ON patch_notices (successor);
 ";
 
+/// Schema 7 → 8: grouped notices. A root cause (tenant, record, top-most
+/// `introduced_by`, remedy step) with an id from the notices' sequence,
+/// each notice's root, and each subscription's grouping (those made
+/// before keep one entry per artifact).
+const V8: &str = "
+CREATE TABLE notice_roots (
+    id BIGINT PRIMARY KEY,
+    tenant BIGINT NOT NULL,
+    advisory BIGINT NOT NULL,
+    introduced_by BIGINT NOT NULL,
+    step BIGINT NOT NULL,
+    action TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (tenant, advisory, introduced_by, step, action)
+);
+ALTER TABLE notices ADD COLUMN root BIGINT;
+CREATE INDEX notices_root ON notices (root);
+ALTER TABLE subscriptions ADD COLUMN grouping TEXT NOT NULL DEFAULT 'artifact';
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

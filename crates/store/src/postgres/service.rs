@@ -13,21 +13,23 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ::postgres::binary_copy::BinaryCopyInWriter;
 use ::postgres::types::{ToSql, Type};
 use ::postgres::{Client, GenericClient, Row, Transaction};
-use patchline_core::notice::{NoticeState, SubscriptionState};
+use patchline_core::notice::{Grouping, NoticeState, SubscriptionState};
+use patchline_core::remedy::{Action, RootCause};
 use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 
 use super::{Fail, db_err, in_transaction, index};
 use crate::service::{
-    NoticeChange, Outbox, PatchRow, ServiceState, StoredNotice, SubscriptionRow, TokenRow,
-    blob_path, path_blob,
+    NoticeChange, Outbox, PatchRow, RootMembers, ServiceState, StoredNotice, StoredRoot,
+    SubscriptionRow, TokenRow, blob_path, path_blob,
 };
 use crate::{SecretKeys, StoreError};
 
 /// Rows per chunk of ids in one `= ANY($1)` read.
 pub(super) const IDS_PER_QUERY_MAX: usize = 1000;
 
-pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by";
-pub(super) const NOTICE_FROM: &str = "notices n JOIN notice_groups g ON g.id = n.grp";
+pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action";
+pub(super) const NOTICE_FROM: &str =
+    "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
 pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
     Ok(StoredNotice {
@@ -43,7 +45,134 @@ pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
         updated_at_ms: r.get(9),
         reminders: r.get(10),
         remediated_by: r.get(11),
+        root: match r.get::<_, Option<i64>>(12) {
+            None => None,
+            Some(id) => Action::parse(r.get(15))
+                .map(|action| {
+                    Ok::<_, StoreError>(StoredRoot {
+                        id,
+                        introduced_by: ArtIdx(index(r.get(13), "root introduction")?),
+                        step: ArtIdx(index(r.get(14), "root step")?),
+                        action,
+                    })
+                })
+                .transpose()?,
+        },
     })
+}
+
+/// See `crate::service::root_ids`.
+pub(super) fn root_ids(
+    client: &mut impl GenericClient,
+    adv: AdvIdx,
+    causes: &[RootCause],
+) -> Result<Vec<Option<i64>>, StoreError> {
+    if causes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenant: Vec<i64> = causes.iter().map(|c| i64::from(c.tenant.0)).collect();
+    let intro: Vec<i64> = causes
+        .iter()
+        .map(|c| i64::from(c.introduced_by.0))
+        .collect();
+    let step: Vec<i64> = causes.iter().map(|c| i64::from(c.step.0)).collect();
+    let action: Vec<&str> = causes.iter().map(|c| c.action.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT v.ord, r.id
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[])
+               WITH ORDINALITY AS v(tenant, intro, step, action, ord)
+             JOIN notice_roots r ON r.tenant = v.tenant AND r.advisory = $5
+               AND r.introduced_by = v.intro AND r.step = v.step AND r.action = v.action",
+            &[&tenant, &intro, &step, &action, &i64::from(adv.0)],
+        )
+        .map_err(db_err)?;
+    let mut out = vec![None; causes.len()];
+    for r in rows {
+        let ord: i64 = r.get(0);
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
+            *slot = Some(r.get(1));
+        }
+    }
+    Ok(out)
+}
+
+/// See `crate::service::root_members`.
+pub(super) fn root_members(
+    client: &mut impl GenericClient,
+    root: i64,
+) -> Result<Option<RootMembers>, StoreError> {
+    let Some(head) = client
+        .query_opt(
+            "SELECT tenant, advisory FROM notice_roots WHERE id = $1",
+            &[&root],
+        )
+        .map_err(db_err)?
+    else {
+        return Ok(None);
+    };
+    let members = client
+        .query(
+            "SELECT id, state FROM notices WHERE root = $1 ORDER BY id",
+            &[&root],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                NoticeState::parse(r.get(1)).unwrap_or(NoticeState::Affected),
+            )
+        })
+        .collect();
+    Ok(Some(RootMembers {
+        tenant: TenantIdx(index(head.get(0), "root tenant")?),
+        advisory: AdvIdx(index(head.get(1), "root advisory")?),
+        members,
+    }))
+}
+
+/// See `crate::service::root_open_counts`.
+pub(super) fn root_open_counts(
+    client: &mut impl GenericClient,
+    roots: &[i64],
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    if roots.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT root, count(*) FROM notices WHERE root = ANY($1)
+               AND state IN ('affected', 'notified', 'acknowledged') GROUP BY root",
+            &[&roots],
+        )
+        .map_err(db_err)?;
+    let counts: HashMap<i64, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(roots
+        .iter()
+        .map(|&r| (r, counts.get(&r).copied().unwrap_or(0).max(0) as u64))
+        .collect())
+}
+
+/// See `crate::service::root_notices_after`.
+pub(super) fn root_notices_after(
+    client: &mut impl GenericClient,
+    root: i64,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredNotice>, StoreError> {
+    client
+        .query(
+            &format!(
+                "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
+                 WHERE n.root = $1 AND n.id > $2 ORDER BY n.id LIMIT $3"
+            ),
+            &[&root, &after, &(limit.min(i64::MAX as usize) as i64)],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(notice_from_row)
+        .collect()
 }
 
 pub(super) fn notice_by_id(
@@ -161,7 +290,7 @@ struct FoldedChange<'a> {
     state: &'static str,
     justification: Option<&'a str>,
     at: i64,
-    regroup: Option<(i64, Vec<u8>, i64)>,
+    regroup: Option<(i64, Vec<u8>, i64, Option<i64>)>,
     remediated_by: Option<&'a str>,
 }
 
@@ -171,7 +300,10 @@ struct FoldedChange<'a> {
 fn fold_changes(changes: &[NoticeChange]) -> BTreeMap<i64, FoldedChange<'_>> {
     let mut out: BTreeMap<i64, FoldedChange<'_>> = BTreeMap::new();
     for c in changes {
-        let regroup = c.regroup.as_ref().map(|(g, p)| (*g, path_blob(p), c.at_ms));
+        let regroup = c
+            .regroup
+            .as_ref()
+            .map(|(g, p, root)| (*g, path_blob(p), c.at_ms, *root));
         let entry = out.entry(c.id).or_insert(FoldedChange {
             state: c.state.as_str(),
             justification: None,
@@ -294,17 +426,19 @@ pub(super) fn write_outbox(
         let reason: Vec<Option<&str>> = subs.iter().map(|s| s.state.to_stored().1).collect();
         let rate: Vec<i64> = subs.iter().map(|s| i64::from(s.rate_per_s)).collect();
         let at: Vec<i64> = subs.iter().map(|s| s.created_at_ms).collect();
+        let grouping: Vec<&str> = subs.iter().map(|s| s.grouping.as_str()).collect();
         tx.execute(
             "INSERT INTO subscriptions
-               (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at)
+               (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at,
+                grouping)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-               $6::text[], $7::text[], $8::bigint[], $9::bigint[])
+               $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[])
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, channel = excluded.channel,
                filter = excluded.filter, secrets = excluded.secrets, state = excluded.state,
                disabled_reason = excluded.disabled_reason, rate_per_s = excluded.rate_per_s,
-               created_at = excluded.created_at",
+               created_at = excluded.created_at, grouping = excluded.grouping",
             &[
-                &id, &tenant, &channel, &filter, &sealed, &state, &reason, &rate, &at,
+                &id, &tenant, &channel, &filter, &sealed, &state, &reason, &rate, &at, &grouping,
             ],
         )?;
     }
@@ -343,6 +477,25 @@ pub(super) fn write_outbox(
             }),
         )?;
     }
+    if !out.roots.is_empty() {
+        let r = &out.roots;
+        let id: Vec<i64> = r.iter().map(|r| r.id).collect();
+        let tenant: Vec<i64> = r.iter().map(|r| i64::from(r.cause.tenant.0)).collect();
+        let advisory: Vec<i64> = r.iter().map(|r| i64::from(r.advisory.0)).collect();
+        let intro: Vec<i64> = r
+            .iter()
+            .map(|r| i64::from(r.cause.introduced_by.0))
+            .collect();
+        let step: Vec<i64> = r.iter().map(|r| i64::from(r.cause.step.0)).collect();
+        let action: Vec<&str> = r.iter().map(|r| r.cause.action.as_str()).collect();
+        let at: Vec<i64> = r.iter().map(|r| r.at_ms).collect();
+        tx.execute(
+            "INSERT INTO notice_roots (id, tenant, advisory, introduced_by, step, action, created_at)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+               $5::bigint[], $6::text[], $7::bigint[])",
+            &[&id, &tenant, &advisory, &intro, &step, &action, &at],
+        )?;
+    }
     if !out.notices.is_empty() {
         // The creation is the notice row itself (`created_at`): no event
         // row, as in SQLite.
@@ -363,7 +516,7 @@ pub(super) fn write_outbox(
             .collect();
         copy_rows(
             tx,
-            "COPY notices (id, advisory, artifact, tenant, state, grp, path, created_at, updated_at, reminded_at)
+            "COPY notices (id, advisory, artifact, tenant, state, grp, path, created_at, updated_at, reminded_at, root)
              FROM STDIN (FORMAT binary)",
             &[
                 Type::INT8,
@@ -373,6 +526,7 @@ pub(super) fn write_outbox(
                 Type::TEXT,
                 Type::INT8,
                 Type::BYTEA,
+                Type::INT8,
                 Type::INT8,
                 Type::INT8,
                 Type::INT8,
@@ -389,6 +543,7 @@ pub(super) fn write_outbox(
                     &n.at_ms,
                     &n.at_ms,
                     &n.at_ms,
+                    &n.root,
                 ];
                 row
             }),
@@ -429,14 +584,19 @@ pub(super) fn write_outbox(
             .map(|f| f.regroup.as_ref().map(|r| r.2))
             .collect();
         let remediated_by: Vec<Option<&str>> = folded.values().map(|f| f.remediated_by).collect();
+        let root: Vec<Option<i64>> = folded
+            .values()
+            .map(|f| f.regroup.as_ref().and_then(|r| r.3))
+            .collect();
         tx.execute(
             "UPDATE notices n SET state = v.state, justification = v.justification, updated_at = v.at,
                grp = coalesce(v.grp, n.grp), path = coalesce(v.path, n.path),
                reminded_at = coalesce(v.reminded_at, n.reminded_at),
-               remediated_by = v.remediated_by
+               remediated_by = v.remediated_by,
+               root = CASE WHEN v.grp IS NULL THEN n.root ELSE v.root END
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-               $6::bytea[], $7::bigint[], $8::text[])
-               AS v(id, state, justification, at, grp, path, reminded_at, remediated_by)
+               $6::bytea[], $7::bigint[], $8::text[], $9::bigint[])
+               AS v(id, state, justification, at, grp, path, reminded_at, remediated_by, root)
              WHERE n.id = v.id AND n.id = ANY($1)",
             &[
                 &id,
@@ -447,6 +607,7 @@ pub(super) fn write_outbox(
                 &path,
                 &reminded,
                 &remediated_by,
+                &root,
             ],
         )?;
         // Every change is a transition in the history, in order.
@@ -597,7 +758,8 @@ pub(super) fn load_service(
         .unwrap_or_default();
     for r in q(
         client,
-        "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at
+        "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at,
+           grouping
          FROM subscriptions ORDER BY created_at, id",
     )? {
         let id: String = r.get(0);
@@ -615,6 +777,7 @@ pub(super) fn load_service(
             state: sub_state,
             rate_per_s: index(r.get(7), "rate")?,
             created_at_ms: r.get(8),
+            grouping: Grouping::parse(r.get(9)).unwrap_or(Grouping::Artifact),
             id,
         });
     }
@@ -633,7 +796,9 @@ pub(super) fn load_service(
             .map_err(db_err)?
             .get(0))
     }
-    state.next_notice_id = next(client, "notices")?.max(next(client, "patch_notices")?);
+    state.next_notice_id = next(client, "notices")?
+        .max(next(client, "patch_notices")?)
+        .max(next(client, "notice_roots")?);
     state.next_delivery_id = next(client, "deliveries")?;
     state.next_group_id = next(client, "notice_groups")?;
     Ok(state)

@@ -1,0 +1,360 @@
+//! Grouped notices: one entry per root cause instead of one per artifact.
+//!
+//! A tenant's notices of one record that came in at the same top-most
+//! `introduced_by` and ask the same remedy step of the tenant share a root
+//! cause (`notice_roots`, made by the engine with the notices). A grouped
+//! reader gets one [`GroupedNotice`] per root cause in a message or page:
+//! its own `notice_id` (the root's, from the notices' sequence), the step
+//! (`action` at `artifact`), where it came in, and the member artifacts
+//! (up to [`GROUP_ARTIFACTS_MAX`] listed, the rest counted). The member
+//! notices stay tracked one by one underneath (states, acknowledgements,
+//! remediation); acknowledging the group acknowledges its open members.
+//!
+//! Only the owner's own notices group (and an admin's reading): a watcher
+//! reads another tenant's public artifacts one notice each, and a notice
+//! written before grouping (no root) is a group of its own, rendered as
+//! it always was.
+
+use std::collections::{BTreeMap, HashMap};
+
+use patchline_core::notice::{Grouping, NoticeState, Severity};
+use patchline_core::{ArtIdx, Kind};
+use patchline_store::StoredNotice;
+use serde::Serialize;
+
+use crate::doc::{AffectedComponent, NoticeDoc, Reader};
+use crate::view::Names;
+
+/// Most member artifacts one grouped entry lists (the rest are counted in
+/// `artifacts_omitted`; the group's page lists them all).
+pub const GROUP_ARTIFACTS_MAX: usize = 100;
+
+/// One member of a grouped notice.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupMember {
+    pub notice_id: i64,
+    pub artifact: String,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<NoticeState>,
+}
+
+/// The notices of one root cause, as one entry of `data.notices` (or of a
+/// page): the fields of a notice (`notice_id`, `advisory`, `artifact`,
+/// `kind`, `components`, `path`) with `artifact` the step's artifact and
+/// `path` the lineage from where the record came in down to it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupedNotice {
+    /// The group's own id (acknowledging it acknowledges its open members).
+    pub notice_id: i64,
+    /// Always `grouped`.
+    pub grouping: Grouping,
+    pub advisory: String,
+    /// Where the step acts: the artifact to rebuild or rebase, or the
+    /// template or replica whose instances are relaunched.
+    pub artifact: String,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `rebuild`, `rebase` or `relaunch`.
+    pub action: &'static str,
+    /// The top-most artifact where the record came in.
+    pub introduced_by: String,
+    /// The affected components of the first member listed.
+    pub components: Vec<AffectedComponent>,
+    /// From `introduced_by` down to `artifact`.
+    pub path: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failure: bool,
+    /// The members this message or page carries (new, reopened or
+    /// reminded ones), up to [`GROUP_ARTIFACTS_MAX`].
+    pub artifacts: Vec<GroupMember>,
+    /// Members carried and not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub artifacts_omitted: usize,
+    /// The group's open members now (affected, notified or acknowledged),
+    /// over every message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts_open: Option<u64>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One entry of a message or page: a group, or a notice on its own.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Entry {
+    Grouped(GroupedNotice),
+    Notice(NoticeDoc),
+}
+
+impl Entry {
+    pub fn notice_id(&self) -> i64 {
+        match self {
+            Entry::Grouped(g) => g.notice_id,
+            Entry::Notice(n) => n.notice_id,
+        }
+    }
+}
+
+/// The root ids the `rows` that `reader` would read grouped belong to
+/// (for [`group`]'s open counts), sorted, each once.
+pub fn roots_of(rows: &[StoredNotice], reader: Reader) -> Vec<i64> {
+    let mut roots: Vec<i64> = rows
+        .iter()
+        .filter(|n| groups_for(n, reader))
+        .filter_map(|n| n.root.map(|r| r.id))
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots
+}
+
+/// Whether `reader` reads `n` inside its group: the owner's (or an
+/// admin's) notice with a root cause.
+fn groups_for(n: &StoredNotice, reader: Reader) -> bool {
+    n.root.is_some()
+        && match reader {
+            Reader::Admin => true,
+            Reader::Tenant(t) => t == n.tenant,
+        }
+}
+
+/// Groups rendered notices: `docs` are `rows` rendered for `reader` (the
+/// rows it may not read left out, order kept); each root cause becomes one
+/// entry at the place of its first member, every other notice stays as it
+/// is. `open` gives groups' open members now, where known.
+pub fn group(
+    rows: &[StoredNotice],
+    docs: Vec<NoticeDoc>,
+    names: &Names,
+    reader: Reader,
+    open: &HashMap<i64, u64>,
+) -> Vec<Entry> {
+    let by_id: HashMap<i64, &StoredNotice> = rows.iter().map(|n| (n.id, n)).collect();
+    let mut out: Vec<Entry> = Vec::with_capacity(docs.len());
+    // root id -> index of its entry in `out`.
+    let mut at: BTreeMap<i64, usize> = BTreeMap::new();
+    for doc in docs {
+        let Some(row) = by_id.get(&doc.notice_id).filter(|n| groups_for(n, reader)) else {
+            out.push(Entry::Notice(doc));
+            continue;
+        };
+        let Some(root) = row.root else {
+            out.push(Entry::Notice(doc));
+            continue;
+        };
+        let member = GroupMember {
+            notice_id: doc.notice_id,
+            artifact: doc.body.artifact.clone(),
+            kind: doc.body.kind,
+            state: doc.state,
+        };
+        if let Some(&i) = at.get(&root.id) {
+            if let Entry::Grouped(g) = &mut out[i] {
+                if g.artifacts.len() < GROUP_ARTIFACTS_MAX {
+                    g.artifacts.push(member);
+                } else {
+                    g.artifacts_omitted += 1;
+                }
+            }
+            continue;
+        }
+        // The path down to the step's artifact (it is on the member's
+        // path: the step sits on the chain from the introduction down).
+        let step_at = row.path.iter().position(|&p| ArtIdx(p) == root.step);
+        let (artifact, kind, cut) = match (step_at, names.artifact(root.step)) {
+            (Some(i), Some((_, facts))) if i < doc.body.path.len() => {
+                (doc.body.path[i].clone(), facts.kind, i + 1)
+            }
+            _ => (
+                doc.body.artifact.clone(),
+                doc.body.kind,
+                doc.body.path.len(),
+            ),
+        };
+        let introduced_by = doc
+            .body
+            .path
+            .first()
+            .cloned()
+            .unwrap_or_else(|| doc.body.artifact.clone());
+        at.insert(root.id, out.len());
+        out.push(Entry::Grouped(GroupedNotice {
+            notice_id: root.id,
+            grouping: Grouping::Grouped,
+            advisory: doc.body.advisory,
+            artifact,
+            kind,
+            tenant: doc.body.tenant,
+            action: root.action.as_str(),
+            introduced_by,
+            components: doc.body.components,
+            path: doc.body.path[..cut].to_vec(),
+            summary: doc.body.summary,
+            severity: doc.body.severity,
+            failure: doc.body.failure,
+            artifacts: vec![member],
+            artifacts_omitted: 0,
+            artifacts_open: open.get(&root.id).copied(),
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::{GroupDoc, GroupEntry};
+    use crate::view::{ArtifactFacts, RecordFacts};
+    use patchline_core::remedy::Action;
+    use patchline_core::{AdvIdx, TenantIdx};
+    use patchline_store::StoredRoot;
+
+    /// base (public, tenant 0) <- tpl (tenant 1) <- vm-0.. (tenant 1);
+    /// vm-w (tenant 2's, public) under base too.
+    fn names() -> Names {
+        let mut names = Names::default();
+        for (t, n) in ["pub", "acme", "other"].iter().enumerate() {
+            names.set_tenant(TenantIdx(t as u32), n);
+        }
+        let facts = |tenant: u32, kind: Kind, public: bool| ArtifactFacts {
+            tenant: TenantIdx(tenant),
+            kind,
+            public,
+            removed: false,
+        };
+        names.set_artifact(ArtIdx(0), "base", facts(0, Kind::Image, true));
+        names.set_artifact(ArtIdx(1), "tpl", facts(1, Kind::Template, false));
+        for i in 0..150u32 {
+            names.set_artifact(
+                ArtIdx(2 + i),
+                &format!("vm-{i}"),
+                facts(1, Kind::Instance, false),
+            );
+        }
+        names.set_artifact(ArtIdx(200), "vm-w", facts(2, Kind::Instance, true));
+        names.set_record(
+            AdvIdx(0),
+            RecordFacts {
+                id: "DSA-1".into(),
+                summary: Some("bad".into()),
+                severity: None,
+            },
+        );
+        names
+    }
+
+    fn notice(
+        id: i64,
+        tenant: u32,
+        path: Vec<u32>,
+        root: Option<(i64, u32, Action)>,
+    ) -> StoredNotice {
+        let components = GroupDoc {
+            components: vec![GroupEntry {
+                purl: Some("pkg:deb/debian/libssl3@3.0.11".into()),
+                introduced_by: 0,
+                fixed: Some("3.0.12".into()),
+            }],
+        }
+        .to_stored();
+        StoredNotice {
+            id,
+            advisory: AdvIdx(0),
+            artifact: ArtIdx(*path.last().unwrap()),
+            tenant: TenantIdx(tenant),
+            state: NoticeState::Affected,
+            justification: None,
+            components,
+            path,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            reminders: 0,
+            remediated_by: None,
+            root: root.map(|(id, step, action)| StoredRoot {
+                id,
+                introduced_by: ArtIdx(0),
+                step: ArtIdx(step),
+                action,
+            }),
+        }
+    }
+
+    #[test]
+    fn one_entry_per_root_cause_with_its_members() {
+        let names = names();
+        // The template (rebase at tpl) and 150 instances under it: the
+        // instances' step is the template's rebase too (the top-most
+        // artifact acme owns on their chain).
+        let mut rows = vec![notice(10, 1, vec![0, 1], Some((9, 1, Action::Rebase)))];
+        for i in 0..150u32 {
+            rows.push(notice(
+                11 + i64::from(i),
+                1,
+                vec![0, 1, 2 + i],
+                Some((9, 1, Action::Rebase)),
+            ));
+        }
+        // An old notice without a root, and another tenant's public
+        // instance (tenant 2) read by acme as a watcher.
+        rows.push(notice(500, 1, vec![0, 1, 2], None));
+        rows.push(notice(501, 2, vec![0, 200], Some((8, 0, Action::Relaunch))));
+        let reader = Reader::Tenant(TenantIdx(1));
+        let docs = NoticeDoc::render_all(&rows, &names, reader);
+        assert_eq!(
+            roots_of(&rows, reader),
+            vec![9],
+            "only the reader's own groups"
+        );
+        let open = HashMap::from([(9, 151)]);
+        let entries = group(&rows, docs, &names, reader, &open);
+        assert_eq!(entries.len(), 3, "{entries:#?}");
+        let Entry::Grouped(g) = &entries[0] else {
+            panic!("the first entry is the group")
+        };
+        assert_eq!(g.notice_id, 9);
+        assert_eq!(
+            (g.artifact.as_str(), g.kind, g.action),
+            ("tpl", Kind::Template, "rebase")
+        );
+        assert_eq!(g.path, vec!["base", "tpl"]);
+        assert_eq!(g.introduced_by, "base");
+        assert_eq!(g.artifacts.len(), GROUP_ARTIFACTS_MAX);
+        assert_eq!(g.artifacts_omitted, 151 - GROUP_ARTIFACTS_MAX);
+        assert_eq!(g.artifacts[0].artifact, "tpl");
+        assert_eq!(g.artifacts[1].notice_id, 11);
+        assert_eq!(g.artifacts_open, Some(151));
+        assert_eq!(g.tenant.as_deref(), Some("acme"));
+        let json = serde_json::to_value(&entries[0]).unwrap();
+        for key in [
+            "notice_id",
+            "advisory",
+            "artifact",
+            "kind",
+            "components",
+            "path",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+        assert_eq!(json["grouping"], "grouped");
+        assert!(matches!(&entries[1], Entry::Notice(n) if n.notice_id == 500));
+        assert!(matches!(&entries[2], Entry::Notice(n) if n.notice_id == 501 && n.watched));
+        // An admin groups every tenant's.
+        let docs = NoticeDoc::render_all(&rows, &names, Reader::Admin);
+        let entries = group(&rows, docs, &names, Reader::Admin, &HashMap::new());
+        assert_eq!(entries.len(), 3);
+        assert!(
+            matches!(&entries[2], Entry::Grouped(g) if g.notice_id == 8 && g.artifact == "base" && g.action == "relaunch" && g.path == ["base"])
+        );
+    }
+}
