@@ -1039,16 +1039,25 @@ impl<S: CatalogStore> Engine<S> {
         Ok(a)
     }
 
-    /// The tenant acknowledges a notice, or states that it does not apply.
+    /// The tenant acknowledges a notice, or states that it does not apply;
+    /// `notice` may name a group (a root cause): then every open notice of
+    /// it changes, in one commit.
     pub fn ack(
         &mut self,
         t: Option<TenantIdx>,
         notice: i64,
         state: NoticeState,
         justification: Option<String>,
-    ) -> Result<StoredNotice, EngineError> {
+    ) -> Result<Acked, EngineError> {
         self.begin_write()?;
         let n = self.store.notice(notice)?;
+        if n.is_none()
+            && let Some(group) = self.store.root_members(notice)?
+            && t.is_none_or(|t| t == group.tenant)
+        {
+            check_ack(state, justification.as_deref())?;
+            return self.ack_group(notice, group, state, justification);
+        }
         // A watcher reads a public artifact's notice but does not own it.
         if let (Some(n), Some(t)) = (&n, t)
             && n.tenant != t
@@ -1070,23 +1079,7 @@ impl<S: CatalogStore> Engine<S> {
                 what: "notice",
                 id: notice.to_string(),
             })?;
-        match state {
-            NoticeState::Acknowledged => {}
-            NoticeState::NotAffected => match justification.as_deref() {
-                Some(j) if patchline_core::notice::JUSTIFICATIONS.contains(&j) => {}
-                _ => {
-                    return Err(EngineError::Invalid(format!(
-                        "not_affected needs a justification, one of: {}",
-                        patchline_core::notice::JUSTIFICATIONS.join(", ")
-                    )));
-                }
-            },
-            other => {
-                return Err(EngineError::Invalid(format!(
-                    "a tenant can set acknowledged or not_affected, not {other}"
-                )));
-            }
-        }
+        check_ack(state, justification.as_deref())?;
         if n.state.is_closed() {
             return Err(EngineError::Invalid(format!(
                 "notice {notice} is already {}",
@@ -1094,7 +1087,7 @@ impl<S: CatalogStore> Engine<S> {
             )));
         }
         if n.state == state {
-            return Ok(n);
+            return Ok(Acked::Notice(n));
         }
         let now = self.clock.now_ms();
         self.outbox.notice_changes.push(NoticeChange {
@@ -1107,12 +1100,59 @@ impl<S: CatalogStore> Engine<S> {
             remediated_by: None,
         });
         self.commit(&[])?;
-        Ok(StoredNotice {
+        Ok(Acked::Notice(StoredNotice {
             state,
             justification,
             updated_at_ms: now,
             remediated_by: None,
             ..n
+        }))
+    }
+
+    /// [`Engine::ack`] of a group: its open notices (affected, notified,
+    /// and for `not_affected` acknowledged ones too) take the state; closed
+    /// ones stay as they are. Refused when every notice of it is closed.
+    fn ack_group(
+        &mut self,
+        root: i64,
+        group: patchline_store::RootMembers,
+        state: NoticeState,
+        justification: Option<String>,
+    ) -> Result<Acked, EngineError> {
+        let open: Vec<i64> = group
+            .members
+            .iter()
+            .filter(|(_, s)| !s.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        if open.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "every notice of group {root} is closed already (remediated or not affected)"
+            )));
+        }
+        let now = self.clock.now_ms();
+        for (id, current) in &group.members {
+            if current.is_closed() || *current == state {
+                continue;
+            }
+            self.outbox.notice_changes.push(NoticeChange {
+                id: *id,
+                advisory: group.advisory,
+                state,
+                justification: justification.clone(),
+                at_ms: now,
+                regroup: None,
+                remediated_by: None,
+            });
+        }
+        let changed = self.outbox.notice_changes.len();
+        if changed > 0 {
+            self.commit(&[])?;
+        }
+        Ok(Acked::Group {
+            root,
+            changed,
+            members: open,
         })
     }
 
@@ -1169,6 +1209,36 @@ impl<S: CatalogStore> Engine<S> {
         self.commit(&[])?;
         Ok(due.len())
     }
+}
+
+/// The states a tenant may set, and the justification `not_affected` needs.
+fn check_ack(state: NoticeState, justification: Option<&str>) -> Result<(), EngineError> {
+    match state {
+        NoticeState::Acknowledged => Ok(()),
+        NoticeState::NotAffected => match justification {
+            Some(j) if patchline_core::notice::JUSTIFICATIONS.contains(&j) => Ok(()),
+            _ => Err(EngineError::Invalid(format!(
+                "not_affected needs a justification, one of: {}",
+                patchline_core::notice::JUSTIFICATIONS.join(", ")
+            ))),
+        },
+        other => Err(EngineError::Invalid(format!(
+            "a tenant can set acknowledged or not_affected, not {other}"
+        ))),
+    }
+}
+
+/// What an acknowledgement changed.
+#[derive(Debug)]
+pub enum Acked {
+    /// One notice, as it is now.
+    Notice(StoredNotice),
+    /// A group: how many of its notices changed, and its open ones (ids).
+    Group {
+        root: i64,
+        changed: usize,
+        members: Vec<i64>,
+    },
 }
 
 /// Deliveries queued without a catalog (escalations).

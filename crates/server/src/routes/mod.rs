@@ -126,6 +126,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(notices::list_patches))
         .routes(routes!(notices::stream))
         .routes(routes!(notices::ack))
+        .routes(routes!(notices::group_notices))
         .split_for_parts()
 }
 

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use patchline_core::TenantIdx;
-use patchline_core::notice::NoticeState;
-use patchline_delivery::{NoticeDoc, RecordText, take_record_text};
+use patchline_core::notice::{Grouping, NoticeState};
+use patchline_delivery::{Entry, NoticeDoc, RecordText, take_record_text};
 use patchline_store::StoredNotice;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -36,12 +36,34 @@ pub struct NoticesQuery {
     #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// `artifact` (the default here): one entry per (record, artifact);
+    /// `grouped`: one entry per root cause in the page (record, top-most
+    /// `introduced_by`, remedy step), listing its artifacts.
+    #[serde(default)]
+    grouping: Option<Grouping>,
+}
+
+/// `GET /v1/patches` and `GET /v1/notices/{id}/artifacts`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CursorQuery {
+    /// After this id (default 0).
+    #[serde(default)]
+    #[param(minimum = 0)]
+    after: Option<i64>,
+    /// 1 to 1000 (default 100).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
 }
 
 /// A page of notices as one reader sees them, and the cursor after it.
 #[derive(Debug)]
 pub struct NoticePage {
     pub docs: Vec<NoticeDoc>,
+    /// The stored notice of each of `docs`, in the same order.
+    pub rows: Vec<StoredNotice>,
     /// Rows looked at (visible or not).
     pub scanned: usize,
     /// The last notice id looked at (notices the reader may no longer see
@@ -87,6 +109,7 @@ async fn read_notices(
         let mut docs = docs.into_iter().peekable();
         let mut page = NoticePage {
             docs: Vec::new(),
+            rows: Vec::new(),
             scanned: 0,
             next: after,
         };
@@ -104,6 +127,7 @@ async fn read_notices(
                     seen.push(row.id);
                 }
                 page.docs.push(doc);
+                page.rows.push(row.clone());
             }
             page.next = row.id;
             page.scanned += 1;
@@ -123,10 +147,39 @@ fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
     super::caller_tenant(p, "notices are read")
 }
 
+/// The page's notices as `grouping` asks: one entry each, or one per root
+/// cause (with each group's open notices now, read once).
+async fn entries(
+    st: &Arc<AppState>,
+    p: &Principal,
+    grouping: Grouping,
+    rows: Vec<StoredNotice>,
+    docs: Vec<NoticeDoc>,
+) -> ApiResult<Vec<Entry>> {
+    if grouping == Grouping::Artifact {
+        return Ok(docs.into_iter().map(Entry::Notice).collect());
+    }
+    let reader = p.reader();
+    let roots = patchline_delivery::grouped::roots_of(&rows, reader);
+    let open: std::collections::HashMap<i64, u64> = if roots.is_empty() {
+        Default::default()
+    } else {
+        with_reader(st, move |r| Ok(r.root_open_counts(&roots)?))
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let names = st.view.names();
+    Ok(patchline_delivery::grouped::group(
+        &rows, docs, &names, reader, &open,
+    ))
+}
+
 /// A page of a tenant's notices.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Notices {
-    notices: Vec<NoticeDoc>,
+    /// Notices, or (`grouping=grouped`) groups of them.
+    notices: Vec<Entry>,
     /// Each record's text, once, by record id.
     records: BTreeMap<String, RecordText>,
     /// The `after` of the next page.
@@ -149,10 +202,71 @@ pub async fn list_notices(
     let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
     let mut page = read_notices(&st, &p, t, after, limit, st.config.page_bytes_max).await?;
     let records = take_record_text(&mut page.docs);
+    let notices = entries(
+        &st,
+        &p,
+        q.grouping.unwrap_or(Grouping::Artifact),
+        page.rows,
+        page.docs,
+    )
+    .await?;
     Ok(Json(Notices {
-        notices: page.docs,
+        notices,
         records,
         next: page.next,
+    }))
+}
+
+/// A page of a group's notices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupNotices {
+    /// The group (`notice_id` of a grouped notice).
+    group: i64,
+    notices: Vec<NoticeDoc>,
+    /// The `after` of the next page.
+    next: i64,
+}
+
+/// The notices of a group (a root cause of the caller's), oldest first:
+/// each artifact's notice with its state. A group's `artifacts` list in a
+/// message or page stops at 100; this lists them all, page by page.
+#[utoipa::path(get, path = "/v1/notices/{id}/artifacts", tag = "notices",
+    params(("id" = i64, Path, description = "Group id (a grouped notice's notice_id)"), CursorQuery),
+    responses((status = 200, body = GroupNotices), Errors))]
+pub async fn group_notices(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Path(id): Path<i64>,
+    Query(q): Query<CursorQuery>,
+) -> ApiResult<Json<GroupNotices>> {
+    let limit = super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
+    let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
+    let caller = p.tenant();
+    let rows = with_reader(&st, move |r| {
+        let rows = r.root_notices_after(id, after, limit)?;
+        Ok(rows)
+    })
+    .await?;
+    // A group is its owner's (and an admin's): another tenant's, or no
+    // group, reads alike.
+    let not_found = || ApiError::not_found("notice group", &id.to_string());
+    if rows.is_empty() {
+        // An empty page past the end, or no such group: ask which.
+        let head = with_reader(&st, move |r| Ok(r.root_notices_after(id, 0, 1)?)).await?;
+        match head.first() {
+            Some(n) if caller.is_none_or(|t| t == n.tenant) => {}
+            _ => return Err(not_found()),
+        }
+    } else if caller.is_some_and(|t| rows.iter().any(|n| n.tenant != t)) {
+        return Err(not_found());
+    }
+    let next = rows.last().map_or(after, |n| n.id);
+    let names = st.view.names();
+    let notices = NoticeDoc::render_all(&rows, &names, p.reader());
+    Ok(Json(GroupNotices {
+        group: id,
+        notices,
+        next,
     }))
 }
 
@@ -168,12 +282,12 @@ pub struct Patches {
 /// it: what each clears of its artifacts and its remedy plan), oldest
 /// first: at most `limit` and 8 MiB. Ids share the notices' sequence.
 #[utoipa::path(get, path = "/v1/patches", tag = "notices",
-    params(NoticesQuery),
+    params(CursorQuery),
     responses((status = 200, body = Patches), Errors))]
 pub async fn list_patches(
     State(st): State<Arc<AppState>>,
     p: Principal,
-    Query(q): Query<NoticesQuery>,
+    Query(q): Query<CursorQuery>,
 ) -> ApiResult<Json<Patches>> {
     let t = super::caller_tenant(&p, "patch notices are read")?;
     let limit = super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
@@ -237,36 +351,89 @@ pub struct AckBody {
     justification: Option<String>,
 }
 
+/// A group after an acknowledgement: the group with its open notices
+/// (up to 100 listed) and how many changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupAcked {
+    #[serde(flatten)]
+    group: patchline_delivery::GroupedNotice,
+    /// Notices of the group this acknowledgement changed.
+    changed: usize,
+}
+
+/// What an acknowledgement answers: the notice, or the group.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AckAnswer {
+    Notice(NoticeDoc),
+    Group(GroupAcked),
+}
+
 /// Acknowledges one of the caller's notices, or states that it does not
-/// apply (VEX style, with a justification).
+/// apply (VEX style, with a justification). The id of a group (a grouped
+/// notice's `notice_id`) acknowledges every open notice of it.
 #[utoipa::path(post, path = "/v1/notices/{id}/ack", tag = "notices",
-    params(("id" = i64, Path, description = "Notice id")),
+    params(("id" = i64, Path, description = "Notice or group id")),
     request_body(content = AckBody, description = "Optional; empty means acknowledged"),
-    responses((status = 200, body = NoticeDoc), Errors))]
+    responses((status = 200, body = AckAnswer), Errors))]
 pub async fn ack(
     State(st): State<Arc<AppState>>,
     p: Principal,
     _: Query<super::NoQuery>,
     Path(id): Path<i64>,
     body: Bytes,
-) -> ApiResult<Json<NoticeDoc>> {
+) -> ApiResult<Json<AckAnswer>> {
     let req: AckBody = if body.is_empty() {
         AckBody::default()
     } else {
         parse_json(&body)?
     };
-    with_engine(&st, move |e| {
-        let n = e.ack(
+    let reader = p.reader();
+    let acked = with_engine(&st, move |e| {
+        let acked = e.ack(
             p.tenant(),
             id,
             req.state.unwrap_or(NoticeState::Acknowledged),
             req.justification,
         )?;
-        let doc = NoticeDoc::render(&n, &e.view().names(), p.reader())
-            .ok_or_else(|| ApiError::internal("notice body"))?;
-        Ok(Json(doc))
+        Ok(match acked {
+            patchline_engine::service::Acked::Notice(n) => {
+                let doc = NoticeDoc::render(&n, &e.view().names(), reader)
+                    .ok_or_else(|| ApiError::internal("notice body"))?;
+                Err(doc)
+            }
+            patchline_engine::service::Acked::Group {
+                root,
+                changed,
+                members,
+            } => Ok((root, changed, members)),
+        })
     })
-    .await
+    .await?;
+    let (root, changed, members) = match acked {
+        Err(doc) => return Ok(Json(AckAnswer::Notice(doc))),
+        Ok(group) => group,
+    };
+    let listed: Vec<i64> = members
+        .iter()
+        .copied()
+        .take(patchline_delivery::GROUP_ARTIFACTS_MAX)
+        .collect();
+    let (rows, open) = with_reader(&st, move |r| {
+        Ok((r.notices(&listed)?, r.root_open_counts(&[root])?))
+    })
+    .await?;
+    let names = st.view.names();
+    let docs = NoticeDoc::render_all(&rows, &names, reader);
+    let open: std::collections::HashMap<i64, u64> = open.into_iter().collect();
+    let mut entries = patchline_delivery::grouped::group(&rows, docs, &names, reader, &open);
+    match entries.pop() {
+        Some(Entry::Grouped(mut group)) if entries.is_empty() => {
+            group.artifacts_omitted = members.len().saturating_sub(group.artifacts.len());
+            Ok(Json(AckAnswer::Group(GroupAcked { group, changed })))
+        }
+        _ => Err(ApiError::internal("group body")),
+    }
 }
 
 /// Counts a stream for as long as its connection lives: dropped with the
@@ -354,7 +521,8 @@ pub async fn stream(
     // Subscribe before reading the backlog so nothing falls in between.
     let live = st.hub.subscribe(t);
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
-    tokio::spawn(pump(st.clone(), p, t, after, live, tx));
+    let grouping = q.grouping.unwrap_or(Grouping::Artifact);
+    tokio::spawn(pump(st.clone(), p, t, after, live, tx, grouping));
     let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         rx.recv()
             .await
@@ -373,6 +541,37 @@ fn event_of(doc: &NoticeDoc) -> Option<Event> {
             .event("notice")
             .data(json),
     )
+}
+
+/// The events of a grouped page: one per entry, in the order of their
+/// first notice. An entry's event id is the last notice id a client that
+/// received it (and those before it) has every notice up to: one less
+/// than the next entry's first notice, the page's cursor for the last. A
+/// client resuming from it reads no notice twice that it lacks, and may
+/// read some of a group it had again (at least once).
+fn grouped_events(entries: &[Entry], next: i64) -> Option<Vec<Event>> {
+    let first_of = |e: &Entry| -> i64 {
+        match e {
+            Entry::Notice(n) => n.notice_id,
+            Entry::Grouped(g) => {
+                // The group's first notice in this page (its members are
+                // in page order, the first one listed).
+                g.artifacts.first().map_or(g.notice_id, |m| m.notice_id)
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let id = entries.get(i + 1).map_or(next, |n| first_of(n) - 1);
+        let json = serde_json::to_string(e).ok()?;
+        let event = if matches!(e, Entry::Grouped(_)) {
+            "group"
+        } else {
+            "notice"
+        };
+        out.push(Event::default().id(id.to_string()).event(event).data(json));
+    }
+    Some(out)
 }
 
 /// Whether the stream's token is still valid.
@@ -406,6 +605,7 @@ async fn pump(
     mut last: i64,
     mut live: tokio::sync::broadcast::Receiver<LiveNotice>,
     tx: tokio::sync::mpsc::Sender<Event>,
+    grouping: Grouping,
 ) {
     let page = st.config.page_max.min(500);
     let mut revocations = st.revocations.subscribe();
@@ -439,10 +639,25 @@ async fn pump(
                     Err(_) => return,
                 }
             };
-            for d in &batch.docs {
-                let Some(ev) = event_of(d) else { return };
-                if tx.send(ev).await.is_err() {
+            if grouping == Grouping::Grouped {
+                let next = batch.next;
+                let Ok(entries) = entries(&st, &p, grouping, batch.rows, batch.docs).await else {
                     return;
+                };
+                let Some(events) = grouped_events(&entries, next) else {
+                    return;
+                };
+                for ev in events {
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            } else {
+                for d in &batch.docs {
+                    let Some(ev) = event_of(d) else { return };
+                    if tx.send(ev).await.is_err() {
+                        return;
+                    }
                 }
             }
             last = batch.next;
@@ -462,6 +677,9 @@ async fn pump(
                 }
                 got = live.recv() => match got {
                     Ok(n) if n.id <= last => continue,
+                    // Grouped: the live notice says there is news; the
+                    // groups are read from the store (the backlog pass).
+                    Ok(_) if grouping == Grouping::Grouped => break,
                     Ok(n) => {
                         last = n.id;
                         let ev = Event::default()

@@ -1,0 +1,477 @@
+//! Grouped notices end to end: one entry per root cause (record, top-most
+//! `introduced_by`, remedy step) on a grouped webhook, by pull and on the
+//! event stream with `grouping=grouped`; per-artifact entries for
+//! `"grouping": "artifact"`; an artifact that joins later updates its
+//! group (same `notice_id`, new `webhook-id`); acknowledging a group
+//! acknowledges its open notices; the group's notices page; tenancy.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use common::{ADMIN, Api, FIXED, VULNERABLE, usn_4038};
+use http_body_util::BodyExt;
+use patchline_server::app;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A receiver on 127.0.0.1 recording every POST (path, body).
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    async fn record(
+        State(got): State<Received>,
+        uri: axum::http::Uri,
+        body: Bytes,
+    ) -> &'static str {
+        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        got.lock().unwrap().push((uri.path().to_string(), v));
+        "ok"
+    }
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(record))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// The notice messages that reached `path`, once at least `n` did.
+async fn wait_for(got: &Received, path: &str, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let bodies: Vec<Value> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, b)| p == path && b["type"] == "dev.patchline.notice")
+            .map(|(_, b)| b.clone())
+            .collect();
+        if bodies.len() >= n {
+            return bodies;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{path}: fewer than {n} notice messages arrived");
+}
+
+fn entries(messages: &[Value]) -> Vec<Value> {
+    messages
+        .iter()
+        .flat_map(|m| m["data"]["notices"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Grouped entries by their step: (action, artifact) -> entry.
+fn by_step(entries: &[Value]) -> BTreeMap<(String, String), Value> {
+    entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e["grouping"], "grouped", "{e}");
+            (
+                (
+                    e["action"].as_str().unwrap().to_string(),
+                    e["artifact"].as_str().unwrap().to_string(),
+                ),
+                e.clone(),
+            )
+        })
+        .collect()
+}
+
+fn member_ids(entry: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = entry["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["artifact"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn subscribe(api: &Api, token: &str, url: &str, grouping: Option<&str>) {
+    let mut body = json!({"channel": {"type": "webhook", "url": url}});
+    if let Some(g) = grouping {
+        body["grouping"] = json!(g);
+    }
+    let (s, v) = api
+        .call("POST", "/v1/subscriptions", Some(token), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+/// Reads server-sent events from `body` until `n` have arrived: (event,
+/// id, data).
+async fn read_events(body: &mut Body, n: usize) -> Vec<(String, i64, Value)> {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while out.len() < n {
+            let Some(Ok(frame)) = body.frame().await else {
+                break;
+            };
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), 0, Value::Null);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().unwrap();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if !event.is_empty() {
+                    out.push((event, id, data));
+                }
+            }
+        }
+    })
+    .await
+    .expect("the events arrived");
+    out
+}
+
+async fn open_stream(api: &Api, token: &str, query: &str, last: Option<i64>) -> Body {
+    let mut req = Request::builder()
+        .uri(format!("/v1/notices/stream{query}"))
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(last) = last {
+        req = req.header("last-event-id", last.to_string());
+    }
+    let resp = app(api.state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
+    let (url, got) = receiver().await;
+    let api = Api::new();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let _worker = tokio::spawn(patchline_server::worker::run(api.state.clone(), stop_rx));
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    let beta = api.tenant("beta", &["tenant"]).await;
+    subscribe(&api, &acme, &format!("{url}/acme-g"), None).await;
+    subscribe(&api, &acme, &format!("{url}/acme-a"), Some("artifact")).await;
+    subscribe(&api, &beta, &format!("{url}/beta"), Some("grouped")).await;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": format!("{url}/x")}, "grouping": "per_artifact"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "an unknown grouping is refused: {v}"
+    );
+    api.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    // acme: a template with 30 instances (one rebase), two instances
+    // straight from the base (one relaunch), an image of its own that
+    // brought the component in itself (one rebuild).
+    api.artifact(
+        &acme,
+        json!({"id": "acme-tpl", "kind": "template", "parent": "base"}),
+    )
+    .await;
+    for i in 0..30 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("acme-vm{i:02}"), "kind": "instance", "parent": "acme-tpl"}),
+        )
+        .await;
+    }
+    for i in 0..2 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("acme-direct{i}"), "kind": "instance", "parent": "base"}),
+        )
+        .await;
+    }
+    api.artifact(
+        &acme,
+        json!({"id": "acme-own", "kind": "image", "components": [VULNERABLE]}),
+    )
+    .await;
+    for i in 0..2 {
+        api.artifact(
+            &beta,
+            json!({"id": format!("beta-vm{i}"), "kind": "instance", "parent": "base"}),
+        )
+        .await;
+    }
+    // A grouped stream, open before the publication.
+    let mut stream = open_stream(&api, &acme, "?grouping=grouped", None).await;
+    let (s, v) = api.publish(&canonical, &usn_4038()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // The grouped webhook: one message, one entry per root cause.
+    let grouped = wait_for(&got, "/acme-g", 1).await;
+    let steps = by_step(&entries(&grouped));
+    assert_eq!(
+        steps.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            ("rebase".to_string(), "acme-tpl".to_string()),
+            ("rebuild".to_string(), "acme-own".to_string()),
+            ("relaunch".to_string(), "base".to_string()),
+        ],
+        "{grouped:#?}"
+    );
+    let rebase = &steps[&("rebase".to_string(), "acme-tpl".to_string())];
+    assert_eq!(rebase["advisory"], "USN-4038-1");
+    assert_eq!(rebase["kind"], "template");
+    assert_eq!(rebase["introduced_by"], "base");
+    assert_eq!(rebase["path"], json!(["base", "acme-tpl"]));
+    assert_eq!(rebase["tenant"], "acme");
+    assert_eq!(rebase["components"][0]["purl"], VULNERABLE);
+    assert_eq!(rebase["artifacts"].as_array().unwrap().len(), 31);
+    assert_eq!(rebase["artifacts_open"], 31);
+    let mut expected: Vec<String> = (0..30).map(|i| format!("acme-vm{i:02}")).collect();
+    expected.push("acme-tpl".into());
+    expected.sort();
+    assert_eq!(member_ids(rebase), expected);
+    let relaunch = &steps[&("relaunch".to_string(), "base".to_string())];
+    assert_eq!(member_ids(relaunch), vec!["acme-direct0", "acme-direct1"]);
+    assert_eq!(relaunch["path"], json!(["base"]));
+    let rebuild = &steps[&("rebuild".to_string(), "acme-own".to_string())];
+    assert_eq!(member_ids(rebuild), vec!["acme-own"]);
+    assert_eq!(rebuild["introduced_by"], "acme-own");
+    let group_ids: Vec<i64> = steps
+        .values()
+        .map(|e| e["notice_id"].as_i64().unwrap())
+        .collect();
+    let rebase_id = rebase["notice_id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        wait_for(&got, "/acme-g", 1).await.len(),
+        1,
+        "34 notices of three root causes are one message"
+    );
+    // The per-artifact webhook: exactly today's notices, one per artifact.
+    let flat = entries(&wait_for(&got, "/acme-a", 1).await);
+    assert_eq!(flat.len(), 34, "{flat:#?}");
+    assert!(flat.iter().all(|e| e.get("grouping").is_none()));
+    for e in &flat {
+        assert!(!group_ids.contains(&e["notice_id"].as_i64().unwrap()));
+    }
+    // beta: its own group only, nothing of acme's.
+    let beta_msgs = wait_for(&got, "/beta", 1).await;
+    let beta_steps = by_step(&entries(&beta_msgs));
+    assert_eq!(beta_steps.len(), 1);
+    let beta_group = &beta_steps[&("relaunch".to_string(), "base".to_string())];
+    assert_eq!(member_ids(beta_group), vec!["beta-vm0", "beta-vm1"]);
+    assert!(!group_ids.contains(&beta_group["notice_id"].as_i64().unwrap()));
+    assert!(!serde_json::to_string(&beta_msgs).unwrap().contains("acme"));
+
+    // The grouped stream: one event per root cause; resuming from the
+    // first event's id gives the rest again, none missing.
+    let events = read_events(&mut stream, 3).await;
+    assert!(events.iter().all(|(e, _, _)| e == "group"), "{events:#?}");
+    let streamed: Vec<i64> = events
+        .iter()
+        .map(|(_, _, d)| d["notice_id"].as_i64().unwrap())
+        .collect();
+    let mut sorted = streamed.clone();
+    sorted.sort();
+    let mut want = group_ids.clone();
+    want.sort();
+    assert_eq!(sorted, want);
+    assert!(events.windows(2).all(|w| w[0].1 < w[1].1), "ids increase");
+    drop(stream);
+    let mut resumed = open_stream(&api, &acme, "?grouping=grouped", Some(events[0].1)).await;
+    let again = read_events(&mut resumed, 2).await;
+    let again_ids: Vec<i64> = again
+        .iter()
+        .map(|(_, _, d)| d["notice_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(again_ids, streamed[1..].to_vec());
+    drop(resumed);
+
+    // Pull, grouped and per artifact.
+    let (s, page) = api
+        .call(
+            "GET",
+            "/v1/notices?grouping=grouped&limit=1000",
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(by_step(page["notices"].as_array().unwrap()).len(), 3);
+    assert_eq!(
+        api.notices(&acme).await.len(),
+        34,
+        "artifact is the pull default"
+    );
+    let (s, v) = api
+        .call("GET", "/v1/notices?grouping=nope", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // An instance that joins later updates its group: same notice_id, a
+    // new message (webhook-id).
+    api.artifact(
+        &acme,
+        json!({"id": "acme-vm30", "kind": "instance", "parent": "acme-tpl"}),
+    )
+    .await;
+    let grouped = wait_for(&got, "/acme-g", 2).await;
+    assert_ne!(grouped[0]["id"], grouped[1]["id"]);
+    let late = entries(&grouped[1..]);
+    assert_eq!(late.len(), 1, "{late:#?}");
+    assert_eq!(late[0]["notice_id"], rebase_id);
+    assert_eq!(member_ids(&late[0]), vec!["acme-vm30"]);
+    assert_eq!(late[0]["artifacts_open"], 32);
+
+    // The group's notices, page by page; another tenant's group reads as
+    // missing; an admin reads it.
+    let (s, first) = api
+        .call(
+            "GET",
+            &format!("/v1/notices/{rebase_id}/artifacts?limit=20"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["notices"].as_array().unwrap().len(), 20);
+    let (_, second) = api
+        .call(
+            "GET",
+            &format!(
+                "/v1/notices/{rebase_id}/artifacts?limit=20&after={}",
+                first["next"]
+            ),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(second["notices"].as_array().unwrap().len(), 12);
+    for (token, status) in [
+        (&beta, StatusCode::NOT_FOUND),
+        (&ADMIN.to_string(), StatusCode::OK),
+    ] {
+        let (s, v) = api
+            .call(
+                "GET",
+                &format!("/v1/notices/{rebase_id}/artifacts"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(s, status, "{v}");
+    }
+    let (s, _) = api
+        .call("GET", "/v1/notices/999999/artifacts", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Acknowledging the group acknowledges its open notices; beta may not.
+    let ack = format!("/v1/notices/{rebase_id}/ack");
+    let (s, v) = api.call("POST", &ack, Some(&beta), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            &ack,
+            Some(&acme),
+            Some(json!({"state": "not_affected"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a justification is needed: {v}"
+    );
+    let (s, v) = api.call("POST", &ack, Some(&acme), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["notice_id"].as_i64(), v["changed"].as_u64()),
+        (Some(rebase_id), Some(32))
+    );
+    assert_eq!(v["grouping"], "grouped");
+    assert!(
+        v["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "acknowledged"),
+        "{v}"
+    );
+    let states: BTreeMap<String, String> = api
+        .notices(&acme)
+        .await
+        .iter()
+        .map(|n| {
+            (
+                n["artifact"].as_str().unwrap().to_string(),
+                n["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (artifact, state) in &states {
+        let in_group = artifact == "acme-tpl" || artifact.starts_with("acme-vm");
+        assert_eq!(state == "acknowledged", in_group, "{artifact} is {state}");
+    }
+    let (s, v) = api.call("POST", &ack, Some(&acme), None).await;
+    assert_eq!((s, v["changed"].as_u64()), (StatusCode::OK, Some(0)), "{v}");
+
+    // The tenant rebases its template onto a fixed base: the group's
+    // notices are remediated and none is open.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-v2", "kind": "image", "visibility": "public",
+               "supersedes": "base", "components": [FIXED]}),
+    )
+    .await;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/acme-tpl",
+            Some(&acme),
+            Some(json!({"id": "acme-tpl", "kind": "template", "parent": "base-v2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = api.call("POST", &ack, Some(&acme), None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("closed"),
+        "{v}"
+    );
+    let (_, page) = api
+        .call(
+            "GET",
+            "/v1/notices?grouping=grouped&limit=1000",
+            Some(&acme),
+            None,
+        )
+        .await;
+    let groups = by_step(page["notices"].as_array().unwrap());
+    assert_eq!(
+        groups[&("rebase".to_string(), "acme-tpl".to_string())]["artifacts_open"],
+        0
+    );
+}
