@@ -484,6 +484,20 @@ async fn run_async(
         ),
     );
 
+    // What the same notices are as groups (made by that write).
+    let roots = {
+        let tables = tables.clone();
+        blocking(move || tables.scalar("SELECT count(*) FROM notice_roots")).await?
+    };
+    row(
+        "fan-out: its notices grouped by root cause (tenant, record, top-most introduced_by, step)",
+        format!("{roots}"),
+        format!(
+            "grouped notices made by that write: {:.0}× fewer than the {notices} per-artifact ones",
+            notices as f64 / roots.max(1) as f64
+        ),
+    );
+
     // Deliver the fan-out.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(patchline_server::worker::run(st.clone(), stop_rx));
