@@ -349,6 +349,7 @@ pub(crate) fn subscribe_every_tenant(
             created_at_ms: now_ms(),
             // The delivery targets count per-artifact notices.
             grouping: patchline_core::notice::Grouping::Artifact,
+            digest: None,
         })?;
     }
     Ok(tenants.len())

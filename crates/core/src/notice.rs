@@ -311,7 +311,8 @@ impl DeliveryState {
 
 /// How a reader's notices travel: one entry per root cause (the notices
 /// of one record, top-most `introduced_by` and remedy step, with their
-/// artifacts listed), or one per (record, artifact).
+/// artifacts listed), one per (record, artifact), or (subscriptions only)
+/// a digest on a schedule instead of a message per change.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -319,15 +320,17 @@ pub enum Grouping {
     #[default]
     Grouped,
     Artifact,
+    Digest,
 }
 
 impl Grouping {
-    pub const ALL: [Grouping; 2] = [Grouping::Grouped, Grouping::Artifact];
+    pub const ALL: [Grouping; 3] = [Grouping::Grouped, Grouping::Artifact, Grouping::Digest];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Grouping::Grouped => "grouped",
             Grouping::Artifact => "artifact",
+            Grouping::Digest => "digest",
         }
     }
 
@@ -348,14 +351,18 @@ pub enum Purpose {
     /// A patched successor announced: the delivery carries patch notices,
     /// not notices.
     Patch,
+    /// A digest subscription's scheduled message: the notices new or
+    /// changed since its last one, and what is still open.
+    Digest,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::Notice,
         Purpose::Reminder,
         Purpose::Escalation,
         Purpose::Patch,
+        Purpose::Digest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -364,6 +371,7 @@ impl Purpose {
             Purpose::Reminder => "reminder",
             Purpose::Escalation => "escalation",
             Purpose::Patch => "patch",
+            Purpose::Digest => "digest",
         }
     }
 
@@ -378,6 +386,7 @@ impl Purpose {
             Purpose::Reminder => "dev.patchline.notice.reminder",
             Purpose::Escalation => "dev.patchline.notice.escalation",
             Purpose::Patch => "dev.patchline.patch",
+            Purpose::Digest => "dev.patchline.digest",
         }
     }
 }

@@ -211,6 +211,46 @@ pub fn group(
     out
 }
 
+/// A group still open, as a digest lists it: the root cause and how many
+/// of its notices are open.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StillOpen {
+    pub notice_id: i64,
+    pub advisory: String,
+    pub artifact: String,
+    pub kind: Option<Kind>,
+    pub action: &'static str,
+    pub introduced_by: String,
+    pub artifacts_open: u64,
+}
+
+/// Renders a digest's open groups for `reader` (ids it may not see
+/// masked).
+pub fn still_open(
+    groups: &[patchline_store::OpenGroup],
+    names: &Names,
+    reader: Reader,
+) -> Vec<StillOpen> {
+    groups
+        .iter()
+        .map(|g| StillOpen {
+            notice_id: g.root.id,
+            advisory: names
+                .record(g.advisory)
+                .map(|r| r.id.to_string())
+                .unwrap_or_default(),
+            artifact: crate::shown_id(names, reader, g.root.step),
+            kind: crate::may_see(names, reader, g.root.step)
+                .then(|| names.artifact(g.root.step).map(|(_, f)| f.kind))
+                .flatten(),
+            action: g.root.action.as_str(),
+            introduced_by: crate::shown_id(names, reader, g.root.introduced_by),
+            artifacts_open: g.open,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

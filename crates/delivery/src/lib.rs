@@ -17,6 +17,7 @@
 //! `SubscriptionState`, `Purpose`, `DeliveryState` — stay in
 //! `patchline_core::notice`, below the store.
 
+pub mod digest;
 pub mod doc;
 pub mod grouped;
 pub mod patch;

@@ -151,6 +151,8 @@ pub struct Subscription {
     pub rate_per_s: u32,
     pub created_at_ms: i64,
     pub grouping: Grouping,
+    /// With `Grouping::Digest`: the schedule and the last window's end.
+    pub digest: Option<crate::digest::Digest>,
 }
 
 impl Subscription {
@@ -165,6 +167,10 @@ impl Subscription {
             rate_per_s: self.rate_per_s,
             created_at_ms: self.created_at_ms,
             grouping: self.grouping,
+            digest: self
+                .digest
+                .as_ref()
+                .and_then(|d| serde_json::to_string(d).ok()),
         }
     }
 
@@ -179,6 +185,10 @@ impl Subscription {
             rate_per_s: row.rate_per_s,
             created_at_ms: row.created_at_ms,
             grouping: row.grouping,
+            digest: match &row.digest {
+                Some(text) => Some(serde_json::from_str(text).ok()?),
+                None => None,
+            },
         })
     }
 

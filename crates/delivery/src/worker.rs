@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use patchline_core::notice::{Channel, DeliveryState, Grouping, Purpose};
 use patchline_core::{Clock, TenantIdx};
 use patchline_store::service::{Claimed, Finished, PatchRow, StoredNotice};
-use patchline_store::{DeliveryQueue, StoreError};
+use patchline_store::{DeliveryQueue, OpenGroup, StoreError};
 use patchline_webhook::retry::Schedule;
 use patchline_webhook::ssrf::Policy;
 use patchline_webhook::{Outcome, Secret, Sender, SenderConfig, cloudevents, sign};
@@ -393,7 +393,14 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
 enum Rows {
     Notices(Vec<StoredNotice>, HashMap<i64, u64>),
     Patches(Vec<PatchRow>),
+    /// A digest: its notices, their groups' open counts, and the
+    /// subscription's groups still open (the first [`DIGEST_OPEN_MAX`],
+    /// one more read to tell whether there are more).
+    Digest(Vec<StoredNotice>, HashMap<i64, u64>, Vec<OpenGroup>),
 }
+
+/// Most groups still open one digest lists.
+pub const DIGEST_OPEN_MAX: usize = 100;
 
 /// A claimed delivery with the rows it carries (`None`: they could not be
 /// read; it is retried).
@@ -467,11 +474,23 @@ fn with_notices(
     // failed count leaves them out of the messages, nothing else).
     let targets = view.targets();
     let grouped = |c: &Claimed| {
-        c.purpose != Purpose::Patch
-            && targets
-                .get(&c.subscription)
-                .is_some_and(|t| t.grouping == Grouping::Grouped)
+        c.purpose == Purpose::Digest
+            || c.purpose != Purpose::Patch
+                && targets
+                    .get(&c.subscription)
+                    .is_some_and(|t| t.grouping == Grouping::Grouped)
     };
+    // A digest's groups still open, per digest delivery (a failed read
+    // leaves the delivery without its rows: it is retried).
+    let mut still: HashMap<i64, Vec<OpenGroup>> = HashMap::new();
+    for c in claimed.iter().filter(|c| c.purpose == Purpose::Digest) {
+        let Some(t) = targets.get(&c.subscription) else {
+            continue;
+        };
+        if let Ok(groups) = q.digest_open(&c.subscription, t.tenant, DIGEST_OPEN_MAX + 1) {
+            still.insert(c.id, groups);
+        }
+    }
     let mut roots: Vec<i64> = match &notices {
         Some(rows) => claimed
             .iter()
@@ -507,7 +526,7 @@ fn with_notices(
                         .as_ref()
                         .map(|rows| Rows::Patches(pick(rows, &c.notices)))
                 } else {
-                    notices.as_ref().map(|rows| {
+                    notices.as_ref().and_then(|rows| {
                         let mine = pick(rows, &c.notices);
                         let counts = if grouped(&c) {
                             mine.iter()
@@ -517,7 +536,11 @@ fn with_notices(
                         } else {
                             HashMap::new()
                         };
-                        Rows::Notices(mine, counts)
+                        if c.purpose == Purpose::Digest {
+                            Some(Rows::Digest(mine, counts, still.remove(&c.id)?))
+                        } else {
+                            Some(Rows::Notices(mine, counts))
+                        }
                     })
                 };
                 (c, mine)
@@ -592,7 +615,20 @@ async fn attempt<H: Host>(
         };
     };
     let mut records = std::collections::BTreeMap::new();
+    let mut digest: Option<(Vec<crate::grouped::StillOpen>, bool)> = None;
     let (docs, patches) = match rows {
+        Rows::Digest(rows, open, mut groups) => {
+            let names = st.view.names();
+            let mut docs = NoticeDoc::render_all(&rows, &names, reader);
+            records = crate::take_record_text(&mut docs);
+            let more = groups.len() > DIGEST_OPEN_MAX;
+            groups.truncate(DIGEST_OPEN_MAX);
+            digest = Some((crate::grouped::still_open(&groups, &names, reader), more));
+            (
+                crate::grouped::group(&rows, docs, &names, reader, &open),
+                Vec::new(),
+            )
+        }
         Rows::Notices(rows, open) => {
             let names = st.view.names();
             let mut docs = NoticeDoc::render_all(&rows, &names, reader);
@@ -614,7 +650,7 @@ async fn attempt<H: Host>(
             (Vec::new(), patches)
         }
     };
-    if docs.is_empty() && patches.is_empty() {
+    if docs.is_empty() && patches.is_empty() && digest.as_ref().is_none_or(|d| d.0.is_empty()) {
         // Every notice of it became invisible to the subscriber (a watched
         // artifact made private, ...): nothing to send.
         return Finished {
@@ -649,7 +685,28 @@ async fn attempt<H: Host>(
         purpose: Purpose,
         patches: &'a [PatchNotice],
     }
-    let body = if c.purpose == Purpose::Patch {
+    #[derive(serde::Serialize)]
+    struct DigestData<'a> {
+        purpose: Purpose,
+        records: &'a std::collections::BTreeMap<String, crate::RecordText>,
+        /// New and changed since the last digest, grouped by root cause.
+        notices: &'a [Entry],
+        /// The subscription's groups with open notices now.
+        still_open: &'a [crate::grouped::StillOpen],
+        /// More groups are open than listed.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        still_open_more: bool,
+    }
+    let body = if let Some((still_open, more)) = &digest {
+        let data = DigestData {
+            purpose: c.purpose,
+            records: &records,
+            notices: &docs,
+            still_open,
+            still_open_more: *more,
+        };
+        cloudevents::to_vec(&msg_id, &source, ty, &time, &data).unwrap_or_default()
+    } else if c.purpose == Purpose::Patch {
         let data = PatchData {
             purpose: c.purpose,
             patches: &patches,

@@ -159,6 +159,7 @@ fn world(url: &str) -> World {
         rate_per_s: 10,
         created_at_ms: 0,
         grouping: patchline_core::notice::Grouping::Artifact,
+        digest: None,
     };
     let now = SystemClock.now_ms();
     let outbox = Outbox {

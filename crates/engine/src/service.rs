@@ -595,6 +595,14 @@ impl<'a> Notifier<'a> {
                         .into_iter()
                         .map(<[i64]>::to_vec)
                         .collect(),
+                    // Kept for the subscription's next digest, not sent.
+                    Grouping::Digest => {
+                        let now = self.now_ms;
+                        self.outbox
+                            .digest_items
+                            .extend(ids.iter().map(|&id| (sub.clone(), id, now)));
+                        continue;
+                    }
                 };
                 for chunk in chunks {
                     let id = self.mem.next_delivery_id;
@@ -970,6 +978,20 @@ impl<S: CatalogStore> Engine<S> {
     pub fn put_subscription(&mut self, sub: Subscription) -> Result<(), EngineError> {
         self.begin_write()?;
         sub.filter.validate().map_err(EngineError::Invalid)?;
+        match (sub.grouping, &sub.digest) {
+            (Grouping::Digest, Some(d)) => d.schedule.validate().map_err(EngineError::Invalid)?,
+            (Grouping::Digest, None) => {
+                return Err(EngineError::Invalid(
+                    "a digest subscription needs a \"digest\" schedule: {\"every\": \"day\"|\"week\", \"at\": \"HH:MM\", \"time_zone\"}".into(),
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(EngineError::Invalid(
+                    "\"digest\" is for \"grouping\": \"digest\" subscriptions".into(),
+                ));
+            }
+            (_, None) => {}
+        }
         self.outbox.subscriptions.push(sub.to_row());
         self.commit(&[])?;
         self.svc.subscriptions.insert(sub.id.clone(), sub);
@@ -1182,8 +1204,9 @@ impl<S: CatalogStore> Engine<S> {
         let plan = policy.plan(
             &due,
             |t| {
+                // A digest subscription's digest is its reminder.
                 svc.webhooks_of(t)
-                    .filter(|s| s.state.is_active())
+                    .filter(|s| s.state.is_active() && s.grouping != Grouping::Digest)
                     .map(|s| s.id.clone())
                     .collect()
             },
@@ -1240,6 +1263,74 @@ pub enum Acked {
         members: Vec<i64>,
     },
 }
+
+impl<S: CatalogStore> Engine<S> {
+    /// Queues the digests due at `now`, in one commit: for each active
+    /// digest subscription whose schedule fell due since its last digest,
+    /// one message of purpose `digest` carrying the notices of its window
+    /// (the first [`DIGEST_NOTICES_MAX`]), unless the window is empty and
+    /// nothing is open; the window then starts again at `now`. Answers how
+    /// many were queued.
+    pub fn schedule_digests(&mut self, now: i64) -> Result<usize, EngineError> {
+        self.begin_write()?;
+        let due: Vec<Subscription> = self
+            .svc
+            .subscriptions
+            .values()
+            .filter(|s| s.state.is_active() && s.grouping == Grouping::Digest)
+            .filter(|s| {
+                s.digest
+                    .as_ref()
+                    .and_then(|d| d.schedule.next_after(d.last_ms))
+                    .is_some_and(|at| at <= now)
+            })
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut queued = 0;
+        let mut updated = Vec::new();
+        for mut sub in due {
+            let Some(digest) = sub.digest.as_mut() else {
+                continue;
+            };
+            let window = self.store.digest_window(
+                &sub.id,
+                sub.tenant,
+                digest.last_ms,
+                now,
+                DIGEST_NOTICES_MAX,
+            )?;
+            digest.last_ms = now;
+            if window.total > 0 || window.open > 0 {
+                let id = self.svc.next_delivery_id;
+                self.svc.next_delivery_id += 1;
+                self.outbox.deliveries.push(DeliveryRow {
+                    id,
+                    subscription: sub.id.clone(),
+                    purpose: Purpose::Digest,
+                    notices: window.notices,
+                    next_at_ms: now,
+                    at_ms: now,
+                    dead: false,
+                });
+                queued += 1;
+            }
+            self.outbox.subscriptions.push(sub.to_row());
+            updated.push(sub);
+        }
+        self.commit(&[])?;
+        for sub in updated {
+            self.svc.subscriptions.insert(sub.id.clone(), sub);
+        }
+        self.refresh_targets();
+        Ok(queued)
+    }
+}
+
+/// Most notices one digest lists (the rest are counted).
+pub const DIGEST_NOTICES_MAX: usize = 10_000;
 
 /// Deliveries queued without a catalog (escalations).
 #[derive(Debug, Default)]

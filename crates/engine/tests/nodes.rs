@@ -250,6 +250,7 @@ fn nodes_writing_in_turn_hold_what_the_database_holds() {
                         rate_per_s: 10,
                         created_at_ms: 0,
                         grouping: patchline_core::notice::Grouping::ALL[(step % 2) as usize],
+                        digest: None,
                     })
                 }
             }

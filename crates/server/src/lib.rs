@@ -417,6 +417,7 @@ fn ensure_operator(engine: &mut Engine, url: &str) -> Result<(), EngineError> {
         created_at_ms: engine.clock().now_ms(),
         // The operator reads each escalated notice on its own.
         grouping: patchline_core::notice::Grouping::Artifact,
+        digest: None,
     })
 }
 

@@ -102,8 +102,11 @@ impl RemindHost for Server {
                 .then_some(OPERATOR_SUBSCRIPTION);
             let n = e.schedule_reminders(st.now_ms(), &policy, operator);
             e.end_write();
+            // Digests fall due on their own schedules; checked as often.
+            let digests = e.schedule_digests(st.now_ms());
+            e.end_write();
             st.applied.send_replace(e.applied_seq());
-            n
+            Ok(n? + digests?)
         })
         .await;
         match done {

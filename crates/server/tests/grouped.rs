@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use common::{ADMIN, Api, FIXED, VULNERABLE, usn_4038};
 use http_body_util::BodyExt;
+use patchline_core::Clock;
 use patchline_server::app;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -474,4 +475,227 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
         groups[&("rebase".to_string(), "acme-tpl".to_string())]["artifacts_open"],
         0
     );
+}
+
+/// The digest messages that reached `path` (any number, after a pause).
+async fn digests_at(got: &Received, path: &str) -> Vec<Value> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, b)| p == path && b["type"] == "dev.patchline.digest")
+        .map(|(_, b)| b.clone())
+        .collect()
+}
+
+async fn wait_digests(got: &Received, path: &str, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let d = digests_at(got, path).await;
+        if d.len() >= n {
+            return d;
+        }
+    }
+    panic!("{path}: fewer than {n} digests");
+}
+
+fn schedule_digests(api: &Api, now: i64) -> usize {
+    let mut e = api.state.engine.lock().unwrap();
+    let n = e.schedule_digests(now).unwrap();
+    e.end_write();
+    drop(e);
+    api.state.wake.notify_one();
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_subscription_gets_one_message_on_its_schedule() {
+    let (url, got) = receiver().await;
+    // 06:00 UTC on a Saturday in November: 07:00 in Paris.
+    let start = patchline_core::timestamp::parse_rfc3339("2026-11-28T06:00:00Z")
+        .unwrap()
+        .as_unix_ms();
+    let clock = Arc::new(patchline_core::ManualClock::new(start));
+    let c2 = clock.clone();
+    let api = Api::with(move |c| c.clock = c2);
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let _worker = tokio::spawn(patchline_server::worker::run(api.state.clone(), stop_rx));
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    // Bad schedules are refused, saying what is wrong.
+    for (body, needle) in [
+        (json!({"grouping": "digest"}), "needs a \"digest\" schedule"),
+        (
+            json!({"grouping": "digest", "digest": {"every": "day", "at": "08:00", "time_zone": "Mars/Olympus"}}),
+            "digest.time_zone",
+        ),
+        (
+            json!({"grouping": "digest", "digest": {"every": "day", "at": "8h", "time_zone": "UTC"}}),
+            "digest.at",
+        ),
+        (
+            json!({"digest": {"every": "day", "at": "08:00", "time_zone": "UTC"}}),
+            "is for \"grouping\": \"digest\"",
+        ),
+    ] {
+        let mut body = body;
+        body["channel"] = json!({"type": "webhook", "url": format!("{url}/bad")});
+        let (s, v) = api
+            .call("POST", "/v1/subscriptions", Some(&acme), Some(body))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+    let (s, sub) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(
+                json!({"channel": {"type": "webhook", "url": format!("{url}/digest")},
+                        "grouping": "digest",
+                        "digest": {"every": "day", "at": "08:00", "time_zone": "Europe/Paris"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sub}");
+    let (_, view) = api
+        .call(
+            "GET",
+            &format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap()),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(view["grouping"], "digest");
+    assert_eq!(view["next_digest_at"], "2026-11-28T07:00:00Z", "{view}");
+    subscribe(&api, &acme, &format!("{url}/now"), None).await;
+    api.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    api.artifact(
+        &acme,
+        json!({"id": "tpl", "kind": "template", "parent": "base"}),
+    )
+    .await;
+    for i in 0..3 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("vm{i}"), "kind": "instance", "parent": "tpl"}),
+        )
+        .await;
+    }
+    api.publish(&canonical, &usn_4038()).await;
+    // The grouped subscription hears at once; the digest waits.
+    wait_for(&got, "/now", 1).await;
+    assert_eq!(
+        schedule_digests(&api, start + 1_800_000),
+        0,
+        "06:30: not due"
+    );
+    assert!(digests_at(&got, "/digest").await.is_empty());
+    assert!(
+        got.lock().unwrap().iter().all(|(p, _)| p != "/digest"),
+        "nothing at all reaches a digest subscription between digests"
+    );
+    // 07:00 UTC (08:00 in Paris): one digest, the group new, open.
+    clock.set(start + 3_600_000);
+    assert_eq!(schedule_digests(&api, clock.now_ms()), 1);
+    let digests = wait_digests(&got, "/digest", 1).await;
+    let data = &digests[0]["data"];
+    assert_eq!(data["purpose"], "digest");
+    let notices = data["notices"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{data}");
+    assert_eq!(
+        (
+            notices[0]["action"].as_str(),
+            notices[0]["artifact"].as_str()
+        ),
+        (Some("rebase"), Some("tpl"))
+    );
+    assert_eq!(member_ids(&notices[0]), vec!["tpl", "vm0", "vm1", "vm2"]);
+    let still = data["still_open"].as_array().unwrap();
+    assert_eq!(still.len(), 1);
+    assert_eq!(still[0]["artifacts_open"], 4);
+    assert_eq!(still[0]["notice_id"], notices[0]["notice_id"]);
+    assert!(data["records"]["USN-4038-1"]["summary"].is_string());
+    // Not due again the same day.
+    assert_eq!(schedule_digests(&api, clock.now_ms() + 60_000), 0);
+
+    // During the day one notice is acknowledged: the next digest lists it
+    // as changed, and the group is still open (acknowledged is open).
+    let vm0 = api
+        .notices(&acme)
+        .await
+        .into_iter()
+        .find(|n| n["artifact"] == "vm0")
+        .unwrap();
+    clock.set(start + 5 * 3_600_000);
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/notices/{}/ack", vm0["notice_id"]),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    clock.set(start + 25 * 3_600_000);
+    assert_eq!(schedule_digests(&api, clock.now_ms()), 1);
+    let digests = wait_digests(&got, "/digest", 2).await;
+    let data = &digests[1]["data"];
+    let notices = data["notices"].as_array().unwrap();
+    assert_eq!(notices.len(), 1, "{data}");
+    assert_eq!(member_ids(&notices[0]), vec!["vm0"]);
+    assert_eq!(notices[0]["artifacts"][0]["state"], "acknowledged");
+    assert_eq!(data["still_open"][0]["artifacts_open"], 4);
+
+    // The tenant rebases onto a fixed base: the next digest has the four
+    // remediations and nothing open; the one after has nothing to say and
+    // is not sent.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-v2", "kind": "image", "visibility": "public", "supersedes": "base", "components": [FIXED]}),
+    )
+    .await;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/tpl",
+            Some(&acme),
+            Some(json!({"id": "tpl", "kind": "template", "parent": "base-v2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    clock.set(start + 49 * 3_600_000);
+    assert_eq!(schedule_digests(&api, clock.now_ms()), 1);
+    let digests = wait_digests(&got, "/digest", 3).await;
+    let data = &digests[2]["data"];
+    let notices = data["notices"].as_array().unwrap();
+    assert_eq!(member_ids(&notices[0]).len(), 4, "{data}");
+    assert!(
+        notices[0]["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "remediated")
+    );
+    assert_eq!(data["still_open"], json!([]));
+    clock.set(start + 73 * 3_600_000);
+    assert_eq!(
+        schedule_digests(&api, clock.now_ms()),
+        0,
+        "nothing new, nothing open"
+    );
+    let (_, view) = api
+        .call(
+            "GET",
+            &format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap()),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(view["next_digest_at"], "2026-12-02T07:00:00Z", "{view}");
 }

@@ -21,8 +21,8 @@ use patchline_core::remedy::RootCause;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
 pub use service::{
-    Claimed, DeliveryInfo, Finished, Outbox, PatchRow, RootMembers, RootRow, ServiceState,
-    StoredNotice, StoredRoot,
+    Claimed, DeliveryInfo, DigestWindow, Finished, OpenGroup, Outbox, PatchRow, RootMembers,
+    RootRow, ServiceState, StoredNotice, StoredRoot,
 };
 use thiserror::Error;
 
@@ -220,6 +220,17 @@ pub trait CatalogStore {
     /// none.
     fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError>;
 
+    /// What a digest subscription's window `[from_ms, to_ms)` holds (see
+    /// [`DigestWindow`]), the first `limit` notices listed.
+    fn digest_window(
+        &mut self,
+        subscription: &str,
+        tenant: TenantIdx,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<DigestWindow, StoreError>;
+
     /// Open notices last reminded (or created) before `before_ms`.
     fn due_reminders(
         &mut self,
@@ -268,6 +279,14 @@ pub trait DeliveryQueue: Send {
     fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError>;
     /// (root, open notices now) of these root causes.
     fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError>;
+    /// The groups of a digest subscription's open notices (its tenant's
+    /// own), the first `limit` by root id.
+    fn digest_open(
+        &mut self,
+        subscription: &str,
+        tenant: TenantIdx,
+        limit: usize,
+    ) -> Result<Vec<OpenGroup>, StoreError>;
     /// When the next queued delivery is due.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// The last change committed to the deployment's change log (0 without
@@ -445,6 +464,17 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
 
     fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError> {
         (**self).root_members(root)
+    }
+
+    fn digest_window(
+        &mut self,
+        subscription: &str,
+        tenant: TenantIdx,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<DigestWindow, StoreError> {
+        (**self).digest_window(subscription, tenant, from_ms, to_ms, limit)
     }
 
     fn due_reminders(

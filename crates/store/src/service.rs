@@ -40,7 +40,14 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     disabled_reason TEXT,
     rate_per_s INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    grouping TEXT NOT NULL DEFAULT 'artifact'
+    grouping TEXT NOT NULL DEFAULT 'artifact',
+    digest TEXT
+);
+CREATE TABLE IF NOT EXISTS digest_items (
+    subscription TEXT NOT NULL,
+    notice INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (subscription, notice)
 );
 CREATE TABLE IF NOT EXISTS watches (tenant INTEGER NOT NULL, artifact INTEGER NOT NULL, PRIMARY KEY (tenant, artifact));
 CREATE TABLE IF NOT EXISTS notice_groups (
@@ -247,6 +254,29 @@ pub struct SubscriptionRow {
     pub rate_per_s: u32,
     pub created_at_ms: i64,
     pub grouping: Grouping,
+    /// A digest subscription's schedule and last window end: the text of
+    /// `patchline_delivery::digest::Digest`, kept as given.
+    pub digest: Option<String>,
+}
+
+/// A group of a digest subscription's notices still open: its root cause
+/// and how many of its notices routed to the subscription are open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenGroup {
+    pub root: StoredRoot,
+    pub advisory: AdvIdx,
+    pub open: u64,
+}
+
+/// What a digest's window holds: the notices routed to the subscription in
+/// it or closed or acknowledged in it (the first `limit`, oldest first),
+/// how many there are in all, and how many of the subscription's notices
+/// are open now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestWindow {
+    pub notices: Vec<i64>,
+    pub total: u64,
+    pub open: u64,
 }
 
 /// An API token as stored: only its SHA-256.
@@ -286,6 +316,9 @@ pub struct Outbox {
     pub deliveries: Vec<DeliveryRow>,
     /// Patch notices (their deliveries carry their ids, purpose `patch`).
     pub patches: Vec<PatchRow>,
+    /// (digest subscription, notice, at): a notice routed to a digest
+    /// subscription, sent with its next digest.
+    pub digest_items: Vec<(String, i64, i64)>,
     /// The reading tenants of the notices this change created or reopened
     /// (not rows: written into the change log for the other nodes' event
     /// streams).
@@ -321,6 +354,7 @@ impl Outbox {
             && self.reminded.is_empty()
             && self.deliveries.is_empty()
             && self.patches.is_empty()
+            && self.digest_items.is_empty()
     }
 }
 
@@ -400,8 +434,8 @@ pub(crate) fn write_outbox(
     let mut stmt = tx
         .prepare_cached(
             "INSERT OR REPLACE INTO subscriptions
-             (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at, grouping)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at, grouping, digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(db_err)?;
     for s in &out.subscriptions {
@@ -415,9 +449,19 @@ pub(crate) fn write_outbox(
             s.state.to_stored().1,
             s.rate_per_s,
             s.created_at_ms,
-            s.grouping.as_str()
+            s.grouping.as_str(),
+            s.digest
         ])
         .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO digest_items (subscription, notice, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (subscription, notice) DO UPDATE SET at = excluded.at",
+        )
+        .map_err(db_err)?;
+    for (sub, notice, at) in &out.digest_items {
+        stmt.execute(params![sub, notice, at]).map_err(db_err)?;
     }
     let mut stmt = tx
         .prepare_cached("INSERT OR IGNORE INTO watches (tenant, artifact) VALUES (?1, ?2)")
@@ -669,7 +713,7 @@ pub(crate) fn load_service(
         .unwrap_or_default();
     let mut stmt = conn
         .prepare(
-            "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at, grouping
+            "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at, grouping, digest
              FROM subscriptions ORDER BY created_at, id",
         )
         .map_err(db_err)?;
@@ -694,6 +738,7 @@ pub(crate) fn load_service(
                 rate_per_s: r.get(7)?,
                 created_at_ms: r.get(8)?,
                 grouping: Grouping::parse(&r.get::<_, String>(9)?).unwrap_or(Grouping::Artifact),
+                digest: r.get(10)?,
             })
         })
         .map_err(db_err)?;
@@ -1006,6 +1051,97 @@ pub(crate) fn root_notices_after(
     rows.collect::<Result<_, _>>().map_err(db_err)
 }
 
+/// See [`DigestWindow`]: the window `[from_ms, to_ms)`.
+pub(crate) fn digest_window(
+    conn: &Connection,
+    subscription: &str,
+    tenant: TenantIdx,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<DigestWindow, StoreError> {
+    const IN_WINDOW: &str = "d.subscription = ?1 AND ((d.at >= ?2 AND d.at < ?3)
+        OR (n.updated_at >= ?2 AND n.updated_at < ?3
+            AND n.state IN ('acknowledged', 'not_affected', 'remediated')))";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT n.id FROM digest_items d JOIN notices n ON n.id = d.notice
+             WHERE {IN_WINDOW} ORDER BY n.id LIMIT ?4"
+        ))
+        .map_err(db_err)?;
+    let notices = stmt
+        .query_map(params![subscription, from_ms, to_ms, limit as i64], |r| {
+            r.get(0)
+        })
+        .map_err(db_err)?
+        .collect::<Result<Vec<i64>, _>>()
+        .map_err(db_err)?;
+    let total: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM digest_items d JOIN notices n ON n.id = d.notice WHERE {IN_WINDOW}"
+        ))
+        .map_err(db_err)?
+        .query_row(params![subscription, from_ms, to_ms], |r| r.get(0))
+        .map_err(db_err)?;
+    let open: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM digest_items d JOIN notices n ON n.id = d.notice
+             WHERE d.subscription = ?1 AND n.tenant = ?2
+               AND n.state IN ('affected', 'notified', 'acknowledged')",
+        )
+        .map_err(db_err)?
+        .query_row(params![subscription, tenant.0], |r| r.get(0))
+        .map_err(db_err)?;
+    Ok(DigestWindow {
+        notices,
+        total: total.max(0) as u64,
+        open: open.max(0) as u64,
+    })
+}
+
+/// The groups of a digest subscription's open notices (the tenant's own),
+/// by root id, the first `limit`.
+pub(crate) fn digest_open(
+    conn: &Connection,
+    subscription: &str,
+    tenant: TenantIdx,
+    limit: usize,
+) -> Result<Vec<OpenGroup>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT r.id, r.introduced_by, r.step, r.action, r.advisory, count(*)
+             FROM digest_items d JOIN notices n ON n.id = d.notice
+               JOIN notice_roots r ON r.id = n.root
+             WHERE d.subscription = ?1 AND n.tenant = ?2
+               AND n.state IN ('affected', 'notified', 'acknowledged')
+             GROUP BY r.id ORDER BY r.id LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![subscription, tenant.0, limit as i64], |r| {
+            let action: String = r.get(3)?;
+            let n: i64 = r.get(5)?;
+            Ok(Action::parse(&action).map(|action| OpenGroup {
+                root: StoredRoot {
+                    id: r.get(0).unwrap_or_default(),
+                    introduced_by: ArtIdx(r.get(1).unwrap_or_default()),
+                    step: ArtIdx(r.get(2).unwrap_or_default()),
+                    action,
+                },
+                advisory: AdvIdx(r.get(4).unwrap_or_default()),
+                open: n.max(0) as u64,
+            }))
+        })
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for r in rows {
+        if let Some(g) = r.map_err(db_err)? {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
 /// Open notices due for a reminder: delivered or not, unacknowledged, last
 /// reminded (or created) before `before_ms`.
 pub(crate) fn due_reminders(
@@ -1310,6 +1446,15 @@ impl crate::DeliveryQueue for SqliteQueue {
 
     fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
         root_open_counts(&self.conn, roots)
+    }
+
+    fn digest_open(
+        &mut self,
+        subscription: &str,
+        tenant: TenantIdx,
+        limit: usize,
+    ) -> Result<Vec<OpenGroup>, StoreError> {
+        digest_open(&self.conn, subscription, tenant, limit)
     }
 
     fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError> {

@@ -181,6 +181,9 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
             "grouping",
             "TEXT NOT NULL DEFAULT 'artifact'",
         )?;
+        // Digest subscriptions: the schedule and last window end
+        // (`digest_items` is made by the service schema).
+        add_column(conn, "subscriptions", "digest", "TEXT")?;
     }
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
@@ -578,6 +581,17 @@ impl CatalogStore for SqliteStore {
 
     fn root_members(&mut self, root: i64) -> Result<Option<service::RootMembers>, StoreError> {
         service::root_members(&self.conn, root)
+    }
+
+    fn digest_window(
+        &mut self,
+        subscription: &str,
+        tenant: TenantIdx,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<service::DigestWindow, StoreError> {
+        service::digest_window(&self.conn, subscription, tenant, from_ms, to_ms, limit)
     }
 
     fn due_reminders(

@@ -305,6 +305,8 @@ each_backend! {
         b.raw_execute("ALTER TABLE notices DROP COLUMN root");
         b.raw_execute("ALTER TABLE subscriptions DROP COLUMN grouping");
         b.raw_execute("DROP TABLE IF EXISTS notice_roots");
+        b.raw_execute("ALTER TABLE subscriptions DROP COLUMN digest");
+        b.raw_execute("DROP TABLE IF EXISTS digest_items");
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();
@@ -442,6 +444,7 @@ fn subscription(id: &str, tenant: TenantIdx, secret: &str) -> SubscriptionRow {
         rate_per_s: 10,
         created_at_ms: 50,
         grouping: Grouping::Artifact,
+        digest: None,
     }
 }
 
@@ -1304,6 +1307,100 @@ each_backend! {
         assert!(commit_outbox(store.as_mut(), &dup).is_err());
         drop(store);
         assert_eq!(b.store().root_ids(ADV1, &[acme_cause]).unwrap(), vec![Some(20)]);
+    }
+
+    /// A digest subscription's items: its window holds the notices routed
+    /// to it in the window and those closed or acknowledged in it; its open
+    /// groups count the tenant's own open notices by root; the schedule
+    /// text is kept with the subscription.
+    fn digest_items_and_windows(b: &Backend) {
+        let w = world(b);
+        let mut sub = subscription("sub_d", w.acme, "whsec_d");
+        sub.grouping = Grouping::Digest;
+        sub.digest = Some(r#"{"schedule":{"every":"day","at":"08:00","time_zone":"UTC"},"last_ms":0}"#.into());
+        let cause = RootCause {
+            tenant: w.acme,
+            introduced_by: w.pub_base,
+            step: w.pub_base,
+            action: Action::Relaunch,
+        };
+        // Notice 2 (acme-vm, ADV0) gets a root; notices 2 and 6 are
+        // routed to the digest at 1500 and 2500; notice 3 (beta's) too
+        // (a watcher's item: never in the open groups).
+        let outbox = Outbox {
+            subscriptions: vec![sub],
+            roots: vec![RootRow {
+                id: 40,
+                advisory: ADV0,
+                cause,
+                at_ms: 1000,
+            }],
+            notice_changes: vec![NoticeChange {
+                id: 2,
+                advisory: ADV0,
+                state: NoticeState::Affected,
+                justification: None,
+                at_ms: 1000,
+                regroup: Some((1, vec![w.pub_base.0, w.acme_vm.0], Some(40))),
+                remediated_by: None,
+            }],
+            digest_items: vec![
+                ("sub_d".into(), 2, 1500),
+                ("sub_d".into(), 6, 2500),
+                ("sub_d".into(), 3, 2500),
+                ("sub_a".into(), 4, 2500),
+            ],
+            ..Default::default()
+        };
+        commit_outbox(b.store().as_mut(), &outbox).unwrap();
+        let mut store = b.store();
+        let win = store.digest_window("sub_d", w.acme, 0, 2000, 100).unwrap();
+        assert_eq!((win.notices.clone(), win.total, win.open), (vec![2], 1, 2));
+        let win = store.digest_window("sub_d", w.acme, 2000, 2500, 1).unwrap();
+        assert_eq!(win.total, 0, "the window's end is not in it");
+        let win = store.digest_window("sub_d", w.acme, 2500, 3000, 1).unwrap();
+        assert_eq!((win.notices.clone(), win.total), (vec![3], 2), "capped, counted");
+        // Notice 2 acknowledged at 3500: in the next window as changed.
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                notice_changes: vec![NoticeChange {
+                    id: 2,
+                    advisory: ADV0,
+                    state: NoticeState::Acknowledged,
+                    justification: None,
+                    at_ms: 3500,
+                    regroup: None,
+                    remediated_by: None,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let win = store.digest_window("sub_d", w.acme, 3000, 4000, 100).unwrap();
+        assert_eq!((win.notices, win.total, win.open), (vec![2], 1, 2));
+        let open = b.queue().digest_open("sub_d", w.acme, 10).unwrap();
+        assert_eq!(open.len(), 1, "notice 6 has no root: no group");
+        assert_eq!((open[0].root.id, open[0].advisory, open[0].open), (40, ADV0, 1));
+        assert_eq!(open[0].root.action, Action::Relaunch);
+        assert_eq!(b.queue().digest_open("sub_d", w.beta, 10).unwrap(), vec![]);
+        assert_eq!(b.queue().digest_open("sub_a", w.acme, 10).unwrap(), vec![]);
+        let state = store.load_service().unwrap();
+        let d = state.subscriptions.iter().find(|s| s.id == "sub_d").unwrap();
+        assert_eq!(d.grouping, Grouping::Digest);
+        assert!(d.digest.as_deref().unwrap().contains("\"at\":\"08:00\""));
+        // A delivery of purpose digest is stored and claimed as such.
+        let mut d = delivery(9, "sub_d", &[2], 50, false);
+        d.purpose = Purpose::Digest;
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                deliveries: vec![d],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(delivery_of(b, "sub_d", 9).purpose, Purpose::Digest);
     }
 
     /// Notices read through pull or a stream become notified once (one

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult, Errors};
 use crate::state::AppState;
 
 pub use patchline_core::notice::Grouping;
+use patchline_delivery::digest::{Digest, DigestSchedule};
 
 /// `POST /v1/subscriptions`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,9 +30,14 @@ pub struct NewSubscription {
     filter: Option<Filter>,
     /// `grouped` (the default): one `data.notices[]` entry per root cause
     /// (record, top-most `introduced_by`, remedy step) listing its
-    /// artifacts; `artifact`: one entry per (record, artifact).
+    /// artifacts; `artifact`: one entry per (record, artifact); `digest`:
+    /// no message per change, one on the `digest` schedule instead.
     #[serde(default)]
     grouping: Option<Grouping>,
+    /// With `"grouping": "digest"` (and only then): when the digest falls
+    /// due, at a local time in a time zone.
+    #[serde(default)]
+    digest: Option<DigestSchedule>,
     /// Requests per second to the endpoint (1 to 100,000; default 1000).
     #[serde(default, deserialize_with = "super::integral")]
     #[schema(minimum = 1, maximum = 100000)]
@@ -66,6 +72,11 @@ pub struct SubscriptionView {
     channel: Channel,
     filter: Filter,
     grouping: Grouping,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<DigestSchedule>,
+    /// When the next digest falls due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_digest_at: Option<String>,
     state: SubscriptionStateName,
     disabled_reason: Option<String>,
     rate_per_s: u32,
@@ -79,6 +90,12 @@ fn view(s: &Subscription, tenant: &str) -> SubscriptionView {
         channel: s.channel.clone(),
         filter: s.filter.clone(),
         grouping: s.grouping,
+        digest: s.digest.as_ref().map(|d| d.schedule.clone()),
+        next_digest_at: s
+            .digest
+            .as_ref()
+            .and_then(|d| d.schedule.next_after(d.last_ms))
+            .map(rfc3339),
         state: if s.state.is_active() {
             SubscriptionStateName::Active
         } else {
@@ -165,6 +182,10 @@ pub async fn create_subscription(
             rate_per_s: rate,
             created_at_ms: e.clock().now_ms(),
             grouping: req.grouping.unwrap_or_default(),
+            digest: req.digest.map(|schedule| Digest {
+                schedule,
+                last_ms: e.clock().now_ms(),
+            }),
         })?;
         Ok(())
     })

@@ -1099,6 +1099,24 @@ impl CatalogStore for PgStore {
         service::root_members(self.conn.client()?, root)
     }
 
+    fn digest_window(
+        &mut self,
+        subscription: &str,
+        tenant: TenantIdx,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<crate::DigestWindow, StoreError> {
+        service::digest_window(
+            self.conn.client()?,
+            subscription,
+            tenant,
+            from_ms,
+            to_ms,
+            limit,
+        )
+    }
+
     fn due_reminders(
         &mut self,
         before_ms: i64,

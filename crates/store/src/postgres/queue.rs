@@ -246,6 +246,15 @@ impl DeliveryQueue for PgQueue {
         super::service::root_open_counts(self.conn.client()?, roots)
     }
 
+    fn digest_open(
+        &mut self,
+        subscription: &str,
+        tenant: patchline_core::TenantIdx,
+        limit: usize,
+    ) -> Result<Vec<crate::OpenGroup>, StoreError> {
+        super::service::digest_open(self.conn.client()?, subscription, tenant, limit)
+    }
+
     /// The earliest time something becomes due, if anything is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn

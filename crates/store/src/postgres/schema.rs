@@ -196,10 +196,11 @@ ALTER TABLE notice_events ADD COLUMN cause TEXT;
 CREATE INDEX patch_notices_successor ON patch_notices (successor);
 ";
 
-/// Schema 7 → 8: grouped notices. A root cause (tenant, record, top-most
-/// `introduced_by`, remedy step) with an id from the notices' sequence,
-/// each notice's root, and each subscription's grouping (those made
-/// before keep one entry per artifact).
+/// Schema 7 → 8: grouped notices and digests. A root cause (tenant,
+/// record, top-most `introduced_by`, remedy step) with an id from the
+/// notices' sequence, each notice's root, each subscription's grouping
+/// (those made before keep one entry per artifact) and digest schedule,
+/// the notices routed to digest subscriptions, and the purpose `digest`.
 const V8: &str = "
 CREATE TABLE notice_roots (
     id BIGINT PRIMARY KEY,
@@ -214,6 +215,16 @@ CREATE TABLE notice_roots (
 ALTER TABLE notices ADD COLUMN root BIGINT;
 CREATE INDEX notices_root ON notices (root);
 ALTER TABLE subscriptions ADD COLUMN grouping TEXT NOT NULL DEFAULT 'artifact';
+ALTER TABLE subscriptions ADD COLUMN digest TEXT;
+CREATE TABLE digest_items (
+    subscription TEXT NOT NULL,
+    notice BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (subscription, notice)
+);
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_purpose_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
+    CHECK (purpose IN ('notice', 'reminder', 'escalation', 'patch', 'digest'));
 ";
 
 /// Every migration, in order.

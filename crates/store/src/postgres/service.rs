@@ -19,8 +19,8 @@ use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 
 use super::{Fail, db_err, in_transaction, index};
 use crate::service::{
-    NoticeChange, Outbox, PatchRow, RootMembers, ServiceState, StoredNotice, StoredRoot,
-    SubscriptionRow, TokenRow, blob_path, path_blob,
+    DigestWindow, NoticeChange, OpenGroup, Outbox, PatchRow, RootMembers, ServiceState,
+    StoredNotice, StoredRoot, SubscriptionRow, TokenRow, blob_path, path_blob,
 };
 use crate::{SecretKeys, StoreError};
 
@@ -93,6 +93,99 @@ pub(super) fn root_ids(
         if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
             *slot = Some(r.get(1));
         }
+    }
+    Ok(out)
+}
+
+/// See `crate::service::digest_window`.
+pub(super) fn digest_window(
+    client: &mut impl GenericClient,
+    subscription: &str,
+    tenant: TenantIdx,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<DigestWindow, StoreError> {
+    const IN_WINDOW: &str = "d.subscription = $1 AND ((d.at >= $2 AND d.at < $3)
+        OR (n.updated_at >= $2 AND n.updated_at < $3
+            AND n.state IN ('acknowledged', 'not_affected', 'remediated')))";
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let notices: Vec<i64> = client
+        .query(
+            &format!(
+                "SELECT n.id FROM digest_items d JOIN notices n ON n.id = d.notice
+                 WHERE {IN_WINDOW} ORDER BY n.id LIMIT $4"
+            ),
+            &[&subscription, &from_ms, &to_ms, &limit],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let total: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM digest_items d JOIN notices n ON n.id = d.notice
+                 WHERE {IN_WINDOW}"
+            ),
+            &[&subscription, &from_ms, &to_ms],
+        )
+        .map_err(db_err)?
+        .get(0);
+    let open: i64 = client
+        .query_one(
+            "SELECT count(*) FROM digest_items d JOIN notices n ON n.id = d.notice
+             WHERE d.subscription = $1 AND n.tenant = $2
+               AND n.state IN ('affected', 'notified', 'acknowledged')",
+            &[&subscription, &i64::from(tenant.0)],
+        )
+        .map_err(db_err)?
+        .get(0);
+    Ok(DigestWindow {
+        notices,
+        total: total.max(0) as u64,
+        open: open.max(0) as u64,
+    })
+}
+
+/// See `crate::service::digest_open`.
+pub(super) fn digest_open(
+    client: &mut impl GenericClient,
+    subscription: &str,
+    tenant: TenantIdx,
+    limit: usize,
+) -> Result<Vec<OpenGroup>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT r.id, r.introduced_by, r.step, r.action, r.advisory, count(*)
+             FROM digest_items d JOIN notices n ON n.id = d.notice
+               JOIN notice_roots r ON r.id = n.root
+             WHERE d.subscription = $1 AND n.tenant = $2
+               AND n.state IN ('affected', 'notified', 'acknowledged')
+             GROUP BY r.id ORDER BY r.id LIMIT $3",
+            &[
+                &subscription,
+                &i64::from(tenant.0),
+                &(limit.min(i64::MAX as usize) as i64),
+            ],
+        )
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(action) = Action::parse(r.get(3)) else {
+            continue;
+        };
+        let n: i64 = r.get(5);
+        out.push(OpenGroup {
+            root: StoredRoot {
+                id: r.get(0),
+                introduced_by: ArtIdx(index(r.get(1), "root introduction")?),
+                step: ArtIdx(index(r.get(2), "root step")?),
+                action,
+            },
+            advisory: AdvIdx(index(r.get(4), "root advisory")?),
+            open: n.max(0) as u64,
+        });
     }
     Ok(out)
 }
@@ -427,19 +520,35 @@ pub(super) fn write_outbox(
         let rate: Vec<i64> = subs.iter().map(|s| i64::from(s.rate_per_s)).collect();
         let at: Vec<i64> = subs.iter().map(|s| s.created_at_ms).collect();
         let grouping: Vec<&str> = subs.iter().map(|s| s.grouping.as_str()).collect();
+        let digest: Vec<Option<&str>> = subs.iter().map(|s| s.digest.as_deref()).collect();
         tx.execute(
             "INSERT INTO subscriptions
                (id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at,
-                grouping)
+                grouping, digest)
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-               $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[])
+               $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[])
              ON CONFLICT (id) DO UPDATE SET tenant = excluded.tenant, channel = excluded.channel,
                filter = excluded.filter, secrets = excluded.secrets, state = excluded.state,
                disabled_reason = excluded.disabled_reason, rate_per_s = excluded.rate_per_s,
-               created_at = excluded.created_at, grouping = excluded.grouping",
+               created_at = excluded.created_at, grouping = excluded.grouping,
+               digest = excluded.digest",
             &[
                 &id, &tenant, &channel, &filter, &sealed, &state, &reason, &rate, &at, &grouping,
+                &digest,
             ],
+        )?;
+    }
+    if !out.digest_items.is_empty() {
+        // One row per (subscription, notice): the last time wins.
+        let items = last_per_key(&out.digest_items, |i| (i.0.clone(), i.1));
+        let sub: Vec<&str> = items.iter().map(|i| i.0.as_str()).collect();
+        let notice: Vec<i64> = items.iter().map(|i| i.1).collect();
+        let at: Vec<i64> = items.iter().map(|i| i.2).collect();
+        tx.execute(
+            "INSERT INTO digest_items (subscription, notice, at)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+             ON CONFLICT (subscription, notice) DO UPDATE SET at = excluded.at",
+            &[&sub, &notice, &at],
         )?;
     }
     if !out.watches.is_empty() {
@@ -759,7 +868,7 @@ pub(super) fn load_service(
     for r in q(
         client,
         "SELECT id, tenant, channel, filter, secrets, state, disabled_reason, rate_per_s, created_at,
-           grouping
+           grouping, digest
          FROM subscriptions ORDER BY created_at, id",
     )? {
         let id: String = r.get(0);
@@ -778,6 +887,7 @@ pub(super) fn load_service(
             rate_per_s: index(r.get(7), "rate")?,
             created_at_ms: r.get(8),
             grouping: Grouping::parse(r.get(9)).unwrap_or(Grouping::Artifact),
+            digest: r.get(10),
             id,
         });
     }
