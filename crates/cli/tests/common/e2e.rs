@@ -256,13 +256,14 @@ impl Server {
         v["token"].as_str().unwrap().to_string()
     }
 
-    /// Subscribes the token's tenant to a webhook: (id, secret).
+    /// Subscribes the token's tenant to a webhook, one entry per notice
+    /// (what the delivery checks count): (id, secret).
     pub fn subscribe(&self, token: &str, url: &str) -> (String, String) {
         let v = self.ok(
             "POST",
             "/v1/subscriptions",
             token,
-            Some(&json!({"channel": {"type": "webhook", "url": url}})),
+            Some(&json!({"channel": {"type": "webhook", "url": url}, "grouping": "artifact"})),
         );
         let s = |k: &str| v[k].as_str().unwrap().to_string();
         (s("id"), s("secret"))
