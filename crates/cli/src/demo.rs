@@ -308,6 +308,61 @@ fn print_patch_notices(
     Ok(())
 }
 
+/// Each tenant's notices grouped by root cause, as a grouped subscription
+/// receives them: one line per group.
+fn print_grouped_notices(
+    out: &mut impl Write,
+    data_dir: &Path,
+    engine: &Engine,
+) -> anyhow::Result<()> {
+    use patchline_store::NoticeReader as _;
+    let mut reader = patchline_store::service::SqliteReader::open(data_dir)?;
+    let view = engine.view();
+    let names = view.names();
+    writeln!(
+        out,
+        "\n   Notices, grouped by root cause (record, where it came in, the step) as subscriptions receive them by default:"
+    )?;
+    for (i, tenant) in engine.catalog().tenants().iter().enumerate() {
+        let t = patchline_core::TenantIdx(i as u32);
+        let rows = reader.notices_after(t, 0, 1000)?;
+        let mine: Vec<_> = rows.into_iter().filter(|n| n.tenant == t).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let who = patchline_delivery::Reader::Tenant(t);
+        let docs = patchline_delivery::NoticeDoc::render_all(&mine, &names, who);
+        let entries = patchline_delivery::grouped::group(
+            &mine,
+            docs,
+            &names,
+            who,
+            &std::collections::HashMap::new(),
+        );
+        writeln!(
+            out,
+            "   {tenant}: {} notices, {} grouped",
+            mine.len(),
+            entries.len()
+        )?;
+        const SHOWN: usize = 4;
+        for e in entries.iter().take(SHOWN) {
+            if let patchline_delivery::Entry::Grouped(g) = e {
+                let n = g.artifacts.len() + g.artifacts_omitted;
+                writeln!(
+                    out,
+                    "     {} reached {n} of its artifacts through {}; {} {}",
+                    g.advisory, g.introduced_by, g.action, g.artifact
+                )?;
+            }
+        }
+        if entries.len() > SHOWN {
+            writeln!(out, "     … and {} more", entries.len() - SHOWN)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
     let lock = prepare_dir(data_dir, keep)?;
     let mut engine = Engine::open_locked(data_dir, lock, patchline_store::SecretKeys::none())?;
@@ -478,6 +533,7 @@ pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
         out,
         "   PYSEC-2023-212 starts at acme-web, which added urllib3 1.26.5 (introduced_by); globex-app's urllib3 2.0.7 is fixed."
     )?;
+    print_grouped_notices(&mut out, data_dir, &engine)?;
 
     // 5. A late instance is caught at once.
     let late = batch(
