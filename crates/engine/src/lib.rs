@@ -753,6 +753,7 @@ impl<S: CatalogStore> Engine<S> {
             svc,
             outbox,
             store,
+            created,
             ..
         } = self;
         let (catalog, db) = (&*catalog, &*db);
@@ -897,6 +898,8 @@ impl<S: CatalogStore> Engine<S> {
             }
         }
         notifier.finish_patches();
+        // The patch notices, for the tenants' event streams.
+        created.append(&mut notifier.created);
         Ok(())
     }
 

@@ -645,6 +645,8 @@ impl<'a> Notifier<'a> {
             doc: doc.to_stored(),
             at_ms: self.now_ms,
         });
+        // The tenant's event streams carry it too.
+        self.created.push((tenant, id));
         let info = record_info(record);
         let all = self
             .mem

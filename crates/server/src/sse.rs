@@ -20,6 +20,8 @@ pub struct LiveNotice {
     /// About the reading tenant's own artifact (not a watched one): only
     /// those become `notified` when streamed.
     pub own: bool,
+    /// Not rendered here (a patch notice): streams read it from the store.
+    pub from_store: bool,
 }
 
 /// The per-tenant channels, and the streams open per tenant.

@@ -11,15 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use common::{ADMIN, Api, FIXED, VULNERABLE, usn_4038};
-use http_body_util::BodyExt;
 use patchline_core::Clock;
-use patchline_server::app;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
@@ -108,57 +105,6 @@ async fn subscribe(api: &Api, token: &str, url: &str, grouping: Option<&str>) {
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
-/// Reads server-sent events from `body` until `n` have arrived: (event,
-/// id, data).
-async fn read_events(body: &mut Body, n: usize) -> Vec<(String, i64, Value)> {
-    let mut text = String::new();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while out.len() < n {
-            let Some(Ok(frame)) = body.frame().await else {
-                break;
-            };
-            if let Ok(data) = frame.into_data() {
-                text.push_str(&String::from_utf8_lossy(&data));
-            }
-            while let Some(end) = text.find("\n\n") {
-                let block: String = text.drain(..end + 2).collect();
-                let (mut event, mut id, mut data) = (String::new(), 0, Value::Null);
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        event = v.to_string();
-                    } else if let Some(v) = line.strip_prefix("id: ") {
-                        id = v.parse().unwrap();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data = serde_json::from_str(v).unwrap();
-                    }
-                }
-                if !event.is_empty() {
-                    out.push((event, id, data));
-                }
-            }
-        }
-    })
-    .await
-    .expect("the events arrived");
-    out
-}
-
-async fn open_stream(api: &Api, token: &str, query: &str, last: Option<i64>) -> Body {
-    let mut req = Request::builder()
-        .uri(format!("/v1/notices/stream{query}"))
-        .header("authorization", format!("Bearer {token}"));
-    if let Some(last) = last {
-        req = req.header("last-event-id", last.to_string());
-    }
-    let resp = app(api.state.clone())
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.into_body()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
     let (url, got) = receiver().await;
@@ -224,7 +170,7 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
         .await;
     }
     // A grouped stream, open before the publication.
-    let mut stream = open_stream(&api, &acme, "?grouping=grouped", None).await;
+    let mut stream = common::open_stream(&api, &acme, "?grouping=grouped", None).await;
     let (s, v) = api.publish(&canonical, &usn_4038()).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 
@@ -288,7 +234,7 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
 
     // The grouped stream: one event per root cause; resuming from the
     // first event's id gives the rest again, none missing.
-    let events = read_events(&mut stream, 3).await;
+    let events = common::read_events(&mut stream, 3).await;
     assert!(events.iter().all(|(e, _, _)| e == "group"), "{events:#?}");
     let streamed: Vec<i64> = events
         .iter()
@@ -301,8 +247,9 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
     assert_eq!(sorted, want);
     assert!(events.windows(2).all(|w| w[0].1 < w[1].1), "ids increase");
     drop(stream);
-    let mut resumed = open_stream(&api, &acme, "?grouping=grouped", Some(events[0].1)).await;
-    let again = read_events(&mut resumed, 2).await;
+    let mut resumed =
+        common::open_stream(&api, &acme, "?grouping=grouped", Some(events[0].1)).await;
+    let again = common::read_events(&mut resumed, 2).await;
     let again_ids: Vec<i64> = again
         .iter()
         .map(|(_, _, d)| d["notice_id"].as_i64().unwrap())

@@ -154,6 +154,13 @@ async fn a_successor_is_announced_once_per_root_cause_with_the_plan() {
     .await;
     assert_eq!(patches(&api, &acme).await, Vec::<Value>::new());
 
+    // Event streams open before the successor, per artifact and grouped.
+    let acme_notices = api.notices(&acme).await.len();
+    let mut flat = common::open_stream(&api, &acme, "", None).await;
+    let mut grouped = common::open_stream(&api, &acme, "?grouping=grouped", None).await;
+    let backlog = common::read_events(&mut flat, acme_notices).await;
+    assert!(backlog.iter().all(|(e, _, _)| e == "notice"));
+
     // The patched successor.
     api.artifact(
         &canonical,
@@ -161,6 +168,28 @@ async fn a_successor_is_announced_once_per_root_cause_with_the_plan() {
                "supersedes": "base", "components": [FIXED]}),
     )
     .await;
+    // The streams carry the patch notice too (`event: patch`), live.
+    let live = common::read_events(&mut flat, 1).await;
+    assert_eq!(live[0].0, "patch", "{live:#?}");
+    assert_eq!(live[0].2["successor"], "base-v2");
+    assert_eq!(live[0].1, live[0].2["notice_id"].as_i64().unwrap());
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|(e, _, _): &(String, i64, Value)| e == "patch")
+    {
+        assert!(
+            seen.len() < 50,
+            "no patch event on the grouped stream: {seen:#?}"
+        );
+        seen.extend(common::read_events(&mut grouped, 1).await);
+    }
+    // Resuming after the patch event gives nothing of before it again.
+    let after = live[0].1;
+    let mut resumed = common::open_stream(&api, &acme, "", Some(after - 1)).await;
+    let again = common::read_events(&mut resumed, 1).await;
+    assert_eq!((again[0].0.as_str(), again[0].1), ("patch", after));
+    drop((flat, grouped, resumed));
     let mine = patches(&api, &acme).await;
     assert_eq!(mine.len(), 1, "{mine:#?}");
     let p = &mine[0];

@@ -213,6 +213,17 @@ pub fn push_live(st: &AppState, created: &[(TenantIdx, i64)]) {
         let names = st.view.names();
         for &&(t, id) in chunk {
             let Some(n) = by_id.get(&id) else {
+                // Not a notice: a patch notice (one id sequence), which
+                // the tenant's streams read from the store.
+                st.hub.publish(
+                    t,
+                    LiveNotice {
+                        id,
+                        json: "".into(),
+                        own: false,
+                        from_store: true,
+                    },
+                );
                 continue;
             };
             if let Some(doc) = NoticeDoc::render(n, &names, Reader::Tenant(t))
@@ -224,6 +235,7 @@ pub fn push_live(st: &AppState, created: &[(TenantIdx, i64)]) {
                         id,
                         json: json.into(),
                         own: n.tenant == t,
+                        from_store: false,
                     },
                 );
             }

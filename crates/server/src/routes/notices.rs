@@ -292,24 +292,7 @@ pub async fn list_patches(
     let t = super::caller_tenant(&p, "patch notices are read")?;
     let limit = super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
     let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
-    let shared = st.config.bus.is_some();
-    let (rows, need) = with_reader(&st, move |r| {
-        let rows = r.patches_after(Some(t), after, limit)?;
-        let need = if shared && !rows.is_empty() {
-            r.log_seq()?
-        } else {
-            0
-        };
-        Ok((rows, need))
-    })
-    .await?;
-    if need > 0 && !crate::follow::caught_up_to(&st, need).await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "this node is catching up with the deployment's latest changes; try again",
-        ));
-    }
+    let rows = patch_rows(&st, t, after, limit).await?;
     let (reader, view, bytes_max) = (p.reader(), st.view.clone(), st.config.page_bytes_max);
     let page = tokio::task::spawn_blocking(move || {
         let names = view.names();
@@ -334,6 +317,120 @@ pub async fn list_patches(
     .await
     .map_err(ApiError::internal)?;
     Ok(Json(page))
+}
+
+/// Up to `limit` of a tenant's patch notices after `after`, once this node
+/// has applied the changes that made them.
+async fn patch_rows(
+    st: &Arc<AppState>,
+    t: TenantIdx,
+    after: i64,
+    limit: usize,
+) -> ApiResult<Vec<patchline_store::PatchRow>> {
+    let shared = st.config.bus.is_some();
+    let (rows, need) = with_reader(st, move |r| {
+        let rows = r.patches_after(Some(t), after, limit)?;
+        let need = if shared && !rows.is_empty() {
+            r.log_seq()?
+        } else {
+            0
+        };
+        Ok((rows, need))
+    })
+    .await?;
+    if need > 0 && !crate::follow::caught_up_to(st, need).await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "this node is catching up with the deployment's latest changes; try again",
+        ));
+    }
+    Ok(rows)
+}
+
+/// One pass of a stream over the store after `last`: the events to send
+/// (notices, or groups, and patch notices, `event: patch`), the cursor
+/// after them, and whether more may follow at once. Notices and patch
+/// notices share one id sequence: the pass covers ids up to the first
+/// full page's end, so a client holding an event's id has everything up
+/// to it (per artifact: each event its own id, in id order; grouped:
+/// patch notices first under the previous cursor, then the groups).
+async fn stream_pass(
+    st: &Arc<AppState>,
+    p: &Principal,
+    t: TenantIdx,
+    last: i64,
+    page: usize,
+    grouping: Grouping,
+) -> ApiResult<(Vec<Event>, i64, bool)> {
+    let mut batch = read_notices(st, p, t, last, page, usize::MAX).await?;
+    let patch_rows = patch_rows(st, t, last, page).await?;
+    let notices_full = batch.scanned >= page;
+    let patches_full = patch_rows.len() >= page;
+    let mut bound = i64::MAX;
+    if notices_full {
+        bound = bound.min(batch.next);
+    }
+    if patches_full && let Some(r) = patch_rows.last() {
+        bound = bound.min(r.id);
+    }
+    let more = notices_full || patches_full;
+    if bound == i64::MAX {
+        bound = patch_rows
+            .last()
+            .map_or(batch.next, |r| r.id.max(batch.next));
+    }
+    // Past the bound: read again by the next pass.
+    let keep: Vec<bool> = batch.rows.iter().map(|n| n.id <= bound).collect();
+    let mut k = keep.iter();
+    batch.docs.retain(|_| *k.next().unwrap_or(&false));
+    batch.rows.retain(|n| n.id <= bound);
+    let patches: Vec<(i64, String)> = {
+        let names = st.view.names();
+        patch_rows
+            .iter()
+            .filter(|r| r.id <= bound)
+            .filter_map(|r| {
+                let doc = patchline_delivery::PatchNotice::render(r, &names, p.reader())?;
+                Some((r.id, serde_json::to_string(&doc).ok()?))
+            })
+            .collect()
+    };
+    let patch_event = |id: i64, json: &str| {
+        Event::default()
+            .id(id.to_string())
+            .event("patch")
+            .data(json)
+    };
+    let mut events = Vec::new();
+    if grouping == Grouping::Grouped {
+        for (_, json) in &patches {
+            events.push(patch_event(last, json));
+        }
+        let entries = entries(st, p, grouping, batch.rows, batch.docs).await?;
+        events.extend(grouped_events(&entries, bound).ok_or_else(|| ApiError::internal("event"))?);
+    } else {
+        let mut docs = batch.docs.iter().peekable();
+        let mut patches = patches.iter().peekable();
+        loop {
+            let take_doc = match (docs.peek(), patches.peek()) {
+                (Some(d), Some((pid, _))) => d.notice_id < *pid,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_doc {
+                let Some(d) = docs.next() else { break };
+                events.push(event_of(d).ok_or_else(|| ApiError::internal("event"))?);
+            } else {
+                let Some((id, json)) = patches.next() else {
+                    break;
+                };
+                events.push(patch_event(*id, json));
+            }
+        }
+    }
+    Ok((events, bound.max(last), more))
 }
 
 /// `POST /v1/notices/{id}/ack`.
@@ -621,9 +718,9 @@ async fn pump(
             // rather than ending, for as long as the client stays.
             let mut waited = Duration::ZERO;
             let mut pause = Duration::from_millis(100);
-            let batch = loop {
-                match read_notices(&st, &p, t, last, page, usize::MAX).await {
-                    Ok(batch) => break batch,
+            let (events, next, more) = loop {
+                match stream_pass(&st, &p, t, last, page, grouping).await {
+                    Ok(pass) => break pass,
                     Err(e)
                         if e.status == StatusCode::SERVICE_UNAVAILABLE
                             && waited < STREAM_STORE_WAIT =>
@@ -639,29 +736,13 @@ async fn pump(
                     Err(_) => return,
                 }
             };
-            if grouping == Grouping::Grouped {
-                let next = batch.next;
-                let Ok(entries) = entries(&st, &p, grouping, batch.rows, batch.docs).await else {
+            for ev in events {
+                if tx.send(ev).await.is_err() {
                     return;
-                };
-                let Some(events) = grouped_events(&entries, next) else {
-                    return;
-                };
-                for ev in events {
-                    if tx.send(ev).await.is_err() {
-                        return;
-                    }
-                }
-            } else {
-                for d in &batch.docs {
-                    let Some(ev) = event_of(d) else { return };
-                    if tx.send(ev).await.is_err() {
-                        return;
-                    }
                 }
             }
-            last = batch.next;
-            if batch.scanned < page {
+            last = next;
+            if !more {
                 break;
             }
         }
@@ -677,9 +758,10 @@ async fn pump(
                 }
                 got = live.recv() => match got {
                     Ok(n) if n.id <= last => continue,
-                    // Grouped: the live notice says there is news; the
-                    // groups are read from the store (the backlog pass).
-                    Ok(_) if grouping == Grouping::Grouped => break,
+                    // Grouped, or a patch notice: the live notice says
+                    // there is news; it is read from the store (the
+                    // backlog pass).
+                    Ok(n) if grouping == Grouping::Grouped || n.from_store => break,
                     Ok(n) => {
                         last = n.id;
                         let ev = Event::default()

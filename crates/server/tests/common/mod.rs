@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
@@ -140,4 +141,55 @@ pub fn usn_4038() -> Value {
     ))
     .unwrap();
     serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Reads server-sent events from `body` until `n` have arrived: (event,
+/// id, data).
+pub async fn read_events(body: &mut Body, n: usize) -> Vec<(String, i64, Value)> {
+    let mut text = String::new();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while out.len() < n {
+            let Some(Ok(frame)) = body.frame().await else {
+                break;
+            };
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), 0, Value::Null);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().unwrap();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).unwrap();
+                    }
+                }
+                if !event.is_empty() {
+                    out.push((event, id, data));
+                }
+            }
+        }
+    })
+    .await
+    .expect("the events arrived");
+    out
+}
+
+pub async fn open_stream(api: &Api, token: &str, query: &str, last: Option<i64>) -> Body {
+    let mut req = Request::builder()
+        .uri(format!("/v1/notices/stream{query}"))
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(last) = last {
+        req = req.header("last-event-id", last.to_string());
+    }
+    let resp = app(api.state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body()
 }
