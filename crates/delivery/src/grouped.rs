@@ -60,6 +60,14 @@ pub struct GroupedNotice {
     pub tenant: Option<String>,
     /// `rebuild`, `rebase` or `relaunch`.
     pub action: &'static str,
+    /// The patched successor to rebase or relaunch onto, once one exists
+    /// that the reader may see (and the record does not affect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onto: Option<String>,
+    /// Without a successor yet: the upstream artifact whose successor the
+    /// step needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
     /// The top-most artifact where the record came in.
     pub introduced_by: String,
     /// The affected components of the first member listed.
@@ -86,6 +94,14 @@ pub struct GroupedNotice {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// An artifact a step names, when the reader may see it and it is not
+/// removed.
+fn plan_id(names: &Names, reader: Reader, a: Option<ArtIdx>) -> Option<String> {
+    let a = a?;
+    let (id, facts) = names.artifact(a)?;
+    (crate::may_see(names, reader, a) && !facts.removed).then(|| id.to_string())
 }
 
 /// One entry of a message or page: a group, or a notice on its own.
@@ -197,6 +213,12 @@ pub fn group(
             kind,
             tenant: doc.body.tenant,
             action: root.action.as_str(),
+            onto: plan_id(names, reader, root.onto),
+            waits_for: if root.onto.is_some_and(|o| crate::may_see(names, reader, o)) {
+                None
+            } else {
+                plan_id(names, reader, root.waits_for)
+            },
             introduced_by,
             components: doc.body.components,
             path: doc.body.path[..cut].to_vec(),
@@ -221,6 +243,10 @@ pub struct StillOpen {
     pub artifact: String,
     pub kind: Option<Kind>,
     pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<String>,
     pub introduced_by: String,
     pub artifacts_open: u64,
 }
@@ -245,6 +271,16 @@ pub fn still_open(
                 .then(|| names.artifact(g.root.step).map(|(_, f)| f.kind))
                 .flatten(),
             action: g.root.action.as_str(),
+            onto: plan_id(names, reader, g.root.onto),
+            waits_for: if g
+                .root
+                .onto
+                .is_some_and(|o| crate::may_see(names, reader, o))
+            {
+                None
+            } else {
+                plan_id(names, reader, g.root.waits_for)
+            },
             introduced_by: crate::shown_id(names, reader, g.root.introduced_by),
             artifacts_open: g.open,
         })
@@ -326,6 +362,8 @@ mod tests {
                 introduced_by: ArtIdx(0),
                 step: ArtIdx(step),
                 action,
+                waits_for: (action == Action::Rebase).then_some(ArtIdx(0)),
+                onto: None,
             }),
         }
     }
@@ -375,6 +413,10 @@ mod tests {
         assert_eq!(g.artifacts[1].notice_id, 11);
         assert_eq!(g.artifacts_open, Some(151));
         assert_eq!(g.tenant.as_deref(), Some("acme"));
+        assert_eq!(
+            (g.onto.as_deref(), g.waits_for.as_deref()),
+            (None, Some("base"))
+        );
         let json = serde_json::to_value(&entries[0]).unwrap();
         for key in [
             "notice_id",

@@ -877,6 +877,20 @@ impl<S: CatalogStore> Engine<S> {
                     mine.sort_by_cached_key(|s| {
                         patchline_core::remedy::order_key(catalog, s, &viewer)
                     });
+                    // The tenant's grouped notices of this record name the
+                    // successor their step moves onto from now on.
+                    notifier
+                        .outbox
+                        .root_onto
+                        .extend(mine.iter().filter_map(|s| {
+                            Some(patchline_store::RootOnto {
+                                advisory: adv,
+                                tenant: t,
+                                step: s.artifact,
+                                action: s.action,
+                                onto: s.onto?,
+                            })
+                        }));
                     let (steps, steps_total) = patchline_delivery::patch::stored_steps(mine);
                     let doc = patchline_delivery::PatchDoc {
                         v: patchline_delivery::PATCH_DOC_VERSION,
@@ -1080,7 +1094,9 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
-        notifier.assign_roots(store)?;
+        notifier.assign_roots(store, &mut |adv, t, p| {
+            successor_onto(catalog, db, match_cache, adv, t, p)
+        })?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }
@@ -1105,6 +1121,7 @@ impl<S: CatalogStore> Engine<S> {
             outbox,
             created,
             store,
+            match_cache,
             ..
         } = self;
         let Some(inh) = inheritance.as_ref() else {
@@ -1144,7 +1161,9 @@ impl<S: CatalogStore> Engine<S> {
                 notifier.remediate(adv, id, by.as_ref());
             }
         }
-        notifier.assign_roots(store)?;
+        notifier.assign_roots(store, &mut |adv, t, p| {
+            successor_onto(catalog, db, match_cache, adv, t, p)
+        })?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }
@@ -1420,4 +1439,26 @@ impl<S: CatalogStore> Engine<S> {
             }
         }
     }
+}
+
+/// The successor tenant `t`'s step moves onto from `p` for record `adv`:
+/// of `p`'s successors (down their chains), the newest `t` may see that
+/// the record does not affect (the remedy plan's rule), if any.
+fn successor_onto(
+    catalog: &Catalog,
+    db: &AdvisoryDb,
+    cache: &mut MatchCache,
+    adv: AdvIdx,
+    t: TenantIdx,
+    p: ArtIdx,
+) -> Option<ArtIdx> {
+    if !catalog.has_successors() || catalog.successors(p).is_empty() {
+        return None;
+    }
+    let viewer = Actor::Tenant(catalog.tenant_id(t).clone());
+    patchline_core::remedy::Successors::of(catalog).best(catalog, p, &viewer, |s| {
+        !propagate::check_artifact_cached(catalog, db, s, cache)
+            .iter()
+            .any(|m| m.advisory == adv)
+    })
 }

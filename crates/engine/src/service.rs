@@ -304,10 +304,14 @@ impl<'a> Notifier<'a> {
 
     /// Gives every new or reopened notice of this change its root cause's
     /// id: the stored one, one made earlier in this write, or a new one
-    /// from the notices' sequence. Call before [`Notifier::finish`].
+    /// from the notices' sequence. A new root of a rebase or a relaunch
+    /// records the parent its step moves from (`waits_for`) and, when one
+    /// exists, the successor it moves onto: `onto_of(record, tenant,
+    /// parent)`. Call before [`Notifier::finish`].
     pub fn assign_roots(
         &mut self,
         store: &mut (impl CatalogStore + ?Sized),
+        onto_of: &mut dyn FnMut(AdvIdx, TenantIdx, ArtIdx) -> Option<ArtIdx>,
     ) -> Result<(), patchline_store::StoreError> {
         if self.causes.is_empty() {
             return Ok(());
@@ -337,11 +341,21 @@ impl<'a> Notifier<'a> {
                     None => {
                         let id = self.mem.next_notice_id;
                         self.mem.next_notice_id += 1;
+                        let waits_for = match cause.action {
+                            patchline_core::remedy::Action::Rebuild => None,
+                            patchline_core::remedy::Action::Relaunch => Some(cause.step),
+                            patchline_core::remedy::Action::Rebase => {
+                                self.catalog.link(cause.step).parent()
+                            }
+                        };
+                        let onto = waits_for.and_then(|p| onto_of(adv, cause.tenant, p));
                         self.outbox.roots.push(RootRow {
                             id,
                             advisory: adv,
                             cause,
                             at_ms: self.now_ms,
+                            waits_for,
+                            onto,
                         });
                         id
                     }

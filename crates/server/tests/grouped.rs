@@ -205,6 +205,13 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
     let rebuild = &steps[&("rebuild".to_string(), "acme-own".to_string())];
     assert_eq!(member_ids(rebuild), vec!["acme-own"]);
     assert_eq!(rebuild["introduced_by"], "acme-own");
+    // No successor yet: the rebase and the relaunch wait for the base's.
+    assert_eq!(
+        (rebase["waits_for"].as_str(), rebase.get("onto")),
+        (Some("base"), None)
+    );
+    assert_eq!(relaunch["waits_for"], "base");
+    assert!(rebuild.get("waits_for").is_none() && rebuild.get("onto").is_none());
     let group_ids: Vec<i64> = steps
         .values()
         .map(|e| e["notice_id"].as_i64().unwrap())
@@ -394,6 +401,41 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
                "supersedes": "base", "components": [FIXED]}),
     )
     .await;
+    // The plan inside the notices: each group now names the successor its
+    // step moves onto; a tenant whose first notice comes after the
+    // successor exists has it from the start.
+    let (_, page) = api
+        .call(
+            "GET",
+            "/v1/notices?grouping=grouped&limit=1000",
+            Some(&acme),
+            None,
+        )
+        .await;
+    let groups = by_step(page["notices"].as_array().unwrap());
+    for step in [("rebase", "acme-tpl"), ("relaunch", "base")] {
+        let g = &groups[&(step.0.to_string(), step.1.to_string())];
+        assert_eq!(
+            (g["onto"].as_str(), g.get("waits_for")),
+            (Some("base-v2"), None),
+            "{g}"
+        );
+    }
+    let gamma = api.tenant("gamma", &["tenant"]).await;
+    api.artifact(
+        &gamma,
+        json!({"id": "gamma-vm", "kind": "instance", "parent": "base"}),
+    )
+    .await;
+    let (_, page) = api
+        .call("GET", "/v1/notices?grouping=grouped", Some(&gamma), None)
+        .await;
+    let g = &page["notices"][0];
+    assert_eq!(
+        (g["action"].as_str(), g["onto"].as_str()),
+        (Some("relaunch"), Some("base-v2")),
+        "{page}"
+    );
     let (s, v) = api
         .call(
             "PUT",

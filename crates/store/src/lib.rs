@@ -22,7 +22,7 @@ use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
 pub use service::{
     Claimed, DeliveryInfo, DigestWindow, Finished, OpenGroup, Outbox, PatchRow, RootMembers,
-    RootRow, ServiceState, StoredNotice, StoredRoot,
+    RootOnto, RootRow, ServiceState, StoredNotice, StoredRoot,
 };
 use thiserror::Error;
 

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS notice_roots (
     step INTEGER NOT NULL,
     action TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    waits_for INTEGER,
+    onto INTEGER,
     UNIQUE (tenant, advisory, introduced_by, step, action)
 );
 CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);
@@ -153,6 +155,23 @@ pub struct RootRow {
     pub advisory: AdvIdx,
     pub cause: RootCause,
     pub at_ms: i64,
+    /// The upstream artifact whose successor the step moves onto (a
+    /// rebase's or a relaunch's parent).
+    pub waits_for: Option<ArtIdx>,
+    /// That successor, once one exists that the tenant may see and the
+    /// record does not affect.
+    pub onto: Option<ArtIdx>,
+}
+
+/// A successor announced for the steps of one record and tenant: the
+/// roots of (tenant, record, step, action) move `onto` it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootOnto {
+    pub advisory: AdvIdx,
+    pub tenant: TenantIdx,
+    pub step: ArtIdx,
+    pub action: Action,
+    pub onto: ArtIdx,
 }
 
 /// A root cause's owner and record, and its notices (id, state), oldest
@@ -171,6 +190,8 @@ pub struct StoredRoot {
     pub introduced_by: ArtIdx,
     pub step: ArtIdx,
     pub action: Action,
+    pub waits_for: Option<ArtIdx>,
+    pub onto: Option<ArtIdx>,
 }
 
 /// The shared part of notices: the text of `patchline_delivery::GroupDoc`
@@ -309,6 +330,8 @@ pub struct Outbox {
     pub groups: Vec<GroupRow>,
     /// New root causes of grouped notices.
     pub roots: Vec<RootRow>,
+    /// Successors the steps of existing root causes now move onto.
+    pub root_onto: Vec<RootOnto>,
     pub notices: Vec<NoticeRow>,
     pub notice_changes: Vec<NoticeChange>,
     /// (notice, at): a reminder was scheduled.
@@ -349,6 +372,7 @@ impl Outbox {
             && self.watches.is_empty()
             && self.groups.is_empty()
             && self.roots.is_empty()
+            && self.root_onto.is_empty()
             && self.notices.is_empty()
             && self.notice_changes.is_empty()
             && self.reminded.is_empty()
@@ -495,8 +519,8 @@ pub(crate) fn write_outbox(
     }
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO notice_roots (id, tenant, advisory, introduced_by, step, action, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO notice_roots (id, tenant, advisory, introduced_by, step, action, created_at, waits_for, onto)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .map_err(db_err)?;
     for r in &out.roots {
@@ -507,7 +531,25 @@ pub(crate) fn write_outbox(
             r.cause.introduced_by.0,
             r.cause.step.0,
             r.cause.action.as_str(),
-            r.at_ms
+            r.at_ms,
+            r.waits_for.map(|a| a.0),
+            r.onto.map(|a| a.0)
+        ])
+        .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE notice_roots SET onto = ?5
+             WHERE tenant = ?1 AND advisory = ?2 AND step = ?3 AND action = ?4",
+        )
+        .map_err(db_err)?;
+    for o in &out.root_onto {
+        stmt.execute(params![
+            o.tenant.0,
+            o.advisory.0,
+            o.step.0,
+            o.action.as_str(),
+            o.onto.0
         ])
         .map_err(db_err)?;
     }
@@ -804,7 +846,7 @@ pub struct StoredNotice {
     pub root: Option<StoredRoot>,
 }
 
-const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action";
+const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto";
 const NOTICE_FROM: &str =
     "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
@@ -814,11 +856,15 @@ fn root_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<St
     };
     let action: String = r.get(at + 3)?;
     let (introduced_by, step) = (ArtIdx(r.get(at + 1)?), ArtIdx(r.get(at + 2)?));
+    let waits_for = r.get::<_, Option<u32>>(at + 4)?.map(ArtIdx);
+    let onto = r.get::<_, Option<u32>>(at + 5)?.map(ArtIdx);
     Ok(Action::parse(&action).map(|action| StoredRoot {
         id,
         introduced_by,
         step,
         action,
+        waits_for,
+        onto,
     }))
 }
 
@@ -1109,7 +1155,7 @@ pub(crate) fn digest_open(
 ) -> Result<Vec<OpenGroup>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT r.id, r.introduced_by, r.step, r.action, r.advisory, count(*)
+            "SELECT r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, r.advisory, count(*)
              FROM digest_items d JOIN notices n ON n.id = d.notice
                JOIN notice_roots r ON r.id = n.root
              WHERE d.subscription = ?1 AND n.tenant = ?2
@@ -1119,24 +1165,19 @@ pub(crate) fn digest_open(
         .map_err(db_err)?;
     let rows = stmt
         .query_map(params![subscription, tenant.0, limit as i64], |r| {
-            let action: String = r.get(3)?;
-            let n: i64 = r.get(5)?;
-            Ok(Action::parse(&action).map(|action| OpenGroup {
-                root: StoredRoot {
-                    id: r.get(0).unwrap_or_default(),
-                    introduced_by: ArtIdx(r.get(1).unwrap_or_default()),
-                    step: ArtIdx(r.get(2).unwrap_or_default()),
-                    action,
-                },
-                advisory: AdvIdx(r.get(4).unwrap_or_default()),
-                open: n.max(0) as u64,
-            }))
+            let root = root_from_row(r, 0)?;
+            let n: i64 = r.get(7)?;
+            Ok(root.map(|root| (root, AdvIdx(r.get(6).unwrap_or_default()), n)))
         })
         .map_err(db_err)?;
     let mut out = Vec::new();
     for r in rows {
-        if let Some(g) = r.map_err(db_err)? {
-            out.push(g);
+        if let Some((root, advisory, n)) = r.map_err(db_err)? {
+            out.push(OpenGroup {
+                root,
+                advisory,
+                open: n.max(0) as u64,
+            });
         }
     }
     Ok(out)

@@ -1214,12 +1214,16 @@ each_backend! {
                     id: 20,
                     advisory: ADV1,
                     cause: acme_cause,
+                    waits_for: None,
+                    onto: None,
                     at_ms: 5000,
                 },
                 RootRow {
                     id: 21,
                     advisory: ADV1,
                     cause: beta_cause,
+                    waits_for: None,
+                    onto: None,
                     at_ms: 5000,
                 },
             ],
@@ -1261,9 +1265,30 @@ each_backend! {
                 introduced_by: w.pub_base,
                 step: w.pub_base,
                 action: Action::Relaunch,
+                waits_for: None,
+                onto: None,
             })
         );
         assert_eq!(store.notice(2).unwrap().unwrap().root, None);
+        // A successor announced for acme's relaunch from pub-base: its
+        // roots of that record and step move onto it.
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                root_onto: vec![patchline_store::RootOnto {
+                    advisory: ADV1,
+                    tenant: w.acme,
+                    step: w.pub_base,
+                    action: Action::Relaunch,
+                    onto: w.gone_pub,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let root = store.notice(6).unwrap().unwrap().root.unwrap();
+        assert_eq!((root.id, root.onto), (20, Some(w.gone_pub)));
+        assert_eq!(store.notice(7).unwrap().unwrap().root.unwrap().onto, None, "beta's not");
         assert_eq!(b.queue().root_open_counts(&[20, 21, 99]).unwrap(), vec![(20, 1), (21, 1), (99, 0)]);
         let mut r = b.reader();
         assert_eq!(ids(&r.root_notices_after(20, 0, 10).unwrap()), vec![6]);
@@ -1300,7 +1325,9 @@ each_backend! {
                 id: 30,
                 advisory: ADV1,
                 cause: acme_cause,
-                at_ms: 7000,
+                waits_for: None,
+                    onto: None,
+                    at_ms: 7000,
             }],
             ..Default::default()
         };
@@ -1333,7 +1360,9 @@ each_backend! {
                 id: 40,
                 advisory: ADV0,
                 cause,
-                at_ms: 1000,
+                waits_for: None,
+                    onto: None,
+                    at_ms: 1000,
             }],
             notice_changes: vec![NoticeChange {
                 id: 2,

@@ -210,6 +210,8 @@ CREATE TABLE notice_roots (
     step BIGINT NOT NULL,
     action TEXT NOT NULL,
     created_at BIGINT NOT NULL,
+    waits_for BIGINT,
+    onto BIGINT,
     UNIQUE (tenant, advisory, introduced_by, step, action)
 );
 ALTER TABLE notices ADD COLUMN root BIGINT;

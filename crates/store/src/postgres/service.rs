@@ -27,7 +27,7 @@ use crate::{SecretKeys, StoreError};
 /// Rows per chunk of ids in one `= ANY($1)` read.
 pub(super) const IDS_PER_QUERY_MAX: usize = 1000;
 
-pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action";
+pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto";
 pub(super) const NOTICE_FROM: &str =
     "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
@@ -45,20 +45,32 @@ pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
         updated_at_ms: r.get(9),
         reminders: r.get(10),
         remediated_by: r.get(11),
-        root: match r.get::<_, Option<i64>>(12) {
-            None => None,
-            Some(id) => Action::parse(r.get(15))
-                .map(|action| {
-                    Ok::<_, StoreError>(StoredRoot {
-                        id,
-                        introduced_by: ArtIdx(index(r.get(13), "root introduction")?),
-                        step: ArtIdx(index(r.get(14), "root step")?),
-                        action,
-                    })
-                })
-                .transpose()?,
-        },
+        root: root_from_row(r, 12)?,
     })
+}
+
+/// The root columns from `at` (id, introduced_by, step, action, waits_for,
+/// onto), where the row has a root.
+fn root_from_row(r: &Row, at: usize) -> Result<Option<StoredRoot>, StoreError> {
+    let Some(id) = r.get::<_, Option<i64>>(at) else {
+        return Ok(None);
+    };
+    let Some(action) = Action::parse(r.get(at + 3)) else {
+        return Ok(None);
+    };
+    let opt = |i: usize, what: &str| -> Result<Option<ArtIdx>, StoreError> {
+        r.get::<_, Option<i64>>(i)
+            .map(|v| index(v, what).map(ArtIdx))
+            .transpose()
+    };
+    Ok(Some(StoredRoot {
+        id,
+        introduced_by: ArtIdx(index(r.get(at + 1), "root introduction")?),
+        step: ArtIdx(index(r.get(at + 2), "root step")?),
+        action,
+        waits_for: opt(at + 4, "root waits_for")?,
+        onto: opt(at + 5, "root onto")?,
+    }))
 }
 
 /// See `crate::service::root_ids`.
@@ -157,7 +169,7 @@ pub(super) fn digest_open(
 ) -> Result<Vec<OpenGroup>, StoreError> {
     let rows = client
         .query(
-            "SELECT r.id, r.introduced_by, r.step, r.action, r.advisory, count(*)
+            "SELECT r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, r.advisory, count(*)
              FROM digest_items d JOIN notices n ON n.id = d.notice
                JOIN notice_roots r ON r.id = n.root
              WHERE d.subscription = $1 AND n.tenant = $2
@@ -172,18 +184,13 @@ pub(super) fn digest_open(
         .map_err(db_err)?;
     let mut out = Vec::new();
     for r in rows {
-        let Some(action) = Action::parse(r.get(3)) else {
+        let Some(root) = root_from_row(&r, 0)? else {
             continue;
         };
-        let n: i64 = r.get(5);
+        let n: i64 = r.get(7);
         out.push(OpenGroup {
-            root: StoredRoot {
-                id: r.get(0),
-                introduced_by: ArtIdx(index(r.get(1), "root introduction")?),
-                step: ArtIdx(index(r.get(2), "root step")?),
-                action,
-            },
-            advisory: AdvIdx(index(r.get(4), "root advisory")?),
+            root,
+            advisory: AdvIdx(index(r.get(6), "root advisory")?),
             open: n.max(0) as u64,
         });
     }
@@ -598,11 +605,36 @@ pub(super) fn write_outbox(
         let step: Vec<i64> = r.iter().map(|r| i64::from(r.cause.step.0)).collect();
         let action: Vec<&str> = r.iter().map(|r| r.cause.action.as_str()).collect();
         let at: Vec<i64> = r.iter().map(|r| r.at_ms).collect();
+        let waits_for: Vec<Option<i64>> = r
+            .iter()
+            .map(|r| r.waits_for.map(|a| i64::from(a.0)))
+            .collect();
+        let onto: Vec<Option<i64>> = r.iter().map(|r| r.onto.map(|a| i64::from(a.0))).collect();
         tx.execute(
-            "INSERT INTO notice_roots (id, tenant, advisory, introduced_by, step, action, created_at)
+            "INSERT INTO notice_roots
+               (id, tenant, advisory, introduced_by, step, action, created_at, waits_for, onto)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
-               $5::bigint[], $6::text[], $7::bigint[])",
-            &[&id, &tenant, &advisory, &intro, &step, &action, &at],
+               $5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])",
+            &[
+                &id, &tenant, &advisory, &intro, &step, &action, &at, &waits_for, &onto,
+            ],
+        )?;
+    }
+    if !out.root_onto.is_empty() {
+        // A later announcement of one step wins, as applying them in order.
+        let ups = last_per_key(&out.root_onto, |o| (o.tenant, o.advisory, o.step, o.action));
+        let tenant: Vec<i64> = ups.iter().map(|o| i64::from(o.tenant.0)).collect();
+        let advisory: Vec<i64> = ups.iter().map(|o| i64::from(o.advisory.0)).collect();
+        let step: Vec<i64> = ups.iter().map(|o| i64::from(o.step.0)).collect();
+        let action: Vec<&str> = ups.iter().map(|o| o.action.as_str()).collect();
+        let onto: Vec<i64> = ups.iter().map(|o| i64::from(o.onto.0)).collect();
+        tx.execute(
+            "UPDATE notice_roots r SET onto = v.onto
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])
+               AS v(tenant, advisory, step, action, onto)
+             WHERE r.tenant = v.tenant AND r.advisory = v.advisory AND r.step = v.step
+               AND r.action = v.action",
+            &[&tenant, &advisory, &step, &action, &onto],
         )?;
     }
     if !out.notices.is_empty() {
