@@ -58,13 +58,18 @@ impl Day {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DigestSchedule {
-    pub every: Every,
+    /// `day` or `week` (kept as text: a wrong value is refused by
+    /// [`DigestSchedule::validate`] with the field named).
+    #[cfg_attr(feature = "openapi", schema(value_type = Every))]
+    pub every: String,
     /// Local time, `HH:MM` (24-hour).
     pub at: String,
     /// An IANA time zone name (`Europe/Paris`, `UTC`, …).
     pub time_zone: String,
+    /// `monday` … `sunday` (weekly digests only; Monday by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weekday: Option<Day>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Day>))]
+    pub weekday: Option<String>,
 }
 
 /// A digest subscription's schedule and where it stands, as stored with the
@@ -80,16 +85,56 @@ pub struct Digest {
 impl DigestSchedule {
     /// Checks the schedule; the message says what is wrong and where.
     pub fn validate(&self) -> Result<(), String> {
+        let every = self.every()?;
         self.time()?;
         self.zone()?;
-        if self.every == Every::Day && self.weekday.is_some() {
+        let day = self.day()?;
+        if every == Every::Day && day.is_some() {
             return Err("digest.weekday: only a weekly digest has a weekday".into());
         }
         Ok(())
     }
 
+    fn every(&self) -> Result<Every, String> {
+        match self.every.as_str() {
+            "day" => Ok(Every::Day),
+            "week" => Ok(Every::Week),
+            other => Err(format!(
+                "digest.every: {:?} is not one of day, week",
+                other.chars().take(64).collect::<String>()
+            )),
+        }
+    }
+
+    fn day(&self) -> Result<Option<Day>, String> {
+        let Some(text) = &self.weekday else {
+            return Ok(None);
+        };
+        let day = match text.as_str() {
+            "monday" => Day::Monday,
+            "tuesday" => Day::Tuesday,
+            "wednesday" => Day::Wednesday,
+            "thursday" => Day::Thursday,
+            "friday" => Day::Friday,
+            "saturday" => Day::Saturday,
+            "sunday" => Day::Sunday,
+            other => {
+                return Err(format!(
+                    "digest.weekday: {:?} is not a day of the week (monday … sunday)",
+                    other.chars().take(64).collect::<String>()
+                ));
+            }
+        };
+        Ok(Some(day))
+    }
+
     fn time(&self) -> Result<Time, String> {
-        let bad = || format!("digest.at: {:?} is not a 24-hour HH:MM time", self.at);
+        let bad = || {
+            format!(
+                "digest.at: {:?} is not a 24-hour HH:MM time",
+                self.at.chars().take(64).collect::<String>()
+            )
+        };
         let (h, m) = self.at.split_once(':').ok_or_else(bad)?;
         if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()))
         {
@@ -106,7 +151,7 @@ impl DigestSchedule {
         TimeZone::get(&self.time_zone).map_err(|_| {
             format!(
                 "digest.time_zone: {:?} is not an IANA time zone name (like Europe/Paris or UTC)",
-                self.time_zone
+                self.time_zone.chars().take(64).collect::<String>()
             )
         })
     }
@@ -114,12 +159,13 @@ impl DigestSchedule {
     /// The first instant after `after_ms` (Unix milliseconds) at which the
     /// digest falls due; `None` for an invalid schedule.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        self.validate().ok()?;
         let (time, tz) = (self.time().ok()?, self.zone().ok()?);
         let after = jiff::Timestamp::from_millisecond(after_ms).ok()?;
         let mut date = after.to_zoned(tz.clone()).date();
-        let wanted = match self.every {
+        let wanted = match self.every().ok()? {
             Every::Day => None,
-            Every::Week => Some(self.weekday.unwrap_or(Day::Monday).weekday()),
+            Every::Week => Some(self.day().ok()?.unwrap_or(Day::Monday).weekday()),
         };
         // The due instant is on today's date or one of the next seven.
         for _ in 0..9 {
@@ -150,10 +196,14 @@ mod tests {
 
     fn schedule(every: Every, at: &str, tz: &str, weekday: Option<Day>) -> DigestSchedule {
         DigestSchedule {
-            every,
+            every: serde_json::to_value(every)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .into(),
             at: at.into(),
             time_zone: tz.into(),
-            weekday,
+            weekday: weekday.map(|d| serde_json::to_value(d).unwrap().as_str().unwrap().into()),
         }
     }
 
@@ -218,8 +268,14 @@ mod tests {
         ] {
             let err = s.validate().unwrap_err();
             assert!(err.contains(needle), "{err}");
-            assert_eq!(s.next_after(0).is_none(), needle != "digest.weekday");
+            assert!(s.next_after(0).is_none());
         }
+        let mut s = schedule(Every::Week, "08:00", "UTC", None);
+        s.weekday = Some("funday".into());
+        assert!(s.validate().unwrap_err().starts_with("digest.weekday:"));
+        s.weekday = None;
+        s.every = "month".into();
+        assert!(s.validate().unwrap_err().starts_with("digest.every:"));
         let json = r#"{"every":"day","at":"08:00","time_zone":"UTC","hour":8}"#;
         assert!(
             serde_json::from_str::<DigestSchedule>(json).is_err(),

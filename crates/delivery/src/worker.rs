@@ -474,11 +474,10 @@ fn with_notices(
     // failed count leaves them out of the messages, nothing else).
     let targets = view.targets();
     let grouped = |c: &Claimed| {
-        c.purpose == Purpose::Digest
-            || c.purpose != Purpose::Patch
-                && targets
-                    .get(&c.subscription)
-                    .is_some_and(|t| t.grouping == Grouping::Grouped)
+        !matches!(c.purpose, Purpose::Patch | Purpose::Digest)
+            && targets
+                .get(&c.subscription)
+                .is_some_and(|t| t.grouping == Grouping::Grouped)
     };
     // A digest's groups still open, per digest delivery (a failed read
     // leaves the delivery without its rows: it is retried).
@@ -537,7 +536,12 @@ fn with_notices(
                             HashMap::new()
                         };
                         if c.purpose == Purpose::Digest {
-                            Some(Rows::Digest(mine, counts, still.remove(&c.id)?))
+                            // A digest counts what it speaks of: the open
+                            // notices kept for its subscription, per group
+                            // (the same numbers as its `still_open`).
+                            let groups = still.remove(&c.id)?;
+                            let counts = groups.iter().map(|g| (g.root.id, g.open)).collect();
+                            Some(Rows::Digest(mine, counts, groups))
                         } else {
                             Some(Rows::Notices(mine, counts))
                         }

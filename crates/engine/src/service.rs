@@ -561,6 +561,21 @@ impl<'a> Notifier<'a> {
         );
     }
 
+    /// Whether `filter` passes the notice of `record` on `a` with `hits`.
+    pub fn passes(
+        &mut self,
+        filter: &patchline_delivery::routing::Filter,
+        record: &Record,
+        adv: AdvIdx,
+        a: ArtIdx,
+        hits: &[ComponentHit],
+    ) -> bool {
+        let node = self.catalog.node(a);
+        let info = record_info(record);
+        let facts = self.filter_facts(adv, hits);
+        filter.matches(&filter_input(&info, node, &facts))
+    }
+
     /// Purl types and package names of the affected components, computed
     /// once per (record, component set): keyed by a hash and checked
     /// against the stored list, so no allocation on a hit.
@@ -1009,6 +1024,35 @@ impl<S: CatalogStore> Engine<S> {
             (_, None) => {}
         }
         self.outbox.subscriptions.push(sub.to_row());
+        // A new digest subscription starts with the tenant's notices open
+        // now that its filter passes: its first digest lists them as
+        // still open (those that come later are kept as they come).
+        if sub.grouping == Grouping::Digest && !self.svc.subscriptions.contains_key(&sub.id) {
+            let open = self.store.open_notices_of(sub.tenant)?;
+            let at = sub.digest.as_ref().map_or(sub.created_at_ms, |d| d.last_ms);
+            let Engine {
+                catalog,
+                db,
+                match_cache,
+                svc,
+                outbox,
+                ..
+            } = self;
+            let mut notifier = Notifier::new(catalog, svc, outbox, at);
+            for (id, adv, a) in open {
+                if (a.0 as usize) >= catalog.len() || (adv.0 as usize) >= db.len() {
+                    continue;
+                }
+                let matches =
+                    patchline_core::propagate::check_artifact_cached(catalog, db, a, match_cache);
+                let Some(m) = matches.iter().find(|m| m.advisory == adv) else {
+                    continue;
+                };
+                if notifier.passes(&sub.filter, db.get(adv), adv, a, &m.hits) {
+                    notifier.outbox.digest_items.push((sub.id.clone(), id, at));
+                }
+            }
+        }
         self.commit(&[])?;
         self.svc.subscriptions.insert(sub.id.clone(), sub);
         self.svc.reindex();

@@ -525,6 +525,14 @@ async fn a_digest_subscription_gets_one_message_on_its_schedule() {
             json!({"digest": {"every": "day", "at": "08:00", "time_zone": "UTC"}}),
             "is for \"grouping\": \"digest\"",
         ),
+        (
+            json!({"grouping": "digest", "digest": {"every": "week", "weekday": "funday", "at": "08:00", "time_zone": "UTC"}}),
+            "digest.weekday",
+        ),
+        (
+            json!({"grouping": "digest", "digest": {"every": "month", "at": "08:00", "time_zone": "UTC"}}),
+            "digest.every",
+        ),
     ] {
         let mut body = body;
         body["channel"] = json!({"type": "webhook", "url": format!("{url}/bad")});
@@ -577,6 +585,10 @@ async fn a_digest_subscription_gets_one_message_on_its_schedule() {
         .await;
     }
     api.publish(&canonical, &usn_4038()).await;
+    let (s, v) = api
+        .call("GET", "/v1/notices?grouping=digest", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a page is not a digest: {v}");
     // The grouped subscription hears at once; the digest waits.
     wait_for(&got, "/now", 1).await;
     assert_eq!(
@@ -612,6 +624,21 @@ async fn a_digest_subscription_gets_one_message_on_its_schedule() {
     assert!(data["records"]["USN-4038-1"]["summary"].is_string());
     // Not due again the same day.
     assert_eq!(schedule_digests(&api, clock.now_ms() + 60_000), 0);
+    // A digest subscription made now, for instances only, at 09:00 in
+    // Paris: it starts with the open notices its filter passes.
+    let (s, sub2) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(
+                json!({"channel": {"type": "webhook", "url": format!("{url}/digest2")},
+                        "grouping": "digest", "filter": {"kinds": ["instance"]},
+                        "digest": {"every": "day", "at": "09:00", "time_zone": "Europe/Paris"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sub2}");
 
     // During the day one notice is acknowledged: the next digest lists it
     // as changed, and the group is still open (acknowledged is open).
@@ -632,7 +659,13 @@ async fn a_digest_subscription_gets_one_message_on_its_schedule() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     clock.set(start + 25 * 3_600_000);
-    assert_eq!(schedule_digests(&api, clock.now_ms()), 1);
+    assert_eq!(schedule_digests(&api, clock.now_ms()), 2, "both are due");
+    let second = wait_digests(&got, "/digest2", 1).await;
+    let data = &second[0]["data"];
+    let notices = data["notices"].as_array().unwrap();
+    assert_eq!(member_ids(&notices[0]), vec!["vm0", "vm1", "vm2"], "{data}");
+    assert_eq!(notices[0]["artifacts_open"], 3, "its own notices' count");
+    assert_eq!(data["still_open"][0]["artifacts_open"], 3);
     let digests = wait_digests(&got, "/digest", 2).await;
     let data = &digests[1]["data"];
     let notices = data["notices"].as_array().unwrap();
@@ -659,7 +692,7 @@ async fn a_digest_subscription_gets_one_message_on_its_schedule() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     clock.set(start + 49 * 3_600_000);
-    assert_eq!(schedule_digests(&api, clock.now_ms()), 1);
+    assert_eq!(schedule_digests(&api, clock.now_ms()), 2);
     let digests = wait_digests(&got, "/digest", 3).await;
     let data = &digests[2]["data"];
     let notices = data["notices"].as_array().unwrap();

@@ -220,6 +220,13 @@ pub trait CatalogStore {
     /// none.
     fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError>;
 
+    /// A tenant's open notices (affected, notified, acknowledged): (id,
+    /// record, artifact), oldest first.
+    fn open_notices_of(
+        &mut self,
+        tenant: TenantIdx,
+    ) -> Result<Vec<(i64, AdvIdx, ArtIdx)>, StoreError>;
+
     /// What a digest subscription's window `[from_ms, to_ms)` holds (see
     /// [`DigestWindow`]), the first `limit` notices listed.
     fn digest_window(
@@ -475,6 +482,13 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
         limit: usize,
     ) -> Result<DigestWindow, StoreError> {
         (**self).digest_window(subscription, tenant, from_ms, to_ms, limit)
+    }
+
+    fn open_notices_of(
+        &mut self,
+        tenant: TenantIdx,
+    ) -> Result<Vec<(i64, AdvIdx, ArtIdx)>, StoreError> {
+        (**self).open_notices_of(tenant)
     }
 
     fn due_reminders(

@@ -594,6 +594,26 @@ impl CatalogStore for SqliteStore {
         service::digest_window(&self.conn, subscription, tenant, from_ms, to_ms, limit)
     }
 
+    fn open_notices_of(
+        &mut self,
+        tenant: TenantIdx,
+    ) -> Result<Vec<(i64, AdvIdx, ArtIdx)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, advisory, artifact FROM notices
+                 WHERE tenant = ?1 AND state IN ('affected', 'notified', 'acknowledged')
+                 ORDER BY id",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([tenant.0], |r| {
+                Ok((r.get(0)?, AdvIdx(r.get(1)?), ArtIdx(r.get(2)?)))
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
     fn due_reminders(
         &mut self,
         before_ms: i64,

@@ -147,6 +147,18 @@ fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
     super::caller_tenant(p, "notices are read")
 }
 
+/// A page's or a stream's grouping: `artifact` by default; `digest` is a
+/// subscription's schedule, not a way to read a page.
+fn read_grouping(g: Option<Grouping>) -> ApiResult<Grouping> {
+    match g {
+        None | Some(Grouping::Artifact) => Ok(Grouping::Artifact),
+        Some(Grouping::Grouped) => Ok(Grouping::Grouped),
+        Some(Grouping::Digest) => Err(ApiError::bad_request(
+            "grouping: pages and streams read `artifact` or `grouped`; `digest` is for subscriptions",
+        )),
+    }
+}
+
 /// The page's notices as `grouping` asks: one entry each, or one per root
 /// cause (with each group's open notices now, read once).
 async fn entries(
@@ -200,16 +212,10 @@ pub async fn list_notices(
     let t = reader_tenant(&p)?;
     let limit = super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
     let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
+    let grouping = read_grouping(q.grouping)?;
     let mut page = read_notices(&st, &p, t, after, limit, st.config.page_bytes_max).await?;
     let records = take_record_text(&mut page.docs);
-    let notices = entries(
-        &st,
-        &p,
-        q.grouping.unwrap_or(Grouping::Artifact),
-        page.rows,
-        page.docs,
-    )
-    .await?;
+    let notices = entries(&st, &p, grouping, page.rows, page.docs).await?;
     Ok(Json(Notices {
         notices,
         records,
@@ -573,6 +579,7 @@ pub async fn stream(
     Query(q): Query<NoticesQuery>,
 ) -> ApiResult<Response> {
     let t = reader_tenant(&p)?;
+    let grouping = read_grouping(q.grouping)?;
     st.hub
         .open_stream(t, st.config.streams_max, st.config.streams_per_tenant_max)
         .map_err(|refused| match refused {
@@ -618,7 +625,6 @@ pub async fn stream(
     // Subscribe before reading the backlog so nothing falls in between.
     let live = st.hub.subscribe(t);
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
-    let grouping = q.grouping.unwrap_or(Grouping::Artifact);
     tokio::spawn(pump(st.clone(), p, t, after, live, tx, grouping));
     let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         rx.recv()

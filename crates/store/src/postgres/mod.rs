@@ -1095,6 +1095,30 @@ impl CatalogStore for PgStore {
         service::root_ids(self.conn.client()?, adv, causes)
     }
 
+    fn open_notices_of(
+        &mut self,
+        tenant: TenantIdx,
+    ) -> Result<Vec<(i64, AdvIdx, ArtIdx)>, StoreError> {
+        self.conn
+            .client()?
+            .query(
+                "SELECT id, advisory, artifact FROM notices
+                 WHERE tenant = $1 AND state IN ('affected', 'notified', 'acknowledged')
+                 ORDER BY id",
+                &[&i64::from(tenant.0)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    AdvIdx(index(r.get(1), "notice advisory")?),
+                    ArtIdx(index(r.get(2), "notice artifact")?),
+                ))
+            })
+            .collect()
+    }
+
     fn root_members(&mut self, root: i64) -> Result<Option<crate::RootMembers>, StoreError> {
         service::root_members(self.conn.client()?, root)
     }
