@@ -1009,6 +1009,13 @@ impl<S: CatalogStore> Engine<S> {
     pub fn put_subscription(&mut self, sub: Subscription) -> Result<(), EngineError> {
         self.begin_write()?;
         sub.filter.validate().map_err(EngineError::Invalid)?;
+        if sub.grouping == Grouping::Digest
+            && !matches!(sub.channel, patchline_core::notice::Channel::Webhook { .. })
+        {
+            return Err(EngineError::Invalid(
+                "digests are sent to webhooks: a pull or sse reader reads `GET /v1/notices?grouping=grouped`".into(),
+            ));
+        }
         match (sub.grouping, &sub.digest) {
             (Grouping::Digest, Some(d)) => d.schedule.validate().map_err(EngineError::Invalid)?,
             (Grouping::Digest, None) => {
