@@ -95,6 +95,17 @@ impl DigestSchedule {
         Ok(())
     }
 
+    /// The schedule with its zone's canonical IANA name (`europe/paris`
+    /// reads as `Europe/Paris`), once it is valid.
+    pub fn canonical(mut self) -> DigestSchedule {
+        if let Ok(tz) = self.zone()
+            && let Some(name) = tz.iana_name()
+        {
+            self.time_zone = name.to_string();
+        }
+        self
+    }
+
     fn every(&self) -> Result<Every, String> {
         match self.every.as_str() {
             "day" => Ok(Every::Day),
@@ -276,6 +287,8 @@ mod tests {
         s.weekday = None;
         s.every = "month".into();
         assert!(s.validate().unwrap_err().starts_with("digest.every:"));
+        let lower = schedule(Every::Day, "08:00", "europe/paris", None).canonical();
+        assert_eq!(lower.time_zone, "Europe/Paris");
         let json = r#"{"every":"day","at":"08:00","time_zone":"UTC","hour":8}"#;
         assert!(
             serde_json::from_str::<DigestSchedule>(json).is_err(),

@@ -55,7 +55,9 @@ pub struct GroupedNotice {
     /// Where the step acts: the artifact to rebuild or rebase, or the
     /// template or replica whose instances are relaunched.
     pub artifact: String,
-    pub kind: Kind,
+    /// Its kind; left out when the reader may not see it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// `rebuild`, `rebase` or `relaunch`.
@@ -189,12 +191,14 @@ pub fn group(
         // path: the step sits on the chain from the introduction down).
         let step_at = row.path.iter().position(|&p| ArtIdx(p) == root.step);
         let (artifact, kind, cut) = match (step_at, names.artifact(root.step)) {
-            (Some(i), Some((_, facts))) if i < doc.body.path.len() => {
-                (doc.body.path[i].clone(), facts.kind, i + 1)
-            }
+            (Some(i), Some((_, facts))) if i < doc.body.path.len() => (
+                doc.body.path[i].clone(),
+                crate::may_see(names, reader, root.step).then_some(facts.kind),
+                i + 1,
+            ),
             _ => (
                 doc.body.artifact.clone(),
-                doc.body.kind,
+                Some(doc.body.kind),
                 doc.body.path.len(),
             ),
         };
@@ -403,7 +407,7 @@ mod tests {
         assert_eq!(g.notice_id, 9);
         assert_eq!(
             (g.artifact.as_str(), g.kind, g.action),
-            ("tpl", Kind::Template, "rebase")
+            ("tpl", Some(Kind::Template), "rebase")
         );
         assert_eq!(g.path, vec!["base", "tpl"]);
         assert_eq!(g.introduced_by, "base");

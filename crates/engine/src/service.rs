@@ -1009,6 +1009,20 @@ impl<S: CatalogStore> Engine<S> {
     pub fn put_subscription(&mut self, sub: Subscription) -> Result<(), EngineError> {
         self.begin_write()?;
         sub.filter.validate().map_err(EngineError::Invalid)?;
+        let new = !self.svc.subscriptions.contains_key(&sub.id);
+        if new && sub.id != patchline_delivery::OPERATOR_SUBSCRIPTION {
+            let held = self
+                .svc
+                .subscriptions
+                .values()
+                .filter(|s| s.tenant == sub.tenant && !s.state.is_deleted())
+                .count();
+            if held >= SUBSCRIPTIONS_PER_TENANT_MAX {
+                return Err(EngineError::Invalid(format!(
+                    "a tenant holds at most {SUBSCRIPTIONS_PER_TENANT_MAX} subscriptions; delete one first"
+                )));
+            }
+        }
         if sub.grouping == Grouping::Digest
             && !matches!(sub.channel, patchline_core::notice::Channel::Webhook { .. })
         {
@@ -1138,6 +1152,12 @@ impl<S: CatalogStore> Engine<S> {
         state: NoticeState,
         justification: Option<String>,
     ) -> Result<Acked, EngineError> {
+        // A free-text note with an acknowledgement is bounded like every
+        // text on the way in (a group copies it onto each notice).
+        let justification = justification.map(|mut j| {
+            patchline_core::text::truncate(&mut j, ACK_NOTE_MAX);
+            j
+        });
         self.begin_write()?;
         let n = self.store.notice(notice)?;
         if n.is_none()
@@ -1300,6 +1320,14 @@ impl<S: CatalogStore> Engine<S> {
         Ok(due.len())
     }
 }
+
+/// Most subscriptions a tenant holds (each one is a fan-out of every
+/// notice it passes).
+pub const SUBSCRIPTIONS_PER_TENANT_MAX: usize = 100;
+
+/// Longest note kept with an acknowledgement (bytes; longer ones are
+/// truncated with a visible marker).
+pub const ACK_NOTE_MAX: usize = 1024;
 
 /// The states a tenant may set, and the justification `not_affected` needs.
 fn check_ack(state: NoticeState, justification: Option<&str>) -> Result<(), EngineError> {

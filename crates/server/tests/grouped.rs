@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{ADMIN, Api, FIXED, VULNERABLE, usn_4038};
@@ -720,4 +720,110 @@ async fn a_digest_subscription_gets_one_message_on_its_schedule() {
         )
         .await;
     assert_eq!(view["next_digest_at"], "2026-12-02T07:00:00Z", "{view}");
+}
+
+/// Found from outside: a note with an acknowledgement is bounded (a group
+/// copies it onto every notice); a tenant's subscriptions are capped;
+/// stream parameters and `Last-Event-ID` are checked like a page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_acks_subscriptions_and_streams_are_bounded() {
+    let api = Api::new();
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    api.artifact(
+        &canonical,
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    api.artifact(
+        &acme,
+        json!({"id": "tpl", "kind": "template", "parent": "base"}),
+    )
+    .await;
+    for i in 0..3 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("vm{i}"), "kind": "instance", "parent": "tpl"}),
+        )
+        .await;
+    }
+    api.publish(&canonical, &usn_4038()).await;
+    let (_, page) = api
+        .call("GET", "/v1/notices?grouping=grouped", Some(&acme), None)
+        .await;
+    let group = page["notices"][0]["notice_id"].as_i64().unwrap();
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/notices/{group}/ack"),
+            Some(&acme),
+            Some(json!({"state": "acknowledged", "justification": "x".repeat(200_000)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, members) = api
+        .call(
+            "GET",
+            &format!("/v1/notices/{group}/artifacts"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    for n in members["notices"].as_array().unwrap() {
+        let note = n["justification"].as_str().unwrap();
+        assert!(
+            note.len() <= 1024 && note.ends_with("…[truncated]"),
+            "{}",
+            note.len()
+        );
+    }
+    // Subscriptions: 100 a tenant.
+    for i in 0..100 {
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/subscriptions",
+                Some(&acme),
+                Some(json!({"channel": {"type": "webhook", "url": format!("http://127.0.0.1:9/{i}")}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{i}: {v}");
+    }
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            Some(&acme),
+            Some(json!({"channel": {"type": "webhook", "url": "http://127.0.0.1:9/more"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100")
+    );
+    // Streams: parameters and Last-Event-ID as a page checks them.
+    for query in ["?after=-1", "?limit=0", "?grouping=digest"] {
+        let (s, _, _) = api
+            .raw(
+                "GET",
+                &format!("/v1/notices/stream{query}"),
+                Some(&acme),
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}");
+    }
+    let req = axum::http::Request::builder()
+        .uri("/v1/notices/stream")
+        .header("authorization", format!("Bearer {acme}"))
+        .header("last-event-id", "abc")
+        .body(Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(patchline_server::app(api.state.clone()), req)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }

@@ -266,9 +266,22 @@ pub async fn group_notices(
     } else if caller.is_some_and(|t| rows.iter().any(|n| n.tenant != t)) {
         return Err(not_found());
     }
-    let next = rows.last().map_or(after, |n| n.id);
+    // At most `page_bytes_max` (at least one notice), like every page.
     let names = st.view.names();
-    let notices = NoticeDoc::render_all(&rows, &names, p.reader());
+    let docs = NoticeDoc::render_all(&rows, &names, p.reader());
+    let (mut notices, mut bytes, mut next) = (Vec::new(), 0usize, after);
+    for doc in docs {
+        let size = serde_json::to_vec(&doc).map(|v| v.len()).unwrap_or(0);
+        if !notices.is_empty() && bytes + size > st.config.page_bytes_max {
+            break;
+        }
+        bytes += size;
+        next = doc.notice_id;
+        notices.push(doc);
+    }
+    if notices.is_empty() {
+        next = rows.last().map_or(after, |n| n.id);
+    }
     Ok(Json(GroupNotices {
         group: id,
         notices,
@@ -580,6 +593,22 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let t = reader_tenant(&p)?;
     let grouping = read_grouping(q.grouping)?;
+    // `limit` is a page's: a stream takes it only within bounds (and sends
+    // every notice anyway).
+    super::bounded("limit", q.limit, 1, st.config.page_max, 100)?;
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|&v| v >= 0)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "Last-Event-ID: the id of the last event received (a notice id, 0 or more)",
+                )
+            })?,
+        None => super::bounded("after", q.after, 0, i64::MAX, 0)?,
+    };
     st.hub
         .open_stream(t, st.config.streams_max, st.config.streams_per_tenant_max)
         .map_err(|refused| match refused {
@@ -616,12 +645,6 @@ pub async fn stream(
             }
         }
     }
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .or(q.after)
-        .unwrap_or(0);
     // Subscribe before reading the backlog so nothing falls in between.
     let live = st.hub.subscribe(t);
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);

@@ -183,7 +183,7 @@ pub async fn create_subscription(
             created_at_ms: e.clock().now_ms(),
             grouping: req.grouping.unwrap_or_default(),
             digest: req.digest.map(|schedule| Digest {
-                schedule,
+                schedule: schedule.canonical(),
                 last_ms: e.clock().now_ms(),
             }),
         })?;
