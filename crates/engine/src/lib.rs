@@ -1057,26 +1057,31 @@ impl<S: CatalogStore> Engine<S> {
             if !*notices_on {
                 return Ok(());
             }
-            let mut existing: HashMap<AdvIdx, (i64, NoticeState)> = if (a.0 as usize) < first_new {
-                store
-                    .notices_of_artifact(a)?
-                    .into_iter()
-                    .map(|(id, adv, st)| (adv, (id, st)))
-                    .collect()
-            } else {
-                HashMap::new()
-            };
+            let mut existing: HashMap<AdvIdx, patchline_store::ArtifactNotice> =
+                if (a.0 as usize) < first_new {
+                    store
+                        .notices_of_artifact(a)?
+                        .into_iter()
+                        .map(|n| (n.advisory, n))
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
             for m in all {
                 let record = db.get(m.advisory);
                 match existing.remove(&m.advisory) {
                     None => notifier.notice(record, m.advisory, a, &m.hits),
-                    Some((id, NoticeState::Remediated)) => {
-                        notifier.reopen(record, m.advisory, a, &m.hits, id)
+                    Some(n) if n.state == NoticeState::Remediated => {
+                        notifier.reopen(record, m.advisory, a, &m.hits, n.id)
                     }
+                    // Still open: its lineage may have changed under it
+                    // (re-parented, rebuilt above): placed again.
+                    Some(n) if !n.state.is_closed() => notifier.replace(m.advisory, a, &m.hits, &n),
                     Some(_) => {}
                 }
             }
-            for (adv, (id, state)) in existing {
+            for (adv, n) in existing {
+                let (id, state) = (n.id, n.state);
                 if matches!(
                     state,
                     NoticeState::Affected | NoticeState::Notified | NoticeState::Acknowledged

@@ -19,7 +19,8 @@ use patchline_delivery::reminder::ReminderPolicy;
 use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches, grouped_batches};
 use patchline_delivery::{GroupDoc, RemediatedBy};
 use patchline_store::service::{
-    DeliveryRow, GroupRow, NoticeChange, NoticeRow, PatchRow, Remediated, RootRow, TokenRow,
+    DeliveryRow, GroupRow, NoticeChange, NoticeMove, NoticeRow, PatchRow, Remediated, RootRow,
+    TokenRow,
 };
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
@@ -239,11 +240,13 @@ type FilterFacts =
 type Groups = HashMap<(AdvIdx, u64), Vec<(Vec<ComponentHit>, i64, ArtIdx)>>;
 
 /// Where a notice of this change that needs a root cause is: a new row of
-/// the outbox, or a reopening (a change of the outbox).
+/// the outbox, a reopening (a change of the outbox), or an open notice
+/// placed again (one of [`Notifier::moves`]).
 #[derive(Debug, Clone, Copy)]
 enum Rooted {
     New(usize),
     Reopened(usize),
+    Moved(usize),
 }
 
 /// Notice ids queued for one subscription: the ids, whether it is active,
@@ -265,6 +268,9 @@ pub struct Notifier<'a> {
     /// notice id -> root id, for batching grouped subscriptions.
     root_of: HashMap<i64, i64>,
     finder: StepFinder,
+    /// Open notices placed again, with their stored (path, root): written
+    /// by [`Notifier::assign_roots`] where either changed.
+    moves: Vec<(NoticeMove, Vec<u32>, Option<i64>)>,
     /// What filters look at, per (record, affected components): computed
     /// once for all the artifacts sharing them.
     filter_facts: FilterFacts,
@@ -299,7 +305,34 @@ impl<'a> Notifier<'a> {
             causes: Vec::new(),
             root_of: HashMap::new(),
             finder: StepFinder::default(),
+            moves: Vec::new(),
         }
+    }
+
+    /// An open notice that still applies, placed again: its group, path
+    /// and root cause as they are now (written only where they changed).
+    pub fn replace(
+        &mut self,
+        adv: AdvIdx,
+        a: ArtIdx,
+        hits: &[ComponentHit],
+        stored: &patchline_store::ArtifactNotice,
+    ) {
+        let (group, top) = self.group(adv, hits);
+        let path = self.path(top, a);
+        let cause = self.finder.root_cause(self.catalog, top, a);
+        self.causes
+            .push((Rooted::Moved(self.moves.len()), adv, cause));
+        self.moves.push((
+            NoticeMove {
+                id: stored.id,
+                group,
+                path,
+                root: None,
+            },
+            stored.path.clone(),
+            stored.root,
+        ));
     }
 
     /// Gives every new or reopened notice of this change its root cause's
@@ -316,6 +349,7 @@ impl<'a> Notifier<'a> {
         if self.causes.is_empty() {
             return Ok(());
         }
+        let moves = std::mem::take(&mut self.moves);
         let causes = std::mem::take(&mut self.causes);
         // Roots made earlier in this write (another record's pass), not
         // yet committed.
@@ -377,6 +411,18 @@ impl<'a> Notifier<'a> {
                     regroup.2 = Some(root);
                     Some(c.id)
                 }),
+                Rooted::Moved(i) => {
+                    // Written only where the path or the root changed
+                    // (the group of components follows the path's hits).
+                    if let Some((m, path, was)) = moves.get(i)
+                        && (m.path != *path || *was != Some(root))
+                    {
+                        let mut m = m.clone();
+                        m.root = Some(root);
+                        self.outbox.notice_moves.push(m);
+                    }
+                    None
+                }
             };
             if let Some(id) = notice {
                 self.root_of.insert(id, root);

@@ -826,4 +826,40 @@ async fn group_acks_subscriptions_and_streams_are_bounded() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // An instance relaunched from another vulnerable base: its open notice
+    // leaves the template's group for the new root cause, path and all.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-b", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+    )
+    .await;
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/vm0",
+            Some(&acme),
+            Some(json!({"id": "vm0", "kind": "instance", "parent": "base-b"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, page) = api
+        .call("GET", "/v1/notices?grouping=grouped", Some(&acme), None)
+        .await;
+    let steps = by_step(page["notices"].as_array().unwrap());
+    assert_eq!(
+        member_ids(&steps[&("rebase".to_string(), "tpl".to_string())]),
+        vec!["tpl", "vm1", "vm2"]
+    );
+    let moved = &steps[&("relaunch".to_string(), "base-b".to_string())];
+    assert_eq!(member_ids(moved), vec!["vm0"]);
+    assert_eq!(moved["introduced_by"], "base-b");
+    let vm0 = api
+        .notices(&acme)
+        .await
+        .into_iter()
+        .find(|n| n["artifact"] == "vm0")
+        .unwrap();
+    assert_eq!(vm0["path"], json!(["base-b", "vm0"]));
+    assert_eq!(vm0["state"], "acknowledged", "a move is no state change");
 }

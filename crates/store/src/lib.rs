@@ -21,8 +21,8 @@ use patchline_core::remedy::RootCause;
 use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
 pub use service::{
-    Claimed, DeliveryInfo, DigestWindow, Finished, OpenGroup, Outbox, PatchRow, RootMembers,
-    RootOnto, RootRow, ServiceState, StoredNotice, StoredRoot,
+    ArtifactNotice, Claimed, DeliveryInfo, DigestWindow, Finished, OpenGroup, Outbox, PatchRow,
+    RootMembers, RootOnto, RootRow, ServiceState, StoredNotice, StoredRoot,
 };
 use thiserror::Error;
 
@@ -188,11 +188,8 @@ pub trait CatalogStore {
         adv: AdvIdx,
     ) -> Result<Vec<(i64, ArtIdx, NoticeState)>, StoreError>;
 
-    /// Every notice about an artifact: (notice id, record, state).
-    fn notices_of_artifact(
-        &mut self,
-        a: ArtIdx,
-    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError>;
+    /// Every notice about an artifact.
+    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<ArtifactNotice>, StoreError>;
 
     /// The (tenant, record) pairs a successor's patch notices were sent
     /// for already (a successor is announced once to each).
@@ -438,10 +435,7 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
         (**self).notices_of_advisory(adv)
     }
 
-    fn notices_of_artifact(
-        &mut self,
-        a: ArtIdx,
-    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<ArtifactNotice>, StoreError> {
         (**self).notices_of_artifact(a)
     }
 

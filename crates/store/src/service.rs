@@ -221,6 +221,28 @@ pub struct PatchRow {
     pub at_ms: i64,
 }
 
+/// A notice about an artifact as the engine reconciles it: its record,
+/// state, root cause and lineage path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactNotice {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub state: NoticeState,
+    pub root: Option<i64>,
+    pub path: Vec<u32>,
+}
+
+/// An open notice whose lineage changed under it (its artifact, or one
+/// above, re-parented or rebuilt) and still applies: its new group, path
+/// and root cause. Not a state change (no history event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeMove {
+    pub id: i64,
+    pub group: i64,
+    pub path: Vec<u32>,
+    pub root: Option<i64>,
+}
+
 /// A state change of an existing notice.
 #[derive(Debug, Clone)]
 pub struct NoticeChange {
@@ -334,6 +356,7 @@ pub struct Outbox {
     pub root_onto: Vec<RootOnto>,
     pub notices: Vec<NoticeRow>,
     pub notice_changes: Vec<NoticeChange>,
+    pub notice_moves: Vec<NoticeMove>,
     /// (notice, at): a reminder was scheduled.
     pub reminded: Vec<(i64, i64)>,
     pub deliveries: Vec<DeliveryRow>,
@@ -375,6 +398,7 @@ impl Outbox {
             && self.root_onto.is_empty()
             && self.notices.is_empty()
             && self.notice_changes.is_empty()
+            && self.notice_moves.is_empty()
             && self.reminded.is_empty()
             && self.deliveries.is_empty()
             && self.patches.is_empty()
@@ -614,6 +638,13 @@ pub(crate) fn write_outbox(
                 c.at_ms,
                 c.remediated_by.as_ref().map(|r| r.cause.as_str())
             ])
+            .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached("UPDATE notices SET grp = ?2, path = ?3, root = ?4 WHERE id = ?1")
+        .map_err(db_err)?;
+    for m in &out.notice_moves {
+        stmt.execute(params![m.id, m.group, path_blob(&m.path), m.root])
             .map_err(db_err)?;
     }
     let mut stmt = tx
@@ -939,18 +970,20 @@ pub(crate) fn notices_on(
 pub(crate) fn notices_of_artifact(
     conn: &Connection,
     a: ArtIdx,
-) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+) -> Result<Vec<ArtifactNotice>, StoreError> {
     let mut stmt = conn
-        .prepare_cached("SELECT id, advisory, state FROM notices WHERE artifact = ?1")
+        .prepare_cached("SELECT id, advisory, state, root, path FROM notices WHERE artifact = ?1")
         .map_err(db_err)?;
     let rows = stmt
         .query_map([a.0], |r| {
             let s: String = r.get(2)?;
-            Ok((
-                r.get(0)?,
-                AdvIdx(r.get(1)?),
-                NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
-            ))
+            Ok(ArtifactNotice {
+                id: r.get(0)?,
+                advisory: AdvIdx(r.get(1)?),
+                state: NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
+                root: r.get(3)?,
+                path: blob_path(&r.get::<_, Vec<u8>>(4)?),
+            })
         })
         .map_err(db_err)?;
     rows.collect::<Result<_, _>>().map_err(db_err)

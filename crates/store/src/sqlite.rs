@@ -542,7 +542,7 @@ impl CatalogStore for SqliteStore {
     fn notices_of_artifact(
         &mut self,
         a: ArtIdx,
-    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+    ) -> Result<Vec<service::ArtifactNotice>, StoreError> {
         service::notices_of_artifact(&self.conn, a)
     }
 

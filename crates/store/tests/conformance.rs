@@ -800,8 +800,18 @@ each_backend! {
             ]
         );
         assert_eq!(
-            sorted(store.notices_of_artifact(w.acme_vm).unwrap()),
-            vec![(2, ADV0, NoticeState::Affected), (6, ADV1, NoticeState::Affected)]
+            sorted(
+                store
+                    .notices_of_artifact(w.acme_vm)
+                    .unwrap()
+                    .into_iter()
+                    .map(|n| (n.id, n.advisory, n.state, n.root, n.path))
+                    .collect()
+            ),
+            vec![
+                (2, ADV0, NoticeState::Affected, None, vec![0, w.acme_vm.0]),
+                (6, ADV1, NoticeState::Affected, None, vec![0, w.acme_vm.0])
+            ]
         );
         let n2 = store.notice(2).unwrap().unwrap();
         assert_eq!(
@@ -1289,6 +1299,7 @@ each_backend! {
         let root = store.notice(6).unwrap().unwrap().root.unwrap();
         assert_eq!((root.id, root.onto), (20, Some(w.gone_pub)));
         assert_eq!(store.notice(7).unwrap().unwrap().root.unwrap().onto, None, "beta's not");
+
         assert_eq!(b.queue().root_open_counts(&[20, 21, 99]).unwrap(), vec![(20, 1), (21, 1), (99, 0)]);
         let mut r = b.reader();
         assert_eq!(ids(&r.root_notices_after(20, 0, 10).unwrap()), vec![6]);
@@ -1334,6 +1345,27 @@ each_backend! {
         assert!(commit_outbox(store.as_mut(), &dup).is_err());
         drop(store);
         assert_eq!(b.store().root_ids(ADV1, &[acme_cause]).unwrap(), vec![Some(20)]);
+        // An open notice placed again (its lineage changed): group, path
+        // and root move, its state and history do not.
+        commit_outbox(
+            b.store().as_mut(),
+            &Outbox {
+                notice_moves: vec![patchline_store::service::NoticeMove {
+                    id: 6,
+                    group: 1,
+                    path: vec![w.gone_pub.0, w.acme_vm.0],
+                    root: Some(21),
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let moved = b.store().notice(6).unwrap().unwrap();
+        assert_eq!(
+            (moved.root.map(|r| r.id), moved.path, moved.state),
+            (Some(21), vec![w.gone_pub.0, w.acme_vm.0], NoticeState::Affected)
+        );
+
     }
 
     /// A digest subscription's items: its window holds the notices routed

@@ -1061,24 +1061,23 @@ impl CatalogStore for PgStore {
         Ok(out)
     }
 
-    fn notices_of_artifact(
-        &mut self,
-        a: ArtIdx,
-    ) -> Result<Vec<(i64, AdvIdx, NoticeState)>, StoreError> {
+    fn notices_of_artifact(&mut self, a: ArtIdx) -> Result<Vec<crate::ArtifactNotice>, StoreError> {
         self.conn
             .client()?
             .query(
-                "SELECT id, advisory, state FROM notices WHERE artifact = $1",
+                "SELECT id, advisory, state, root, path FROM notices WHERE artifact = $1",
                 &[&i64::from(a.0)],
             )
             .map_err(db_err)?
             .iter()
             .map(|r| {
-                Ok((
-                    r.get(0),
-                    AdvIdx(index(r.get(1), "advisory")?),
-                    NoticeState::parse(r.get(2)).unwrap_or(NoticeState::Affected),
-                ))
+                Ok(crate::ArtifactNotice {
+                    id: r.get(0),
+                    advisory: AdvIdx(index(r.get(1), "advisory")?),
+                    state: NoticeState::parse(r.get(2)).unwrap_or(NoticeState::Affected),
+                    root: r.get(3),
+                    path: crate::service::blob_path(r.get(4)),
+                })
             })
             .collect()
     }

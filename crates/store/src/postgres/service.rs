@@ -692,18 +692,37 @@ pub(super) fn write_outbox(
     }
     // Existing notices change: lock them in id order first, so that two
     // writers (this one, a queue marking deliveries) never deadlock.
-    if !out.notice_changes.is_empty() || !out.reminded.is_empty() {
+    if !out.notice_changes.is_empty() || !out.reminded.is_empty() || !out.notice_moves.is_empty() {
         let mut ids: Vec<i64> = out
             .notice_changes
             .iter()
             .map(|c| c.id)
             .chain(out.reminded.iter().map(|r| r.0))
+            .chain(out.notice_moves.iter().map(|m| m.id))
             .collect();
         ids.sort_unstable();
         ids.dedup();
         tx.execute(
             "SELECT id FROM notices WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             &[&ids],
+        )?;
+    }
+    if !out.notice_moves.is_empty() {
+        // The engine never moves and changes one notice in one write (a
+        // move is of an open notice that stays open; a reopening carries
+        // its own group and path), so the order against the changes
+        // below does not matter.
+        let moves = last_per_key(&out.notice_moves, |m| m.id);
+        let id: Vec<i64> = moves.iter().map(|m| m.id).collect();
+        let grp: Vec<i64> = moves.iter().map(|m| m.group).collect();
+        let path: Vec<Vec<u8>> = moves.iter().map(|m| path_blob(&m.path)).collect();
+        let root: Vec<Option<i64>> = moves.iter().map(|m| m.root).collect();
+        tx.execute(
+            "UPDATE notices n SET grp = v.grp, path = v.path, root = v.root
+             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[])
+               AS v(id, grp, path, root)
+             WHERE n.id = v.id AND n.id = ANY($1)",
+            &[&id, &grp, &path, &root],
         )?;
     }
     if !out.notice_changes.is_empty() {
