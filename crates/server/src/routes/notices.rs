@@ -40,7 +40,16 @@ pub struct NoticesQuery {
     /// `grouped`: one entry per root cause in the page (record, top-most
     /// `introduced_by`, remedy step), listing its artifacts.
     #[serde(default)]
-    grouping: Option<Grouping>,
+    grouping: Option<ReadGrouping>,
+}
+
+/// How a page or a stream reads notices (a digest is a subscription's
+/// schedule, not a way to read).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadGrouping {
+    Artifact,
+    Grouped,
 }
 
 /// `GET /v1/patches` and `GET /v1/notices/{id}/artifacts`.
@@ -147,16 +156,12 @@ fn reader_tenant(p: &Principal) -> ApiResult<TenantIdx> {
     super::caller_tenant(p, "notices are read")
 }
 
-/// A page's or a stream's grouping: `artifact` by default; `digest` is a
-/// subscription's schedule, not a way to read a page.
-fn read_grouping(g: Option<Grouping>) -> ApiResult<Grouping> {
-    match g {
-        None | Some(Grouping::Artifact) => Ok(Grouping::Artifact),
-        Some(Grouping::Grouped) => Ok(Grouping::Grouped),
-        Some(Grouping::Digest) => Err(ApiError::bad_request(
-            "grouping: pages and streams read `artifact` or `grouped`; `digest` is for subscriptions",
-        )),
-    }
+/// A page's or a stream's grouping: `artifact` by default.
+fn read_grouping(g: Option<ReadGrouping>) -> ApiResult<Grouping> {
+    Ok(match g {
+        None | Some(ReadGrouping::Artifact) => Grouping::Artifact,
+        Some(ReadGrouping::Grouped) => Grouping::Grouped,
+    })
 }
 
 /// The page's notices as `grouping` asks: one entry each, or one per root
