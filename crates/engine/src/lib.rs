@@ -193,6 +193,9 @@ pub struct Engine<S = SqliteStore> {
     inheritance: Option<Inheritance>,
     /// Component → advisories, kept across batches (see `MatchCache`).
     match_cache: MatchCache,
+    /// Root causes known to be stored, by key (they never change once
+    /// committed; see `service::RootCache`).
+    root_cache: service::RootCache,
     /// The last few impacts asked for, valid while neither the catalog nor
     /// the records change (see [`Engine::impact_shared`]).
     impacts: Vec<CachedImpact>,
@@ -332,6 +335,7 @@ impl<S: CatalogStore + Send + 'static> Engine<S> {
             db: self.db,
             inheritance: self.inheritance,
             match_cache: self.match_cache,
+            root_cache: self.root_cache,
             impacts: self.impacts,
             svc: self.svc,
             notices_on: self.notices_on,
@@ -360,6 +364,7 @@ impl<S: CatalogStore> Engine<S> {
             db,
             inheritance: None,
             match_cache: MatchCache::new(),
+            root_cache: service::RootCache::default(),
             impacts: Vec::new(),
             svc,
             notices_on: false,
@@ -1015,6 +1020,7 @@ impl<S: CatalogStore> Engine<S> {
             store,
             created,
             notices_on,
+            root_cache,
             ..
         } = self;
         let (catalog, db) = (&*catalog, &*db);
@@ -1099,7 +1105,7 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
-        notifier.assign_roots(store, &mut |adv, t, p| {
+        notifier.assign_roots(store, root_cache, &mut |adv, t, p| {
             successor_onto(catalog, db, match_cache, adv, t, p)
         })?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
@@ -1127,6 +1133,7 @@ impl<S: CatalogStore> Engine<S> {
             created,
             store,
             match_cache,
+            root_cache,
             ..
         } = self;
         let Some(inh) = inheritance.as_ref() else {
@@ -1166,7 +1173,7 @@ impl<S: CatalogStore> Engine<S> {
                 notifier.remediate(adv, id, by.as_ref());
             }
         }
-        notifier.assign_roots(store, &mut |adv, t, p| {
+        notifier.assign_roots(store, root_cache, &mut |adv, t, p| {
             successor_onto(catalog, db, match_cache, adv, t, p)
         })?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));

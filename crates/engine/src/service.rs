@@ -239,6 +239,31 @@ type FilterFacts =
 /// (record, hash of the hits) -> [(hits, group id, top-most introduction)].
 type Groups = HashMap<(AdvIdx, u64), Vec<(Vec<ComponentHit>, i64, ArtIdx)>>;
 
+/// Root causes known to be stored, by (record, cause): a write looks each
+/// of its causes up here before the store. Only roots read back from the
+/// store enter it (a root made by a write that then fails to commit never
+/// does), and a stored root never changes, so an entry is never stale.
+/// Bounded: emptied past [`RootCache::MAX`] entries.
+#[derive(Debug, Default)]
+pub struct RootCache {
+    map: HashMap<(AdvIdx, RootCause), i64>,
+}
+
+impl RootCache {
+    pub const MAX: usize = 1 << 20;
+
+    fn get(&self, adv: AdvIdx, cause: RootCause) -> Option<i64> {
+        self.map.get(&(adv, cause)).copied()
+    }
+
+    fn insert(&mut self, adv: AdvIdx, cause: RootCause, id: i64) {
+        if self.map.len() >= Self::MAX {
+            self.map.clear();
+        }
+        self.map.insert((adv, cause), id);
+    }
+}
+
 /// Where a notice of this change that needs a root cause is: a new row of
 /// the outbox, a reopening (a change of the outbox), or an open notice
 /// placed again (one of [`Notifier::moves`]).
@@ -344,6 +369,7 @@ impl<'a> Notifier<'a> {
     pub fn assign_roots(
         &mut self,
         store: &mut (impl CatalogStore + ?Sized),
+        cache: &mut RootCache,
         onto_of: &mut dyn FnMut(AdvIdx, TenantIdx, ArtIdx) -> Option<ArtIdx>,
     ) -> Result<(), patchline_store::StoreError> {
         if self.causes.is_empty() {
@@ -361,8 +387,14 @@ impl<'a> Notifier<'a> {
             .collect();
         let mut asked: BTreeMap<AdvIdx, Vec<RootCause>> = BTreeMap::new();
         for (_, adv, cause) in &causes {
-            if !known.contains_key(&(*adv, *cause)) {
-                asked.entry(*adv).or_default().push(*cause);
+            if known.contains_key(&(*adv, *cause)) {
+                continue;
+            }
+            match cache.get(*adv, *cause) {
+                Some(id) => {
+                    known.insert((*adv, *cause), id);
+                }
+                None => asked.entry(*adv).or_default().push(*cause),
             }
         }
         for (adv, mut list) in asked {
@@ -371,7 +403,11 @@ impl<'a> Notifier<'a> {
             let ids = store.root_ids(adv, &list)?;
             for (cause, id) in list.into_iter().zip(ids) {
                 let id = match id {
-                    Some(id) => id,
+                    Some(id) => {
+                        // Stored, so committed: it never changes.
+                        cache.insert(adv, cause, id);
+                        id
+                    }
                     None => {
                         let id = self.mem.next_notice_id;
                         self.mem.next_notice_id += 1;
