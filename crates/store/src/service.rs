@@ -1239,6 +1239,7 @@ pub(crate) fn due_reminders(
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.execute_batch(crate::sqlite::PRAGMAS).map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(crate::sqlite::STATEMENTS_CACHED);
     Ok(conn)
 }
 
