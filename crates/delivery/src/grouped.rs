@@ -98,6 +98,16 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// What a step waits for, shown only while the reader sees no successor to
+/// move onto.
+fn waits_for(names: &Names, reader: Reader, root: &patchline_store::StoredRoot) -> Option<String> {
+    if root.onto.is_some_and(|o| crate::may_see(names, reader, o)) {
+        None
+    } else {
+        plan_id(names, reader, root.waits_for)
+    }
+}
+
 /// An artifact a step names, when the reader may see it and it is not
 /// removed.
 fn plan_id(names: &Names, reader: Reader, a: Option<ArtIdx>) -> Option<String> {
@@ -218,11 +228,7 @@ pub fn group(
             tenant: doc.body.tenant,
             action: root.action.as_str(),
             onto: plan_id(names, reader, root.onto),
-            waits_for: if root.onto.is_some_and(|o| crate::may_see(names, reader, o)) {
-                None
-            } else {
-                plan_id(names, reader, root.waits_for)
-            },
+            waits_for: waits_for(names, reader, &root),
             introduced_by,
             components: doc.body.components,
             path: doc.body.path[..cut].to_vec(),
@@ -276,15 +282,7 @@ pub fn still_open(
                 .flatten(),
             action: g.root.action.as_str(),
             onto: plan_id(names, reader, g.root.onto),
-            waits_for: if g
-                .root
-                .onto
-                .is_some_and(|o| crate::may_see(names, reader, o))
-            {
-                None
-            } else {
-                plan_id(names, reader, g.root.waits_for)
-            },
+            waits_for: waits_for(names, reader, &g.root),
             introduced_by: crate::shown_id(names, reader, g.root.introduced_by),
             artifacts_open: g.open,
         })

@@ -7,55 +7,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::StatusCode;
-use common::{ADMIN, Api, FIXED, VULNERABLE, usn_4038};
+use common::{ADMIN, Api, FIXED, VULNERABLE, receiver, usn_4038, wait_for};
 use serde_json::{Value, json};
-
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// A receiver on 127.0.0.1 recording every POST (path, body).
-async fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    async fn record(
-        State(got): State<Received>,
-        uri: axum::http::Uri,
-        body: Bytes,
-    ) -> &'static str {
-        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        got.lock().unwrap().push((uri.path().to_string(), v));
-        "ok"
-    }
-    let app = axum::Router::new()
-        .fallback(axum::routing::post(record))
-        .with_state(got.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
-}
-
-/// The messages of one type that reached `path`, once at least `n` did.
-async fn wait_for(got: &Received, path: &str, ty: &str, n: usize) -> Vec<Value> {
-    for _ in 0..400 {
-        let bodies: Vec<Value> = got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, b)| p == path && b["type"] == ty)
-            .map(|(_, b)| b.clone())
-            .collect();
-        if bodies.len() >= n {
-            return bodies;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{path}: fewer than {n} {ty} messages arrived");
-}
 
 async fn patches(api: &Api, token: &str) -> Vec<Value> {
     let (s, v) = api.call("GET", "/v1/patches", Some(token), None).await;

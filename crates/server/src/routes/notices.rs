@@ -91,26 +91,7 @@ async fn read_notices(
     limit: usize,
     bytes_max: usize,
 ) -> ApiResult<NoticePage> {
-    let shared = st.config.bus.is_some();
-    let (rows, need): (Vec<StoredNotice>, u64) = with_reader(st, move |r| {
-        let rows = r.notices_after(tenant, after, limit)?;
-        // What this node must have applied to render them (a node of a
-        // deployment may not have seen the change that made them yet).
-        let need = if shared && !rows.is_empty() {
-            r.log_seq()?
-        } else {
-            0
-        };
-        Ok((rows, need))
-    })
-    .await?;
-    if need > 0 && !crate::follow::caught_up_to(st, need).await {
-        return Err(ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "this node is catching up with the deployment's latest changes; try again",
-        ));
-    }
+    let rows = rows_caught_up(st, move |r| r.notices_after(tenant, after, limit)).await?;
     let (reader, view) = (p.reader(), st.view.clone());
     let (page, seen) = tokio::task::spawn_blocking(move || {
         // Rendered from the delivery view: no engine lock on this path.
@@ -351,9 +332,23 @@ async fn patch_rows(
     after: i64,
     limit: usize,
 ) -> ApiResult<Vec<patchline_store::PatchRow>> {
+    rows_caught_up(st, move |r| r.patches_after(Some(t), after, limit)).await
+}
+
+/// Rows `read` from the store, once this node has applied the changes
+/// that made them (a node of a deployment may not have seen them yet:
+/// rendering needs their names); 503 `busy` after the wait.
+async fn rows_caught_up<T: Send + 'static>(
+    st: &Arc<AppState>,
+    read: impl FnOnce(
+        &mut dyn patchline_store::NoticeReader,
+    ) -> Result<Vec<T>, patchline_store::StoreError>
+    + Send
+    + 'static,
+) -> ApiResult<Vec<T>> {
     let shared = st.config.bus.is_some();
     let (rows, need) = with_reader(st, move |r| {
-        let rows = r.patches_after(Some(t), after, limit)?;
+        let rows = read(r)?;
         let need = if shared && !rows.is_empty() {
             r.log_seq()?
         } else {

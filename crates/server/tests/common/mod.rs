@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -192,4 +192,47 @@ pub async fn open_stream(api: &Api, token: &str, query: &str, last: Option<i64>)
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     resp.into_body()
+}
+
+// ----- a webhook receiver -----
+
+pub type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A receiver on 127.0.0.1 recording every POST (path, body).
+pub async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    async fn record(
+        axum::extract::State(got): axum::extract::State<Received>,
+        uri: axum::http::Uri,
+        body: Bytes,
+    ) -> &'static str {
+        let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        got.lock().unwrap().push((uri.path().to_string(), v));
+        "ok"
+    }
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(record))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// The messages of one type that reached `path`, once at least `n` did.
+pub async fn wait_for(got: &Received, path: &str, ty: &str, n: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        let bodies: Vec<Value> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, b)| p == path && b["type"] == ty)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if bodies.len() >= n {
+            return bodies;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{path}: fewer than {n} {ty} messages arrived");
 }
