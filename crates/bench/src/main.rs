@@ -543,6 +543,18 @@ fn remedy_rows(engine: &mut Engine, adv: AdvIdx, rows: &mut Vec<Row>) {
     }
     if let Some((&busiest, &n)) = per_tenant.iter().max_by_key(|(_, n)| **n) {
         let viewer = Actor::Tenant(catalog.tenant_id(busiest).clone());
+        // The first question about one tenant indexes the impact by owner
+        // (kept with it); every plan after it reads the tenant's own.
+        let mut index_times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let fresh = propagate::Impact::new(impact.groups.clone());
+                let t = Instant::now();
+                std::hint::black_box(fresh.owned_by(catalog, busiest).count());
+                t.elapsed()
+            })
+            .collect();
+        index_times.sort();
+        let d_index = index_times[index_times.len() / 2];
         let (d_one, mine) = median_time(21, || {
             remedy::plan(catalog, &impact, PlanFor::Tenant(busiest), &viewer)
         });
@@ -555,8 +567,9 @@ fn remedy_rows(engine: &mut Engine, adv: AdvIdx, rows: &mut Vec<Row>) {
             "remedy plan of one tenant (target ≤ 5 ms)",
             format!("{:.2} ms", ms(d_one)),
             &format!(
-                "the tenant with the most affected artifacts ({n}, {} steps), given the impact, median of 21; {:.1} ms with the impact computed first",
+                "the tenant with the most affected artifacts ({n}, {} steps), given the impact and its owner index (made once per impact by the first such question: {:.1} ms), median of 21; {:.1} ms with the impact computed first",
                 mine.len(),
+                ms(d_index),
                 ms(d_one_cold)
             ),
         );

@@ -136,6 +136,84 @@ pub struct Group<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct Impact<'a> {
     pub groups: Vec<Group<'a>>,
+    /// The affected artifacts by owner, made on the first question about
+    /// one tenant (see [`Impact::owned_by`]).
+    owners: std::sync::OnceLock<OwnerIndex>,
+}
+
+/// An impact's affected artifacts grouped by owner: `(group, artifact)`
+/// pairs, in the impact's order within each tenant.
+#[derive(Clone, Debug, Default)]
+struct OwnerIndex {
+    /// `offsets[t]..offsets[t + 1]` indexes `entries` for tenant `t`.
+    offsets: Vec<u32>,
+    entries: Vec<(u32, ArtIdx)>,
+}
+
+impl OwnerIndex {
+    /// Two passes over the members (a counting sort by owner).
+    fn build(catalog: &Catalog, groups: &[Group<'_>]) -> OwnerIndex {
+        let tenants = catalog.tenants().len();
+        let mut counts = vec![0u32; tenants + 1];
+        // Each member's owner read once (the links are scattered; the
+        // owners read back here are in order).
+        let mut owner: Vec<u32> = Vec::with_capacity(groups.iter().map(|g| g.members.len()).sum());
+        for g in groups {
+            for &a in g.members.iter() {
+                let t = catalog.link(a).tenant.0;
+                owner.push(t);
+                counts[t as usize + 1] += 1;
+            }
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let mut next = counts.clone();
+        let mut entries = vec![(0u32, ArtIdx(0)); counts[tenants] as usize];
+        let mut owners = owner.into_iter();
+        for (gi, g) in groups.iter().enumerate() {
+            for (&a, t) in g.members.iter().zip(owners.by_ref()) {
+                let slot = &mut next[t as usize];
+                entries[*slot as usize] = (gi as u32, a);
+                *slot += 1;
+            }
+        }
+        OwnerIndex {
+            offsets: counts,
+            entries,
+        }
+    }
+}
+
+impl<'a> Impact<'a> {
+    pub fn new(groups: Vec<Group<'a>>) -> Impact<'a> {
+        Impact {
+            groups,
+            owners: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The affected artifacts `tenant` owns, each with the index of its
+    /// group in [`Impact::groups`], in the impact's order. The first call
+    /// indexes every member by owner (one pass over the impact, kept with
+    /// it), so that each tenant's question after it costs what that tenant
+    /// owns — the answer is only right for the catalog the impact was
+    /// computed on.
+    pub fn owned_by(
+        &self,
+        catalog: &Catalog,
+        tenant: crate::catalog::TenantIdx,
+    ) -> impl Iterator<Item = (usize, ArtIdx)> + '_ {
+        let index = self
+            .owners
+            .get_or_init(|| OwnerIndex::build(catalog, &self.groups));
+        let t = tenant.0 as usize;
+        let range = match (index.offsets.get(t), index.offsets.get(t + 1)) {
+            (Some(&a), Some(&b)) => a as usize..b as usize,
+            _ => 0..0,
+        };
+        index.entries[range].iter().map(|&(g, a)| (g as usize, a))
+    }
 }
 
 impl Impact<'_> {
@@ -358,7 +436,7 @@ fn advisory_impact<'a>(
             });
         }
     }
-    Impact { groups }
+    Impact::new(groups)
 }
 
 /// Is failure `id` declared fixed on `a`?
@@ -384,16 +462,14 @@ fn failure_impact<'a>(catalog: &Catalog, id: &str, origin: ArtIdx) -> Impact<'a>
             }
         }
     }
-    Impact {
-        groups: vec![Group {
-            hits: vec![ComponentHit {
-                component: None,
-                introduced_by: origin,
-                fixed: None,
-            }],
-            members: Cow::Owned(members),
+    Impact::new(vec![Group {
+        hits: vec![ComponentHit {
+            component: None,
+            introduced_by: origin,
+            fixed: None,
         }],
-    }
+        members: Cow::Owned(members),
+    }])
 }
 
 /// What one artifact carries of one record.

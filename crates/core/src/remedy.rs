@@ -195,27 +195,39 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
     let mut steps: Vec<((ArtIdx, Action, TenantIdx), Vec<ArtIdx>)> = Vec::new();
     let mut finder = StepFinder::default();
     let mut intros: Vec<ArtIdx> = Vec::new();
-    for group in &impact.groups {
-        intros.clear();
-        intros.extend(introductions(&group.hits));
-        for &a in group.members.iter() {
-            // The packed owner and parent: the node itself is read only
-            // when a chain is walked.
-            let link = catalog.link(a);
-            let tenant = link.tenant;
-            if let PlanFor::Tenant(t) = who
-                && t != tenant
-            {
-                continue;
+    let mut intros_of: Option<usize> = None;
+    let mut visit = |gi: usize, a: ArtIdx| {
+        if intros_of != Some(gi) {
+            intros.clear();
+            intros.extend(introductions(&impact.groups[gi].hits));
+            intros_of = Some(gi);
+        }
+        // The packed owner and parent: the node itself is read only when a
+        // chain is walked.
+        let link = catalog.link(a);
+        for &intro in &intros {
+            let key = finder.step(catalog, link, intro, a);
+            let full = (key.0, key.1, link.tenant);
+            let slot = *slots.entry(full).or_insert_with(|| {
+                steps.push((full, Vec::new()));
+                steps.len() - 1
+            });
+            steps[slot].1.push(a);
+        }
+    };
+    match who {
+        // Only the tenant's own affected artifacts (the impact indexes
+        // them by owner once).
+        PlanFor::Tenant(t) => {
+            for (gi, a) in impact.owned_by(catalog, t) {
+                visit(gi, a);
             }
-            for &intro in &intros {
-                let key = finder.step(catalog, link, intro, a);
-                let full = (key.0, key.1, tenant);
-                let slot = *slots.entry(full).or_insert_with(|| {
-                    steps.push((full, Vec::new()));
-                    steps.len() - 1
-                });
-                steps[slot].1.push(a);
+        }
+        PlanFor::All => {
+            for (gi, group) in impact.groups.iter().enumerate() {
+                for &a in group.members.iter() {
+                    visit(gi, a);
+                }
             }
         }
     }
@@ -384,8 +396,9 @@ fn step_below(
     if top == intro {
         return (top, Action::Rebuild);
     }
-    let node = catalog.node(top);
-    match (node.kind, node.parent) {
+    // The packed link, not the node: `top` is often `a`, just read.
+    let link = catalog.link(top);
+    match (link.kind, link.parent()) {
         (Kind::Instance, Some(p)) => (p, Action::Relaunch),
         _ => (top, Action::Rebase),
     }

@@ -98,13 +98,12 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// What a step waits for, shown only while the reader sees no successor to
-/// move onto.
+/// What a step waits for, shown only while no successor to move onto is
+/// shown (one the reader may not see, or removed since, is not).
 fn waits_for(names: &Names, reader: Reader, root: &patchline_store::StoredRoot) -> Option<String> {
-    if root.onto.is_some_and(|o| crate::may_see(names, reader, o)) {
-        None
-    } else {
-        plan_id(names, reader, root.waits_for)
+    match plan_id(names, reader, root.onto) {
+        Some(_) => None,
+        None => plan_id(names, reader, root.waits_for),
     }
 }
 

@@ -9,7 +9,7 @@ pub mod jsonl;
 pub mod report;
 pub mod service;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -169,8 +169,8 @@ struct CachedImpact {
 /// An impact that borrows nothing (its members copied out of the
 /// inheritance table).
 fn owned(impact: Impact<'_>) -> Impact<'static> {
-    Impact {
-        groups: impact
+    Impact::new(
+        impact
             .groups
             .into_iter()
             .map(|g| propagate::Group {
@@ -178,7 +178,7 @@ fn owned(impact: Impact<'_>) -> Impact<'static> {
                 members: std::borrow::Cow::Owned(g.members.into_owned()),
             })
             .collect(),
-    }
+    )
 }
 
 /// How many impacts are kept (a million-artifact impact holds 4 MB).
@@ -724,7 +724,8 @@ impl<S: CatalogStore> Engine<S> {
         let first_new = cp.artifacts();
         let reconciled = self
             .reconcile_artifacts(&changed, first_new, &mut report)
-            .and_then(|()| self.announce_successors(&announced));
+            .and_then(|()| self.announce_successors(&announced))
+            .and_then(|()| self.refresh_root_plans(&changed, first_new, None));
         if let Err(e) = reconciled {
             self.catalog.rollback(cp);
             self.outbox = Outbox::default();
@@ -785,7 +786,18 @@ impl<S: CatalogStore> Engine<S> {
         // `supersedes` taken away and declared again announces nothing).
         let mut told: HashMap<ArtIdx, std::collections::HashSet<(TenantIdx, AdvIdx)>> =
             HashMap::new();
-        let mut notifier = Notifier::new(catalog, svc, outbox, now);
+        // One patch notice per (successor, record, tenant, root cause),
+        // over the whole chain: the artifacts cleared under every older
+        // version, named by the newest version they are under (the first
+        // met down the chain), with what the successor breaks against it.
+        struct Pending {
+            supersedes: ArtIdx,
+            breaks: Rc<Vec<AdvIdx>>,
+            /// (artifact, its group in the record's impact)
+            arts: Vec<(ArtIdx, usize)>,
+        }
+        let mut pending: std::collections::BTreeMap<(ArtIdx, AdvIdx, TenantIdx, ArtIdx), Pending> =
+            std::collections::BTreeMap::new();
         for (s, p) in pairs {
             if catalog.node(s).removed || catalog.node(p).removed {
                 continue;
@@ -797,14 +809,15 @@ impl<S: CatalogStore> Engine<S> {
             let at_s = propagate::check_artifact_cached(catalog, db, s, match_cache);
             let carries =
                 |list: &[ArtifactMatch], adv: AdvIdx| list.iter().any(|m| m.advisory == adv);
-            let breaks: Vec<AdvIdx> = at_s
-                .iter()
-                .filter(|m| !carries(&at_p, m.advisory))
-                .map(|m| m.advisory)
-                .collect();
+            let breaks: Rc<Vec<AdvIdx>> = Rc::new(
+                at_s.iter()
+                    .filter(|m| !carries(&at_p, m.advisory))
+                    .map(|m| m.advisory)
+                    .collect(),
+            );
             for fixed in at_p.iter().filter(|m| !carries(&at_s, m.advisory)) {
                 let adv = fixed.advisory;
-                let (impact, steps) = plans.entry(adv).or_insert_with(|| {
+                let (impact, _) = plans.entry(adv).or_insert_with(|| {
                     let impact = propagate::impact(catalog, inh, db, adv);
                     let steps = patchline_core::remedy::plan(
                         catalog,
@@ -824,10 +837,7 @@ impl<S: CatalogStore> Engine<S> {
                     .into_iter()
                     .map(|(_, a, st)| (a, st))
                     .collect();
-                // (tenant, root cause) -> the artifacts cleared, with their hits.
-                type Cleared<'h> = Vec<(ArtIdx, &'h [propagate::ComponentHit])>;
-                let mut per: std::collections::BTreeMap<(TenantIdx, ArtIdx), Cleared<'_>> =
-                    std::collections::BTreeMap::new();
+                let before = &told[&s];
                 for c in &cleared {
                     if !open.get(&c.artifact).is_some_and(|st| {
                         matches!(
@@ -839,82 +849,91 @@ impl<S: CatalogStore> Engine<S> {
                     }) {
                         continue;
                     }
-                    per.entry((catalog.link(c.artifact).tenant, c.root))
-                        .or_default()
-                        .push((c.artifact, &impact.groups[c.group].hits));
-                }
-                let before = &told[&s];
-                per.retain(|(t, _), _| {
-                    !before.contains(&(*t, adv))
-                        && catalog.may_see_idx(&Actor::Tenant(catalog.tenant_id(*t).clone()), s)
-                });
-                if per.is_empty() {
-                    continue;
-                }
-                let by_tenant = patchline_core::remedy::by_tenant(steps);
-                let record = db.get(adv);
-                for ((t, root), mut arts) in per {
-                    arts.sort_unstable_by_key(|(a, _)| *a);
-                    arts.dedup_by_key(|(a, _)| *a);
-                    let (clears, clears_total) = patchline_delivery::patch::capped(
-                        arts.iter().map(|(a, _)| *a),
-                        patchline_delivery::PATCH_CLEARS_MAX,
-                    );
-                    // In the order the tenant reads its plan (hidden ids
-                    // never order it).
-                    let viewer = Actor::Tenant(catalog.tenant_id(t).clone());
-                    // What the successor breaks, of what the tenant may know
-                    // of: every advisory; a failure only when the tenant may
-                    // see the failed artifact or published the failure.
-                    let tenant_breaks: Vec<AdvIdx> = breaks
-                        .iter()
-                        .copied()
-                        .filter(|&b| match db.get(b) {
-                            Record::Advisory(_) => true,
-                            Record::Failure(f) => {
-                                catalog.may_see_idx(&viewer, f.artifact)
-                                    || notifier.mem.record_owner(b) == Some(t)
-                            }
+                    let t = catalog.link(c.artifact).tenant;
+                    if before.contains(&(t, adv))
+                        || !catalog.may_see_idx(&Actor::Tenant(catalog.tenant_id(t).clone()), s)
+                    {
+                        continue;
+                    }
+                    pending
+                        .entry((s, adv, t, c.root))
+                        .or_insert_with(|| Pending {
+                            supersedes: p,
+                            breaks: breaks.clone(),
+                            arts: Vec::new(),
                         })
-                        .collect();
-                    let mut mine: Vec<&patchline_core::remedy::Step> =
-                        by_tenant.get(&t).into_iter().flatten().copied().collect();
-                    mine.sort_by_cached_key(|s| {
-                        patchline_core::remedy::order_key(catalog, s, &viewer)
-                    });
-                    // The tenant's grouped notices of this record name the
-                    // successor their step moves onto from now on.
-                    notifier
-                        .outbox
-                        .root_onto
-                        .extend(mine.iter().filter_map(|s| {
-                            Some(patchline_store::RootOnto {
-                                advisory: adv,
-                                tenant: t,
-                                step: s.artifact,
-                                action: s.action,
-                                onto: s.onto?,
-                            })
-                        }));
-                    let (steps, steps_total) = patchline_delivery::patch::stored_steps(mine);
-                    let doc = patchline_delivery::PatchDoc {
-                        v: patchline_delivery::PATCH_DOC_VERSION,
-                        supersedes: p.0,
-                        introduced_by: root.0,
-                        clears,
-                        clears_total,
-                        steps,
-                        steps_total,
-                        breaks: tenant_breaks
-                            .iter()
-                            .take(patchline_delivery::PATCH_BREAKS_MAX)
-                            .map(|r| r.0)
-                            .collect(),
-                        breaks_total: tenant_breaks.len() as u64,
-                    };
-                    notifier.patch(record, adv, s, t, &arts, &doc);
+                        .arts
+                        .push((c.artifact, c.group));
                 }
             }
+        }
+        let mut notifier = Notifier::new(catalog, svc, outbox, now);
+        let by_tenant: HashMap<AdvIdx, _> = plans
+            .iter()
+            .map(|(&adv, (_, steps))| (adv, patchline_core::remedy::by_tenant(steps)))
+            .collect();
+        for ((s, adv, t, root), pending) in pending {
+            let Pending {
+                supersedes: p,
+                breaks,
+                arts,
+            } = pending;
+            let impact = &plans[&adv].0;
+            let mut arts: Vec<(ArtIdx, &[propagate::ComponentHit])> = arts
+                .into_iter()
+                .map(|(a, g)| (a, impact.groups[g].hits.as_slice()))
+                .collect();
+            arts.sort_unstable_by_key(|(a, _)| *a);
+            arts.dedup_by_key(|(a, _)| *a);
+            let record = db.get(adv);
+            let (clears, clears_total) = patchline_delivery::patch::capped(
+                arts.iter().map(|(a, _)| *a),
+                patchline_delivery::PATCH_CLEARS_MAX,
+            );
+            // In the order the tenant reads its plan (hidden ids never
+            // order it).
+            let viewer = Actor::Tenant(catalog.tenant_id(t).clone());
+            // What the successor breaks, of what the tenant may know of:
+            // every advisory; a failure only when the tenant may see the
+            // failed artifact or published the failure.
+            let tenant_breaks: Vec<AdvIdx> = breaks
+                .iter()
+                .copied()
+                .filter(|&b| match db.get(b) {
+                    Record::Advisory(_) => true,
+                    Record::Failure(f) => {
+                        catalog.may_see_idx(&viewer, f.artifact)
+                            || notifier.mem.record_owner(b) == Some(t)
+                    }
+                })
+                .collect();
+            let mut mine: Vec<&patchline_core::remedy::Step> = by_tenant[&adv]
+                .get(&t)
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            mine.sort_by_cached_key(|s| patchline_core::remedy::order_key(catalog, s, &viewer));
+            // The tenant's grouped notices of this record name the
+            // successor from now on: `refresh_root_plans`, run by the
+            // write after this.
+            let (steps, steps_total) = patchline_delivery::patch::stored_steps(mine);
+            let doc = patchline_delivery::PatchDoc {
+                v: patchline_delivery::PATCH_DOC_VERSION,
+                supersedes: p.0,
+                introduced_by: root.0,
+                clears,
+                clears_total,
+                steps,
+                steps_total,
+                breaks: tenant_breaks
+                    .iter()
+                    .take(patchline_delivery::PATCH_BREAKS_MAX)
+                    .map(|r| r.0)
+                    .collect(),
+                breaks_total: tenant_breaks.len() as u64,
+            };
+            notifier.patch(record, adv, s, t, &arts, &doc);
         }
         notifier.finish_patches();
         // The patch notices, for the tenants' event streams.
@@ -949,7 +968,10 @@ impl<S: CatalogStore> Engine<S> {
             })
             .collect();
         let mut report = BatchReport::default();
-        if let Err(e) = self.reconcile_artifacts(&removed, usize::MAX, &mut report) {
+        let reconciled = self
+            .reconcile_artifacts(&removed, usize::MAX, &mut report)
+            .and_then(|()| self.refresh_root_plans(&removed, usize::MAX, None));
+        if let Err(e) = reconciled {
             self.catalog.rollback(cp);
             self.outbox = Outbox::default();
             return Err(e);
@@ -1109,6 +1131,93 @@ impl<S: CatalogStore> Engine<S> {
             successor_onto(catalog, db, match_cache, adv, t, p)
         })?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
+        Ok(())
+    }
+
+    /// Brings the plans of stored root causes (what a step waits for, the
+    /// successor it moves onto) in line with the catalog after a write
+    /// changed these artifacts (those from `first_new` on are new): roots
+    /// whose step is one of them (re-parented), whose successor is one of
+    /// them (rebuilt, hidden, removed) or whose upstream one of them
+    /// supersedes, down its chain — and, below an updated artifact, the
+    /// successors whose inventory it changed. With `record`, every root of
+    /// that record whose upstream has successors (the record changed, so
+    /// which successor is clean may have). Roots made by this write were
+    /// planned on this catalog already.
+    fn refresh_root_plans(
+        &mut self,
+        changed: &[Changed],
+        first_new: usize,
+        record: Option<AdvIdx>,
+    ) -> Result<(), EngineError> {
+        if !self.notices_on || self.db.is_empty() {
+            return Ok(());
+        }
+        let Engine {
+            catalog,
+            db,
+            match_cache,
+            outbox,
+            store,
+            ..
+        } = self;
+        let catalog = &*catalog;
+        let mut near: BTreeSet<ArtIdx> = BTreeSet::new();
+        let successor = |s: ArtIdx, near: &mut BTreeSet<ArtIdx>| {
+            near.insert(s);
+            near.extend(catalog.predecessors(s));
+        };
+        match record {
+            Some(_) => {
+                if catalog.has_successors() {
+                    for (a, node) in catalog.nodes() {
+                        if node.supersedes.is_some() && !node.removed {
+                            successor(a, &mut near);
+                        }
+                    }
+                }
+            }
+            None => {
+                for &(a, updated, _) in changed {
+                    // A new artifact is in no stored root, unless it
+                    // supersedes something.
+                    if (a.0 as usize) < first_new {
+                        near.insert(a);
+                    }
+                    if catalog.node(a).supersedes.is_some() {
+                        successor(a, &mut near);
+                    }
+                    if updated && catalog.has_successors() {
+                        for d in catalog.descendants(a) {
+                            if catalog.node(d).supersedes.is_some() {
+                                successor(d, &mut near);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if near.is_empty() {
+            return Ok(());
+        }
+        let near: Vec<ArtIdx> = near.into_iter().collect();
+        for root in store.root_plans_near(&near, record)? {
+            let waits_for = match root.action {
+                patchline_core::remedy::Action::Rebuild => None,
+                patchline_core::remedy::Action::Relaunch => Some(root.step),
+                patchline_core::remedy::Action::Rebase => catalog.link(root.step).parent(),
+            };
+            let onto = waits_for.and_then(|p| {
+                successor_onto(catalog, db, match_cache, root.advisory, root.tenant, p)
+            });
+            if (waits_for, onto) != (root.waits_for, root.onto) {
+                outbox.root_plans.push(patchline_store::RootPlan {
+                    waits_for,
+                    onto,
+                    ..root
+                });
+            }
+        }
         Ok(())
     }
 
@@ -1335,7 +1444,10 @@ impl<S: CatalogStore> Engine<S> {
         }
         if self.notices_on {
             for &adv in &changed {
-                if let Err(e) = self.reconcile_record(adv, true) {
+                let reconciled = self
+                    .reconcile_record(adv, true)
+                    .and_then(|()| self.refresh_root_plans(&[], 0, Some(adv)));
+                if let Err(e) = reconciled {
                     self.reload()?;
                     return Err(e);
                 }

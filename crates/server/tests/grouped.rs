@@ -826,3 +826,232 @@ async fn group_acks_subscriptions_and_streams_are_bounded() {
     assert_eq!(vm0["path"], json!(["base-b", "vm0"]));
     assert_eq!(vm0["state"], "acknowledged", "a move is no state change");
 }
+
+/// The plan a grouped notice names (`onto`, or `waits_for`) follows the
+/// catalog after the group was made, as `remedy` answers it: a step
+/// re-parented onto a successor that still carries the record waits for
+/// that successor now; a clean successor announced is named; hidden,
+/// brought back, made unclean by a new version of the record, or removed,
+/// it is not, and the step waits again. Found from outside: the plan
+/// stayed as the group was made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_plan_follows_the_catalog() {
+    /// A group's (notice_id, onto, waits_for).
+    type GroupPlan = (i64, Option<String>, Option<String>);
+    let api = Api::new();
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    let public = |id: &str, kind: &str, extra: Value| {
+        let mut doc = json!({"id": id, "kind": kind, "visibility": "public"});
+        doc.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        doc
+    };
+    api.artifact(
+        &canonical,
+        public("base", "image", json!({"components": [VULNERABLE]})),
+    )
+    .await;
+    api.artifact(
+        &canonical,
+        public("pub-tpl", "template", json!({"parent": "base"})),
+    )
+    .await;
+    // A successor that still carries the component (same base).
+    api.artifact(
+        &canonical,
+        public(
+            "pub-tpl-v2",
+            "template",
+            json!({"parent": "base", "supersedes": "pub-tpl"}),
+        ),
+    )
+    .await;
+    api.artifact(
+        &acme,
+        json!({"id": "acme-rep", "kind": "replica", "parent": "pub-tpl"}),
+    )
+    .await;
+    for i in 0..2 {
+        api.artifact(
+            &acme,
+            json!({"id": format!("acme-vm{i}"), "kind": "instance", "parent": "acme-rep"}),
+        )
+        .await;
+    }
+    api.artifact(
+        &acme,
+        json!({"id": "acme-direct", "kind": "instance", "parent": "pub-tpl"}),
+    )
+    .await;
+    let mut record = usn_4038();
+    record["modified"] = json!("2026-01-01T00:00:00Z");
+    let (s, v) = api.publish(&canonical, &record).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // Each group's (notice_id, onto, waits_for) by step, and what the
+    // tenant's remedy plan says of the same steps.
+    let plans = || async {
+        let (s, page) = api
+            .call(
+                "GET",
+                "/v1/notices?grouping=grouped&limit=1000",
+                Some(&acme),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let groups: BTreeMap<(String, String), GroupPlan> =
+            by_step(page["notices"].as_array().unwrap())
+                .into_iter()
+                .map(|(k, g)| {
+                    let name = |f: &str| g.get(f).and_then(Value::as_str).map(str::to_string);
+                    (
+                        k,
+                        (
+                            g["notice_id"].as_i64().unwrap(),
+                            name("onto"),
+                            name("waits_for"),
+                        ),
+                    )
+                })
+                .collect();
+        let (s, remedy) = api
+            .call("GET", "/v1/advisories/USN-4038-1/remedy", Some(&acme), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{remedy}");
+        for step in remedy["steps"].as_array().unwrap() {
+            let key = (
+                step["action"].as_str().unwrap().to_string(),
+                step["artifact"].as_str().unwrap().to_string(),
+            );
+            let name = |f: &str| step.get(f).and_then(Value::as_str).map(str::to_string);
+            let (_, onto, waits_for) = &groups[&key];
+            assert_eq!(
+                (onto, waits_for),
+                (&name("onto"), &name("waits_for")),
+                "{key:?}: the group's plan is remedy's ({remedy})"
+            );
+        }
+        groups
+    };
+    let key = |a: &str, s: &str| (a.to_string(), s.to_string());
+    let some = |s: &str| Some(s.to_string());
+    let before = plans().await;
+    assert_eq!(before[&key("rebase", "acme-rep")].2, some("pub-tpl"));
+    assert_eq!(before[&key("relaunch", "pub-tpl")].2, some("pub-tpl"));
+
+    // Rebased onto the successor that still carries it: the same group
+    // (same root cause), now waiting for that successor.
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/acme-rep",
+            Some(&acme),
+            Some(json!({"id": "acme-rep", "kind": "replica", "parent": "pub-tpl-v2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let now = plans().await;
+    assert_eq!(
+        now[&key("rebase", "acme-rep")],
+        (
+            before[&key("rebase", "acme-rep")].0,
+            None,
+            some("pub-tpl-v2")
+        )
+    );
+
+    // A clean successor of the successor: both steps move onto it.
+    api.artifact(
+        &canonical,
+        public(
+            "base-v2",
+            "image",
+            json!({"supersedes": "base", "components": [FIXED]}),
+        ),
+    )
+    .await;
+    let v3 = public(
+        "pub-tpl-v3",
+        "template",
+        json!({"parent": "base-v2", "supersedes": "pub-tpl-v2"}),
+    );
+    api.artifact(&canonical, v3.clone()).await;
+    let now = plans().await;
+    assert_eq!(now[&key("rebase", "acme-rep")].1, some("pub-tpl-v3"));
+    assert_eq!(now[&key("relaunch", "pub-tpl")].1, some("pub-tpl-v3"));
+
+    // Hidden from the tenant, then shown again.
+    let mut hidden = v3.clone();
+    hidden["visibility"] = json!("private");
+    for (doc, onto) in [(&hidden, None), (&v3, some("pub-tpl-v3"))] {
+        let (s, v) = api
+            .call(
+                "PUT",
+                "/v1/artifacts/pub-tpl-v3",
+                Some(&canonical),
+                Some(doc.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let now = plans().await;
+        assert_eq!(now[&key("rebase", "acme-rep")].1, onto);
+        if onto.is_none() {
+            assert_eq!(now[&key("rebase", "acme-rep")].2, some("pub-tpl-v2"));
+            assert_eq!(now[&key("relaunch", "pub-tpl")].2, some("pub-tpl"));
+        }
+    }
+
+    // A new version of the record that also affects the fixed package:
+    // the successor is no remedy any more.
+    let mut wider = record.clone();
+    wider["modified"] = json!("2026-01-02T00:00:00Z");
+    let mut widened = 0;
+    for affected in wider["affected"].as_array_mut().unwrap() {
+        for range in affected["ranges"].as_array_mut().unwrap() {
+            for event in range["events"].as_array_mut().unwrap() {
+                if event["fixed"] == "1.0.6-8.1ubuntu0.1" {
+                    event["fixed"] = json!("1.0.6-8.1ubuntu0.2");
+                    widened += 1;
+                }
+            }
+        }
+    }
+    assert!(widened > 0, "the 18.04 range is in the record");
+    let (s, v) = api.publish(&canonical, &wider).await;
+    assert!(s.is_success(), "{s} {v}");
+    let now = plans().await;
+    assert_eq!(
+        (
+            &now[&key("rebase", "acme-rep")].1,
+            &now[&key("relaunch", "pub-tpl")].1
+        ),
+        (&None, &None),
+        "{now:?}"
+    );
+
+    // Back to the first ranges, then the successor removed.
+    record["modified"] = json!("2026-01-03T00:00:00Z");
+    let (s, v) = api.publish(&canonical, &record).await;
+    assert!(s.is_success(), "{s} {v}");
+    assert_eq!(
+        plans().await[&key("relaunch", "pub-tpl")].1,
+        some("pub-tpl-v3")
+    );
+    let (s, v) = api
+        .call("DELETE", "/v1/artifacts/pub-tpl-v3", Some(&canonical), None)
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    let now = plans().await;
+    assert_eq!(
+        now[&key("rebase", "acme-rep")],
+        (
+            before[&key("rebase", "acme-rep")].0,
+            None,
+            some("pub-tpl-v2")
+        )
+    );
+    assert_eq!(now[&key("relaunch", "pub-tpl")].2, some("pub-tpl"));
+}

@@ -427,3 +427,82 @@ async fn announced_once_batched_and_breaks_only_what_the_reader_may_know() {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), worker).await;
 }
+
+/// A successor of a successor reaches tenants on every older version with
+/// one patch notice per (record, root cause): the artifacts cleared under
+/// each version together, named by the newest version they are under.
+/// Found from outside: one notice per version down the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_a_chain_one_patch_notice_per_root_cause() {
+    let api = Api::new();
+    let canonical = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &["tenant"]).await;
+    for doc in [
+        json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+        json!({"id": "tpl", "kind": "template", "visibility": "public", "parent": "base"}),
+        // A successor that still carries the component.
+        json!({"id": "tpl-v2", "kind": "template", "visibility": "public", "parent": "base",
+               "supersedes": "tpl"}),
+    ] {
+        api.artifact(&canonical, doc).await;
+    }
+    api.artifact(
+        &acme,
+        json!({"id": "acme-rep", "kind": "replica", "parent": "tpl-v2"}),
+    )
+    .await;
+    api.artifact(
+        &acme,
+        json!({"id": "acme-old", "kind": "instance", "parent": "tpl"}),
+    )
+    .await;
+    let (s, v) = api.publish(&canonical, &usn_4038()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(patches(&api, &acme).await.is_empty());
+    // v3 on a fixed base supersedes v2, which superseded tpl.
+    api.artifact(
+        &canonical,
+        json!({"id": "base-v2", "kind": "image", "visibility": "public", "components": [FIXED]}),
+    )
+    .await;
+    api.artifact(
+        &canonical,
+        json!({"id": "tpl-v3", "kind": "template", "visibility": "public", "parent": "base-v2",
+               "supersedes": "tpl-v2"}),
+    )
+    .await;
+    let got = patches(&api, &acme).await;
+    assert_eq!(got.len(), 1, "one root cause (base), one notice: {got:#?}");
+    let p = &got[0];
+    assert_eq!(
+        (
+            p["successor"].as_str(),
+            p["supersedes"].as_str(),
+            p["introduced_by"].as_str()
+        ),
+        (Some("tpl-v3"), Some("tpl-v2"), Some("base")),
+        "{p}"
+    );
+    assert_eq!(p["clears"], json!(["acme-rep", "acme-old"]), "{p}");
+    assert_eq!(p["clears_total"], 2);
+    let plan: Vec<(&str, &str, &str)> = p["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["action"].as_str().unwrap(),
+                s["artifact"].as_str().unwrap(),
+                s["onto"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        plan,
+        vec![
+            ("relaunch", "tpl", "tpl-v3"),
+            ("rebase", "acme-rep", "tpl-v3")
+        ],
+        "{p}"
+    );
+}

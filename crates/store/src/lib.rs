@@ -22,7 +22,7 @@ use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
 pub use service::{
     ArtifactNotice, Claimed, DeliveryInfo, DigestWindow, Finished, OpenGroup, Outbox, PatchRow,
-    RootMembers, RootOnto, RootRow, ServiceState, StoredNotice, StoredRoot,
+    RootMembers, RootPlan, RootRow, ServiceState, StoredNotice, StoredRoot,
 };
 use thiserror::Error;
 
@@ -216,6 +216,15 @@ pub trait CatalogStore {
     /// A root cause's owner, record and notices; `None` when `root` names
     /// none.
     fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError>;
+
+    /// The plans of the roots whose step, `waits_for` or `onto` is one of
+    /// `arts` (of record `adv` only, when given): what a change of those
+    /// artifacts may change. One per (tenant, record, step, action).
+    fn root_plans_near(
+        &mut self,
+        arts: &[ArtIdx],
+        adv: Option<AdvIdx>,
+    ) -> Result<Vec<RootPlan>, StoreError>;
 
     /// A tenant's open notices (affected, notified, acknowledged): (id,
     /// record, artifact), oldest first.
@@ -465,6 +474,14 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
 
     fn root_members(&mut self, root: i64) -> Result<Option<RootMembers>, StoreError> {
         (**self).root_members(root)
+    }
+
+    fn root_plans_near(
+        &mut self,
+        arts: &[ArtIdx],
+        adv: Option<AdvIdx>,
+    ) -> Result<Vec<RootPlan>, StoreError> {
+        (**self).root_plans_near(arts, adv)
     }
 
     fn digest_window(

@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS notice_roots (
     onto INTEGER,
     UNIQUE (tenant, advisory, introduced_by, step, action)
 );
+-- The roots a change of one artifact can touch (`root_plans_near`).
+CREATE INDEX IF NOT EXISTS notice_roots_step ON notice_roots (step);
+CREATE INDEX IF NOT EXISTS notice_roots_waits_for ON notice_roots (waits_for);
+CREATE INDEX IF NOT EXISTS notice_roots_onto ON notice_roots (onto);
 CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);
 CREATE INDEX IF NOT EXISTS notices_artifact ON notices (artifact);
 CREATE INDEX IF NOT EXISTS notices_due ON notices (reminded_at) WHERE state IN ('affected', 'notified');
@@ -163,15 +167,18 @@ pub struct RootRow {
     pub onto: Option<ArtIdx>,
 }
 
-/// A successor announced for the steps of one record and tenant: the
-/// roots of (tenant, record, step, action) move `onto` it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RootOnto {
-    pub advisory: AdvIdx,
+/// The plan of the roots of (tenant, record, step, action): what the step
+/// waits for and the successor it moves onto. Read by
+/// `CatalogStore::root_plans_near`; written (both columns, every root of
+/// the key) when a change of the catalog changed it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RootPlan {
     pub tenant: TenantIdx,
+    pub advisory: AdvIdx,
     pub step: ArtIdx,
     pub action: Action,
-    pub onto: ArtIdx,
+    pub waits_for: Option<ArtIdx>,
+    pub onto: Option<ArtIdx>,
 }
 
 /// A root cause's owner and record, and its notices (id, state), oldest
@@ -352,8 +359,9 @@ pub struct Outbox {
     pub groups: Vec<GroupRow>,
     /// New root causes of grouped notices.
     pub roots: Vec<RootRow>,
-    /// Successors the steps of existing root causes now move onto.
-    pub root_onto: Vec<RootOnto>,
+    /// Plans of existing root causes that changed (a step re-parented, a
+    /// successor announced, rebuilt, hidden or removed).
+    pub root_plans: Vec<RootPlan>,
     pub notices: Vec<NoticeRow>,
     pub notice_changes: Vec<NoticeChange>,
     pub notice_moves: Vec<NoticeMove>,
@@ -395,7 +403,7 @@ impl Outbox {
             && self.watches.is_empty()
             && self.groups.is_empty()
             && self.roots.is_empty()
-            && self.root_onto.is_empty()
+            && self.root_plans.is_empty()
             && self.notices.is_empty()
             && self.notice_changes.is_empty()
             && self.notice_moves.is_empty()
@@ -563,17 +571,18 @@ pub(crate) fn write_outbox(
     }
     let mut stmt = tx
         .prepare_cached(
-            "UPDATE notice_roots SET onto = ?5
+            "UPDATE notice_roots SET waits_for = ?5, onto = ?6
              WHERE tenant = ?1 AND advisory = ?2 AND step = ?3 AND action = ?4",
         )
         .map_err(db_err)?;
-    for o in &out.root_onto {
+    for o in &out.root_plans {
         stmt.execute(params![
             o.tenant.0,
             o.advisory.0,
             o.step.0,
             o.action.as_str(),
-            o.onto.0
+            o.waits_for.map(|a| a.0),
+            o.onto.map(|a| a.0)
         ])
         .map_err(db_err)?;
     }
@@ -1053,6 +1062,59 @@ pub(crate) fn root_ids(
             .map_err(db_err)
         })
         .collect()
+}
+
+/// The plans of the roots whose step, `waits_for` or `onto` is one of
+/// `arts` (of one record, when given), one per (tenant, record, step,
+/// action), in that order.
+pub(crate) fn root_plans_near(
+    conn: &Connection,
+    arts: &[ArtIdx],
+    adv: Option<AdvIdx>,
+) -> Result<Vec<RootPlan>, StoreError> {
+    let mut out = std::collections::BTreeSet::new();
+    // One statement per column and chunk of ids (a JSON list), each id an
+    // index probe.
+    for column in ["step", "waits_for", "onto"] {
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT tenant, advisory, step, action, waits_for, onto FROM notice_roots
+                 WHERE {column} IN (SELECT value FROM json_each(?1))
+                   AND (?2 IS NULL OR advisory = ?2)"
+            ))
+            .map_err(db_err)?;
+        for chunk in arts.chunks(10_000) {
+            let list = serde_json::to_string(&chunk.iter().map(|a| a.0).collect::<Vec<u32>>())
+                .map_err(|e| StoreError::Corrupt(format!("root ids: {e}")))?;
+            let rows = stmt
+                .query_map(params![list, adv.map(|a| a.0)], |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<u32>>(4)?,
+                        r.get::<_, Option<u32>>(5)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (tenant, advisory, step, action, waits_for, onto) = row.map_err(db_err)?;
+                let action = Action::parse(&action).ok_or_else(|| {
+                    StoreError::Corrupt(format!("notice_roots: action {action:?}"))
+                })?;
+                out.insert(RootPlan {
+                    tenant: TenantIdx(tenant),
+                    advisory: AdvIdx(advisory),
+                    step: ArtIdx(step),
+                    action,
+                    waits_for: waits_for.map(ArtIdx),
+                    onto: onto.map(ArtIdx),
+                });
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// A root cause's owner and record, and its notices (id, state).

@@ -590,6 +590,14 @@ impl CatalogStore for SqliteStore {
         service::root_members(&self.conn, root)
     }
 
+    fn root_plans_near(
+        &mut self,
+        arts: &[ArtIdx],
+        adv: Option<AdvIdx>,
+    ) -> Result<Vec<service::RootPlan>, StoreError> {
+        service::root_plans_near(&self.conn, arts, adv)
+    }
+
     fn digest_window(
         &mut self,
         subscription: &str,

@@ -1280,25 +1280,56 @@ each_backend! {
             })
         );
         assert_eq!(store.notice(2).unwrap().unwrap().root, None);
+        // The roots near an artifact: by step, what it waits for, its
+        // successor; of one record when asked.
+        let plan = |tenant, waits_for, onto| patchline_store::RootPlan {
+            tenant,
+            advisory: ADV1,
+            step: w.pub_base,
+            action: Action::Relaunch,
+            waits_for,
+            onto,
+        };
+        assert_eq!(
+            store.root_plans_near(&[w.pub_base], None).unwrap(),
+            vec![plan(w.acme, None, None), plan(w.beta, None, None)]
+        );
+        assert_eq!(store.root_plans_near(&[w.pub_base], Some(ADV0)).unwrap(), vec![]);
+        assert_eq!(store.root_plans_near(&[w.acme_vm, w.gone_pub], None).unwrap(), vec![]);
         // A successor announced for acme's relaunch from pub-base: its
         // roots of that record and step move onto it.
         commit_outbox(
             store.as_mut(),
             &Outbox {
-                root_onto: vec![patchline_store::RootOnto {
-                    advisory: ADV1,
-                    tenant: w.acme,
-                    step: w.pub_base,
-                    action: Action::Relaunch,
-                    onto: w.gone_pub,
-                }],
+                root_plans: vec![plan(w.acme, Some(w.pub_base), Some(w.gone_pub))],
                 ..Default::default()
             },
         )
         .unwrap();
         let root = store.notice(6).unwrap().unwrap().root.unwrap();
-        assert_eq!((root.id, root.onto), (20, Some(w.gone_pub)));
+        assert_eq!(
+            (root.id, root.waits_for, root.onto),
+            (20, Some(w.pub_base), Some(w.gone_pub))
+        );
         assert_eq!(store.notice(7).unwrap().unwrap().root.unwrap().onto, None, "beta's not");
+        // Found by its successor and by what it waits for now.
+        for near in [w.gone_pub, w.pub_base] {
+            assert_eq!(
+                store.root_plans_near(&[near], Some(ADV1)).unwrap()[0],
+                plan(w.acme, Some(w.pub_base), Some(w.gone_pub))
+            );
+        }
+        // A later plan takes both back (the successor gone).
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                root_plans: vec![plan(w.acme, Some(w.pub_base), None)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(store.notice(6).unwrap().unwrap().root.unwrap().onto, None);
+        assert_eq!(store.root_plans_near(&[w.gone_pub], None).unwrap(), vec![]);
 
         assert_eq!(b.queue().root_open_counts(&[20, 21, 99]).unwrap(), vec![(20, 1), (21, 1), (99, 0)]);
         let mut r = b.reader();

@@ -1122,6 +1122,14 @@ impl CatalogStore for PgStore {
         service::root_members(self.conn.client()?, root)
     }
 
+    fn root_plans_near(
+        &mut self,
+        arts: &[ArtIdx],
+        adv: Option<AdvIdx>,
+    ) -> Result<Vec<crate::RootPlan>, StoreError> {
+        service::root_plans_near(self.conn.client()?, arts, adv)
+    }
+
     fn digest_window(
         &mut self,
         subscription: &str,

@@ -229,8 +229,16 @@ ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
     CHECK (purpose IN ('notice', 'reminder', 'escalation', 'patch', 'digest'));
 ";
 
+/// Schema 8 → 9: the roots a change of one artifact can touch, found by
+/// step, by what a step waits for and by the successor it moves onto.
+const V9: &str = "
+CREATE INDEX notice_roots_step ON notice_roots (step);
+CREATE INDEX notice_roots_waits_for ON notice_roots (waits_for);
+CREATE INDEX notice_roots_onto ON notice_roots (onto);
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -232,6 +232,48 @@ pub(super) fn root_members(
     }))
 }
 
+/// See `crate::service::root_plans_near`.
+pub(super) fn root_plans_near(
+    client: &mut impl GenericClient,
+    arts: &[ArtIdx],
+    adv: Option<AdvIdx>,
+) -> Result<Vec<crate::RootPlan>, StoreError> {
+    if arts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let arts: Vec<i64> = arts.iter().map(|a| i64::from(a.0)).collect();
+    let adv: Option<i64> = adv.map(|a| i64::from(a.0));
+    let rows = client
+        .query(
+            "SELECT DISTINCT tenant, advisory, step, action, waits_for, onto FROM notice_roots
+             WHERE (step = ANY($1) OR waits_for = ANY($1) OR onto = ANY($1))
+               AND ($2::bigint IS NULL OR advisory = $2)
+             ORDER BY tenant, advisory, step, action",
+            &[&arts, &adv],
+        )
+        .map_err(db_err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let action: &str = r.get(3);
+        let action = Action::parse(action)
+            .ok_or_else(|| StoreError::Corrupt(format!("notice_roots: action {action:?}")))?;
+        let opt = |i: usize, what: &str| -> Result<Option<ArtIdx>, StoreError> {
+            r.get::<_, Option<i64>>(i)
+                .map(|v| index(v, what).map(ArtIdx))
+                .transpose()
+        };
+        out.push(crate::RootPlan {
+            tenant: TenantIdx(index(r.get(0), "root tenant")?),
+            advisory: AdvIdx(index(r.get(1), "root advisory")?),
+            step: ArtIdx(index(r.get(2), "root step")?),
+            action,
+            waits_for: opt(4, "root waits_for")?,
+            onto: opt(5, "root onto")?,
+        });
+    }
+    Ok(out)
+}
+
 /// See `crate::service::root_open_counts`.
 pub(super) fn root_open_counts(
     client: &mut impl GenericClient,
@@ -620,21 +662,28 @@ pub(super) fn write_outbox(
             ],
         )?;
     }
-    if !out.root_onto.is_empty() {
-        // A later announcement of one step wins, as applying them in order.
-        let ups = last_per_key(&out.root_onto, |o| (o.tenant, o.advisory, o.step, o.action));
+    if !out.root_plans.is_empty() {
+        // A later plan of one step wins, as applying them in order.
+        let ups = last_per_key(&out.root_plans, |o| {
+            (o.tenant, o.advisory, o.step, o.action)
+        });
         let tenant: Vec<i64> = ups.iter().map(|o| i64::from(o.tenant.0)).collect();
         let advisory: Vec<i64> = ups.iter().map(|o| i64::from(o.advisory.0)).collect();
         let step: Vec<i64> = ups.iter().map(|o| i64::from(o.step.0)).collect();
         let action: Vec<&str> = ups.iter().map(|o| o.action.as_str()).collect();
-        let onto: Vec<i64> = ups.iter().map(|o| i64::from(o.onto.0)).collect();
+        let waits_for: Vec<Option<i64>> = ups
+            .iter()
+            .map(|o| o.waits_for.map(|a| i64::from(a.0)))
+            .collect();
+        let onto: Vec<Option<i64>> = ups.iter().map(|o| o.onto.map(|a| i64::from(a.0))).collect();
         tx.execute(
-            "UPDATE notice_roots r SET onto = v.onto
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[])
-               AS v(tenant, advisory, step, action, onto)
+            "UPDATE notice_roots r SET waits_for = v.waits_for, onto = v.onto
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
+                         $6::bigint[])
+               AS v(tenant, advisory, step, action, waits_for, onto)
              WHERE r.tenant = v.tenant AND r.advisory = v.advisory AND r.step = v.step
                AND r.action = v.action",
-            &[&tenant, &advisory, &step, &action, &onto],
+            &[&tenant, &advisory, &step, &action, &waits_for, &onto],
         )?;
     }
     if !out.notices.is_empty() {
