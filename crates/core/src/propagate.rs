@@ -21,7 +21,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::advisory::{AdvIdx, AdvisoryDb, Entry, Record};
-use crate::catalog::{ArtIdx, Catalog};
+use crate::catalog::{ArtIdx, Catalog, Link, TenantIdx};
 use crate::inventory::{ComponentId, InvId};
 
 /// For every artifact owning an inventory, the artifacts that inherit it
@@ -141,13 +141,16 @@ pub struct Impact<'a> {
     owners: std::sync::OnceLock<OwnerIndex>,
 }
 
-/// An impact's affected artifacts grouped by owner: `(group, artifact)`
-/// pairs, in the impact's order within each tenant.
+/// An impact's affected artifacts grouped by owner: `(group, artifact,
+/// its packed link)`, in the impact's order within each tenant. The link
+/// is copied in: read from the catalog's table it is a cache miss per
+/// artifact (the members of a tenant are scattered over it), and it was
+/// most of a tenant's plan.
 #[derive(Clone, Debug, Default)]
 struct OwnerIndex {
     /// `offsets[t]..offsets[t + 1]` indexes `entries` for tenant `t`.
     offsets: Vec<u32>,
-    entries: Vec<(u32, ArtIdx)>,
+    entries: Vec<(u32, ArtIdx, Link)>,
 }
 
 impl OwnerIndex {
@@ -157,24 +160,28 @@ impl OwnerIndex {
         let mut counts = vec![0u32; tenants + 1];
         // Each member's owner read once (the links are scattered; the
         // owners read back here are in order).
-        let mut owner: Vec<u32> = Vec::with_capacity(groups.iter().map(|g| g.members.len()).sum());
+        let mut links: Vec<Link> = Vec::with_capacity(groups.iter().map(|g| g.members.len()).sum());
         for g in groups {
             for &a in g.members.iter() {
-                let t = catalog.link(a).tenant.0;
-                owner.push(t);
-                counts[t as usize + 1] += 1;
+                let link = catalog.link(a);
+                links.push(link);
+                counts[link.tenant.0 as usize + 1] += 1;
             }
         }
         for i in 1..counts.len() {
             counts[i] += counts[i - 1];
         }
         let mut next = counts.clone();
-        let mut entries = vec![(0u32, ArtIdx(0)); counts[tenants] as usize];
-        let mut owners = owner.into_iter();
+        let mut entries = Vec::new();
+        entries.resize(
+            counts[tenants] as usize,
+            (0u32, ArtIdx(0), Link::of_root(TenantIdx(0))),
+        );
+        let mut links = links.into_iter();
         for (gi, g) in groups.iter().enumerate() {
-            for (&a, t) in g.members.iter().zip(owners.by_ref()) {
-                let slot = &mut next[t as usize];
-                entries[*slot as usize] = (gi as u32, a);
+            for (&a, link) in g.members.iter().zip(links.by_ref()) {
+                let slot = &mut next[link.tenant.0 as usize];
+                entries[*slot as usize] = (gi as u32, a, link);
                 *slot += 1;
             }
         }
@@ -202,8 +209,8 @@ impl<'a> Impact<'a> {
     pub fn owned_by(
         &self,
         catalog: &Catalog,
-        tenant: crate::catalog::TenantIdx,
-    ) -> impl Iterator<Item = (usize, ArtIdx)> + '_ {
+        tenant: TenantIdx,
+    ) -> impl Iterator<Item = (usize, ArtIdx, Link)> + '_ {
         let index = self
             .owners
             .get_or_init(|| OwnerIndex::build(catalog, &self.groups));
@@ -212,7 +219,7 @@ impl<'a> Impact<'a> {
             (Some(&a), Some(&b)) => a as usize..b as usize,
             _ => 0..0,
         };
-        index.entries[range].iter().map(|&(g, a)| (g as usize, a))
+        index.entries[range].iter().map(|&(g, a, l)| (g as usize, a, l))
     }
 }
 

@@ -196,15 +196,14 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
     let mut finder = StepFinder::default();
     let mut intros: Vec<ArtIdx> = Vec::new();
     let mut intros_of: Option<usize> = None;
-    let mut visit = |gi: usize, a: ArtIdx| {
+    // `link`: `a`'s packed owner and parent (the node itself is read only
+    // when a chain is walked).
+    let mut visit = |gi: usize, a: ArtIdx, link: Link| {
         if intros_of != Some(gi) {
             intros.clear();
             intros.extend(introductions(&impact.groups[gi].hits));
             intros_of = Some(gi);
         }
-        // The packed owner and parent: the node itself is read only when a
-        // chain is walked.
-        let link = catalog.link(a);
         for &intro in &intros {
             let key = finder.step(catalog, link, intro, a);
             let full = (key.0, key.1, link.tenant);
@@ -219,14 +218,14 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
         // Only the tenant's own affected artifacts (the impact indexes
         // them by owner once).
         PlanFor::Tenant(t) => {
-            for (gi, a) in impact.owned_by(catalog, t) {
-                visit(gi, a);
+            for (gi, a, link) in impact.owned_by(catalog, t) {
+                visit(gi, a, link);
             }
         }
         PlanFor::All => {
             for (gi, group) in impact.groups.iter().enumerate() {
                 for &a in group.members.iter() {
-                    visit(gi, a);
+                    visit(gi, a, catalog.link(a));
                 }
             }
         }
@@ -358,7 +357,7 @@ impl StepFinder {
                 above
             }
         };
-        step_below(catalog, above, intro, a)
+        step_below(catalog, above, intro, a, link)
     }
 }
 
@@ -391,13 +390,14 @@ fn step_below(
     above: Option<ArtIdx>,
     intro: ArtIdx,
     a: ArtIdx,
+    link_a: Link,
 ) -> (ArtIdx, Action) {
     let top = above.unwrap_or(a);
     if top == intro {
         return (top, Action::Rebuild);
     }
-    // The packed link, not the node: `top` is often `a`, just read.
-    let link = catalog.link(top);
+    // The packed link, not the node (`a`'s is given: it is often the top).
+    let link = if top == a { link_a } else { catalog.link(top) };
     match (link.kind, link.parent()) {
         (Kind::Instance, Some(p)) => (p, Action::Relaunch),
         _ => (top, Action::Rebase),
