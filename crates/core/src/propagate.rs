@@ -219,7 +219,9 @@ impl<'a> Impact<'a> {
             (Some(&a), Some(&b)) => a as usize..b as usize,
             _ => 0..0,
         };
-        index.entries[range].iter().map(|&(g, a, l)| (g as usize, a, l))
+        index.entries[range]
+            .iter()
+            .map(|&(g, a, l)| (g as usize, a, l))
     }
 }
 

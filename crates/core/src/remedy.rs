@@ -222,10 +222,13 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
                 visit(gi, a, link);
             }
         }
+        // Tenant by tenant through the same index: the links are read in
+        // order, and a tenant's artifacts under one parent follow each
+        // other, so the step finder's last chain serves them.
         PlanFor::All => {
-            for (gi, group) in impact.groups.iter().enumerate() {
-                for &a in group.members.iter() {
-                    visit(gi, a, catalog.link(a));
+            for t in 0..catalog.tenants().len() {
+                for (gi, a, link) in impact.owned_by(catalog, TenantIdx(t as u32)) {
+                    visit(gi, a, link);
                 }
             }
         }
