@@ -173,15 +173,6 @@ impl Link {
     pub fn parent(self) -> Option<ArtIdx> {
         (self.parent != u32::MAX).then_some(ArtIdx(self.parent))
     }
-
-    /// A root image's link (a placeholder where one is needed).
-    pub fn of_root(tenant: TenantIdx) -> Link {
-        Link {
-            tenant,
-            parent: u32::MAX,
-            kind: Kind::Image,
-        }
-    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]

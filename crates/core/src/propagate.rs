@@ -172,11 +172,11 @@ impl OwnerIndex {
             counts[i] += counts[i - 1];
         }
         let mut next = counts.clone();
-        let mut entries = Vec::new();
-        entries.resize(
-            counts[tenants] as usize,
-            (0u32, ArtIdx(0), Link::of_root(TenantIdx(0))),
-        );
+        // Every slot is written below; the first link only fills them.
+        let mut entries = match links.first() {
+            Some(&fill) => vec![(0u32, ArtIdx(0), fill); links.len()],
+            None => Vec::new(),
+        };
         let mut links = links.into_iter();
         for (gi, g) in groups.iter().enumerate() {
             for (&a, link) in g.members.iter().zip(links.by_ref()) {

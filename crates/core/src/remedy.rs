@@ -271,19 +271,13 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
             };
             let (onto, waits_for, superseded_by) = match action {
                 Action::Rebuild => (None, None, best(artifact)),
-                Action::Rebase | Action::Relaunch => {
-                    let upstream = match action {
-                        Action::Relaunch => Some(artifact),
-                        _ => catalog.node(artifact).parent,
-                    };
-                    match upstream {
-                        None => (None, None, None),
-                        Some(p) => match best(p) {
-                            Some(s) => (Some(s), None, None),
-                            None => (None, Some(p), None),
-                        },
-                    }
-                }
+                Action::Rebase | Action::Relaunch => match upstream(catalog, artifact, action) {
+                    None => (None, None, None),
+                    Some(p) => match best(p) {
+                        Some(s) => (Some(s), None, None),
+                        None => (None, Some(p), None),
+                    },
+                },
             };
             Step {
                 tenant,
@@ -299,6 +293,18 @@ pub fn plan(catalog: &Catalog, impact: &Impact<'_>, who: PlanFor, viewer: &Actor
         .collect();
     out.sort_by_cached_key(|s| order_key(catalog, s, viewer));
     out
+}
+
+/// The upstream artifact whose successor a step moves onto: a relaunch's
+/// own artifact (the parent its instances were launched from), a rebase's
+/// parent; a rebuild has none. What the step `waits_for` while there is
+/// no successor.
+pub fn upstream(catalog: &Catalog, step: ArtIdx, action: Action) -> Option<ArtIdx> {
+    match action {
+        Action::Rebuild => None,
+        Action::Relaunch => Some(step),
+        Action::Rebase => catalog.link(step).parent(),
+    }
 }
 
 /// Where a step goes in a plan `viewer` reads: top-down (depth), then by

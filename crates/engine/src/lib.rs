@@ -1163,15 +1163,19 @@ impl<S: CatalogStore> Engine<S> {
         } = self;
         let catalog = &*catalog;
         let mut near: BTreeSet<ArtIdx> = BTreeSet::new();
+        // A successor, with every version it supersedes down its chain
+        // (roots waiting for any of them may move onto it).
         let successor = |s: ArtIdx, near: &mut BTreeSet<ArtIdx>| {
-            near.insert(s);
-            near.extend(catalog.predecessors(s));
+            if catalog.node(s).supersedes.is_some() {
+                near.insert(s);
+                near.extend(catalog.predecessors(s));
+            }
         };
         match record {
             Some(_) => {
                 if catalog.has_successors() {
                     for (a, node) in catalog.nodes() {
-                        if node.supersedes.is_some() && !node.removed {
+                        if !node.removed {
                             successor(a, &mut near);
                         }
                     }
@@ -1184,14 +1188,10 @@ impl<S: CatalogStore> Engine<S> {
                     if (a.0 as usize) < first_new {
                         near.insert(a);
                     }
-                    if catalog.node(a).supersedes.is_some() {
-                        successor(a, &mut near);
-                    }
+                    successor(a, &mut near);
                     if updated && catalog.has_successors() {
                         for d in catalog.descendants(a) {
-                            if catalog.node(d).supersedes.is_some() {
-                                successor(d, &mut near);
-                            }
+                            successor(d, &mut near);
                         }
                     }
                 }
@@ -1202,11 +1202,7 @@ impl<S: CatalogStore> Engine<S> {
         }
         let near: Vec<ArtIdx> = near.into_iter().collect();
         for root in store.root_plans_near(&near, record)? {
-            let waits_for = match root.action {
-                patchline_core::remedy::Action::Rebuild => None,
-                patchline_core::remedy::Action::Relaunch => Some(root.step),
-                patchline_core::remedy::Action::Rebase => catalog.link(root.step).parent(),
-            };
+            let waits_for = patchline_core::remedy::upstream(catalog, root.step, root.action);
             let onto = waits_for.and_then(|p| {
                 successor_onto(catalog, db, match_cache, root.advisory, root.tenant, p)
             });

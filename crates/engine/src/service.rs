@@ -411,13 +411,11 @@ impl<'a> Notifier<'a> {
                     None => {
                         let id = self.mem.next_notice_id;
                         self.mem.next_notice_id += 1;
-                        let waits_for = match cause.action {
-                            patchline_core::remedy::Action::Rebuild => None,
-                            patchline_core::remedy::Action::Relaunch => Some(cause.step),
-                            patchline_core::remedy::Action::Rebase => {
-                                self.catalog.link(cause.step).parent()
-                            }
-                        };
+                        let waits_for = patchline_core::remedy::upstream(
+                            self.catalog,
+                            cause.step,
+                            cause.action,
+                        );
                         let onto = waits_for.and_then(|p| onto_of(adv, cause.tenant, p));
                         self.outbox.roots.push(RootRow {
                             id,

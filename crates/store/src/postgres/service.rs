@@ -58,19 +58,21 @@ fn root_from_row(r: &Row, at: usize) -> Result<Option<StoredRoot>, StoreError> {
     let Some(action) = Action::parse(r.get(at + 3)) else {
         return Ok(None);
     };
-    let opt = |i: usize, what: &str| -> Result<Option<ArtIdx>, StoreError> {
-        r.get::<_, Option<i64>>(i)
-            .map(|v| index(v, what).map(ArtIdx))
-            .transpose()
-    };
     Ok(Some(StoredRoot {
         id,
         introduced_by: ArtIdx(index(r.get(at + 1), "root introduction")?),
         step: ArtIdx(index(r.get(at + 2), "root step")?),
         action,
-        waits_for: opt(at + 4, "root waits_for")?,
-        onto: opt(at + 5, "root onto")?,
+        waits_for: opt_artifact(r, at + 4, "root waits_for")?,
+        onto: opt_artifact(r, at + 5, "root onto")?,
     }))
+}
+
+/// A nullable artifact index column.
+fn opt_artifact(r: &Row, i: usize, what: &str) -> Result<Option<ArtIdx>, StoreError> {
+    r.get::<_, Option<i64>>(i)
+        .map(|v| index(v, what).map(ArtIdx))
+        .transpose()
 }
 
 /// See `crate::service::root_ids`.
@@ -257,18 +259,13 @@ pub(super) fn root_plans_near(
         let action: &str = r.get(3);
         let action = Action::parse(action)
             .ok_or_else(|| StoreError::Corrupt(format!("notice_roots: action {action:?}")))?;
-        let opt = |i: usize, what: &str| -> Result<Option<ArtIdx>, StoreError> {
-            r.get::<_, Option<i64>>(i)
-                .map(|v| index(v, what).map(ArtIdx))
-                .transpose()
-        };
         out.push(crate::RootPlan {
             tenant: TenantIdx(index(r.get(0), "root tenant")?),
             advisory: AdvIdx(index(r.get(1), "root advisory")?),
             step: ArtIdx(index(r.get(2), "root step")?),
             action,
-            waits_for: opt(4, "root waits_for")?,
-            onto: opt(5, "root onto")?,
+            waits_for: opt_artifact(&r, 4, "root waits_for")?,
+            onto: opt_artifact(&r, 5, "root onto")?,
         });
     }
     Ok(out)
