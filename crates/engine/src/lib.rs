@@ -1201,10 +1201,19 @@ impl<S: CatalogStore> Engine<S> {
             return Ok(());
         }
         let near: Vec<ArtIdx> = near.into_iter().collect();
+        // The successor of one upstream for one tenant and record, found
+        // once: every root waiting for it shares the walk down its chain
+        // (found from outside: thousands of a tenant's groups waiting for
+        // one base made each write walk a long chain once per group).
+        let mut onto_of: HashMap<(AdvIdx, TenantIdx, ArtIdx), Option<ArtIdx>> = HashMap::new();
         for root in store.root_plans_near(&near, record)? {
             let waits_for = patchline_core::remedy::upstream(catalog, root.step, root.action);
             let onto = waits_for.and_then(|p| {
-                successor_onto(catalog, db, match_cache, root.advisory, root.tenant, p)
+                *onto_of
+                    .entry((root.advisory, root.tenant, p))
+                    .or_insert_with(|| {
+                        successor_onto(catalog, db, match_cache, root.advisory, root.tenant, p)
+                    })
             });
             if (waits_for, onto) != (root.waits_for, root.onto) {
                 outbox.root_plans.push(patchline_store::RootPlan {
