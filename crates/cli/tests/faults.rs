@@ -1,8 +1,9 @@
 //! Faults of a deployment of several nodes (`serve --store postgres://…
 //! --bus nats://…`), with real processes: a node SIGKILLed in the middle
 //! of a fan-out and of its deliveries, the NATS server stopped for 10 s,
-//! the PostgreSQL server stopped for 10 s, and one node cut off the
-//! network for 10 s in a network namespace of its own.
+//! the PostgreSQL server stopped for 10 s and stopped in the middle of a
+//! commit, every node restarted in turn under load, and one node cut off
+//! the network for 10 s in a network namespace of its own.
 //!
 //! The NATS and PostgreSQL servers that are stopped are the test's own
 //! (`PATCHLINE_TEST_NATS_SERVER`, and `initdb` + `pg_ctl` of the machine's
@@ -726,10 +727,343 @@ fn postgres_down_for_ten_seconds() {
     stop_all(nodes);
 }
 
+/// The deployment's write lock as `pg_locks` shows it (the key of
+/// `pg_advisory_lock`, `plwrite!` in ASCII, split in two 32-bit halves).
+const WRITE_LOCK_HELD_BY: &str = "SELECT l.pid FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.classid = (x'706c7772'::bigint)::oid AND l.objid = (x'69746521'::bigint)::oid";
+
+/// Three nodes on a PostgreSQL server of the test's own; A publishes an
+/// advisory and PostgreSQL stops (`pg_ctl stop -m immediate`) in the middle
+/// of the publication's COMMIT: its commit record flushed to the WAL, the
+/// answer not yet sent. To hold a commit at that point the server waits
+/// for a synchronous standby that does not exist (`SyncRep`); the session
+/// caught there is the one holding the deployment's write lock. A answers
+/// 503 within the bound (it cannot know whether it committed). After the
+/// restart the publication is there whole (recovery replayed it), on every
+/// node, A included (its memory had rolled it back); publishing it again
+/// makes no second notice; every notice is delivered; every node takes
+/// writes again without a restart.
+#[test]
+fn postgres_stops_mid_commit() {
+    let test = "postgres_stops_mid_commit";
+    let Some(py) = python(test) else {
+        return;
+    };
+    let Some(mut pg) = OwnPostgres::start(test, &["127.0.0.1"]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(nats) = own_nats(test, "127.0.0.1", tmp.path()) else {
+        return;
+    };
+    let store = pg.url("127.0.0.1");
+    let purls = ubuntu_purls(tmp.path());
+    let rx = Receiver::start(&py, tmp.path(), &[]);
+    let mut nodes: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &store, &nats.url(), PREFIX))
+        .collect();
+    let all: Vec<&Server> = nodes.iter().collect();
+    let tokens = populate(&all, &rx, &purls, 4, 50);
+    let expected = 4 * 50 + 1;
+    let canonical = tokens[0].1.clone();
+    all[0].wait_drained(Duration::from_secs(30));
+
+    pg.hold_commits();
+    let (addr, body, token) = (nodes[0].addr.clone(), advisory_body(USN), canonical.clone());
+    let start = Instant::now();
+    let request = std::thread::spawn(move || {
+        try_http(&addr, "POST", "/v1/advisories", &token, &body, ANSWER_BOUND)
+    });
+    let mut watch = pg.client();
+    let query = format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE wait_event = 'SyncRep' AND pid IN ({WRITE_LOCK_HELD_BY})"
+    );
+    wait_until(
+        "the publication's COMMIT waits with its record flushed",
+        Duration::from_secs(10),
+        || watch.query_one(&query, &[]).unwrap().get::<_, i64>(0) == 1,
+    );
+    let held_at = start.elapsed();
+    drop(watch);
+    pg.stop_immediate();
+    let answer = request.join().unwrap();
+    let answered_after = start.elapsed();
+    let (status, body) = answer.expect("A answers while PostgreSQL is down");
+    say(&format!(
+        "mid-commit: the publication's COMMIT held at {held_at:?}, PostgreSQL stopped; A \
+         answered after {answered_after:?}: {status} {}",
+        String::from_utf8_lossy(&body)
+    ));
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let error: Value = serde_json::from_slice(&body).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "busy", "{error}");
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("may or may not have been saved"),
+        "a 503 mid-commit must not say nothing changed: {message}"
+    );
+    pg.release_commits_when_stopped();
+    pg.start_again();
+
+    // Recovery replays the commit: the publication is there, whole, on
+    // every node, though A answered 503.
+    all_ready(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(60));
+    let affected = |node: &Server| -> usize {
+        tokens
+            .iter()
+            .map(|(_, token)| {
+                // A node reconnecting or reloading answers 503 a moment.
+                let (status, page) = node.call("GET", "/v1/notices?limit=1000", token, None);
+                match page["notices"].as_array() {
+                    Some(list) if status == 200 => {
+                        list.iter().filter(|n| n["advisory"] == USN).count()
+                    }
+                    _ => 0,
+                }
+            })
+            .sum()
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        wait_until(
+            &format!("node {i} shows the recovered publication"),
+            Duration::from_secs(60),
+            || affected(node) == expected,
+        );
+    }
+    let all: Vec<&Server> = nodes.iter().collect();
+    let listed = same_catalog(&all, Duration::from_secs(10));
+    assert_eq!(listed.len(), expected);
+    let notices = same_notices(&all, &tokens);
+    assert_eq!(notices, expected);
+    // Published again (what a client told 503 does): nothing new.
+    let again = all[1].publish(&canonical, USN);
+    assert_eq!(again["affected"], expected, "{again}");
+    assert_eq!(same_notices(&all, &tokens), expected, "a second notice");
+    let mut recovered = Vec::new();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        assert_eq!(node.process.exited(), None, "node {i} exited");
+        let (_, token) = &tokens[1 + i % (tokens.len() - 1)];
+        recovered.push(writes_again(
+            node,
+            token,
+            &format!("after-{i}"),
+            Duration::from_secs(60),
+        ));
+    }
+    let all: Vec<&Server> = nodes.iter().collect();
+    let listed = same_catalog(&all, Duration::from_secs(10));
+    assert_eq!(
+        listed.len(),
+        expected + nodes.len(),
+        "one more instance per node"
+    );
+    all[0].wait_drained(Duration::from_secs(60));
+    let records = rx.records();
+    let dups = delivered_once_or_more(all[0], &records, &tokens, USN, listed.len());
+    say(&format!(
+        "mid-commit: after the restart every node shows all {expected} notices of the \
+         publication A answered 503 to; published again: no new notice; nodes took writes \
+         again {recovered:?}; every notice delivered (more than once: {dups})"
+    ));
+    stop_all(nodes);
+}
+
+// ----- a rolling restart -----
+
+/// Three nodes on a database of the machine's PostgreSQL and a NATS of
+/// the test's own, under load: a client makes an instance every 40 ms on
+/// the nodes in turn (skipping the one being restarted, as a load
+/// balancer that drains a node first would), deliveries are out (the
+/// receiver answers each after 200 ms), an event stream follows tenant t1.
+/// Each node in turn is stopped with SIGTERM (it must exit 0, having
+/// finished what it had in flight) and started again on the same
+/// arguments; an advisory is published after the first restart; the event
+/// stream, when its node goes, resumes on another with `Last-Event-ID`.
+/// Afterwards every request had its answer (2xx), every acknowledged
+/// artifact is on every node in the same order, every notice is delivered,
+/// no webhook message arrives twice, and the resumed streams together got
+/// every notice of t1 once.
+#[test]
+fn rolling_restart_loses_nothing() {
+    let test = "rolling_restart_loses_nothing";
+    let Some(py) = python(test) else {
+        return;
+    };
+    let Some(db) = TestDb::create(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(nats) = own_nats(test, "127.0.0.1", tmp.path()) else {
+        return;
+    };
+    let purls = ubuntu_purls(tmp.path());
+    let rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "200"]);
+    let names = ["a", "b", "c"];
+    let start_node = |n: &str| {
+        Server::start_node(
+            &tmp.path().join(n),
+            FAST_RETRY,
+            &db.url,
+            &nats.url(),
+            PREFIX,
+        )
+    };
+    let mut nodes: Vec<Option<Server>> = names.iter().map(|n| Some(start_node(n))).collect();
+    let tokens = {
+        let all: Vec<&Server> = nodes.iter().flatten().collect();
+        populate(&all, &rx, &purls, 4, 30)
+    };
+    let (t1, t1_token) = tokens[1].clone();
+    let canonical = tokens[0].1.clone();
+    nodes[0].as_ref().unwrap().publish(&canonical, USN);
+
+    // The load: addresses of the nodes up, read before each request.
+    let up: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>> =
+        std::sync::Arc::new(std::sync::Mutex::new(
+            nodes
+                .iter()
+                .map(|n| n.as_ref().map(|s| s.addr.clone()))
+                .collect(),
+        ));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (up, stop, tokens) = (up.clone(), stop.clone(), tokens.clone());
+        std::thread::spawn(move || {
+            let (mut acked, mut statuses) = (Vec::new(), BTreeMap::<u16, usize>::new());
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let addrs: Vec<String> = up.lock().unwrap().iter().flatten().cloned().collect();
+                let addr = &addrs[n % addrs.len()];
+                let (_, token) = &tokens[1 + n % (tokens.len() - 1)];
+                let id = format!("roll-{n:05}");
+                let doc = json!({"id": id, "kind": "instance", "parent": "base"}).to_string();
+                let answer = try_http(
+                    addr,
+                    "POST",
+                    "/v1/artifacts",
+                    token,
+                    doc.as_bytes(),
+                    ANSWER_BOUND,
+                );
+                let (status, body) = answer.unwrap_or_else(|e| panic!("{id} on {addr}: {e}"));
+                *statuses.entry(status).or_default() += 1;
+                assert!(
+                    (200..300).contains(&status),
+                    "{id} on {addr}: {status} {}",
+                    String::from_utf8_lossy(&body)
+                );
+                acked.push(id);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            (acked, statuses)
+        })
+    };
+
+    // The stream of t1, resumed on another node when its node goes.
+    let mut streams = vec![EventStream::open(
+        &nodes[1].as_ref().unwrap().addr,
+        &t1_token,
+        None,
+    )];
+    let mut stream_on = 1;
+    let mut restarts = Vec::new();
+    for i in 0..nodes.len() {
+        up.lock().unwrap()[i] = None;
+        std::thread::sleep(Duration::from_millis(200));
+        let began = Instant::now();
+        let old = nodes[i].take().unwrap();
+        let in_flight = old.deliveries().get("in_flight").copied().unwrap_or(0.0);
+        let (status, log) = old.process.stop_with_status();
+        let stopped = began.elapsed();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "node {} did not stop cleanly: {status:?}\n{log}",
+            names[i]
+        );
+        // Its stream ended with it: the client resumes on the next node
+        // after the last event it got.
+        if stream_on == i {
+            let next = (i + 1) % nodes.len();
+            let last = streams.iter().flat_map(EventStream::ids).max();
+            streams.push(EventStream::open(
+                &nodes[next].as_ref().unwrap().addr,
+                &t1_token,
+                last,
+            ));
+            stream_on = next;
+        }
+        let node = start_node(names[i]);
+        up.lock().unwrap()[i] = Some(node.addr.clone());
+        restarts.push(format!(
+            "{}: stopped in {stopped:?} ({in_flight} deliveries in flight), ready again after \
+             {:?}",
+            names[i],
+            began.elapsed()
+        ));
+        nodes[i] = Some(node);
+        if i == 0 {
+            nodes[0].as_ref().unwrap().publish(&canonical, USN2);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, statuses) = client.join().unwrap();
+
+    let all: Vec<&Server> = nodes.iter().flatten().collect();
+    let listed = same_catalog(&all, Duration::from_secs(10));
+    let kept: BTreeSet<&String> = listed.iter().collect();
+    let lost: Vec<&String> = acked.iter().filter(|a| !kept.contains(a)).collect();
+    assert!(lost.is_empty(), "acknowledged artifacts lost: {lost:?}");
+    let notices = same_notices(&all, &tokens);
+    assert_eq!(notices, 2 * listed.len(), "two advisories, every artifact");
+    all[0].wait_drained(Duration::from_secs(90));
+    let records = rx.records();
+    let dups: Vec<usize> = [USN, USN2]
+        .iter()
+        .map(|a| delivered_once_or_more(all[0], &records, &tokens, a, listed.len()))
+        .collect();
+    let twice = messages_twice(&records);
+    let feed: BTreeSet<i64> = [USN, USN2]
+        .iter()
+        .flat_map(|a| feed_ids(all[0], &t1_token, a))
+        .collect();
+    wait_until(
+        &format!("the resumed streams receive every notice of {t1}"),
+        Duration::from_secs(10),
+        || {
+            streams
+                .iter()
+                .flat_map(EventStream::ids)
+                .collect::<BTreeSet<i64>>()
+                == feed
+        },
+    );
+    let received: Vec<i64> = streams.iter().flat_map(EventStream::ids).collect();
+    say(&format!(
+        "rolling restart: {restarts:?}; {} instances made meanwhile, answers by status \
+         {statuses:?}; every node lists the same {} artifacts; {notices} notices, all \
+         delivered (notices more than once: {dups:?}, messages twice: {twice}); t1's \
+         {} notices over {} streams, {} events",
+        acked.len(),
+        listed.len(),
+        feed.len(),
+        streams.len(),
+        received.len()
+    ));
+    assert_eq!(twice, 0, "a graceful stop sent a message again");
+    assert_eq!(received.len(), feed.len(), "an event received twice");
+    drop(streams);
+    stop_all(nodes.into_iter().flatten().collect());
+}
+
 // ----- a partition -----
 
 /// A network namespace with a veth link to the host (a /30 of
-/// 10.213.0.0/16 derived from the process id): the host's end and the
+/// 10.213.0.0/16 derived from the process id and a counter): the host's end and the
 /// namespace's end each with an address. Deleted when dropped.
 struct Netns {
     name: String,
@@ -753,16 +1087,20 @@ impl Netns {
             patchline_testkit::not_run(test, "network namespaces need root");
             return None;
         }
+        // Each namespace of this process (tests run in parallel) its own
+        // name and link.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let n = pid % (64 * 256);
+        let n = (pid.wrapping_mul(4).wrapping_add(k)) % (64 * 256);
         let (third, fourth) = (n / 64, (n % 64) * 4);
         let ns = Netns {
-            name: format!("plf{pid}"),
-            host_if: format!("plf{pid}h"),
+            name: format!("plf{pid}x{k}"),
+            host_if: format!("plf{pid}x{k}h"),
             host_addr: format!("10.213.{third}.{}", fourth + 1),
             ns_addr: format!("10.213.{third}.{}", fourth + 2),
         };
-        let ns_if = format!("plf{pid}n");
+        let ns_if = format!("plf{pid}x{k}n");
         // Leftovers of an earlier run with this process id.
         let _ = Command::new("ip")
             .args(["link", "del", &ns.host_if])
@@ -941,6 +1279,169 @@ fn partitioned_node_catches_up() {
         messages_twice(&records),
         p_sent("patchline_webhook_delivered_total"),
         p_sent("patchline_webhook_failed_total"),
+    ));
+    stop_all(nodes);
+}
+
+/// Three nodes, P in a network namespace of its own (as in
+/// `partitioned_node_catches_up`); P publishes an advisory affecting 1,001
+/// artifacts and its link is cut, for 20 s, while it holds the
+/// deployment's write lock (seen in `pg_locks`). P's session cannot end
+/// cleanly, so PostgreSQL must notice the silence (keepalive probes) and
+/// end it, which rolls P's transaction back and releases the lock: A and
+/// B keep taking writes, each answered within the bound. Restored, P's
+/// publication committed whole or not at all (and then publishing it
+/// again on A works); every node lists the same artifacts and the same
+/// notices, P takes a write of its own, and every notice is delivered.
+#[test]
+fn partitioned_lock_holder_releases_the_deployment() {
+    let test = "partitioned_lock_holder_releases_the_deployment";
+    let Some(py) = python(test) else {
+        return;
+    };
+    let Some(net) = Netns::create(test) else {
+        return;
+    };
+    let host = net.host_addr.clone();
+    let Some(pg) = OwnPostgres::start(test, &["127.0.0.1", &host]) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(nats) = own_nats(test, &host, tmp.path()) else {
+        return;
+    };
+    let purls = ubuntu_purls(tmp.path());
+    let rx = Receiver::start_on(&host, &py, tmp.path(), &[]);
+    let local = pg.url("127.0.0.1");
+    let mut nodes: Vec<Server> = ["a", "b"]
+        .iter()
+        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &local, &nats.url(), PREFIX))
+        .collect();
+    nodes.push(Server::start_node_via(
+        &net.exec(),
+        &format!("{}:0", net.ns_addr),
+        &tmp.path().join("p"),
+        FAST_RETRY,
+        &format!("{}?application_name=faults-node-p", pg.url(&host)),
+        &nats.url(),
+        PREFIX,
+    ));
+    let all: Vec<&Server> = nodes.iter().collect();
+    let (tenants, per_tenant) = (10, 100);
+    let tokens = populate(&all, &rx, &purls, tenants, per_tenant);
+    let expected = tenants * per_tenant + 1;
+    all[0].wait_drained(Duration::from_secs(30));
+
+    let (addr, body, token) = (
+        nodes[2].addr.clone(),
+        advisory_body(USN),
+        tokens[0].1.clone(),
+    );
+    let start = Instant::now();
+    let request = std::thread::spawn(move || {
+        try_http(
+            &addr,
+            "POST",
+            "/v1/advisories",
+            &token,
+            &body,
+            Duration::from_secs(90),
+        )
+    });
+    let mut watch = pg.client();
+    let holder = format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = 'faults-node-p' AND pid IN ({WRITE_LOCK_HELD_BY})"
+    );
+    let mut held_at = None;
+    while held_at.is_none() && !request.is_finished() && start.elapsed() < ANSWER_BOUND {
+        if watch.query_one(&holder, &[]).unwrap().get::<_, i64>(0) > 0 {
+            held_at = Some(start.elapsed());
+        }
+    }
+    net.cut();
+    let cut = Instant::now();
+    let held_at = held_at.expect("P held the write lock while it published");
+    let tally = Tally::during(&all[..2], &tokens, "cut", USN2, cut + 2 * OUTAGE);
+    let still_held = watch.query_one(&holder, &[]).unwrap().get::<_, i64>(0);
+    net.restore();
+    let outage = cut.elapsed();
+    say(&format!(
+        "lock holder: P seen holding the write lock {held_at:?} into its publication, cut off \
+         for {outage:?}; A and B meanwhile: answers by status {:?}, slowest {:?}, {} instances \
+         acknowledged, publication: {:?}; P's sessions holding the lock at the end: {still_held}",
+        tally.statuses,
+        tally.slowest,
+        tally.acked.len(),
+        tally.published
+    ));
+    assert!(
+        tally.statuses.keys().all(|s| (200..300).contains(s)),
+        "A and B answer while P is cut off: {:?}",
+        tally.statuses
+    );
+    assert_eq!(still_held, 0, "PostgreSQL still holds the lock for P");
+
+    let answer = request.join().unwrap();
+    let status = answer.as_ref().map(|(s, _)| *s);
+    // P learns that its sessions are gone when it next uses them (a 503
+    // or two, then it reconnects and reloads).
+    let back = Instant::now();
+    for node in &all {
+        wait_until(
+            &format!("{} answers reads", node.addr),
+            Duration::from_secs(30),
+            || {
+                node.call("GET", "/v1/notices?limit=1", &tokens[1].1, None)
+                    .0
+                    == 200
+            },
+        );
+    }
+    let reads_after = back.elapsed();
+    let listed = same_catalog(&all, Duration::from_secs(30));
+    assert_kept(&listed, &tally);
+    let first: usize = tokens
+        .iter()
+        .map(|(_, token)| feed_ids(all[0], token, USN).len())
+        .sum();
+    assert!(
+        first == 0 || first == listed.len(),
+        "P's publication half committed: {first} notices for {} artifacts",
+        listed.len()
+    );
+    if first == 0 {
+        assert!(
+            !matches!(status, Ok(200..=299)),
+            "an acknowledged publication was lost"
+        );
+        let published = all[0].publish(&tokens[0].1, USN);
+        assert_eq!(published["affected"], listed.len(), "{published}");
+    }
+    let notices = same_notices(&all, &tokens);
+    assert_eq!(notices, 2 * listed.len(), "two advisories, every artifact");
+    assert!(listed.len() >= expected);
+    let p = &nodes[2];
+    let again = writes_again(p, &tokens[1].1, "from-p", Duration::from_secs(60));
+    let listed = same_catalog(&all, Duration::from_secs(10));
+    assert_eq!(listed.last().map(String::as_str), Some("from-p"));
+    nodes[0].wait_drained(Duration::from_secs(60));
+    let records = rx.records();
+    let dups: Vec<usize> = [USN, USN2]
+        .iter()
+        .map(|a| delivered_once_or_more(&nodes[0], &records, &tokens, a, listed.len()))
+        .collect();
+    say(&format!(
+        "lock holder: P's publication answered {status:?} ({}); every node answered reads \
+         {reads_after:?} after the link came back; every node lists the same {} artifacts \
+         and {notices} notices; P took a write {again:?} later; every notice delivered (more \
+         than once: {dups:?})",
+        if first == 0 {
+            "rolled back, published again on A"
+        } else {
+            "committed"
+        },
+        listed.len()
     ));
     stop_all(nodes);
 }

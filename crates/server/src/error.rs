@@ -128,6 +128,18 @@ impl ApiError {
         )
     }
 
+    /// 503: the store went away while it was committing this request's
+    /// change, which may be saved; the detail is logged, the client is
+    /// told to read back before it tries again.
+    pub fn commit_unknown(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "store unavailable during a commit");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the store became unavailable while it was saving this request's change, which may or may not have been saved: read it back before you try again",
+        )
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
         ApiError::new(
@@ -265,6 +277,7 @@ impl From<patchline_store::StoreError> for ApiError {
             patchline_store::StoreError::Unavailable(_)
             | patchline_store::StoreError::Conflict(_)
             | patchline_store::StoreError::Lagged { .. } => ApiError::unavailable(e),
+            patchline_store::StoreError::CommitUnknown(_) => ApiError::commit_unknown(e),
             e => ApiError::internal(e),
         }
     }

@@ -44,6 +44,11 @@ pub enum StoreError {
     /// worth trying again later; the server answers 503.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The connection was lost while the database was committing: the
+    /// change may be saved though no answer came (the server answers 503
+    /// and says so; the node reloads as after any failed commit).
+    #[error("database unavailable during the commit, which may have been saved: {0}")]
+    CommitUnknown(String),
     #[error("the stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error(

@@ -307,6 +307,14 @@ each_backend! {
         b.raw_execute("DROP TABLE IF EXISTS notice_roots");
         b.raw_execute("ALTER TABLE subscriptions DROP COLUMN digest");
         b.raw_execute("DROP TABLE IF EXISTS digest_items");
+        if let Backend::Postgres(_) = b {
+            // Schema 10's derived column goes, and its index with it.
+            b.raw_execute("ALTER TABLE notices DROP COLUMN open");
+            b.raw_execute(
+                "CREATE INDEX notices_due ON notices (reminded_at)
+                 WHERE state IN ('affected', 'notified')",
+            );
+        }
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
             let mut store = b.store();

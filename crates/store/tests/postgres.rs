@@ -12,9 +12,9 @@ mod support;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
-use patchline_core::notice::Purpose;
+use patchline_core::notice::{DeliveryState, Purpose};
 use patchline_store::postgres::{PgQueue, PgReader, PgStore, SCHEMA_VERSION};
-use patchline_store::service::DeliveryRow;
+use patchline_store::service::{DeliveryRow, Finished};
 use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox, SecretKeys, StoreError};
 use support::TestDb;
 
@@ -638,4 +638,63 @@ fn a_silent_endpoint_is_unavailable_within_the_time_out() {
     assert!(message.contains("no answer within"), "{message}");
     assert!(!message.contains("S3cretPW"), "{message}");
     drop(held);
+}
+
+/// Marking delivered notices `notified` (what every delivery does to each
+/// notice it carries) writes no index entry: the update is HOT, so it
+/// neither grows the indexes of `notices` nor writes their WAL (schema
+/// 10). Each index of the table keeps its size while 2,000 notices are
+/// marked; with `state` in an index predicate, or with full pages, each
+/// index would take 2,000 more entries.
+#[test]
+fn marking_notices_notified_writes_no_index_entry() {
+    let Some(db) = TestDb::create("marking_notices_notified_writes_no_index_entry") else {
+        return;
+    };
+    const NOTICES: i64 = 2000;
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    let mut client = db.client();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO notice_groups (id, advisory, components) VALUES (1, 0, '[]');
+             INSERT INTO notices (id, advisory, artifact, tenant, state, grp, path,
+                                  created_at, updated_at, reminded_at)
+             SELECT g, 0, g, 1, 'affected', 1, '\\x0100', 0, 0, 0
+             FROM generate_series(1, {NOTICES}) g"
+        ))
+        .unwrap();
+    let sizes = |client: &mut postgres::Client| -> Vec<(String, i64)> {
+        client
+            .query(
+                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)
+                 FROM pg_index WHERE indrelid = 'notices'::regclass ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let before = sizes(&mut client);
+    assert!(before.len() >= 5, "{before:?}");
+    let mut q = PgQueue::open(&db.url).unwrap();
+    q.finish(&[Finished {
+        id: 1,
+        state: DeliveryState::Delivered,
+        status: Some(204),
+        error: None,
+        next_at_ms: 0,
+        at_ms: 5000,
+        notices: (1..=NOTICES).collect(),
+    }])
+    .unwrap();
+    let notified: i64 = client
+        .query_one(
+            "SELECT count(*) FROM notices WHERE state = 'notified' AND updated_at = 5000",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(notified, NOTICES);
+    assert_eq!(sizes(&mut client), before, "an index took new entries");
 }

@@ -54,6 +54,21 @@ const CONNECT_GRACE_S: u64 = 5;
 /// than the longest write (a 1M-notice fan-out commits in 12–28 s here).
 const LOCK_TIMEOUT_S: u64 = 60;
 
+/// Silence on a connection after which TCP keepalive probes start (both
+/// ends), the time between probes, and how many go unanswered before the
+/// connection is given up.
+const KEEPALIVE_IDLE_S: u64 = 5;
+const KEEPALIVE_INTERVAL_S: u64 = 2;
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// How long data the server sent may stay unacknowledged before it ends
+/// the session (a client that vanished while the server was answering).
+const TCP_USER_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a session may stay idle inside a transaction (a node frozen in
+/// the middle of a write) before the server ends it.
+const IDLE_IN_TRANSACTION_S: u64 = 60;
+
 /// How long the engine's session of a node of a deployment may stay idle
 /// (see [`PgStore::end_when_frozen`]).
 const IDLE_SESSION_TIMEOUT: &str = "SET idle_session_timeout = '60s'";
@@ -176,7 +191,12 @@ pub(crate) fn in_transaction<T>(
         let outcome = (|| {
             let mut tx = client.transaction()?;
             let value = body(&mut tx)?;
-            tx.commit()?;
+            // A connection lost during COMMIT leaves its outcome unknown:
+            // the server may have made it durable before it went.
+            tx.commit().map_err(|e| match is_unavailable(&e) {
+                true => Fail::Store(StoreError::CommitUnknown(message_of(&e))),
+                false => Fail::Pg(e),
+            })?;
             Ok::<T, Fail>(value)
         })();
         match outcome {
@@ -272,6 +292,19 @@ impl Conn {
         if config.get_application_name().is_none() {
             config.application_name("patchline");
         }
+        // A server that vanished (a cut link: no FIN, no RST) is noticed
+        // by the client after about KEEPALIVE_IDLE + 3 × KEEPALIVE_INTERVAL
+        // of silence, not when the operating system's two hours run out.
+        let asked = url
+            .split_once('?')
+            .is_some_and(|(_, options)| options.contains("keepalives"));
+        if !asked {
+            config
+                .keepalives(true)
+                .keepalives_idle(std::time::Duration::from_secs(KEEPALIVE_IDLE_S))
+                .keepalives_interval(std::time::Duration::from_secs(KEEPALIVE_INTERVAL_S))
+                .keepalives_retries(KEEPALIVE_PROBES);
+        }
         let target = describe(&config);
         let client = Conn::connect(&config, &target, migrates)?;
         Ok(Conn {
@@ -321,19 +354,40 @@ impl Conn {
         // too long is answered 503, never waited on for ever.
         // An operator's own setting (the role's, the database's, or the
         // URL's `options=-c lock_timeout=…`) is kept.
-        for (name, value) in [
-            ("lock_timeout", LOCK_TIMEOUT_S),
-            ("statement_timeout", STATEMENT_TIMEOUT_S),
-        ] {
+        //
+        // The server, too, notices a client that vanished: a node cut off
+        // the network while it holds the deployment's write lock (or row
+        // locks) would otherwise keep them until the link comes back, and
+        // every other node's writes would wait for it. Its session ends
+        // after about 10 s of silence (keepalive probes unanswered, or
+        // data sent and not acknowledged), which releases its locks and
+        // rolls its transaction back. The same for a client idle inside a
+        // transaction for a minute (a node frozen mid-write). Settings the
+        // operator made are kept here too.
+        let server_side: [(&str, String); 7] = [
+            ("lock_timeout", format!("'{LOCK_TIMEOUT_S}s'")),
+            ("statement_timeout", format!("'{STATEMENT_TIMEOUT_S}s'")),
+            (
+                "idle_in_transaction_session_timeout",
+                format!("'{IDLE_IN_TRANSACTION_S}s'"),
+            ),
+            ("tcp_keepalives_idle", KEEPALIVE_IDLE_S.to_string()),
+            ("tcp_keepalives_interval", KEEPALIVE_INTERVAL_S.to_string()),
+            ("tcp_keepalives_count", KEEPALIVE_PROBES.to_string()),
+            ("tcp_user_timeout", TCP_USER_TIMEOUT_MS.to_string()),
+        ];
+        let mut settings = String::new();
+        for (name, value) in server_side {
             let current: String = client
                 .query_one(&format!("SHOW {name}"), &[])
                 .map_err(db_err)?
                 .get(0);
             if current == "0" {
-                client
-                    .batch_execute(&format!("SET {name} = '{value}s'"))
-                    .map_err(db_err)?;
+                settings.push_str(&format!("SET {name} = {value}; "));
             }
+        }
+        if !settings.is_empty() {
+            client.batch_execute(&settings).map_err(db_err)?;
         }
         if migrates {
             migrate(&mut client)?;

@@ -362,7 +362,7 @@ pub(super) fn due_reminders(
         .query(
             &format!(
                 "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM}
-                 WHERE n.state IN ('affected', 'notified') AND n.reminded_at < $1
+                 WHERE n.open AND n.reminded_at < $1
                  ORDER BY n.reminded_at LIMIT $2"
             ),
             &[&before_ms, &(limit.min(i64::MAX as usize) as i64)],
