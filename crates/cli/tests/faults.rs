@@ -1164,6 +1164,65 @@ impl Drop for Netns {
     }
 }
 
+/// A deployment with a node that can be cut off: PostgreSQL, NATS and
+/// the webhook receiver (`receiver` its arguments) are the test's own,
+/// listening on the host's end of a namespace's link; nodes A and B run
+/// on the host, P (`nodes[2]`, its sessions named `faults-node-p` in
+/// PostgreSQL) inside the namespace. The fields drop in order: the nodes
+/// first, the namespace last.
+struct Partitioned {
+    nodes: Vec<Server>,
+    rx: Receiver,
+    pg: OwnPostgres,
+    _nats: NatsServer,
+    _tmp: tempfile::TempDir,
+    net: Netns,
+}
+
+impl Partitioned {
+    /// `None` when a tool or a service is missing (said by `not_run`).
+    fn start(test: &str, receiver: &[&str]) -> Option<Partitioned> {
+        let py = python(test)?;
+        let net = Netns::create(test)?;
+        let host = net.host_addr.clone();
+        let pg = OwnPostgres::start(test, &["127.0.0.1", &host])?;
+        let tmp = tempfile::tempdir().unwrap();
+        let nats = own_nats(test, &host, tmp.path())?;
+        let rx = Receiver::start_on(&host, &py, tmp.path(), receiver);
+        let local = pg.url("127.0.0.1");
+        let mut nodes: Vec<Server> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                Server::start_node(&tmp.path().join(n), FAST_RETRY, &local, &nats.url(), PREFIX)
+            })
+            .collect();
+        nodes.push(Server::start_node_via(
+            &net.exec(),
+            &format!("{}:0", net.ns_addr),
+            &tmp.path().join("p"),
+            FAST_RETRY,
+            &format!("{}?application_name=faults-node-p", pg.url(&host)),
+            &nats.url(),
+            PREFIX,
+        ));
+        Some(Partitioned {
+            nodes,
+            rx,
+            pg,
+            _nats: nats,
+            _tmp: tmp,
+            net,
+        })
+    }
+
+    /// [`populate`] over the three nodes.
+    fn populate(&self, tenants: usize, per_tenant: usize) -> Vec<(String, String)> {
+        let purls = ubuntu_purls(self._tmp.path());
+        let all: Vec<&Server> = self.nodes.iter().collect();
+        populate(&all, &self.rx, &purls, tenants, per_tenant)
+    }
+}
+
 /// Three nodes, P in a network namespace of its own, reaching PostgreSQL,
 /// NATS and the webhook receiver (all the test's own, listening on the
 /// host's end of P's link) over a veth link. P follows a publication, then
@@ -1175,41 +1234,15 @@ impl Drop for Netns {
 #[test]
 fn partitioned_node_catches_up() {
     let test = "partitioned_node_catches_up";
-    let Some(py) = python(test) else {
+    let Some(mut d) = Partitioned::start(test, &["--delay-ms", "1000"]) else {
         return;
     };
-    let Some(net) = Netns::create(test) else {
-        return;
-    };
-    let host = net.host_addr.clone();
-    let Some(pg) = OwnPostgres::start(test, &["127.0.0.1", &host]) else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(nats) = own_nats(test, &host, tmp.path()) else {
-        return;
-    };
-    let purls = ubuntu_purls(tmp.path());
-    let rx = Receiver::start_on(&host, &py, tmp.path(), &["--delay-ms", "1000"]);
-    let local = pg.url("127.0.0.1");
-    let mut nodes: Vec<Server> = ["a", "b"]
-        .iter()
-        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &local, &nats.url(), PREFIX))
-        .collect();
-    nodes.push(Server::start_node_via(
-        &net.exec(),
-        &format!("{}:0", net.ns_addr),
-        &tmp.path().join("p"),
-        FAST_RETRY,
-        &pg.url(&host),
-        &nats.url(),
-        PREFIX,
-    ));
-    let all: Vec<&Server> = nodes.iter().collect();
-    let tokens = populate(&all, &rx, &purls, 4, 20);
+    let tokens = d.populate(4, 20);
+    let (net, rx) = (&d.net, &d.rx);
+    let all: Vec<&Server> = d.nodes.iter().collect();
     // P publishes: its workers, woken first, take deliveries, and are
     // cut off with them out (the receiver answers after 1 s).
-    let p = &nodes[2];
+    let p = all[2];
     p.publish(&tokens[0].1, USN);
     let before = same_catalog(&all, Duration::from_secs(10));
     same_notices(&all, &tokens);
@@ -1262,11 +1295,11 @@ fn partitioned_node_catches_up() {
         .map(|n| n.metrics()["patchline_artifacts"])
         .collect();
     assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
-    nodes[0].wait_drained(Duration::from_secs(60));
+    all[0].wait_drained(Duration::from_secs(60));
     let records = rx.records();
     let dups: Vec<usize> = [USN, USN2]
         .iter()
-        .map(|a| delivered_once_or_more(&nodes[0], &records, &tokens, a, listed.len()))
+        .map(|a| delivered_once_or_more(all[0], &records, &tokens, a, listed.len()))
         .collect();
     let p_metrics = p.metrics();
     let p_sent = |k: &str| p_metrics.get(k).copied().unwrap_or(0.0);
@@ -1280,7 +1313,8 @@ fn partitioned_node_catches_up() {
         p_sent("patchline_webhook_delivered_total"),
         p_sent("patchline_webhook_failed_total"),
     ));
-    stop_all(nodes);
+    drop(all);
+    stop_all(std::mem::take(&mut d.nodes));
 }
 
 /// Three nodes, P in a network namespace of its own (as in
@@ -1296,47 +1330,17 @@ fn partitioned_node_catches_up() {
 #[test]
 fn partitioned_lock_holder_releases_the_deployment() {
     let test = "partitioned_lock_holder_releases_the_deployment";
-    let Some(py) = python(test) else {
+    let Some(mut d) = Partitioned::start(test, &[]) else {
         return;
     };
-    let Some(net) = Netns::create(test) else {
-        return;
-    };
-    let host = net.host_addr.clone();
-    let Some(pg) = OwnPostgres::start(test, &["127.0.0.1", &host]) else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(nats) = own_nats(test, &host, tmp.path()) else {
-        return;
-    };
-    let purls = ubuntu_purls(tmp.path());
-    let rx = Receiver::start_on(&host, &py, tmp.path(), &[]);
-    let local = pg.url("127.0.0.1");
-    let mut nodes: Vec<Server> = ["a", "b"]
-        .iter()
-        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &local, &nats.url(), PREFIX))
-        .collect();
-    nodes.push(Server::start_node_via(
-        &net.exec(),
-        &format!("{}:0", net.ns_addr),
-        &tmp.path().join("p"),
-        FAST_RETRY,
-        &format!("{}?application_name=faults-node-p", pg.url(&host)),
-        &nats.url(),
-        PREFIX,
-    ));
-    let all: Vec<&Server> = nodes.iter().collect();
     let (tenants, per_tenant) = (10, 100);
-    let tokens = populate(&all, &rx, &purls, tenants, per_tenant);
+    let tokens = d.populate(tenants, per_tenant);
+    let (net, rx, pg) = (&d.net, &d.rx, &d.pg);
+    let all: Vec<&Server> = d.nodes.iter().collect();
     let expected = tenants * per_tenant + 1;
     all[0].wait_drained(Duration::from_secs(30));
 
-    let (addr, body, token) = (
-        nodes[2].addr.clone(),
-        advisory_body(USN),
-        tokens[0].1.clone(),
-    );
+    let (addr, body, token) = (all[2].addr.clone(), advisory_body(USN), tokens[0].1.clone());
     let start = Instant::now();
     let request = std::thread::spawn(move || {
         try_http(
@@ -1421,15 +1425,15 @@ fn partitioned_lock_holder_releases_the_deployment() {
     let notices = same_notices(&all, &tokens);
     assert_eq!(notices, 2 * listed.len(), "two advisories, every artifact");
     assert!(listed.len() >= expected);
-    let p = &nodes[2];
+    let p = all[2];
     let again = writes_again(p, &tokens[1].1, "from-p", Duration::from_secs(60));
     let listed = same_catalog(&all, Duration::from_secs(10));
     assert_eq!(listed.last().map(String::as_str), Some("from-p"));
-    nodes[0].wait_drained(Duration::from_secs(60));
+    all[0].wait_drained(Duration::from_secs(60));
     let records = rx.records();
     let dups: Vec<usize> = [USN, USN2]
         .iter()
-        .map(|a| delivered_once_or_more(&nodes[0], &records, &tokens, a, listed.len()))
+        .map(|a| delivered_once_or_more(all[0], &records, &tokens, a, listed.len()))
         .collect();
     say(&format!(
         "lock holder: P's publication answered {status:?} ({}); every node answered reads \
@@ -1443,5 +1447,6 @@ fn partitioned_lock_holder_releases_the_deployment() {
         },
         listed.len()
     ));
-    stop_all(nodes);
+    drop(all);
+    stop_all(std::mem::take(&mut d.nodes));
 }
