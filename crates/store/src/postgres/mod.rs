@@ -207,6 +207,20 @@ pub(crate) fn in_transaction<T>(
     }
 }
 
+/// Whether the URL sets the client's keepalives itself (one of the
+/// parameters `keepalives`, `keepalives_idle`, `keepalives_interval`,
+/// `keepalives_retries`; a value that merely mentions them, such as a
+/// server option `tcp_keepalives_idle`, does not count).
+fn asks_keepalives(url: &str) -> bool {
+    let Some((_, query)) = url.split_once('?') else {
+        return false;
+    };
+    query.split('&').any(|pair| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        key == "keepalives" || key.starts_with("keepalives_")
+    })
+}
+
 /// Where a URL points, for messages: `postgres://user@host:port/db`,
 /// without the password or the options.
 fn describe(config: &Config) -> String {
@@ -295,10 +309,7 @@ impl Conn {
         // A server that vanished (a cut link: no FIN, no RST) is noticed
         // by the client after about KEEPALIVE_IDLE + 3 × KEEPALIVE_INTERVAL
         // of silence, not when the operating system's two hours run out.
-        let asked = url
-            .split_once('?')
-            .is_some_and(|(_, options)| options.contains("keepalives"));
-        if !asked {
+        if !asks_keepalives(url) {
             config
                 .keepalives(true)
                 .keepalives_idle(std::time::Duration::from_secs(KEEPALIVE_IDLE_S))
@@ -376,13 +387,22 @@ impl Conn {
             ("tcp_keepalives_count", KEEPALIVE_PROBES.to_string()),
             ("tcp_user_timeout", TCP_USER_TIMEOUT_MS.to_string()),
         ];
+        // "Made by the operator" is what `pg_settings.source` says: not
+        // the value (over TCP, `SHOW tcp_keepalives_idle` answers the
+        // kernel's 7200 when nobody set it).
+        let names: Vec<&str> = server_side.iter().map(|(n, _)| *n).collect();
+        let defaults: Vec<String> = client
+            .query(
+                "SELECT name FROM pg_settings WHERE name = ANY($1) AND source = 'default'",
+                &[&names],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut settings = String::new();
-        for (name, value) in server_side {
-            let current: String = client
-                .query_one(&format!("SHOW {name}"), &[])
-                .map_err(db_err)?
-                .get(0);
-            if current == "0" {
+        for (name, value) in &server_side {
+            if defaults.iter().any(|d| d == name) {
                 settings.push_str(&format!("SET {name} = {value}; "));
             }
         }
@@ -1234,6 +1254,67 @@ mod tests {
             scrub("no s3cret-pw here".into(), Some(b"s3cret-pw")),
             "no *** here"
         );
+    }
+
+    #[test]
+    fn only_keepalive_parameters_count_as_the_operators() {
+        assert!(!asks_keepalives("postgres://u@h/db"));
+        assert!(asks_keepalives("postgres://u@h/db?keepalives=0"));
+        assert!(asks_keepalives(
+            "postgres://u@h/db?sslmode=disable&keepalives_idle=30"
+        ));
+        assert!(!asks_keepalives(
+            "postgres://u@h/db?options=-c%20tcp_keepalives_idle%3D30"
+        ));
+        assert!(!asks_keepalives(
+            "postgres://u@h/db?application_name=keepalives"
+        ));
+    }
+
+    /// Each session gets the server-side time-outs and keepalives, over
+    /// TCP too (where `SHOW tcp_keepalives_idle` answers the kernel's
+    /// value when nobody set it), and keeps those the URL set.
+    #[test]
+    fn sessions_get_keepalives_unless_the_operator_set_them() {
+        let Some(url) = patchline_testkit::postgres::postgres_url(
+            "sessions_get_keepalives_unless_the_operator_set_them",
+        ) else {
+            return;
+        };
+        let show = |url: &str| -> Vec<String> {
+            let mut conn = Conn::open_unmigrated(url).unwrap();
+            let client = conn.client().unwrap();
+            [
+                "tcp_keepalives_idle",
+                "tcp_keepalives_interval",
+                "tcp_keepalives_count",
+                "tcp_user_timeout",
+                "idle_in_transaction_session_timeout",
+                "lock_timeout",
+            ]
+            .iter()
+            .map(|name| {
+                client
+                    .query_one(&format!("SHOW {name}"), &[])
+                    .unwrap()
+                    .get(0)
+            })
+            .collect()
+        };
+        let tcp = url.contains("@127.0.0.1") || url.contains("@localhost");
+        let got = show(&url);
+        if tcp {
+            assert_eq!(got[..4], ["5", "2", "3", "10000"], "{got:?}");
+        }
+        assert_eq!(got[4..], ["1min", "1min"], "{got:?}");
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let own =
+            format!("{url}{sep}options=-c%20tcp_keepalives_idle%3D30%20-c%20lock_timeout%3D7s");
+        let got = show(&own);
+        if tcp {
+            assert_eq!(got[0], "30", "{got:?}");
+        }
+        assert_eq!(got[5], "7s", "{got:?}");
     }
 
     /// A URL that does not parse, or a server that is not there: the
