@@ -52,17 +52,20 @@ impl ServerFacts {
             SyncSetting::Always => None,
             SyncSetting::TooOld => Some(format!(
                 "nats-server {v} acknowledges JetStream writes before they are on disk and cannot be told otherwise: \
-                 a crash of its host can lose acknowledged jobs and changes. Run nats-server 2.10 or later with \
+                 a crash of its host can lose acknowledged announcements and delivery jobs (patchline re-reads them from \
+                 PostgreSQL: a delay, never a lost change). Run nats-server 2.10 or later with \
                  `jetstream {{ sync_interval: always }}`"
             )),
             SyncSetting::Interval(d) => Some(format!(
                 "nats-server {v} syncs JetStream writes to disk every {} ms, after acknowledging them: a crash of its \
-                 host can lose acknowledged jobs and changes. Set `jetstream {{ sync_interval: always }}`",
+                 host can lose acknowledged announcements and delivery jobs (patchline re-reads them from PostgreSQL: \
+                 a delay, never a lost change). Set `jetstream {{ sync_interval: always }}`",
                 d.as_millis()
             )),
             SyncSetting::Unknown => Some(format!(
                 "cannot read the sync setting of nats-server {v} from this connection: make sure it runs with \
-                 `jetstream {{ sync_interval: always }}`, or acknowledged jobs and changes can be lost in a crash"
+                 `jetstream {{ sync_interval: always }}`, or acknowledged announcements and delivery jobs can be lost \
+                 in a crash (patchline re-reads them from PostgreSQL: a delay, never a lost change)"
             )),
         }
     }

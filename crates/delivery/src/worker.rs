@@ -175,12 +175,36 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
             return;
         }
     };
-    let open = st.queues.clone();
-    let queue = match tokio::task::spawn_blocking(move || open()).await {
-        Ok(Ok(q)) => Arc::new(std::sync::Mutex::new(q)),
-        _ => {
-            tracing::error!("cannot open the delivery queue; deliveries stop");
-            return;
+    // The store may be down when the worker starts (or just after the
+    // node did): it tries again, with a growing pause, until the queue
+    // opens or the service stops; deliveries wait meanwhile, never stop.
+    let mut tries: u32 = 0;
+    let queue = loop {
+        let open = st.queues.clone();
+        match tokio::task::spawn_blocking(move || open()).await {
+            Ok(Ok(q)) => break Arc::new(std::sync::Mutex::new(q)),
+            Ok(Err(e)) => {
+                tries += 1;
+                let pause = ROUND_RETRY_MS
+                    .saturating_mul(1 << tries.min(4))
+                    .min(ROUND_RETRY_MAX_MS);
+                tracing::error!(
+                    error = %e,
+                    retry_in_ms = pause,
+                    "cannot open the delivery queue; deliveries wait until it opens"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+            Err(_) => {
+                tracing::error!("opening the delivery queue panicked; deliveries stop");
+                return;
+            }
         }
     };
     // Alone on its store, a node voids every lease at start: the process

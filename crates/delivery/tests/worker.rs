@@ -20,7 +20,7 @@ use patchline_delivery::worker::{DeliveryMetrics, Host, QueueFactory, Worker, Wo
 use patchline_delivery::{DeliveryView, GroupDoc, GroupEntry};
 use patchline_store::service::{DeliveryRow, GroupRow, NoticeRow, SqliteQueue, SqliteReader};
 use patchline_store::sqlite::SqliteStore;
-use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox};
+use patchline_store::{CatalogStore, DeliveryQueue, NoticeReader, Outbox, StoreError};
 use patchline_webhook::{Policy, Schedule, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -319,6 +319,39 @@ async fn a_2xx_is_delivered_signed_with_the_subscription_secret() {
     )
     .expect("signed with the subscription's secret");
     assert!(w.worker.host.gone.lock().unwrap().is_empty());
+}
+
+/// The store is down when the worker starts (its queue cannot be opened,
+/// twice): the worker tries again and delivers once it opens. It gave up
+/// for good before, and the node's deliveries stopped until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_cannot_be_opened_yet_is_tried_again() {
+    let (url, got) = receiver(204).await;
+    let w = world(&url);
+    let (inner, refusals) = (w.worker.queues.clone(), Arc::new(AtomicU64::new(2)));
+    let left = refusals.clone();
+    let queues: QueueFactory = Arc::new(move || {
+        if left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Unavailable("the database is down".into()));
+        }
+        inner()
+    });
+    let worker = Arc::new(Worker {
+        config: w.worker.config.clone(),
+        clock: w.worker.clock.clone(),
+        queues,
+        view: w.worker.view.clone(),
+        wake: Arc::default(),
+        metrics: w.counts.clone(),
+        host: Recorder::default(),
+    });
+    let w = World { worker, ..w };
+    assert_eq!(run_until_settled(&w).await, DeliveryState::Delivered);
+    assert_eq!(refusals.load(Ordering::Relaxed), 0, "both refusals met");
+    assert_eq!(got.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

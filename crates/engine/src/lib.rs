@@ -535,6 +535,12 @@ impl<S: CatalogStore> Engine<S> {
         self.store.end_write();
     }
 
+    /// Whether a write could commit now as far as the store's hold on its
+    /// database goes (see [`CatalogStore::check_hold`]); for readiness.
+    pub fn check_hold(&mut self) -> Result<(), EngineError> {
+        self.store.check_hold().map_err(EngineError::from)
+    }
+
     /// Applies what other nodes committed since the last look, without the
     /// write lock (a node following its deployment). `true` when anything
     /// came in.

@@ -146,6 +146,14 @@ pub trait CatalogStore {
         0
     }
 
+    /// Whether this store may commit now: a store fenced by a node's hold
+    /// on its database ([`postgres::NodeLock`]) answers
+    /// [`StoreError::Unavailable`] while the hold is lost (between a cut
+    /// of its connection and the watcher taking it again). For readiness.
+    fn check_hold(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Takes one token from the deployment-wide bucket `key` (refilled at
     /// `per_min` a minute, holding at most `per_min`) and answers what is
     /// left (negative: spent). `None` for a store only this process uses
@@ -408,6 +416,10 @@ impl<T: CatalogStore + ?Sized> CatalogStore for Box<T> {
 
     fn applied_seq(&self) -> u64 {
         (**self).applied_seq()
+    }
+
+    fn check_hold(&mut self) -> Result<(), StoreError> {
+        (**self).check_hold()
     }
 
     fn take_budget(

@@ -382,6 +382,7 @@ fn a_lost_node_hold_writes_nothing() {
         )
     };
     empty_commit(&mut store).unwrap();
+    store.check_hold().unwrap();
 
     match NodeLock::acquire(&db.url, |_| {}) {
         Err(StoreError::Busy(why)) => assert!(
@@ -414,6 +415,9 @@ fn a_lost_node_hold_writes_nothing() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let _second = second.expect("the second node takes the database");
+    // Readiness says so before any write is tried.
+    let err = store.check_hold().unwrap_err();
+    assert!(err.to_string().contains("does not hold"), "{err}");
     let err = empty_commit(&mut store).unwrap_err();
     assert!(err.to_string().contains("does not hold"), "{err}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);

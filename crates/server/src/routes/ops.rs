@@ -136,6 +136,9 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         // Not ready while a failed commit left the memory ahead of the
         // store and it cannot be reloaded yet.
         e.ensure_fresh().map_err(|e| e.to_string())?;
+        // A node alone on its PostgreSQL database whose hold was lost (a
+        // connection cut) refuses writes until it takes it again.
+        e.check_hold().map_err(|e| e.to_string())?;
         let _ = e.catalog().len();
         Ok(())
     });

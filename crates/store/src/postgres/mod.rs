@@ -1031,6 +1031,13 @@ impl CatalogStore for PgStore {
         self.applied
     }
 
+    fn check_hold(&mut self) -> Result<(), StoreError> {
+        match self.fence.clone() {
+            Some(fence) => node::check_fence(self.conn.client()?, &fence),
+            None => Ok(()),
+        }
+    }
+
     fn take_budget(
         &mut self,
         key: &str,

@@ -203,7 +203,7 @@ fn watch(
 /// Inside a commit's transaction: fails unless the fence's session still
 /// holds the node lock.
 pub(crate) fn check_fence(
-    tx: &mut ::postgres::Transaction<'_>,
+    tx: &mut impl ::postgres::GenericClient,
     fence: &std::sync::Mutex<i32>,
 ) -> Result<(), StoreError> {
     let pid = *fence
