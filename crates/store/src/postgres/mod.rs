@@ -565,14 +565,22 @@ fn migrate(client: &mut Client) -> Result<(), StoreError> {
     })
 }
 
-/// A read-only transaction whose reads all see one moment.
+/// A read-only transaction whose reads all see one moment. It may stay
+/// idle between its statements as long as the caller builds what it read
+/// (a whole catalog at start: minutes for a very large one), so the
+/// session's `idle_in_transaction_session_timeout`, meant for a node
+/// frozen in the middle of a write, is lifted for it (it holds no lock a
+/// writer waits for).
 fn snapshot(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
-    client
+    let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .map_err(db_err)
+        .map_err(db_err)?;
+    tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .map_err(db_err)?;
+    Ok(tx)
 }
 
 fn random_hex(bytes: usize) -> Result<String, StoreError> {
@@ -1309,6 +1317,15 @@ mod tests {
             .collect()
         };
         let tcp = url.contains("@127.0.0.1") || url.contains("@localhost");
+        // A read snapshot (a load) may stay idle as long as it takes.
+        let mut conn = Conn::open_unmigrated(&url).unwrap();
+        let mut tx = snapshot(conn.client().unwrap()).unwrap();
+        let idle: String = tx
+            .query_one("SHOW idle_in_transaction_session_timeout", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(idle, "0");
+        drop(tx);
         let got = show(&url);
         if tcp {
             assert_eq!(got[..4], ["5", "2", "3", "10000"], "{got:?}");
