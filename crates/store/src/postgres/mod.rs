@@ -431,6 +431,33 @@ impl Conn {
             .ok_or_else(|| StoreError::Unavailable("no PostgreSQL connection".into()))
     }
 
+    /// Runs a read; when it fails because the connection turned out to be
+    /// broken (the server restarted, a link was cut and came back), runs
+    /// it once more on a new connection. Only for reads: run twice, they
+    /// answer the same.
+    pub(crate) fn read<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match f(self.client()?) {
+            Err(StoreError::Unavailable(_))
+                if self.client.as_ref().is_some_and(Client::is_closed) =>
+            {
+                f(self.client()?)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Conn::read`] of one query's rows.
+    pub(crate) fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<::postgres::Row>, StoreError> {
+        self.read(|c| c.query(sql, params).map_err(db_err))
+    }
+
     /// Runs `setup` on this session now and on every later one.
     pub(crate) fn set_setup(&mut self, setup: &'static str) -> Result<(), StoreError> {
         self.setup = Some(setup);

@@ -8,7 +8,7 @@ use super::service::{
     NOTICE_COLUMNS, NOTICE_FROM, first_per_id, mark_notified, notice_by_id, notice_from_row,
     notices_by_ids,
 };
-use super::{Conn, db_err, in_transaction, index};
+use super::{Conn, in_transaction, index};
 use crate::service::{DeliveryInfo, PatchRow, StoredNotice};
 use crate::{NoticeReader, StoreError};
 
@@ -72,7 +72,7 @@ const MARK_UNSYNCED: &str = "SET LOCAL synchronous_commit = off";
 
 impl NoticeReader for PgReader {
     fn log_seq(&mut self) -> Result<u64, StoreError> {
-        super::changes::last_seq(self.conn.client()?)
+        self.conn.read(super::changes::last_seq)
     }
 
     /// Notices a tenant may read (its own, and those about the public,
@@ -87,27 +87,26 @@ impl NoticeReader for PgReader {
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError> {
         self.conn
-            .client()?
             .query(
                 &notices_after_sql(),
                 &[&i64::from(tenant.0), &after_id, &limit_of(limit)],
-            )
-            .map_err(db_err)?
+            )?
             .iter()
             .map(notice_from_row)
             .collect()
     }
 
     fn notice(&mut self, id: i64) -> Result<Option<StoredNotice>, StoreError> {
-        notice_by_id(self.conn.client()?, id)
+        self.conn.read(|c| notice_by_id(c, id))
     }
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
-        notices_by_ids(self.conn.client()?, ids)
+        self.conn.read(|c| notices_by_ids(c, ids))
     }
 
     fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
-        super::service::root_open_counts(self.conn.client()?, roots)
+        self.conn
+            .read(|c| super::service::root_open_counts(c, roots))
     }
 
     fn root_notices_after(
@@ -116,7 +115,8 @@ impl NoticeReader for PgReader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<StoredNotice>, StoreError> {
-        super::service::root_notices_after(self.conn.client()?, root, after_id, limit)
+        self.conn
+            .read(|c| super::service::root_notices_after(c, root, after_id, limit))
     }
 
     fn patches_after(
@@ -125,19 +125,18 @@ impl NoticeReader for PgReader {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<PatchRow>, StoreError> {
-        super::service::patches_after(self.conn.client()?, tenant, after_id, limit_of(limit))
+        self.conn
+            .read(|c| super::service::patches_after(c, tenant, after_id, limit_of(limit)))
     }
 
     /// Counts by (artifact kind code, state) of an advisory's notices.
     fn progress_counts(&mut self, adv: AdvIdx) -> Result<Vec<(u8, String, i64)>, StoreError> {
         self.conn
-            .client()?
             .query(
                 "SELECT a.kind, n.state, count(*) FROM notices n JOIN artifacts a ON a.idx = n.artifact
                  WHERE n.advisory = $1 GROUP BY a.kind, n.state",
                 &[&i64::from(adv.0)],
-            )
-            .map_err(db_err)?
+            )?
             .iter()
             .map(|r| Ok((index(r.get(0), "artifact kind")?, r.get(1), r.get(2))))
             .collect()
@@ -150,7 +149,6 @@ impl NoticeReader for PgReader {
         bucket_ms: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         self.conn
-            .client()?
             .query(
                 "SELECT bucket, state, count(*) FROM (
                    SELECT (created_at / $2) * $2 AS bucket, 'affected'::text AS state
@@ -159,8 +157,7 @@ impl NoticeReader for PgReader {
                    SELECT (at / $2) * $2 AS bucket, state FROM notice_events WHERE advisory = $1) t
                  GROUP BY bucket, state ORDER BY bucket, state",
                 &[&i64::from(adv.0), &bucket_ms.max(1)],
-            )
-            .map_err(db_err)?
+            )?
             .iter()
             .map(|r| Ok((r.get(0), r.get(1), r.get(2))))
             .collect()
@@ -168,14 +165,12 @@ impl NoticeReader for PgReader {
 
     fn remediation_counts(&mut self, adv: AdvIdx) -> Result<Vec<(String, i64)>, StoreError> {
         self.conn
-            .client()?
             .query(
                 "SELECT coalesce(remediated_by::jsonb ->> 'cause', 'unknown') AS cause, count(*)
                  FROM notices WHERE advisory = $1 AND state = 'remediated'
                  GROUP BY cause ORDER BY cause",
                 &[&i64::from(adv.0)],
-            )
-            .map_err(db_err)?
+            )?
             .iter()
             .map(|r| Ok((r.get(0), r.get(1))))
             .collect()
@@ -187,14 +182,12 @@ impl NoticeReader for PgReader {
         bucket_ms: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         self.conn
-            .client()?
             .query(
                 "SELECT (at / $2) * $2 AS bucket, cause, count(*) FROM notice_events
                  WHERE advisory = $1 AND state = 'remediated' AND cause IS NOT NULL
                  GROUP BY bucket, cause ORDER BY bucket, cause",
                 &[&i64::from(adv.0), &bucket_ms.max(1)],
-            )
-            .map_err(db_err)?
+            )?
             .iter()
             .map(|r| Ok((r.get(0), r.get(1), r.get(2))))
             .collect()
@@ -209,15 +202,13 @@ impl NoticeReader for PgReader {
     ) -> Result<Vec<DeliveryInfo>, StoreError> {
         let state = state.map(DeliveryState::as_str);
         self.conn
-            .client()?
             .query(
                 "SELECT id, purpose, notices, state, attempts, next_at, last_status, last_error,
                         created_at, delivered_at
                  FROM deliveries WHERE subscription = $1 AND ($2::text IS NULL OR state = $2)
                  ORDER BY id DESC LIMIT $3",
                 &[&subscription, &state, &limit_of(limit)],
-            )
-            .map_err(db_err)?
+            )?
             .iter()
             .map(|r| {
                 let purpose: &str = r.get(1);
@@ -244,9 +235,7 @@ impl NoticeReader for PgReader {
     /// Queue depth per state, for metrics.
     fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         self.conn
-            .client()?
-            .query("SELECT state, count(*) FROM deliveries GROUP BY state", &[])
-            .map_err(db_err)?
+            .query("SELECT state, count(*) FROM deliveries GROUP BY state", &[])?
             .iter()
             .map(|r| Ok((r.get(0), r.get(1))))
             .collect()
