@@ -55,6 +55,20 @@ fn own_nats(test: &str, host: &str, dir: &Path) -> Option<NatsServer> {
     ))
 }
 
+/// Node `name` of a test deployment: its files in `dir/name`, its state
+/// in the PostgreSQL database of `store`, its bus the test's `nats`.
+fn node(dir: &Path, name: &str, store: &str, nats: &NatsServer) -> Server {
+    Server::start_node(&dir.join(name), FAST_RETRY, store, &nats.url(), PREFIX)
+}
+
+/// Nodes a, b and c of a test deployment (see [`node`]).
+fn three_nodes(dir: &Path, store: &str, nats: &NatsServer) -> Vec<Server> {
+    ["a", "b", "c"]
+        .iter()
+        .map(|n| node(dir, n, store, nats))
+        .collect()
+}
+
 /// The body of `POST /v1/advisories` for one of the Ubuntu test records.
 fn advisory_body(advisory: &str) -> Vec<u8> {
     std::fs::read(testdata(&format!("advisories/ubuntu/{advisory}.json"))).unwrap()
@@ -387,9 +401,7 @@ fn sigkill_mid_fanout_on_three_nodes() {
     let a_store = format!("{}{sep}application_name=faults-node-a", db.url);
     let mut nodes: Vec<Server> = [("a", &a_store), ("b", &db.url), ("c", &db.url)]
         .iter()
-        .map(|(n, store)| {
-            Server::start_node(&tmp.path().join(n), FAST_RETRY, store, &nats.url(), PREFIX)
-        })
+        .map(|(n, store)| node(tmp.path(), n, store, &nats))
         .collect();
     let (tenants, per_tenant) = (10, 300);
     let start = Instant::now();
@@ -527,18 +539,7 @@ fn nats_down_for_ten_seconds() {
     };
     let purls = ubuntu_purls(tmp.path());
     let rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "100"]);
-    let nodes: Vec<Server> = ["a", "b", "c"]
-        .iter()
-        .map(|n| {
-            Server::start_node(
-                &tmp.path().join(n),
-                FAST_RETRY,
-                &db.url,
-                &nats.url(),
-                PREFIX,
-            )
-        })
-        .collect();
+    let nodes = three_nodes(tmp.path(), &db.url, &nats);
     let all: Vec<&Server> = nodes.iter().collect();
     let tokens = populate(&all, &rx, &purls, 4, 20);
     nodes[0].publish(&tokens[0].1, USN);
@@ -631,10 +632,7 @@ fn postgres_down_for_ten_seconds() {
     let store = pg.url("127.0.0.1");
     let purls = ubuntu_purls(tmp.path());
     let rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "300"]);
-    let mut nodes: Vec<Server> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &store, &nats.url(), PREFIX))
-        .collect();
+    let mut nodes = three_nodes(tmp.path(), &store, &nats);
     let all: Vec<&Server> = nodes.iter().collect();
     let tokens = populate(&all, &rx, &purls, 4, 50);
     nodes[0].publish(&tokens[0].1, USN);
@@ -760,10 +758,7 @@ fn postgres_stops_mid_commit() {
     let store = pg.url("127.0.0.1");
     let purls = ubuntu_purls(tmp.path());
     let rx = Receiver::start(&py, tmp.path(), &[]);
-    let mut nodes: Vec<Server> = ["a", "b", "c"]
-        .iter()
-        .map(|n| Server::start_node(&tmp.path().join(n), FAST_RETRY, &store, &nats.url(), PREFIX))
-        .collect();
+    let mut nodes = three_nodes(tmp.path(), &store, &nats);
     let all: Vec<&Server> = nodes.iter().collect();
     let tokens = populate(&all, &rx, &purls, 4, 50);
     let expected = 4 * 50 + 1;
@@ -902,15 +897,7 @@ fn rolling_restart_loses_nothing() {
     let purls = ubuntu_purls(tmp.path());
     let rx = Receiver::start(&py, tmp.path(), &["--delay-ms", "200"]);
     let names = ["a", "b", "c"];
-    let start_node = |n: &str| {
-        Server::start_node(
-            &tmp.path().join(n),
-            FAST_RETRY,
-            &db.url,
-            &nats.url(),
-            PREFIX,
-        )
-    };
+    let start_node = |n: &str| node(tmp.path(), n, &db.url, &nats);
     let mut nodes: Vec<Option<Server>> = names.iter().map(|n| Some(start_node(n))).collect();
     let tokens = {
         let all: Vec<&Server> = nodes.iter().flatten().collect();
@@ -1192,9 +1179,7 @@ impl Partitioned {
         let local = pg.url("127.0.0.1");
         let mut nodes: Vec<Server> = ["a", "b"]
             .iter()
-            .map(|n| {
-                Server::start_node(&tmp.path().join(n), FAST_RETRY, &local, &nats.url(), PREFIX)
-            })
+            .map(|n| node(tmp.path(), n, &local, &nats))
             .collect();
         nodes.push(Server::start_node_via(
             &net.exec(),

@@ -126,6 +126,14 @@ const FINISH_BATCH_MAX: usize = 512;
 const ROUND_RETRY_MS: u64 = 250;
 const ROUND_RETRY_MAX_MS: u64 = 4000;
 
+/// The pause after `failures` refusals in a row (opening the queue, or a
+/// round on it), in milliseconds.
+fn retry_pause_ms(failures: u32) -> u64 {
+    ROUND_RETRY_MS
+        .saturating_mul(1 << failures.min(4))
+        .min(ROUND_RETRY_MAX_MS)
+}
+
 /// Longest sleep when nothing is due (new work wakes the loop earlier).
 const IDLE_POLL_MS: u64 = 1000;
 
@@ -185,9 +193,7 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
             Ok(Ok(q)) => break Arc::new(std::sync::Mutex::new(q)),
             Ok(Err(e)) => {
                 tries += 1;
-                let pause = ROUND_RETRY_MS
-                    .saturating_mul(1 << tries.min(4))
-                    .min(ROUND_RETRY_MAX_MS);
+                let pause = retry_pause_ms(tries);
                 tracing::error!(
                     error = %e,
                     retry_in_ms = pause,
@@ -317,9 +323,7 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
                     // stay leased to this process meanwhile), after a pause
                     // that grows while the queue keeps failing.
                     failed_rounds += 1;
-                    let pause = ROUND_RETRY_MS
-                        .saturating_mul(1 << failed_rounds.min(4))
-                        .min(ROUND_RETRY_MAX_MS);
+                    let pause = retry_pause_ms(failed_rounds);
                     tracing::error!(
                         results = batch.len(),
                         retry_in_ms = pause,

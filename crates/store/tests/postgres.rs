@@ -286,24 +286,22 @@ fn a_closed_connection_is_made_again() {
     let mut queue = PgQueue::open(&db.url).unwrap();
     let mut reader = PgReader::open(&db.url).unwrap();
     let before = store.installation().unwrap();
-    db.admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = '{}' AND pid <> pg_backend_pid()",
-        db.name
-    ));
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let end_every_session = || {
+        db.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            db.name
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    end_every_session();
     let _ = store.installation();
     assert_eq!(store.installation().unwrap(), before);
     let _ = queue.next_due();
     assert_eq!(queue.next_due().unwrap(), None);
     assert_eq!(reader.delivery_counts().unwrap(), vec![]);
     // Again, every read of the reader.
-    db.admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = '{}' AND pid <> pg_backend_pid()",
-        db.name
-    ));
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    end_every_session();
     assert_eq!(reader.notice(1).unwrap(), None);
 }
 
