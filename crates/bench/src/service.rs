@@ -454,7 +454,6 @@ async fn run_async(
     config.webhook_policy = patchline_webhook::Policy::from_env_value(Some("127.0.0.0/8"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.per_endpoint_inflight_max = 64;
-    config.inflight_max = 256;
     config.reminder_interval_ms = i64::MAX / 4;
     let st: Arc<AppState> = {
         let c = config.clone();

@@ -31,7 +31,13 @@ pub struct Config {
     pub body_inflight_max_bytes: usize,
     /// Deliveries claimed per worker poll.
     pub claim_batch_max: usize,
-    /// Concurrent webhook requests in flight over all endpoints.
+    /// Deliveries claimed and not yet recorded, over all endpoints (each
+    /// holds a slot from its claim until its result is recorded; at most
+    /// `per_endpoint_inflight_max` of them send to one endpoint at once).
+    /// The worker claims as many as there are free slots in each round,
+    /// so this is also the size a round grows to: 512 keeps a round's
+    /// commit cost per delivery low (BENCHMARKS: 256 delivered 20 % less
+    /// on PostgreSQL).
     pub inflight_max: usize,
     /// Concurrent requests per endpoint.
     pub per_endpoint_inflight_max: usize,
@@ -123,7 +129,7 @@ impl Config {
             body_max_bytes: 16 << 20,
             body_inflight_max_bytes: 256 << 20,
             claim_batch_max: 512,
-            inflight_max: 256,
+            inflight_max: 512,
             per_endpoint_inflight_max: 32,
             webhook_timeout_ms: 10_000,
             lease_ms: 20_000,

@@ -314,6 +314,16 @@ each_backend! {
                 "CREATE INDEX notices_due ON notices (reminded_at)
                  WHERE state IN ('affected', 'notified')",
             );
+            // Schema 11: a claim no longer writes `in_flight`; a delivery
+            // in flight when the schema changes keeps its lease.
+            b.raw_execute(
+                "CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_flight'",
+            );
+            b.raw_execute(
+                "INSERT INTO deliveries (id, subscription, purpose, notices, state, attempts,
+                   next_at, lease_until, created_at)
+                 VALUES (77, 'sub_old', 'notice', '{}', 'in_flight', 0, 100, 5000, 100)",
+            );
         }
         b.raw_execute(&format!("UPDATE meta SET value = '{previous}' WHERE key = 'schema'"));
         {
@@ -337,6 +347,15 @@ each_backend! {
             catalog.spec_of(img).warnings,
             ["sbom: components[1].purl: skipped"]
         );
+        if let Backend::Postgres(_) = b {
+            assert_eq!(
+                b.reader().delivery_counts().unwrap(),
+                vec![("in_flight".to_string(), 1)]
+            );
+            let mut q = b.queue();
+            assert_eq!(claimed_ids(&q.claim(4999, 100, 10).unwrap()), Vec::<i64>::new());
+            assert_eq!(claimed_ids(&q.claim(5001, 100, 10).unwrap()), vec![77]);
+        }
     }
 
     /// A database written by a newer build is refused, by every opener.

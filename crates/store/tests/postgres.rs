@@ -709,3 +709,59 @@ fn marking_notices_notified_writes_no_index_entry() {
     assert_eq!(notified, NOTICES);
     assert_eq!(sizes(&mut client), before, "an index took new entries");
 }
+
+/// A claim (what every delivery attempt starts with) writes no index
+/// entry: it sets only the lease, no indexed column, and the table leaves
+/// room on each page, so the update is HOT (schema 11). Each index of
+/// `deliveries` keeps its size while 2,000 queued deliveries are claimed;
+/// with the old claim (`state = 'in_flight'`) each index took 2,000 more
+/// entries. The claimed rows read back as in flight, and a claim made
+/// before their lease runs out finds nothing.
+#[test]
+fn claiming_deliveries_writes_no_index_entry() {
+    let Some(db) = TestDb::create("claiming_deliveries_writes_no_index_entry") else {
+        return;
+    };
+    const QUEUED: i64 = 2000;
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    let mut client = db.client();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+             SELECT g, 'sub_' || (g % 7), 'notice', ARRAY[g], 'pending', g, 0
+             FROM generate_series(1, {QUEUED}) g"
+        ))
+        .unwrap();
+    let sizes = |client: &mut postgres::Client| -> Vec<(String, i64)> {
+        client
+            .query(
+                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)
+                 FROM pg_index WHERE indrelid = 'deliveries'::regclass ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let before = sizes(&mut client);
+    assert!(before.len() >= 3, "{before:?}");
+    let mut q = PgQueue::open(&db.url).unwrap();
+    let mut claimed = 0;
+    loop {
+        let c = q.claim(QUEUED + 1, 60_000, 256).unwrap();
+        if c.is_empty() {
+            break;
+        }
+        claimed += c.len() as i64;
+    }
+    assert_eq!(claimed, QUEUED);
+    assert_eq!(sizes(&mut client), before, "an index took new entries");
+    let mut reader = PgReader::open(&db.url).unwrap();
+    assert_eq!(
+        reader.delivery_counts().unwrap(),
+        vec![("in_flight".to_string(), QUEUED)]
+    );
+    assert!(q.claim(QUEUED + 1000, 60_000, 10).unwrap().is_empty());
+    assert_eq!(q.next_due().unwrap(), None, "every queued row is leased");
+}

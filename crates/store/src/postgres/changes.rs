@@ -30,6 +30,9 @@ pub(super) const WRITE_LOCK: i64 = 0x706c_7772_6974_6521;
 /// further behind reloads whole ([`StoreError::Lagged`]).
 pub(super) const KEPT: i64 = 100_000;
 
+/// The log is pruned at every change whose sequence is a multiple of this.
+const PRUNE_EVERY: i64 = 1024;
+
 /// The last sequence committed (0 for an empty log).
 pub(super) fn last_seq(client: &mut impl GenericClient) -> Result<u64, StoreError> {
     let seq: i64 = client
@@ -84,7 +87,7 @@ pub(super) fn write_change(
         ))
         .into());
     }
-    if seq % 1024 == 0 {
+    if seq % PRUNE_EVERY == 0 {
         tx.execute("DELETE FROM changes WHERE seq <= $1", &[&(seq - KEPT)])?;
     }
     Ok(())
@@ -100,11 +103,17 @@ pub(super) fn read_changes(
     keys: &SecretKeys,
 ) -> Result<CaughtUp, StoreError> {
     let after_i = i64::try_from(after).map_err(|_| StoreError::Corrupt("sequence".into()))?;
+    // Bounded on both sides: the log never holds more than `KEPT` changes
+    // and the ones a prune leaves behind. The planner estimates a
+    // one-sided `seq > $1` on a table it has no statistics for as a third
+    // of the rows and read the whole log at every catch-up (a node's
+    // every write catches up first); a range is estimated small, and read
+    // through the primary key.
     let rows = client
         .query(
             "SELECT seq, artifacts, records, service, readers, deliveries
-             FROM changes WHERE seq > $1 ORDER BY seq",
-            &[&after_i],
+             FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            &[&after_i, &after_i.saturating_add(KEPT + PRUNE_EVERY)],
         )
         .map_err(db_err)?;
     let mut caught = CaughtUp {

@@ -207,6 +207,56 @@ pub(crate) fn in_transaction<T>(
     }
 }
 
+/// Statements a connection parsed and planned once and runs by name from
+/// then on (a statement given as text is parsed, planned and described at
+/// every call, one more round trip each): the delivery queue runs the same
+/// few statements many times a second. A statement prepared inside a
+/// transaction outlives it (it belongs to the session); a new session (the
+/// server closed the last one) starts with none, so the cache is emptied
+/// when [`Conn::session`] changes.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    session: u64,
+    statements: std::collections::HashMap<&'static str, ::postgres::Statement>,
+    /// Without caching: every call prepares again (for callers that run a
+    /// statement once).
+    off: bool,
+}
+
+impl Prepared {
+    /// A cache that keeps nothing.
+    pub(crate) fn none() -> Prepared {
+        Prepared {
+            off: true,
+            ..Prepared::default()
+        }
+    }
+
+    /// Forgets the statements of an earlier session.
+    pub(crate) fn for_session(&mut self, session: u64) {
+        if self.session != session {
+            self.statements.clear();
+            self.session = session;
+        }
+    }
+
+    /// `sql` prepared on this session (made now the first time).
+    pub(crate) fn get(
+        &mut self,
+        client: &mut impl GenericClient,
+        sql: &'static str,
+    ) -> Result<::postgres::Statement, ::postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = client.prepare(sql)?;
+        if !self.off {
+            self.statements.insert(sql, statement.clone());
+        }
+        Ok(statement)
+    }
+}
+
 /// Whether the URL sets the client's keepalives itself (one of the
 /// parameters `keepalives`, `keepalives_idle`, `keepalives_interval`,
 /// `keepalives_retries`; a value that merely mentions them, such as a

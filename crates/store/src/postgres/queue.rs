@@ -1,20 +1,35 @@
 //! The delivery queue in PostgreSQL. Claims lock the due rows they take
 //! with `FOR UPDATE SKIP LOCKED`, so workers on one node or many claim
 //! disjoint deliveries without waiting for each other; a lease marks what
-//! is in flight, and a lease that runs out (its worker or node died) is
-//! put back by `release_expired` on any node.
+//! is in flight, and a lease that ran out (its worker or node died) is
+//! claimed again by any node.
+//!
+//! A claim writes only the lease (`lease_until`): the row keeps its state
+//! (`pending` or `failed`), no indexed column changes, so PostgreSQL writes
+//! the leased version on the same page without a new index entry (a HOT
+//! update; the table leaves half of each page free for them). A delivery
+//! is in flight while it holds a lease: the reads show it as `in_flight`
+//! ([`SHOWN_STATE`]). Only the result moves the row out of the due index.
 
 use ::postgres::Transaction;
 use patchline_core::notice::{DeliveryState, Purpose};
 
 use super::service::{first_per_id, mark_notified, notices_by_ids};
-use super::{Conn, Fail, db_err, in_transaction, index};
+use super::{Conn, Fail, Prepared, db_err, in_transaction, index};
 use crate::service::{Claimed, Finished, PatchRow, StoredNotice};
 use crate::{DeliveryQueue, StoreError};
+
+/// The state a read shows for a row: a queued row that holds a lease is in
+/// flight (a claim does not change `state`, see the module's notes).
+pub(super) const SHOWN_STATE: &str =
+    "CASE WHEN state IN ('pending', 'failed') AND lease_until IS NOT NULL
+     THEN 'in_flight' ELSE state END";
 
 /// The delivery queue on its own connection.
 pub struct PgQueue {
     conn: Conn,
+    /// The queue's statements, prepared once per session.
+    prepared: Prepared,
 }
 
 impl std::fmt::Debug for PgQueue {
@@ -31,7 +46,15 @@ impl PgQueue {
     pub fn open(url: &str) -> Result<PgQueue, StoreError> {
         Ok(PgQueue {
             conn: Conn::open(url)?,
+            prepared: Prepared::default(),
         })
+    }
+
+    /// The live connection and the statements prepared on it.
+    fn session(&mut self) -> Result<(&mut ::postgres::Client, &mut Prepared), StoreError> {
+        self.conn.client()?;
+        self.prepared.for_session(self.conn.session());
+        Ok((self.conn.client()?, &mut self.prepared))
     }
 }
 
@@ -39,22 +62,28 @@ impl PgQueue {
 /// another worker holds (the caller commits).
 fn claim_rows(
     tx: &mut Transaction<'_>,
+    prepared: &mut Prepared,
     now_ms: i64,
     lease_ms: i64,
     limit: usize,
 ) -> Result<Vec<Claimed>, Fail> {
     let limit = limit.min(i64::MAX as usize) as i64;
-    let rows = tx.query(
-        "WITH due AS (
+    // A lease that ran out (`lease_until < now`) is claimed like no lease.
+    // The rows are found by the array of their ids, through the primary
+    // key: joined with a CTE of ids instead, PostgreSQL hashed the CTE and
+    // read the whole table for every claim.
+    let claim = prepared.get(
+        tx,
+        "UPDATE deliveries SET lease_until = $2
+         WHERE id = ANY(ARRAY(
            SELECT id FROM deliveries
            WHERE state IN ('pending', 'failed') AND next_at <= $1
+             AND (lease_until IS NULL OR lease_until < $1)
            ORDER BY next_at, id LIMIT $3
-           FOR UPDATE SKIP LOCKED)
-         UPDATE deliveries d SET state = 'in_flight', lease_until = $2
-         FROM due WHERE d.id = due.id
-         RETURNING d.id, d.subscription, d.purpose, d.notices, d.attempts, d.created_at",
-        &[&now_ms, &now_ms.saturating_add(lease_ms), &limit],
+           FOR UPDATE SKIP LOCKED))
+         RETURNING id, subscription, purpose, notices, attempts, created_at",
     )?;
+    let rows = tx.query(&claim, &[&now_ms, &now_ms.saturating_add(lease_ms), &limit])?;
     let mut claimed = rows
         .iter()
         .map(|r| {
@@ -77,7 +106,11 @@ fn claim_rows(
 /// Writes attempt results (the caller commits): each delivery's new state,
 /// and the notices delivered become `notified` (once each, with the time of
 /// their first delivery in the group).
-fn record_results(tx: &mut Transaction<'_>, results: &[Finished]) -> Result<(), Fail> {
+fn record_results(
+    tx: &mut Transaction<'_>,
+    prepared: &mut Prepared,
+    results: &[Finished],
+) -> Result<(), Fail> {
     if results.is_empty() {
         return Ok(());
     }
@@ -99,19 +132,21 @@ fn record_results(tx: &mut Transaction<'_>, results: &[Finished]) -> Result<(), 
     let next_at: Vec<i64> = folded.values().map(|(f, _)| f.next_at_ms).collect();
     let at: Vec<i64> = folded.values().map(|(f, _)| f.at_ms).collect();
     let count: Vec<i64> = folded.values().map(|(_, n)| *n).collect();
-    // Locked in id order: two finishers (or a finisher and `bury`) never
-    // wait on each other in a cycle.
-    tx.execute(
-        "SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        &[&id],
-    )?;
-    tx.execute(
+    // The rows are leased to this worker: only `bury` (a subscription
+    // disabled or deleted) may write them meanwhile. It locks them in
+    // another order, so the two can deadlock; PostgreSQL then ends one of
+    // them, and each is run again (`in_transaction`).
+    let record = prepared.get(
+        tx,
         "UPDATE deliveries d SET state = v.state, attempts = d.attempts + v.count,
            last_status = v.status, last_error = v.error, next_at = v.next_at, lease_until = NULL,
            delivered_at = CASE WHEN v.state = 'delivered' THEN v.at ELSE d.delivered_at END
          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
            $6::bigint[], $7::bigint[]) AS v(id, state, status, error, next_at, at, count)
          WHERE d.id = v.id AND d.id = ANY($1)",
+    )?;
+    tx.execute(
+        &record,
         &[&id, &state, &status, &error, &next_at, &at, &count],
     )?;
     let delivered = first_per_id(
@@ -120,7 +155,7 @@ fn record_results(tx: &mut Transaction<'_>, results: &[Finished]) -> Result<(), 
             .filter(|f| f.state == DeliveryState::Delivered)
             .flat_map(|f| f.notices.iter().map(move |&n| (n, f.at_ms))),
     );
-    mark_notified(tx, &delivered)
+    mark_notified(tx, prepared, &delivered)
 }
 
 /// A claim is acknowledged to no one: if a crash forgets it, the delivery
@@ -138,15 +173,19 @@ impl DeliveryQueue for PgQueue {
 
     /// Puts back deliveries whose lease expired (a worker or a node died
     /// mid-attempt): at-least-once, the receiver may see them twice. A
-    /// row a worker is finishing right now is skipped (its result clears
-    /// the lease anyway), so nodes releasing at once never wait on it.
+    /// claim takes such a row anyway; putting it back shows it as pending
+    /// again and dates it for `next_due`. Leased rows were due when they
+    /// were claimed, so only due rows are looked at. A row a worker is
+    /// finishing right now is skipped (its result clears the lease
+    /// anyway), so nodes releasing at once never wait on it.
     fn release_expired(&mut self, now_ms: i64) -> Result<usize, StoreError> {
         in_transaction(self.conn.client()?, |tx| {
             Ok(tx.execute(
-                "UPDATE deliveries SET state = 'pending', lease_until = NULL
-                 WHERE id IN (SELECT id FROM deliveries
-                              WHERE state = 'in_flight' AND lease_until < $1
-                              ORDER BY id FOR UPDATE SKIP LOCKED)",
+                "UPDATE deliveries SET lease_until = NULL
+                 WHERE id = ANY(ARRAY(SELECT id FROM deliveries
+                                      WHERE state IN ('pending', 'failed') AND next_at <= $1
+                                        AND lease_until < $1
+                                      ORDER BY id FOR UPDATE SKIP LOCKED))",
                 &[&now_ms],
             )? as usize)
         })
@@ -160,7 +199,8 @@ impl DeliveryQueue for PgQueue {
             .conn
             .client()?
             .execute(
-                "UPDATE deliveries SET lease_until = $2 WHERE id = ANY($1) AND state = 'in_flight'",
+                "UPDATE deliveries SET lease_until = $2
+                 WHERE id = ANY($1) AND state IN ('pending', 'failed') AND lease_until IS NOT NULL",
                 &[&ids, &until_ms],
             )
             .map_err(db_err)? as usize)
@@ -175,9 +215,10 @@ impl DeliveryQueue for PgQueue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        in_transaction(self.conn.client()?, |tx| {
+        let (client, prepared) = self.session()?;
+        in_transaction(client, |tx| {
             tx.batch_execute(CLAIM_UNSYNCED)?;
-            claim_rows(tx, now_ms, lease_ms, limit)
+            claim_rows(tx, prepared, now_ms, lease_ms, limit)
         })
     }
 
@@ -186,7 +227,8 @@ impl DeliveryQueue for PgQueue {
         if results.is_empty() {
             return Ok(());
         }
-        in_transaction(self.conn.client()?, |tx| record_results(tx, results))
+        let (client, prepared) = self.session()?;
+        in_transaction(client, |tx| record_results(tx, prepared, results))
     }
 
     /// Records attempts and claims the next due deliveries in one
@@ -201,12 +243,13 @@ impl DeliveryQueue for PgQueue {
         if results.is_empty() {
             return self.claim(now_ms, lease_ms, limit);
         }
-        in_transaction(self.conn.client()?, |tx| {
-            record_results(tx, results)?;
+        let (client, prepared) = self.session()?;
+        in_transaction(client, |tx| {
+            record_results(tx, prepared, results)?;
             if limit == 0 {
                 return Ok(Vec::new());
             }
-            claim_rows(tx, now_ms, lease_ms, limit)
+            claim_rows(tx, prepared, now_ms, lease_ms, limit)
         })
     }
 
@@ -235,7 +278,8 @@ impl DeliveryQueue for PgQueue {
     }
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
-        notices_by_ids(self.conn.client()?, ids)
+        let (client, prepared) = self.session()?;
+        notices_by_ids(client, prepared, ids)
     }
 
     fn patches(&mut self, ids: &[i64]) -> Result<Vec<PatchRow>, StoreError> {
@@ -255,15 +299,19 @@ impl DeliveryQueue for PgQueue {
         super::service::digest_open(self.conn.client()?, subscription, tenant, limit)
     }
 
-    /// The earliest time something becomes due, if anything is queued.
+    /// The earliest time something becomes due, if anything is queued and
+    /// not leased (a lease that runs out is found by the worker's next
+    /// round, or put back by `release_expired`).
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
             .client()?
-            .query_one(
-                "SELECT min(next_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+            .query_opt(
+                "SELECT next_at FROM deliveries
+                 WHERE state IN ('pending', 'failed') AND lease_until IS NULL
+                 ORDER BY next_at LIMIT 1",
                 &[],
             )
-            .map(|r| r.get(0))
+            .map(|r| r.map(|r| r.get(0)))
             .map_err(db_err)
     }
 }

@@ -4,11 +4,12 @@
 use patchline_core::notice::{DeliveryState, Purpose};
 use patchline_core::{AdvIdx, TenantIdx};
 
+use super::queue::SHOWN_STATE;
 use super::service::{
     NOTICE_COLUMNS, NOTICE_FROM, first_per_id, mark_notified, notice_by_id, notice_from_row,
     notices_by_ids,
 };
-use super::{Conn, in_transaction, index};
+use super::{Conn, Prepared, in_transaction, index};
 use crate::service::{DeliveryInfo, PatchRow, StoredNotice};
 use crate::{NoticeReader, StoreError};
 
@@ -101,7 +102,8 @@ impl NoticeReader for PgReader {
     }
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
-        self.conn.read(|c| notices_by_ids(c, ids))
+        self.conn
+            .read(|c| notices_by_ids(c, &mut Prepared::none(), ids))
     }
 
     fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
@@ -201,14 +203,16 @@ impl NoticeReader for PgReader {
         limit: usize,
     ) -> Result<Vec<DeliveryInfo>, StoreError> {
         let state = state.map(DeliveryState::as_str);
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT id, purpose, notices, {SHOWN_STATE}, attempts, next_at, last_status,
+                        last_error, created_at, delivered_at
+                 FROM deliveries WHERE subscription = $1 AND ($2::text IS NULL OR {SHOWN_STATE} = $2)
+                 ORDER BY id DESC LIMIT $3"
+            )
+        });
         self.conn
-            .query(
-                "SELECT id, purpose, notices, state, attempts, next_at, last_status, last_error,
-                        created_at, delivered_at
-                 FROM deliveries WHERE subscription = $1 AND ($2::text IS NULL OR state = $2)
-                 ORDER BY id DESC LIMIT $3",
-                &[&subscription, &state, &limit_of(limit)],
-            )?
+            .query(SQL.as_str(), &[&subscription, &state, &limit_of(limit)])?
             .iter()
             .map(|r| {
                 let purpose: &str = r.get(1);
@@ -235,7 +239,10 @@ impl NoticeReader for PgReader {
     /// Queue depth per state, for metrics.
     fn delivery_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         self.conn
-            .query("SELECT state, count(*) FROM deliveries GROUP BY state", &[])?
+            .query(
+                &format!("SELECT {SHOWN_STATE} AS s, count(*) FROM deliveries GROUP BY s"),
+                &[],
+            )?
             .iter()
             .map(|r| Ok((r.get(0), r.get(1))))
             .collect()
@@ -249,7 +256,7 @@ impl NoticeReader for PgReader {
         let marks = first_per_id(ids.iter().map(|&id| (id, at_ms)));
         in_transaction(self.conn.client()?, |tx| {
             tx.batch_execute(MARK_UNSYNCED)?;
-            mark_notified(tx, &marks)
+            mark_notified(tx, &mut Prepared::none(), &marks)
         })
     }
 }

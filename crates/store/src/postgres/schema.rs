@@ -256,8 +256,24 @@ DROP INDEX notices_due;
 CREATE INDEX notices_due ON notices (reminded_at) WHERE open;
 ";
 
+/// Schema 10 → 11: a claim becomes a HOT update, as marking a notice did
+/// in schema 10. A claim used to set `state = 'in_flight'`, which moved
+/// the row out of `deliveries_due` and into `deliveries_leased`: a version
+/// on another page and an entry in every index, then the same again when
+/// the result came. A claim now writes only `lease_until`, which no index
+/// names (`deliveries_leased` is dropped; a claim takes a row whose lease
+/// ran out), and half of each page is left free for the leased versions.
+/// Rows in flight when the schema changes keep their leases as pending
+/// rows. `VACUUM FULL` would rewrite the table with the new fill factor;
+/// the migration leaves existing pages as they are (new rows get it).
+const V11: &str = "
+UPDATE deliveries SET state = 'pending' WHERE state = 'in_flight';
+DROP INDEX deliveries_leased;
+ALTER TABLE deliveries SET (fillfactor = 50);
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

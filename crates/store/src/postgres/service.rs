@@ -17,7 +17,7 @@ use patchline_core::notice::{Grouping, NoticeState, SubscriptionState};
 use patchline_core::remedy::{Action, RootCause};
 use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 
-use super::{Fail, db_err, in_transaction, index};
+use super::{Fail, Prepared, db_err, in_transaction, index};
 use crate::service::{
     DigestWindow, NoticeChange, OpenGroup, Outbox, PatchRow, RootMembers, ServiceState,
     StoredNotice, StoredRoot, SubscriptionRow, TokenRow, blob_path, path_blob,
@@ -333,18 +333,16 @@ pub(super) fn notice_by_id(
 /// ids that do not exist are left out.
 pub(super) fn notices_by_ids(
     client: &mut impl GenericClient,
+    prepared: &mut Prepared,
     ids: &[i64],
 ) -> Result<Vec<StoredNotice>, StoreError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ANY($1) ORDER BY n.id")
+    });
+    let statement = prepared.get(client, SQL.as_str()).map_err(db_err)?;
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IDS_PER_QUERY_MAX) {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {NOTICE_COLUMNS} FROM {NOTICE_FROM} WHERE n.id = ANY($1) ORDER BY n.id"
-                ),
-                &[&chunk],
-            )
-            .map_err(db_err)?;
+        let rows = client.query(&statement, &[&chunk]).map_err(db_err)?;
         for r in &rows {
             out.push(notice_from_row(r)?);
         }
@@ -383,25 +381,31 @@ pub(super) fn due_reminders(
 /// however many callers race: the rows are locked in id order first (no
 /// deadlock between two markers), and the update only takes rows still
 /// `affected` once it holds them.
-pub(super) fn mark_notified(tx: &mut Transaction<'_>, marks: &[(i64, i64)]) -> Result<(), Fail> {
+pub(super) fn mark_notified(
+    tx: &mut Transaction<'_>,
+    prepared: &mut Prepared,
+    marks: &[(i64, i64)],
+) -> Result<(), Fail> {
     if marks.is_empty() {
         return Ok(());
     }
     let ids: Vec<i64> = marks.iter().map(|m| m.0).collect();
     let at: Vec<i64> = marks.iter().map(|m| m.1).collect();
-    tx.execute(
+    let lock = prepared.get(
+        tx,
         "SELECT id FROM notices WHERE id = ANY($1) AND state = 'affected' ORDER BY id FOR UPDATE",
-        &[&ids],
     )?;
-    tx.execute(
+    tx.execute(&lock, &[&ids])?;
+    let mark = prepared.get(
+        tx,
         "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v(id, at)),
               u AS (UPDATE notices n SET state = 'notified', updated_at = v.at FROM v
                     WHERE n.id = v.id AND n.id = ANY($1) AND n.state = 'affected'
                     RETURNING n.id, n.advisory, v.at)
          INSERT INTO notice_events (notice, advisory, state, at)
          SELECT id, advisory, 'notified', at FROM u",
-        &[&ids, &at],
     )?;
+    tx.execute(&mark, &[&ids, &at])?;
     Ok(())
 }
 
