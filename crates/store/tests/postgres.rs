@@ -651,6 +651,20 @@ fn a_silent_endpoint_is_unavailable_within_the_time_out() {
     drop(held);
 }
 
+/// The size of each index of `table`, by name.
+fn index_sizes(client: &mut postgres::Client, table: &str) -> Vec<(String, i64)> {
+    client
+        .query(
+            "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)
+             FROM pg_index WHERE indrelid = $1::text::regclass ORDER BY 1",
+            &[&table],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 /// Marking delivered notices `notified` (what every delivery does to each
 /// notice it carries) writes no index entry: the update is HOT, so it
 /// neither grows the indexes of `notices` nor writes their WAL (schema
@@ -674,18 +688,7 @@ fn marking_notices_notified_writes_no_index_entry() {
              FROM generate_series(1, {NOTICES}) g"
         ))
         .unwrap();
-    let sizes = |client: &mut postgres::Client| -> Vec<(String, i64)> {
-        client
-            .query(
-                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)
-                 FROM pg_index WHERE indrelid = 'notices'::regclass ORDER BY 1",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect()
-    };
+    let sizes = |client: &mut postgres::Client| index_sizes(client, "notices");
     let before = sizes(&mut client);
     assert!(before.len() >= 5, "{before:?}");
     let mut q = PgQueue::open(&db.url).unwrap();
@@ -732,18 +735,7 @@ fn claiming_deliveries_writes_no_index_entry() {
              FROM generate_series(1, {QUEUED}) g"
         ))
         .unwrap();
-    let sizes = |client: &mut postgres::Client| -> Vec<(String, i64)> {
-        client
-            .query(
-                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid)
-                 FROM pg_index WHERE indrelid = 'deliveries'::regclass ORDER BY 1",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect()
-    };
+    let sizes = |client: &mut postgres::Client| index_sizes(client, "deliveries");
     let before = sizes(&mut client);
     assert!(before.len() >= 3, "{before:?}");
     let mut q = PgQueue::open(&db.url).unwrap();
