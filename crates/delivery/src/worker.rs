@@ -229,12 +229,17 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
     // Deliveries this node holds leases on (claimed, result not yet
     // recorded): a node of a deployment renews them while it lives.
     let leased: Leased = Arc::default();
+    // The sweep renews this node's leases until the worker has recorded
+    // its last results, not only until the stop: a drain that waits on
+    // slow endpoints longer than a lease would otherwise let another node
+    // send what this one is still sending.
+    let (sweep_stop, sweep_stopped) = watch::channel(false);
     if shared {
         tokio::spawn(sweep_leases(
             st.clone(),
             queue.clone(),
             leased.clone(),
-            shutdown.clone(),
+            sweep_stopped,
         ));
     }
     // Each attempt sends its result here when it ends (and frees its slot).
@@ -306,6 +311,7 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
                         );
                         results.extend(claimed.into_iter().map(|(c, _)| Finished {
                             id: c.id,
+                            claim: c.claim,
                             state: DeliveryState::Failed,
                             status: None,
                             error: Some("the node was behind the deployment's change log".into()),
@@ -393,26 +399,54 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
             });
         }
     }
-    // Let in-flight attempts finish (bounded by the request time-out), and
-    // record what they learnt.
-    let _ = tokio::time::timeout(
-        Duration::from_millis(st.config.webhook_timeout_ms + 1000),
-        inflight.acquire_many(st.config.inflight_max as u32),
-    )
-    .await;
+    // Let in-flight attempts finish (bounded by the request time-out),
+    // recording what they learn as it comes (every DRAIN_RECORD_MS): an
+    // attempt that ended is recorded at once, not when the slowest one
+    // does, so nothing already sent waits on a hung endpoint.
     drop(done_tx);
-    while let Some(f) = done_rx.recv().await {
-        results.push(f);
-    }
-    if !results.is_empty() {
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(st.config.webhook_timeout_ms + 1000);
+    let mut open = true;
+    while open {
+        let tick = tokio::time::sleep(Duration::from_millis(DRAIN_RECORD_MS));
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                f = done_rx.recv() => match f {
+                    Some(f) => results.push(f),
+                    None => { open = false; break }
+                },
+                _ = &mut tick => break,
+                _ = tokio::time::sleep_until(deadline) => { open = false; break }
+            }
+        }
+        if results.is_empty() {
+            continue;
+        }
         let (q, view) = (queue.clone(), st.view.clone());
-        let ok =
-            tokio::task::spawn_blocking(move || round(&q, &results, 0, 0, 0, false, &view)).await;
-        if !matches!(ok, Ok(Some(_))) {
-            tracing::error!("could not record the last delivery attempts");
+        let batch = std::mem::take(&mut results);
+        match tokio::task::spawn_blocking(move || {
+            let ok = round(&q, &batch, 0, 0, 0, false, &view).is_some();
+            (ok, batch)
+        })
+        .await
+        {
+            Ok((true, _)) => {}
+            Ok((false, batch)) => results = batch,
+            Err(_) => {}
         }
     }
+    if !results.is_empty() {
+        tracing::error!(
+            results = results.len(),
+            "could not record the last delivery attempts; a restart sends them again"
+        );
+    }
+    let _ = sweep_stop.send(true);
 }
+
+/// How often a stopping worker records the attempts that ended.
+const DRAIN_RECORD_MS: u64 = 250;
 
 /// What a claimed delivery carries: notices (with, for a grouped
 /// subscription, its groups' open members now), or (purpose `patch`)
@@ -615,6 +649,7 @@ async fn attempt<H: Host>(
     let now = st.now_ms();
     let dead = |error: &str| Finished {
         id: c.id,
+        claim: c.claim,
         state: DeliveryState::Dead,
         status: None,
         error: Some(error.to_string()),
@@ -638,6 +673,7 @@ async fn attempt<H: Host>(
     let Some(rows) = rows else {
         return Finished {
             id: c.id,
+            claim: c.claim,
             state: DeliveryState::Failed,
             status: None,
             error: Some("could not read the notices".into()),
@@ -687,6 +723,7 @@ async fn attempt<H: Host>(
         // artifact made private, ...): nothing to send.
         return Finished {
             id: c.id,
+            claim: c.claim,
             state: DeliveryState::Delivered,
             status: None,
             error: Some("nothing left that the subscriber may see".into()),
@@ -836,6 +873,7 @@ async fn attempt<H: Host>(
     }
     Finished {
         id: c.id,
+        claim: c.claim,
         state,
         status: result.status,
         error: result.error,

@@ -227,7 +227,14 @@ impl Metrics {
             out,
             "# HELP patchline_deliveries Deliveries by state.\n# TYPE patchline_deliveries gauge"
         );
-        for (state, n) in deliveries {
+        // Every state, 0 when no delivery is in it: a series that vanishes
+        // breaks the alerts and graphs built on it.
+        for state in patchline_core::notice::DeliveryState::ALL {
+            let state = state.as_str();
+            let n = deliveries
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "patchline_deliveries{{state=\"{state}\"}} {n}");
         }
         self.webhook_attempt_seconds.render(
@@ -241,5 +248,27 @@ impl Metrics {
             "From a notice's creation to its first successful webhook delivery.",
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every delivery state has its series, 0 when no delivery is in it
+    /// (found from outside: states with no rows vanished from the scrape).
+    #[test]
+    fn every_delivery_state_is_rendered() {
+        let text = Metrics::default().render(1, 2, &[("delivered".to_string(), 3)]);
+        for (state, n) in [
+            ("pending", 0),
+            ("in_flight", 0),
+            ("delivered", 3),
+            ("failed", 0),
+            ("dead", 0),
+        ] {
+            let line = format!("patchline_deliveries{{state=\"{state}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
     }
 }

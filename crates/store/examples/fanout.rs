@@ -110,6 +110,7 @@ fn drain(queue: &mut dyn DeliveryQueue) -> (f64, usize) {
             .into_iter()
             .map(|c| Finished {
                 id: c.id,
+                claim: c.claim,
                 state: DeliveryState::Delivered,
                 status: Some(200),
                 error: None,

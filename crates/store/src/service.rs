@@ -1326,6 +1326,11 @@ pub struct Claimed {
     pub notices: Vec<i64>,
     pub attempts: u32,
     pub created_at_ms: i64,
+    /// Which claim of the delivery this is (the shared queue counts
+    /// them; the embedded one, which no other process claims from,
+    /// answers 0): its result is recorded only while no later claim took
+    /// the delivery.
+    pub claim: i64,
 }
 
 /// What a worker learnt from one attempt.
@@ -1340,6 +1345,8 @@ pub struct Finished {
     pub at_ms: i64,
     /// Notices that were delivered (their state moves to `notified`).
     pub notices: Vec<i64>,
+    /// The claim the attempt was made under ([`Claimed::claim`]).
+    pub claim: i64,
 }
 
 /// The delivery queue on its own connection.
@@ -1394,6 +1401,7 @@ fn claim_rows(
                 notices: blob_ids(&r.get::<_, Vec<u8>>(3)?),
                 attempts: r.get(4)?,
                 created_at_ms: r.get(5)?,
+                claim: 0,
             })
         })
         .map_err(db_err)?;

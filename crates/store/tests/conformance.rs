@@ -314,6 +314,8 @@ each_backend! {
                 "CREATE INDEX notices_due ON notices (reminded_at)
                  WHERE state IN ('affected', 'notified')",
             );
+            // Schema 12's claim counter goes.
+            b.raw_execute("ALTER TABLE deliveries DROP COLUMN claims");
             // Schema 11: a claim no longer writes `in_flight`; a delivery
             // in flight when the schema changes keeps its lease.
             b.raw_execute(
@@ -575,6 +577,7 @@ fn claimed_ids(c: &[patchline_store::Claimed]) -> Vec<i64> {
 fn finished(id: i64, state: DeliveryState, at_ms: i64, next_at_ms: i64) -> Finished {
     Finished {
         id,
+        claim: 0,
         state,
         status: match state {
             DeliveryState::Delivered => Some(200),
@@ -1009,6 +1012,12 @@ each_backend! {
                 notices: vec![3],
                 attempts: 0,
                 created_at_ms: 100,
+                // The shared queue counts claims (this is the first); the
+                // embedded one has no other claimer to fence off.
+                claim: match b {
+                    Backend::Sqlite(_) => 0,
+                    Backend::Postgres(_) => 1,
+                },
             }
         );
         assert_eq!(claimed_ids(&q.claim(1000, 100, 10).unwrap()), vec![1]);

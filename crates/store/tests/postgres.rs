@@ -694,6 +694,7 @@ fn marking_notices_notified_writes_no_index_entry() {
     let mut q = PgQueue::open(&db.url).unwrap();
     q.finish(&[Finished {
         id: 1,
+        claim: 0,
         state: DeliveryState::Delivered,
         status: Some(204),
         error: None,
@@ -756,4 +757,61 @@ fn claiming_deliveries_writes_no_index_entry() {
     );
     assert!(q.claim(QUEUED + 1000, 60_000, 10).unwrap().is_empty());
     assert_eq!(q.next_due().unwrap(), None, "every queued row is leased");
+}
+
+/// A node that stalled past its lease (frozen, swapping, a drain longer
+/// than the lease) does not overwrite the result of the node that claimed
+/// the delivery after it (found from outside: 18 delivered rows turned
+/// back into `failed` and were sent a third time, or `dead`). Node A
+/// claims, its lease runs out, node B claims and delivers; A's late
+/// failure is dropped, and the row stays delivered with B's status.
+#[test]
+fn a_late_result_does_not_overwrite_a_later_claim() {
+    let Some(db) = TestDb::create("a_late_result_does_not_overwrite_a_later_claim") else {
+        return;
+    };
+    drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
+    db.client()
+        .batch_execute(
+            "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+             VALUES (1, 'sub_a', 'notice', '{}', 'pending', 0, 0)",
+        )
+        .unwrap();
+    let mut a = PgQueue::open(&db.url).unwrap();
+    let mut b = PgQueue::open(&db.url).unwrap();
+    let by_a = a.claim(1000, 100, 10).unwrap();
+    assert_eq!(by_a.len(), 1);
+    // A's lease (until 1100) runs out; B claims the delivery again.
+    let by_b = b.claim(2000, 100, 10).unwrap();
+    assert_eq!(by_b.len(), 1);
+    assert!(by_b[0].claim > by_a[0].claim, "{by_a:?} {by_b:?}");
+    let result = |c: &patchline_store::Claimed, state, status, at_ms| Finished {
+        id: c.id,
+        claim: c.claim,
+        state,
+        status: Some(status),
+        error: None,
+        next_at_ms: at_ms + 5000,
+        at_ms,
+        notices: Vec::new(),
+    };
+    b.finish(&[result(&by_b[0], DeliveryState::Delivered, 204, 2050)])
+        .unwrap();
+    a.finish(&[result(&by_a[0], DeliveryState::Dead, 500, 2100)])
+        .unwrap();
+    let row = db
+        .client()
+        .query_one(
+            "SELECT state, last_status, delivered_at, attempts FROM deliveries WHERE id = 1",
+            &[],
+        )
+        .unwrap();
+    let state: String = row.get(0);
+    let status: Option<i64> = row.get(1);
+    let delivered_at: Option<i64> = row.get(2);
+    let attempts: i64 = row.get(3);
+    assert_eq!(
+        (state.as_str(), status, delivered_at, attempts),
+        ("delivered", Some(204), Some(2050), 1)
+    );
 }

@@ -74,14 +74,14 @@ fn claim_rows(
     // read the whole table for every claim.
     let claim = prepared.get(
         tx,
-        "UPDATE deliveries SET lease_until = $2
+        "UPDATE deliveries SET lease_until = $2, claims = claims + 1
          WHERE id = ANY(ARRAY(
            SELECT id FROM deliveries
            WHERE state IN ('pending', 'failed') AND next_at <= $1
              AND (lease_until IS NULL OR lease_until < $1)
            ORDER BY next_at, id LIMIT $3
            FOR UPDATE SKIP LOCKED))
-         RETURNING id, subscription, purpose, notices, attempts, created_at",
+         RETURNING id, subscription, purpose, notices, attempts, created_at, claims",
     )?;
     let rows = tx.query(&claim, &[&now_ms, &now_ms.saturating_add(lease_ms), &limit])?;
     let mut claimed = rows
@@ -96,6 +96,7 @@ fn claim_rows(
                 notices: r.get(3),
                 attempts: index(r.get(4), "attempts")?,
                 created_at_ms: r.get(5),
+                claim: r.get(6),
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -132,22 +133,31 @@ fn record_results(
     let next_at: Vec<i64> = folded.values().map(|(f, _)| f.next_at_ms).collect();
     let at: Vec<i64> = folded.values().map(|(f, _)| f.at_ms).collect();
     let count: Vec<i64> = folded.values().map(|(_, n)| *n).collect();
+    let claim: Vec<i64> = folded.values().map(|(f, _)| f.claim).collect();
     // The rows are leased to this worker: only `bury` (a subscription
     // disabled or deleted) may write them meanwhile. It locks them in
     // another order, so the two can deadlock; PostgreSQL then ends one of
     // them, and each is run again (`in_transaction`).
+    //
+    // A result is recorded only under the claim it was made under: a node
+    // that stalled past its lease (frozen, swapping, a long drain) finds
+    // its deliveries claimed again by another node, whose result stands —
+    // the late one would turn a `delivered` row back into `failed` or
+    // `dead` and send it once more. Claim 0 is a result made without a
+    // claim (tools and tests), recorded as it is.
     let record = prepared.get(
         tx,
         "UPDATE deliveries d SET state = v.state, attempts = d.attempts + v.count,
            last_status = v.status, last_error = v.error, next_at = v.next_at, lease_until = NULL,
            delivered_at = CASE WHEN v.state = 'delivered' THEN v.at ELSE d.delivered_at END
          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::bigint[],
-           $6::bigint[], $7::bigint[]) AS v(id, state, status, error, next_at, at, count)
-         WHERE d.id = v.id AND d.id = ANY($1)",
+           $6::bigint[], $7::bigint[], $8::bigint[])
+           AS v(id, state, status, error, next_at, at, count, claim)
+         WHERE d.id = v.id AND d.id = ANY($1) AND (v.claim = 0 OR d.claims = v.claim)",
     )?;
     tx.execute(
         &record,
-        &[&id, &state, &status, &error, &next_at, &at, &count],
+        &[&id, &state, &status, &error, &next_at, &at, &count, &claim],
     )?;
     let delivered = first_per_id(
         results
