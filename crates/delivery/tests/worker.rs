@@ -377,3 +377,96 @@ async fn a_subscription_the_view_does_not_know_is_a_dead_letter_unsent() {
     assert_eq!(run_until_settled(&w).await, DeliveryState::Dead);
     assert!(got.lock().unwrap().is_empty());
 }
+
+/// A receiver that reads each request, answers the first with 204 after
+/// `delay`, and never answers the others (a hung endpoint); answers how
+/// many requests arrived.
+async fn receiver_first_then_hang(delay: Duration) -> (String, Arc<AtomicU64>) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let count = seen.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::Relaxed);
+            if n > 0 {
+                held.push(conn);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 8192];
+                let _ = conn.read(&mut chunk).await;
+                tokio::time::sleep(delay).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 204 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A stopping worker records an attempt that ended while another still
+/// waits on a hung endpoint, at once, not when the slow one ends (found
+/// from outside: a 60 s drain left 27 delivered attempts unrecorded, and
+/// another node sent them again once their leases ran out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_records_what_ended_while_others_drain() {
+    let (url, seen) = receiver_first_then_hang(Duration::from_millis(300)).await;
+    let w = world(&url);
+    // A second delivery of the same notice, to the same endpoint.
+    {
+        let mut store = SqliteStore::open(&w.data).unwrap();
+        let (catalog, db) = store.load().unwrap();
+        let now = SystemClock.now_ms();
+        let outbox = Outbox {
+            deliveries: vec![DeliveryRow {
+                id: 2,
+                subscription: "sub_acme".into(),
+                purpose: Purpose::Notice,
+                notices: vec![1],
+                next_at_ms: now,
+                at_ms: now,
+                dead: false,
+            }],
+            ..Default::default()
+        };
+        store
+            .commit(&catalog, &Default::default(), &db, &[], &outbox)
+            .unwrap();
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(patchline_delivery::worker::run(w.worker.clone(), stop_rx));
+    for _ in 0..1000 {
+        if seen.load(Ordering::Relaxed) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.load(Ordering::Relaxed), 2, "both attempts under way");
+    // Stopped while both are out: the first is answered 300 ms later,
+    // the other never (the worker's time-out is 5 s).
+    let stopped = std::time::Instant::now();
+    let _ = stop_tx.send(true);
+    let mut reader = SqliteReader::open(&w.data).unwrap();
+    let delivered = loop {
+        let rows = reader
+            .deliveries("sub_acme", Some(DeliveryState::Delivered), 10)
+            .unwrap();
+        if !rows.is_empty() || stopped.elapsed() > Duration::from_secs(4) {
+            break rows.len();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let took = stopped.elapsed();
+    assert_eq!(delivered, 1, "recorded {took:?} after the stop");
+    assert!(
+        took < Duration::from_secs(2) && !task.is_finished(),
+        "recorded {took:?} after the stop, while the hung attempt was still out"
+    );
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the worker stops after its time-out")
+        .unwrap();
+}
