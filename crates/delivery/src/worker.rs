@@ -433,7 +433,9 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
         {
             Ok((true, _)) => {}
             Ok((false, batch)) => results = batch,
-            Err(_) => {}
+            Err(_) => {
+                tracing::error!("recording delivery attempts panicked; a restart sends them again")
+            }
         }
     }
     if !results.is_empty() {

@@ -213,25 +213,15 @@ pub(crate) fn in_transaction<T>(
 /// few statements many times a second. A statement prepared inside a
 /// transaction outlives it (it belongs to the session); a new session (the
 /// server closed the last one) starts with none, so the cache is emptied
-/// when [`Conn::session`] changes.
+/// when [`Conn::session`] changes. A caller that runs a statement once
+/// passes a fresh cache, dropped after the call.
 #[derive(Default)]
 pub(crate) struct Prepared {
     session: u64,
     statements: std::collections::HashMap<&'static str, ::postgres::Statement>,
-    /// Without caching: every call prepares again (for callers that run a
-    /// statement once).
-    off: bool,
 }
 
 impl Prepared {
-    /// A cache that keeps nothing.
-    pub(crate) fn none() -> Prepared {
-        Prepared {
-            off: true,
-            ..Prepared::default()
-        }
-    }
-
     /// Forgets the statements of an earlier session.
     pub(crate) fn for_session(&mut self, session: u64) {
         if self.session != session {
@@ -250,9 +240,7 @@ impl Prepared {
             return Ok(s.clone());
         }
         let statement = client.prepare(sql)?;
-        if !self.off {
-            self.statements.insert(sql, statement.clone());
-        }
+        self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
 }

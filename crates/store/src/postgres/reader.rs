@@ -103,7 +103,7 @@ impl NoticeReader for PgReader {
 
     fn notices(&mut self, ids: &[i64]) -> Result<Vec<StoredNotice>, StoreError> {
         self.conn
-            .read(|c| notices_by_ids(c, &mut Prepared::none(), ids))
+            .read(|c| notices_by_ids(c, &mut Prepared::default(), ids))
     }
 
     fn root_open_counts(&mut self, roots: &[i64]) -> Result<Vec<(i64, u64)>, StoreError> {
@@ -256,7 +256,7 @@ impl NoticeReader for PgReader {
         let marks = first_per_id(ids.iter().map(|&id| (id, at_ms)));
         in_transaction(self.conn.client()?, |tx| {
             tx.batch_execute(MARK_UNSYNCED)?;
-            mark_notified(tx, &mut Prepared::none(), &marks)
+            mark_notified(tx, &mut Prepared::default(), &marks)
         })
     }
 }
