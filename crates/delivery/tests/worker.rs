@@ -112,6 +112,19 @@ impl Host for Recorder {
     }
 }
 
+/// Delivery `id` of notice 1 to acme's webhook, due at `now`.
+fn acme_delivery(id: i64, now: i64) -> DeliveryRow {
+    DeliveryRow {
+        id,
+        subscription: "sub_acme".into(),
+        purpose: Purpose::Notice,
+        notices: vec![1],
+        next_at_ms: now,
+        at_ms: now,
+        dead: false,
+    }
+}
+
 struct World {
     _dir: tempfile::TempDir,
     data: std::path::PathBuf,
@@ -187,15 +200,7 @@ fn world(url: &str) -> World {
             at_ms: now,
             root: None,
         }],
-        deliveries: vec![DeliveryRow {
-            id: 1,
-            subscription: "sub_acme".into(),
-            purpose: Purpose::Notice,
-            notices: vec![1],
-            next_at_ms: now,
-            at_ms: now,
-            dead: false,
-        }],
+        deliveries: vec![acme_delivery(1, now)],
         ..Default::default()
     };
     let changes = catalog.take_changes();
@@ -421,15 +426,7 @@ async fn a_stopping_worker_records_what_ended_while_others_drain() {
         let (catalog, db) = store.load().unwrap();
         let now = SystemClock.now_ms();
         let outbox = Outbox {
-            deliveries: vec![DeliveryRow {
-                id: 2,
-                subscription: "sub_acme".into(),
-                purpose: Purpose::Notice,
-                notices: vec![1],
-                next_at_ms: now,
-                at_ms: now,
-                dead: false,
-            }],
+            deliveries: vec![acme_delivery(2, now)],
             ..Default::default()
         };
         store
