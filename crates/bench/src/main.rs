@@ -39,6 +39,12 @@ struct Args {
     /// `nodes` nodes on the `--store` database.
     bus: Option<String>,
     nodes: usize,
+    /// `--single N`: deliveries each single-notice phase of the
+    /// deployment benchmark queues.
+    single: i64,
+    /// `--repeat N`: how many phases of each kind (one node, every node),
+    /// alternating.
+    repeat: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -51,6 +57,8 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut store = None;
     let mut bus = None;
     let mut nodes = 3;
+    let mut single = 20_000;
+    let mut repeat = 3;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -77,13 +85,24 @@ fn parse_args() -> anyhow::Result<Args> {
                 nodes = args.next().context("--nodes needs a number")?.parse()?;
                 anyhow::ensure!((2..=16).contains(&nodes), "--nodes is 2 to 16");
             }
+            "--single" => {
+                single = args.next().context("--single needs a number")?.parse()?;
+                anyhow::ensure!(
+                    (1_000..=1_000_000).contains(&single),
+                    "--single is 1000 to 1000000"
+                );
+            }
+            "--repeat" => {
+                repeat = args.next().context("--repeat needs a number")?.parse()?;
+                anyhow::ensure!((1..=20).contains(&repeat), "--repeat is 1 to 20");
+            }
             "--reuse" => {
                 reuse = true;
                 keep = true;
             }
             "-h" | "--help" => {
                 println!(
-                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--store postgres://USER@HOST:PORT/DB [--bus nats://HOST:PORT [--nodes N]]]]"
+                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--store postgres://USER@HOST:PORT/DB [--bus nats://HOST:PORT [--nodes N] [--single N] [--repeat N]]]]"
                 );
                 println!("  --keep   keep the generated files and database");
                 println!(
@@ -91,6 +110,12 @@ fn parse_args() -> anyhow::Result<Args> {
                 );
                 println!(
                     "  --bus    a deployment of --nodes nodes (default 3) on the --store database, this NATS as its bus"
+                );
+                println!(
+                    "  --single deliveries each single-notice phase of the deployment benchmark queues (default 20000)"
+                );
+                println!(
+                    "  --repeat phases of each kind (node A alone, every node), alternating (default 3)"
                 );
                 println!(
                     "  --reuse  measure the queries on a kept database (no generation, no import)"
@@ -110,6 +135,8 @@ fn parse_args() -> anyhow::Result<Args> {
         store,
         bus,
         nodes,
+        single,
+        repeat,
     })
 }
 
@@ -216,9 +243,18 @@ fn main() -> anyhow::Result<()> {
                 generate_and_import(&args, &data_dir, pg, &mut rows, false)?;
             let settings = pg.map(pgbench::settings).transpose()?;
             let figures = match (pg, &args.bus) {
-                (Some(pg), Some(bus)) => {
-                    nodes::run(pg, bus, args.nodes, &data_dir, &advisories_dir, &all_bases)?
-                }
+                (Some(pg), Some(bus)) => nodes::run(
+                    pg,
+                    bus,
+                    nodes::Shape {
+                        nodes: args.nodes,
+                        single: args.single,
+                        repeat: args.repeat,
+                    },
+                    &data_dir,
+                    &advisories_dir,
+                    &all_bases,
+                )?,
                 _ => service::run(&data_dir, pg, &advisories_dir, &all_bases)?,
             };
             Ok((settings, figures))

@@ -44,6 +44,42 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Busy CPU time of the whole machine so far (every core, every process:
+/// PostgreSQL and NATS too), from `/proc/stat`.
+fn machine_cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?;
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal …: busy is
+            // everything but idle and iowait.
+            Some(f.iter().sum::<u64>() - f.get(3)? - f.get(4)?)
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// TCP connections this machine opened so far (`ActiveOpens` of
+/// `/proc/net/snmp`): the webhook client's new connections to the receiver.
+fn tcp_opens() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = s.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ActiveOpens")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs `f` on node `st`'s engine as a request would: the write lock
 /// released after it, its change announced, its notices handed over.
 async fn write<T: Send + 'static>(
@@ -65,16 +101,31 @@ async fn write<T: Send + 'static>(
     .await
 }
 
+/// Deliveries that warm the other nodes' workers up before the phase in
+/// which every node delivers.
+const WARM_UP: i64 = 3_000;
+
 fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
     v.sort_unstable();
     let p = |q: f64| v[((v.len() - 1) as f64 * q) as usize];
     (p(0.5), p(0.99), p(1.0))
 }
 
+/// The deployment measured and its single-notice phases.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Nodes in the deployment (at least 2).
+    pub nodes: usize,
+    /// Deliveries each single-notice phase queues.
+    pub single: i64,
+    /// Phases of each kind (node A alone, every node), alternating.
+    pub repeat: usize,
+}
+
 pub fn run(
     postgres: &str,
     bus: &str,
-    nodes: usize,
+    shape: Shape,
     data_dir: &std::path::Path,
     advisories_dir: &std::path::Path,
     all_bases: &str,
@@ -89,7 +140,10 @@ pub fn run(
     rt.block_on(run_async(
         postgres.to_string(),
         bus.to_string(),
-        nodes.max(2),
+        Shape {
+            nodes: shape.nodes.max(2),
+            ..shape
+        },
         data_dir.to_path_buf(),
         tables,
         advisories_dir.to_path_buf(),
@@ -100,12 +154,17 @@ pub fn run(
 async fn run_async(
     postgres: String,
     bus: String,
-    n_nodes: usize,
+    shape: Shape,
     data_dir: std::path::PathBuf,
     tables: Tables,
     advisories_dir: std::path::PathBuf,
     all_bases: String,
 ) -> anyhow::Result<Figures> {
+    let Shape {
+        nodes: n_nodes,
+        single: n_single,
+        repeat,
+    } = shape;
     let mut rows = Vec::new();
     let mut row = |what: &str, value: String, note: String| {
         eprintln!("  {what}: {value} {note}");
@@ -191,42 +250,80 @@ async fn run_async(
 
     // Single-notice signed deliveries: node A's workers alone, then every
     // node's. Each phase queues its own deliveries, due now.
-    let mut worker_stops = Vec::new();
-    let mut start_worker = |st: &Arc<AppState>| {
+    let start_worker = |st: &Arc<AppState>| {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        worker_stops.push((
+        (
             tx,
             tokio::spawn(patchline_server::worker::run(st.clone(), rx)),
-        ));
+        )
     };
-    start_worker(&a);
+    let mut worker_stops = vec![start_worker(&a)];
     // The fan-out's deliveries first (by A alone), so that the phases
     // below measure only their own.
     a.wake.notify_one();
     wait_delivered(&tables, deliveries, Duration::from_secs(900)).await?;
-    let n_single: i64 = 20_000;
-    let mut rates = Vec::new();
-    for phase in 0..2 {
-        if phase == 1 {
+    anyhow::ensure!(
+        n_single <= notices,
+        "--single {n_single} is more than the fan-out's {notices} notices (each phase sends that many of them again)"
+    );
+    // The two kinds of phase alternate, `repeat` times each: the same
+    // build's figures drift by up to 20 % from one run to the next (and
+    // within a run), so each kind is measured at several moments and the
+    // ratio compares their totals.
+    let mut totals = [(0i64, Duration::ZERO); 2];
+    for phase in 0..2 * repeat {
+        let every = phase % 2 == 1;
+        if every {
             for st in &nodes[1..] {
-                start_worker(st);
+                worker_stops.push(start_worker(st));
             }
+            // The other nodes' workers warm up first, as node A's did on
+            // the fan-out: each opens its queue's connection, prepares its
+            // statements and connects to the receiver (a few hundred TCP
+            // connections) on a warm-up batch that is not measured.
+            let base = count_deliveries(&tables, "delivered").await?;
+            let warm = WARM_UP.min(n_single);
+            {
+                let tables = tables.clone();
+                blocking(move || tables.queue_single(warm, now_ms())).await?;
+            }
+            for st in &nodes {
+                st.wake.notify_one();
+            }
+            wait_delivered(&tables, base + warm, Duration::from_secs(120)).await?;
         }
         let before: Vec<u64> = nodes
             .iter()
             .map(|st| st.metrics.webhook_delivered_total.load(Ordering::Relaxed))
             .collect();
+        let rounds_before: u64 = nodes
+            .iter()
+            .map(|st| st.metrics.delivery_rounds_total.load(Ordering::Relaxed))
+            .sum();
         let base = count_deliveries(&tables, "delivered").await?;
         {
             let tables = tables.clone();
-            blocking(move || tables.queue_single(n_single, now_ms())).await?;
+            blocking(move || tables.settle()).await?;
         }
         // The receiver's count is watched first (as the one-node
         // benchmark does): counting `delivered` rows scans the table, and
         // doing it every 20 ms through the phase took PostgreSQL CPU from
         // the nodes measured, more in the second phase (a larger table).
+        // It is read before the deliveries are queued: a worker whose idle
+        // poll ends just after the commit sends some before it is woken.
         let seen_before = seen.count.load(Ordering::Relaxed);
+        {
+            let tables = tables.clone();
+            blocking(move || tables.queue_single(n_single, now_ms())).await?;
+        }
+        eprintln!("  (single-notice phase {} begins)", phase + 1);
+        let counters = {
+            let tables = tables.clone();
+            blocking(move || tables.pg_counters()).await?
+        };
         let cpu = cpu_time();
+        let machine = machine_cpu_time();
+        let opens = tcp_opens();
         for st in &nodes {
             st.wake.notify_one();
         }
@@ -238,14 +335,49 @@ async fn run_async(
         )
         .await?;
         let cpu = cpu_time().saturating_sub(cpu);
+        let machine = machine_cpu_time().saturating_sub(machine);
+        let opens = tcp_opens().saturating_sub(opens);
+        let counters_after = {
+            let tables = tables.clone();
+            // The statistics collector reports a backend's counts when
+            // its transaction ends, at most every 10 ms (PostgreSQL 15).
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            blocking(move || tables.pg_counters()).await?
+        };
+        let pg = match (counters, counters_after) {
+            (Some(b), Some(a)) => {
+                let per = |i: usize| (a[i] - b[i]) as f64 / (n_single as f64 / 1000.0);
+                format!(
+                    "; PostgreSQL per 1,000 deliveries: {:.0} transactions, {:.0} pages read, {:.0} tuples fetched",
+                    per(0),
+                    per(1),
+                    per(2)
+                )
+            }
+            _ => String::new(),
+        };
         let shares: Vec<u64> = nodes
             .iter()
             .zip(&before)
             .map(|(st, b)| st.metrics.webhook_delivered_total.load(Ordering::Relaxed) - b)
             .collect();
+        let rounds = nodes
+            .iter()
+            .map(|st| st.metrics.delivery_rounds_total.load(Ordering::Relaxed))
+            .sum::<u64>()
+            - rounds_before;
         let rate = n_single as f64 / d.as_secs_f64();
-        rates.push(rate);
-        let who = if phase == 0 {
+        let total = &mut totals[usize::from(every)];
+        total.0 += n_single;
+        total.1 += d;
+        if every {
+            // The other nodes stop until the next such phase.
+            for (tx, task) in worker_stops.drain(1..) {
+                let _ = tx.send(true);
+                let _ = task.await;
+            }
+        }
+        let who = if !every {
             "node A's workers alone".to_string()
         } else {
             format!("the workers of all {n_nodes} nodes")
@@ -254,16 +386,27 @@ async fn run_async(
             &format!("signed single-notice deliveries, {who}"),
             format!("{rate:.0} requests/s"),
             format!(
-                "{n_single} in {:.2} s; sent per node {shares:?}; process CPU {:.1} ms per 1,000 deliveries",
+                "{n_single} in {:.2} s; sent per node {shares:?}; {rounds} worker rounds ({:.0} deliveries a round); CPU per 1,000 deliveries: process {:.1} ms, machine {:.1} ms; {opens} TCP connections opened{pg}",
                 d.as_secs_f64(),
-                cpu.as_secs_f64() * 1000.0 / (n_single as f64 / 1000.0)
+                n_single as f64 / rounds.max(1) as f64,
+                cpu.as_secs_f64() * 1000.0 / (n_single as f64 / 1000.0),
+                machine.as_secs_f64() * 1000.0 / (n_single as f64 / 1000.0)
             ),
         );
     }
+    // Every node's workers for what follows.
+    for st in &nodes[1..] {
+        worker_stops.push(start_worker(st));
+    }
+    let rate = |(n, d): (i64, Duration)| n as f64 / d.as_secs_f64();
     row(
         &format!("{n_nodes} nodes against one (target ≥ 0.9×)"),
-        format!("{:.2}×", rates[1] / rates[0]),
-        "same database, same receiver, one process on this machine's cores".into(),
+        format!("{:.2}×", rate(totals[1]) / rate(totals[0])),
+        format!(
+            "{:.0} against {:.0} requests/s over {repeat} phases of each, alternating; same database, same receiver, one process on this machine's cores",
+            rate(totals[1]),
+            rate(totals[0])
+        ),
     );
 
     // Latency across nodes: instances created on node A at 100/s; the

@@ -81,6 +81,7 @@ pub fn settings(url: &str) -> anyhow::Result<String> {
         "max_wal_size",
         "checkpoint_timeout",
         "work_mem",
+        "autovacuum",
     ] {
         let value: String = client.query_one(&format!("SHOW {name}"), &[])?.get(0);
         out.push(format!("{name} = {value}"));

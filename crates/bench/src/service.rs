@@ -214,6 +214,49 @@ impl Tables {
         }
     }
 
+    /// Settles PostgreSQL before a measured phase: vacuums the delivery
+    /// and notice tables (what autovacuum does between bursts of work; the
+    /// machine's server runs with it off), so the dead versions a phase
+    /// leaves are not charged to the next, and runs a checkpoint, so every
+    /// phase starts at the same point of the checkpoint cycle (the first
+    /// change to a page after a checkpoint writes the whole page to the
+    /// WAL; a checkpoint that fell in one phase and not in the other made
+    /// the same build's figures differ by 20 % from run to run). Nothing
+    /// to do on SQLite.
+    pub(crate) fn settle(&self) -> anyhow::Result<()> {
+        match self {
+            Tables::Sqlite(_) => Ok(()),
+            Tables::Postgres(c) => {
+                // One statement each: several in one query string run as
+                // one transaction, and VACUUM refuses to run in one.
+                let mut c = Tables::pg(c)?;
+                c.batch_execute("VACUUM ANALYZE deliveries, notices")?;
+                c.batch_execute("CHECKPOINT")?;
+                Ok(())
+            }
+        }
+    }
+
+    /// PostgreSQL's counters for this database (`pg_stat_database`):
+    /// transactions committed, index and table pages read (shared buffer
+    /// hits and reads), tuples fetched by index scans. `None` on SQLite.
+    pub(crate) fn pg_counters(&self) -> anyhow::Result<Option<[i64; 3]>> {
+        match self {
+            Tables::Sqlite(_) => Ok(None),
+            Tables::Postgres(c) => {
+                let mut c = Tables::pg(c)?;
+                // A transaction's statistics snapshot would repeat itself.
+                c.batch_execute("SELECT pg_stat_clear_snapshot()")?;
+                let r = c.query_one(
+                    "SELECT xact_commit, blks_hit + blks_read, tup_fetched
+                     FROM pg_stat_database WHERE datname = current_database()",
+                    &[],
+                )?;
+                Ok(Some([r.get(0), r.get(1), r.get(2)]))
+            }
+        }
+    }
+
     /// (id, created_at) of the `last` deliveries with the highest ids.
     pub(crate) fn last_deliveries(&self, last: i64) -> anyhow::Result<Vec<(i64, i64)>> {
         match self {

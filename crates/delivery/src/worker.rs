@@ -44,6 +44,15 @@ pub struct WorkerConfig {
     pub claim_batch_max: usize,
     /// Concurrent webhook requests in flight over all endpoints.
     pub inflight_max: usize,
+    /// Group commit: a round waits for this many attempt results while
+    /// attempts are still running, …
+    pub round_gather: usize,
+    /// … for this long at most (milliseconds). A round records results and
+    /// claims the next deliveries in one commit; without the wait, each
+    /// node of a deployment ran its rounds back to back with whatever had
+    /// ended, and three nodes made 2.6× the rounds of one for the same
+    /// deliveries (BENCHMARKS.md). 0 turns the wait off.
+    pub round_linger_ms: u64,
     /// Concurrent requests per endpoint.
     pub per_endpoint_inflight_max: usize,
     pub webhook_timeout_ms: u64,
@@ -75,6 +84,9 @@ pub trait DeliveryMetrics: Send + Sync {
     fn gone(&self);
     /// Notices reminded (or escalated) by a reminder round.
     fn reminded(&self, n: u64);
+    /// A round committed on the queue (results recorded, deliveries
+    /// claimed, or both).
+    fn round(&self);
 }
 
 /// What only the process hosting the worker can do.
@@ -253,12 +265,31 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
     // One round: record the results that came in and claim what there is
     // room for, in one commit on the worker's connection. While a round
     // commits, the next results gather: the group grows with the load.
+    let linger = Duration::from_millis(st.config.round_linger_ms);
     loop {
         let stopping = *shutdown.borrow();
         while results.len() < FINISH_BATCH_MAX {
             match done_rx.try_recv() {
                 Ok(f) => results.push(f),
                 Err(_) => break,
+            }
+        }
+        // Group commit, bounded: while attempts are still running and
+        // fewer than `round_gather` results are in, the round waits a
+        // little for more (what has not ended yet cannot join it).
+        let running = st
+            .config
+            .inflight_max
+            .saturating_sub(inflight.available_permits());
+        let gather = st.config.round_gather.min(FINISH_BATCH_MAX);
+        if !stopping && !results.is_empty() && results.len() < gather && running > 0 {
+            let deadline = tokio::time::Instant::now() + linger;
+            let target = gather.min(results.len() + running);
+            while results.len() < target {
+                match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                    Ok(Some(f)) => results.push(f),
+                    _ => break,
+                }
             }
         }
         let room = if stopping {
@@ -292,6 +323,7 @@ pub async fn run<H: Host>(st: Arc<Worker<H>>, mut shutdown: watch::Receiver<bool
             match outcome {
                 Ok((Some((claimed, need)), recorded)) => {
                     failed_rounds = 0;
+                    st.metrics.round();
                     if shared {
                         let mut held = leased.lock().unwrap_or_else(|e| e.into_inner());
                         for f in &recorded {

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub notice_delivery_latency_seconds: Histogram,
     pub sse_streams: AtomicU64,
     pub reminders_total: AtomicU64,
+    /// Rounds the delivery worker committed on its queue.
+    pub delivery_rounds_total: AtomicU64,
     /// Connections open now.
     pub connections: AtomicU64,
     /// Connections closed at once because the cap was reached.
@@ -93,6 +95,7 @@ impl Default for Metrics {
             notice_delivery_latency_seconds: Histogram::new(LATENCY_BOUNDS_S),
             sse_streams: AtomicU64::new(0),
             reminders_total: AtomicU64::new(0),
+            delivery_rounds_total: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             connections_refused_total: AtomicU64::new(0),
             accept_errors_total: AtomicU64::new(0),
@@ -126,6 +129,10 @@ impl patchline_delivery::worker::DeliveryMetrics for Metrics {
 
     fn reminded(&self, n: u64) {
         self.reminders_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn round(&self) {
+        self.delivery_rounds_total.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -186,6 +193,12 @@ impl Metrics {
             "patchline_reminders_total",
             "Notices reminded.",
             l(&self.reminders_total),
+        );
+        counter(
+            &mut out,
+            "patchline_delivery_rounds_total",
+            "Rounds the delivery worker committed on its queue (results recorded and deliveries claimed in one commit).",
+            l(&self.delivery_rounds_total),
         );
         gauge(
             &mut out,

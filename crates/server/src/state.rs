@@ -39,6 +39,11 @@ pub struct Config {
     /// commit cost per delivery low (BENCHMARKS: 256 delivered 20 % less
     /// on PostgreSQL).
     pub inflight_max: usize,
+    /// Group commit: a worker round waits for this many results while
+    /// attempts are still running, for `round_linger_ms` at most (see
+    /// `WorkerConfig`).
+    pub round_gather: usize,
+    pub round_linger_ms: u64,
     /// Concurrent requests per endpoint.
     pub per_endpoint_inflight_max: usize,
     pub webhook_timeout_ms: u64,
@@ -130,6 +135,8 @@ impl Config {
             body_inflight_max_bytes: 256 << 20,
             claim_batch_max: 512,
             inflight_max: 512,
+            round_gather: 128,
+            round_linger_ms: 5,
             per_endpoint_inflight_max: 32,
             webhook_timeout_ms: 10_000,
             lease_ms: 20_000,

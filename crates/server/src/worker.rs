@@ -42,6 +42,8 @@ fn worker(st: &Arc<AppState>) -> Worker<Server> {
             retry: c.retry.clone(),
             claim_batch_max: c.claim_batch_max,
             inflight_max: c.inflight_max,
+            round_gather: c.round_gather,
+            round_linger_ms: c.round_linger_ms,
             per_endpoint_inflight_max: c.per_endpoint_inflight_max,
             webhook_timeout_ms: c.webhook_timeout_ms,
             lease_ms: c.lease_ms,

@@ -714,49 +714,108 @@ fn marking_notices_notified_writes_no_index_entry() {
     assert_eq!(sizes(&mut client), before, "an index took new entries");
 }
 
-/// A claim (what every delivery attempt starts with) writes no index
-/// entry: it sets only the lease, no indexed column, and the table leaves
-/// room on each page, so the update is HOT (schema 11). Each index of
-/// `deliveries` keeps its size while 2,000 queued deliveries are claimed;
-/// with the old claim (`state = 'in_flight'`) each index took 2,000 more
-/// entries. The claimed rows read back as in flight, and a claim made
-/// before their lease runs out finds nothing.
+/// A claim never reads the rows other claims hold (schema 13): a claim
+/// dates the rows it leases due at the lease's end, so the due index lists
+/// only what is due. With 2,000 deliveries leased (what a few nodes hold
+/// in flight), a claim of the next 10 reads about as many rows; when a
+/// claim wrote only the lease (schema 11), it stepped over all 2,000 at
+/// the head of the index, on every node, at every claim. The leased rows
+/// read back as in flight, a claim made before their lease runs out finds
+/// none of them, and they are due again when it does.
 #[test]
-fn claiming_deliveries_writes_no_index_entry() {
-    let Some(db) = TestDb::create("claiming_deliveries_writes_no_index_entry") else {
+fn a_claim_reads_no_row_another_claim_holds() {
+    let Some(db) = TestDb::create("a_claim_reads_no_row_another_claim_holds") else {
         return;
     };
-    const QUEUED: i64 = 2000;
+    const LEASED: i64 = 2000;
     drop(PgStore::open(&db.url, SecretKeys::none()).unwrap());
     let mut client = db.client();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
-             SELECT g, 'sub_' || (g % 7), 'notice', ARRAY[g], 'pending', g, 0
-             FROM generate_series(1, {QUEUED}) g"
-        ))
-        .unwrap();
-    let sizes = |client: &mut postgres::Client| index_sizes(client, "deliveries");
-    let before = sizes(&mut client);
-    assert!(before.len() >= 3, "{before:?}");
-    let mut q = PgQueue::open(&db.url).unwrap();
+    let queue = |client: &mut postgres::Client, from: i64, to: i64| {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO deliveries (id, subscription, purpose, notices, state, next_at, created_at)
+                 SELECT g, 'sub_' || (g % 7), 'notice', ARRAY[g], 'pending', g, 0
+                 FROM generate_series({from}, {to}) g"
+            ))
+            .unwrap()
+    };
+    queue(&mut client, 1, LEASED);
+    let mut holder = PgQueue::open(&db.url).unwrap();
     let mut claimed = 0;
     loop {
-        let c = q.claim(QUEUED + 1, 60_000, 256).unwrap();
+        let c = holder.claim(LEASED + 1, 60_000, 256).unwrap();
         if c.is_empty() {
             break;
         }
         claimed += c.len() as i64;
     }
-    assert_eq!(claimed, QUEUED);
-    assert_eq!(sizes(&mut client), before, "an index took new entries");
+    assert_eq!(claimed, LEASED);
+    queue(&mut client, LEASED + 1, LEASED + 10);
+    // Rows read through an index of `deliveries`, as PostgreSQL counts
+    // them: a session reports its counts when it ends.
+    let fetched = |client: &mut postgres::Client| -> i64 {
+        client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .unwrap();
+        client
+            .query_one(
+                "SELECT coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    drop(holder);
+    // The holder's counts arrive when its session has ended: wait until
+    // they are in and stay put.
+    let mut before = fetched(&mut client);
+    let mut steady = 0;
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = fetched(&mut client);
+        steady = if now == before && now > 0 {
+            steady + 1
+        } else {
+            0
+        };
+        before = now;
+        if steady == 5 {
+            break;
+        }
+    }
+    assert_eq!(steady, 5, "the holder's reads were never reported");
+    let mut next = PgQueue::open(&db.url).unwrap();
+    let c = next.claim(LEASED + 20, 60_000, 10).unwrap();
+    assert_eq!(
+        c.iter().map(|c| c.id).collect::<Vec<_>>(),
+        (LEASED + 1..=LEASED + 10).collect::<Vec<_>>()
+    );
+    drop(next);
+    let mut read = 0;
+    for _ in 0..150 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        read = fetched(&mut client) - before;
+        if read > 0 {
+            break;
+        }
+    }
+    assert!(read > 0, "the claim's reads were never reported");
+    assert!(
+        read < 200,
+        "a claim of 10 read {read} rows through the indexes: it stepped over the {LEASED} leased ones"
+    );
     let mut reader = PgReader::open(&db.url).unwrap();
     assert_eq!(
         reader.delivery_counts().unwrap(),
-        vec![("in_flight".to_string(), QUEUED)]
+        vec![("in_flight".to_string(), LEASED + 10)]
     );
-    assert!(q.claim(QUEUED + 1000, 60_000, 10).unwrap().is_empty());
-    assert_eq!(q.next_due().unwrap(), None, "every queued row is leased");
+    let mut q = PgQueue::open(&db.url).unwrap();
+    assert!(q.claim(LEASED + 1000, 60_000, 10).unwrap().is_empty());
+    // Every queued row is leased; a claim takes the rows whose lease ran
+    // out.
+    assert_eq!(q.next_due().unwrap(), None);
+    let again = q.claim(LEASED + 2 + 60_000, 60_000, 5000).unwrap();
+    assert_eq!(again.len() as i64, claimed);
 }
 
 /// A node that stalled past its lease (frozen, swapping, a drain longer

@@ -4,12 +4,17 @@
 //! is in flight, and a lease that ran out (its worker or node died) is
 //! claimed again by any node.
 //!
-//! A claim writes only the lease (`lease_until`): the row keeps its state
-//! (`pending` or `failed`), no indexed column changes, so PostgreSQL writes
-//! the leased version on the same page without a new index entry (a HOT
-//! update; the table leaves half of each page free for them). A delivery
-//! is in flight while it holds a lease: the reads show it as `in_flight`
-//! ([`SHOWN_STATE`]). Only the result moves the row out of the due index.
+//! A claim writes the lease (`lease_until`) and makes the row due again
+//! when the lease runs out (`next_at` = `lease_until`): the row keeps its
+//! state (`pending` or `failed`), and a delivery is in flight while it
+//! holds a lease — the reads show it as `in_flight` ([`SHOWN_STATE`]).
+//! So the due index lists what is due: a claim never reads a row another
+//! claim holds. When a claim wrote only the lease (a HOT update, schema
+//! 11), every claim stepped over every leased row at the head of the
+//! index, on every node: three nodes with 512 in flight each read 1,536
+//! rows a claim, and the deployment's claims cost more with each node
+//! (BENCHMARKS.md, "Three nodes against one"). If a node dies, its rows
+//! are due at their lease's end and any node claims them.
 
 use ::postgres::Transaction;
 use patchline_core::notice::{DeliveryState, Purpose};
@@ -68,13 +73,14 @@ fn claim_rows(
     limit: usize,
 ) -> Result<Vec<Claimed>, Fail> {
     let limit = limit.min(i64::MAX as usize) as i64;
-    // A lease that ran out (`lease_until < now`) is claimed like no lease.
+    // A leased row is due when its lease runs out (the claim sets both):
+    // the lease test only guards rows leased before schema 13.
     // The rows are found by the array of their ids, through the primary
     // key: joined with a CTE of ids instead, PostgreSQL hashed the CTE and
     // read the whole table for every claim.
     let claim = prepared.get(
         tx,
-        "UPDATE deliveries SET lease_until = $2, claims = claims + 1
+        "UPDATE deliveries SET lease_until = $2, next_at = $2, claims = claims + 1
          WHERE id = ANY(ARRAY(
            SELECT id FROM deliveries
            WHERE state IN ('pending', 'failed') AND next_at <= $1
@@ -209,7 +215,7 @@ impl DeliveryQueue for PgQueue {
             .conn
             .client()?
             .execute(
-                "UPDATE deliveries SET lease_until = $2
+                "UPDATE deliveries SET lease_until = $2, next_at = $2
                  WHERE id = ANY($1) AND state IN ('pending', 'failed') AND lease_until IS NOT NULL",
                 &[&ids, &until_ms],
             )
@@ -310,8 +316,9 @@ impl DeliveryQueue for PgQueue {
     }
 
     /// The earliest time something becomes due, if anything is queued and
-    /// not leased (a lease that runs out is found by the worker's next
-    /// round, or put back by `release_expired`).
+    /// not leased, as on SQLite (a lease that runs out is found by a later
+    /// round, or put back by `release_expired`). Asked only when a claim
+    /// found nothing, so stepping over leased rows here costs no round.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
         self.conn
             .client()?
