@@ -35,6 +35,12 @@ fn header_value<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 
 /// A receiver on 127.0.0.1 answering every request with `status`.
 async fn receiver(status: u16) -> (String, Got) {
+    receiver_paced(status, Duration::ZERO).await
+}
+
+/// [`receiver`], answering one request after the other, each `pause`
+/// after it arrived.
+async fn receiver_paced(status: u16, pause: Duration) -> (String, Got) {
     let got: Got = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -63,6 +69,7 @@ async fn receiver(status: u16) -> (String, Got) {
                 }
             };
             record.lock().unwrap().push((head, body));
+            tokio::time::sleep(pause).await;
             let answer =
                 format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             let _ = conn.write_all(answer.as_bytes()).await;
@@ -425,6 +432,32 @@ async fn receiver_first_then_hang(delay: Duration) -> (String, Arc<AtomicU64>) {
     (url, seen)
 }
 
+/// Waits until the receiver got both deliveries.
+async fn both_sent(seen: &AtomicU64) {
+    for _ in 0..1000 {
+        if seen.load(Ordering::Relaxed) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.load(Ordering::Relaxed), 2, "both attempts under way");
+}
+
+/// How many of acme's deliveries are recorded delivered once the first
+/// is (or 4 s after `since`), and how long after `since`.
+async fn first_delivered(w: &World, since: std::time::Instant) -> (usize, Duration) {
+    let mut reader = SqliteReader::open(&w.data).unwrap();
+    loop {
+        let rows = reader
+            .deliveries("sub_acme", Some(DeliveryState::Delivered), 10)
+            .unwrap();
+        if !rows.is_empty() || since.elapsed() > Duration::from_secs(4) {
+            return (rows.len(), since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A stopping worker records an attempt that ended while another still
 /// waits on a hung endpoint, at once, not when the slow one ends (found
 /// from outside: a 60 s drain left 27 delivered attempts unrecorded, and
@@ -437,28 +470,12 @@ async fn a_stopping_worker_records_what_ended_while_others_drain() {
     queue_more(&w, 2..=2);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(patchline_delivery::worker::run(w.worker.clone(), stop_rx));
-    for _ in 0..1000 {
-        if seen.load(Ordering::Relaxed) >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen.load(Ordering::Relaxed), 2, "both attempts under way");
+    both_sent(&seen).await;
     // Stopped while both are out: the first is answered 300 ms later,
     // the other never (the worker's time-out is 5 s).
     let stopped = std::time::Instant::now();
     let _ = stop_tx.send(true);
-    let mut reader = SqliteReader::open(&w.data).unwrap();
-    let delivered = loop {
-        let rows = reader
-            .deliveries("sub_acme", Some(DeliveryState::Delivered), 10)
-            .unwrap();
-        if !rows.is_empty() || stopped.elapsed() > Duration::from_secs(4) {
-            break rows.len();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    let took = stopped.elapsed();
+    let (delivered, took) = first_delivered(&w, stopped).await;
     assert_eq!(delivered, 1, "recorded {took:?} after the stop");
     assert!(
         took < Duration::from_secs(2) && !task.is_finished(),
@@ -489,9 +506,9 @@ fn queue_more(w: &World, ids: std::ops::RangeInclusive<i64>) {
 /// 2.6x the rounds of one for the same deliveries before rounds waited).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_gathers_the_results_of_attempts_still_running() {
-    // The receiver answers one connection after the other: the results
-    // come in one by one.
-    let (url, got) = receiver(204).await;
+    // The receiver answers one connection after the other, 20 ms each:
+    // the results come in one by one over 160 ms.
+    let (url, got) = receiver_paced(204, Duration::from_millis(20)).await;
     let w = world_with(&url, |c| {
         c.inflight_max = 8;
         c.claim_batch_max = 8;
@@ -520,7 +537,8 @@ async fn a_round_gathers_the_results_of_attempts_still_running() {
         .unwrap();
     assert_eq!(got.lock().unwrap().len(), 8);
     assert_eq!(w.counts.delivered.load(Ordering::Relaxed), 8);
-    // One round claims the eight, one records them all.
+    // One round claims the eight, one records them all (without the
+    // wait, a round each: 9).
     assert_eq!(w.counts.rounds.load(Ordering::Relaxed), 2);
 }
 
@@ -533,25 +551,9 @@ async fn a_round_does_not_wait_on_a_hung_attempt_past_its_linger() {
     queue_more(&w, 2..=2);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(patchline_delivery::worker::run(w.worker.clone(), stop_rx));
-    for _ in 0..1000 {
-        if seen.load(Ordering::Relaxed) >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen.load(Ordering::Relaxed), 2, "both attempts under way");
+    both_sent(&seen).await;
     let sent = std::time::Instant::now();
-    let mut reader = SqliteReader::open(&w.data).unwrap();
-    let delivered = loop {
-        let rows = reader
-            .deliveries("sub_acme", Some(DeliveryState::Delivered), 10)
-            .unwrap();
-        if !rows.is_empty() || sent.elapsed() > Duration::from_secs(4) {
-            break rows.len();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    let took = sent.elapsed();
+    let (delivered, took) = first_delivered(&w, sent).await;
     // Answered after 100 ms, recorded at most 300 ms later; the other
     // attempt's time-out is 5 s.
     assert_eq!(delivered, 1, "recorded {took:?} after both were sent");
