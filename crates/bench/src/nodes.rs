@@ -234,10 +234,7 @@ async fn run_async(
             .context("a node did not apply the fan-out")??;
     }
     let d_applied = t.elapsed();
-    let (notices, deliveries) = {
-        let tables = tables.clone();
-        blocking(move || tables.counts()).await?
-    };
+    let (notices, deliveries) = tables.off_thread(move |t| t.counts()).await?;
     row(
         "fan-out made on node A, durable in PostgreSQL (target ≤ 30 s for 1M)",
         format!("{:.2} s", d_fanout.as_secs_f64()),
@@ -283,10 +280,9 @@ async fn run_async(
             // connections) on a warm-up batch that is not measured.
             let base = count_deliveries(&tables, "delivered").await?;
             let warm = WARM_UP.min(n_single);
-            {
-                let tables = tables.clone();
-                blocking(move || tables.queue_single(warm, now_ms())).await?;
-            }
+            tables
+                .off_thread(move |t| t.queue_single(warm, now_ms()))
+                .await?;
             for st in &nodes {
                 st.wake.notify_one();
             }
@@ -296,15 +292,16 @@ async fn run_async(
             .iter()
             .map(|st| st.metrics.webhook_delivered_total.load(Ordering::Relaxed))
             .collect();
-        let rounds_before: u64 = nodes
-            .iter()
-            .map(|st| st.metrics.delivery_rounds_total.load(Ordering::Relaxed))
-            .sum();
+        // Rounds of every node's worker so far.
+        let rounds_now = || -> u64 {
+            nodes
+                .iter()
+                .map(|st| st.metrics.delivery_rounds_total.load(Ordering::Relaxed))
+                .sum()
+        };
+        let rounds_before = rounds_now();
         let base = count_deliveries(&tables, "delivered").await?;
-        {
-            let tables = tables.clone();
-            blocking(move || tables.settle()).await?;
-        }
+        tables.off_thread(move |t| t.settle()).await?;
         // The receiver's count is watched first (as the one-node
         // benchmark does): counting `delivered` rows scans the table, and
         // doing it every 20 ms through the phase took PostgreSQL CPU from
@@ -312,15 +309,11 @@ async fn run_async(
         // It is read before the deliveries are queued: a worker whose idle
         // poll ends just after the commit sends some before it is woken.
         let seen_before = seen.count.load(Ordering::Relaxed);
-        {
-            let tables = tables.clone();
-            blocking(move || tables.queue_single(n_single, now_ms())).await?;
-        }
+        tables
+            .off_thread(move |t| t.queue_single(n_single, now_ms()))
+            .await?;
         eprintln!("  (single-notice phase {} begins)", phase + 1);
-        let counters = {
-            let tables = tables.clone();
-            blocking(move || tables.pg_counters()).await?
-        };
+        let counters = tables.off_thread(move |t| t.pg_counters()).await?;
         let cpu = cpu_time();
         let machine = machine_cpu_time();
         let opens = tcp_opens();
@@ -337,16 +330,14 @@ async fn run_async(
         let cpu = cpu_time().saturating_sub(cpu);
         let machine = machine_cpu_time().saturating_sub(machine);
         let opens = tcp_opens().saturating_sub(opens);
-        let counters_after = {
-            let tables = tables.clone();
-            // The statistics collector reports a backend's counts when
-            // its transaction ends, at most every 10 ms (PostgreSQL 15).
-            tokio::time::sleep(Duration::from_millis(1100)).await;
-            blocking(move || tables.pg_counters()).await?
-        };
+        // The statistics collector reports a backend's counts when its
+        // transaction ends, at most every 10 ms (PostgreSQL 15).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let counters_after = tables.off_thread(move |t| t.pg_counters()).await?;
+        let thousands = n_single as f64 / 1000.0;
         let pg = match (counters, counters_after) {
             (Some(b), Some(a)) => {
-                let per = |i: usize| (a[i] - b[i]) as f64 / (n_single as f64 / 1000.0);
+                let per = |i: usize| (a[i] - b[i]) as f64 / thousands;
                 format!(
                     "; PostgreSQL per 1,000 deliveries: {:.0} transactions, {:.0} pages read, {:.0} tuples fetched",
                     per(0),
@@ -361,11 +352,7 @@ async fn run_async(
             .zip(&before)
             .map(|(st, b)| st.metrics.webhook_delivered_total.load(Ordering::Relaxed) - b)
             .collect();
-        let rounds = nodes
-            .iter()
-            .map(|st| st.metrics.delivery_rounds_total.load(Ordering::Relaxed))
-            .sum::<u64>()
-            - rounds_before;
+        let rounds = rounds_now() - rounds_before;
         let rate = n_single as f64 / d.as_secs_f64();
         let total = &mut totals[usize::from(every)];
         total.0 += n_single;
@@ -389,8 +376,8 @@ async fn run_async(
                 "{n_single} in {:.2} s; sent per node {shares:?}; {rounds} worker rounds ({:.0} deliveries a round); CPU per 1,000 deliveries: process {:.1} ms, machine {:.1} ms; {opens} TCP connections opened{pg}",
                 d.as_secs_f64(),
                 n_single as f64 / rounds.max(1) as f64,
-                cpu.as_secs_f64() * 1000.0 / (n_single as f64 / 1000.0),
-                machine.as_secs_f64() * 1000.0 / (n_single as f64 / 1000.0)
+                cpu.as_secs_f64() * 1000.0 / thousands,
+                machine.as_secs_f64() * 1000.0 / thousands
             ),
         );
     }

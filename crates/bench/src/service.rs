@@ -98,6 +98,15 @@ impl std::fmt::Debug for Tables {
 }
 
 impl Tables {
+    /// Runs `f` on these tables on a blocking thread (their calls block).
+    pub(crate) async fn off_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tables) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let tables = self.clone();
+        blocking(move || f(&tables)).await
+    }
+
     fn pg(
         client: &Mutex<postgres::Client>,
     ) -> anyhow::Result<std::sync::MutexGuard<'_, postgres::Client>> {
@@ -321,10 +330,7 @@ pub(crate) async fn webhook_latencies(
     seen: &Seen,
     n: i64,
 ) -> anyhow::Result<Vec<i64>> {
-    let rows = {
-        let tables = tables.clone();
-        blocking(move || tables.last_deliveries(n)).await?
-    };
+    let rows = tables.off_thread(move |t| t.last_deliveries(n)).await?;
     let installation = st
         .engine
         .lock()
@@ -344,8 +350,7 @@ pub(crate) async fn webhook_latencies(
 }
 
 pub(crate) async fn count_deliveries(tables: &Tables, state: &'static str) -> anyhow::Result<i64> {
-    let tables = tables.clone();
-    blocking(move || tables.count_deliveries(state)).await
+    tables.off_thread(move |t| t.count_deliveries(state)).await
 }
 
 pub(crate) async fn wait_delivered(
@@ -536,10 +541,7 @@ async fn run_async(
         .await??;
     }
     let d_fanout = t.elapsed();
-    let (notices, deliveries): (i64, i64) = {
-        let tables = tables.clone();
-        blocking(move || tables.counts()).await?
-    };
+    let (notices, deliveries): (i64, i64) = tables.off_thread(move |t| t.counts()).await?;
     row(
         "fan-out: one advisory, every notice and delivery durable (target ≤ 10 s for 1M)",
         format!("{:.2} s", d_fanout.as_secs_f64()),
@@ -549,10 +551,9 @@ async fn run_async(
     );
 
     // What the same notices are as groups (made by that write).
-    let roots = {
-        let tables = tables.clone();
-        blocking(move || tables.scalar("SELECT count(*) FROM notice_roots")).await?
-    };
+    let roots = tables
+        .off_thread(move |t| t.scalar("SELECT count(*) FROM notice_roots"))
+        .await?;
     row(
         "fan-out: its notices grouped by root cause (tenant, record, top-most introduced_by, step)",
         format!("{roots}"),
@@ -609,10 +610,7 @@ async fn run_async(
         (item, base_id, descendants)
     };
     let before_delivered = count_deliveries(&tables, "delivered").await?;
-    let before_deliveries = {
-        let tables = tables.clone();
-        blocking(move || tables.counts()).await?.1
-    };
+    let before_deliveries = tables.off_thread(move |t| t.counts()).await?.1;
     let t = Instant::now();
     {
         let st = st.clone();
@@ -626,20 +624,15 @@ async fn run_async(
     }
     let d_patch = t.elapsed();
     st.wake.notify_one();
-    let (patches, patch_deliveries) = {
-        let tables = tables.clone();
-        blocking(move || {
+    let (patches, patch_deliveries) = tables
+        .off_thread(move |t| {
             Ok((
-                tables.scalar("SELECT count(*) FROM patch_notices")?,
-                tables.scalar("SELECT count(*) FROM deliveries WHERE purpose = 'patch'")?,
+                t.scalar("SELECT count(*) FROM patch_notices")?,
+                t.scalar("SELECT count(*) FROM deliveries WHERE purpose = 'patch'")?,
             ))
         })
-        .await?
-    };
-    let after_deliveries = {
-        let tables = tables.clone();
-        blocking(move || tables.counts()).await?.1
-    };
+        .await?;
+    let after_deliveries = tables.off_thread(move |t| t.counts()).await?.1;
     anyhow::ensure!(patches > 0, "the successor announced nothing");
     row(
         "successor of the widest base: its patch notices durable (target ≤ 2 s)",
@@ -658,13 +651,12 @@ async fn run_async(
     // Throughput of single-notice deliveries.
     let n_single: i64 = 20_000;
     let base_delivered = count_deliveries(&tables, "delivered").await?;
-    {
-        let tables = tables.clone();
-        let last_id = blocking(move || tables.queue_single(n_single, now_ms() + 1000)).await?;
-        // The engine's id counter must not collide with these rows.
-        if let Ok(mut e) = st.engine.lock() {
-            e.bump_delivery_ids(last_id + 1);
-        }
+    let last_id = tables
+        .off_thread(move |t| t.queue_single(n_single, now_ms() + 1000))
+        .await?;
+    // The engine's id counter must not collide with these rows.
+    if let Ok(mut e) = st.engine.lock() {
+        e.bump_delivery_ids(last_id + 1);
     }
     let seen_before = seen.count.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -1010,11 +1002,8 @@ async fn sse_bench(
                 ))
             })
             .collect();
-        let created = {
-            let tables = tables.clone();
-            let ids: Vec<i64> = received.iter().map(|r| r.0).collect();
-            blocking(move || tables.notice_created(&ids)).await?
-        };
+        let ids: Vec<i64> = received.iter().map(|r| r.0).collect();
+        let created = tables.off_thread(move |t| t.notice_created(&ids)).await?;
         let mut lat: Vec<i64> = received
             .iter()
             .filter_map(|(id, at)| created.get(id).map(|c| at - c))

@@ -50,7 +50,7 @@ pub struct WorkerConfig {
     /// … for this long at most (milliseconds). A round records results and
     /// claims the next deliveries in one commit; without the wait, each
     /// node of a deployment ran its rounds back to back with whatever had
-    /// ended, and three nodes made 2.6× the rounds of one for the same
+    /// ended, and three nodes made 2.2× the rounds of one for the same
     /// deliveries (BENCHMARKS.md). 0 turns the wait off.
     pub round_linger_ms: u64,
     /// Concurrent requests per endpoint.

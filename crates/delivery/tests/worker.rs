@@ -288,13 +288,23 @@ fn world_with(url: &str, configure: impl FnOnce(&mut WorkerConfig)) -> World {
 /// Runs the worker until the delivery leaves `pending`/`in_flight`, then
 /// stops it; answers the delivery's recorded state.
 async fn run_until_settled(w: &World) -> DeliveryState {
+    let mut state = DeliveryState::Pending;
+    run_until(w, |reader| {
+        state = reader.deliveries("sub_acme", None, 10).unwrap()[0].state;
+        !matches!(state, DeliveryState::Pending | DeliveryState::InFlight)
+    })
+    .await;
+    state
+}
+
+/// Runs the worker until `done` answers true of the store (read every
+/// 25 ms, 10 s at most), then stops it.
+async fn run_until(w: &World, mut done: impl FnMut(&mut SqliteReader) -> bool) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(patchline_delivery::worker::run(w.worker.clone(), stop_rx));
     let mut reader = SqliteReader::open(&w.data).unwrap();
-    let mut state = DeliveryState::Pending;
     for _ in 0..400 {
-        state = reader.deliveries("sub_acme", None, 10).unwrap()[0].state;
-        if !matches!(state, DeliveryState::Pending | DeliveryState::InFlight) {
+        if done(&mut reader) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -304,7 +314,6 @@ async fn run_until_settled(w: &World) -> DeliveryState {
         .await
         .expect("the worker stops")
         .unwrap();
-    state
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,7 +512,7 @@ fn queue_more(w: &World, ids: std::ops::RangeInclusive<i64>) {
 
 /// Group commit: attempts that end one after another while the others
 /// still run are recorded in one round, not a round each (three nodes ran
-/// 2.6x the rounds of one for the same deliveries before rounds waited).
+/// 2.2x the rounds of one for the same deliveries before rounds waited).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_gathers_the_results_of_attempts_still_running() {
     // The receiver answers one connection after the other, 20 ms each:
@@ -517,24 +526,14 @@ async fn a_round_gathers_the_results_of_attempts_still_running() {
         c.round_linger_ms = 3000;
     });
     queue_more(&w, 2..=8);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(patchline_delivery::worker::run(w.worker.clone(), stop_rx));
-    let mut reader = SqliteReader::open(&w.data).unwrap();
-    for _ in 0..400 {
-        let done = reader
+    run_until(&w, |reader| {
+        reader
             .deliveries("sub_acme", Some(DeliveryState::Delivered), 10)
             .unwrap()
-            .len();
-        if done == 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let _ = stop_tx.send(true);
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .expect("the worker stops")
-        .unwrap();
+            .len()
+            == 8
+    })
+    .await;
     assert_eq!(got.lock().unwrap().len(), 8);
     assert_eq!(w.counts.delivered.load(Ordering::Relaxed), 8);
     // One round claims the eight, one records them all (without the

@@ -31,8 +31,9 @@ pub struct Config {
     pub body_inflight_max_bytes: usize,
     /// Deliveries claimed per worker poll.
     pub claim_batch_max: usize,
-    /// Deliveries claimed and not yet recorded, over all endpoints (each
-    /// holds a slot from its claim until its result is recorded; at most
+    /// Deliveries claimed and not yet attempted to the end, over all
+    /// endpoints (each holds a slot from its claim until its attempt ends;
+    /// its result is recorded by a later round; at most
     /// `per_endpoint_inflight_max` of them send to one endpoint at once).
     /// The worker claims as many as there are free slots in each round,
     /// so this is also the size a round grows to: 512 keeps a round's

@@ -73,8 +73,9 @@ fn claim_rows(
     limit: usize,
 ) -> Result<Vec<Claimed>, Fail> {
     let limit = limit.min(i64::MAX as usize) as i64;
-    // A leased row is due when its lease runs out (the claim sets both):
-    // the lease test only guards rows leased before schema 13.
+    // A leased row is due when its lease runs out (the claim sets both);
+    // the lease test is the guard: a row whose lease still runs is never
+    // claimed, whatever its `next_at` says.
     // The rows are found by the array of their ids, through the primary
     // key: joined with a CTE of ids instead, PostgreSQL hashed the CTE and
     // read the whole table for every claim.
