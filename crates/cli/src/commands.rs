@@ -12,7 +12,8 @@ use patchline_core::advisory::Failure as FailureRecord;
 use patchline_core::doc::{bounded, screen_inventory};
 use patchline_core::timestamp::parse_rfc3339;
 use patchline_core::{
-    Actor, Advisory, AdvisoryId, Kind, Mode, Published, Record, TenantId, Visibility,
+    Actor, Advisory, AdvisoryId, ArtIdx, ComponentHit, Kind, Mode, Published, Record, TenantId,
+    Visibility,
 };
 use patchline_engine::report::{affected_rows, counts_by_kind};
 use patchline_engine::{BatchItem, BatchReport, Engine};
@@ -21,6 +22,7 @@ use patchline_formats::osv;
 
 use crate::CmdResult;
 use crate::exit::Failure;
+use crate::gate::{self, Gate};
 use crate::output::{self, kinds_summary, progress_bar};
 
 /// Largest advisory or inventory file read.
@@ -392,6 +394,7 @@ pub fn affected(
     json: bool,
     tenant: Option<&str>,
     limit: usize,
+    gate: Gate,
 ) -> CmdResult {
     let mut engine = open_reader(data_dir)?;
     let actor = tenant_actor(&engine, tenant)?;
@@ -400,18 +403,72 @@ pub fn affected(
     let catalog = engine.catalog();
     let record = engine.db().get(adv);
     let impact = engine.impact(adv);
-    let rows = affected_rows(catalog, &impact, &actor);
+    let all = affected_rows(catalog, &impact, &actor);
+    // What the filters keep: the record (--severity), then per artifact
+    // the hits with a fixed version (--ignore-unfixed).
+    let kept_record = gate.keeps(record.severity());
+    let hits: Vec<(ArtIdx, std::borrow::Cow<'_, [ComponentHit]>)> = if kept_record {
+        all.iter()
+            .map(|&(a, h)| (a, gate.hits(h)))
+            .filter(|(_, h)| !h.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rows: Vec<(ArtIdx, &[ComponentHit])> = hits.iter().map(|(a, h)| (*a, &**h)).collect();
+    let left_out = all.len() - rows.len();
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     if json {
         // Streamed: a million rows never sit in memory as one document.
-        patchline_engine::report::write_affected(&mut out, catalog, record, &rows, &actor, None)?;
+        let filters = gate.filters().then(|| gate.doc(left_out));
+        patchline_engine::report::write_affected(
+            &mut out,
+            catalog,
+            record,
+            &rows,
+            &actor,
+            None,
+            filters.as_ref(),
+        )?;
         out.write_all(b"\n")?;
-        out.flush()?;
-        return Ok(());
+    } else {
+        output::print_impact(
+            &mut out,
+            catalog,
+            record,
+            (!gate.filters()).then_some(&impact),
+            &rows,
+            &actor,
+            limit,
+        )?;
+        if left_out > 0 {
+            writeln!(
+                out,
+                "{left_out} affected artifacts left out by {}",
+                if kept_record {
+                    "--ignore-unfixed (no fixed version yet)".to_string()
+                } else {
+                    format!(
+                        "--severity {}: {} is rated {}",
+                        gate.severity.map(gate::Level::as_str).unwrap_or_default(),
+                        record.id(),
+                        gate::rating_text(record.rating().as_ref())
+                    )
+                }
+            )?;
+        }
     }
-    output::print_impact(&mut out, catalog, record, &impact, &rows, &actor, limit)?;
     out.flush()?;
+    if !rows.is_empty() && gate.fails(record.severity()) {
+        return Err(Failure::findings(anyhow::anyhow!(
+            "{} affects {} artifacts and is rated {}: at or above --fail-on {}",
+            record.id(),
+            rows.len(),
+            gate::rating_text(record.rating().as_ref()),
+            gate.fail_on.map(gate::Level::as_str).unwrap_or_default()
+        )));
+    }
     Ok(())
 }
 
@@ -562,26 +619,60 @@ pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdRe
 }
 
 /// `show ID`.
-pub fn show(data_dir: &Path, id: &str, json: bool) -> CmdResult {
+pub fn show(data_dir: &Path, id: &str, json: bool, gate: Gate) -> CmdResult {
     let engine = open_reader(data_dir)?;
     let catalog = engine.catalog();
     let idx = catalog
         .lookup(id)
         .ok_or_else(|| Failure::not_found(anyhow::anyhow!("unknown artifact {id}")))?;
-    let matches = patchline_core::propagate::check_artifact(catalog, engine.db(), idx);
+    let all = patchline_core::propagate::check_artifact(catalog, engine.db(), idx);
+    let found = all.len();
+    let matches: Vec<_> = all
+        .into_iter()
+        .filter(|m| gate.keeps(engine.db().get(m.advisory).severity()))
+        .map(|mut m| {
+            m.hits = gate.hits(&m.hits).into_owned();
+            m
+        })
+        .filter(|m| !m.hits.is_empty())
+        .collect();
+    let left_out = found - matches.len();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    output::print_artifact(&mut out, catalog, engine.db(), idx, &matches, json)?;
+    output::print_artifact(
+        &mut out,
+        catalog,
+        engine.db(),
+        idx,
+        &matches,
+        json,
+        gate.filters().then(|| gate.doc(left_out)),
+    )?;
     out.flush()?;
+    let failing: Vec<&str> = matches
+        .iter()
+        .map(|m| engine.db().get(m.advisory))
+        .filter(|r| gate.fails(r.severity()))
+        .map(|r| r.id().as_str())
+        .collect();
+    if !failing.is_empty() {
+        return Err(Failure::findings(anyhow::anyhow!(
+            "{id} is affected by {} records at or above --fail-on {}: {}",
+            failing.len(),
+            gate.fail_on.map(gate::Level::as_str).unwrap_or_default(),
+            failing.join(", ")
+        )));
+    }
     Ok(())
 }
 
 /// `report`: every open record with its reach.
-pub fn report(data_dir: &Path, json: bool) -> CmdResult {
+pub fn report(data_dir: &Path, json: bool, gate: Gate) -> CmdResult {
     let mut engine = open_reader(data_dir)?;
     engine.prepare();
     let started = Instant::now();
     let mut rows = Vec::new();
+    let (mut left_out, mut failing) = (0usize, Vec::new());
     let ids: Vec<_> = engine.db().iter().map(|(i, _)| i).collect();
     for adv in ids {
         let record = engine.db().get(adv);
@@ -589,32 +680,54 @@ pub fn report(data_dir: &Path, json: bool) -> CmdResult {
             continue;
         }
         let impact = engine.impact(adv);
-        let counts = counts_by_kind(engine.catalog(), &impact);
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
+        if impact.groups.is_empty() {
             continue;
         }
-        let mut tenants: Vec<_> = impact
-            .iter()
-            .map(|(a, _)| engine.catalog().node(a).tenant)
-            .collect();
-        tenants.sort_unstable();
-        tenants.dedup();
-        let origins: std::collections::BTreeSet<String> = impact
+        if !gate.keeps(record.severity()) {
+            left_out += 1;
+            continue;
+        }
+        let catalog = engine.catalog();
+        // The groups --ignore-unfixed keeps, with the hits it keeps.
+        let groups: Vec<(&[ArtIdx], std::borrow::Cow<'_, [ComponentHit]>)> = impact
             .groups
             .iter()
-            .flat_map(|g| {
-                g.hits
-                    .iter()
-                    .map(|h| engine.catalog().node(h.introduced_by).id.to_string())
+            .map(|g| (&*g.members, gate.hits(&g.hits)))
+            .filter(|(_, h)| !h.is_empty())
+            .collect();
+        let mut counts = [0u64; 4];
+        let mut tenants = Vec::new();
+        for (members, _) in &groups {
+            for &a in members.iter() {
+                counts[catalog.node(a).kind.code() as usize] += 1;
+                tenants.push(catalog.node(a).tenant);
+            }
+        }
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            left_out += 1;
+            continue;
+        }
+        tenants.sort_unstable();
+        tenants.dedup();
+        let origins: std::collections::BTreeSet<String> = groups
+            .iter()
+            .flat_map(|(_, hits)| {
+                hits.iter()
+                    .map(|h| catalog.node(h.introduced_by).id.to_string())
             })
             .collect();
+        let rating = record.rating();
+        if gate.fails(record.severity()) {
+            failing.push(record.id().to_string());
+        }
         rows.push((
             record.id().to_string(),
             total,
             counts,
             tenants.len(),
             origins,
+            rating,
         ));
     }
     rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -623,9 +736,10 @@ pub fn report(data_dir: &Path, json: bool) -> CmdResult {
     if json {
         let doc: Vec<_> = rows
             .iter()
-            .map(|(id, total, counts, tenants, origins)| {
+            .map(|(id, total, counts, tenants, origins, rating)| {
                 serde_json::json!({
                     "advisory": id,
+                    "severity": rating,
                     "affected": total,
                     "by_kind": Kind::ALL.iter().zip(counts).map(|(k, n)| (k.as_str().to_string(), *n)).collect::<BTreeMap<_, _>>(),
                     "tenants": tenants,
@@ -643,13 +757,17 @@ pub fn report(data_dir: &Path, json: bool) -> CmdResult {
             engine.catalog().len(),
             started.elapsed().as_secs_f64() * 1e3
         )?;
-        for (id, total, counts, tenants, origins) in &rows {
+        for (id, total, counts, tenants, origins, rating) in &rows {
             let mut origins: Vec<&String> = origins.iter().collect();
             let more = origins.len().saturating_sub(3);
             origins.truncate(3);
             writeln!(
                 out,
-                "  {id:<24} {total:>8} affected  ({}; {tenants} tenants)  introduced by {}{}",
+                "  {id:<24} {:<8} {total:>8} affected  ({}; {tenants} tenants)  introduced by {}{}",
+                rating
+                    .as_ref()
+                    .map(|r| r.level.as_str())
+                    .unwrap_or("unknown"),
                 kinds_summary(counts),
                 origins
                     .iter()
@@ -665,6 +783,33 @@ pub fn report(data_dir: &Path, json: bool) -> CmdResult {
         }
     }
     out.flush()?;
+    if left_out > 0 {
+        // On standard error: the JSON answer stays the list it always was.
+        eprintln!(
+            "note: {left_out} open records that affect the catalog left out by {}",
+            match (gate.severity, gate.ignore_unfixed) {
+                (Some(l), true) => format!("--severity {} and --ignore-unfixed", l.as_str()),
+                (Some(l), false) => format!("--severity {}", l.as_str()),
+                _ => "--ignore-unfixed".to_string(),
+            }
+        );
+    }
+    if !failing.is_empty() {
+        failing.sort();
+        let more = failing.len().saturating_sub(10);
+        failing.truncate(10);
+        return Err(Failure::findings(anyhow::anyhow!(
+            "{} records at or above --fail-on {} affect the catalog: {}{}",
+            failing.len() + more,
+            gate.fail_on.map(gate::Level::as_str).unwrap_or_default(),
+            failing.join(", "),
+            if more > 0 {
+                format!(" +{more}")
+            } else {
+                String::new()
+            }
+        )));
+    }
     Ok(())
 }
 

@@ -519,7 +519,7 @@ pub fn run(data_dir: &Path, keep: bool) -> CmdResult {
             &mut out,
             engine.catalog(),
             engine.db().get(adv),
-            &impact,
+            Some(&impact),
             &rows,
             &Actor::Admin,
             20,

@@ -10,6 +10,7 @@
 //! | 5 | the data directory is in use by another patchline process (writes) |
 //! | 6 | no catalog at the data directory (reads never create one) |
 //! | 7 | partial success: some inputs were rejected, the others were applied |
+//! | 8 | `--fail-on`: a finding shown is rated at or above the level given (the answer is printed whole first) |
 //!
 //! README.md has the same table; `tests/hardening.rs` checks each code.
 
@@ -25,6 +26,7 @@ pub const NOT_FOUND: u8 = 4;
 pub const BUSY: u8 = 5;
 pub const NO_CATALOG: u8 = 6;
 pub const PARTIAL: u8 = 7;
+pub const FINDINGS: u8 = 8;
 
 /// A command's failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -56,7 +58,20 @@ impl Failure {
         }
     }
 
+    /// `--fail-on` found what it looks for.
+    pub fn findings(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: FINDINGS,
+            error: error.into(),
+        }
+    }
+
     pub fn report(self) -> ExitCode {
+        if self.code == FINDINGS {
+            // Not an error of the command: what the gate looked for.
+            eprintln!("{:#}", self.error);
+            return ExitCode::from(self.code);
+        }
         eprintln!("error: {:#}", self.error);
         ExitCode::from(self.code)
     }

@@ -5,13 +5,14 @@ mod commands;
 mod config;
 mod demo;
 mod exit;
+mod gate;
 mod output;
 mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::Failure;
 
@@ -84,6 +85,8 @@ enum Command {
         /// Rows shown in the readable report (0: all).
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Where to patch: the remedy plan of an advisory or failure — one
     /// step per top-most artifact a tenant owns on each affected chain
@@ -131,11 +134,15 @@ enum Command {
         id: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Every open advisory and failure with how far it spread.
     Report {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Publish a failure of one artifact (it propagates to every descendant
     /// that does not declare it fixed).
@@ -216,6 +223,33 @@ enum Import {
         #[arg(long)]
         strict: bool,
     },
+}
+
+/// `--severity`, `--ignore-unfixed`, `--fail-on` (README, "Severity and
+/// CI gates").
+#[derive(Debug, Args)]
+struct GateArgs {
+    /// Only records rated LEVEL or higher (unknown: every record, the
+    /// unrated ones too).
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    severity: Option<gate::Level>,
+    /// Leave out affected components that have no fixed version.
+    #[arg(long)]
+    ignore_unfixed: bool,
+    /// Exit with code 8 when a finding shown is rated LEVEL or higher
+    /// (unknown: any finding).
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    fail_on: Option<gate::Level>,
+}
+
+impl GateArgs {
+    fn gate(&self) -> gate::Gate {
+        gate::Gate {
+            severity: self.severity,
+            ignore_unfixed: self.ignore_unfixed,
+            fail_on: self.fail_on,
+        }
+    }
 }
 
 /// `--visibility`.
@@ -325,7 +359,8 @@ fn main() -> ExitCode {
             json,
             tenant,
             limit,
-        } => commands::affected(&data_dir, &id, json, tenant.as_deref(), limit),
+            gate,
+        } => commands::affected(&data_dir, &id, json, tenant.as_deref(), limit, gate.gate()),
         Command::Remedy {
             id,
             tenant,
@@ -346,8 +381,8 @@ fn main() -> ExitCode {
             max_nodes,
             json,
         } => commands::lineage(&data_dir, &id, max_nodes, json),
-        Command::Show { id, json } => commands::show(&data_dir, &id, json),
-        Command::Report { json } => commands::report(&data_dir, json),
+        Command::Show { id, json, gate } => commands::show(&data_dir, &id, json, gate.gate()),
+        Command::Report { json, gate } => commands::report(&data_dir, json, gate.gate()),
         Command::Fail {
             artifact,
             id,

@@ -57,7 +57,8 @@ pub fn print_impact(
     out: &mut impl Write,
     catalog: &Catalog,
     record: &Record,
-    impact: &Impact<'_>,
+    // The whole impact, when the counts may be taken from it (no filter).
+    whole: Option<&Impact<'_>>,
     rows: &[(ArtIdx, &[ComponentHit])],
     actor: &Actor,
     limit: usize,
@@ -94,7 +95,12 @@ pub fn print_impact(
             )?;
         }
     }
-    let counts = if matches!(actor, Actor::Admin) {
+    writeln!(
+        out,
+        "severity: {}",
+        crate::gate::rating_text(record.rating().as_ref())
+    )?;
+    let counts = if let (Actor::Admin, Some(impact)) = (actor, whole) {
         counts_by_kind(catalog, impact)
     } else {
         let mut c = [0u64; 4];
@@ -257,6 +263,7 @@ pub fn print_artifact(
     idx: ArtIdx,
     matches: &[ArtifactMatch],
     json: bool,
+    filters: Option<serde_json::Value>,
 ) -> io::Result<()> {
     let n = catalog.node(idx);
     let effective = catalog.effective_components(idx);
@@ -268,8 +275,10 @@ pub fn print_artifact(
         .iter()
         .map(|m| {
             let row = render_row(catalog, &Actor::Admin, idx, &m.hits);
+            let record = db.get(m.advisory);
             serde_json::json!({
-                "advisory": db.get(m.advisory).id().as_str(),
+                "advisory": record.id().as_str(),
+                "severity": record.rating(),
                 "components": row.components,
                 "path": row.path,
             })
@@ -293,6 +302,10 @@ pub fn print_artifact(
             "inventory_warnings": inventory_warnings,
             "affected_by": affected,
         });
+        let mut doc = doc;
+        if let Some(filters) = filters {
+            doc["filters"] = filters;
+        }
         serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)?;
         return Ok(());
@@ -334,15 +347,27 @@ pub fn print_artifact(
     for w in inventory_warnings {
         writeln!(out, "inventory warning: {w}")?;
     }
-    if matches.is_empty() {
+    let left_out = filters
+        .as_ref()
+        .and_then(|f| f["left_out"].as_u64())
+        .unwrap_or(0);
+    if matches.is_empty() && left_out == 0 {
         writeln!(out, "not affected by any open advisory or failure")?;
+    }
+    if left_out > 0 {
+        writeln!(
+            out,
+            "{left_out} records affecting it left out by --severity or --ignore-unfixed"
+        )?;
     }
     for m in matches {
         let row = render_row(catalog, &Actor::Admin, idx, &m.hits);
+        let record = db.get(m.advisory);
         writeln!(
             out,
-            "affected by {}  (path {})",
-            db.get(m.advisory).id(),
+            "affected by {} [{}]  (path {})",
+            record.id(),
+            crate::gate::rating_text(record.rating().as_ref()),
             row.path.join(" > ")
         )?;
         for c in row.components {

@@ -774,3 +774,147 @@ fn remedy_plans_and_successors() {
     let err = pl.fails(3, &["import", "artifacts", &bad]);
     assert!(err.contains("supersedes base"), "{err}");
 }
+
+/// `--severity`, `--ignore-unfixed` and `--fail-on` on the demo's real
+/// records (UBUNTU-CVE-2019-12900 states CVSS v3 vectors and Ubuntu's
+/// priority `medium`: the vector wins; the USNs state no severity) and
+/// one record made here without a fix.
+#[test]
+fn severity_filters_and_the_fail_on_gate() {
+    let pl = Pl::new();
+    pl.ok(&["demo"]);
+    let unfixed = pl.file(
+        "unfixed.json",
+        r#"{"id":"TEST-UNFIXED-1","modified":"2024-01-01T00:00:00Z","summary":"no fix yet",
+            "database_specific":{"severity":"LOW"},
+            "affected":[{"package":{"ecosystem":"PyPI","name":"urllib3"},
+                         "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"}]}]}]}"#,
+    );
+    pl.ok(&["import", "advisories", &unfixed]);
+
+    // Every answer states the rating and its source.
+    let doc = pl.affected("UBUNTU-CVE-2019-12900");
+    assert_eq!(doc["severity"]["level"], "critical");
+    assert_eq!(doc["severity"]["source"], "cvss_v3");
+    assert_eq!(doc["severity"]["score"], 9.8);
+    assert!(doc.get("filters").is_none(), "no filter, no filters field");
+    assert!(pl.affected("USN-4038-1").get("severity").is_none());
+    let text = pl.ok(&["affected", "UBUNTU-CVE-2019-12900"]);
+    assert!(text.contains("severity: critical (cvss_v3 9.8)"), "{text}");
+
+    // --ignore-unfixed: the record without a fix leaves nothing, and says so.
+    let all = affected_ids(&pl.affected("TEST-UNFIXED-1"));
+    assert!(!all.is_empty());
+    let doc: Value =
+        serde_json::from_str(&pl.ok(&["affected", "TEST-UNFIXED-1", "--json", "--ignore-unfixed"]))
+            .unwrap();
+    assert_eq!(affected_ids(&doc), Vec::<String>::new());
+    assert_eq!(doc["filters"]["left_out"], all.len());
+    assert_eq!(doc["filters"]["ignore_unfixed"], true);
+    // A record with fixes keeps its rows.
+    let doc: Value =
+        serde_json::from_str(&pl.ok(&["affected", "PYSEC-2023-212", "--json", "--ignore-unfixed"]))
+            .unwrap();
+    assert_eq!(affected_ids(&doc).len(), 10);
+
+    // --severity below the record's rating: nothing shown, and why.
+    let text = pl.ok(&["affected", "PYSEC-2023-212", "--severity", "high"]);
+    assert!(
+        text.contains("10 affected artifacts left out by --severity high: PYSEC-2023-212 is rated medium (cvss_v3 4.2)"),
+        "{text}"
+    );
+
+    // report: the levels, the filters, the gate.
+    let report = |args: &[&str]| -> Vec<(String, Value)> {
+        let mut all = vec!["report", "--json"];
+        all.extend_from_slice(args);
+        let doc: Value = serde_json::from_str(&pl.ok(&all)).unwrap();
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["advisory"].as_str().unwrap().to_string(),
+                    r["severity"].clone(),
+                )
+            })
+            .collect()
+    };
+    let every = report(&[]);
+    assert!(
+        every
+            .iter()
+            .any(|(id, s)| id == "USN-4038-1" && s.is_null())
+    );
+    assert_eq!(report(&["--severity", "unknown"]).len(), every.len());
+    let critical = report(&["--severity", "critical"]);
+    assert_eq!(
+        critical
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["UBUNTU-CVE-2019-12900"]
+    );
+    let mut high: Vec<String> = report(&["--severity", "high"])
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    high.sort();
+    assert_eq!(high, ["FAIL-CLOUDINIT-1", "UBUNTU-CVE-2019-12900"]);
+    assert!(
+        !report(&["--ignore-unfixed"])
+            .iter()
+            .any(|(id, _)| id == "TEST-UNFIXED-1"),
+        "a record with no fix anywhere leaves the report"
+    );
+    let err = pl.fails(8, &["report", "--fail-on", "critical"]);
+    assert!(err.contains("UBUNTU-CVE-2019-12900"), "{err}");
+    assert!(!err.contains("error:"), "a gate is not an error: {err}");
+    // The answer is printed whole before the gate's exit.
+    let out = pl.run(&["report", "--fail-on", "high"]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("USN-4038-1"));
+    pl.fails(
+        8,
+        &[
+            "report",
+            "--severity",
+            "critical",
+            "--ignore-unfixed",
+            "--fail-on",
+            "critical",
+        ],
+    );
+    // Unrated findings fail only a gate at `unknown`.
+    pl.ok(&["affected", "USN-4038-1", "--fail-on", "none"]);
+    pl.fails(8, &["affected", "USN-4038-1", "--fail-on", "unknown"]);
+    // A filter that leaves nothing fails nothing.
+    pl.ok(&[
+        "affected",
+        "TEST-UNFIXED-1",
+        "--ignore-unfixed",
+        "--fail-on",
+        "unknown",
+    ]);
+
+    // show: each record with its rating; filters stated.
+    let doc: Value =
+        serde_json::from_str(&pl.ok(&["show", "acme-web", "--json", "--severity", "medium"]))
+            .unwrap();
+    let by: Vec<&str> = doc["affected_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["advisory"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["PYSEC-2023-212"]);
+    assert_eq!(doc["affected_by"][0]["severity"]["level"], "medium");
+    assert!(doc["filters"]["left_out"].as_u64().unwrap() >= 2);
+    let err = pl.fails(8, &["show", "acme-web", "--fail-on", "low"]);
+    assert!(
+        err.contains("PYSEC-2023-212") && err.contains("TEST-UNFIXED-1"),
+        "{err}"
+    );
+    pl.ok(&["show", "acme-web", "--fail-on", "high", "--ignore-unfixed"]);
+    pl.fails(2, &["report", "--fail-on", "severe"]);
+}

@@ -14,7 +14,8 @@ use crate::catalog::ArtIdx;
 use crate::ecosystem::{PurlType, Target, normalize_name};
 use crate::error::AdvisoryError;
 use crate::model::AdvisoryId;
-use crate::notice::{Severity, cvss3_base_score};
+use crate::notice::Severity;
+use crate::severity::Rating;
 use crate::text;
 use crate::timestamp::{Instant, parse_rfc3339};
 
@@ -195,6 +196,8 @@ pub struct Advisory {
     /// Entries (or ranges) that cannot be evaluated, with the reason:
     /// stored and reported, never silently dropped.
     pub unsupported: Vec<String>,
+    /// The record's severity (read once, when compiled).
+    pub rating: Option<Rating>,
     pub osv: osv::Advisory,
 }
 
@@ -298,6 +301,7 @@ impl Advisory {
             withdrawn: record.withdrawn.is_some(),
             entries,
             unsupported,
+            rating: crate::severity::rate(&record),
             osv: record,
         })
     }
@@ -307,47 +311,16 @@ impl Advisory {
         !self.withdrawn
     }
 
-    /// The highest severity the record states anywhere: CVSS v3 vectors
-    /// (scored), level words (`Ubuntu` priority, `database_specific`
-    /// severity as GitHub and others give it).
+    /// The record's severity and its source, by the precedence of
+    /// [`crate::severity`] (CVSS v4, v3, a distribution's priority, CVSS
+    /// v2, words).
+    pub fn rating(&self) -> Option<&Rating> {
+        self.rating.as_ref()
+    }
+
+    /// The level of [`Advisory::rating`].
     pub fn severity(&self) -> Option<Severity> {
-        let from = |s: &osv::Severity| -> Option<Severity> {
-            if s.ty.starts_with("CVSS_V3") {
-                cvss3_base_score(&s.score).map(Severity::from_score)
-            } else {
-                Severity::parse_word(&s.score)
-            }
-        };
-        let word = |v: &Option<serde_json::Value>| {
-            v.as_ref()
-                .and_then(|v| v.get("severity"))
-                .and_then(|s| s.as_str())
-                .and_then(Severity::parse_word)
-        };
-        self.osv
-            .severity
-            .iter()
-            .filter_map(from)
-            .chain(
-                self.osv
-                    .affected
-                    .iter()
-                    .flat_map(|a| a.severity.iter().filter_map(from)),
-            )
-            .chain(word(&self.osv.database_specific))
-            .chain(
-                self.osv
-                    .affected
-                    .iter()
-                    .filter_map(|a| word(&a.database_specific)),
-            )
-            .chain(
-                self.osv
-                    .affected
-                    .iter()
-                    .filter_map(|a| word(&a.ecosystem_specific)),
-            )
-            .max()
+        self.rating.as_ref().map(|r| r.level)
     }
 }
 
@@ -446,6 +419,31 @@ impl Record {
         match self {
             Record::Advisory(a) => !a.withdrawn,
             Record::Failure(f) => !f.withdrawn,
+        }
+    }
+
+    /// How severe the record is: an advisory's [`Rating`], a failure's
+    /// level word as its publisher gave it (source `word`).
+    pub fn rating(&self) -> Option<Rating> {
+        match self {
+            Record::Advisory(a) => a.rating.clone(),
+            Record::Failure(f) => {
+                let word = f.severity.as_deref()?;
+                Some(Rating {
+                    level: Severity::parse_word(word)?,
+                    score: None,
+                    source: crate::severity::RatingSource::Word,
+                    vector: word.to_string(),
+                })
+            }
+        }
+    }
+
+    /// The level of [`Record::rating`].
+    pub fn severity(&self) -> Option<Severity> {
+        match self {
+            Record::Advisory(a) => a.severity(),
+            Record::Failure(f) => f.severity.as_deref().and_then(Severity::parse_word),
         }
     }
 

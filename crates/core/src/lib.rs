@@ -14,6 +14,7 @@ pub mod model;
 pub mod notice;
 pub mod propagate;
 pub mod remedy;
+pub mod severity;
 pub mod text;
 pub mod timestamp;
 

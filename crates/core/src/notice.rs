@@ -3,7 +3,6 @@
 //! the delivery states of the push workers. Pure: persistence is the
 //! store's; subscription filters and routing are `patchline-delivery`'s.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -166,84 +165,6 @@ impl Severity {
         } else {
             Severity::Critical
         }
-    }
-}
-
-/// CVSS v3.x base score from a vector (`CVSS:3.1/AV:N/AC:L/...`), per the
-/// FIRST specification; `None` when the vector is not a complete v3 vector.
-pub fn cvss3_base_score(vector: &str) -> Option<f64> {
-    let rest = vector
-        .strip_prefix("CVSS:3.1/")
-        .or_else(|| vector.strip_prefix("CVSS:3.0/"))?;
-    let mut m: BTreeMap<&str, &str> = BTreeMap::new();
-    for part in rest.split('/') {
-        let (k, v) = part.split_once(':')?;
-        m.insert(k, v);
-    }
-    let av = match *m.get("AV")? {
-        "N" => 0.85,
-        "A" => 0.62,
-        "L" => 0.55,
-        "P" => 0.2,
-        _ => return None,
-    };
-    let ac = match *m.get("AC")? {
-        "L" => 0.77,
-        "H" => 0.44,
-        _ => return None,
-    };
-    let scope_changed = match *m.get("S")? {
-        "U" => false,
-        "C" => true,
-        _ => return None,
-    };
-    let pr = match (*m.get("PR")?, scope_changed) {
-        ("N", _) => 0.85,
-        ("L", false) => 0.62,
-        ("L", true) => 0.68,
-        ("H", false) => 0.27,
-        ("H", true) => 0.5,
-        _ => return None,
-    };
-    let ui = match *m.get("UI")? {
-        "N" => 0.85,
-        "R" => 0.62,
-        _ => return None,
-    };
-    let cia = |k: &str| -> Option<f64> {
-        match *m.get(k)? {
-            "H" => Some(0.56),
-            "L" => Some(0.22),
-            "N" => Some(0.0),
-            _ => None,
-        }
-    };
-    let (c, i, a) = (cia("C")?, cia("I")?, cia("A")?);
-    let iss = 1.0 - (1.0 - c) * (1.0 - i) * (1.0 - a);
-    let impact = if scope_changed {
-        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02).powi(15)
-    } else {
-        6.42 * iss
-    };
-    if impact <= 0.0 {
-        return Some(0.0);
-    }
-    let exploitability = 8.22 * av * ac * pr * ui;
-    let raw = if scope_changed {
-        (1.08 * (impact + exploitability)).min(10.0)
-    } else {
-        (impact + exploitability).min(10.0)
-    };
-    Some(roundup(raw))
-}
-
-/// CVSS v3.1 Roundup: the smallest one-decimal number ≥ the input.
-fn roundup(x: f64) -> f64 {
-    let i = (x * 100_000.0).round() as i64;
-    if i % 10_000 == 0 {
-        i as f64 / 100_000.0
-    } else {
-        ((i / 10_000) + 1) as f64 / 10.0
     }
 }
 
@@ -479,21 +400,5 @@ mod tests {
             "older versions stored a deletion this way"
         );
         assert_eq!(SubscriptionState::from_stored("bogus", None), None);
-    }
-
-    #[test]
-    fn cvss_scores_match_first_calculator() {
-        for (v, want) in [
-            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
-            ("CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:C/C:H/I:N/A:N", 6.8),
-            ("CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:N", 5.5),
-            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N", 6.1),
-            ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
-        ] {
-            assert_eq!(cvss3_base_score(v), Some(want), "{v}");
-        }
-        assert_eq!(cvss3_base_score("CVSS:4.0/AV:N"), None);
-        assert_eq!(Severity::from_score(9.8), Severity::Critical);
-        assert_eq!(Severity::parse_word("MODERATE"), Some(Severity::Medium));
     }
 }

@@ -114,17 +114,35 @@ pub fn write_affected<W: std::io::Write>(
     rows: &[(ArtIdx, &[ComponentHit])],
     actor: &Actor,
     next: Option<Option<&str>>,
+    filters: Option<&serde_json::Value>,
 ) -> std::io::Result<()> {
     // Keep the kind of a writer's own error (a full `Capped` buffer).
     let json = |e: serde_json::Error| match e.io_error_kind() {
         Some(kind) => std::io::Error::new(kind, e),
         None => std::io::Error::other(e),
     };
+    // The severity and the filters come before the rows: a reader of a
+    // huge answer sees them first.
     write!(
         out,
-        "{{\"advisory\":{},\"affected\":[",
+        "{{\"advisory\":{}",
         serde_json::to_string(record.id().as_str()).map_err(json)?
     )?;
+    if let Some(rating) = record.rating() {
+        write!(
+            out,
+            ",\"severity\":{}",
+            serde_json::to_string(&rating).map_err(json)?
+        )?;
+    }
+    if let Some(filters) = filters {
+        write!(
+            out,
+            ",\"filters\":{}",
+            serde_json::to_string(filters).map_err(json)?
+        )?;
+    }
+    out.write_all(b",\"affected\":[")?;
     for (i, (a, hits)) in rows.iter().enumerate() {
         if i > 0 {
             out.write_all(b",")?;

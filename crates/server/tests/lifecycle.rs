@@ -399,3 +399,81 @@ async fn streams_resume_after_last_event_id() {
         }
     }
 }
+
+/// The rating of a real record (UBUNTU-CVE-2019-12900 states CVSS v3 9.8
+/// and Ubuntu's priority `medium`: the vector wins) in the API's answers:
+/// `affected`, the owner's artifact view, the notices.
+#[tokio::test]
+async fn answers_state_the_records_severity() {
+    let api = Api::new();
+    let publisher = api.tenant("canonical", &["publisher"]).await;
+    let acme = api.tenant("acme", &[]).await;
+    let (s, _) = api
+        .call("POST", "/v1/artifacts", &publisher, Some(json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/artifacts",
+            &acme,
+            Some(json!({"id": "vm", "kind": "instance", "parent": "base"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    for file in ["UBUNTU-CVE-2019-12900.json", "USN-4038-1.json"] {
+        let osv = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/advisories/ubuntu")
+                .join(file),
+        )
+        .unwrap();
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/advisories")
+            .header("authorization", format!("Bearer {publisher}"))
+            .body(Body::from(osv))
+            .unwrap();
+        assert_eq!(
+            app(api.state.clone()).oneshot(req).await.unwrap().status(),
+            StatusCode::CREATED,
+            "{file}"
+        );
+    }
+    let (s, v) = api
+        .call(
+            "GET",
+            "/v1/advisories/UBUNTU-CVE-2019-12900/affected",
+            &acme,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["severity"]["level"], "critical");
+    assert_eq!(v["severity"]["source"], "cvss_v3");
+    assert_eq!(v["severity"]["score"], 9.8);
+    assert_eq!(v["affected"][0]["artifact"], "vm");
+    let (_, v) = api
+        .call("GET", "/v1/advisories/USN-4038-1/affected", &acme, None)
+        .await;
+    assert!(v.get("severity").is_none(), "USNs state none: {v}");
+    let (_, v) = api.call("GET", "/v1/artifacts/vm", &acme, None).await;
+    let mut by: Vec<&str> = v["affected_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    by.sort();
+    assert_eq!(by, ["UBUNTU-CVE-2019-12900", "USN-4038-1"]);
+    assert_eq!(
+        v["affected_by_severity"],
+        json!({"UBUNTU-CVE-2019-12900": "critical"})
+    );
+    let notices = api.notices(&acme).await;
+    let n = notices
+        .iter()
+        .find(|n| n["advisory"] == "UBUNTU-CVE-2019-12900")
+        .expect("a notice of the record");
+    assert_eq!(n["severity"], "critical", "{n}");
+}

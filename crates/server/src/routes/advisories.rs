@@ -121,6 +121,10 @@ pub const AFFECTED_PAGE_MAX: usize = 10_000;
 #[allow(dead_code)]
 pub struct AffectedDoc {
     advisory: String,
+    /// How severe the record is, and what that was read from (left out
+    /// when the record states nothing readable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<patchline_core::severity::Rating>,
     affected: Vec<AffectedArtifact>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unsupported: Vec<String>,
@@ -161,9 +165,9 @@ pub async fn affected(
         let hint =
             "read it in pages with ?limit=1000&after= (then &after=<next> until next is null)";
         capped_json(cap, hint, |out| match limit {
-            None => {
-                patchline_engine::report::write_affected(out, catalog, record, &rows, &actor, None)
-            }
+            None => patchline_engine::report::write_affected(
+                out, catalog, record, &rows, &actor, None, None,
+            ),
             Some(limit) => {
                 let start = match after {
                     Some(after) => rows
@@ -181,6 +185,7 @@ pub async fn affected(
                     page,
                     &actor,
                     Some(next),
+                    None,
                 )
             }
         })

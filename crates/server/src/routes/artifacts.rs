@@ -84,6 +84,10 @@ pub struct ArtifactView {
     /// Open records affecting it (its owner only).
     #[serde(skip_serializing_if = "Option::is_none")]
     affected_by: Option<Vec<String>>,
+    /// The level of each record of `affected_by` that states one
+    /// (README, "Severity and CI gates"; unrated records are left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    affected_by_severity: Option<BTreeMap<String, patchline_core::notice::Severity>>,
     /// What the request carried that deserves a look (unknown fields,
     /// skipped SBOM components...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -117,10 +121,18 @@ pub fn artifact_view(e: &Engine, a: patchline_core::ArtIdx, p: &Principal) -> Ar
     } else {
         Vec::new()
     };
-    let affected_by = owner.then(|| {
+    let records: Option<Vec<&patchline_core::Record>> = owner.then(|| {
         patchline_core::propagate::check_artifact(c, e.db(), a)
             .iter()
-            .map(|m| e.db().get(m.advisory).id().to_string())
+            .map(|m| e.db().get(m.advisory))
+            .collect()
+    });
+    let affected_by = records
+        .as_ref()
+        .map(|rs| rs.iter().map(|r| r.id().to_string()).collect());
+    let affected_by_severity = records.as_ref().map(|rs| {
+        rs.iter()
+            .filter_map(|r| Some((r.id().to_string(), r.severity()?)))
             .collect()
     });
     ArtifactView {
@@ -141,6 +153,7 @@ pub fn artifact_view(e: &Engine, a: patchline_core::ArtIdx, p: &Principal) -> Ar
         components: c.effective_components(a).len() as u64,
         own_inventory: n.inventory.is_some(),
         affected_by,
+        affected_by_severity,
         warnings: Vec::new(),
         inventory_warnings,
     }
