@@ -76,10 +76,16 @@ impl Api {
     }
 
     async fn publish_usn(&self, publisher: &str) {
-        let osv = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testdata/advisories/ubuntu/USN-4038-1.json"
-        ))
+        self.publish_ubuntu(publisher, "USN-4038-1.json").await
+    }
+
+    /// Publishes a real record of `testdata/advisories/ubuntu`.
+    async fn publish_ubuntu(&self, publisher: &str, file: &str) {
+        let osv = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/advisories/ubuntu")
+                .join(file),
+        )
         .unwrap();
         let req = Request::builder()
             .method("POST")
@@ -421,25 +427,9 @@ async fn answers_state_the_records_severity() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    for file in ["UBUNTU-CVE-2019-12900.json", "USN-4038-1.json"] {
-        let osv = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../testdata/advisories/ubuntu")
-                .join(file),
-        )
-        .unwrap();
-        let req = Request::builder()
-            .method("POST")
-            .uri("/v1/advisories")
-            .header("authorization", format!("Bearer {publisher}"))
-            .body(Body::from(osv))
-            .unwrap();
-        assert_eq!(
-            app(api.state.clone()).oneshot(req).await.unwrap().status(),
-            StatusCode::CREATED,
-            "{file}"
-        );
-    }
+    api.publish_ubuntu(&publisher, "UBUNTU-CVE-2019-12900.json")
+        .await;
+    api.publish_usn(&publisher).await;
     let (s, v) = api
         .call(
             "GET",
