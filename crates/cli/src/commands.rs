@@ -398,7 +398,14 @@ pub fn affected(
 ) -> CmdResult {
     let mut engine = open_reader(data_dir)?;
     let actor = tenant_actor(&engine, tenant)?;
-    let adv = engine.lookup_record(id)?;
+    let adv = match engine.lookup_record(id) {
+        Ok(adv) => adv,
+        Err(patchline_engine::EngineError::Alias { records, .. }) => {
+            drop(engine);
+            return affected_alias(data_dir, id, &records, json, tenant, limit, gate);
+        }
+        Err(e) => return Err(e.into()),
+    };
     engine.prepare();
     let catalog = engine.catalog();
     let record = engine.db().get(adv);
@@ -467,6 +474,49 @@ pub fn affected(
             rows.len(),
             gate::rating_text(record.rating().as_ref()),
             gate.fail_on.map(gate::Level::as_str).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// `affected ALIAS`, where ALIAS is no record's id but records name it
+/// (`aliases`, `upstream`): `--json` answers the list (`{"alias",
+/// "records"}`); the readable answer is each record's, one after the
+/// other. `--fail-on` fails when any of them does.
+fn affected_alias(
+    data_dir: &Path,
+    alias: &str,
+    records: &[String],
+    json: bool,
+    tenant: Option<&str>,
+    limit: usize,
+    gate: Gate,
+) -> CmdResult {
+    if json {
+        let doc = serde_json::json!({"alias": alias, "records": records});
+        println!("{doc}");
+        return Ok(());
+    }
+    println!(
+        "{alias} is no record id; it is an alias of {} record{}: {}",
+        records.len(),
+        if records.len() == 1 { "" } else { "s" },
+        records.join(", ")
+    );
+    let mut failing = Vec::new();
+    for id in records {
+        println!();
+        match affected(data_dir, id, false, tenant, limit, gate) {
+            Ok(()) => {}
+            Err(f) if f.code == crate::exit::FINDINGS => failing.push(id.as_str()),
+            Err(f) => return Err(f),
+        }
+    }
+    if !failing.is_empty() {
+        return Err(Failure::findings(anyhow::anyhow!(
+            "records of {alias} at or above --fail-on {}: {}",
+            gate.fail_on.map(gate::Level::as_str).unwrap_or_default(),
+            failing.join(", ")
         )));
     }
     Ok(())
@@ -737,14 +787,18 @@ pub fn report(data_dir: &Path, json: bool, gate: Gate) -> CmdResult {
         let doc: Vec<_> = rows
             .iter()
             .map(|(id, total, counts, tenants, origins, rating)| {
-                serde_json::json!({
+                let mut row = serde_json::json!({
                     "advisory": id,
-                    "severity": rating,
                     "affected": total,
                     "by_kind": Kind::ALL.iter().zip(counts).map(|(k, n)| (k.as_str().to_string(), *n)).collect::<BTreeMap<_, _>>(),
                     "tenants": tenants,
                     "introduced_by": origins,
-                })
+                });
+                // Unrated: no key, as in `affected`.
+                if let Some(rating) = rating {
+                    row["severity"] = serde_json::json!(rating);
+                }
+                row
             })
             .collect();
         serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
@@ -752,9 +806,14 @@ pub fn report(data_dir: &Path, json: bool, gate: Gate) -> CmdResult {
     } else {
         writeln!(
             out,
-            "{} open records affect the catalog ({} artifacts); evaluated in {:.0} ms",
+            "{} open records affect the catalog ({} artifacts){}; evaluated in {:.0} ms",
             rows.len(),
             engine.catalog().len(),
+            if left_out > 0 {
+                format!(", {left_out} more left out by the filters")
+            } else {
+                String::new()
+            },
             started.elapsed().as_secs_f64() * 1e3
         )?;
         for (id, total, counts, tenants, origins, rating) in &rows {

@@ -88,7 +88,7 @@ impl From<EngineError> for Failure {
             | EngineError::Advisory { .. }
             | EngineError::Invalid(_)
             | EngineError::Forbidden(_) => REJECTED,
-            EngineError::NotFound { .. } => NOT_FOUND,
+            EngineError::NotFound { .. } | EngineError::Alias { .. } => NOT_FOUND,
             EngineError::Store(StoreError::NoCatalog(_)) => NO_CATALOG,
             EngineError::Store(StoreError::Busy(_)) => BUSY,
             EngineError::Store(_) => INTERNAL,

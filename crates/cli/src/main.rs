@@ -154,8 +154,9 @@ enum Command {
         id: String,
         #[arg(long)]
         summary: String,
-        #[arg(long)]
-        severity: Option<String>,
+        /// How severe the failure is (README, "Severity and CI gates").
+        #[arg(long, value_enum)]
+        severity: Option<SeverityArg>,
     },
     /// Scan disk images (qcow2 backing chains, raw; files or folders): each
     /// becomes an image artifact, id = its path relative to the folder
@@ -248,6 +249,29 @@ impl GateArgs {
             severity: self.severity,
             ignore_unfixed: self.ignore_unfixed,
             fail_on: self.fail_on,
+        }
+    }
+}
+
+/// `fail --severity`: a level, never a free word (a typo would leave the
+/// failure unrated, past every `--fail-on` but `unknown`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SeverityArg {
+    None,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl SeverityArg {
+    fn name(self) -> &'static str {
+        match self {
+            SeverityArg::None => "none",
+            SeverityArg::Low => "low",
+            SeverityArg::Medium => "medium",
+            SeverityArg::High => "high",
+            SeverityArg::Critical => "critical",
         }
     }
 }
@@ -388,7 +412,13 @@ fn main() -> ExitCode {
             id,
             summary,
             severity,
-        } => commands::fail(&data_dir, &artifact, &id, &summary, severity),
+        } => commands::fail(
+            &data_dir,
+            &artifact,
+            &id,
+            &summary,
+            severity.map(|s| s.name().to_string()),
+        ),
         Command::Remove { ids } => commands::remove(&data_dir, &ids),
         Command::Scan {
             paths,

@@ -111,8 +111,13 @@ pub fn print_impact(
     };
     writeln!(
         out,
-        "affects {}: {}",
+        "affects {}{}: {}",
         count(rows.len() as u64, "artifact"),
+        if whole.is_none() {
+            " under the filters"
+        } else {
+            ""
+        },
         kinds_summary(&counts)
     )?;
     if rows.is_empty() {
@@ -276,12 +281,16 @@ pub fn print_artifact(
         .map(|m| {
             let row = render_row(catalog, &Actor::Admin, idx, &m.hits);
             let record = db.get(m.advisory);
-            serde_json::json!({
+            let mut doc = serde_json::json!({
                 "advisory": record.id().as_str(),
-                "severity": record.rating(),
                 "components": row.components,
                 "path": row.path,
-            })
+            });
+            // Unrated: no key, as in `affected`.
+            if let Some(rating) = record.rating() {
+                doc["severity"] = serde_json::json!(rating);
+            }
+            doc
         })
         .collect();
     if json {
@@ -355,9 +364,23 @@ pub fn print_artifact(
         writeln!(out, "not affected by any open advisory or failure")?;
     }
     if left_out > 0 {
+        let by = filters
+            .as_ref()
+            .map(|f| {
+                let mut by = Vec::new();
+                if let Some(l) = f["severity"].as_str() {
+                    by.push(format!("--severity {l}"));
+                }
+                if f["ignore_unfixed"] == true {
+                    by.push("--ignore-unfixed".to_string());
+                }
+                by.join(" and ")
+            })
+            .unwrap_or_default();
         writeln!(
             out,
-            "{left_out} records affecting it left out by --severity or --ignore-unfixed"
+            "{} affecting it left out by {by}",
+            count(left_out, "record")
         )?;
     }
     for m in matches {

@@ -917,4 +917,71 @@ fn severity_filters_and_the_fail_on_gate() {
     );
     pl.ok(&["show", "acme-web", "--fail-on", "high", "--ignore-unfixed"]);
     pl.fails(2, &["report", "--fail-on", "severe"]);
+    // Found from outside: a failure's level was a free word, and a typo
+    // left it unrated, past `--fail-on critical`.
+    pl.fails(
+        2,
+        &[
+            "fail",
+            "acme-web",
+            "--id",
+            "FAIL-T",
+            "--summary",
+            "s",
+            "--severity",
+            "crtical",
+        ],
+    );
+    pl.ok(&[
+        "fail",
+        "acme-web",
+        "--id",
+        "FAIL-T",
+        "--summary",
+        "s",
+        "--severity",
+        "critical",
+    ]);
+    pl.fails(8, &["affected", "FAIL-T", "--fail-on", "critical"]);
+}
+
+/// `affected X` with X no record's id but named by records (`aliases`,
+/// `upstream`): the real PYSEC-2023-212 names CVE-2023-45803, the real
+/// UBUNTU-CVE-2019-12900 names CVE-2019-12900 as its upstream. An exact
+/// record id always wins.
+#[test]
+fn an_alias_finds_the_records_that_name_it() {
+    let pl = Pl::new();
+    pl.ok(&["demo"]);
+    let text = pl.ok(&["affected", "CVE-2023-45803"]);
+    assert!(
+        text.starts_with(
+            "CVE-2023-45803 is no record id; it is an alias of 1 record: PYSEC-2023-212"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("affects 10 artifacts"), "{text}");
+    let doc: Value =
+        serde_json::from_str(&pl.ok(&["affected", "CVE-2019-12900", "--json"])).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({"alias": "CVE-2019-12900", "records": ["UBUNTU-CVE-2019-12900"]})
+    );
+    pl.fails(8, &["affected", "CVE-2019-12900", "--fail-on", "critical"]);
+    let err = pl.fails(4, &["remedy", "CVE-2019-12900"]);
+    assert!(
+        err.contains("CVE-2019-12900 is no record id; it is an alias of UBUNTU-CVE-2019-12900"),
+        "{err}"
+    );
+    let err = pl.fails(4, &["affected", "CVE-1999-0001"]);
+    assert!(err.contains("unknown advisory CVE-1999-0001"), "{err}");
+    // A record whose id is the alias wins over the records naming it.
+    let own = pl.file(
+        "cve.json",
+        r#"{"id":"CVE-2023-45803","modified":"2024-01-01T00:00:00Z",
+            "affected":[{"package":{"ecosystem":"PyPI","name":"urllib3"},
+                         "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.26.18"}]}]}]}"#,
+    );
+    pl.ok(&["import", "advisories", &own]);
+    assert_eq!(pl.affected("CVE-2023-45803")["advisory"], "CVE-2023-45803");
 }

@@ -522,6 +522,28 @@ impl AdvisoryDb {
         self.by_id.get(id).copied()
     }
 
+    /// The advisories that name `alias` in their `aliases` or `upstream`
+    /// (`CVE-2023-45803` names PYSEC-2023-212, its GHSA, the USNs and DSAs
+    /// of it), sorted by id. A scan of every record: for lookups, not for
+    /// evaluation.
+    pub fn naming(&self, alias: &str) -> Vec<AdvIdx> {
+        let mut found: Vec<AdvIdx> = self
+            .iter()
+            .filter(|(_, r)| match r {
+                Record::Advisory(a) => a
+                    .osv
+                    .aliases
+                    .iter()
+                    .chain(&a.osv.upstream)
+                    .any(|x| x == alias),
+                Record::Failure(_) => false,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        found.sort_by(|x, y| self.get(*x).id().cmp(self.get(*y).id()));
+        found
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (AdvIdx, &Record)> {
         self.records
             .iter()

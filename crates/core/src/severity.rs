@@ -76,7 +76,26 @@ pub struct Rating {
 /// `CVSS:3.0/…`, or a v2 vector `AV:N/AC:L/Au:N/…`) and its version's
 /// source; `None` when the vector does not parse.
 pub fn cvss_score(vector: &str) -> Option<(f64, RatingSource)> {
-    let v: cvss::Cvss = vector.trim().parse().ok()?;
+    let vector = vector.trim();
+    // A v2 vector as NVD prints it: in parentheses.
+    let vector = vector
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .unwrap_or(vector);
+    // The crate scores a v3 vector with base metrics missing as if they
+    // were zero (`CVSS:3.1/AV:N` reads 0.0); the specification makes all
+    // eight mandatory, as it does v4's and v2's (which the crate checks).
+    if vector.starts_with("CVSS:3.") {
+        let present: Vec<&str> = vector
+            .split('/')
+            .skip(1)
+            .filter_map(|m| m.split_once(':').map(|(k, _)| k))
+            .collect();
+        if !V3_BASE.iter().all(|k| present.contains(k)) {
+            return None;
+        }
+    }
+    let v: cvss::Cvss = vector.parse().ok()?;
     let source = match v {
         cvss::Cvss::CvssV40(_) => RatingSource::CvssV4,
         cvss::Cvss::CvssV30(_) | cvss::Cvss::CvssV31(_) => RatingSource::CvssV3,
@@ -87,9 +106,24 @@ pub fn cvss_score(vector: &str) -> Option<(f64, RatingSource)> {
     score.is_finite().then_some((score, source))
 }
 
+/// The base metrics every CVSS v3 vector must give.
+const V3_BASE: [&str; 8] = ["AV", "AC", "PR", "UI", "S", "C", "I", "A"];
+
+/// A score written as a bare number (`"9.8"`), as some feeds put it in a
+/// `CVSS_V3` entry: read as that version's score when it is one (0–10).
+fn bare_score(text: &str) -> Option<f64> {
+    let x: f64 = text.trim().parse().ok()?;
+    ((0.0..=10.0).contains(&x)).then_some((x * 10.0).round() / 10.0)
+}
+
 /// Debian's urgency words (the tracker marks some with `*`: `low**`).
 fn debian_urgency(word: &str) -> Option<Severity> {
-    match word.trim().trim_end_matches('*') {
+    match word
+        .trim()
+        .trim_end_matches('*')
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "unimportant" => Some(Severity::None),
         "low" => Some(Severity::Low),
         "medium" => Some(Severity::Medium),
@@ -104,19 +138,26 @@ pub fn rate(record: &osv::Advisory) -> Option<Rating> {
     let mut severity_entry = |s: &osv::Severity| {
         let ty = s.ty.as_str();
         let rating = match ty {
-            "CVSS_V4" | "CVSS_V3" | "CVSS_V2" => {
-                cvss_score(&s.score).map(|(score, source)| Rating {
+            "CVSS_V4" | "CVSS_V3" | "CVSS_V2" => cvss_score(&s.score)
+                .or_else(|| {
+                    let source = match ty {
+                        "CVSS_V4" => RatingSource::CvssV4,
+                        "CVSS_V3" => RatingSource::CvssV3,
+                        _ => RatingSource::CvssV2,
+                    };
+                    Some((bare_score(&s.score)?, source))
+                })
+                .map(|(score, source)| Rating {
                     level: Severity::from_score(score),
                     score: Some(score),
                     source,
-                    vector: s.score.clone(),
-                })
-            }
+                    vector: s.score.trim().to_string(),
+                }),
             "Ubuntu" => Severity::parse_word(&s.score).map(|level| Rating {
                 level,
                 score: None,
                 source: RatingSource::Ubuntu,
-                vector: s.score.clone(),
+                vector: s.score.trim().to_string(),
             }),
             _ => None,
         };
@@ -243,7 +284,23 @@ mod tests {
             cvss_score("AV:N/AC:L/Au:N/C:P/I:P/A:P"),
             Some((7.5, RatingSource::CvssV2))
         );
-        for bad in ["CVSS:4.0/AV:N", "CVSS:3.1/AV:X", "", "high"] {
+        assert_eq!(
+            cvss_score("(AV:N/AC:L/Au:N/C:P/I:P/A:P)"),
+            Some((7.5, RatingSource::CvssV2)),
+            "v2 in parentheses, as NVD prints it"
+        );
+        // Found from outside: the crate scored v3 vectors missing base
+        // metrics as if they were zero.
+        for bad in [
+            "CVSS:3.1/AV:N",
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U",
+            "CVSS:3.1/C:H/I:H/A:H",
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H",
+            "CVSS:4.0/AV:N",
+            "CVSS:3.1/AV:X",
+            "",
+            "high",
+        ] {
             assert_eq!(cvss_score(bad), None, "{bad}");
         }
         assert_eq!(Severity::from_score(9.8), Severity::Critical);
@@ -317,6 +374,26 @@ mod tests {
             "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/garbage"}, {"type": "Ubuntu", "score": "untriaged"}]
         }));
         assert_eq!(rate(&none), None, "nothing readable: unrated");
+        let fall = record(serde_json::json!({
+            "id": "T-4", "modified": "2024-01-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N"}, {"type": "Ubuntu", "score": "critical"}]
+        }));
+        let r = rate(&fall).unwrap();
+        assert_eq!(
+            (r.level, r.source),
+            (Severity::Critical, RatingSource::Ubuntu),
+            "an incomplete vector is no rating: the next source decides"
+        );
+        let bare = record(serde_json::json!({
+            "id": "T-5", "modified": "2024-01-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V3", "score": " 9.8 "}],
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "p"}, "ecosystem_specific": {"urgency": "High"}}]
+        }));
+        let r = rate(&bare).unwrap();
+        assert_eq!(
+            (r.level, r.score, r.source, r.vector.as_str()),
+            (Severity::Critical, Some(9.8), RatingSource::CvssV3, "9.8")
+        );
     }
 
     #[test]

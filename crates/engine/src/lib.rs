@@ -34,6 +34,9 @@ use thiserror::Error;
 pub const REPORT_EXAMPLES_MAX: usize = 1000;
 /// How often batch progress is reported, in items.
 pub const PROGRESS_EVERY: usize = 4096;
+/// Most records an alias lookup names (`affected CVE-…` when the CVE is
+/// no record's id).
+pub const ALIAS_RECORDS_MAX: usize = 100;
 /// Holders whose matches a batch keeps at once (each can hold hundreds).
 const HOLDER_CACHE_MAX: usize = 256;
 /// An artifact written by a batch: its index, whether it existed (its
@@ -112,6 +115,9 @@ pub enum EngineError {
     },
     #[error("unknown {what} {id}")]
     NotFound { what: &'static str, id: String },
+    /// The id is no record's, but records name it as an alias.
+    #[error("{id} is no record id; it is an alias of {}: ask for one of them", records.join(", "))]
+    Alias { id: String, records: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
@@ -1537,9 +1543,28 @@ impl<S: CatalogStore> Engine<S> {
     }
 
     pub fn lookup_record(&self, id: &str) -> Result<AdvIdx, EngineError> {
-        self.db.lookup(id).ok_or_else(|| EngineError::NotFound {
-            what: "advisory",
-            id: id.to_string(),
+        if let Some(adv) = self.db.lookup(id) {
+            return Ok(adv);
+        }
+        // An exact record id always wins; without one, say which records
+        // name it (an alias is public knowledge: advisories only).
+        let records: Vec<String> = self
+            .db
+            .naming(id)
+            .into_iter()
+            .take(ALIAS_RECORDS_MAX)
+            .map(|a| self.db.get(a).id().to_string())
+            .collect();
+        Err(if records.is_empty() {
+            EngineError::NotFound {
+                what: "advisory",
+                id: id.to_string(),
+            }
+        } else {
+            EngineError::Alias {
+                id: id.to_string(),
+                records,
+            }
         })
     }
 

@@ -201,6 +201,9 @@ impl From<EngineError> for ApiError {
                 ),
             },
             EngineError::NotFound { what, id } => ApiError::not_found(what, &id),
+            e @ EngineError::Alias { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             EngineError::Invalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }

@@ -460,6 +460,34 @@ async fn answers_state_the_records_severity() {
         v["affected_by_severity"],
         json!({"UBUNTU-CVE-2019-12900": "critical"})
     );
+    // A failure's level is one of the levels, never a free word.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/artifacts/base/failures",
+            &publisher,
+            Some(json!({"summary": "x", "severity": "catastrophic"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/artifacts/base/failures",
+            &publisher,
+            Some(json!({"summary": "x", "severity": "Moderate"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // An alias answers which records name it (advisories are public).
+    let (s, v) = api
+        .call("GET", "/v1/advisories/CVE-2019-12900/affected", &acme, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        v["error"]["message"],
+        "CVE-2019-12900 is no record id; it is an alias of UBUNTU-CVE-2019-12900: ask for one of them"
+    );
     let notices = api.notices(&acme).await;
     let n = notices
         .iter()

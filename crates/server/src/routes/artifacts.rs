@@ -332,6 +332,8 @@ pub struct NewFailure {
     summary: String,
     #[serde(default)]
     details: Option<String>,
+    /// `none`, `low`, `medium`, `high` or `critical` (a feed's words such
+    /// as `moderate` or `important` are read too); anything else is a 400.
     #[serde(default)]
     severity: Option<String>,
     /// RFC 3339; default now; at most 5 minutes ahead.
@@ -400,6 +402,15 @@ pub async fn publish_failure(
         .unwrap_or_else(|| format_unix(st.now_ms() / 1000));
     let modified = parse_rfc3339(&modified_text)
         .ok_or_else(|| ApiError::bad_request("modified must be an RFC 3339 timestamp"))?;
+    // A word no level reads would leave the failure unrated: past every
+    // severity filter and gate but `unknown`.
+    if let Some(word) = &req.severity
+        && patchline_core::notice::Severity::parse_word(word).is_none()
+    {
+        return Err(ApiError::bad_request(
+            "severity must be none, low, medium, high or critical",
+        ));
+    }
     with_engine(&st, move |e| {
         let actor = p.actor();
         let a = e
