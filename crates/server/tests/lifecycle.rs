@@ -469,7 +469,7 @@ async fn answers_state_the_records_severity() {
             Some(json!({"summary": "x", "severity": "catastrophic"})),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     let (s, v) = api
         .call(
             "POST",

@@ -333,7 +333,7 @@ pub struct NewFailure {
     #[serde(default)]
     details: Option<String>,
     /// `none`, `low`, `medium`, `high` or `critical` (a feed's words such
-    /// as `moderate` or `important` are read too); anything else is a 400.
+    /// as `moderate` or `important` are read too); anything else is a 422.
     #[serde(default)]
     severity: Option<String>,
     /// RFC 3339; default now; at most 5 minutes ahead.
@@ -407,7 +407,10 @@ pub async fn publish_failure(
     if let Some(word) = &req.severity
         && patchline_core::notice::Severity::parse_word(word).is_none()
     {
-        return Err(ApiError::bad_request(
+        // 422: the body's form is right, its meaning is not.
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
             "severity must be none, low, medium, high or critical",
         ));
     }
