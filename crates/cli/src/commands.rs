@@ -22,6 +22,7 @@ use patchline_formats::osv;
 
 use crate::CmdResult;
 use crate::exit::Failure;
+use crate::feed;
 use crate::gate::{self, Gate};
 use crate::output::{self, kinds_summary, progress_bar};
 
@@ -150,80 +151,90 @@ fn print_batch_matches(engine: &Engine, report: &BatchReport) {
     }
 }
 
-/// Collects advisory files: named files as they are, folders recursively
-/// (`.json`, `.yaml`, `.yml`), sorted so that runs are reproducible.
-fn advisory_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
-    let mut out = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("cannot read {}", path.display()))
-            .map_err(Failure::rejected)?;
-        if meta.is_dir() {
-            let mut stack = vec![path.clone()];
-            while let Some(dir) = stack.pop() {
-                let entries = std::fs::read_dir(&dir)
-                    .with_context(|| format!("cannot read {}", dir.display()))?;
-                let mut found = Vec::new();
-                for entry in entries {
-                    let p = entry?.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if p
-                        .extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+/// Records published per transaction by `import advisories`: an export of
+/// 100,000 records is stored in steps, never held whole (a re-run skips
+/// what an interrupted one stored, as unchanged).
+pub const IMPORT_CHUNK: usize = 2_000;
+
+/// `import advisories PATH...`: OSV files, folders, osv.dev exports
+/// (`all.zip`) and folders of them. Each record is accepted or rejected on
+/// its own; a JSON record whose `modified` equals the stored one is
+/// skipped before it is read whole (an incremental re-import); the
+/// accepted ones are stored in transactions of [`IMPORT_CHUNK`].
+pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
+    let mut sources = feed::sources(paths)?;
+    let mut engine = open_engine(data_dir)?;
+    let total: usize = sources.iter().map(feed::Source::len).sum();
+    let bar = progress_bar(total as u64, "reading advisories");
+    let (mut rejected, mut skipped) = (0usize, 0usize);
+    let mut chunk: Vec<(String, Advisory)> = Vec::new();
+    let mut published: Vec<(String, Published)> = Vec::new();
+    let flush = |engine: &mut Engine,
+                 chunk: &mut Vec<(String, Advisory)>,
+                 published: &mut Vec<(String, Published)>|
+     -> Result<(), Failure> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = chunk.iter().map(|(n, _)| n.clone()).collect();
+        let report = engine.publish_advisories(std::mem::take(chunk))?;
+        published.extend(names.into_iter().zip(report.outcomes));
+        Ok(())
+    };
+    for source in &mut sources {
+        let mut failed: Option<Failure> = None;
+        feed::for_each_record(source, |name, bytes| {
+            bar.inc(1);
+            if failed.is_some() {
+                return;
+            }
+            let parsed = bytes.and_then(|bytes| {
+                // Incremental: the same `modified` as the stored record
+                // is nothing to do.
+                if let Some(head) = feed::head(&bytes)
+                    && let Some(stored) = engine.db().lookup(&head.id)
+                    && parse_rfc3339(&head.modified)
+                        .is_some_and(|m| m == engine.db().get(stored).modified())
+                {
+                    return Ok(None);
+                }
+                let record = osv::parse_auto(&name, &bytes).map_err(Failure::rejected)?;
+                let adv = Advisory::compile(record).map_err(Failure::rejected)?;
+                if adv.modified.as_unix_ms()
+                    > patchline_engine::now_ms() + patchline_engine::MODIFIED_SKEW_MAX_MS
+                {
+                    return Err(Failure::rejected(anyhow::anyhow!(
+                        "{}: modified {} is in the future",
+                        adv.id,
+                        adv.osv.modified
+                    )));
+                }
+                Ok(Some(adv))
+            });
+            match parsed {
+                Ok(Some(adv)) => {
+                    chunk.push((name, adv));
+                    if chunk.len() >= IMPORT_CHUNK
+                        && let Err(f) = flush(&mut engine, &mut chunk, &mut published)
                     {
-                        found.push(p);
+                        failed = Some(f);
                     }
                 }
-                out.extend(found);
+                Ok(None) => skipped += 1,
+                Err(f) => {
+                    bar.suspend(|| eprintln!("error: {name}: {:#}", f.error));
+                    rejected += 1;
+                }
             }
-        } else {
-            out.push(path.clone());
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// `import advisories PATH...`: each file is one record, accepted or
-/// rejected on its own; the accepted ones are stored in one transaction.
-pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
-    let files = advisory_files(paths)?;
-    let mut engine = open_engine(data_dir)?;
-    let bar = progress_bar(files.len() as u64, "reading advisories");
-    let mut accepted = Vec::new();
-    let mut rejected = 0usize;
-    for path in &files {
-        bar.inc(1);
-        let parsed = read_input(path).and_then(|bytes| {
-            let name = path.display().to_string();
-            let record = osv::parse_auto(&name, &bytes).map_err(Failure::rejected)?;
-            let adv = Advisory::compile(record).map_err(Failure::rejected)?;
-            if adv.modified.as_unix_ms()
-                > patchline_engine::now_ms() + patchline_engine::MODIFIED_SKEW_MAX_MS
-            {
-                return Err(Failure::rejected(anyhow::anyhow!(
-                    "{}: modified {} is in the future",
-                    adv.id,
-                    adv.osv.modified
-                )));
-            }
-            Ok(adv)
         });
-        match parsed {
-            Ok(adv) => accepted.push((path.display().to_string(), adv)),
-            Err(f) => {
-                bar.suspend(|| eprintln!("error: {}: {:#}", path.display(), f.error));
-                rejected += 1;
-            }
+        if let Some(f) = failed {
+            return Err(f);
         }
     }
+    flush(&mut engine, &mut chunk, &mut published)?;
     bar.finish_and_clear();
-    let report = engine.publish_advisories(accepted.clone())?;
-    let (mut new, mut updated, mut unchanged, mut stale) = (0, 0, 0, 0);
-    for o in &report.outcomes {
+    let (mut new, mut updated, mut unchanged, mut stale) = (0, 0, skipped, 0);
+    for (_, o) in &published {
         match o {
             Published::New(_) => new += 1,
             Published::Updated(_) => updated += 1,
@@ -233,7 +244,7 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
     }
     println!(
         "{} advisories: {new} new, {updated} updated, {unchanged} unchanged, {stale} older than the stored version{}",
-        report.outcomes.len(),
+        published.len() + skipped,
         if rejected > 0 {
             format!(", {rejected} rejected")
         } else {
@@ -242,7 +253,7 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
     );
     engine.prepare();
     let mut shown = 0;
-    for ((path, _), outcome) in accepted.iter().zip(&report.outcomes) {
+    for (path, outcome) in &published {
         let idx = outcome.idx();
         let Record::Advisory(adv) = engine.db().get(idx) else {
             continue;
@@ -269,15 +280,14 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             );
         }
     }
-    if rejected > 0 && report.outcomes.is_empty() {
+    if rejected > 0 && published.is_empty() && skipped == 0 {
         return Err(Failure::rejected(anyhow::anyhow!(
-            "all {rejected} files were rejected: nothing was imported"
+            "all {rejected} records were rejected: nothing was imported"
         )));
     }
     if rejected > 0 {
         return Err(Failure::partial(anyhow::anyhow!(
-            "{rejected} of {} files were rejected (the others were imported)",
-            files.len()
+            "{rejected} of {total} records were rejected (the others were imported)"
         )));
     }
     Ok(())

@@ -985,3 +985,105 @@ fn an_alias_finds_the_records_that_name_it() {
     pl.ok(&["import", "advisories", &own]);
     assert_eq!(pl.affected("CVE-2023-45803")["advisory"], "CVE-2023-45803");
 }
+
+/// Writes a zip of `entries` (name, bytes), as osv.dev's exports are laid
+/// out: one `ID.json` per record at the archive's root.
+fn write_zip(path: &Path, entries: &[(String, Vec<u8>)]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        z.start_file(name.as_str(), opts).unwrap();
+        std::io::Write::write_all(&mut z, bytes).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// The real JSON records of one `testdata/advisories` folder, as entries.
+fn records_of(folder: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(testdata(folder))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A feed: a folder of osv.dev-style exports (`<Ecosystem>/all.zip`),
+/// built from the real Ubuntu, Debian and Alpine records of testdata
+/// (their sources: testdata/advisories/SOURCES.md). Imported whole, then
+/// again (every record skipped as unchanged), then with one record
+/// modified; a broken entry is reported by its place and the rest
+/// imported; a file that is no zip is refused.
+#[test]
+fn osv_exports_import_directly_and_incrementally() {
+    let pl = Pl::new();
+    let feed = pl.dir.path().join("feed");
+    let ubuntu = records_of("advisories/ubuntu");
+    write_zip(&feed.join("Ubuntu/all.zip"), &ubuntu);
+    write_zip(
+        &feed.join("Debian/all.zip"),
+        &records_of("advisories/debian"),
+    );
+    let mut alpine = records_of("advisories/alpine");
+    // Not a record: skipped like any other file that is no `.json`.
+    alpine.push((
+        "README.txt".into(),
+        b"exports hold one ID.json per record".to_vec(),
+    ));
+    write_zip(&feed.join("Alpine/all.zip"), &alpine);
+    let n = ubuntu.len() + 2;
+    let feed_arg = feed.to_str().unwrap();
+    let out = pl.ok(&["import", "advisories", feed_arg]);
+    assert!(
+        out.starts_with(&format!("{n} advisories: {n} new, 0 updated, 0 unchanged")),
+        "{out}"
+    );
+    assert_eq!(pl.affected("DSA-3029-1")["advisory"], "DSA-3029-1");
+    let out = pl.ok(&["import", "advisories", feed_arg]);
+    assert!(
+        out.starts_with(&format!("{n} advisories: 0 new, 0 updated, {n} unchanged")),
+        "{out}"
+    );
+    // One record changed upstream: only it is read and updated.
+    let mut changed = ubuntu.clone();
+    let (_, bytes) = changed
+        .iter_mut()
+        .find(|(name, _)| name == "USN-4038-1.json")
+        .unwrap();
+    let mut doc: Value = serde_json::from_slice(bytes).unwrap();
+    doc["modified"] = "2025-07-17T00:00:00Z".into(); // the record says 2025-07-16T04:42:30Z
+    doc["summary"] = "bzip2 vulnerabilities (updated)".into();
+    *bytes = serde_json::to_vec(&doc).unwrap();
+    write_zip(&feed.join("Ubuntu/all.zip"), &changed);
+    let out = pl.ok(&["import", "advisories", feed_arg]);
+    assert!(
+        out.starts_with(&format!(
+            "{n} advisories: 0 new, 1 updated, {} unchanged",
+            n - 1
+        )),
+        "{out}"
+    );
+    // A broken entry: reported with its archive and name, the rest read.
+    let mut broken = records_of("advisories/debian");
+    broken.push(("BROKEN-1.json".into(), b"{\"id\": \"BROKEN-1\"".to_vec()));
+    let other = pl.dir.path().join("other/all.zip");
+    write_zip(&other, &broken);
+    let out = pl.run(&["import", "advisories", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other/all.zip:BROKEN-1.json"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 unchanged"));
+    // A file named .zip that is no archive: refused, nothing read.
+    let fake = pl.file("fake.zip", "not a zip");
+    let err = pl.fails(3, &["import", "advisories", &fake]);
+    assert!(err.contains("not a readable zip archive"), "{err}");
+}

@@ -1,0 +1,179 @@
+//! The records `import advisories` reads: OSV files (JSON or YAML),
+//! folders of them, osv.dev's offline exports (an ecosystem's `all.zip`,
+//! one `ID.json` per record) and folders of such zips — a feed. Records
+//! are read one at a time (a zip entry is inflated when its turn comes),
+//! each bounded to [`FILE_LEN_MAX`] bytes, so an export of 100,000
+//! records never sits in memory whole.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::commands::FILE_LEN_MAX;
+use crate::exit::Failure;
+
+/// Where records come from: a record file, or a zip of records.
+#[derive(Debug)]
+pub enum Source {
+    File(PathBuf),
+    Zip {
+        path: PathBuf,
+        archive: zip::ZipArchive<BufReader<File>>,
+        /// Its `.json` entries (name, index), in name order.
+        entries: Vec<(String, usize)>,
+    },
+}
+
+impl Source {
+    /// Records it holds (a file: one).
+    pub fn len(&self) -> usize {
+        match self {
+            Source::File(_) => 1,
+            Source::Zip { entries, .. } => entries.len(),
+        }
+    }
+}
+
+fn is_record_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+}
+
+fn is_zip(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+}
+
+/// The sources of `paths`: files as given, folders walked for record
+/// files and zips, sorted. A zip that cannot be opened rejects the run
+/// before anything is read (it is a feed's file, not one record).
+pub fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(Failure::rejected)?;
+        if meta.is_dir() {
+            let mut stack = vec![path.clone()];
+            while let Some(dir) = stack.pop() {
+                let entries = std::fs::read_dir(&dir)
+                    .with_context(|| format!("cannot read {}", dir.display()))?;
+                for entry in entries {
+                    let p = entry?.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if is_record_file(&p) || is_zip(&p) {
+                        files.push(p);
+                    }
+                }
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|p| {
+            if !is_zip(&p) {
+                return Ok(Source::File(p));
+            }
+            let file = File::open(&p)
+                .with_context(|| format!("cannot read {}", p.display()))
+                .map_err(Failure::rejected)?;
+            let archive = zip::ZipArchive::new(BufReader::new(file))
+                .with_context(|| format!("{}: not a readable zip archive", p.display()))
+                .map_err(Failure::rejected)?;
+            let mut entries: Vec<(String, usize)> = (0..archive.len())
+                .filter_map(|i| {
+                    let name = archive.name_for_index(i)?.ok()?;
+                    name.ends_with(".json").then(|| (name.to_string(), i))
+                })
+                .collect();
+            entries.sort();
+            Ok(Source::Zip {
+                path: p,
+                archive,
+                entries,
+            })
+        })
+        .collect()
+}
+
+/// Calls `each(location, bytes)` for every record of `source`, in order;
+/// a record that cannot be read is given as an error for its location.
+pub fn for_each_record(
+    source: &mut Source,
+    mut each: impl FnMut(String, Result<Vec<u8>, Failure>),
+) {
+    match source {
+        Source::File(p) => each(p.display().to_string(), read_file(p)),
+        Source::Zip {
+            path,
+            archive,
+            entries,
+        } => {
+            for (entry_name, i) in entries.iter() {
+                let name = format!("{}:{entry_name}", path.display());
+                let bytes = match archive.by_index(*i) {
+                    Ok(mut entry) => {
+                        let size = entry.size();
+                        read_bounded(&mut entry, size, &name)
+                    }
+                    Err(e) => Err(Failure::rejected(anyhow::anyhow!("{name}: {e}"))),
+                };
+                each(name, bytes);
+            }
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
+    let mut f = File::open(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failure::rejected)?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    read_bounded(&mut f, size, &path.display().to_string())
+}
+
+/// Reads at most [`FILE_LEN_MAX`] bytes (an entry's declared size is not
+/// trusted: the read itself is bounded).
+fn read_bounded(r: &mut impl Read, declared: u64, name: &str) -> Result<Vec<u8>, Failure> {
+    let too_big = || {
+        Failure::rejected(anyhow::anyhow!(
+            "{name}: more than the {FILE_LEN_MAX} bytes accepted for one record"
+        ))
+    };
+    if declared > FILE_LEN_MAX {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(declared.min(1 << 20) as usize);
+    r.take(FILE_LEN_MAX + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))
+        .map_err(Failure::rejected)?;
+    if bytes.len() as u64 > FILE_LEN_MAX {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+/// What an incremental import looks at before reading a record whole.
+#[derive(Deserialize)]
+pub struct Head {
+    pub id: String,
+    pub modified: String,
+}
+
+/// The id and `modified` of a JSON record, read without building the rest
+/// (`None` for YAML or a record too broken to say: it is read whole, and
+/// its errors reported as usual).
+pub fn head(bytes: &[u8]) -> Option<Head> {
+    serde_json::from_slice(bytes).ok()
+}
