@@ -15,7 +15,7 @@ use patchline_core::{
     Actor, Advisory, AdvisoryId, ArtIdx, ComponentHit, Kind, Mode, Published, Record, TenantId,
     Visibility,
 };
-use patchline_engine::report::{affected_rows, counts_by_kind};
+use patchline_engine::report::{affected_rows, counts_by_kind, render_row};
 use patchline_engine::{BatchItem, BatchReport, Engine};
 use patchline_formats::inventory::{Format, Hint, detect, parse as parse_inventory};
 use patchline_formats::osv;
@@ -25,6 +25,7 @@ use crate::exit::Failure;
 use crate::feed;
 use crate::gate::{self, Gate};
 use crate::output::{self, kinds_summary, progress_bar};
+use crate::{OutFormat, export};
 
 /// Largest advisory or inventory file read.
 pub const FILE_LEN_MAX: u64 = 256 << 20;
@@ -401,7 +402,7 @@ fn tenant_actor(engine: &Engine, tenant: Option<&str>) -> Result<Actor, Failure>
 pub fn affected(
     data_dir: &Path,
     id: &str,
-    json: bool,
+    format: OutFormat,
     tenant: Option<&str>,
     limit: usize,
     gate: Gate,
@@ -412,7 +413,7 @@ pub fn affected(
         Ok(adv) => adv,
         Err(patchline_engine::EngineError::Alias { records, .. }) => {
             drop(engine);
-            return affected_alias(data_dir, id, &records, json, tenant, limit, gate);
+            return affected_alias(data_dir, id, &records, format, tenant, limit, gate);
         }
         Err(e) => return Err(e.into()),
     };
@@ -436,7 +437,19 @@ pub fn affected(
     let left_out = all.len() - rows.len();
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    if json {
+    if matches!(format, OutFormat::Sarif | OutFormat::Cyclonedx) {
+        let rendered: Vec<_> = rows
+            .iter()
+            .map(|(a, hits)| render_row(catalog, &actor, *a, hits))
+            .collect();
+        let doc = if format == OutFormat::Sarif {
+            export::sarif(&[(record, rendered)])
+        } else {
+            export::cyclonedx_affected(record, &rendered)
+        };
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        out.write_all(b"\n")?;
+    } else if format == OutFormat::Json {
         // Streamed: a million rows never sit in memory as one document.
         let filters = gate.filters().then(|| gate.doc(left_out));
         patchline_engine::report::write_affected(
@@ -497,15 +510,24 @@ fn affected_alias(
     data_dir: &Path,
     alias: &str,
     records: &[String],
-    json: bool,
+    format: OutFormat,
     tenant: Option<&str>,
     limit: usize,
     gate: Gate,
 ) -> CmdResult {
-    if json {
-        let doc = serde_json::json!({"alias": alias, "records": records});
-        println!("{doc}");
-        return Ok(());
+    match format {
+        OutFormat::Json => {
+            let doc = serde_json::json!({"alias": alias, "records": records});
+            println!("{doc}");
+            return Ok(());
+        }
+        OutFormat::Sarif | OutFormat::Cyclonedx => {
+            return Err(Failure::not_found(anyhow::anyhow!(
+                "{alias} is no record id; it is an alias of {}: ask for one of them",
+                records.join(", ")
+            )));
+        }
+        OutFormat::Table => {}
     }
     println!(
         "{alias} is no record id; it is an alias of {} record{}: {}",
@@ -516,7 +538,7 @@ fn affected_alias(
     let mut failing = Vec::new();
     for id in records {
         println!();
-        match affected(data_dir, id, false, tenant, limit, gate) {
+        match affected(data_dir, id, OutFormat::Table, tenant, limit, gate) {
             Ok(()) => {}
             Err(f) if f.code == crate::exit::FINDINGS => failing.push(id.as_str()),
             Err(f) => return Err(f),
@@ -679,7 +701,7 @@ pub fn lineage(data_dir: &Path, id: &str, max_nodes: usize, json: bool) -> CmdRe
 }
 
 /// `show ID`.
-pub fn show(data_dir: &Path, id: &str, json: bool, gate: Gate) -> CmdResult {
+pub fn show(data_dir: &Path, id: &str, format: OutFormat, gate: Gate) -> CmdResult {
     let engine = open_reader(data_dir)?;
     let catalog = engine.catalog();
     let idx = catalog
@@ -699,15 +721,43 @@ pub fn show(data_dir: &Path, id: &str, json: bool, gate: Gate) -> CmdResult {
     let left_out = found - matches.len();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    output::print_artifact(
-        &mut out,
-        catalog,
-        engine.db(),
-        idx,
-        &matches,
-        json,
-        gate.filters().then(|| gate.doc(left_out)),
-    )?;
+    if matches!(format, OutFormat::Sarif | OutFormat::Cyclonedx) {
+        let findings: Vec<_> = matches
+            .iter()
+            .map(|m| {
+                (
+                    engine.db().get(m.advisory),
+                    vec![render_row(catalog, &Actor::Admin, idx, &m.hits)],
+                )
+            })
+            .collect();
+        let doc = if format == OutFormat::Sarif {
+            export::sarif(&findings)
+        } else {
+            let purls: Vec<String> = catalog
+                .effective_components(idx)
+                .iter()
+                .map(|&c| catalog.components().get(c).purl.to_string())
+                .collect();
+            export::cyclonedx_sbom(
+                &render_row(catalog, &Actor::Admin, idx, &[]),
+                &purls,
+                &findings,
+            )
+        };
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        writeln!(out)?;
+    } else {
+        output::print_artifact(
+            &mut out,
+            catalog,
+            engine.db(),
+            idx,
+            &matches,
+            format == OutFormat::Json,
+            gate.filters().then(|| gate.doc(left_out)),
+        )?;
+    }
     out.flush()?;
     let failing: Vec<&str> = matches
         .iter()

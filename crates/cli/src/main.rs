@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod demo;
 mod exit;
+mod export;
 mod feed;
 mod gate;
 mod output;
@@ -77,9 +78,13 @@ enum Command {
     Affected {
         /// Advisory or failure id.
         id: String,
-        /// Print the JSON document of CONTRACT.md §5.
-        #[arg(long)]
+        /// Print the JSON document of CONTRACT.md §5 (`--format json`).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table (readable, the default), json, sarif (SARIF 2.1.0) or
+        /// cyclonedx (a CycloneDX 1.6 vulnerability report).
+        #[arg(long, value_enum)]
+        format: Option<OutFormat>,
         /// Only this tenant's artifacts (ids it may not see are hidden).
         #[arg(long)]
         tenant: Option<String>,
@@ -133,8 +138,14 @@ enum Command {
     /// One artifact: what it is, its inventory and what affects it now.
     Show {
         id: String,
-        #[arg(long)]
+        /// `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table (readable, the default), json, sarif (SARIF 2.1.0) or
+        /// cyclonedx (the artifact's SBOM: its effective inventory, with
+        /// what affects it, CycloneDX 1.6).
+        #[arg(long, value_enum)]
+        format: Option<OutFormat>,
         #[command(flatten)]
         gate: GateArgs,
     },
@@ -250,6 +261,25 @@ impl GateArgs {
             severity: self.severity,
             ignore_unfixed: self.ignore_unfixed,
             fail_on: self.fail_on,
+        }
+    }
+}
+
+/// `--format` of `affected` and `show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutFormat {
+    Table,
+    Json,
+    Sarif,
+    Cyclonedx,
+}
+
+impl OutFormat {
+    fn of(json: bool, format: Option<OutFormat>) -> OutFormat {
+        if json {
+            OutFormat::Json
+        } else {
+            format.unwrap_or(OutFormat::Table)
         }
     }
 }
@@ -382,10 +412,18 @@ fn main() -> ExitCode {
         Command::Affected {
             id,
             json,
+            format,
             tenant,
             limit,
             gate,
-        } => commands::affected(&data_dir, &id, json, tenant.as_deref(), limit, gate.gate()),
+        } => commands::affected(
+            &data_dir,
+            &id,
+            OutFormat::of(json, format),
+            tenant.as_deref(),
+            limit,
+            gate.gate(),
+        ),
         Command::Remedy {
             id,
             tenant,
@@ -406,7 +444,12 @@ fn main() -> ExitCode {
             max_nodes,
             json,
         } => commands::lineage(&data_dir, &id, max_nodes, json),
-        Command::Show { id, json, gate } => commands::show(&data_dir, &id, json, gate.gate()),
+        Command::Show {
+            id,
+            json,
+            format,
+            gate,
+        } => commands::show(&data_dir, &id, OutFormat::of(json, format), gate.gate()),
         Command::Report { json, gate } => commands::report(&data_dir, json, gate.gate()),
         Command::Fail {
             artifact,

@@ -1087,3 +1087,166 @@ fn osv_exports_import_directly_and_incrementally() {
     let err = pl.fails(3, &["import", "advisories", &fake]);
     assert!(err.contains("not a readable zip archive"), "{err}");
 }
+
+/// `--format sarif` and `--format cyclonedx` of `affected` and `show` on
+/// the demo's real records, validated by the official schemas (CycloneDX
+/// 1.6 as cyclonedx-python-lib ships it, SARIF 2.1.0 from OASIS; a
+/// document broken on purpose must be refused by each, so the check
+/// itself is checked).
+#[test]
+fn exports_validate_against_the_official_schemas() {
+    let Some(py) =
+        patchline_testkit::require_python("exports_validate", "cyclonedx.validation.json")
+    else {
+        return;
+    };
+    let pl = Pl::new();
+    pl.ok(&["demo"]);
+    let mut args = Vec::new();
+    let mut write = |name: &str, kind: &str, cmd: &[&str]| -> Value {
+        let out = pl.ok(cmd);
+        let path = pl.file(name, &out);
+        args.push(format!("{kind}:{path}"));
+        serde_json::from_str(&out).unwrap()
+    };
+    let sarif = write(
+        "affected.sarif",
+        "sarif",
+        &["affected", "UBUNTU-CVE-2019-12900", "--format", "sarif"],
+    );
+    let rules = &sarif["runs"][0]["tool"]["driver"]["rules"];
+    assert_eq!(rules[0]["id"], "UBUNTU-CVE-2019-12900");
+    assert_eq!(rules[0]["properties"]["security-severity"], "9.8");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let doc = pl.affected("UBUNTU-CVE-2019-12900");
+    let components: usize = doc["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["components"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        results.len(),
+        components,
+        "one per affected component of each artifact"
+    );
+    assert!(results.iter().all(|r| r["level"] == "error"));
+    let cdx = write(
+        "affected.cdx.json",
+        "cyclonedx",
+        &["affected", "PYSEC-2023-212", "--format", "cyclonedx"],
+    );
+    assert_eq!(cdx["vulnerabilities"][0]["id"], "PYSEC-2023-212");
+    assert_eq!(cdx["vulnerabilities"][0]["ratings"][0]["method"], "CVSSv31");
+    assert_eq!(
+        cdx["vulnerabilities"][0]["affects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    assert_eq!(
+        cdx["vulnerabilities"][0]["recommendation"],
+        "upgrade to 1.26.18"
+    );
+    write(
+        "failure.cdx.json",
+        "cyclonedx",
+        &["affected", "FAIL-CLOUDINIT-1", "--format", "cyclonedx"],
+    );
+    let sbom = write(
+        "show.cdx.json",
+        "cyclonedx",
+        &["show", "acme-web", "--format", "cyclonedx"],
+    );
+    let shown: Value = serde_json::from_str(&pl.ok(&["show", "acme-web", "--json"])).unwrap();
+    assert_eq!(
+        sbom["components"].as_array().unwrap().len(),
+        shown["components"].as_array().unwrap().len(),
+        "the SBOM is the effective inventory"
+    );
+    assert_eq!(sbom["metadata"]["component"]["name"], "acme-web");
+    assert_eq!(
+        sbom["vulnerabilities"].as_array().unwrap().len(),
+        shown["affected_by"].as_array().unwrap().len()
+    );
+    write(
+        "show.sarif",
+        "sarif",
+        &["show", "acme-web", "--format", "sarif"],
+    );
+    // Filters and the gate hold in every format.
+    let filtered = write(
+        "filtered.sarif",
+        "sarif",
+        &[
+            "show",
+            "acme-web",
+            "--format",
+            "sarif",
+            "--severity",
+            "medium",
+        ],
+    );
+    assert_eq!(
+        filtered["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    pl.fails(
+        8,
+        &[
+            "affected",
+            "UBUNTU-CVE-2019-12900",
+            "--format",
+            "sarif",
+            "--fail-on",
+            "high",
+        ],
+    );
+    pl.fails(
+        2,
+        &["affected", "USN-4038-1", "--json", "--format", "sarif"],
+    );
+    // Controls: one broken document of each kind.
+    let mut broken = cdx.clone();
+    broken["vulnerabilities"][0]["ratings"][0]["severity"] = "severe".into();
+    args.push(format!(
+        "cyclonedx:{}",
+        pl.file("broken.cdx.json", &broken.to_string())
+    ));
+    let mut broken = sarif.clone();
+    broken["runs"][0]["results"][0]["level"] = "fatal".into();
+    args.push(format!(
+        "sarif:{}",
+        pl.file("broken.sarif", &broken.to_string())
+    ));
+    let out = Command::new(&py)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/schemas/validate.py"
+        ))
+        .arg(testdata("schemas/sarif-schema-2.1.0.json"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), args.len(), "{text}");
+    for line in &lines[..lines.len() - 2] {
+        assert!(line.starts_with("ok "), "{text}");
+    }
+    for line in &lines[lines.len() - 2..] {
+        assert!(
+            line.starts_with("invalid "),
+            "the control must fail: {text}"
+        );
+    }
+}
