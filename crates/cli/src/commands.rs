@@ -1,7 +1,7 @@
 //! The commands: read input, call the engine, print for a person or a
 //! script.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -164,7 +164,24 @@ pub const IMPORT_CHUNK: usize = 2_000;
 /// accepted ones are stored in transactions of [`IMPORT_CHUNK`].
 pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
     let mut sources = feed::sources(paths)?;
-    let mut engine = open_engine(data_dir)?;
+    // What is stored, read without loading the records: a re-import that
+    // changes nothing never loads them (the engine opens at the first
+    // record to publish). Without a catalog, the engine makes one now.
+    let stored: HashMap<String, patchline_core::timestamp::Instant> =
+        match patchline_store::sqlite::SqliteStore::open_read_only(data_dir) {
+            Ok(store) => store
+                .advisory_modified()
+                .map_err(|e| Failure::from(patchline_engine::EngineError::Store(e)))?
+                .into_iter()
+                .filter_map(|(id, m)| Some((id, parse_rfc3339(&m)?)))
+                .collect(),
+            Err(_) => HashMap::new(),
+        };
+    let mut engine: Option<Engine> = if stored.is_empty() {
+        Some(open_engine(data_dir)?)
+    } else {
+        None
+    };
     let total: usize = sources.iter().map(feed::Source::len).sum();
     let bar = progress_bar(total as u64, "reading advisories");
     let (mut rejected, mut skipped) = (0usize, 0usize);
@@ -192,12 +209,14 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             let parsed = bytes.and_then(|bytes| {
                 // Incremental: the same `modified` as the stored record
                 // is nothing to do.
-                if let Some(head) = feed::head(&bytes)
-                    && let Some(stored) = engine.db().lookup(&head.id)
-                    && parse_rfc3339(&head.modified)
-                        .is_some_and(|m| m == engine.db().get(stored).modified())
-                {
-                    return Ok(None);
+                if let Some(head) = feed::head(&bytes) {
+                    let same = match &engine {
+                        Some(e) => e.db().lookup(&head.id).map(|i| e.db().get(i).modified()),
+                        None => stored.get(&head.id).copied(),
+                    };
+                    if same.is_some_and(|s| parse_rfc3339(&head.modified) == Some(s)) {
+                        return Ok(None);
+                    }
                 }
                 let record = osv::parse_auto(&name, &bytes).map_err(Failure::rejected)?;
                 let adv = Advisory::compile(record).map_err(Failure::rejected)?;
@@ -215,8 +234,18 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             match parsed {
                 Ok(Some(adv)) => {
                     chunk.push((name, adv));
+                    if engine.is_none() {
+                        match open_engine(data_dir) {
+                            Ok(e) => engine = Some(e),
+                            Err(f) => {
+                                failed = Some(f);
+                                return;
+                            }
+                        }
+                    }
                     if chunk.len() >= IMPORT_CHUNK
-                        && let Err(f) = flush(&mut engine, &mut chunk, &mut published)
+                        && let Some(e) = engine.as_mut()
+                        && let Err(f) = flush(e, &mut chunk, &mut published)
                     {
                         failed = Some(f);
                     }
@@ -232,7 +261,9 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             return Err(f);
         }
     }
-    flush(&mut engine, &mut chunk, &mut published)?;
+    if let Some(e) = engine.as_mut() {
+        flush(e, &mut chunk, &mut published)?;
+    }
     bar.finish_and_clear();
     let (mut new, mut updated, mut unchanged, mut stale) = (0, 0, skipped, 0);
     for (_, o) in &published {
@@ -252,9 +283,15 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             String::new()
         }
     );
-    engine.prepare();
+    if let Some(engine) = engine.as_mut() {
+        engine.prepare();
+    }
     let mut shown = 0;
     for (path, outcome) in &published {
+        // Something was published: the engine is open.
+        let Some(engine) = engine.as_mut() else {
+            break;
+        };
         let idx = outcome.idx();
         let Record::Advisory(adv) = engine.db().get(idx) else {
             continue;

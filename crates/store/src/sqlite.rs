@@ -292,6 +292,19 @@ impl SqliteStore {
         })
     }
 
+    /// Every stored advisory's id and `modified` as published: what an
+    /// incremental import compares before it loads the records whole.
+    pub fn advisory_modified(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, modified FROM records WHERE kind = 'advisory'")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)
+    }
+
     /// A random id of this installation (made with the database), so that
     /// message ids differ between installations.
     pub fn installation(&self) -> Result<String, StoreError> {
