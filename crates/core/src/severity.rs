@@ -167,9 +167,7 @@ pub fn rate(record: &osv::Advisory) -> Option<Rating> {
     for a in &record.affected {
         a.severity.iter().for_each(&mut severity_entry);
     }
-    let field = |v: &Option<serde_json::Value>, key: &str| -> Option<String> {
-        Some(v.as_ref()?.get(key)?.as_str()?.to_string())
-    };
+    let field = |v: &Option<osv::Extra>, key: &str| -> Option<String> { v.as_ref()?.get_str(key) };
     for a in &record.affected {
         if a.package
             .as_ref()

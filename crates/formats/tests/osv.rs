@@ -96,7 +96,7 @@ fn fixture_contents() {
         aff.ranges[0].events[1],
         Event::Fixed("2.31.1-0.4ubuntu3.7".into())
     );
-    assert!(aff.ecosystem_specific.as_ref().unwrap()["binaries"].is_array());
+    assert!(aff.ecosystem_specific.as_ref().unwrap().value()["binaries"].is_array());
 
     let a = load("advisories/debian/DSA-3029-1.json");
     assert_eq!(
