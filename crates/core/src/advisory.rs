@@ -70,8 +70,27 @@ pub struct Entry {
     /// Normalised package name (source package for distributions).
     pub name: String,
     ranges: Vec<CompiledRange>,
-    /// Explicit `versions`: the text and, when it parses, the version.
-    versions: Vec<(String, Option<Version>)>,
+    /// Explicit `versions`: the version when it parses (it keeps its
+    /// text), else the text.
+    versions: Vec<Listed>,
+}
+
+/// A version an entry lists. A parsed version keeps its own text, so the
+/// text is not kept twice (listed versions were a large part of a loaded
+/// record's memory).
+#[derive(Clone, Debug)]
+enum Listed {
+    Parsed(Version),
+    Unparsed(Box<str>),
+}
+
+impl Listed {
+    fn text(&self) -> &str {
+        match self {
+            Listed::Parsed(v) => v.as_str(),
+            Listed::Unparsed(t) => t,
+        }
+    }
 }
 
 impl Entry {
@@ -105,8 +124,8 @@ impl Entry {
         if let Some(fixed) = in_range {
             return Some(Hit { fixed });
         }
-        let listed = self.versions.iter().any(|(text, v)| {
-            text == version || matches!((v, parsed), (Some(a), Some(b)) if a == b)
+        let listed = self.versions.iter().any(|l| {
+            l.text() == version || matches!((l, parsed), (Listed::Parsed(a), Some(b)) if a == b)
         });
         listed.then(|| Hit {
             fixed: parsed.and_then(|v| self.next_fix(v)),
@@ -285,7 +304,10 @@ impl Advisory {
             let versions = affected
                 .versions
                 .iter()
-                .map(|v| (v.clone(), target.scheme.parse(v).ok()))
+                .map(|v| match target.scheme.parse(v) {
+                    Ok(parsed) => Listed::Parsed(parsed),
+                    Err(_) => Listed::Unparsed(v.as_str().into()),
+                })
                 .collect();
             entries.push(Entry {
                 ecosystem: package.ecosystem.clone(),
