@@ -182,7 +182,10 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
     } else {
         None
     };
-    let total: usize = sources.iter().map(feed::Source::len).sum();
+    let total: usize = sources
+        .iter()
+        .map(|s| s.as_ref().map_or(1, feed::Source::len))
+        .sum();
     let bar = progress_bar(total as u64, "reading advisories");
     let (mut rejected, mut skipped) = (0usize, 0usize);
     let mut chunk: Vec<(String, Advisory)> = Vec::new();
@@ -200,6 +203,17 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
         Ok(())
     };
     for source in &mut sources {
+        // A path that cannot be read, a zip that cannot be opened: its
+        // own rejection; the other sources are read.
+        let source = match source {
+            Ok(source) => source,
+            Err(f) => {
+                bar.inc(1);
+                bar.suspend(|| eprintln!("error: {:#}", f.error));
+                rejected += 1;
+                continue;
+            }
+        };
         let mut failed: Option<Failure> = None;
         feed::for_each_record(source, |name, bytes| {
             bar.inc(1);
@@ -274,7 +288,10 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             Published::Stale(_) => stale += 1,
         }
     }
-    println!(
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    writeln!(
+        out,
         "{} advisories: {new} new, {updated} updated, {unchanged} unchanged, {stale} older than the stored version{}",
         published.len() + skipped,
         if rejected > 0 {
@@ -282,7 +299,7 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
         } else {
             String::new()
         }
-    );
+    )?;
     if let Some(engine) = engine.as_mut() {
         engine.prepare();
     }
@@ -303,21 +320,23 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             continue;
         }
         if adv.withdrawn {
-            println!("  {}: withdrawn, affects nothing", adv.id);
+            writeln!(out, "  {}: withdrawn, affects nothing", adv.id)?;
             continue;
         }
         let impact = engine.impact(idx);
         let n = impact.artifact_count();
         if n > 0 && shown < 50 {
             shown += 1;
-            println!(
+            writeln!(
+                out,
                 "  {}: {} affected ({})",
                 adv.id,
                 n,
                 kinds_summary(&counts_by_kind(engine.catalog(), &impact))
-            );
+            )?;
         }
     }
+    out.flush()?;
     if rejected > 0 && published.is_empty() && skipped == 0 {
         return Err(Failure::rejected(anyhow::anyhow!(
             "all {rejected} records were rejected: nothing was imported"
@@ -446,11 +465,22 @@ pub fn affected(
 ) -> CmdResult {
     let mut engine = open_reader(data_dir)?;
     let actor = tenant_actor(&engine, tenant)?;
-    let adv = match engine.lookup_record(id) {
+    // A tenant sees the records the API would show it (a failure of
+    // another tenant's private artifact is unknown to it).
+    let adv = match engine.lookup_record_for(id, &actor) {
         Ok(adv) => adv,
-        Err(patchline_engine::EngineError::Alias { records, .. }) => {
-            drop(engine);
-            return affected_alias(data_dir, id, &records, format, tenant, limit, gate);
+        Err(patchline_engine::EngineError::Alias { .. }) => {
+            let advs = engine.db().naming(id);
+            if format == OutFormat::Table {
+                // Each record's own report, one after the other.
+                let ids: Vec<String> = advs
+                    .iter()
+                    .map(|&a| engine.db().get(a).id().to_string())
+                    .collect();
+                drop(engine);
+                return affected_alias_reports(data_dir, id, &ids, tenant, limit, gate);
+            }
+            return affected_alias(&mut engine, &actor, id, &advs, format, gate);
         }
         Err(e) => return Err(e.into()),
     };
@@ -459,17 +489,8 @@ pub fn affected(
     let record = engine.db().get(adv);
     let impact = engine.impact(adv);
     let all = affected_rows(catalog, &impact, &actor);
-    // What the filters keep: the record (--severity), then per artifact
-    // the hits with a fixed version (--ignore-unfixed).
     let kept_record = gate.keeps(record.severity());
-    let hits: Vec<(ArtIdx, std::borrow::Cow<'_, [ComponentHit]>)> = if kept_record {
-        all.iter()
-            .map(|&(a, h)| (a, gate.hits(h)))
-            .filter(|(_, h)| !h.is_empty())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let hits = kept_hits(&gate, record, &all);
     let rows: Vec<(ArtIdx, &[ComponentHit])> = hits.iter().map(|(a, h)| (*a, &**h)).collect();
     let left_out = all.len() - rows.len();
     let stdout = std::io::stdout();
@@ -479,11 +500,17 @@ pub fn affected(
             .iter()
             .map(|(a, hits)| render_row(catalog, &actor, *a, hits))
             .collect();
-        let doc = if format == OutFormat::Sarif {
+        let mut doc = if format == OutFormat::Sarif {
             export::sarif(&[(record, rendered)])
         } else {
-            export::cyclonedx_affected(record, &rendered)
+            export::cyclonedx_affected(&[(record, rendered)])
         };
+        if gate.filters() {
+            export::note_filters(&mut doc, &gate.doc(left_out));
+        }
+        if left_out > 0 {
+            eprintln!("note: {left_out} affected artifacts left out by the filters");
+        }
         serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
         out.write_all(b"\n")?;
     } else if format == OutFormat::Json {
@@ -543,29 +570,105 @@ pub fn affected(
 /// (`aliases`, `upstream`): `--json` answers the list (`{"alias",
 /// "records"}`); the readable answer is each record's, one after the
 /// other. `--fail-on` fails when any of them does.
+/// What the filters keep of a record's rows: nothing when `--severity`
+/// leaves the record out, else per artifact the hits `--ignore-unfixed`
+/// keeps (artifacts left with none are left out).
+fn kept_hits<'a>(
+    gate: &Gate,
+    record: &Record,
+    all: &[(ArtIdx, &'a [ComponentHit])],
+) -> Vec<(ArtIdx, std::borrow::Cow<'a, [ComponentHit]>)> {
+    if !gate.keeps(record.severity()) {
+        return Vec::new();
+    }
+    all.iter()
+        .map(|&(a, h)| (a, gate.hits(h)))
+        .filter(|(_, h)| !h.is_empty())
+        .collect()
+}
+
+/// `affected ALIAS --format json|sarif|cyclonedx`: every record naming
+/// the alias, after the filters; `--fail-on` looks at all of them.
 fn affected_alias(
+    engine: &mut Engine,
+    actor: &Actor,
+    alias: &str,
+    advs: &[patchline_core::AdvIdx],
+    format: OutFormat,
+    gate: Gate,
+) -> CmdResult {
+    engine.prepare();
+    let mut findings = Vec::new();
+    let mut failing = Vec::new();
+    let mut left_out = 0usize;
+    for &adv in advs {
+        let impact = engine.impact(adv);
+        let catalog = engine.catalog();
+        let record = engine.db().get(adv);
+        let all = affected_rows(catalog, &impact, actor);
+        let hits = kept_hits(&gate, record, &all);
+        left_out += all.len() - hits.len();
+        if !hits.is_empty() && gate.fails(record.severity()) {
+            failing.push(record.id().to_string());
+        }
+        let rendered: Vec<_> = hits
+            .iter()
+            .map(|(a, h)| render_row(catalog, actor, *a, h))
+            .collect();
+        findings.push((adv, rendered));
+    }
+    let db = engine.db();
+    let findings: Vec<(&Record, Vec<_>)> = findings
+        .into_iter()
+        .map(|(a, rows)| (db.get(a), rows))
+        .collect();
+    let ids: Vec<&str> = findings.iter().map(|(r, _)| r.id().as_str()).collect();
+    let mut doc = match format {
+        OutFormat::Sarif => export::sarif(&findings),
+        OutFormat::Cyclonedx => export::cyclonedx_affected(&findings),
+        _ => {
+            let mut doc = serde_json::json!({"alias": alias, "records": ids});
+            if gate.filters() {
+                doc["filters"] = gate.doc(left_out);
+            }
+            doc
+        }
+    };
+    if gate.filters() && format != OutFormat::Json {
+        export::note_filters(&mut doc, &gate.doc(left_out));
+    }
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+    writeln!(out)?;
+    out.flush()?;
+    if left_out > 0 && format != OutFormat::Json {
+        eprintln!("note: {left_out} affected artifacts left out by the filters");
+    }
+    gate_failure(alias, &gate, &failing)
+}
+
+/// Exit 8 when records at or above `--fail-on` were found.
+fn gate_failure(what: &str, gate: &Gate, failing: &[String]) -> CmdResult {
+    if failing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::findings(anyhow::anyhow!(
+        "records of {what} at or above --fail-on {}: {}",
+        gate.fail_on.map(gate::Level::as_str).unwrap_or_default(),
+        failing.join(", ")
+    )))
+}
+
+/// `affected ALIAS` (readable): each record's own report in turn.
+fn affected_alias_reports(
     data_dir: &Path,
     alias: &str,
     records: &[String],
-    format: OutFormat,
     tenant: Option<&str>,
     limit: usize,
     gate: Gate,
 ) -> CmdResult {
-    match format {
-        OutFormat::Json => {
-            let doc = serde_json::json!({"alias": alias, "records": records});
-            println!("{doc}");
-            return Ok(());
-        }
-        OutFormat::Sarif | OutFormat::Cyclonedx => {
-            return Err(Failure::not_found(anyhow::anyhow!(
-                "{alias} is no record id; it is an alias of {}: ask for one of them",
-                records.join(", ")
-            )));
-        }
-        OutFormat::Table => {}
-    }
     println!(
         "{alias} is no record id; it is an alias of {} record{}: {}",
         records.len(),
@@ -577,18 +680,11 @@ fn affected_alias(
         println!();
         match affected(data_dir, id, OutFormat::Table, tenant, limit, gate) {
             Ok(()) => {}
-            Err(f) if f.code == crate::exit::FINDINGS => failing.push(id.as_str()),
+            Err(f) if f.code == crate::exit::FINDINGS => failing.push(id.clone()),
             Err(f) => return Err(f),
         }
     }
-    if !failing.is_empty() {
-        return Err(Failure::findings(anyhow::anyhow!(
-            "records of {alias} at or above --fail-on {}: {}",
-            gate.fail_on.map(gate::Level::as_str).unwrap_or_default(),
-            failing.join(", ")
-        )));
-    }
-    Ok(())
+    gate_failure(alias, &gate, &failing)
 }
 
 /// `remedy ID [--tenant T] [--if-successor-of A] [--json]`.
@@ -768,7 +864,7 @@ pub fn show(data_dir: &Path, id: &str, format: OutFormat, gate: Gate) -> CmdResu
                 )
             })
             .collect();
-        let doc = if format == OutFormat::Sarif {
+        let mut doc = if format == OutFormat::Sarif {
             export::sarif(&findings)
         } else {
             let purls: Vec<String> = catalog
@@ -782,6 +878,12 @@ pub fn show(data_dir: &Path, id: &str, format: OutFormat, gate: Gate) -> CmdResu
                 &findings,
             )
         };
+        if gate.filters() {
+            export::note_filters(&mut doc, &gate.doc(left_out));
+        }
+        if left_out > 0 {
+            eprintln!("note: {left_out} records affecting {id} left out by the filters");
+        }
         serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
         writeln!(out)?;
     } else {

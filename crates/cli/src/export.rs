@@ -39,6 +39,23 @@ fn summary(record: &Record) -> String {
     }
 }
 
+/// The whole text of a record for CycloneDX's `description`: its summary
+/// and details (each already bounded when the record was read).
+fn description(record: &Record) -> String {
+    match record {
+        Record::Advisory(a) => match (&a.osv.summary, &a.osv.details) {
+            (Some(s), Some(d)) if !d.trim().is_empty() => format!("{s}\n\n{d}"),
+            (Some(s), _) => s.clone(),
+            (None, Some(d)) if !d.trim().is_empty() => d.clone(),
+            _ => a.id.to_string(),
+        },
+        Record::Failure(f) => match &f.details {
+            Some(d) => format!("{}\n\n{d}", f.summary),
+            None => f.summary.clone(),
+        },
+    }
+}
+
 /// SARIF's level for a rating: errors for high and critical, warnings
 /// for medium and unrated, notes for low and none.
 fn sarif_level(severity: Option<Severity>) -> &'static str {
@@ -79,10 +96,27 @@ fn sarif_rule(record: &Record) -> Value {
     rule
 }
 
+/// An id as a relative URI reference: unreserved characters and `/`
+/// kept, every other byte percent-encoded (`:` too, so that the first
+/// segment never reads as a scheme).
+fn uri_path(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// One SARIF result per affected component of `row` (an artifact failure,
 /// which has none: one result for the artifact).
 fn sarif_results(record: &Record, rule_index: usize, row: &AffectedArtifact) -> Vec<Value> {
     let location = json!([{
+        // Code scanning services want a physical location: the artifact's
+        // id as a relative reference (percent-encoded).
+        "physicalLocation": {"artifactLocation": {"uri": uri_path(&row.artifact)}},
         "logicalLocations": [{
             "name": row.artifact,
             "fullyQualifiedName": row.path.join(" > "),
@@ -232,7 +266,7 @@ fn cdx_vulnerability(record: &Record, refs: Vec<String>, fixed: &[String]) -> Va
         "bom-ref": format!("vulnerability:{}", record.id()),
         "id": record.id().as_str(),
         "ratings": cdx_ratings(record.rating().as_ref()),
-        "description": summary(record),
+        "description": description(record),
         "affects": refs.into_iter().map(|r| json!({"ref": r})).collect::<Vec<_>>(),
     });
     if let Record::Advisory(a) = record {
@@ -285,46 +319,59 @@ fn fixed_of(rows: &[AffectedArtifact]) -> Vec<String> {
     fixed
 }
 
-/// `affected ID --format cyclonedx`: the affected artifacts (`platform`
-/// components, their affected packages inside) and the record as the
-/// vulnerability affecting those packages (the artifact itself for a
-/// failure).
-pub fn cyclonedx_affected(record: &Record, rows: &[AffectedArtifact]) -> Value {
-    let mut refs = Vec::new();
-    let components: Vec<Value> = rows
-        .iter()
-        .map(|row| {
+/// `affected ID --format cyclonedx` (or an alias: every record naming
+/// it): the affected artifacts (`platform` components, their affected
+/// packages inside, each once however many records affect it) and each
+/// record as a vulnerability affecting those packages (the artifact
+/// itself for a failure).
+pub fn cyclonedx_affected(findings: &[(&Record, Vec<AffectedArtifact>)]) -> Value {
+    // artifact -> (its component, the purls inside already listed)
+    let mut artifacts: BTreeMap<String, (Value, BTreeMap<String, Value>)> = BTreeMap::new();
+    let mut vulns = Vec::new();
+    for (record, rows) in findings {
+        let mut refs = Vec::new();
+        for row in rows {
             let artifact_ref = format!("artifact:{}", row.artifact);
-            let inner: Vec<Value> = row
-                .components
-                .iter()
-                .map(|c| {
-                    let r = format!("{artifact_ref}|{}", c.purl);
-                    refs.push(r.clone());
-                    cdx_library(&c.purl, &r)
-                })
-                .collect();
-            if inner.is_empty() {
+            let (_, inner) = artifacts.entry(row.artifact.clone()).or_insert_with(|| {
+                (
+                    json!({
+                        "type": "platform",
+                        "bom-ref": artifact_ref,
+                        "name": row.artifact,
+                        "properties": [
+                            {"name": "patchline:kind", "value": row.kind.as_str()},
+                            {"name": "patchline:tenant", "value": row.tenant},
+                            {"name": "patchline:path", "value": row.path.join(" > ")},
+                        ],
+                    }),
+                    BTreeMap::new(),
+                )
+            });
+            if row.components.is_empty() {
                 refs.push(artifact_ref.clone());
             }
-            let mut c = json!({
-                "type": "platform",
-                "bom-ref": artifact_ref,
-                "name": row.artifact,
-                "properties": [
-                    {"name": "patchline:kind", "value": row.kind.as_str()},
-                    {"name": "patchline:tenant", "value": row.tenant},
-                    {"name": "patchline:path", "value": row.path.join(" > ")},
-                ],
-            });
+            for c in &row.components {
+                let r = format!("{artifact_ref}|{}", c.purl);
+                inner
+                    .entry(r.clone())
+                    .or_insert_with(|| cdx_library(&c.purl, &r));
+                refs.push(r);
+            }
+        }
+        refs.sort();
+        refs.dedup();
+        vulns.push(cdx_vulnerability(record, refs, &fixed_of(rows)));
+    }
+    let components = artifacts
+        .into_values()
+        .map(|(mut c, inner)| {
             if !inner.is_empty() {
-                c["components"] = json!(inner);
+                c["components"] = json!(inner.into_values().collect::<Vec<_>>());
             }
             c
         })
         .collect();
-    let vuln = cdx_vulnerability(record, refs, &fixed_of(rows));
-    cdx_document(None, components, vec![vuln])
+    cdx_document(None, components, vulns)
 }
 
 /// `show ID --format cyclonedx`: the artifact's SBOM — its effective
@@ -365,4 +412,24 @@ pub fn cyclonedx_sbom(
         })
         .collect();
     cdx_document(Some(subject), by_purl.into_values().collect(), vulns)
+}
+
+/// States the filters and what they left out in a SARIF or CycloneDX
+/// document (a run's `properties`, the BOM's `metadata.properties`), so
+/// that an empty document under a filter never reads as "not affected".
+pub fn note_filters(doc: &mut Value, filters: &Value) {
+    if doc.get("runs").is_some() {
+        doc["runs"][0]["properties"] = json!({"patchline:filters": filters});
+    } else {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "none".to_string(),
+            other => other.to_string(),
+        };
+        doc["metadata"]["properties"] = json!([
+            {"name": "patchline:filter:severity", "value": text(&filters["severity"])},
+            {"name": "patchline:filter:ignore_unfixed", "value": text(&filters["ignore_unfixed"])},
+            {"name": "patchline:filter:left_out", "value": text(&filters["left_out"])},
+        ]);
+    }
 }

@@ -38,9 +38,11 @@ impl Source {
 }
 
 fn is_record_file(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        e.eq_ignore_ascii_case("json")
+            || e.eq_ignore_ascii_case("yaml")
+            || e.eq_ignore_ascii_case("yml")
+    })
 }
 
 fn is_zip(p: &Path) -> bool {
@@ -50,60 +52,111 @@ fn is_zip(p: &Path) -> bool {
 }
 
 /// The sources of `paths`: files as given, folders walked for record
-/// files and zips, sorted. A zip that cannot be opened rejects the run
-/// before anything is read (it is a feed's file, not one record).
-pub fn sources(paths: &[PathBuf]) -> Result<Vec<Source>, Failure> {
-    let mut files = Vec::new();
+/// files and zips, sorted; each file once, however many links lead to it
+/// (a folder reached again through a symbolic link is not walked again).
+/// A path that cannot be read, or a zip that cannot be opened, is an
+/// error of its own (`Err` in the list): the other sources are read.
+/// Only a path named on the command line that does not exist stops the
+/// run before anything is read.
+pub fn sources(paths: &[PathBuf]) -> Result<Vec<Result<Source, Failure>>, Failure> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut errors: Vec<Failure> = Vec::new();
+    let mut seen_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for path in paths {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("cannot read {}", path.display()))
             .map_err(Failure::rejected)?;
-        if meta.is_dir() {
-            let mut stack = vec![path.clone()];
-            while let Some(dir) = stack.pop() {
-                let entries = std::fs::read_dir(&dir)
-                    .with_context(|| format!("cannot read {}", dir.display()))?;
-                for entry in entries {
-                    let p = entry?.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if is_record_file(&p) || is_zip(&p) {
-                        files.push(p);
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut stack = vec![path.clone()];
+        while let Some(dir) = stack.pop() {
+            // A loop of links (or two ways to one folder) is walked once.
+            match std::fs::canonicalize(&dir) {
+                Ok(real) => {
+                    if !seen_dirs.insert(real) {
+                        continue;
                     }
                 }
+                Err(e) => {
+                    errors.push(Failure::rejected(anyhow::anyhow!(
+                        "cannot read {}: {e}",
+                        dir.display()
+                    )));
+                    continue;
+                }
             }
-        } else {
-            files.push(path.clone());
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    errors.push(Failure::rejected(anyhow::anyhow!(
+                        "cannot read {}: {e}",
+                        dir.display()
+                    )));
+                    continue;
+                }
+            };
+            for entry in entries {
+                let p = match entry {
+                    Ok(entry) => entry.path(),
+                    Err(e) => {
+                        errors.push(Failure::rejected(anyhow::anyhow!(
+                            "cannot read an entry of {}: {e}",
+                            dir.display()
+                        )));
+                        continue;
+                    }
+                };
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.is_dir() => stack.push(p),
+                    Ok(_) if is_record_file(&p) || is_zip(&p) => files.push(p),
+                    Ok(_) => {}
+                    // A dangling link, a path too long to follow: said,
+                    // never skipped in silence.
+                    Err(e) => errors.push(Failure::rejected(anyhow::anyhow!(
+                        "cannot read {}: {e}",
+                        p.display()
+                    ))),
+                }
+            }
         }
     }
-    files.sort();
-    files.dedup();
-    files
+    // Each file once, whatever the links that lead to it.
+    let mut keyed: Vec<(PathBuf, PathBuf)> = files
         .into_iter()
-        .map(|p| {
-            if !is_zip(&p) {
-                return Ok(Source::File(p));
-            }
-            let file = File::open(&p)
-                .with_context(|| format!("cannot read {}", p.display()))
-                .map_err(Failure::rejected)?;
-            let archive = zip::ZipArchive::new(BufReader::new(file))
-                .with_context(|| format!("{}: not a readable zip archive", p.display()))
-                .map_err(Failure::rejected)?;
-            let mut entries: Vec<(String, usize)> = (0..archive.len())
-                .filter_map(|i| {
-                    let name = archive.name_for_index(i)?.ok()?;
-                    name.ends_with(".json").then(|| (name.to_string(), i))
-                })
-                .collect();
-            entries.sort();
-            Ok(Source::Zip {
-                path: p,
-                archive,
-                entries,
+        .map(|p| (std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone()), p))
+        .collect();
+    keyed.sort();
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    let mut files: Vec<PathBuf> = keyed.into_iter().map(|(_, p)| p).collect();
+    files.sort();
+    let mut out: Vec<Result<Source, Failure>> = errors.into_iter().map(Err).collect();
+    out.extend(files.into_iter().map(|p| {
+        if !is_zip(&p) {
+            return Ok(Source::File(p));
+        }
+        let file = File::open(&p)
+            .with_context(|| format!("cannot read {}", p.display()))
+            .map_err(Failure::rejected)?;
+        let archive = zip::ZipArchive::new(BufReader::new(file))
+            .with_context(|| format!("{}: not a readable zip archive", p.display()))
+            .map_err(Failure::rejected)?;
+        let mut entries: Vec<(String, usize)> = (0..archive.len())
+            .filter_map(|i| {
+                let name = archive.name_for_index(i)?.ok()?;
+                let lower = name.to_ascii_lowercase();
+                (lower.ends_with(".json") && !lower.ends_with('/')).then(|| (name.to_string(), i))
             })
+            .collect();
+        entries.sort();
+        Ok(Source::Zip {
+            path: p,
+            archive,
+            entries,
         })
-        .collect()
+    }));
+    Ok(out)
 }
 
 /// Calls `each(location, bytes)` for every record of `source`, in order;
@@ -126,7 +179,7 @@ pub fn for_each_record(
                         let size = entry.size();
                         read_bounded(&mut entry, size, &name)
                     }
-                    Err(e) => Err(Failure::rejected(anyhow::anyhow!("{name}: {e}"))),
+                    Err(e) => Err(Failure::rejected(anyhow::anyhow!("{e}"))),
                 };
                 each(name, bytes);
             }
@@ -136,7 +189,7 @@ pub fn for_each_record(
 
 fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
     let mut f = File::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))
+        .context("cannot read it")
         .map_err(Failure::rejected)?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     read_bounded(&mut f, size, &path.display().to_string())
@@ -145,9 +198,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
 /// Reads at most [`FILE_LEN_MAX`] bytes (an entry's declared size is not
 /// trusted: the read itself is bounded).
 fn read_bounded(r: &mut impl Read, declared: u64, name: &str) -> Result<Vec<u8>, Failure> {
+    let _ = name;
     let too_big = || {
         Failure::rejected(anyhow::anyhow!(
-            "{name}: more than the {FILE_LEN_MAX} bytes accepted for one record"
+            "more than the {FILE_LEN_MAX} bytes accepted for one record"
         ))
     };
     if declared > FILE_LEN_MAX {
@@ -156,7 +210,7 @@ fn read_bounded(r: &mut impl Read, declared: u64, name: &str) -> Result<Vec<u8>,
     let mut bytes = Vec::with_capacity(declared.min(1 << 20) as usize);
     r.take(FILE_LEN_MAX + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {name}"))
+        .context("cannot read it")
         .map_err(Failure::rejected)?;
     if bytes.len() as u64 > FILE_LEN_MAX {
         return Err(too_big());

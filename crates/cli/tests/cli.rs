@@ -975,6 +975,74 @@ fn an_alias_finds_the_records_that_name_it() {
     );
     let err = pl.fails(4, &["affected", "CVE-1999-0001"]);
     assert!(err.contains("unknown advisory CVE-1999-0001"), "{err}");
+    // Case is not part of an alias.
+    pl.ok(&["affected", "cve-2023-45803", "--json"]);
+    // Found from outside: past the 100 records a message names, the rest
+    // were dropped, and `--fail-on` with --json did not look at them.
+    let mut many: Vec<(String, Vec<u8>)> = (0..101)
+        .map(|i| {
+            let doc = serde_json::json!({"id": format!("A{i:03}"), "modified": "2024-01-01T00:00:00Z",
+                "aliases": ["CVE-2099-0777"],
+                "affected": [{"package": {"ecosystem": "PyPI", "name": "nothing-here"},
+                              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]});
+            (format!("A{i:03}.json"), serde_json::to_vec(&doc).unwrap())
+        })
+        .collect();
+    many.push((
+        "Z-1.json".into(),
+        serde_json::to_vec(&serde_json::json!({"id": "Z-1", "modified": "2024-01-01T00:00:00Z",
+            "aliases": ["CVE-2099-0777"],
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [{"package": {"ecosystem": "PyPI", "name": "urllib3"},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]}))
+        .unwrap(),
+    ));
+    let zip = pl.dir.path().join("many/all.zip");
+    write_zip(&zip, &many);
+    pl.ok(&["import", "advisories", zip.to_str().unwrap()]);
+    let err = pl.fails(4, &["remedy", "CVE-2099-0777"]);
+    assert!(err.contains("and 2 more: ask for one of them"), "{err}");
+    let doc: Value =
+        serde_json::from_str(&pl.ok(&["affected", "CVE-2099-0777", "--json"])).unwrap();
+    assert_eq!(doc["records"].as_array().unwrap().len(), 102);
+    let err = pl.fails(
+        8,
+        &["affected", "CVE-2099-0777", "--json", "--fail-on", "high"],
+    );
+    assert!(err.contains("Z-1"), "{err}");
+    pl.fails(
+        8,
+        &[
+            "affected",
+            "CVE-2099-0777",
+            "--format",
+            "sarif",
+            "--fail-on",
+            "high",
+        ],
+    );
+    pl.fails(8, &["affected", "CVE-2099-0777", "--fail-on", "high"]);
+    // Found from outside: --tenant showed another tenant's private failure.
+    pl.ok(&[
+        "fail",
+        "acme-web",
+        "--id",
+        "FAIL-PRIV",
+        "--summary",
+        "private",
+    ]);
+    pl.ok(&["affected", "FAIL-PRIV", "--tenant", "acme"]);
+    pl.fails(
+        4,
+        &[
+            "affected",
+            "FAIL-PRIV",
+            "--tenant",
+            "globex",
+            "--format",
+            "sarif",
+        ],
+    );
     // A record whose id is the alias wins over the records naming it.
     let own = pl.file(
         "cve.json",
@@ -1040,6 +1108,10 @@ fn osv_exports_import_directly_and_incrementally() {
         b"exports hold one ID.json per record".to_vec(),
     ));
     write_zip(&feed.join("Alpine/all.zip"), &alpine);
+    // Found from outside: two links looping back made the walk endless,
+    // one made it read every file 41 times. Each folder is walked once.
+    std::os::unix::fs::symlink(".", feed.join("Ubuntu/again")).unwrap();
+    std::os::unix::fs::symlink("..", feed.join("Debian/up")).unwrap();
     let n = ubuntu.len() + 2;
     let feed_arg = feed.to_str().unwrap();
     let out = pl.ok(&["import", "advisories", feed_arg]);
@@ -1086,6 +1158,12 @@ fn osv_exports_import_directly_and_incrementally() {
     let fake = pl.file("fake.zip", "not a zip");
     let err = pl.fails(3, &["import", "advisories", &fake]);
     assert!(err.contains("not a readable zip archive"), "{err}");
+    // Beside a good export it is one rejection: the good one is read.
+    let maven = pl.dir.path().join("maven/all.zip");
+    write_zip(&maven, &records_of("advisories/maven"));
+    let out = pl.run(&["import", "advisories", &fake, maven.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 new"));
 }
 
 /// `--format sarif` and `--format cyclonedx` of `affected` and `show` on
@@ -1209,6 +1287,48 @@ fn exports_validate_against_the_official_schemas() {
     pl.fails(
         2,
         &["affected", "USN-4038-1", "--json", "--format", "sarif"],
+    );
+    // Found from outside: an empty export under a filter said nothing.
+    let empty = write(
+        "empty.sarif",
+        "sarif",
+        &[
+            "affected",
+            "USN-4038-1",
+            "--format",
+            "sarif",
+            "--severity",
+            "high",
+        ],
+    );
+    assert_eq!(empty["runs"][0]["results"], serde_json::json!([]));
+    assert_eq!(
+        empty["runs"][0]["properties"]["patchline:filters"]["left_out"],
+        3
+    );
+    let empty = write(
+        "empty.cdx.json",
+        "cyclonedx",
+        &[
+            "affected",
+            "USN-4038-1",
+            "--format",
+            "cyclonedx",
+            "--severity",
+            "high",
+        ],
+    );
+    assert!(
+        empty["metadata"]["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "patchline:filter:left_out" && p["value"] == "3")
+    );
+    let first = &sarif["runs"][0]["results"][0]["locations"][0];
+    assert_eq!(
+        first["physicalLocation"]["artifactLocation"]["uri"],
+        first["logicalLocations"][0]["name"]
     );
     // Controls: one broken document of each kind.
     let mut broken = cdx.clone();

@@ -546,7 +546,7 @@ impl AdvisoryDb {
 
     /// The advisories that name `alias` in their `aliases` or `upstream`
     /// (`CVE-2023-45803` names PYSEC-2023-212, its GHSA, the USNs and DSAs
-    /// of it), sorted by id. A scan of every record: for lookups, not for
+    /// of it; ASCII case ignored: `cve-2023-45803` too), sorted by id. A scan of every record: for lookups, not for
     /// evaluation.
     pub fn naming(&self, alias: &str) -> Vec<AdvIdx> {
         let mut found: Vec<AdvIdx> = self
@@ -557,7 +557,7 @@ impl AdvisoryDb {
                     .aliases
                     .iter()
                     .chain(&a.osv.upstream)
-                    .any(|x| x == alias),
+                    .any(|x| x.eq_ignore_ascii_case(alias)),
                 Record::Failure(_) => false,
             })
             .map(|(i, _)| i)

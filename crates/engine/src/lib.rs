@@ -116,8 +116,18 @@ pub enum EngineError {
     #[error("unknown {what} {id}")]
     NotFound { what: &'static str, id: String },
     /// The id is no record's, but records name it as an alias.
-    #[error("{id} is no record id; it is an alias of {}: ask for one of them", records.join(", "))]
-    Alias { id: String, records: Vec<String> },
+    #[error(
+        "{id} is no record id; it is an alias of {}{}: ask for one of them",
+        records.join(", "),
+        if *more > 0 { format!(" and {more} more") } else { String::new() }
+    )]
+    Alias {
+        id: String,
+        /// The first [`ALIAS_RECORDS_MAX`] records naming it, by id.
+        records: Vec<String>,
+        /// How many more name it.
+        more: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
@@ -1548,9 +1558,9 @@ impl<S: CatalogStore> Engine<S> {
         }
         // An exact record id always wins; without one, say which records
         // name it (an alias is public knowledge: advisories only).
-        let records: Vec<String> = self
-            .db
-            .naming(id)
+        let naming = self.db.naming(id);
+        let more = naming.len().saturating_sub(ALIAS_RECORDS_MAX);
+        let records: Vec<String> = naming
             .into_iter()
             .take(ALIAS_RECORDS_MAX)
             .map(|a| self.db.get(a).id().to_string())
@@ -1564,6 +1574,7 @@ impl<S: CatalogStore> Engine<S> {
             EngineError::Alias {
                 id: id.to_string(),
                 records,
+                more,
             }
         })
     }
