@@ -500,19 +500,12 @@ pub fn affected(
             .iter()
             .map(|(a, hits)| render_row(catalog, &actor, *a, hits))
             .collect();
-        let mut doc = if format == OutFormat::Sarif {
+        let doc = if format == OutFormat::Sarif {
             export::sarif(&[(record, rendered)])
         } else {
             export::cyclonedx_affected(&[(record, rendered)])
         };
-        if gate.filters() {
-            export::note_filters(&mut doc, &gate.doc(left_out));
-        }
-        if left_out > 0 {
-            eprintln!("note: {left_out} affected artifacts left out by the filters");
-        }
-        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
-        out.write_all(b"\n")?;
+        write_export(&mut out, doc, &gate, left_out, "affected artifacts")?;
     } else if format == OutFormat::Json {
         // Streamed: a million rows never sit in memory as one document.
         let filters = gate.filters().then(|| gate.doc(left_out));
@@ -566,10 +559,6 @@ pub fn affected(
     Ok(())
 }
 
-/// `affected ALIAS`, where ALIAS is no record's id but records name it
-/// (`aliases`, `upstream`): `--json` answers the list (`{"alias",
-/// "records"}`); the readable answer is each record's, one after the
-/// other. `--fail-on` fails when any of them does.
 /// What the filters keep of a record's rows: nothing when `--severity`
 /// leaves the record out, else per artifact the hits `--ignore-unfixed`
 /// keeps (artifacts left with none are left out).
@@ -623,29 +612,54 @@ fn affected_alias(
         .map(|(a, rows)| (db.get(a), rows))
         .collect();
     let ids: Vec<&str> = findings.iter().map(|(r, _)| r.id().as_str()).collect();
-    let mut doc = match format {
-        OutFormat::Sarif => export::sarif(&findings),
-        OutFormat::Cyclonedx => export::cyclonedx_affected(&findings),
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    match format {
+        OutFormat::Sarif => write_export(
+            &mut out,
+            export::sarif(&findings),
+            &gate,
+            left_out,
+            "affected artifacts",
+        )?,
+        OutFormat::Cyclonedx => write_export(
+            &mut out,
+            export::cyclonedx_affected(&findings),
+            &gate,
+            left_out,
+            "affected artifacts",
+        )?,
         _ => {
             let mut doc = serde_json::json!({"alias": alias, "records": ids});
             if gate.filters() {
                 doc["filters"] = gate.doc(left_out);
             }
-            doc
+            serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+            writeln!(out)?;
         }
-    };
-    if gate.filters() && format != OutFormat::Json {
+    }
+    out.flush()?;
+    gate_failure(alias, &gate, &failing)
+}
+
+/// Writes a SARIF or CycloneDX document, stating the filters in it and
+/// on standard error how many `what` they left out.
+fn write_export(
+    out: &mut impl Write,
+    mut doc: serde_json::Value,
+    gate: &Gate,
+    left_out: usize,
+    what: &str,
+) -> CmdResult {
+    if gate.filters() {
         export::note_filters(&mut doc, &gate.doc(left_out));
     }
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
-    writeln!(out)?;
-    out.flush()?;
-    if left_out > 0 && format != OutFormat::Json {
-        eprintln!("note: {left_out} affected artifacts left out by the filters");
+    if left_out > 0 {
+        eprintln!("note: {left_out} {what} left out by the filters");
     }
-    gate_failure(alias, &gate, &failing)
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(anyhow::Error::from)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// Exit 8 when records at or above `--fail-on` were found.
@@ -864,7 +878,7 @@ pub fn show(data_dir: &Path, id: &str, format: OutFormat, gate: Gate) -> CmdResu
                 )
             })
             .collect();
-        let mut doc = if format == OutFormat::Sarif {
+        let doc = if format == OutFormat::Sarif {
             export::sarif(&findings)
         } else {
             let purls: Vec<String> = catalog
@@ -878,14 +892,13 @@ pub fn show(data_dir: &Path, id: &str, format: OutFormat, gate: Gate) -> CmdResu
                 &findings,
             )
         };
-        if gate.filters() {
-            export::note_filters(&mut doc, &gate.doc(left_out));
-        }
-        if left_out > 0 {
-            eprintln!("note: {left_out} records affecting {id} left out by the filters");
-        }
-        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
-        writeln!(out)?;
+        write_export(
+            &mut out,
+            doc,
+            &gate,
+            left_out,
+            &format!("records affecting {id}"),
+        )?;
     } else {
         output::print_artifact(
             &mut out,

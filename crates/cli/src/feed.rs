@@ -177,7 +177,7 @@ pub fn for_each_record(
                 let bytes = match archive.by_index(*i) {
                     Ok(mut entry) => {
                         let size = entry.size();
-                        read_bounded(&mut entry, size, &name)
+                        read_bounded(&mut entry, size)
                     }
                     Err(e) => Err(Failure::rejected(anyhow::anyhow!("{e}"))),
                 };
@@ -192,13 +192,12 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
         .context("cannot read it")
         .map_err(Failure::rejected)?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    read_bounded(&mut f, size, &path.display().to_string())
+    read_bounded(&mut f, size)
 }
 
 /// Reads at most [`FILE_LEN_MAX`] bytes (an entry's declared size is not
 /// trusted: the read itself is bounded).
-fn read_bounded(r: &mut impl Read, declared: u64, name: &str) -> Result<Vec<u8>, Failure> {
-    let _ = name;
+fn read_bounded(r: &mut impl Read, declared: u64) -> Result<Vec<u8>, Failure> {
     let too_big = || {
         Failure::rejected(anyhow::anyhow!(
             "more than the {FILE_LEN_MAX} bytes accepted for one record"

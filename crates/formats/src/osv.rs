@@ -72,11 +72,6 @@ impl Extra {
         Extra(serde_json::to_string(v).unwrap_or_default().into())
     }
 
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The value, parsed again.
     pub fn value(&self) -> Value {
         serde_json::from_str(&self.0).unwrap_or(Value::Null)
