@@ -1512,12 +1512,31 @@ async fn text_with_nul_is_refused_the_same_on_every_backend() {
 #[tokio::test]
 async fn bodies_that_are_not_objects_are_refused() {
     let api = Api::new();
+    api.tenant("acme", &[]).await;
     for (method, path, body) in [
         ("POST", "/v1/tenants", r#"["mallory", ["tenant"]]"#),
         ("POST", "/v1/notices/1/ack", "[]"),
         ("POST", "/v1/subscriptions", r#"[{"type": "pull"}]"#),
         ("POST", "/v1/watches", r#"["base"]"#),
         ("POST", "/v1/tenants", r#""mallory""#),
+        // Nested objects too (found by the same run: `"filter": [null]`
+        // made a subscription with an empty filter).
+        (
+            "POST",
+            "/v1/subscriptions",
+            r#"{"tenant": "acme", "channel": {"type": "sse"}, "filter": [null]}"#,
+        ),
+        (
+            "POST",
+            "/v1/subscriptions",
+            r#"{"tenant": "acme", "channel": ["sse"]}"#,
+        ),
+        (
+            "POST",
+            "/v1/subscriptions",
+            r#"{"tenant": "acme", "channel": {"type": "pull"}, "grouping": "digest",
+                "digest": ["day", "09:00", "UTC"]}"#,
+        ),
     ] {
         let (s, v) = api.call_raw_json(method, path, Some(ADMIN), body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path} {body}: {v}");
@@ -1530,4 +1549,8 @@ async fn bodies_that_are_not_objects_are_refused() {
         .call("GET", "/v1/tenants/mallory/tokens", Some(ADMIN), None)
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "no tenant was made");
+    let (_, v) = api
+        .call("GET", "/v1/subscriptions", Some(ADMIN), None)
+        .await;
+    assert_eq!(v["subscriptions"], serde_json::json!([]), "{v}");
 }

@@ -317,6 +317,48 @@ pub fn id_cursor(after: &Option<String>) -> ApiResult<Option<&str>> {
     }
 }
 
+/// A nested object of a request body: serde would also read a struct from
+/// an array of its fields in order (`"filter": [null]` was a filter), and
+/// an internally tagged enum from an array led by its tag.
+pub fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    if !v.is_object() {
+        return Err(serde::de::Error::custom(format!(
+            "expected a JSON object, found {}",
+            json_kind(&v)
+        )));
+    }
+    T::deserialize(v).map_err(serde::de::Error::custom)
+}
+
+/// [`object`] for an optional field: `null` is absent.
+pub fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    object(v).map(Some).map_err(serde::de::Error::custom)
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// Deserializes an integer that JSON may spell `5` or `5.0` (JSON Schema's
 /// `integer` admits both).
 pub fn integral<'de, D, T>(d: D) -> Result<Option<T>, D::Error>

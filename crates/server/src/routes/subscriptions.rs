@@ -25,8 +25,9 @@ use patchline_delivery::digest::{Digest, DigestSchedule};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
+    #[serde(deserialize_with = "super::object")]
     channel: Channel,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::optional_object")]
     filter: Option<Filter>,
     /// `grouped` (the default): one `data.notices[]` entry per root cause
     /// (record, top-most `introduced_by`, remedy step) listing its
@@ -36,7 +37,7 @@ pub struct NewSubscription {
     grouping: Option<Grouping>,
     /// With `"grouping": "digest"` (and only then): when the digest falls
     /// due, at a local time in a time zone.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::optional_object")]
     digest: Option<DigestSchedule>,
     /// Requests per second to the endpoint (1 to 100,000; default 1000).
     #[serde(default, deserialize_with = "super::integral")]
