@@ -22,7 +22,7 @@ pub enum NoticeState {
     /// upstream of it, or the advisory changed).
     Remediated,
     /// The tenant states it does not apply (VEX style), with a
-    /// justification.
+    /// justification (`patchline_formats::vex::Justification`) or a detail.
     NotAffected,
 }
 
@@ -106,15 +106,6 @@ impl RemediationCause {
             .find(|c| c.as_str() == text)
     }
 }
-
-/// VEX justifications accepted with `not_affected` (CycloneDX/OpenVEX).
-pub const JUSTIFICATIONS: &[&str] = &[
-    "component_not_present",
-    "vulnerable_code_not_present",
-    "vulnerable_code_not_in_execute_path",
-    "vulnerable_code_cannot_be_controlled_by_adversary",
-    "inline_mitigations_already_exist",
-];
 
 /// Severity levels, ordered.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -148,6 +148,9 @@ pub struct NoticeDoc {
     pub state: Option<NoticeState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+    /// The owner's words with the decision (acknowledged, not affected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// Read by a tenant that watches the (public) artifact.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub watched: bool,
@@ -331,6 +334,7 @@ impl NoticeDoc {
             } else {
                 n.justification.clone()
             },
+            detail: if watched { None } else { n.detail.clone() },
             watched,
             remediated_by: if watched || n.state != NoticeState::Remediated {
                 None
@@ -372,6 +376,7 @@ mod tests {
             tenant: TenantIdx(0),
             state: NoticeState::Affected,
             justification: None,
+            detail: None,
             components: components.to_string(),
             path: vec![0, 1],
             created_at_ms: 1_700_000_000_000,

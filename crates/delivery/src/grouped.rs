@@ -352,6 +352,7 @@ mod tests {
             tenant: TenantIdx(tenant),
             state: NoticeState::Affected,
             justification: None,
+            detail: None,
             components,
             path,
             created_at_ms: 0,

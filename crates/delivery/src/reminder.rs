@@ -120,6 +120,7 @@ mod tests {
             tenant: TenantIdx(tenant),
             state: NoticeState::Affected,
             justification: None,
+            detail: None,
             components: "[]".into(),
             path: Vec::new(),
             created_at_ms: 0,

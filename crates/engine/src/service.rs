@@ -18,9 +18,10 @@ use patchline_core::{Actor, AdvIdx, ArtIdx, Catalog, Record, TenantIdx};
 use patchline_delivery::reminder::ReminderPolicy;
 use patchline_delivery::routing::{FilterInput, Subscription, Webhooks, batches, grouped_batches};
 use patchline_delivery::{GroupDoc, RemediatedBy};
+use patchline_formats::vex::Justification;
 use patchline_store::service::{
     DeliveryRow, GroupRow, NoticeChange, NoticeMove, NoticeRow, PatchRow, Remediated, RootRow,
-    TokenRow,
+    TokenRow, VexRow,
 };
 use patchline_store::{Outbox, ServiceState};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ pub struct ServiceMem {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Watchers of each public artifact.
     pub watchers: HashMap<ArtIdx, Vec<TenantIdx>>,
+    /// Tenants' VEX statements by the artifact they are on (see
+    /// [`ServiceMem::vex_decision`]).
+    pub vex: HashMap<ArtIdx, Vec<VexRow>>,
     /// Webhook subscriptions per tenant (derived from `subscriptions`;
     /// every notice looks its readers up here).
     webhooks: Webhooks,
@@ -132,6 +136,9 @@ impl ServiceMem {
         for (t, a) in state.watches {
             mem.watchers.entry(a).or_default().push(t);
         }
+        for row in state.vex {
+            mem.add_vex(row);
+        }
         mem.reindex();
         mem
     }
@@ -140,6 +147,37 @@ impl ServiceMem {
     /// (see [`Webhooks`]).
     pub fn reindex(&mut self) {
         self.webhooks = Webhooks::index(&self.subscriptions);
+    }
+
+    /// Keeps a VEX statement, in place of the tenant's earlier one on the
+    /// same artifact about the same vulnerability.
+    pub fn add_vex(&mut self, row: VexRow) {
+        let rows = self.vex.entry(row.artifact).or_default();
+        match rows
+            .iter_mut()
+            .find(|r| r.tenant == row.tenant && r.names[0] == row.names[0])
+        {
+            Some(old) => *old = row,
+            None => rows.push(row),
+        }
+    }
+
+    /// The owner's VEX statement that decides `record` on `a`: the nearest
+    /// one on `a` or above it (a statement covers its artifact's subtree)
+    /// made by `a`'s owner and naming the record or one of its aliases.
+    pub fn vex_decision(&self, catalog: &Catalog, a: ArtIdx, record: &Record) -> Option<&VexRow> {
+        if self.vex.is_empty() {
+            return None;
+        }
+        let tenant = catalog.node(a).tenant;
+        std::iter::once(a)
+            .chain(catalog.ancestors(a))
+            .find_map(|x| {
+                self.vex
+                    .get(&x)?
+                    .iter()
+                    .find(|r| r.tenant == tenant && r.names.iter().any(|n| names_record(record, n)))
+            })
     }
 
     pub fn has_role(&self, t: TenantIdx, role: Role) -> bool {
@@ -567,7 +605,29 @@ impl<'a> Notifier<'a> {
             root: None,
         });
         self.sizes.insert(id, size);
+        // Under the owner's VEX statement the notice takes its decision at
+        // once (a change in the same commit) and is not sent.
+        if let Some(change) = self.decided(record, adv, a, id) {
+            self.outbox.notice_changes.push(change);
+            return;
+        }
         self.route(record, adv, a, hits, id);
+    }
+
+    /// The change that gives notice `id` the decision of the owner's VEX
+    /// statement covering `a`, if one does.
+    fn decided(&self, record: &Record, adv: AdvIdx, a: ArtIdx, id: i64) -> Option<NoticeChange> {
+        let row = self.mem.vex_decision(self.catalog, a, record)?;
+        Some(NoticeChange {
+            id,
+            advisory: adv,
+            state: row.state,
+            justification: row.justification.clone(),
+            detail: row.detail.clone(),
+            at_ms: self.now_ms,
+            regroup: None,
+            remediated_by: None,
+        })
     }
 
     /// A closed notice applies again (reintroduced): reopened and re-sent.
@@ -593,10 +653,15 @@ impl<'a> Notifier<'a> {
             advisory: adv,
             state: NoticeState::Affected,
             justification: None,
+            detail: None,
             at_ms: self.now_ms,
             regroup: Some((group, path, None)),
             remediated_by: None,
         });
+        if let Some(change) = self.decided(record, adv, a, id) {
+            self.outbox.notice_changes.push(change);
+            return;
+        }
         self.route(record, adv, a, hits, id);
     }
 
@@ -608,6 +673,7 @@ impl<'a> Notifier<'a> {
             advisory: adv,
             state: NoticeState::Remediated,
             justification: None,
+            detail: None,
             at_ms: self.now_ms,
             regroup: None,
             remediated_by: by.map(|r| Remediated {
@@ -1222,6 +1288,197 @@ impl<S: CatalogStore> Engine<S> {
         Ok(a)
     }
 
+    /// Records a tenant's VEX statements (OpenVEX or CycloneDX, read by
+    /// `patchline_formats::vex`), in one commit. Each statement is kept on
+    /// each artifact of the tenant it names (`artifact`, when given, for
+    /// statements that name none of them; a CycloneDX document's subject
+    /// first) and covers the artifact's subtree: the tenant's open notices
+    /// there of a record the statement names (by id or alias) take its
+    /// decision now, and the ones that appear later are born with it, not
+    /// sent. The nearest statement decides. Statements that cannot apply
+    /// are listed with the reason, never silently dropped.
+    pub fn import_vex(
+        &mut self,
+        t: TenantIdx,
+        doc: &patchline_formats::vex::VexDocument,
+        artifact: Option<&str>,
+    ) -> Result<VexImported, EngineError> {
+        use patchline_formats::vex::{Verdict, product_artifact};
+        self.begin_write()?;
+        let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
+        // An artifact of the tenant's (foreign and missing ones alike are
+        // not found: nothing tells whether another tenant's exists).
+        let own = |catalog: &Catalog, id: &str| {
+            catalog
+                .visible(id, &actor)
+                .filter(|&a| catalog.node(a).tenant == t)
+        };
+        let fallback = match artifact {
+            Some(id) => Some(own(&self.catalog, id).ok_or_else(|| EngineError::NotFound {
+                what: "artifact",
+                id: id.to_string(),
+            })?),
+            None => None,
+        };
+        let subject = doc
+            .subject
+            .iter()
+            .find_map(|s| own(&self.catalog, product_artifact(s)));
+        let now = self.clock.now_ms();
+        let mut out = VexImported {
+            statements: doc.statements.len(),
+            ..VexImported::default()
+        };
+        let mut rows = Vec::new();
+        for s in &doc.statements {
+            let state = match &s.verdict {
+                Verdict::NotAffected => NoticeState::NotAffected,
+                Verdict::Acknowledged => NoticeState::Acknowledged,
+                Verdict::Skip(why) => {
+                    out.skipped.push((s.path.clone(), why.clone()));
+                    continue;
+                }
+            };
+            if let Some(bad) = s.names.iter().find(|n| {
+                n.is_empty()
+                    || n.len() > patchline_core::model::ID_LEN_MAX
+                    || !n.chars().all(patchline_core::model::is_id_char)
+            }) {
+                out.skipped.push((
+                    s.path.clone(),
+                    format!(
+                        "vulnerability name {:?} is not an id (1 to 256 of {})",
+                        bad.chars().take(64).collect::<String>(),
+                        patchline_core::model::ID_CHARS
+                    ),
+                ));
+                continue;
+            }
+            let decision = match Decision::new(
+                state,
+                s.justification.map(|j| j.as_str().to_string()),
+                s.detail.clone(),
+            ) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.skipped.push((s.path.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let mut artifacts: Vec<ArtIdx> = s
+                .products
+                .iter()
+                .filter_map(|p| own(&self.catalog, product_artifact(p)))
+                .collect();
+            artifacts.sort_unstable();
+            artifacts.dedup();
+            if artifacts.is_empty() {
+                match subject.or(fallback) {
+                    Some(a) => artifacts.push(a),
+                    None => {
+                        let named: Vec<String> = s
+                            .products
+                            .iter()
+                            .take(3)
+                            .map(|p| format!("{:?}", p.chars().take(80).collect::<String>()))
+                            .collect();
+                        out.skipped.push((
+                            s.path.clone(),
+                            if named.is_empty() {
+                                "names no product: say which artifact it is about \
+                                 (the `artifact` parameter)"
+                                    .to_string()
+                            } else {
+                                format!(
+                                    "names no artifact of yours ({}); the `artifact` parameter \
+                                     says which one it is about",
+                                    named.join(", ")
+                                )
+                            },
+                        ));
+                        continue;
+                    }
+                }
+            }
+            let known = s
+                .names
+                .iter()
+                .any(|n| self.db.lookup(n).is_some() || !self.db.naming(n).is_empty());
+            if !known {
+                out.no_record.push(s.names[0].clone());
+            }
+            for a in artifacts {
+                rows.push(VexRow {
+                    tenant: t,
+                    artifact: a,
+                    names: s.names.clone(),
+                    state,
+                    justification: decision.justification.clone(),
+                    detail: decision.detail.clone(),
+                    at_ms: now,
+                });
+            }
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        // The statements take effect in memory first (the nearest one
+        // decides, whichever document it came in); a failed commit
+        // reloads the memory from the store.
+        for row in &rows {
+            self.svc.add_vex(row.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for row in &rows {
+            let mut records: Vec<AdvIdx> = Vec::new();
+            for n in &row.names {
+                records.extend(self.db.lookup(n));
+                records.extend(self.db.naming(n));
+            }
+            records.sort_unstable();
+            records.dedup();
+            let subtree: Vec<ArtIdx> = std::iter::once(row.artifact)
+                .chain(self.catalog.descendants(row.artifact))
+                .filter(|&a| self.catalog.node(a).tenant == t)
+                .collect();
+            for adv in records {
+                let record = self.db.get(adv);
+                for (id, a, current) in self.store.notices_on(adv, &subtree)? {
+                    let open = match row.state {
+                        NoticeState::NotAffected => !current.is_closed(),
+                        _ => current.is_open(),
+                    };
+                    if !open || !seen.insert(id) {
+                        continue;
+                    }
+                    let Some(d) = self.svc.vex_decision(&self.catalog, a, record) else {
+                        continue;
+                    };
+                    if d.state == current {
+                        continue;
+                    }
+                    self.outbox.notice_changes.push(NoticeChange {
+                        id,
+                        advisory: adv,
+                        state: d.state,
+                        justification: d.justification.clone(),
+                        detail: d.detail.clone(),
+                        at_ms: now,
+                        regroup: None,
+                        remediated_by: None,
+                    });
+                }
+            }
+        }
+        out.recorded = rows.len();
+        out.notices = self.outbox.notice_changes.len();
+        out.no_record.sort();
+        out.no_record.dedup();
+        self.outbox.vex = rows;
+        self.commit(&[])?;
+        Ok(out)
+    }
+
     /// The tenant acknowledges a notice, or states that it does not apply;
     /// `notice` may name a group (a root cause): then every open notice of
     /// it changes, in one commit.
@@ -1231,21 +1488,19 @@ impl<S: CatalogStore> Engine<S> {
         notice: i64,
         state: NoticeState,
         justification: Option<String>,
+        detail: Option<String>,
     ) -> Result<Acked, EngineError> {
-        // A free-text note with an acknowledgement is bounded like every
-        // text on the way in (a group copies it onto each notice).
-        let justification = justification.map(|mut j| {
-            patchline_core::text::truncate(&mut j, ACK_NOTE_MAX);
-            j
-        });
+        let Decision {
+            justification,
+            detail,
+        } = Decision::new(state, justification, detail)?;
         self.begin_write()?;
         let n = self.store.notice(notice)?;
         if n.is_none()
             && let Some(group) = self.store.root_members(notice)?
             && t.is_none_or(|t| t == group.tenant)
         {
-            check_ack(state, justification.as_deref())?;
-            return self.ack_group(notice, group, state, justification);
+            return self.ack_group(notice, group, state, justification, detail);
         }
         // A watcher reads a public artifact's notice but does not own it.
         if let (Some(n), Some(t)) = (&n, t)
@@ -1268,7 +1523,6 @@ impl<S: CatalogStore> Engine<S> {
                 what: "notice",
                 id: notice.to_string(),
             })?;
-        check_ack(state, justification.as_deref())?;
         if n.state.is_closed() {
             return Err(EngineError::Invalid(format!(
                 "notice {notice} is already {}",
@@ -1284,6 +1538,7 @@ impl<S: CatalogStore> Engine<S> {
             advisory: n.advisory,
             state,
             justification: justification.clone(),
+            detail: detail.clone(),
             at_ms: now,
             regroup: None,
             remediated_by: None,
@@ -1292,6 +1547,7 @@ impl<S: CatalogStore> Engine<S> {
         Ok(Acked::Notice(StoredNotice {
             state,
             justification,
+            detail,
             updated_at_ms: now,
             remediated_by: None,
             ..n
@@ -1307,6 +1563,7 @@ impl<S: CatalogStore> Engine<S> {
         group: patchline_store::RootMembers,
         state: NoticeState,
         justification: Option<String>,
+        detail: Option<String>,
     ) -> Result<Acked, EngineError> {
         let open: Vec<i64> = group
             .members
@@ -1329,6 +1586,7 @@ impl<S: CatalogStore> Engine<S> {
                 advisory: group.advisory,
                 state,
                 justification: justification.clone(),
+                detail: detail.clone(),
                 at_ms: now,
                 regroup: None,
                 remediated_by: None,
@@ -1401,6 +1659,23 @@ impl<S: CatalogStore> Engine<S> {
     }
 }
 
+/// Whether `name` is the record's id or one of its aliases (upstream ids
+/// too), whatever the case.
+pub fn names_record(record: &Record, name: &str) -> bool {
+    if record.id().as_str().eq_ignore_ascii_case(name) {
+        return true;
+    }
+    match record {
+        Record::Advisory(a) => a
+            .osv
+            .aliases
+            .iter()
+            .chain(&a.osv.upstream)
+            .any(|x| x.eq_ignore_ascii_case(name)),
+        Record::Failure(_) => false,
+    }
+}
+
 /// Most subscriptions a tenant holds (each one is a fan-out of every
 /// notice it passes).
 pub const SUBSCRIPTIONS_PER_TENANT_MAX: usize = 100;
@@ -1409,21 +1684,79 @@ pub const SUBSCRIPTIONS_PER_TENANT_MAX: usize = 100;
 /// truncated with a visible marker).
 pub const ACK_NOTE_MAX: usize = 1024;
 
-/// The states a tenant may set, and the justification `not_affected` needs.
-fn check_ack(state: NoticeState, justification: Option<&str>) -> Result<(), EngineError> {
-    match state {
-        NoticeState::Acknowledged => Ok(()),
-        NoticeState::NotAffected => match justification {
-            Some(j) if patchline_core::notice::JUSTIFICATIONS.contains(&j) => Ok(()),
-            _ => Err(EngineError::Invalid(format!(
-                "not_affected needs a justification, one of: {}",
-                patchline_core::notice::JUSTIFICATIONS.join(", ")
+/// A tenant's decision on a notice, checked: `acknowledged` with an
+/// optional note, or `not_affected` with a justification (OpenVEX's or
+/// CycloneDX's word) or a detail (why, in words), or both. The detail is
+/// bounded like every text on the way in (a group copies it onto each
+/// notice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub justification: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl Decision {
+    pub fn new(
+        state: NoticeState,
+        justification: Option<String>,
+        detail: Option<String>,
+    ) -> Result<Decision, EngineError> {
+        let bounded = |text: Option<String>| {
+            text.filter(|t| !t.trim().is_empty()).map(|mut t| {
+                patchline_core::text::truncate(&mut t, ACK_NOTE_MAX);
+                t
+            })
+        };
+        match state {
+            // `justification` with an acknowledgement was its note before
+            // `detail` existed: it still is.
+            NoticeState::Acknowledged => Ok(Decision {
+                justification: None,
+                detail: bounded(detail.or(justification)),
+            }),
+            NoticeState::NotAffected => {
+                let detail = bounded(detail);
+                match justification.as_deref() {
+                    Some(j) if Justification::parse(j).is_some() => Ok(Decision {
+                        justification,
+                        detail,
+                    }),
+                    None if detail.is_some() => Ok(Decision {
+                        justification: None,
+                        detail,
+                    }),
+                    Some(j) => Err(EngineError::Invalid(format!(
+                        "justification {:?} is none of: {}",
+                        j.chars().take(64).collect::<String>(),
+                        Justification::names()
+                    ))),
+                    None => Err(EngineError::Invalid(format!(
+                        "not_affected needs a justification (one of: {}) or a detail",
+                        Justification::names()
+                    ))),
+                }
+            }
+            other => Err(EngineError::Invalid(format!(
+                "a tenant can set acknowledged or not_affected, not {other}"
             ))),
-        },
-        other => Err(EngineError::Invalid(format!(
-            "a tenant can set acknowledged or not_affected, not {other}"
-        ))),
+        }
     }
+}
+
+/// What a VEX import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VexImported {
+    /// Statements in the document.
+    pub statements: usize,
+    /// Statements kept (one per artifact they apply to).
+    pub recorded: usize,
+    /// Notices that took a decision.
+    pub notices: usize,
+    /// Statements not applied: (where, why).
+    pub skipped: Vec<(String, String)>,
+    /// Vulnerabilities no record names yet (kept: they apply when one
+    /// is published).
+    pub no_record: Vec<String>,
 }
 
 /// What an acknowledgement changed.

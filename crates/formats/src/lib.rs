@@ -18,6 +18,7 @@ pub mod purl;
 mod sbom;
 pub mod spdx;
 mod text;
+pub mod vex;
 
 pub use error::{FormatError, Location};
 pub use inventory::{Format, Hint, Inventory, Warning, detect, parse, parse_json_value};

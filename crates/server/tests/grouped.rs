@@ -733,7 +733,8 @@ async fn group_acks_subscriptions_and_streams_are_bounded() {
         )
         .await;
     for n in members["notices"].as_array().unwrap() {
-        let note = n["justification"].as_str().unwrap();
+        // An acknowledgement's note is its detail.
+        let note = n["detail"].as_str().unwrap();
         assert!(
             note.len() <= 1024 && note.ends_with("…[truncated]"),
             "{}",

@@ -50,6 +50,17 @@ CREATE TABLE IF NOT EXISTS digest_items (
     PRIMARY KEY (subscription, notice)
 );
 CREATE TABLE IF NOT EXISTS watches (tenant INTEGER NOT NULL, artifact INTEGER NOT NULL, PRIMARY KEY (tenant, artifact));
+CREATE TABLE IF NOT EXISTS vex_statements (
+    tenant INTEGER NOT NULL,
+    artifact INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    names TEXT NOT NULL,
+    state TEXT NOT NULL,
+    justification TEXT,
+    detail TEXT,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, artifact, name)
+);
 CREATE TABLE IF NOT EXISTS notice_groups (
     id INTEGER PRIMARY KEY,
     advisory INTEGER NOT NULL,
@@ -70,6 +81,7 @@ CREATE TABLE IF NOT EXISTS notices (
     reminded_at INTEGER NOT NULL,
     remediated_by TEXT,
     root INTEGER,
+    detail TEXT,
     UNIQUE (advisory, artifact)
 );
 CREATE TABLE IF NOT EXISTS notice_roots (
@@ -250,6 +262,34 @@ pub struct NoticeMove {
     pub root: Option<i64>,
 }
 
+/// A tenant's VEX statement on one of its artifacts, which covers the
+/// artifact's subtree (the tenant's artifacts in it): notices of a record
+/// named by `names` there take the decision, now and when they appear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VexRow {
+    pub tenant: TenantIdx,
+    pub artifact: ArtIdx,
+    /// The vulnerability's name first (the key with tenant and artifact),
+    /// then its aliases.
+    pub names: Vec<String>,
+    /// `NotAffected` or `Acknowledged`.
+    pub state: NoticeState,
+    pub justification: Option<String>,
+    pub detail: Option<String>,
+    pub at_ms: i64,
+}
+
+impl VexRow {
+    /// The names as stored: one per line (ids have no line breaks).
+    pub fn names_text(&self) -> String {
+        self.names.join("\n")
+    }
+
+    pub fn names_from(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+}
+
 /// A state change of an existing notice.
 #[derive(Debug, Clone)]
 pub struct NoticeChange {
@@ -257,6 +297,8 @@ pub struct NoticeChange {
     pub advisory: AdvIdx,
     pub state: NoticeState,
     pub justification: Option<String>,
+    /// The free text of a tenant's decision (acknowledged, not affected).
+    pub detail: Option<String>,
     pub at_ms: i64,
     /// A reopened notice's new group, path and root cause.
     pub regroup: Option<(i64, Vec<u32>, Option<i64>)>,
@@ -356,6 +398,9 @@ pub struct Outbox {
     pub prefixes: Vec<(String, Option<(TenantIdx, i64)>)>,
     pub subscriptions: Vec<SubscriptionRow>,
     pub watches: Vec<(TenantIdx, ArtIdx)>,
+    /// VEX statements of tenants on their artifacts (a later one with the
+    /// same (tenant, artifact, name) replaces the earlier).
+    pub vex: Vec<VexRow>,
     pub groups: Vec<GroupRow>,
     /// New root causes of grouped notices.
     pub roots: Vec<RootRow>,
@@ -390,7 +435,8 @@ impl Outbox {
             && self.record_owners.is_empty()
             && self.prefixes.is_empty()
             && self.subscriptions.is_empty()
-            && self.watches.is_empty())
+            && self.watches.is_empty()
+            && self.vex.is_empty())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -401,6 +447,7 @@ impl Outbox {
             && self.prefixes.is_empty()
             && self.subscriptions.is_empty()
             && self.watches.is_empty()
+            && self.vex.is_empty()
             && self.groups.is_empty()
             && self.roots.is_empty()
             && self.root_plans.is_empty()
@@ -527,6 +574,26 @@ pub(crate) fn write_outbox(
     }
     let mut stmt = tx
         .prepare_cached(
+            "INSERT OR REPLACE INTO vex_statements
+               (tenant, artifact, name, names, state, justification, detail, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(db_err)?;
+    for v in &out.vex {
+        stmt.execute(params![
+            v.tenant.0,
+            v.artifact.0,
+            v.names[0],
+            v.names_text(),
+            v.state.as_str(),
+            v.justification,
+            v.detail,
+            v.at_ms
+        ])
+        .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
             "INSERT INTO patch_notices (id, tenant, record, successor, doc, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
@@ -619,7 +686,8 @@ pub(crate) fn write_outbox(
                grp = coalesce(?5, grp), path = coalesce(?6, path),
                reminded_at = CASE WHEN ?5 IS NULL THEN reminded_at ELSE ?4 END,
                remediated_by = ?7,
-               root = CASE WHEN ?5 IS NULL THEN root ELSE ?8 END
+               root = CASE WHEN ?5 IS NULL THEN root ELSE ?8 END,
+               detail = ?9
              WHERE id = ?1",
         )
         .map_err(db_err)?;
@@ -636,7 +704,8 @@ pub(crate) fn write_outbox(
             grp,
             path,
             c.remediated_by.as_ref().map(|r| r.doc.as_str()),
-            root
+            root,
+            c.detail
         ])
         .map_err(db_err)?;
         event
@@ -696,6 +765,7 @@ pub struct ServiceState {
     pub installation: String,
     pub subscriptions: Vec<SubscriptionRow>,
     pub watches: Vec<(TenantIdx, ArtIdx)>,
+    pub vex: Vec<VexRow>,
     pub next_notice_id: i64,
     pub next_delivery_id: i64,
     pub next_group_id: i64,
@@ -838,6 +908,39 @@ pub(crate) fn load_service(
     for r in rows {
         state.watches.push(r.map_err(db_err)?);
     }
+    let mut stmt = conn
+        .prepare(
+            "SELECT tenant, artifact, names, state, justification, detail, at
+             FROM vex_statements ORDER BY at, tenant, artifact, name",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(db_err)?;
+    for r in rows {
+        let (t, a, names, st, justification, detail, at_ms) = r.map_err(db_err)?;
+        let decision = NoticeState::parse(&st)
+            .ok_or_else(|| StoreError::Corrupt(format!("VEX statement with state {st:?}")))?;
+        state.vex.push(VexRow {
+            tenant: TenantIdx(t),
+            artifact: ArtIdx(a),
+            names: VexRow::names_from(&names),
+            state: decision,
+            justification,
+            detail,
+            at_ms,
+        });
+    }
     state.next_notice_id = conn
         .query_row(
             "SELECT max((SELECT coalesce(max(id), 0) FROM notices),
@@ -871,6 +974,8 @@ pub struct StoredNotice {
     pub tenant: TenantIdx,
     pub state: NoticeState,
     pub justification: Option<String>,
+    /// The free text of the tenant's decision.
+    pub detail: Option<String>,
     /// The group's stored document (see [`GroupRow`]).
     pub components: String,
     /// The lineage path, artifact indexes from the introduction down.
@@ -886,7 +991,7 @@ pub struct StoredNotice {
     pub root: Option<StoredRoot>,
 }
 
-const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto";
+const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, n.detail";
 const NOTICE_FROM: &str =
     "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
@@ -917,6 +1022,7 @@ fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
         tenant: TenantIdx(r.get(3)?),
         state: NoticeState::parse(&state).unwrap_or(NoticeState::Affected),
         justification: r.get(5)?,
+        detail: r.get(18)?,
         components: r.get(6)?,
         path: blob_path(&r.get::<_, Vec<u8>>(7)?),
         created_at_ms: r.get(8)?,

@@ -13,7 +13,7 @@ use crate::{CatalogStore, DB_FILE, SecretKeys, StoreError};
 use patchline_core::notice::NoticeState;
 
 /// Schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Prepared statements kept per connection. A commit runs some thirty
 /// distinct statements (catalog rows, the outbox's tables); rusqlite keeps
@@ -190,6 +190,11 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
         // Digest subscriptions: the schedule and last window end
         // (`digest_items` is made by the service schema).
         add_column(conn, "subscriptions", "digest", "TEXT")?;
+    }
+    if from < 7 {
+        // VEX: the free text of a tenant's decision on a notice
+        // (`vex_statements` is made by the service schema).
+        add_column(conn, "notices", "detail", "TEXT")?;
     }
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",

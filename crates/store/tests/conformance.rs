@@ -307,6 +307,8 @@ each_backend! {
         b.raw_execute("DROP TABLE IF EXISTS notice_roots");
         b.raw_execute("ALTER TABLE subscriptions DROP COLUMN digest");
         b.raw_execute("DROP TABLE IF EXISTS digest_items");
+        b.raw_execute("ALTER TABLE notices DROP COLUMN detail");
+        b.raw_execute("DROP TABLE IF EXISTS vex_statements");
         if let Backend::Postgres(_) = b {
             // Schema 10's derived column goes, and its index with it.
             b.raw_execute("ALTER TABLE notices DROP COLUMN open");
@@ -387,7 +389,7 @@ use patchline_core::{ArtIdx, TenantIdx};
 use patchline_store::service::{
     DeliveryRow, GroupRow, NoticeChange, NoticeRow, Remediated, RootRow, SubscriptionRow, TokenRow,
 };
-use patchline_store::{DeliveryInfo, Finished, Outbox, PatchRow, SecretKeys, StoreError};
+use patchline_store::{DeliveryInfo, Finished, Outbox, PatchRow, SecretKeys, StoreError, VexRow};
 use patchline_store::{RootMembers, StoredRoot};
 
 /// The ids of one small world: tenants, artifacts and what the fixture
@@ -474,6 +476,25 @@ fn subscription(id: &str, tenant: TenantIdx, secret: &str) -> SubscriptionRow {
         created_at_ms: 50,
         grouping: Grouping::Artifact,
         digest: None,
+    }
+}
+
+fn vex_row(
+    tenant: TenantIdx,
+    artifact: ArtIdx,
+    names: &[&str],
+    state: NoticeState,
+    justification: Option<&str>,
+    at_ms: i64,
+) -> VexRow {
+    VexRow {
+        tenant,
+        artifact,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        state,
+        justification: justification.map(str::to_string),
+        detail: Some(format!("said at {at_ms}")),
+        at_ms,
     }
 }
 
@@ -649,6 +670,20 @@ each_backend! {
                     ..subscription("sub_a", w.acme, "whsec_a2")
                 }],
                 watches: vec![(w.acme, w.pub_base), (w.beta, w.pub_base), (w.beta, w.pub_base)],
+                // The second statement on (acme, acme-vm, CVE-1) replaces
+                // the first, within one commit too.
+                vex: vec![
+                    vex_row(w.acme, w.acme_vm, &["CVE-1"], NoticeState::Acknowledged, None, 7),
+                    vex_row(
+                        w.acme,
+                        w.acme_vm,
+                        &["CVE-1", "GHSA-x"],
+                        NoticeState::NotAffected,
+                        Some("code_not_reachable"),
+                        8,
+                    ),
+                    vex_row(w.beta, w.beta_vm, &["USN-1"], NoticeState::Acknowledged, None, 9),
+                ],
                 ..Default::default()
             },
         )
@@ -680,6 +715,20 @@ each_backend! {
         assert_eq!(
             (s.next_notice_id, s.next_delivery_id, s.next_group_id),
             (7, 5, 3)
+        );
+        assert_eq!(
+            s.vex,
+            vec![
+                vex_row(
+                    w.acme,
+                    w.acme_vm,
+                    &["CVE-1", "GHSA-x"],
+                    NoticeState::NotAffected,
+                    Some("code_not_reachable"),
+                    8,
+                ),
+                vex_row(w.beta, w.beta_vm, &["USN-1"], NoticeState::Acknowledged, None, 9),
+            ]
         );
     }
 
@@ -866,6 +915,7 @@ each_backend! {
                         advisory: ADV0,
                         state: NoticeState::Acknowledged,
                         justification: None,
+                        detail: None,
                         at_ms: 3000,
                         regroup: None,
                         remediated_by: None,
@@ -875,6 +925,7 @@ each_backend! {
                         advisory: ADV0,
                         state: NoticeState::NotAffected,
                         justification: Some("vulnerable_code_not_present".into()),
+                        detail: Some("the package is installed but never run".into()),
                         at_ms: 3100,
                         regroup: None,
                         remediated_by: None,
@@ -885,6 +936,7 @@ each_backend! {
                         advisory: ADV0,
                         state: NoticeState::Affected,
                         justification: None,
+                        detail: None,
                         at_ms: 4000,
                         regroup: Some((2, vec![7, 8], None)),
                         remediated_by: None,
@@ -894,6 +946,7 @@ each_backend! {
                         advisory: ADV0,
                         state: NoticeState::Notified,
                         justification: None,
+                        detail: None,
                         at_ms: 4100,
                         regroup: None,
                         remediated_by: None,
@@ -909,6 +962,11 @@ each_backend! {
         let n3 = store.notice(3).unwrap().unwrap();
         assert_eq!(n3.state, NoticeState::NotAffected);
         assert_eq!(n3.justification.as_deref(), Some("vulnerable_code_not_present"));
+        assert_eq!(
+            n3.detail.as_deref(),
+            Some("the package is installed but never run")
+        );
+        assert_eq!(n2.detail, None);
         let n4 = store.notice(4).unwrap().unwrap();
         assert_eq!((n4.state, n4.updated_at_ms), (NoticeState::Notified, 4100));
         assert_eq!((n4.components.as_str(), n4.path.clone()), (G1_COMPONENTS, vec![7, 8]));
@@ -942,6 +1000,7 @@ each_backend! {
             advisory: ADV0,
             state,
             justification: None,
+            detail: None,
             at_ms,
             regroup: None,
             remediated_by: by.map(|cause| Remediated {
@@ -1287,6 +1346,7 @@ each_backend! {
                 advisory: ADV1,
                 state: NoticeState::Affected,
                 justification: None,
+                detail: None,
                 at_ms: 5000,
                 regroup: Some((2, vec![w.pub_base.0, w.acme_vm.0], Some(20))),
                 remediated_by: None,
@@ -1388,6 +1448,7 @@ each_backend! {
                     advisory: ADV1,
                     state: NoticeState::Remediated,
                     justification: None,
+                    detail: None,
                     at_ms: 6000,
                     regroup: None,
                     remediated_by: None,
@@ -1475,6 +1536,7 @@ each_backend! {
                 advisory: ADV0,
                 state: NoticeState::Affected,
                 justification: None,
+                detail: None,
                 at_ms: 1000,
                 regroup: Some((1, vec![w.pub_base.0, w.acme_vm.0], Some(40))),
                 remediated_by: None,
@@ -1504,6 +1566,7 @@ each_backend! {
                     advisory: ADV0,
                     state: NoticeState::Acknowledged,
                     justification: None,
+                    detail: None,
                     at_ms: 3500,
                     regroup: None,
                     remediated_by: None,

@@ -17,6 +17,8 @@ pub mod schema;
 #[allow(unused_qualifications)]
 pub mod subscriptions;
 pub mod tenants;
+#[allow(unused_qualifications)]
+pub mod vex;
 
 use std::sync::Arc;
 
@@ -126,6 +128,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(notices::list_patches))
         .routes(routes!(notices::stream))
         .routes(routes!(notices::ack))
+        .routes(routes!(vex::import_vex, vex::export_vex))
         .routes(routes!(notices::group_notices))
         .split_for_parts()
 }

@@ -459,12 +459,23 @@ pub struct AckBody {
     /// `acknowledged` (the default) or `not_affected`.
     #[serde(default)]
     state: Option<NoticeState>,
-    /// Required with `not_affected`: `component_not_present`,
-    /// `vulnerable_code_not_present`, `vulnerable_code_not_in_execute_path`,
+    /// With `not_affected` (which needs a justification or a detail):
+    /// OpenVEX's `component_not_present`, `vulnerable_code_not_present`,
+    /// `vulnerable_code_not_in_execute_path`,
     /// `vulnerable_code_cannot_be_controlled_by_adversary`,
-    /// `inline_mitigations_already_exist`.
+    /// `inline_mitigations_already_exist`, or CycloneDX's
+    /// `code_not_present`, `code_not_reachable`, `requires_configuration`,
+    /// `requires_dependency`, `requires_environment`,
+    /// `protected_by_compiler`, `protected_at_runtime`,
+    /// `protected_at_perimeter`, `protected_by_mitigating_control` (kept
+    /// as given; VEX exports translate). With `acknowledged`: read as the
+    /// detail (the note it was before `detail`).
     #[serde(default)]
     justification: Option<String>,
+    /// Free text with the decision (why not affected; what is planned), up
+    /// to 1 KiB (cut with the ` …[truncated]` marker past it).
+    #[serde(default)]
+    detail: Option<String>,
 }
 
 /// A group after an acknowledgement: the group with its open notices
@@ -511,6 +522,7 @@ pub async fn ack(
             id,
             req.state.unwrap_or(NoticeState::Acknowledged),
             req.justification,
+            req.detail,
         )?;
         Ok(match acked {
             patchline_engine::service::Acked::Notice(n) => {

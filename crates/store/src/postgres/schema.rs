@@ -292,8 +292,28 @@ UPDATE deliveries SET next_at = lease_until
  WHERE state IN ('pending', 'failed') AND lease_until IS NOT NULL AND lease_until > next_at;
 ";
 
+/// Schema 13 → 14: VEX. The free text of a tenant's decision on a notice
+/// (`detail`, beside its justification), and the tenants' VEX statements
+/// on their artifacts, which cover each artifact's subtree: a notice that
+/// appears there later takes the decision.
+const V14: &str = "
+ALTER TABLE notices ADD COLUMN detail TEXT;
+CREATE TABLE vex_statements (
+    tenant BIGINT NOT NULL,
+    artifact BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    names TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('acknowledged', 'not_affected')),
+    justification TEXT,
+    detail TEXT,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, artifact, name)
+);
+";
+
 /// Every migration, in order.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
+pub(super) const MIGRATIONS: &[&str] =
+    &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14];
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -20,14 +20,14 @@ use patchline_core::{AdvIdx, ArtIdx, TenantIdx};
 use super::{Fail, Prepared, db_err, in_transaction, index};
 use crate::service::{
     DigestWindow, NoticeChange, OpenGroup, Outbox, PatchRow, RootMembers, ServiceState,
-    StoredNotice, StoredRoot, SubscriptionRow, TokenRow, blob_path, path_blob,
+    StoredNotice, StoredRoot, SubscriptionRow, TokenRow, VexRow, blob_path, path_blob,
 };
 use crate::{SecretKeys, StoreError};
 
 /// Rows per chunk of ids in one `= ANY($1)` read.
 pub(super) const IDS_PER_QUERY_MAX: usize = 1000;
 
-pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto";
+pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, n.detail";
 pub(super) const NOTICE_FROM: &str =
     "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
@@ -39,6 +39,7 @@ pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
         tenant: TenantIdx(index(r.get(3), "notice tenant")?),
         state: NoticeState::parse(r.get(4)).unwrap_or(NoticeState::Affected),
         justification: r.get(5),
+        detail: r.get(18),
         components: r.get(6),
         path: blob_path(r.get(7)),
         created_at_ms: r.get(8),
@@ -432,6 +433,7 @@ where
 struct FoldedChange<'a> {
     state: &'static str,
     justification: Option<&'a str>,
+    detail: Option<&'a str>,
     at: i64,
     regroup: Option<(i64, Vec<u8>, i64, Option<i64>)>,
     remediated_by: Option<&'a str>,
@@ -450,12 +452,14 @@ fn fold_changes(changes: &[NoticeChange]) -> BTreeMap<i64, FoldedChange<'_>> {
         let entry = out.entry(c.id).or_insert(FoldedChange {
             state: c.state.as_str(),
             justification: None,
+            detail: None,
             at: c.at_ms,
             regroup: None,
             remediated_by: None,
         });
         entry.state = c.state.as_str();
         entry.justification = c.justification.as_deref();
+        entry.detail = c.detail.as_deref();
         entry.at = c.at_ms;
         entry.remediated_by = c.remediated_by.as_ref().map(|r| r.doc.as_str());
         if regroup.is_some() {
@@ -608,6 +612,28 @@ pub(super) fn write_outbox(
             "INSERT INTO watches (tenant, artifact) SELECT * FROM unnest($1::bigint[], $2::bigint[])
              ON CONFLICT DO NOTHING",
             &[&tenant, &artifact],
+        )?;
+    }
+    if !out.vex.is_empty() {
+        // One row per (tenant, artifact, name): the last statement wins.
+        let rows = last_per_key(&out.vex, |v| (v.tenant, v.artifact, v.names[0].clone()));
+        let tenant: Vec<i64> = rows.iter().map(|v| i64::from(v.tenant.0)).collect();
+        let artifact: Vec<i64> = rows.iter().map(|v| i64::from(v.artifact.0)).collect();
+        let name: Vec<&str> = rows.iter().map(|v| v.names[0].as_str()).collect();
+        let names: Vec<String> = rows.iter().map(|v| v.names_text()).collect();
+        let state: Vec<&str> = rows.iter().map(|v| v.state.as_str()).collect();
+        let justification: Vec<Option<&str>> =
+            rows.iter().map(|v| v.justification.as_deref()).collect();
+        let detail: Vec<Option<&str>> = rows.iter().map(|v| v.detail.as_deref()).collect();
+        let at: Vec<i64> = rows.iter().map(|v| v.at_ms).collect();
+        tx.execute(
+            "INSERT INTO vex_statements (tenant, artifact, name, names, state, justification, detail, at)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+               $6::text[], $7::text[], $8::bigint[])
+             ON CONFLICT (tenant, artifact, name) DO UPDATE SET names = excluded.names,
+               state = excluded.state, justification = excluded.justification,
+               detail = excluded.detail, at = excluded.at",
+            &[&tenant, &artifact, &name, &names, &state, &justification, &detail, &at],
         )?;
     }
     for p in &out.patches {
@@ -780,6 +806,7 @@ pub(super) fn write_outbox(
         let id: Vec<i64> = folded.keys().copied().collect();
         let state: Vec<&str> = folded.values().map(|f| f.state).collect();
         let justification: Vec<Option<&str>> = folded.values().map(|f| f.justification).collect();
+        let detail: Vec<Option<&str>> = folded.values().map(|f| f.detail).collect();
         let at: Vec<i64> = folded.values().map(|f| f.at).collect();
         let grp: Vec<Option<i64>> = folded
             .values()
@@ -803,10 +830,11 @@ pub(super) fn write_outbox(
                grp = coalesce(v.grp, n.grp), path = coalesce(v.path, n.path),
                reminded_at = coalesce(v.reminded_at, n.reminded_at),
                remediated_by = v.remediated_by,
-               root = CASE WHEN v.grp IS NULL THEN n.root ELSE v.root END
+               root = CASE WHEN v.grp IS NULL THEN n.root ELSE v.root END,
+               detail = v.detail
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-               $6::bytea[], $7::bigint[], $8::text[], $9::bigint[])
-               AS v(id, state, justification, at, grp, path, reminded_at, remediated_by, root)
+               $6::bytea[], $7::bigint[], $8::text[], $9::bigint[], $10::text[])
+               AS v(id, state, justification, at, grp, path, reminded_at, remediated_by, root, detail)
              WHERE n.id = v.id AND n.id = ANY($1)",
             &[
                 &id,
@@ -818,6 +846,7 @@ pub(super) fn write_outbox(
                 &reminded,
                 &remediated_by,
                 &root,
+                &detail,
             ],
         )?;
         // Every change is a transition in the history, in order.
@@ -997,6 +1026,24 @@ pub(super) fn load_service(
             TenantIdx(index(r.get(0), "watch tenant")?),
             ArtIdx(index(r.get(1), "watched artifact")?),
         ));
+    }
+    for r in q(
+        client,
+        "SELECT tenant, artifact, names, state, justification, detail, at
+         FROM vex_statements ORDER BY at, tenant, artifact, name",
+    )? {
+        let st: &str = r.get(3);
+        let decision = NoticeState::parse(st)
+            .ok_or_else(|| StoreError::Corrupt(format!("VEX statement with state {st:?}")))?;
+        state.vex.push(VexRow {
+            tenant: TenantIdx(index(r.get(0), "VEX tenant")?),
+            artifact: ArtIdx(index(r.get(1), "VEX artifact")?),
+            names: VexRow::names_from(r.get(2)),
+            state: decision,
+            justification: r.get(4),
+            detail: r.get(5),
+            at_ms: r.get(6),
+        });
     }
     fn next(client: &mut impl GenericClient, table: &str) -> Result<i64, StoreError> {
         Ok(client
