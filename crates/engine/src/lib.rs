@@ -1126,7 +1126,12 @@ impl<S: CatalogStore> Engine<S> {
                     }
                     // Still open: its lineage may have changed under it
                     // (re-parented, rebuilt above): placed again.
-                    Some(n) if !n.state.is_closed() => notifier.replace(m.advisory, a, &m.hits, &n),
+                    Some(n) if !n.state.is_closed() => {
+                        notifier.replace(m.advisory, a, &m.hits, &n);
+                        // Moved under an artifact with the owner's VEX
+                        // statement: it takes the decision.
+                        notifier.decide(record, m.advisory, a, n.id, n.state);
+                    }
                     Some(_) => {}
                 }
             }

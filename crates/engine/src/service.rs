@@ -614,6 +614,26 @@ impl<'a> Notifier<'a> {
         self.route(record, adv, a, hits, id);
     }
 
+    /// An open notice placed again ([`Notifier::replace`]) under the
+    /// owner's VEX statement takes its decision (`not_affected` closes an
+    /// acknowledged one too; `acknowledged` changes only affected and
+    /// notified ones).
+    pub fn decide(
+        &mut self,
+        record: &Record,
+        adv: AdvIdx,
+        a: ArtIdx,
+        id: i64,
+        current: NoticeState,
+    ) {
+        if let Some(change) = self.decided(record, adv, a, id)
+            && change.state != current
+            && (change.state == NoticeState::NotAffected || current.is_open())
+        {
+            self.outbox.notice_changes.push(change);
+        }
+    }
+
     /// The change that gives notice `id` the decision of the owner's VEX
     /// statement covering `a`, if one does.
     fn decided(&self, record: &Record, adv: AdvIdx, a: ArtIdx, id: i64) -> Option<NoticeChange> {

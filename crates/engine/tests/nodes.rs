@@ -17,6 +17,7 @@ use patchline_core::{Actor, Advisory, Mode, TenantId};
 use patchline_delivery::routing::{Filter, Subscription};
 use patchline_engine::service::Role;
 use patchline_engine::{BatchItem, Engine, EngineError};
+use patchline_formats::vex::{Justification, Statement, Verdict, VexDocument, VexFormat};
 use patchline_store::postgres::PgStore;
 use patchline_store::{CatalogStore, SecretKeys};
 use patchline_testkit::postgres::TestDb;
@@ -94,9 +95,16 @@ fn dump<S: CatalogStore>(e: &Engine<S>) -> String {
         .values()
         .map(|s| (&s.id, s.tenant, s.state))
         .collect();
+    let mut vex: Vec<String> = svc
+        .vex
+        .values()
+        .flatten()
+        .map(|v| format!("{:?} {:?} {:?} {}", v.artifact, v.tenant, v.names, v.state))
+        .collect();
+    vex.sort();
     writeln!(
         out,
-        "roles {roles:?}\nowners {owners:?}\nwatchers {watchers:?}\ntokens {tokens:?}\nsubscriptions {subs:?}\nprefixes {:?}",
+        "roles {roles:?}\nowners {owners:?}\nwatchers {watchers:?}\ntokens {tokens:?}\nsubscriptions {subs:?}\nprefixes {:?}\nvex {vex:?}",
         svc.prefixes
     )
     .unwrap();
@@ -234,9 +242,37 @@ fn nodes_writing_in_turn_hold_what_the_database_holds() {
             _ => {
                 let t = rng.below(tenants.len());
                 let tidx = e.catalog().tenant_idx(&tenants[t]).unwrap();
-                if rng.below(2) == 0 && !artifacts.is_empty() {
+                let pick = rng.below(3);
+                if pick == 0 && !artifacts.is_empty() {
                     let (id, _, _) = &artifacts[rng.below(artifacts.len())];
                     e.watch(tidx, id).map(|_| ())
+                } else if pick == 1 && !artifacts.is_empty() {
+                    // A VEX statement by an artifact's owner (or, refused
+                    // as not its own, by another tenant).
+                    let (id, owner, _) = artifacts[rng.below(artifacts.len())].clone();
+                    let by = if rng.below(4) == 0 {
+                        &tenants[t]
+                    } else {
+                        &owner
+                    };
+                    let tidx = e.catalog().tenant_idx(by).unwrap();
+                    let doc = VexDocument {
+                        format: VexFormat::OpenVex,
+                        subject: Vec::new(),
+                        statements: vec![Statement {
+                            path: "statements[0]".into(),
+                            names: vec![format!("PYSEC-{}", rng.below(8))],
+                            products: vec![id],
+                            verdict: if rng.below(2) == 0 {
+                                Verdict::NotAffected
+                            } else {
+                                Verdict::Acknowledged
+                            },
+                            justification: Some(Justification::CodeNotPresent),
+                            detail: Some(format!("step {step}")),
+                        }],
+                    };
+                    e.import_vex(tidx, &doc, None).map(|_| ())
                 } else {
                     e.put_subscription(Subscription {
                         id: format!("sub-{step}"),
@@ -306,6 +342,33 @@ fn nodes_writing_in_turn_hold_what_the_database_holds() {
         .unwrap()
         .get(0);
     assert_eq!(twice, 0, "a (record, artifact) pair has several notices");
+    // No notice is left open under its owner's VEX statement, whichever
+    // node wrote the statement and whichever made the notice.
+    let mut decided = 0;
+    for row in client
+        .query("SELECT advisory, artifact, state FROM notices", &[])
+        .unwrap()
+    {
+        let (adv, art, state): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+        let record = fresh.db().get(patchline_core::AdvIdx(adv as u32));
+        let a = patchline_core::ArtIdx(art as u32);
+        if fresh.catalog().node(a).removed {
+            continue;
+        }
+        if let Some(d) = fresh.service().vex_decision(fresh.catalog(), a, record) {
+            decided += 1;
+            let open = state == "affected" || state == "notified";
+            let acked_under_not_affected = state == "acknowledged"
+                && d.state == patchline_core::notice::NoticeState::NotAffected;
+            assert!(
+                !open && !acked_under_not_affected,
+                "notice ({adv}, {art}) is {state} under a {} statement",
+                d.state
+            );
+        }
+    }
+    eprintln!("notices decided by a statement: {decided}");
+    assert!(decided >= 3, "only {decided} notices under a statement");
     let notices: i64 = client
         .query_one("SELECT count(*) FROM notices", &[])
         .unwrap()

@@ -199,6 +199,19 @@ async fn a_statement_covers_the_subtree_now_and_later_and_only_its_tenants() {
         .collect();
     assert!(sent.contains(&vm4), "{d}");
     assert!(!sent.contains(&vm3), "a decided notice is not sent: {d}");
+    // Moved under the template, vm4's open notice takes the decision too.
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/artifacts/acme-vm4",
+            Some(&acme),
+            Some(json!({"id": "acme-vm4", "kind": "instance", "parent": "acme-tpl"})),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let got = states(&api, &acme).await;
+    assert_eq!(got["acme-vm4"].0, "not_affected", "{got:?}");
+    assert_eq!(got["acme-vm4"].2, json!(WHY));
 
     // beta cannot state anything about acme's template, and is told so
     // in the same words as for an artifact that does not exist.

@@ -784,10 +784,11 @@ pub(super) fn write_outbox(
         )?;
     }
     if !out.notice_moves.is_empty() {
-        // The engine never moves and changes one notice in one write (a
-        // move is of an open notice that stays open; a reopening carries
-        // its own group and path), so the order against the changes
-        // below does not matter.
+        // A move sets group, path and root; a change that comes with it (a
+        // VEX decision of the notice's new place) sets state, justification
+        // and detail and keeps the group (a reopening carries its own group
+        // and path and is never moved too), so the order against the
+        // changes below does not matter.
         let moves = last_per_key(&out.notice_moves, |m| m.id);
         let id: Vec<i64> = moves.iter().map(|m| m.id).collect();
         let grp: Vec<i64> = moves.iter().map(|m| m.group).collect();
