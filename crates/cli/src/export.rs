@@ -184,20 +184,7 @@ pub fn sarif(findings: &[(&Record, Vec<AffectedArtifact>)]) -> Value {
 
 /// A random RFC 4122 version 4 UUID, as CycloneDX's `serialNumber` wants.
 fn serial_number() -> String {
-    let mut b = [0u8; 16];
-    // Without randomness, a fixed serial is still a valid one.
-    let _ = getrandom::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "urn:uuid:{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("urn:uuid:{}", patchline_server::routes::vex::uuid4())
 }
 
 /// CycloneDX's rating of a record.

@@ -153,10 +153,9 @@ impl ServiceMem {
     /// same artifact about the same vulnerability.
     pub fn add_vex(&mut self, row: VexRow) {
         let rows = self.vex.entry(row.artifact).or_default();
-        match rows
-            .iter_mut()
-            .find(|r| r.tenant == row.tenant && r.names[0] == row.names[0])
-        {
+        match rows.iter_mut().find(|r| {
+            r.tenant == row.tenant && r.names[0] == row.names[0] && r.packages == row.packages
+        }) {
             Some(old) => *old = row,
             None => rows.push(row),
         }
@@ -164,7 +163,8 @@ impl ServiceMem {
 
     /// The owner's VEX statement that decides `record` on `a`: the nearest
     /// one on `a` or above it (a statement covers its artifact's subtree)
-    /// made by `a`'s owner and naming the record or one of its aliases.
+    /// made by `a`'s owner, naming the record or one of its aliases and,
+    /// when it is about packages, one the record affects.
     pub fn vex_decision(&self, catalog: &Catalog, a: ArtIdx, record: &Record) -> Option<&VexRow> {
         if self.vex.is_empty() {
             return None;
@@ -173,10 +173,12 @@ impl ServiceMem {
         std::iter::once(a)
             .chain(catalog.ancestors(a))
             .find_map(|x| {
-                self.vex
-                    .get(&x)?
-                    .iter()
-                    .find(|r| r.tenant == tenant && r.names.iter().any(|n| names_record(record, n)))
+                self.vex.get(&x)?.iter().find(|r| {
+                    r.tenant == tenant
+                        && r.names.iter().any(|n| names_record(record, n))
+                        && (r.packages.is_empty()
+                            || r.packages.iter().any(|p| affects_package(record, p)))
+                })
             })
     }
 
@@ -1385,6 +1387,10 @@ impl<S: CatalogStore> Engine<S> {
                     continue;
                 }
             };
+            // Products are artifacts (or name none of the tenant's: then the
+            // statement does not apply); packages scope the statement to
+            // the records that affect them, on the artifacts named or else
+            // the document's subject or `artifact`.
             let mut artifacts: Vec<ArtIdx> = s
                 .products
                 .iter()
@@ -1392,15 +1398,30 @@ impl<S: CatalogStore> Engine<S> {
                 .collect();
             artifacts.sort_unstable();
             artifacts.dedup();
+            let mut packages: Vec<String> =
+                s.packages.iter().flat_map(|p| package_names(p)).collect();
+            packages.sort();
+            packages.dedup();
+            // Products that name none of the tenant's artifacts leave the
+            // statement to an explicit `artifact` only: a document's
+            // subject is what its packages are in, not what an unknown
+            // product is.
+            let subject = if s.products.is_empty() { subject } else { None };
             if artifacts.is_empty() {
-                match subject.or(fallback) {
+                match fallback.or(subject) {
                     Some(a) => artifacts.push(a),
                     None => {
                         let named: Vec<String> = s
                             .products
                             .iter()
                             .take(3)
-                            .map(|p| format!("{:?}", p.chars().take(80).collect::<String>()))
+                            .map(|p| {
+                                let mut shown: String = p.chars().take(80).collect();
+                                if shown.len() < p.len() {
+                                    shown.push('…');
+                                }
+                                format!("{shown:?}")
+                            })
                             .collect();
                         out.skipped.push((
                             s.path.clone(),
@@ -1432,6 +1453,7 @@ impl<S: CatalogStore> Engine<S> {
                     tenant: t,
                     artifact: a,
                     names: s.names.clone(),
+                    packages: packages.clone(),
                     state,
                     justification: decision.justification.clone(),
                     detail: decision.detail.clone(),
@@ -1545,8 +1567,13 @@ impl<S: CatalogStore> Engine<S> {
             })?;
         if n.state.is_closed() {
             return Err(EngineError::Invalid(format!(
-                "notice {notice} is already {}",
-                n.state
+                "notice {notice} is already {}{}",
+                n.state,
+                if n.state == NoticeState::NotAffected {
+                    " (a tenant's not_affected is final)"
+                } else {
+                    " (it reopens by itself if it applies again)"
+                }
             )));
         }
         if n.state == state {
@@ -1694,6 +1721,40 @@ pub fn names_record(record: &Record, name: &str) -> bool {
             .any(|x| x.eq_ignore_ascii_case(name)),
         Record::Failure(_) => false,
     }
+}
+
+/// Whether the record lists `name` (lower case) among the packages it
+/// affects.
+fn affects_package(record: &Record, name: &str) -> bool {
+    match record {
+        Record::Advisory(a) => a.osv.affected.iter().any(|x| {
+            x.package
+                .as_ref()
+                .is_some_and(|p| p.name.eq_ignore_ascii_case(name))
+        }),
+        Record::Failure(_) => false,
+    }
+}
+
+/// The names a statement's package goes by: its own and its source
+/// package's (a binary package's `upstream`, `source`, `origin` or
+/// `sourcerpm`), lower case; with the namespace too for ecosystems that
+/// write it into the name (`@scope/name`, `group:artifact`).
+fn package_names(purl: &str) -> Vec<String> {
+    let Ok(p) = purl.parse::<patchline_formats::Purl>() else {
+        return Vec::new();
+    };
+    let mut out = vec![p.name.to_ascii_lowercase()];
+    if let Some(ns) = &p.namespace {
+        out.push(format!("{ns}/{}", p.name).to_ascii_lowercase());
+        out.push(format!("{ns}:{}", p.name).to_ascii_lowercase());
+    }
+    if let Some((source, _)) = p.source_package() {
+        out.push(source.to_ascii_lowercase());
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Most subscriptions a tenant holds (each one is a fan-out of every

@@ -184,8 +184,14 @@ pub struct Statement {
     /// The vulnerability's name first, then its aliases (as written).
     pub names: Vec<String>,
     /// The products it names, as written (OpenVEX `@id` and identifiers;
-    /// CycloneDX `affects[].ref`, a BOM-Link's fragment too).
+    /// CycloneDX `affects[].ref` that are not packages, a BOM-Link's
+    /// fragment).
     pub products: Vec<String>,
+    /// The packages it is about (purls: OpenVEX subcomponents, CycloneDX
+    /// `affects` naming a component by purl or by the `bom-ref` of a
+    /// component of the document that has one): the statement says
+    /// nothing of the records of other packages.
+    pub packages: Vec<String>,
     pub verdict: Verdict,
     pub justification: Option<Justification>,
     /// The free text with the decision: OpenVEX `impact_statement`,
@@ -275,12 +281,53 @@ struct OpenVexVulnerability {
     aliases: Vec<String>,
 }
 
+/// A product: an object (v0.2.0) or, as earlier OpenVEX documents
+/// write it, its id alone.
 #[derive(Deserialize)]
-struct OpenVexProduct {
+#[serde(untagged)]
+enum OpenVexProduct {
+    Id(String),
+    Object(OpenVexComponent),
+}
+
+#[derive(Deserialize)]
+struct OpenVexComponent {
     #[serde(default, rename = "@id")]
     id: Option<String>,
     #[serde(default)]
     identifiers: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    subcomponents: Vec<OpenVexProduct>,
+}
+
+impl OpenVexProduct {
+    /// Its id and identifiers.
+    fn names(&self) -> Vec<String> {
+        match self {
+            OpenVexProduct::Id(id) => vec![id.clone()],
+            OpenVexProduct::Object(c) => {
+                c.id.iter()
+                    .cloned()
+                    .chain(c.identifiers.iter().flat_map(|i| i.values().cloned()))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Products (artifacts) apart from packages (purls).
+fn classify(names: Vec<String>, products: &mut Vec<String>, packages: &mut Vec<String>) {
+    for n in names {
+        if is_purl(&n) {
+            packages.push(n);
+        } else {
+            products.push(n);
+        }
+    }
+}
+
+fn is_purl(text: &str) -> bool {
+    text.starts_with("pkg:") && text.parse::<crate::purl::Purl>().is_ok()
 }
 
 fn openvex(value: Value) -> Result<VexDocument, FormatError> {
@@ -301,14 +348,20 @@ fn openvex(value: Value) -> Result<VexDocument, FormatError> {
     for (i, s) in raw.into_iter().enumerate() {
         let path = format!("statements[{i}]");
         let s: OpenVexStatement = typed(OPENVEX, s).map_err(|e| nest(e, &path))?;
-        let mut products = Vec::new();
+        let (mut products, mut packages) = (Vec::new(), Vec::new());
         for p in &s.products {
-            products.extend(p.id.iter().cloned());
-            if let Some(ids) = &p.identifiers {
-                products.extend(ids.values().cloned());
+            // A product is what the statement is about as a whole (an
+            // image, even named by its purl); its subcomponents are the
+            // packages inside it that the statement is about.
+            products.extend(p.names());
+            if let OpenVexProduct::Object(c) = p {
+                for sub in &c.subcomponents {
+                    let names = sub.names();
+                    packages.extend(names.into_iter().filter(|n| is_purl(n)));
+                }
             }
         }
-        check_products(OPENVEX, &path, products.len())?;
+        check_products(OPENVEX, &path, products.len() + packages.len())?;
         let mut names = vec![s.vulnerability.name];
         names.extend(s.vulnerability.aliases);
         let (justification, bad) = justification_of(s.justification.as_deref());
@@ -339,6 +392,7 @@ fn openvex(value: Value) -> Result<VexDocument, FormatError> {
             path,
             names,
             products,
+            packages,
             verdict,
             justification,
             detail,
@@ -400,6 +454,8 @@ struct CdxDoc {
     #[serde(default)]
     metadata: Option<CdxMetadata>,
     #[serde(default)]
+    components: Vec<CdxComponent>,
+    #[serde(default)]
     vulnerabilities: Option<Vec<Value>>,
 }
 
@@ -415,6 +471,8 @@ struct CdxComponent {
     bom_ref: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    purl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -469,21 +527,27 @@ fn cyclonedx(value: Value) -> Result<VexDocument, FormatError> {
         .and_then(|m| m.component)
         .map(|c| c.bom_ref.into_iter().chain(c.name).collect())
         .unwrap_or_default();
+    // The purl of each component of the document, by its bom-ref.
+    let purls: std::collections::HashMap<String, String> = doc
+        .components
+        .into_iter()
+        .filter_map(|c| Some((c.bom_ref?, c.purl?)))
+        .collect();
     let mut statements = Vec::with_capacity(raw.len());
     for (i, v) in raw.into_iter().enumerate() {
         let path = format!("vulnerabilities[{i}]");
         let v: CdxVulnerability = typed(CYCLONEDX, v).map_err(|e| nest(e, &path))?;
         check_products(CYCLONEDX, &path, v.affects.len())?;
-        let mut products = Vec::new();
+        let (mut products, mut packages) = (Vec::new(), Vec::new());
         for a in v.affects {
             // A BOM-Link (`urn:cdx:serial/version#bom-ref`) names a
             // component of another BOM by its bom-ref.
-            if a.reference.starts_with("urn:cdx:")
-                && let Some((_, fragment)) = a.reference.split_once('#')
-            {
-                products.push(fragment.to_string());
-            }
-            products.push(a.reference);
+            let reference = match a.reference.split_once('#') {
+                Some((_, fragment)) if a.reference.starts_with("urn:cdx:") => fragment.to_string(),
+                _ => a.reference,
+            };
+            let reference = purls.get(&reference).cloned().unwrap_or(reference);
+            classify(vec![reference], &mut products, &mut packages);
         }
         let mut names: Vec<String> = v.id.into_iter().collect();
         names.extend(v.references.into_iter().map(|r| r.id));
@@ -492,6 +556,7 @@ fn cyclonedx(value: Value) -> Result<VexDocument, FormatError> {
                 path,
                 names,
                 products,
+                packages,
                 verdict: Verdict::Skip("no analysis: a CycloneDX VEX states one".into()),
                 justification: None,
                 detail: None,
@@ -522,21 +587,16 @@ fn cyclonedx(value: Value) -> Result<VexDocument, FormatError> {
             }
             (_, _, d) => d,
         };
-        if names.is_empty() {
-            statements.push(Statement {
-                path,
-                names,
-                products,
-                verdict: Verdict::Skip("the vulnerability has no id".into()),
-                justification,
-                detail,
-            });
-            continue;
-        }
+        let verdict = if names.is_empty() {
+            Verdict::Skip("the vulnerability has no id".into())
+        } else {
+            verdict
+        };
         statements.push(Statement {
             path,
             names,
             products,
+            packages,
             verdict,
             justification,
             detail,
@@ -759,13 +819,18 @@ mod tests {
              "action_statement": "upgrade on Monday"},
             {"vulnerability": {"name": "CVE-2"}, "status": "fixed"},
             {"vulnerability": {"name": "CVE-3"}, "status": "not_affected"},
-            {"vulnerability": {"name": "CVE-4"}, "status": "not_affected", "justification": "because"}
+            {"vulnerability": {"name": "CVE-4"}, "status": "not_affected", "justification": "because"},
+            {"vulnerability": {"name": "CVE-5"}, "products": ["web-vm"], "status": "under_investigation"},
+            {"vulnerability": {"name": "CVE-6"}, "status": "under_investigation",
+             "products": [{"@id": "web-vm", "subcomponents": [{"@id": "pkg:deb/debian/curl@7.88.1-10"},
+                                                               {"identifiers": {"purl": "pkg:deb/debian/openssl@3.0.11-1"}}]}]}
           ]}"#;
         let d = parse(doc).unwrap();
         assert_eq!(d.format, VexFormat::OpenVex);
         let s = &d.statements;
         assert_eq!(s[0].names, ["CVE-2023-45803", "PYSEC-2023-212"]);
         assert_eq!(s[0].products, ["web-template", "pkg:oci/web"]);
+        assert!(s[0].packages.is_empty());
         assert_eq!(s[0].verdict, Verdict::NotAffected);
         assert_eq!(
             s[0].justification,
@@ -780,6 +845,16 @@ mod tests {
         assert!(matches!(&s[2].verdict, Verdict::Skip(m) if m.contains("inventory")));
         assert!(matches!(&s[3].verdict, Verdict::Skip(m) if m.contains("justification")));
         assert!(matches!(&s[4].verdict, Verdict::Skip(m) if m.contains("\"because\"")));
+        // Products as bare ids (earlier OpenVEX); subcomponents are packages.
+        assert_eq!(s[5].products, ["web-vm"]);
+        assert_eq!(s[6].products, ["web-vm"]);
+        assert_eq!(
+            s[6].packages,
+            [
+                "pkg:deb/debian/curl@7.88.1-10",
+                "pkg:deb/debian/openssl@3.0.11-1"
+            ]
+        );
     }
 
     #[test]
@@ -787,6 +862,8 @@ mod tests {
         let doc = br#"{
           "bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
           "metadata": {"component": {"type": "container", "bom-ref": "web-vm", "name": "web"}},
+          "components": [{"type": "library", "bom-ref": "c1", "name": "zlib",
+                          "purl": "pkg:deb/debian/zlib1g@1.2.13"}],
           "vulnerabilities": [
             {"id": "CVE-2023-45803", "references": [{"id": "GHSA-g4mx-q9vg-27p4", "source": {"name": "GitHub"}}],
              "analysis": {"state": "not_affected", "justification": "code_not_reachable", "detail": "no proxy"},
@@ -794,14 +871,16 @@ mod tests {
             {"id": "CVE-1", "analysis": {"state": "false_positive"}},
             {"id": "CVE-2", "analysis": {"state": "resolved"}},
             {"id": "CVE-3"},
-            {"id": "CVE-4", "analysis": {"state": "in_triage", "detail": "looking"}}
+            {"id": "CVE-4", "analysis": {"state": "in_triage", "detail": "looking"},
+             "affects": [{"ref": "c1"}, {"ref": "web-vm"}]}
           ]}"#;
         let d = parse(doc).unwrap();
         assert_eq!(d.format, VexFormat::CycloneDx);
         assert_eq!(d.subject, ["web-vm", "web"]);
         let s = &d.statements;
         assert_eq!(s[0].names, ["CVE-2023-45803", "GHSA-g4mx-q9vg-27p4"]);
-        assert_eq!(s[0].products[0], "pkg:pypi/urllib3@1.26.5");
+        assert!(s[0].products.is_empty());
+        assert_eq!(s[0].packages, ["pkg:pypi/urllib3@1.26.5"]);
         assert_eq!(s[0].verdict, Verdict::NotAffected);
         assert_eq!(s[0].justification, Some(Justification::CodeNotReachable));
         assert_eq!(s[1].verdict, Verdict::NotAffected);
@@ -809,6 +888,9 @@ mod tests {
         assert!(matches!(&s[2].verdict, Verdict::Skip(_)));
         assert!(matches!(&s[3].verdict, Verdict::Skip(m) if m.contains("analysis")));
         assert_eq!(s[4].verdict, Verdict::Acknowledged);
+        // A bom-ref of a component of the document names its purl.
+        assert_eq!(s[4].packages, ["pkg:deb/debian/zlib1g@1.2.13"]);
+        assert_eq!(s[4].products, ["web-vm"]);
     }
 
     #[test]

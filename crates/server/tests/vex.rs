@@ -238,7 +238,8 @@ async fn cyclonedx_vex_of_an_image_and_what_cannot_apply() {
     let api = Api::new();
     let (_, acme, _) = cloud(&api).await;
     // A CycloneDX VEX as a scanner writes it for one image: the image is
-    // the document's subject, `affects` names packages inside it.
+    // the document's subject, `affects` names packages inside it, and a
+    // statement says nothing of the records of other packages.
     let doc = json!({
         "bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
         "metadata": {"component": {"type": "operating-system", "bom-ref": "acme-direct",
@@ -246,20 +247,24 @@ async fn cyclonedx_vex_of_an_image_and_what_cannot_apply() {
         "vulnerabilities": [
             {"id": "USN-4038-1",
              "analysis": {"state": "false_positive"},
-             "affects": [{"ref": "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1?arch=amd64"}]},
+             "affects": [{"ref": "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1?arch=amd64&upstream=bzip2"}]},
             {"id": "CVE-2099-0001",
              "analysis": {"state": "not_affected", "justification": "requires_environment",
                           "detail": "not reachable from outside"}},
             {"id": "USN-9999-1", "analysis": {"state": "resolved"}},
             {"id": "USN-9999-2", "analysis": {"state": "not_affected", "justification": "nope"}},
-            {"id": "bad id!", "analysis": {"state": "in_triage"}}
+            {"id": "bad id!", "analysis": {"state": "in_triage"}},
+            {"id": "USN-4038-1", "analysis": {"state": "not_affected", "justification": "code_not_present"},
+             "affects": [{"ref": "pkg:deb/ubuntu/nginx@1.14.0-0ubuntu1?arch=amd64"}]},
+            {"id": "USN-4038-1", "analysis": {"state": "not_affected", "justification": "code_not_present"},
+             "affects": [{"ref": "does-not-exist"}]}
         ]
     });
     let (s, v) = import(&api, &acme, "", &doc).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["format"], "cyclonedx");
-    assert_eq!(v["statements"], 5);
-    assert_eq!(v["recorded"], 2, "{v}");
+    assert_eq!(v["statements"], 7);
+    assert_eq!(v["recorded"], 3, "{v}");
     assert_eq!(v["notices"], 1, "{v}");
     assert_eq!(
         v["no_record"],
@@ -277,7 +282,8 @@ async fn cyclonedx_vex_of_an_image_and_what_cannot_apply() {
         [
             "vulnerabilities[2]",
             "vulnerabilities[3]",
-            "vulnerabilities[4]"
+            "vulnerabilities[4]",
+            "vulnerabilities[6]"
         ],
         "{v}"
     );
@@ -292,6 +298,13 @@ async fn cyclonedx_vex_of_an_image_and_what_cannot_apply() {
             .as_str()
             .unwrap()
             .contains("\"nope\"")
+    );
+    assert!(
+        v["skipped"][3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"does-not-exist\""),
+        "an unknown product is not the document's subject: {v}"
     );
     let got = states(&api, &acme).await;
     assert_eq!(got["acme-direct"].0, "not_affected", "{got:?}");

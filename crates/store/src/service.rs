@@ -54,12 +54,13 @@ CREATE TABLE IF NOT EXISTS vex_statements (
     tenant INTEGER NOT NULL,
     artifact INTEGER NOT NULL,
     name TEXT NOT NULL,
+    packages TEXT NOT NULL,
     names TEXT NOT NULL,
     state TEXT NOT NULL,
     justification TEXT,
     detail TEXT,
     at INTEGER NOT NULL,
-    PRIMARY KEY (tenant, artifact, name)
+    PRIMARY KEY (tenant, artifact, name, packages)
 );
 CREATE TABLE IF NOT EXISTS notice_groups (
     id INTEGER PRIMARY KEY,
@@ -269,9 +270,13 @@ pub struct NoticeMove {
 pub struct VexRow {
     pub tenant: TenantIdx,
     pub artifact: ArtIdx,
-    /// The vulnerability's name first (the key with tenant and artifact),
-    /// then its aliases.
+    /// The vulnerability's name first (the key with tenant, artifact and
+    /// packages), then its aliases.
     pub names: Vec<String>,
+    /// The packages the statement is about (lower-case names, a binary
+    /// package's source package too); empty: every package of the
+    /// artifact.
+    pub packages: Vec<String>,
     /// `NotAffected` or `Acknowledged`.
     pub state: NoticeState,
     pub justification: Option<String>,
@@ -287,6 +292,11 @@ impl VexRow {
 
     pub fn names_from(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
+    }
+
+    /// The packages as stored, one per line (empty: none).
+    pub fn packages_text(&self) -> String {
+        self.packages.join("\n")
     }
 }
 
@@ -575,8 +585,8 @@ pub(crate) fn write_outbox(
     let mut stmt = tx
         .prepare_cached(
             "INSERT OR REPLACE INTO vex_statements
-               (tenant, artifact, name, names, state, justification, detail, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+               (tenant, artifact, name, packages, names, state, justification, detail, at)
+             VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8)",
         )
         .map_err(db_err)?;
     for v in &out.vex {
@@ -588,7 +598,8 @@ pub(crate) fn write_outbox(
             v.state.as_str(),
             v.justification,
             v.detail,
-            v.at_ms
+            v.at_ms,
+            v.packages_text()
         ])
         .map_err(db_err)?;
     }
@@ -910,8 +921,8 @@ pub(crate) fn load_service(
     }
     let mut stmt = conn
         .prepare(
-            "SELECT tenant, artifact, names, state, justification, detail, at
-             FROM vex_statements ORDER BY at, tenant, artifact, name",
+            "SELECT tenant, artifact, names, state, justification, detail, at, packages
+             FROM vex_statements ORDER BY at, tenant, artifact, name, packages",
         )
         .map_err(db_err)?;
     let rows = stmt
@@ -924,17 +935,19 @@ pub(crate) fn load_service(
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
             ))
         })
         .map_err(db_err)?;
     for r in rows {
-        let (t, a, names, st, justification, detail, at_ms) = r.map_err(db_err)?;
+        let (t, a, names, st, justification, detail, at_ms, packages) = r.map_err(db_err)?;
         let decision = NoticeState::parse(&st)
             .ok_or_else(|| StoreError::Corrupt(format!("VEX statement with state {st:?}")))?;
         state.vex.push(VexRow {
             tenant: TenantIdx(t),
             artifact: ArtIdx(a),
             names: VexRow::names_from(&names),
+            packages: VexRow::names_from(&packages),
             state: decision,
             justification,
             detail,

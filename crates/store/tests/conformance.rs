@@ -491,6 +491,11 @@ fn vex_row(
         tenant,
         artifact,
         names: names.iter().map(|n| n.to_string()).collect(),
+        packages: if at_ms == 9 {
+            vec!["bzip2".into(), "libbz2-1.0".into()]
+        } else {
+            Vec::new()
+        },
         state,
         justification: justification.map(str::to_string),
         detail: Some(format!("said at {at_ms}")),

@@ -452,13 +452,21 @@ async fn stream_pass(
     Ok((events, bound.max(last), more))
 }
 
+/// The states a tenant sets.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AckState {
+    Acknowledged,
+    NotAffected,
+}
+
 /// `POST /v1/notices/{id}/ack`.
 #[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
     /// `acknowledged` (the default) or `not_affected`.
     #[serde(default)]
-    state: Option<NoticeState>,
+    state: Option<AckState>,
     /// With `not_affected` (which needs a justification or a detail):
     /// OpenVEX's `component_not_present`, `vulnerable_code_not_present`,
     /// `vulnerable_code_not_in_execute_path`,
@@ -520,7 +528,10 @@ pub async fn ack(
         let acked = e.ack(
             p.tenant(),
             id,
-            req.state.unwrap_or(NoticeState::Acknowledged),
+            match req.state {
+                None | Some(AckState::Acknowledged) => NoticeState::Acknowledged,
+                Some(AckState::NotAffected) => NoticeState::NotAffected,
+            },
             req.justification,
             req.detail,
         )?;

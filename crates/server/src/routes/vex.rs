@@ -178,8 +178,15 @@ pub async fn export_vex(
                 continue;
             }
             let record = e.db().get(n.advisory);
+            // Every name the import reads as the record's: aliases and
+            // upstream ids (`UBUNTU-CVE-…` of a USN).
             let aliases = match record {
-                patchline_core::Record::Advisory(a) => a.osv.aliases.clone(),
+                patchline_core::Record::Advisory(a) => {
+                    let mut names = a.osv.aliases.clone();
+                    names.extend(a.osv.upstream.iter().cloned());
+                    names.dedup();
+                    names
+                }
                 patchline_core::Record::Failure(_) => Vec::new(),
             };
             decisions.push(Decision {

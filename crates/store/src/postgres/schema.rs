@@ -302,12 +302,13 @@ CREATE TABLE vex_statements (
     tenant BIGINT NOT NULL,
     artifact BIGINT NOT NULL,
     name TEXT NOT NULL,
+    packages TEXT NOT NULL,
     names TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('acknowledged', 'not_affected')),
     justification TEXT,
     detail TEXT,
     at BIGINT NOT NULL,
-    PRIMARY KEY (tenant, artifact, name)
+    PRIMARY KEY (tenant, artifact, name, packages)
 );
 ";
 

@@ -616,24 +616,38 @@ pub(super) fn write_outbox(
     }
     if !out.vex.is_empty() {
         // One row per (tenant, artifact, name): the last statement wins.
-        let rows = last_per_key(&out.vex, |v| (v.tenant, v.artifact, v.names[0].clone()));
+        let rows = last_per_key(&out.vex, |v| {
+            (v.tenant, v.artifact, v.names[0].clone(), v.packages.clone())
+        });
         let tenant: Vec<i64> = rows.iter().map(|v| i64::from(v.tenant.0)).collect();
         let artifact: Vec<i64> = rows.iter().map(|v| i64::from(v.artifact.0)).collect();
         let name: Vec<&str> = rows.iter().map(|v| v.names[0].as_str()).collect();
         let names: Vec<String> = rows.iter().map(|v| v.names_text()).collect();
+        let packages: Vec<String> = rows.iter().map(|v| v.packages_text()).collect();
         let state: Vec<&str> = rows.iter().map(|v| v.state.as_str()).collect();
         let justification: Vec<Option<&str>> =
             rows.iter().map(|v| v.justification.as_deref()).collect();
         let detail: Vec<Option<&str>> = rows.iter().map(|v| v.detail.as_deref()).collect();
         let at: Vec<i64> = rows.iter().map(|v| v.at_ms).collect();
         tx.execute(
-            "INSERT INTO vex_statements (tenant, artifact, name, names, state, justification, detail, at)
+            "INSERT INTO vex_statements
+               (tenant, artifact, name, names, state, justification, detail, at, packages)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-               $6::text[], $7::text[], $8::bigint[])
-             ON CONFLICT (tenant, artifact, name) DO UPDATE SET names = excluded.names,
+               $6::text[], $7::text[], $8::bigint[], $9::text[])
+             ON CONFLICT (tenant, artifact, name, packages) DO UPDATE SET names = excluded.names,
                state = excluded.state, justification = excluded.justification,
                detail = excluded.detail, at = excluded.at",
-            &[&tenant, &artifact, &name, &names, &state, &justification, &detail, &at],
+            &[
+                &tenant,
+                &artifact,
+                &name,
+                &names,
+                &state,
+                &justification,
+                &detail,
+                &at,
+                &packages,
+            ],
         )?;
     }
     for p in &out.patches {
@@ -1030,8 +1044,8 @@ pub(super) fn load_service(
     }
     for r in q(
         client,
-        "SELECT tenant, artifact, names, state, justification, detail, at
-         FROM vex_statements ORDER BY at, tenant, artifact, name",
+        "SELECT tenant, artifact, names, state, justification, detail, at, packages
+         FROM vex_statements ORDER BY at, tenant, artifact, name, packages",
     )? {
         let st: &str = r.get(3);
         let decision = NoticeState::parse(st)
@@ -1040,6 +1054,7 @@ pub(super) fn load_service(
             tenant: TenantIdx(index(r.get(0), "VEX tenant")?),
             artifact: ArtIdx(index(r.get(1), "VEX artifact")?),
             names: VexRow::names_from(r.get(2)),
+            packages: VexRow::names_from(r.get(7)),
             state: decision,
             justification: r.get(4),
             detail: r.get(5),
