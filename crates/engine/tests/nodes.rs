@@ -263,6 +263,7 @@ fn nodes_writing_in_turn_hold_what_the_database_holds() {
                             path: "statements[0]".into(),
                             names: vec![format!("PYSEC-{}", rng.below(8))],
                             products: vec![id],
+                            packages: Vec::new(),
                             verdict: if rng.below(2) == 0 {
                                 Verdict::NotAffected
                             } else {
