@@ -69,9 +69,8 @@ pub struct ServiceMem {
     pub subscriptions: BTreeMap<String, Subscription>,
     /// Watchers of each public artifact.
     pub watchers: HashMap<ArtIdx, Vec<TenantIdx>>,
-    /// Tenants' VEX statements by the artifact they are on (see
-    /// [`ServiceMem::vex_decision`]).
-    pub vex: HashMap<ArtIdx, Vec<VexRow>>,
+    /// Tenants' VEX statements (see [`ServiceMem::vex_decision`]).
+    pub vex: VexIndex,
     /// Webhook subscriptions per tenant (derived from `subscriptions`;
     /// every notice looks its readers up here).
     webhooks: Webhooks,
@@ -150,35 +149,40 @@ impl ServiceMem {
     }
 
     /// Keeps a VEX statement, in place of the tenant's earlier one on the
-    /// same artifact about the same vulnerability.
+    /// same artifact about the same vulnerability and packages.
     pub fn add_vex(&mut self, row: VexRow) {
-        let rows = self.vex.entry(row.artifact).or_default();
-        match rows.iter_mut().find(|r| {
-            r.tenant == row.tenant && r.names[0] == row.names[0] && r.packages == row.packages
-        }) {
-            Some(old) => *old = row,
-            None => rows.push(row),
-        }
+        self.vex.add(row);
     }
 
-    /// The owner's VEX statement that decides `record` on `a`: the nearest
-    /// one on `a` or above it (a statement covers its artifact's subtree)
-    /// made by `a`'s owner, naming the record or one of its aliases and,
-    /// when it is about packages, one the record affects.
+    /// The owner's VEX statement that decides `record` on `a`: on the
+    /// nearest of `a` and its ancestors that has one (a statement covers
+    /// its artifact's subtree, unless it was made for the artifact alone),
+    /// made by `a`'s owner, naming the record (its id, an alias or an
+    /// upstream id) and, when it is about packages, one the record
+    /// affects; of several there, the latest.
     pub fn vex_decision(&self, catalog: &Catalog, a: ArtIdx, record: &Record) -> Option<&VexRow> {
         if self.vex.is_empty() {
             return None;
         }
         let tenant = catalog.node(a).tenant;
+        let names = record_names(record);
         std::iter::once(a)
             .chain(catalog.ancestors(a))
             .find_map(|x| {
-                self.vex.get(&x)?.iter().find(|r| {
-                    r.tenant == tenant
-                        && r.names.iter().any(|n| names_record(record, n))
-                        && (r.packages.is_empty()
-                            || r.packages.iter().any(|p| affects_package(record, p)))
-                })
+                names
+                    .iter()
+                    .filter_map(|n| self.vex.by_name.get(&(x, n.clone())))
+                    .flatten()
+                    .filter_map(|&i| {
+                        let (seq, r) = self.vex.rows[i].as_ref()?;
+                        (r.tenant == tenant
+                            && (x == a || r.subtree)
+                            && (r.packages.is_empty()
+                                || r.packages.iter().any(|p| affects_package(record, p))))
+                        .then_some((*seq, r))
+                    })
+                    .max_by_key(|(seq, _)| *seq)
+                    .map(|(_, r)| r)
             })
     }
 
@@ -608,12 +612,13 @@ impl<'a> Notifier<'a> {
         });
         self.sizes.insert(id, size);
         // Under the owner's VEX statement the notice takes its decision at
-        // once (a change in the same commit) and is not sent.
-        if let Some(change) = self.decided(record, adv, a, id) {
-            self.outbox.notice_changes.push(change);
-            return;
-        }
-        self.route(record, adv, a, hits, id);
+        // once (a change in the same commit) and is not sent to the owner;
+        // watchers are sent it as ever (their notices do not show the
+        // owner's state, and must not tell it by their absence).
+        let decided = self.decided(record, adv, a, id);
+        let owner = decided.is_none();
+        self.outbox.notice_changes.extend(decided);
+        self.route(record, adv, a, hits, id, owner);
     }
 
     /// An open notice placed again ([`Notifier::replace`]) under the
@@ -680,11 +685,10 @@ impl<'a> Notifier<'a> {
             regroup: Some((group, path, None)),
             remediated_by: None,
         });
-        if let Some(change) = self.decided(record, adv, a, id) {
-            self.outbox.notice_changes.push(change);
-            return;
-        }
-        self.route(record, adv, a, hits, id);
+        let decided = self.decided(record, adv, a, id);
+        let owner = decided.is_none();
+        self.outbox.notice_changes.extend(decided);
+        self.route(record, adv, a, hits, id, owner);
     }
 
     /// The artifact no longer carries the record; `by`: the change that
@@ -705,7 +709,17 @@ impl<'a> Notifier<'a> {
         });
     }
 
-    fn route(&mut self, record: &Record, adv: AdvIdx, a: ArtIdx, hits: &[ComponentHit], id: i64) {
+    /// Queues the notice for its readers: the owner (unless `owner` is
+    /// false: it decided already) and the watchers of a public artifact.
+    fn route(
+        &mut self,
+        record: &Record,
+        adv: AdvIdx,
+        a: ArtIdx,
+        hits: &[ComponentHit],
+        id: i64,
+        owner: bool,
+    ) {
         let node = self.catalog.node(a);
         let info = record_info(record);
         let facts = self.filter_facts(adv, hits);
@@ -717,7 +731,8 @@ impl<'a> Notifier<'a> {
         let per_adv = pending.entry(adv).or_default();
         self.mem.webhooks.route(
             &self.mem.subscriptions,
-            patchline_delivery::routing::readers(node.tenant, watchers, public),
+            patchline_delivery::routing::readers(node.tenant, watchers, public)
+                .filter(|&t| owner || t != node.tenant),
             &input,
             |t| created.push((t, id)),
             |s| match per_adv.get_mut(s.id.as_str()) {
@@ -1324,16 +1339,21 @@ impl<S: CatalogStore> Engine<S> {
         t: TenantIdx,
         doc: &patchline_formats::vex::VexDocument,
         artifact: Option<&str>,
+        subtree: bool,
     ) -> Result<VexImported, EngineError> {
         use patchline_formats::vex::{Verdict, product_artifact};
         self.begin_write()?;
         let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
         // An artifact of the tenant's (foreign and missing ones alike are
-        // not found: nothing tells whether another tenant's exists).
+        // not found: nothing tells whether another tenant's exists), by
+        // its exact id first (an id may look like patchline's product
+        // names), then by the id such a name carries.
         let own = |catalog: &Catalog, id: &str| {
-            catalog
-                .visible(id, &actor)
-                .filter(|&a| catalog.node(a).tenant == t)
+            [id, product_artifact(id)].into_iter().find_map(|id| {
+                catalog
+                    .visible(id, &actor)
+                    .filter(|&a| catalog.node(a).tenant == t)
+            })
         };
         let fallback = match artifact {
             Some(id) => Some(own(&self.catalog, id).ok_or_else(|| EngineError::NotFound {
@@ -1342,10 +1362,7 @@ impl<S: CatalogStore> Engine<S> {
             })?),
             None => None,
         };
-        let subject = doc
-            .subject
-            .iter()
-            .find_map(|s| own(&self.catalog, product_artifact(s)));
+        let subject = doc.subject.iter().find_map(|s| own(&self.catalog, s));
         let now = self.clock.now_ms();
         let mut out = VexImported {
             statements: doc.statements.len(),
@@ -1394,7 +1411,7 @@ impl<S: CatalogStore> Engine<S> {
             let mut artifacts: Vec<ArtIdx> = s
                 .products
                 .iter()
-                .filter_map(|p| own(&self.catalog, product_artifact(p)))
+                .filter_map(|p| own(&self.catalog, p))
                 .collect();
             artifacts.sort_unstable();
             artifacts.dedup();
@@ -1441,12 +1458,12 @@ impl<S: CatalogStore> Engine<S> {
                     }
                 }
             }
-            let known = s
-                .names
-                .iter()
-                .any(|n| self.db.lookup(n).is_some() || !self.db.naming(n).is_empty());
-            if !known {
-                out.no_record.push(s.names[0].clone());
+            // The statement's vulnerability is its name; its aliases are
+            // kept but do not widen it (a record that shares an alias is
+            // another record's business).
+            let name = &s.names[0];
+            if self.db.lookup(name).is_none() && self.db.naming(name).is_empty() {
+                out.no_record.push(name.clone());
             }
             for a in artifacts {
                 rows.push(VexRow {
@@ -1454,15 +1471,32 @@ impl<S: CatalogStore> Engine<S> {
                     artifact: a,
                     names: s.names.clone(),
                     packages: packages.clone(),
+                    subtree,
                     state,
                     justification: decision.justification.clone(),
                     detail: decision.detail.clone(),
                     at_ms: now,
+                    ord: u32::try_from(rows.len()).unwrap_or(u32::MAX),
                 });
+            }
+            if rows.len() > VEX_IMPORT_ROWS_MAX {
+                return Err(EngineError::Invalid(format!(
+                    "this document makes more than {VEX_IMPORT_ROWS_MAX} statements \
+                     (one per statement and artifact): split it"
+                )));
             }
         }
         if rows.is_empty() {
             return Ok(out);
+        }
+        let new = rows.iter().filter(|r| !self.svc.vex.contains(r)).count();
+        if self.svc.vex.count(t) + new > VEX_STATEMENTS_PER_TENANT_MAX {
+            return Err(EngineError::Invalid(format!(
+                "a tenant keeps at most {VEX_STATEMENTS_PER_TENANT_MAX} VEX statements; \
+                 this document would make {} more than the {} kept",
+                new,
+                self.svc.vex.count(t)
+            )));
         }
         // The statements take effect in memory first (the nearest one
         // decides, whichever document it came in); a failed commit
@@ -1472,31 +1506,35 @@ impl<S: CatalogStore> Engine<S> {
         }
         let mut seen = std::collections::HashSet::new();
         for row in &rows {
-            let mut records: Vec<AdvIdx> = Vec::new();
-            for n in &row.names {
-                records.extend(self.db.lookup(n));
-                records.extend(self.db.naming(n));
-            }
+            let name = &row.names[0];
+            let mut records: Vec<AdvIdx> = self.db.naming(name);
+            records.extend(self.db.lookup(name));
             records.sort_unstable();
             records.dedup();
-            let subtree: Vec<ArtIdx> = std::iter::once(row.artifact)
-                .chain(self.catalog.descendants(row.artifact))
-                .filter(|&a| self.catalog.node(a).tenant == t)
-                .collect();
+            let covered: Vec<ArtIdx> = if row.subtree {
+                std::iter::once(row.artifact)
+                    .chain(self.catalog.descendants(row.artifact))
+                    .filter(|&a| self.catalog.node(a).tenant == t)
+                    .collect()
+            } else {
+                vec![row.artifact]
+            };
             for adv in records {
                 let record = self.db.get(adv);
-                for (id, a, current) in self.store.notices_on(adv, &subtree)? {
-                    let open = match row.state {
-                        NoticeState::NotAffected => !current.is_closed(),
-                        _ => current.is_open(),
-                    };
-                    if !open || !seen.insert(id) {
+                for (id, a, current) in self.store.notices_on(adv, &covered)? {
+                    if current.is_closed() || !seen.insert(id) {
                         continue;
                     }
+                    // The statement that decides it now (the nearest, the
+                    // latest): not always this one.
                     let Some(d) = self.svc.vex_decision(&self.catalog, a, record) else {
                         continue;
                     };
-                    if d.state == current {
+                    let applies = match d.state {
+                        NoticeState::NotAffected => true,
+                        _ => current.is_open(),
+                    };
+                    if !applies || d.state == current {
                         continue;
                     }
                     self.outbox.notice_changes.push(NoticeChange {
@@ -1706,21 +1744,93 @@ impl<S: CatalogStore> Engine<S> {
     }
 }
 
-/// Whether `name` is the record's id or one of its aliases (upstream ids
-/// too), whatever the case.
-pub fn names_record(record: &Record, name: &str) -> bool {
-    if record.id().as_str().eq_ignore_ascii_case(name) {
-        return true;
+/// Tenants' VEX statements, indexed by (artifact, vulnerability name in
+/// lower case) for [`ServiceMem::vex_decision`] and by their key for
+/// replacement: adding and finding are O(1) however many statements an
+/// artifact holds (a linear search made a restart with 100,000 statements
+/// on one artifact take a minute).
+#[derive(Debug, Default)]
+pub struct VexIndex {
+    /// (order added, row); a replaced row leaves `None` behind.
+    rows: Vec<Option<(u64, VexRow)>>,
+    by_name: HashMap<(ArtIdx, String), Vec<usize>>,
+    by_key: HashMap<VexKey, usize>,
+    /// Statements per tenant (see [`VEX_STATEMENTS_PER_TENANT_MAX`]).
+    per_tenant: HashMap<TenantIdx, usize>,
+    next: u64,
+}
+
+type VexKey = (TenantIdx, ArtIdx, String, Vec<String>);
+
+impl VexIndex {
+    fn key(row: &VexRow) -> VexKey {
+        (
+            row.tenant,
+            row.artifact,
+            row.names[0].clone(),
+            row.packages.clone(),
+        )
     }
-    match record {
-        Record::Advisory(a) => a
-            .osv
-            .aliases
-            .iter()
-            .chain(&a.osv.upstream)
-            .any(|x| x.eq_ignore_ascii_case(name)),
-        Record::Failure(_) => false,
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
     }
+
+    /// Whether a row with this key is stored (adding it replaces one).
+    pub fn contains(&self, row: &VexRow) -> bool {
+        self.by_key.contains_key(&Self::key(row))
+    }
+
+    /// The tenant's statements.
+    pub fn count(&self, t: TenantIdx) -> usize {
+        self.per_tenant.get(&t).copied().unwrap_or(0)
+    }
+
+    pub fn add(&mut self, row: VexRow) {
+        let key = Self::key(&row);
+        let name = (row.artifact, row.names[0].to_ascii_lowercase());
+        let seq = self.next;
+        self.next += 1;
+        if let Some(&i) = self.by_key.get(&key) {
+            self.rows[i] = Some((seq, row));
+            return;
+        }
+        let i = self.rows.len();
+        *self.per_tenant.entry(row.tenant).or_default() += 1;
+        self.rows.push(Some((seq, row)));
+        self.by_key.insert(key, i);
+        self.by_name.entry(name).or_default().push(i);
+    }
+
+    /// Every statement, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &VexRow> {
+        self.rows.iter().flatten().map(|(_, r)| r)
+    }
+}
+
+/// Most VEX statements (one per artifact, vulnerability and packages) a
+/// tenant keeps.
+pub const VEX_STATEMENTS_PER_TENANT_MAX: usize = 1_000_000;
+
+/// Most statements one import keeps (statements times the artifacts each
+/// is kept on).
+pub const VEX_IMPORT_ROWS_MAX: usize = 100_000;
+
+/// A record's names in lower case: its id, aliases and upstream ids.
+fn record_names(record: &Record) -> Vec<String> {
+    let mut names = vec![record.id().as_str().to_ascii_lowercase()];
+    if let Record::Advisory(a) = record {
+        names.extend(
+            a.osv
+                .aliases
+                .iter()
+                .chain(&a.osv.upstream)
+                .map(|x| x.to_ascii_lowercase()),
+        );
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Whether the record lists `name` (lower case) among the packages it

@@ -97,9 +97,13 @@ fn dump<S: CatalogStore>(e: &Engine<S>) -> String {
         .collect();
     let mut vex: Vec<String> = svc
         .vex
-        .values()
-        .flatten()
-        .map(|v| format!("{:?} {:?} {:?} {}", v.artifact, v.tenant, v.names, v.state))
+        .iter()
+        .map(|v| {
+            format!(
+                "{:?} {:?} {:?} {} {}",
+                v.artifact, v.tenant, v.names, v.state, v.subtree
+            )
+        })
         .collect();
     vex.sort();
     writeln!(
@@ -273,7 +277,8 @@ fn nodes_writing_in_turn_hold_what_the_database_holds() {
                             detail: Some(format!("step {step}")),
                         }],
                     };
-                    e.import_vex(tidx, &doc, None).map(|_| ())
+                    e.import_vex(tidx, &doc, None, rng.below(3) != 0)
+                        .map(|_| ())
                 } else {
                     e.put_subscription(Subscription {
                         id: format!("sub-{step}"),

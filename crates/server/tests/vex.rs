@@ -567,7 +567,7 @@ async fn decisions_export_in_each_formats_words_and_read_back_the_same() {
     for doc in [&ov, &cdx] {
         let other = Api::new();
         let (_, acme2, _) = cloud(&other).await;
-        let (s, v) = import(&other, &acme2, "", doc).await;
+        let (s, v) = import(&other, &acme2, "?scope=artifact", doc).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["skipped"], json!([]), "{v}");
         let got = states(&other, &acme2).await;
@@ -586,4 +586,182 @@ async fn decisions_export_in_each_formats_words_and_read_back_the_same() {
             }
         }
     }
+}
+
+/// Found from outside: a later statement that names the record by
+/// another name (an upstream id) replaces the earlier; a statement's own
+/// aliases do not widen it to other records; `scope=artifact` keeps a
+/// statement to its artifact; an id that looks like a product name is
+/// read as the id it is.
+#[tokio::test]
+async fn the_latest_statement_decides_by_its_name_on_its_scope() {
+    let api = Api::new();
+    let (_, acme, _) = cloud(&api).await;
+    let say = |name: &str, aliases: Value, product: &str, status: &str| {
+        let mut s = json!({"vulnerability": {"name": name, "aliases": aliases},
+                           "products": [{"@id": product}], "status": status});
+        if status == "not_affected" {
+            s["justification"] = json!("component_not_present");
+        }
+        openvex(json!([s]))
+    };
+    let (s, v) = import(
+        &api,
+        &acme,
+        "",
+        &say(
+            "USN-4038-1",
+            json!([]),
+            "acme-direct",
+            "under_investigation",
+        ),
+    )
+    .await;
+    assert_eq!((s, v["notices"].clone()), (StatusCode::OK, json!(1)), "{v}");
+    let (_, v) = import(
+        &api,
+        &acme,
+        "",
+        &say(
+            "UBUNTU-CVE-2019-12900",
+            json!([]),
+            "acme-direct",
+            "not_affected",
+        ),
+    )
+    .await;
+    assert_eq!(v["notices"], 1, "the later statement decides: {v}");
+    assert_eq!(states(&api, &acme).await["acme-direct"].0, "not_affected");
+
+    // Aliases of the statement are kept, not matched.
+    let (_, v) = import(
+        &api,
+        &acme,
+        "",
+        &say("NOPE-1", json!(["USN-4038-1"]), "acme-tpl", "not_affected"),
+    )
+    .await;
+    assert_eq!(v["notices"], 0, "{v}");
+    assert_eq!(v["no_record"], json!(["NOPE-1"]));
+    assert!(open(&states(&api, &acme).await["acme-tpl"].0));
+
+    // The artifact alone.
+    let (_, v) = import(
+        &api,
+        &acme,
+        "?scope=artifact",
+        &say("USN-4038-1", json!([]), "acme-tpl", "not_affected"),
+    )
+    .await;
+    assert_eq!(v["notices"], 1, "{v}");
+    let got = states(&api, &acme).await;
+    assert_eq!(got["acme-tpl"].0, "not_affected");
+    assert!(open(&got["acme-vm1"].0), "{got:?}");
+    api.artifact(
+        &acme,
+        json!({"id": "acme-vm9", "kind": "instance", "parent": "acme-tpl"}),
+    )
+    .await;
+    assert!(open(&states(&api, &acme).await["acme-vm9"].0));
+
+    // An id shaped like a product name is that artifact.
+    api.artifact(
+        &acme,
+        json!({"id": "artifact:acme-vm1", "kind": "instance", "parent": "base"}),
+    )
+    .await;
+    let (_, v) = import(
+        &api,
+        &acme,
+        "",
+        &say("USN-4038-1", json!([]), "artifact:acme-vm1", "not_affected"),
+    )
+    .await;
+    assert_eq!(v["notices"], 1, "{v}");
+    let got = states(&api, &acme).await;
+    assert_eq!(got["artifact:acme-vm1"].0, "not_affected");
+    assert!(open(&got["acme-vm1"].0), "{got:?}");
+
+    // Nothing decided: OpenVEX has no empty document, CycloneDX has.
+    let gamma = api.tenant("gamma", &["tenant"]).await;
+    let (s, v) = api.call("GET", "/v1/vex", Some(&gamma), None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = api
+        .call("GET", "/v1/vex?format=cyclonedx", Some(&gamma), None)
+        .await;
+    assert_eq!(
+        (s, v["vulnerabilities"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+}
+
+/// Found from outside: a notice born under its owner's statement was not
+/// sent to the watchers of the (public) artifact either, whose webhooks
+/// then told the owner's decision by its absence.
+#[tokio::test]
+async fn watchers_hear_of_notices_the_owner_decided() {
+    let api = Api::new();
+    let (canonical, acme, beta) = cloud(&api).await;
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/watches",
+            Some(&beta),
+            Some(json!({"artifact": "acme-tpl"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let mut subs = BTreeMap::new();
+    for (who, token) in [("acme", &acme), ("beta", &beta)] {
+        let (s, v) = api
+            .call(
+                "POST",
+                "/v1/subscriptions",
+                Some(token),
+                Some(json!({"channel": {"type": "webhook", "url": format!("http://127.0.0.1:9/{who}")},
+                            "grouping": "artifact"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        subs.insert(who, (token.clone(), v["id"].as_str().unwrap().to_string()));
+    }
+    let doc = openvex(json!([{
+        "vulnerability": {"name": "USN-9000-1"}, "products": [{"@id": "acme-tpl"}],
+        "status": "not_affected", "justification": "component_not_present",
+    }]));
+    let (_, v) = import(&api, &acme, "", &doc).await;
+    assert_eq!(v["no_record"], json!(["USN-9000-1"]), "{v}");
+    let mut record = usn_4038();
+    record["id"] = json!("USN-9000-1");
+    let (s, v) = api.publish(&canonical, &record).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let tpl = api
+        .notices(&acme)
+        .await
+        .into_iter()
+        .find(|n| n["artifact"] == "acme-tpl" && n["advisory"] == "USN-9000-1")
+        .unwrap();
+    assert_eq!(tpl["state"], "not_affected");
+    let id = tpl["notice_id"].as_i64().unwrap();
+    let sent_to = |who: &'static str| {
+        let (token, sub) = subs[who].clone();
+        let api = &api;
+        async move {
+            let (_, d) = api
+                .call(
+                    "GET",
+                    &format!("/v1/subscriptions/{sub}/deliveries"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            d["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["notices"].as_array().unwrap().contains(&json!(id)))
+        }
+    };
+    assert!(!sent_to("acme").await, "the owner decided: not sent to it");
+    assert!(sent_to("beta").await, "the watcher hears of it as ever");
 }

@@ -56,10 +56,12 @@ CREATE TABLE IF NOT EXISTS vex_statements (
     name TEXT NOT NULL,
     packages TEXT NOT NULL,
     names TEXT NOT NULL,
+    subtree INTEGER NOT NULL,
     state TEXT NOT NULL,
     justification TEXT,
     detail TEXT,
     at INTEGER NOT NULL,
+    ord INTEGER NOT NULL,
     PRIMARY KEY (tenant, artifact, name, packages)
 );
 CREATE TABLE IF NOT EXISTS notice_groups (
@@ -277,11 +279,16 @@ pub struct VexRow {
     /// package's source package too); empty: every package of the
     /// artifact.
     pub packages: Vec<String>,
+    /// Covers the artifact's subtree (else the artifact alone).
+    pub subtree: bool,
     /// `NotAffected` or `Acknowledged`.
     pub state: NoticeState,
     pub justification: Option<String>,
     pub detail: Option<String>,
     pub at_ms: i64,
+    /// Its place in the import that made it (of statements made at the
+    /// same time, the later one wins).
+    pub ord: u32,
 }
 
 impl VexRow {
@@ -585,8 +592,9 @@ pub(crate) fn write_outbox(
     let mut stmt = tx
         .prepare_cached(
             "INSERT OR REPLACE INTO vex_statements
-               (tenant, artifact, name, packages, names, state, justification, detail, at)
-             VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8)",
+               (tenant, artifact, name, packages, names, state, justification, detail, at,
+                subtree, ord)
+             VALUES (?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, ?10, ?11)",
         )
         .map_err(db_err)?;
     for v in &out.vex {
@@ -599,7 +607,9 @@ pub(crate) fn write_outbox(
             v.justification,
             v.detail,
             v.at_ms,
-            v.packages_text()
+            v.packages_text(),
+            v.subtree,
+            v.ord
         ])
         .map_err(db_err)?;
     }
@@ -921,8 +931,9 @@ pub(crate) fn load_service(
     }
     let mut stmt = conn
         .prepare(
-            "SELECT tenant, artifact, names, state, justification, detail, at, packages
-             FROM vex_statements ORDER BY at, tenant, artifact, name, packages",
+            "SELECT tenant, artifact, names, state, justification, detail, at, packages,
+                    subtree, ord
+             FROM vex_statements ORDER BY at, ord, tenant, artifact, name, packages",
         )
         .map_err(db_err)?;
     let rows = stmt
@@ -936,11 +947,14 @@ pub(crate) fn load_service(
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, i64>(6)?,
                 r.get::<_, String>(7)?,
+                r.get::<_, bool>(8)?,
+                r.get::<_, u32>(9)?,
             ))
         })
         .map_err(db_err)?;
     for r in rows {
-        let (t, a, names, st, justification, detail, at_ms, packages) = r.map_err(db_err)?;
+        let (t, a, names, st, justification, detail, at_ms, packages, subtree, ord) =
+            r.map_err(db_err)?;
         let decision = NoticeState::parse(&st)
             .ok_or_else(|| StoreError::Corrupt(format!("VEX statement with state {st:?}")))?;
         state.vex.push(VexRow {
@@ -948,10 +962,12 @@ pub(crate) fn load_service(
             artifact: ArtIdx(a),
             names: VexRow::names_from(&names),
             packages: VexRow::names_from(&packages),
+            subtree,
             state: decision,
             justification,
             detail,
             at_ms,
+            ord,
         });
     }
     state.next_notice_id = conn

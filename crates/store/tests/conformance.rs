@@ -496,10 +496,12 @@ fn vex_row(
         } else {
             Vec::new()
         },
+        subtree: at_ms != 9,
         state,
         justification: justification.map(str::to_string),
         detail: Some(format!("said at {at_ms}")),
         at_ms,
+        ord: at_ms as u32 * 2,
     }
 }
 

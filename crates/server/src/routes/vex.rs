@@ -29,6 +29,18 @@ pub struct ImportQuery {
     /// are about — a VEX written for an image names its products by purl.
     #[param(pattern = r"^[A-Za-z0-9._:/@+~=,-]{1,256}$")]
     artifact: Option<String>,
+    /// `subtree` (the default): a statement covers its artifact's subtree
+    /// (the tenant's artifacts in it), now and later; `artifact`: the
+    /// artifact alone (what an export of one-by-one decisions means).
+    scope: Option<Scope>,
+}
+
+/// What a statement on an artifact covers.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Subtree,
+    Artifact,
 }
 
 /// A statement that was not applied, and why.
@@ -88,7 +100,8 @@ pub async fn import_vex(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     let format = doc.format.as_str().to_string();
     let done = with_engine(&st, move |e| {
-        Ok(e.import_vex(t, &doc, q.artifact.as_deref())?)
+        let subtree = q.scope != Some(Scope::Artifact);
+        Ok(e.import_vex(t, &doc, q.artifact.as_deref(), subtree)?)
     })
     .await?;
     Ok(Json(VexImport {
@@ -143,33 +156,39 @@ pub async fn export_vex(
         ExportFormat::Cyclonedx => VexFormat::CycloneDx,
     };
     // The tenant's decided notices, page by page (watched ones are other
-    // tenants' decisions: left out).
-    let rows = with_reader(&st, move |r| {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = r.notices_after(t, after, 1000)?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            for n in page {
-                if n.tenant == t
-                    && matches!(
-                        n.state,
-                        NoticeState::NotAffected | NoticeState::Acknowledged
-                    )
-                {
-                    if out.len() == EXPORT_MAX {
-                        return Err(ApiError::too_large(format!(
-                            "more than {EXPORT_MAX} decisions: an export carries at most that many"
-                        )));
-                    }
-                    out.push(n);
+    // tenants' decisions: left out); the readers' connection is released
+    // between pages, so other tenants' reads go on meanwhile.
+    let mut rows = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = with_reader(&st, move |r| Ok(r.notices_after(t, after, 2000)?)).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for n in page {
+            if n.tenant == t
+                && matches!(
+                    n.state,
+                    NoticeState::NotAffected | NoticeState::Acknowledged
+                )
+            {
+                if rows.len() == EXPORT_MAX {
+                    return Err(ApiError::too_large(format!(
+                        "more than {EXPORT_MAX} decisions: an export carries at most that many"
+                    )));
                 }
+                rows.push(n);
             }
         }
-        Ok(out)
-    })
-    .await?;
+    }
+    if rows.is_empty() && format == VexFormat::OpenVex {
+        // OpenVEX has no document without a statement.
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "no decision to export: an OpenVEX document needs at least one statement \
+             (a CycloneDX export of none is valid)",
+        ));
+    }
     let tenant_name = st.view.names().tenant(t).to_string();
     let decisions = with_engine(&st, move |e| {
         let mut decisions = Vec::with_capacity(rows.len());

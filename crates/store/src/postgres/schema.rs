@@ -304,10 +304,12 @@ CREATE TABLE vex_statements (
     name TEXT NOT NULL,
     packages TEXT NOT NULL,
     names TEXT NOT NULL,
+    subtree BOOLEAN NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('acknowledged', 'not_affected')),
     justification TEXT,
     detail TEXT,
     at BIGINT NOT NULL,
+    ord BIGINT NOT NULL,
     PRIMARY KEY (tenant, artifact, name, packages)
 );
 ";

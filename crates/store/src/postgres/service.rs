@@ -629,14 +629,18 @@ pub(super) fn write_outbox(
             rows.iter().map(|v| v.justification.as_deref()).collect();
         let detail: Vec<Option<&str>> = rows.iter().map(|v| v.detail.as_deref()).collect();
         let at: Vec<i64> = rows.iter().map(|v| v.at_ms).collect();
+        let subtree: Vec<bool> = rows.iter().map(|v| v.subtree).collect();
+        let ord: Vec<i64> = rows.iter().map(|v| i64::from(v.ord)).collect();
         tx.execute(
             "INSERT INTO vex_statements
-               (tenant, artifact, name, names, state, justification, detail, at, packages)
+               (tenant, artifact, name, names, state, justification, detail, at, packages,
+                subtree, ord)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-               $6::text[], $7::text[], $8::bigint[], $9::text[])
+               $6::text[], $7::text[], $8::bigint[], $9::text[], $10::boolean[], $11::bigint[])
              ON CONFLICT (tenant, artifact, name, packages) DO UPDATE SET names = excluded.names,
                state = excluded.state, justification = excluded.justification,
-               detail = excluded.detail, at = excluded.at",
+               detail = excluded.detail, at = excluded.at, subtree = excluded.subtree,
+               ord = excluded.ord",
             &[
                 &tenant,
                 &artifact,
@@ -647,6 +651,8 @@ pub(super) fn write_outbox(
                 &detail,
                 &at,
                 &packages,
+                &subtree,
+                &ord,
             ],
         )?;
     }
@@ -1044,8 +1050,9 @@ pub(super) fn load_service(
     }
     for r in q(
         client,
-        "SELECT tenant, artifact, names, state, justification, detail, at, packages
-         FROM vex_statements ORDER BY at, tenant, artifact, name, packages",
+        "SELECT tenant, artifact, names, state, justification, detail, at, packages,
+                subtree, ord
+         FROM vex_statements ORDER BY at, ord, tenant, artifact, name, packages",
     )? {
         let st: &str = r.get(3);
         let decision = NoticeState::parse(st)
@@ -1055,10 +1062,13 @@ pub(super) fn load_service(
             artifact: ArtIdx(index(r.get(1), "VEX artifact")?),
             names: VexRow::names_from(r.get(2)),
             packages: VexRow::names_from(r.get(7)),
+            subtree: r.get(8),
             state: decision,
             justification: r.get(4),
             detail: r.get(5),
             at_ms: r.get(6),
+            ord: u32::try_from(r.get::<_, i64>(9))
+                .map_err(|_| StoreError::Corrupt("VEX statement order".into()))?,
         });
     }
     fn next(client: &mut impl GenericClient, table: &str) -> Result<i64, StoreError> {
