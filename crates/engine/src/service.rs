@@ -1559,6 +1559,44 @@ impl<S: CatalogStore> Engine<S> {
         Ok(out)
     }
 
+    /// Withdraws a tenant's VEX statement (the artifact it is on, its
+    /// vulnerability name, the packages it is about): notices that appear
+    /// later are no longer born with its decision; decisions it already
+    /// made stay (the tenant's word, as when made one by one). Whether
+    /// there was one.
+    pub fn withdraw_vex(
+        &mut self,
+        t: TenantIdx,
+        artifact: &str,
+        name: &str,
+        packages: &[String],
+    ) -> Result<bool, EngineError> {
+        self.begin_write()?;
+        let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
+        let Some(a) = self
+            .catalog
+            .visible(artifact, &actor)
+            .filter(|&a| self.catalog.node(a).tenant == t)
+        else {
+            return Err(EngineError::NotFound {
+                what: "artifact",
+                id: artifact.to_string(),
+            });
+        };
+        // The packages as a listing shows them (lower-case names).
+        let mut names: Vec<String> = packages.iter().map(|p| p.to_ascii_lowercase()).collect();
+        names.sort();
+        names.dedup();
+        let key = (t, a, name.to_string(), names);
+        if !self.svc.vex.remove(&key) {
+            return Ok(false);
+        }
+        let (t, a, name, packages) = key;
+        self.outbox.vex_withdrawn.push((t, a, name, packages));
+        self.commit(&[])?;
+        Ok(true)
+    }
+
     /// The tenant acknowledges a notice, or states that it does not apply;
     /// `notice` may name a group (a root cause): then every open notice of
     /// it changes, in one commit.
@@ -1760,7 +1798,8 @@ pub struct VexIndex {
     next: u64,
 }
 
-type VexKey = (TenantIdx, ArtIdx, String, Vec<String>);
+/// (tenant, artifact, vulnerability name, packages).
+pub type VexKey = (TenantIdx, ArtIdx, String, Vec<String>);
 
 impl VexIndex {
     fn key(row: &VexRow) -> VexKey {
@@ -1802,9 +1841,42 @@ impl VexIndex {
         self.by_name.entry(name).or_default().push(i);
     }
 
-    /// Every statement, oldest first.
+    /// Every statement, in the order first added.
     pub fn iter(&self) -> impl Iterator<Item = &VexRow> {
         self.rows.iter().flatten().map(|(_, r)| r)
+    }
+
+    /// Removes the statement with this key; whether there was one.
+    pub fn remove(&mut self, key: &VexKey) -> bool {
+        let Some(i) = self.by_key.remove(key) else {
+            return false;
+        };
+        if let Some((_, row)) = self.rows[i].take() {
+            if let Some(n) = self.per_tenant.get_mut(&row.tenant) {
+                *n -= 1;
+            }
+            let name = (row.artifact, row.names[0].to_ascii_lowercase());
+            if let Some(list) = self.by_name.get_mut(&name) {
+                list.retain(|&j| j != i);
+                if list.is_empty() {
+                    self.by_name.remove(&name);
+                }
+            }
+        }
+        true
+    }
+
+    /// A tenant's statements after the place `after` (a cursor: the place
+    /// of the last one listed), at most `limit`, with their places.
+    pub fn of_tenant(&self, t: TenantIdx, after: usize, limit: usize) -> Vec<(usize, &VexRow)> {
+        self.rows
+            .iter()
+            .enumerate()
+            .skip(after)
+            .filter_map(|(i, r)| r.as_ref().map(|(_, r)| (i + 1, r)))
+            .filter(|(_, r)| r.tenant == t)
+            .take(limit)
+            .collect()
     }
 }
 
@@ -1855,9 +1927,14 @@ fn package_names(purl: &str) -> Vec<String> {
         return Vec::new();
     };
     let mut out = vec![p.name.to_ascii_lowercase()];
-    if let Some(ns) = &p.namespace {
-        out.push(format!("{ns}/{}", p.name).to_ascii_lowercase());
-        out.push(format!("{ns}:{}", p.name).to_ascii_lowercase());
+    // OSV names these packages with their namespace (a distribution's
+    // namespace in deb, apk or rpm purls is not part of the name).
+    match (p.ty.as_str(), &p.namespace) {
+        ("maven", Some(ns)) => out.push(format!("{ns}:{}", p.name).to_ascii_lowercase()),
+        ("npm" | "golang" | "composer" | "swift" | "github", Some(ns)) => {
+            out.push(format!("{ns}/{}", p.name).to_ascii_lowercase())
+        }
+        _ => {}
     }
     if let Some((source, _)) = p.source_package() {
         out.push(source.to_ascii_lowercase());

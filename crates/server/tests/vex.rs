@@ -765,3 +765,90 @@ async fn watchers_hear_of_notices_the_owner_decided() {
     assert!(!sent_to("acme").await, "the owner decided: not sent to it");
     assert!(sent_to("beta").await, "the watcher hears of it as ever");
 }
+
+/// Statements kept are listed and withdrawn by their tenant: a withdrawn
+/// one decides no new notice; the decisions it made stay.
+#[tokio::test]
+async fn statements_are_listed_and_withdrawn() {
+    let api = Api::new();
+    let (_, acme, beta) = cloud(&api).await;
+    let doc = openvex(json!([
+        {"vulnerability": {"name": "USN-4038-1", "aliases": ["UBUNTU-CVE-2019-12900"]},
+         "products": [{"@id": "acme-tpl",
+                       "subcomponents": [{"@id": "pkg:deb/ubuntu/libbz2-1.0@1.0.6-8.1?upstream=bzip2"}]}],
+         "status": "not_affected", "justification": "component_not_present", "impact_statement": WHY},
+        {"vulnerability": {"name": "CVE-2099-0001"}, "products": [{"@id": "acme-direct"}],
+         "status": "under_investigation"}
+    ]));
+    let (s, v) = import(&api, &acme, "", &doc).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, page) = api
+        .call("GET", "/v1/vex/statements?limit=1", Some(&acme), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let first = &page["statements"][0];
+    assert_eq!(first["artifact"], "acme-tpl");
+    assert_eq!(first["vulnerability"], "USN-4038-1");
+    assert_eq!(first["aliases"], json!(["UBUNTU-CVE-2019-12900"]));
+    assert_eq!(first["packages"], json!(["bzip2", "libbz2-1.0"]));
+    assert_eq!(first["scope"], "subtree");
+    assert_eq!(first["state"], "not_affected");
+    assert_eq!(first["detail"], WHY);
+    let next = page["next"].as_u64().unwrap();
+    let (_, page2) = api
+        .call(
+            "GET",
+            &format!("/v1/vex/statements?after={next}"),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(page2["statements"].as_array().unwrap().len(), 1, "{page2}");
+    assert_eq!(page2["statements"][0]["vulnerability"], "CVE-2099-0001");
+    let (_, end) = api
+        .call(
+            "GET",
+            &format!("/v1/vex/statements?after={}", page2["next"]),
+            Some(&acme),
+            None,
+        )
+        .await;
+    assert_eq!(end["statements"], json!([]));
+    // beta keeps none, and cannot withdraw acme's.
+    let (_, b) = api
+        .call("GET", "/v1/vex/statements", Some(&beta), None)
+        .await;
+    assert_eq!(b["statements"], json!([]));
+    let body = json!({"artifact": "acme-tpl", "vulnerability": "USN-4038-1",
+                      "packages": ["bzip2", "libbz2-1.0"]});
+    let (s, v) = api
+        .call("POST", "/v1/vex/withdraw", Some(&beta), Some(body.clone()))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/vex/withdraw",
+            Some(&acme),
+            Some(json!({"artifact": "acme-tpl", "vulnerability": "USN-4038-1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the packages are part of it: {v}");
+    let (s, v) = api
+        .call("POST", "/v1/vex/withdraw", Some(&acme), Some(body))
+        .await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"withdrawn": true})));
+    // Decided before: still decided; born after: open.
+    api.artifact(
+        &acme,
+        json!({"id": "acme-vm7", "kind": "instance", "parent": "acme-tpl"}),
+    )
+    .await;
+    let got = states(&api, &acme).await;
+    assert_eq!(got["acme-vm1"].0, "not_affected");
+    assert!(open(&got["acme-vm7"].0), "{got:?}");
+    let (_, page) = api
+        .call("GET", "/v1/vex/statements", Some(&acme), None)
+        .await;
+    assert_eq!(page["statements"].as_array().unwrap().len(), 1, "{page}");
+}

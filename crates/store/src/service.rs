@@ -418,6 +418,8 @@ pub struct Outbox {
     /// VEX statements of tenants on their artifacts (a later one with the
     /// same (tenant, artifact, name) replaces the earlier).
     pub vex: Vec<VexRow>,
+    /// VEX statements withdrawn: (tenant, artifact, name, packages).
+    pub vex_withdrawn: Vec<(TenantIdx, ArtIdx, String, Vec<String>)>,
     pub groups: Vec<GroupRow>,
     /// New root causes of grouped notices.
     pub roots: Vec<RootRow>,
@@ -453,7 +455,8 @@ impl Outbox {
             && self.prefixes.is_empty()
             && self.subscriptions.is_empty()
             && self.watches.is_empty()
-            && self.vex.is_empty())
+            && self.vex.is_empty()
+            && self.vex_withdrawn.is_empty())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -465,6 +468,7 @@ impl Outbox {
             && self.subscriptions.is_empty()
             && self.watches.is_empty()
             && self.vex.is_empty()
+            && self.vex_withdrawn.is_empty()
             && self.groups.is_empty()
             && self.roots.is_empty()
             && self.root_plans.is_empty()
@@ -612,6 +616,16 @@ pub(crate) fn write_outbox(
             v.ord
         ])
         .map_err(db_err)?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "DELETE FROM vex_statements
+             WHERE tenant = ?1 AND artifact = ?2 AND name = ?3 AND packages = ?4",
+        )
+        .map_err(db_err)?;
+    for (t, a, name, packages) in &out.vex_withdrawn {
+        stmt.execute(params![t.0, a.0, name, packages.join("\n")])
+            .map_err(db_err)?;
     }
     let mut stmt = tx
         .prepare_cached(

@@ -737,6 +737,28 @@ each_backend! {
                 vex_row(w.beta, w.beta_vm, &["USN-1"], NoticeState::Acknowledged, None, 9),
             ]
         );
+        // A withdrawn statement is gone (its packages are part of its key).
+        let mut store = b.store();
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                vex_withdrawn: vec![
+                    (w.beta, w.beta_vm, "USN-1".into(), Vec::new()),
+                    (
+                        w.beta,
+                        w.beta_vm,
+                        "USN-1".into(),
+                        vec!["bzip2".into(), "libbz2-1.0".into()],
+                    ),
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        drop(store);
+        let s = b.store().load_service().unwrap();
+        assert_eq!(s.vex.len(), 1, "{:?}", s.vex);
+        assert_eq!(s.vex[0].tenant, w.acme);
     }
 
     /// With a key, webhook secrets are sealed in the database (the raw

@@ -129,6 +129,8 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(notices::stream))
         .routes(routes!(notices::ack))
         .routes(routes!(vex::import_vex, vex::export_vex))
+        .routes(routes!(vex::list_statements))
+        .routes(routes!(vex::withdraw))
         .routes(routes!(notices::group_notices))
         .split_for_parts()
 }

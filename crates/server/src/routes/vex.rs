@@ -268,3 +268,135 @@ pub fn uuid4() -> String {
         &h[20..32]
     )
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatementsQuery {
+    /// The `next` of the previous page.
+    #[serde(default, deserialize_with = "super::integral")]
+    #[param(minimum = 0)]
+    after: Option<u64>,
+    /// 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "super::integral")]
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+/// A VEX statement kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementView {
+    artifact: String,
+    /// The vulnerability's name (what it matches), then its aliases.
+    vulnerability: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    aliases: Vec<String>,
+    /// The packages it is about (lower-case names; empty: all).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    packages: Vec<String>,
+    /// `subtree` or `artifact`.
+    scope: &'static str,
+    /// `not_affected` or `acknowledged`.
+    state: NoticeState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    justification: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    made_at: String,
+}
+
+/// A page of statements.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementPage {
+    statements: Vec<StatementView>,
+    /// The cursor of the next page (`after`); the end is a page with no
+    /// statements.
+    next: u64,
+}
+
+/// Your VEX statements kept (each on an artifact, covering its subtree or
+/// itself), in the order first made, page by page.
+#[utoipa::path(get, path = "/v1/vex/statements", tag = "notices",
+    params(StatementsQuery),
+    responses((status = 200, body = StatementPage), Errors))]
+pub async fn list_statements(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    Query(q): Query<StatementsQuery>,
+) -> ApiResult<Json<StatementPage>> {
+    let t = super::caller_tenant(&p, "VEX statements are listed")?;
+    let after = usize::try_from(q.after.unwrap_or(0)).unwrap_or(usize::MAX);
+    let limit = super::bounded("limit", q.limit, 1, 1000, 100)? as usize;
+    with_engine(&st, move |e| {
+        let page = e.service().vex.of_tenant(t, after, limit);
+        let next = page.last().map_or(after, |(i, _)| *i) as u64;
+        let statements = page
+            .into_iter()
+            .filter(|(_, r)| (r.artifact.0 as usize) < e.catalog().len())
+            .map(|(_, r)| StatementView {
+                artifact: e.catalog().node(r.artifact).id.as_str().to_string(),
+                vulnerability: r.names[0].clone(),
+                aliases: r.names[1..].to_vec(),
+                packages: r.packages.clone(),
+                scope: if r.subtree { "subtree" } else { "artifact" },
+                state: r.state,
+                justification: r.justification.clone(),
+                detail: r.detail.clone(),
+                made_at: rfc3339(r.at_ms),
+            })
+            .collect();
+        Ok(Json(StatementPage { statements, next }))
+    })
+    .await
+}
+
+/// `POST /v1/vex/withdraw`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Withdraw {
+    #[schema(pattern = r"^[A-Za-z0-9._:/@+~=,-]{1,256}$")]
+    artifact: String,
+    /// The statement's vulnerability name, as listed.
+    #[schema(pattern = r"^[A-Za-z0-9._:/@+~=,-]{1,256}$")]
+    vulnerability: String,
+    /// Its packages, as listed (none: a statement about every package).
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    packages: Vec<String>,
+}
+
+/// Whether a statement was withdrawn.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Withdrawn {
+    withdrawn: bool,
+}
+
+/// Withdraws one of your VEX statements: notices that appear later are no
+/// longer born with its decision. Decisions it made stay (a tenant's
+/// `not_affected` is final). 404 when you keep no such statement.
+#[utoipa::path(post, path = "/v1/vex/withdraw", tag = "notices",
+    request_body = Withdraw,
+    responses((status = 200, body = Withdrawn), Errors))]
+pub async fn withdraw(
+    State(st): State<Arc<AppState>>,
+    p: Principal,
+    _: Query<super::NoQuery>,
+    body: Bytes,
+) -> ApiResult<Json<Withdrawn>> {
+    let t = super::caller_tenant(&p, "VEX statements are withdrawn")?;
+    let req: Withdraw = super::parse_json(&body)?;
+    if req.packages.len() > 1000 {
+        return Err(ApiError::bad_request("at most 1000 packages"));
+    }
+    with_engine(&st, move |e| {
+        if e.withdraw_vex(t, &req.artifact, &req.vulnerability, &req.packages)? {
+            Ok(Json(Withdrawn { withdrawn: true }))
+        } else {
+            Err(ApiError::not_found(
+                "VEX statement",
+                &format!("on {} about {}", req.artifact, req.vulnerability),
+            ))
+        }
+    })
+    .await
+}

@@ -656,6 +656,13 @@ pub(super) fn write_outbox(
             ],
         )?;
     }
+    for (t, a, name, packages) in &out.vex_withdrawn {
+        tx.execute(
+            "DELETE FROM vex_statements
+             WHERE tenant = $1 AND artifact = $2 AND name = $3 AND packages = $4",
+            &[&i64::from(t.0), &i64::from(a.0), name, &packages.join("\n")],
+        )?;
+    }
     for p in &out.patches {
         tx.execute(
             "INSERT INTO patch_notices (id, tenant, record, successor, doc, created_at)
