@@ -611,10 +611,21 @@ impl<'a> Notifier<'a> {
             root: None,
         });
         self.sizes.insert(id, size);
-        // Under the owner's VEX statement the notice takes its decision at
-        // once (a change in the same commit) and is not sent to the owner;
-        // watchers are sent it as ever (their notices do not show the
-        // owner's state, and must not tell it by their absence).
+        self.decide_and_route(record, adv, a, hits, id);
+    }
+
+    /// Under the owner's VEX statement a new or reopened notice takes its
+    /// decision at once (a change in the same commit) and is not sent to
+    /// the owner; watchers are sent it as ever (their notices do not show
+    /// the owner's state, and must not tell it by their absence).
+    fn decide_and_route(
+        &mut self,
+        record: &Record,
+        adv: AdvIdx,
+        a: ArtIdx,
+        hits: &[ComponentHit],
+        id: i64,
+    ) {
         let decided = self.decided(record, adv, a, id);
         let owner = decided.is_none();
         self.outbox.notice_changes.extend(decided);
@@ -685,10 +696,7 @@ impl<'a> Notifier<'a> {
             regroup: Some((group, path, None)),
             remediated_by: None,
         });
-        let decided = self.decided(record, adv, a, id);
-        let owner = decided.is_none();
-        self.outbox.notice_changes.extend(decided);
-        self.route(record, adv, a, hits, id, owner);
+        self.decide_and_route(record, adv, a, hits, id);
     }
 
     /// The artifact no longer carries the record; `by`: the change that
