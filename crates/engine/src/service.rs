@@ -1353,21 +1353,25 @@ impl<S: CatalogStore> Engine<S> {
         self.begin_write()?;
         let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
         // An artifact of the tenant's (foreign and missing ones alike are
-        // not found: nothing tells whether another tenant's exists), by
-        // its exact id first (an id may look like patchline's product
-        // names), then by the id such a name carries.
+        // not found: nothing tells whether another tenant's exists). A
+        // product name's prefix is always taken off once, so an export
+        // names each artifact unambiguously, whatever its id looks like.
         let own = |catalog: &Catalog, id: &str| {
-            [id, product_artifact(id)].into_iter().find_map(|id| {
-                catalog
-                    .visible(id, &actor)
-                    .filter(|&a| catalog.node(a).tenant == t)
-            })
+            catalog
+                .visible(product_artifact(id), &actor)
+                .filter(|&a| catalog.node(a).tenant == t)
         };
+        // `artifact` is an id, not a product name.
         let fallback = match artifact {
-            Some(id) => Some(own(&self.catalog, id).ok_or_else(|| EngineError::NotFound {
-                what: "artifact",
-                id: id.to_string(),
-            })?),
+            Some(id) => Some(
+                self.catalog
+                    .visible(id, &actor)
+                    .filter(|&a| self.catalog.node(a).tenant == t)
+                    .ok_or_else(|| EngineError::NotFound {
+                        what: "artifact",
+                        id: id.to_string(),
+                    })?,
+            ),
             None => None,
         };
         let subject = doc.subject.iter().find_map(|s| own(&self.catalog, s));
@@ -1386,6 +1390,18 @@ impl<S: CatalogStore> Engine<S> {
                     continue;
                 }
             };
+            if s.names.len() > 1 + VEX_ALIASES_MAX || s.packages.len() > VEX_PACKAGES_MAX {
+                out.skipped.push((
+                    s.path.clone(),
+                    format!(
+                        "{} aliases and {} packages: a statement keeps at most \
+                         {VEX_ALIASES_MAX} of each",
+                        s.names.len() - 1,
+                        s.packages.len()
+                    ),
+                ));
+                continue;
+            }
             if let Some(bad) = s.names.iter().find(|n| {
                 n.is_empty()
                     || n.len() > patchline_core::model::ID_LEN_MAX
@@ -1504,6 +1520,19 @@ impl<S: CatalogStore> Engine<S> {
                  this document would make {} more than the {} kept",
                 new,
                 self.svc.vex.count(t)
+            )));
+        }
+        // What they weigh: bounded by import and by tenant.
+        let bytes: usize = rows.iter().map(VexIndex::weight).sum();
+        if bytes > VEX_IMPORT_BYTES_MAX || self.svc.vex.bytes(t) + bytes > VEX_BYTES_PER_TENANT_MAX
+        {
+            return Err(EngineError::Invalid(format!(
+                "these statements weigh {} KiB; an import keeps at most {} MiB and a \
+                 tenant {} MiB ({} KiB kept)",
+                bytes / 1024,
+                VEX_IMPORT_BYTES_MAX >> 20,
+                VEX_BYTES_PER_TENANT_MAX >> 20,
+                self.svc.vex.bytes(t) / 1024
             )));
         }
         // The statements take effect in memory first (the nearest one
@@ -1803,6 +1832,8 @@ pub struct VexIndex {
     by_key: HashMap<VexKey, usize>,
     /// Statements per tenant (see [`VEX_STATEMENTS_PER_TENANT_MAX`]).
     per_tenant: HashMap<TenantIdx, usize>,
+    /// What the tenant's statements weigh ([`VexIndex::weight`]).
+    bytes: HashMap<TenantIdx, usize>,
     next: u64,
 }
 
@@ -1833,12 +1864,31 @@ impl VexIndex {
         self.per_tenant.get(&t).copied().unwrap_or(0)
     }
 
+    /// What the tenant's statements weigh.
+    pub fn bytes(&self, t: TenantIdx) -> usize {
+        self.bytes.get(&t).copied().unwrap_or(0)
+    }
+
+    /// What a statement weighs in memory and in the store, about.
+    pub fn weight(row: &VexRow) -> usize {
+        let text = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+        128 + text(&row.names)
+            + text(&row.packages)
+            + row.justification.as_ref().map_or(0, String::len)
+            + row.detail.as_ref().map_or(0, String::len)
+    }
+
     pub fn add(&mut self, row: VexRow) {
         let key = Self::key(&row);
         let name = (row.artifact, row.names[0].to_ascii_lowercase());
         let seq = self.next;
         self.next += 1;
+        let bytes = self.bytes.entry(row.tenant).or_default();
+        *bytes += Self::weight(&row);
         if let Some(&i) = self.by_key.get(&key) {
+            if let Some((_, old)) = &self.rows[i] {
+                *bytes = bytes.saturating_sub(Self::weight(old));
+            }
             self.rows[i] = Some((seq, row));
             return;
         }
@@ -1862,6 +1912,9 @@ impl VexIndex {
         if let Some((_, row)) = self.rows[i].take() {
             if let Some(n) = self.per_tenant.get_mut(&row.tenant) {
                 *n -= 1;
+            }
+            if let Some(b) = self.bytes.get_mut(&row.tenant) {
+                *b = b.saturating_sub(Self::weight(&row));
             }
             let name = (row.artifact, row.names[0].to_ascii_lowercase());
             if let Some(list) = self.by_name.get_mut(&name) {
@@ -1895,6 +1948,15 @@ pub const VEX_STATEMENTS_PER_TENANT_MAX: usize = 1_000_000;
 /// Most statements one import keeps (statements times the artifacts each
 /// is kept on).
 pub const VEX_IMPORT_ROWS_MAX: usize = 100_000;
+
+/// Most aliases, and most packages, one statement keeps (past them it is
+/// skipped: they would be kept with it on each of its artifacts).
+pub const VEX_ALIASES_MAX: usize = 64;
+pub const VEX_PACKAGES_MAX: usize = 64;
+
+/// Most bytes the statements of one import, and of one tenant, weigh.
+pub const VEX_IMPORT_BYTES_MAX: usize = 64 << 20;
+pub const VEX_BYTES_PER_TENANT_MAX: usize = 256 << 20;
 
 /// A record's names in lower case: its id, aliases and upstream ids.
 fn record_names(record: &Record) -> Vec<String> {

@@ -263,6 +263,9 @@ struct OpenVexStatement {
     vulnerability: OpenVexVulnerability,
     #[serde(default)]
     products: Vec<OpenVexProduct>,
+    /// Where OpenVEX v0.0.x put them: beside the products.
+    #[serde(default)]
+    subcomponents: Vec<OpenVexProduct>,
     status: String,
     #[serde(default)]
     justification: Option<String>,
@@ -356,10 +359,12 @@ fn openvex(value: Value) -> Result<VexDocument, FormatError> {
             products.extend(p.names());
             if let OpenVexProduct::Object(c) = p {
                 for sub in &c.subcomponents {
-                    let names = sub.names();
-                    packages.extend(names.into_iter().filter(|n| is_purl(n)));
+                    packages.extend(sub.names().into_iter().filter(|n| is_purl(n)));
                 }
             }
+        }
+        for sub in &s.subcomponents {
+            packages.extend(sub.names().into_iter().filter(|n| is_purl(n)));
         }
         check_products(OPENVEX, &path, products.len() + packages.len())?;
         let mut names = vec![s.vulnerability.name];
@@ -631,9 +636,10 @@ pub fn product_iri(artifact: &str) -> String {
     format!("urn:patchline:artifact:{artifact}")
 }
 
-/// The artifact a product names, when it names one the way patchline
-/// writes them (`urn:patchline:artifact:ID`, CycloneDX `artifact:ID`) or
-/// by its bare id.
+/// The artifact a product names: the way patchline writes them
+/// (`urn:patchline:artifact:ID`, CycloneDX `artifact:ID`), the prefix
+/// always taken off once (an artifact whose id begins so is named with the
+/// prefix once more), or by its bare id.
 pub fn product_artifact(product: &str) -> &str {
     product
         .strip_prefix("urn:patchline:artifact:")
@@ -823,7 +829,9 @@ mod tests {
             {"vulnerability": {"name": "CVE-5"}, "products": ["web-vm"], "status": "under_investigation"},
             {"vulnerability": {"name": "CVE-6"}, "status": "under_investigation",
              "products": [{"@id": "web-vm", "subcomponents": [{"@id": "pkg:deb/debian/curl@7.88.1-10"},
-                                                               {"identifiers": {"purl": "pkg:deb/debian/openssl@3.0.11-1"}}]}]}
+                                                               {"identifiers": {"purl": "pkg:deb/debian/openssl@3.0.11-1"}}]}]},
+            {"vulnerability": {"name": "CVE-7"}, "status": "under_investigation",
+             "products": ["web-vm"], "subcomponents": ["pkg:deb/debian/zlib1g@1.2.13"]}
           ]}"#;
         let d = parse(doc).unwrap();
         assert_eq!(d.format, VexFormat::OpenVex);
@@ -855,6 +863,8 @@ mod tests {
                 "pkg:deb/debian/openssl@3.0.11-1"
             ]
         );
+        // Beside the products, as OpenVEX v0.0.x placed them.
+        assert_eq!(s[7].packages, ["pkg:deb/debian/zlib1g@1.2.13"]);
     }
 
     #[test]

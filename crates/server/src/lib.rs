@@ -287,6 +287,7 @@ pub fn open_state(config: Config) -> Result<Arc<AppState>, EngineError> {
         catch_ups: watch::channel(0).0,
         stream_slots,
         body_budget: Arc::new(tokio::sync::Semaphore::new((config_body_budget_mib).max(1))),
+        exports: tokio::sync::Semaphore::new(1),
     }))
 }
 

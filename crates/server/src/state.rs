@@ -221,6 +221,9 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Budget of request-body bytes being received (MiB permits).
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// VEX exports running on this node (one at a time: each reads every
+    /// notice of its tenant).
+    pub exports: tokio::sync::Semaphore,
     /// The last change of the deployment's log this node committed or
     /// applied: announced on the bus, so the other nodes catch up at once.
     pub applied: tokio::sync::watch::Sender<u64>,

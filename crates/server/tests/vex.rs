@@ -664,7 +664,9 @@ async fn the_latest_statement_decides_by_its_name_on_its_scope() {
     .await;
     assert!(open(&states(&api, &acme).await["acme-vm9"].0));
 
-    // An id shaped like a product name is that artifact.
+    // A product name's prefix is taken off once: an artifact whose id
+    // looks like a product name is named with the prefix once more (what
+    // an export writes), so every id round-trips.
     api.artifact(
         &acme,
         json!({"id": "artifact:acme-vm1", "kind": "instance", "parent": "base"}),
@@ -674,13 +676,40 @@ async fn the_latest_statement_decides_by_its_name_on_its_scope() {
         &api,
         &acme,
         "",
-        &say("USN-4038-1", json!([]), "artifact:acme-vm1", "not_affected"),
+        &say(
+            "USN-4038-1",
+            json!([]),
+            "urn:patchline:artifact:artifact:acme-vm1",
+            "not_affected",
+        ),
     )
     .await;
     assert_eq!(v["notices"], 1, "{v}");
     let got = states(&api, &acme).await;
     assert_eq!(got["artifact:acme-vm1"].0, "not_affected");
     assert!(open(&got["acme-vm1"].0), "{got:?}");
+
+    let (_, ov) = api.call("GET", "/v1/vex", Some(&acme), None).await;
+    assert!(
+        ov.to_string()
+            .contains("\"urn:patchline:artifact:artifact:acme-vm1\""),
+        "{ov}"
+    );
+
+    // A statement keeps at most 64 aliases.
+    let many: Vec<String> = (0..65).map(|i| format!("CVE-2099-{i:04}")).collect();
+    let (_, v) = import(
+        &api,
+        &acme,
+        "",
+        &say("USN-4038-1", json!(many), "acme-vm1", "not_affected"),
+    )
+    .await;
+    assert_eq!(v["recorded"], 0, "{v}");
+    assert!(
+        v["skipped"][0]["reason"].as_str().unwrap().contains("64"),
+        "{v}"
+    );
 
     // Nothing decided: OpenVEX has no empty document, CycloneDX has.
     let gamma = api.tenant("gamma", &["tenant"]).await;

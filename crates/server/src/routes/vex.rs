@@ -155,13 +155,20 @@ pub async fn export_vex(
         ExportFormat::Openvex => VexFormat::OpenVex,
         ExportFormat::Cyclonedx => VexFormat::CycloneDx,
     };
-    // The tenant's decided notices, page by page (watched ones are other
-    // tenants' decisions: left out); the readers' connection is released
-    // between pages, so other tenants' reads go on meanwhile.
+    // One export at a time on a node; the tenant's decided notices, page
+    // by page (watched ones are other tenants' decisions: left out), the
+    // readers' connection released for a moment between pages, so other
+    // reads and the readiness probe go on meanwhile.
+    let _running = st.exports.try_acquire().map_err(|_| {
+        ApiError::rate_limited("a VEX export is running on this node: try again in a few seconds")
+    })?;
     let mut rows = Vec::new();
     let mut after = 0;
     loop {
-        let page = with_reader(&st, move |r| Ok(r.notices_after(t, after, 2000)?)).await?;
+        if after > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let page = with_reader(&st, move |r| Ok(r.notices_after(t, after, 1000)?)).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for n in page {
