@@ -1381,6 +1381,10 @@ impl<S: CatalogStore> Engine<S> {
             ..VexImported::default()
         };
         let mut rows = Vec::new();
+        // The records by each of their names (id, aliases, upstream ids;
+        // lower case), made once an import keeps a statement: a look-up
+        // per statement instead of a pass over every record.
+        let mut named: Option<HashMap<String, Vec<AdvIdx>>> = None;
         for s in &doc.statements {
             let state = match &s.verdict {
                 Verdict::NotAffected => NoticeState::NotAffected,
@@ -1486,7 +1490,8 @@ impl<S: CatalogStore> Engine<S> {
             // kept but do not widen it (a record that shares an alias is
             // another record's business).
             let name = &s.names[0];
-            if self.db.lookup(name).is_none() && self.db.naming(name).is_empty() {
+            let named = named.get_or_insert_with(|| names_index(&self.db));
+            if !named.contains_key(&name.to_ascii_lowercase()) {
                 out.no_record.push(name.clone());
             }
             for a in artifacts {
@@ -1542,12 +1547,12 @@ impl<S: CatalogStore> Engine<S> {
             self.svc.add_vex(row.clone());
         }
         let mut seen = std::collections::HashSet::new();
+        let named = named.unwrap_or_default();
         for row in &rows {
-            let name = &row.names[0];
-            let mut records: Vec<AdvIdx> = self.db.naming(name);
-            records.extend(self.db.lookup(name));
-            records.sort_unstable();
-            records.dedup();
+            let records = named
+                .get(&row.names[0].to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default();
             let covered: Vec<ArtIdx> = if row.subtree {
                 std::iter::once(row.artifact)
                     .chain(self.catalog.descendants(row.artifact))
@@ -1957,6 +1962,17 @@ pub const VEX_PACKAGES_MAX: usize = 64;
 /// Most bytes the statements of one import, and of one tenant, weigh.
 pub const VEX_IMPORT_BYTES_MAX: usize = 64 << 20;
 pub const VEX_BYTES_PER_TENANT_MAX: usize = 256 << 20;
+
+/// Every record by each of its names (see [`record_names`]).
+fn names_index(db: &patchline_core::AdvisoryDb) -> HashMap<String, Vec<AdvIdx>> {
+    let mut index: HashMap<String, Vec<AdvIdx>> = HashMap::new();
+    for (i, record) in db.iter() {
+        for name in record_names(record) {
+            index.entry(name).or_default().push(i);
+        }
+    }
+    index
+}
 
 /// A record's names in lower case: its id, aliases and upstream ids.
 fn record_names(record: &Record) -> Vec<String> {
