@@ -280,14 +280,14 @@ pub fn uuid4() -> String {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StatementsQuery {
-    /// The `next` of the previous page.
-    #[serde(default, deserialize_with = "super::integral")]
+    /// The `next` of the previous page (default 0).
+    #[serde(default)]
     #[param(minimum = 0)]
-    after: Option<u64>,
+    after: Option<i64>,
     /// 1 to 1000 (default 100).
-    #[serde(default, deserialize_with = "super::integral")]
+    #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
+    limit: Option<usize>,
 }
 
 /// A VEX statement kept.
@@ -318,7 +318,7 @@ pub struct StatementPage {
     statements: Vec<StatementView>,
     /// The cursor of the next page (`after`); the end is a page with no
     /// statements.
-    next: u64,
+    next: i64,
 }
 
 /// Your VEX statements kept (each on an artifact, covering its subtree or
@@ -332,11 +332,12 @@ pub async fn list_statements(
     Query(q): Query<StatementsQuery>,
 ) -> ApiResult<Json<StatementPage>> {
     let t = super::caller_tenant(&p, "VEX statements are listed")?;
-    let after = usize::try_from(q.after.unwrap_or(0)).unwrap_or(usize::MAX);
-    let limit = super::bounded("limit", q.limit, 1, 1000, 100)? as usize;
+    let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;
+    let after = usize::try_from(after).unwrap_or(usize::MAX);
+    let limit = super::bounded("limit", q.limit, 1, 1000, 100)?;
     with_engine(&st, move |e| {
         let page = e.service().vex.of_tenant(t, after, limit);
-        let next = page.last().map_or(after, |(i, _)| *i) as u64;
+        let next = i64::try_from(page.last().map_or(after, |(i, _)| *i)).unwrap_or(i64::MAX);
         let statements = page
             .into_iter()
             .filter(|(_, r)| (r.artifact.0 as usize) < e.catalog().len())
