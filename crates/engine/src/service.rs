@@ -161,7 +161,11 @@ impl ServiceMem {
     /// upstream id) and, when it is about packages, one the record
     /// affects; of several there, the latest.
     pub fn vex_decision(&self, catalog: &Catalog, a: ArtIdx, record: &Record) -> Option<&VexRow> {
-        if self.vex.is_empty() {
+        // Most chains hold no statement: found without a name made.
+        if !std::iter::once(a)
+            .chain(catalog.ancestors(a))
+            .any(|x| self.vex.artifacts.contains_key(&x))
+        {
             return None;
         }
         let tenant = catalog.node(a).tenant;
@@ -1353,28 +1357,24 @@ impl<S: CatalogStore> Engine<S> {
         self.begin_write()?;
         let actor = Actor::Tenant(self.catalog.tenant_id(t).clone());
         // An artifact of the tenant's (foreign and missing ones alike are
-        // not found: nothing tells whether another tenant's exists). A
-        // product name's prefix is always taken off once, so an export
-        // names each artifact unambiguously, whatever its id looks like.
+        // not found: nothing tells whether another tenant's exists).
         let own = |catalog: &Catalog, id: &str| {
             catalog
-                .visible(product_artifact(id), &actor)
+                .visible(id, &actor)
                 .filter(|&a| catalog.node(a).tenant == t)
         };
+        // A product name's prefix is always taken off once, so an export
+        // names each artifact unambiguously, whatever its id looks like;
         // `artifact` is an id, not a product name.
+        let product = |catalog: &Catalog, name: &str| own(catalog, product_artifact(name));
         let fallback = match artifact {
-            Some(id) => Some(
-                self.catalog
-                    .visible(id, &actor)
-                    .filter(|&a| self.catalog.node(a).tenant == t)
-                    .ok_or_else(|| EngineError::NotFound {
-                        what: "artifact",
-                        id: id.to_string(),
-                    })?,
-            ),
+            Some(id) => Some(own(&self.catalog, id).ok_or_else(|| EngineError::NotFound {
+                what: "artifact",
+                id: id.to_string(),
+            })?),
             None => None,
         };
-        let subject = doc.subject.iter().find_map(|s| own(&self.catalog, s));
+        let subject = doc.subject.iter().find_map(|s| product(&self.catalog, s));
         let now = self.clock.now_ms();
         let mut out = VexImported {
             statements: doc.statements.len(),
@@ -1439,7 +1439,7 @@ impl<S: CatalogStore> Engine<S> {
             let mut artifacts: Vec<ArtIdx> = s
                 .products
                 .iter()
-                .filter_map(|p| own(&self.catalog, p))
+                .filter_map(|p| product(&self.catalog, p))
                 .collect();
             artifacts.sort_unstable();
             artifacts.dedup();
@@ -1831,9 +1831,12 @@ impl<S: CatalogStore> Engine<S> {
 /// on one artifact take a minute).
 #[derive(Debug, Default)]
 pub struct VexIndex {
-    /// (order added, row); a replaced row leaves `None` behind.
+    /// (order added or replaced, row); a withdrawn row leaves `None`
+    /// behind (its place is a listing's cursor).
     rows: Vec<Option<(u64, VexRow)>>,
     by_name: HashMap<(ArtIdx, String), Vec<usize>>,
+    /// Statements per artifact: whether a lineage chain holds any.
+    artifacts: HashMap<ArtIdx, usize>,
     by_key: HashMap<VexKey, usize>,
     /// Statements per tenant (see [`VEX_STATEMENTS_PER_TENANT_MAX`]).
     per_tenant: HashMap<TenantIdx, usize>,
@@ -1853,10 +1856,6 @@ impl VexIndex {
             row.names[0].clone(),
             row.packages.clone(),
         )
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
     }
 
     /// Whether a row with this key is stored (adding it replaces one).
@@ -1899,6 +1898,7 @@ impl VexIndex {
         }
         let i = self.rows.len();
         *self.per_tenant.entry(row.tenant).or_default() += 1;
+        *self.artifacts.entry(row.artifact).or_default() += 1;
         self.rows.push(Some((seq, row)));
         self.by_key.insert(key, i);
         self.by_name.entry(name).or_default().push(i);
@@ -1917,6 +1917,12 @@ impl VexIndex {
         if let Some((_, row)) = self.rows[i].take() {
             if let Some(n) = self.per_tenant.get_mut(&row.tenant) {
                 *n -= 1;
+            }
+            if let Some(n) = self.artifacts.get_mut(&row.artifact) {
+                *n -= 1;
+                if *n == 0 {
+                    self.artifacts.remove(&row.artifact);
+                }
             }
             if let Some(b) = self.bytes.get_mut(&row.tenant) {
                 *b = b.saturating_sub(Self::weight(&row));

@@ -292,18 +292,15 @@ pub struct VexRow {
 }
 
 impl VexRow {
-    /// The names as stored: one per line (ids have no line breaks).
-    pub fn names_text(&self) -> String {
-        self.names.join("\n")
+    /// A list of names or packages as stored: one per line (ids and
+    /// package names have no line breaks).
+    pub fn lines(list: &[String]) -> String {
+        list.join("\n")
     }
 
-    pub fn names_from(text: &str) -> Vec<String> {
+    /// [`VexRow::lines`] read back.
+    pub fn from_lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_string).collect()
-    }
-
-    /// The packages as stored, one per line (empty: none).
-    pub fn packages_text(&self) -> String {
-        self.packages.join("\n")
     }
 }
 
@@ -606,12 +603,12 @@ pub(crate) fn write_outbox(
             v.tenant.0,
             v.artifact.0,
             v.names[0],
-            v.names_text(),
+            VexRow::lines(&v.names),
             v.state.as_str(),
             v.justification,
             v.detail,
             v.at_ms,
-            v.packages_text(),
+            VexRow::lines(&v.packages),
             v.subtree,
             v.ord
         ])
@@ -624,7 +621,7 @@ pub(crate) fn write_outbox(
         )
         .map_err(db_err)?;
     for (t, a, name, packages) in &out.vex_withdrawn {
-        stmt.execute(params![t.0, a.0, name, packages.join("\n")])
+        stmt.execute(params![t.0, a.0, name, VexRow::lines(packages)])
             .map_err(db_err)?;
     }
     let mut stmt = tx
@@ -974,8 +971,8 @@ pub(crate) fn load_service(
         state.vex.push(VexRow {
             tenant: TenantIdx(t),
             artifact: ArtIdx(a),
-            names: VexRow::names_from(&names),
-            packages: VexRow::names_from(&packages),
+            names: VexRow::from_lines(&names),
+            packages: VexRow::from_lines(&packages),
             subtree,
             state: decision,
             justification,

@@ -52,7 +52,8 @@ pub enum ReadGrouping {
     Grouped,
 }
 
-/// `GET /v1/patches` and `GET /v1/notices/{id}/artifacts`.
+/// `GET /v1/patches`, `GET /v1/notices/{id}/artifacts` and
+/// `GET /v1/vex/statements` (whose cursor is the `next` of a page).
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -60,11 +61,11 @@ pub struct CursorQuery {
     /// After this id (default 0).
     #[serde(default)]
     #[param(minimum = 0)]
-    after: Option<i64>,
+    pub(super) after: Option<i64>,
     /// 1 to 1000 (default 100).
     #[serde(default)]
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
 }
 
 /// A page of notices as one reader sees them, and the cursor after it.

@@ -276,20 +276,6 @@ pub fn uuid4() -> String {
     )
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct StatementsQuery {
-    /// The `next` of the previous page (default 0).
-    #[serde(default)]
-    #[param(minimum = 0)]
-    after: Option<i64>,
-    /// 1 to 1000 (default 100).
-    #[serde(default)]
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<usize>,
-}
-
 /// A VEX statement kept.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatementView {
@@ -324,12 +310,12 @@ pub struct StatementPage {
 /// Your VEX statements kept (each on an artifact, covering its subtree or
 /// itself), in the order first made, page by page.
 #[utoipa::path(get, path = "/v1/vex/statements", tag = "notices",
-    params(StatementsQuery),
+    params(super::notices::CursorQuery),
     responses((status = 200, body = StatementPage), Errors))]
 pub async fn list_statements(
     State(st): State<Arc<AppState>>,
     p: Principal,
-    Query(q): Query<StatementsQuery>,
+    Query(q): Query<super::notices::CursorQuery>,
 ) -> ApiResult<Json<StatementPage>> {
     let t = super::caller_tenant(&p, "VEX statements are listed")?;
     let after = super::bounded("after", q.after, 0, i64::MAX, 0)?;

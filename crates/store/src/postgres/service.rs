@@ -622,8 +622,8 @@ pub(super) fn write_outbox(
         let tenant: Vec<i64> = rows.iter().map(|v| i64::from(v.tenant.0)).collect();
         let artifact: Vec<i64> = rows.iter().map(|v| i64::from(v.artifact.0)).collect();
         let name: Vec<&str> = rows.iter().map(|v| v.names[0].as_str()).collect();
-        let names: Vec<String> = rows.iter().map(|v| v.names_text()).collect();
-        let packages: Vec<String> = rows.iter().map(|v| v.packages_text()).collect();
+        let names: Vec<String> = rows.iter().map(|v| VexRow::lines(&v.names)).collect();
+        let packages: Vec<String> = rows.iter().map(|v| VexRow::lines(&v.packages)).collect();
         let state: Vec<&str> = rows.iter().map(|v| v.state.as_str()).collect();
         let justification: Vec<Option<&str>> =
             rows.iter().map(|v| v.justification.as_deref()).collect();
@@ -660,7 +660,12 @@ pub(super) fn write_outbox(
         tx.execute(
             "DELETE FROM vex_statements
              WHERE tenant = $1 AND artifact = $2 AND name = $3 AND packages = $4",
-            &[&i64::from(t.0), &i64::from(a.0), name, &packages.join("\n")],
+            &[
+                &i64::from(t.0),
+                &i64::from(a.0),
+                name,
+                &VexRow::lines(packages),
+            ],
         )?;
     }
     for p in &out.patches {
@@ -1067,8 +1072,8 @@ pub(super) fn load_service(
         state.vex.push(VexRow {
             tenant: TenantIdx(index(r.get(0), "VEX tenant")?),
             artifact: ArtIdx(index(r.get(1), "VEX artifact")?),
-            names: VexRow::names_from(r.get(2)),
-            packages: VexRow::names_from(r.get(7)),
+            names: VexRow::from_lines(r.get(2)),
+            packages: VexRow::from_lines(r.get(7)),
             subtree: r.get(8),
             state: decision,
             justification: r.get(4),
