@@ -514,6 +514,10 @@ pub struct AdvisoryDb {
     by_name: HashMap<Box<str>, Vec<(PurlType, AdvIdx, u32)>>,
     /// Artifact -> open failures published on it.
     by_artifact: HashMap<ArtIdx, Vec<AdvIdx>>,
+    /// Hash of a name in ASCII lower case (an advisory's id, alias or
+    /// upstream id) -> the advisories with that name (the hash only
+    /// narrows: a lookup compares the names).
+    by_alias: HashMap<u64, Vec<AdvIdx>>,
     /// Bumped whenever what matches can change (caches key on it).
     generation: u64,
 }
@@ -546,12 +550,11 @@ impl AdvisoryDb {
 
     /// The advisories that name `alias` in their `aliases` or `upstream`
     /// (`CVE-2023-45803` names PYSEC-2023-212, its GHSA, the USNs and DSAs
-    /// of it; ASCII case ignored: `cve-2023-45803` too), sorted by id. A scan of every record: for lookups, not for
-    /// evaluation.
+    /// of it; ASCII case ignored: `cve-2023-45803` too), sorted by id.
     pub fn naming(&self, alias: &str) -> Vec<AdvIdx> {
         let mut found: Vec<AdvIdx> = self
-            .iter()
-            .filter(|(_, r)| match r {
+            .with_name(alias)
+            .filter(|&i| match self.get(i) {
                 Record::Advisory(a) => a
                     .osv
                     .aliases
@@ -560,10 +563,44 @@ impl AdvisoryDb {
                     .any(|x| x.eq_ignore_ascii_case(alias)),
                 Record::Failure(_) => false,
             })
-            .map(|(i, _)| i)
             .collect();
         found.sort_by(|x, y| self.get(*x).id().cmp(self.get(*y).id()));
+        found.dedup();
         found
+    }
+
+    /// The other advisories that agree with advisory `adv`: those sharing
+    /// one of its names (id, alias or upstream id, ASCII case ignored) —
+    /// PYSEC-2023-212 and GHSA-g4mx-q9vg-27p4 both alias CVE-2023-45803; a
+    /// record whose id is another's alias agrees with it too. Sorted by
+    /// index, `adv` left out; empty for a failure.
+    pub fn agreeing(&self, adv: AdvIdx) -> Vec<AdvIdx> {
+        let Some(Record::Advisory(a)) = self.records.get(adv.0 as usize) else {
+            return Vec::new();
+        };
+        let mut found: Vec<AdvIdx> = Vec::new();
+        for name in advisory_names(a) {
+            for other in self.with_name(name) {
+                if other != adv
+                    && let Record::Advisory(b) = self.get(other)
+                    && advisory_names(b).any(|x| x.eq_ignore_ascii_case(name))
+                {
+                    found.push(other);
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// The advisories indexed under `name`'s hash (to be checked by name).
+    fn with_name(&self, name: &str) -> impl Iterator<Item = AdvIdx> + '_ {
+        self.by_alias
+            .get(&name_hash(name))
+            .into_iter()
+            .flatten()
+            .copied()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (AdvIdx, &Record)> {
@@ -642,6 +679,14 @@ impl AdvisoryDb {
     }
 
     fn index(&mut self, idx: AdvIdx) {
+        if let Record::Advisory(a) = &self.records[idx.0 as usize] {
+            for name in advisory_names(a) {
+                let list = self.by_alias.entry(name_hash(name)).or_default();
+                if list.last() != Some(&idx) && !list.contains(&idx) {
+                    list.push(idx);
+                }
+            }
+        }
         match &self.records[idx.0 as usize] {
             Record::Advisory(a) if a.is_open() => {
                 for (e, entry) in a.entries.iter().enumerate() {
@@ -661,6 +706,15 @@ impl AdvisoryDb {
     fn unindex(&mut self, idx: AdvIdx) {
         match &self.records[idx.0 as usize] {
             Record::Advisory(a) => {
+                for name in advisory_names(a) {
+                    let key = name_hash(name);
+                    if let Some(list) = self.by_alias.get_mut(&key) {
+                        list.retain(|&i| i != idx);
+                        if list.is_empty() {
+                            self.by_alias.remove(&key);
+                        }
+                    }
+                }
                 for entry in &a.entries {
                     if let Some(list) = self.by_name.get_mut(entry.name.as_str()) {
                         list.retain(|&(_, i, _)| i != idx);
@@ -701,6 +755,23 @@ impl AdvisoryDb {
     }
 }
 
+/// An advisory's names: its id, aliases and upstream ids.
+fn advisory_names(a: &Advisory) -> impl Iterator<Item = &str> {
+    std::iter::once(a.id.as_str())
+        .chain(a.osv.aliases.iter().map(String::as_str))
+        .chain(a.osv.upstream.iter().map(String::as_str))
+}
+
+/// A name's hash in ASCII lower case (the key of `AdvisoryDb::by_alias`).
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for b in name.bytes() {
+        b.to_ascii_lowercase().hash(&mut h);
+    }
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +779,60 @@ mod tests {
     fn entry(json: &str) -> Advisory {
         let record = osv::parse_json(json.as_bytes()).unwrap();
         Advisory::compile(record).unwrap()
+    }
+
+    /// Records that share a name agree (any case, id against alias or
+    /// upstream id); a record republished without the name stops agreeing;
+    /// `naming` reads the same index.
+    #[test]
+    fn records_agree_through_a_shared_name() {
+        let rec = |id: &str, modified: &str, aliases: &str, upstream: &str| {
+            Record::Advisory(entry(&format!(
+                r#"{{"id":"{id}","modified":"{modified}","aliases":[{aliases}],"upstream":[{upstream}],"affected":[]}}"#
+            )))
+        };
+        let mut db = AdvisoryDb::new();
+        for r in [
+            rec("GHSA-1", "2024-01-01T00:00:00Z", r#""CVE-2023-1""#, ""),
+            rec("PYSEC-1", "2024-01-01T00:00:00Z", r#""cve-2023-1""#, ""),
+            rec("UBUNTU-X", "2024-01-01T00:00:00Z", "", r#""ghsa-1""#),
+            rec("OTHER-1", "2024-01-01T00:00:00Z", r#""CVE-2023-2""#, ""),
+        ] {
+            db.publish(r).unwrap();
+        }
+        fn ids(db: &AdvisoryDb, list: Vec<AdvIdx>) -> Vec<String> {
+            list.into_iter()
+                .map(|i| db.get(i).id().to_string())
+                .collect()
+        }
+        let ghsa = db.lookup("GHSA-1").unwrap();
+        assert_eq!(ids(&db, db.agreeing(ghsa)), ["PYSEC-1", "UBUNTU-X"]);
+        assert_eq!(
+            ids(&db, db.agreeing(db.lookup("UBUNTU-X").unwrap())),
+            ["GHSA-1"]
+        );
+        assert_eq!(
+            ids(&db, db.agreeing(db.lookup("OTHER-1").unwrap())),
+            Vec::<String>::new()
+        );
+        assert_eq!(ids(&db, db.naming("Cve-2023-1")), ["GHSA-1", "PYSEC-1"]);
+        assert_eq!(
+            ids(&db, db.naming("GHSA-1")),
+            ["UBUNTU-X"],
+            "an upstream id"
+        );
+        assert_eq!(ids(&db, db.naming("CVE-2023-3")), Vec::<String>::new());
+        // PYSEC-1 drops the alias: it no longer agrees, nor is found by it.
+        db.publish(rec(
+            "PYSEC-1",
+            "2024-02-01T00:00:00Z",
+            r#""CVE-2023-9""#,
+            "",
+        ))
+        .unwrap();
+        assert_eq!(ids(&db, db.agreeing(ghsa)), ["UBUNTU-X"]);
+        assert_eq!(ids(&db, db.naming("CVE-2023-1")), ["GHSA-1"]);
+        assert_eq!(ids(&db, db.naming("cve-2023-9")), ["PYSEC-1"]);
     }
 
     fn doc(ecosystem: &str, events: &str, versions: &str) -> String {

@@ -10,6 +10,12 @@
 //! notices stay tracked one by one underneath (states, acknowledgements,
 //! remediation); acknowledging the group acknowledges its open members.
 //!
+//! Records that alias one vulnerability share root causes (the engine
+//! joins a record's new cause to the root of a record that agrees with
+//! it), so one entry can hold several records' notices: it lists the
+//! records that agree (`records`, the root's own first) and each member
+//! artifact once, with its notice of each record.
+//!
 //! Only the owner's own notices group (and an admin's reading): a watcher
 //! reads another tenant's public artifacts one notice each, and a notice
 //! written before grouping (no root) is a group of its own, rendered as
@@ -38,6 +44,21 @@ pub struct GroupMember {
     pub kind: Kind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<NoticeState>,
+    /// In a group where records agree: this artifact's notice of each
+    /// record (the member's own first). Left out otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<MemberRecord>,
+}
+
+/// One record's notice on a member artifact of a group where records
+/// agree.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub advisory: String,
+    pub notice_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<NoticeState>,
 }
 
 /// The notices of one root cause, as one entry of `data.notices` (or of a
@@ -51,7 +72,13 @@ pub struct GroupedNotice {
     pub notice_id: i64,
     /// Always `grouped`.
     pub grouping: Grouping,
+    /// The record whose root cause it is.
     pub advisory: String,
+    /// The records that agree on it (alias one vulnerability) when more
+    /// than one does: `advisory` first, then the records of the members
+    /// carried. Left out for one record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<String>,
     /// Where the step acts: the artifact to rebuild or rebase, or the
     /// template or replica whose instances are relaunched.
     pub artifact: String,
@@ -83,13 +110,13 @@ pub struct GroupedNotice {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub failure: bool,
     /// The members this message or page carries (new, reopened or
-    /// reminded ones), up to [`GROUP_ARTIFACTS_MAX`].
+    /// reminded ones), an artifact once, up to [`GROUP_ARTIFACTS_MAX`].
     pub artifacts: Vec<GroupMember>,
     /// Members carried and not listed.
     #[serde(skip_serializing_if = "is_zero")]
     pub artifacts_omitted: usize,
-    /// The group's open members now (affected, notified or acknowledged),
-    /// over every message.
+    /// The group's member artifacts with an open notice now (affected,
+    /// notified or acknowledged), over every message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts_open: Option<u64>,
 }
@@ -171,6 +198,9 @@ pub fn group(
     let mut out: Vec<Entry> = Vec::with_capacity(docs.len());
     // root id -> index of its entry in `out`.
     let mut at: BTreeMap<i64, usize> = BTreeMap::new();
+    // (entry, member artifact) -> index in the entry's `artifacts` (None:
+    // counted in `artifacts_omitted`).
+    let mut listed: HashMap<(usize, String), Option<usize>> = HashMap::new();
     for doc in docs {
         let Some(row) = by_id.get(&doc.notice_id).filter(|n| groups_for(n, reader)) else {
             out.push(Entry::Notice(doc));
@@ -180,18 +210,40 @@ pub fn group(
             out.push(Entry::Notice(doc));
             continue;
         };
+        let own = MemberRecord {
+            advisory: doc.body.advisory.clone(),
+            notice_id: doc.notice_id,
+            state: doc.state,
+        };
         let member = GroupMember {
             notice_id: doc.notice_id,
             artifact: doc.body.artifact.clone(),
             kind: doc.body.kind,
             state: doc.state,
+            records: Vec::new(),
         };
         if let Some(&i) = at.get(&root.id) {
             if let Entry::Grouped(g) = &mut out[i] {
-                if g.artifacts.len() < GROUP_ARTIFACTS_MAX {
-                    g.artifacts.push(member);
-                } else {
-                    g.artifacts_omitted += 1;
+                if !g.records.contains(&own.advisory) {
+                    g.records.push(own.advisory.clone());
+                }
+                match listed.get(&(i, member.artifact.clone())) {
+                    // Another record's notice on a member already carried.
+                    Some(Some(m)) => g.artifacts[*m].records.push(own),
+                    Some(None) => {}
+                    None => {
+                        let slot = (g.artifacts.len() < GROUP_ARTIFACTS_MAX).then(|| {
+                            g.artifacts.push(GroupMember {
+                                records: vec![own],
+                                ..member.clone()
+                            });
+                            g.artifacts.len() - 1
+                        });
+                        if slot.is_none() {
+                            g.artifacts_omitted += 1;
+                        }
+                        listed.insert((i, member.artifact), slot);
+                    }
                 }
             }
             continue;
@@ -217,11 +269,22 @@ pub fn group(
             .first()
             .cloned()
             .unwrap_or_else(|| doc.body.artifact.clone());
+        // The root's record first (the members carried may all be of a
+        // record that joined it).
+        let advisory = names
+            .record(root.advisory)
+            .map_or_else(|| doc.body.advisory.clone(), |r| r.id.to_string());
+        let mut records = vec![advisory.clone()];
+        if own.advisory != advisory {
+            records.push(own.advisory.clone());
+        }
         at.insert(root.id, out.len());
+        listed.insert((out.len(), member.artifact.clone()), Some(0));
         out.push(Entry::Grouped(GroupedNotice {
             notice_id: root.id,
             grouping: Grouping::Grouped,
-            advisory: doc.body.advisory,
+            advisory,
+            records,
             artifact,
             kind,
             tenant: doc.body.tenant,
@@ -234,10 +297,24 @@ pub fn group(
             summary: doc.body.summary,
             severity: doc.body.severity,
             failure: doc.body.failure,
-            artifacts: vec![member],
+            artifacts: vec![GroupMember {
+                records: vec![own],
+                ..member
+            }],
             artifacts_omitted: 0,
             artifacts_open: open.get(&root.id).copied(),
         }));
+    }
+    // Where one record alone is carried, nothing to say of agreement.
+    for entry in &mut out {
+        if let Entry::Grouped(g) = entry
+            && g.records.len() < 2
+        {
+            g.records.clear();
+            for m in &mut g.artifacts {
+                m.records.clear();
+            }
+        }
     }
     out
 }
@@ -361,6 +438,7 @@ mod tests {
             remediated_by: None,
             root: root.map(|(id, step, action)| StoredRoot {
                 id,
+                advisory: AdvIdx(0),
                 introduced_by: ArtIdx(0),
                 step: ArtIdx(step),
                 action,

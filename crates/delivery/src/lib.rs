@@ -32,7 +32,7 @@ pub use doc::{
     NOTICE_SCHEMA, NoticeBody, NoticeDoc, Reader, RecordText, RemediatedBy, Remediation, may_see,
     message_id, shown_id, take_record_text,
 };
-pub use grouped::{Entry, GROUP_ARTIFACTS_MAX, GroupMember, GroupedNotice};
+pub use grouped::{Entry, GROUP_ARTIFACTS_MAX, GroupMember, GroupedNotice, MemberRecord};
 pub use patch::{
     PATCH_BREAKS_MAX, PATCH_CLEARS_MAX, PATCH_DOC_VERSION, PatchDoc, PatchNotice, PatchStep,
     StoredStep,

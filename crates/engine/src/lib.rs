@@ -1154,9 +1154,12 @@ impl<S: CatalogStore> Engine<S> {
                 }
             }
         }
-        notifier.assign_roots(store, root_cache, &mut |adv, t, p| {
-            successor_onto(catalog, db, match_cache, adv, t, p)
-        })?;
+        notifier.assign_roots(
+            store,
+            root_cache,
+            &mut |adv, t, p| successor_onto(catalog, db, match_cache, adv, t, p),
+            &|adv| db.agreeing(adv),
+        )?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }
@@ -1314,9 +1317,12 @@ impl<S: CatalogStore> Engine<S> {
                 notifier.remediate(adv, id, by.as_ref());
             }
         }
-        notifier.assign_roots(store, root_cache, &mut |adv, t, p| {
-            successor_onto(catalog, db, match_cache, adv, t, p)
-        })?;
+        notifier.assign_roots(
+            store,
+            root_cache,
+            &mut |adv, t, p| successor_onto(catalog, db, match_cache, adv, t, p),
+            &|adv| db.agreeing(adv),
+        )?;
         created.extend(notifier.finish(patchline_core::notice::Purpose::Notice));
         Ok(())
     }

@@ -312,6 +312,48 @@ impl RootCache {
     }
 }
 
+/// The roots that records agreeing with a record hold for `causes`, by
+/// cause (the lowest id where several do): made earlier in this write
+/// (`known`), cached, or stored (one lookup per agreeing record).
+fn shared_roots(
+    store: &mut (impl CatalogStore + ?Sized),
+    cache: &mut RootCache,
+    known: &HashMap<(AdvIdx, RootCause), i64>,
+    agreeing: &[AdvIdx],
+    causes: &[RootCause],
+) -> Result<HashMap<RootCause, i64>, patchline_store::StoreError> {
+    let mut shared: HashMap<RootCause, i64> = HashMap::new();
+    let mut keep = |cause: RootCause, id: i64| {
+        shared
+            .entry(cause)
+            .and_modify(|s| *s = (*s).min(id))
+            .or_insert(id);
+    };
+    for &other in agreeing {
+        let mut ask: Vec<RootCause> = Vec::new();
+        for &cause in causes {
+            match known
+                .get(&(other, cause))
+                .copied()
+                .or_else(|| cache.get(other, cause))
+            {
+                Some(id) => keep(cause, id),
+                None => ask.push(cause),
+            }
+        }
+        if ask.is_empty() {
+            continue;
+        }
+        for (cause, id) in ask.iter().zip(store.root_ids(other, &ask)?) {
+            if let Some(id) = id {
+                cache.insert(other, *cause, id);
+                keep(*cause, id);
+            }
+        }
+    }
+    Ok(shared)
+}
+
 /// Where a notice of this change that needs a root cause is: a new row of
 /// the outbox, a reopening (a change of the outbox), or an open notice
 /// placed again (one of [`Notifier::moves`]).
@@ -413,12 +455,20 @@ impl<'a> Notifier<'a> {
     /// from the notices' sequence. A new root of a rebase or a relaunch
     /// records the parent its step moves from (`waits_for`) and, when one
     /// exists, the successor it moves onto: `onto_of(record, tenant,
-    /// parent)`. Call before [`Notifier::finish`].
+    /// parent)`.
+    ///
+    /// Records that alias one vulnerability share roots: a cause of a
+    /// record with no root of its own joins the root of a record that
+    /// agrees with it (`agreeing(record)`: sharing an id, alias or upstream
+    /// id) for the same cause — the lowest id when several do — so the
+    /// tenant gets one grouped notice where each record would have made
+    /// one. Call before [`Notifier::finish`].
     pub fn assign_roots(
         &mut self,
         store: &mut (impl CatalogStore + ?Sized),
         cache: &mut RootCache,
         onto_of: &mut dyn FnMut(AdvIdx, TenantIdx, ArtIdx) -> Option<ArtIdx>,
+        agreeing: &dyn Fn(AdvIdx) -> Vec<AdvIdx>,
     ) -> Result<(), patchline_store::StoreError> {
         if self.causes.is_empty() {
             return Ok(());
@@ -445,17 +495,30 @@ impl<'a> Notifier<'a> {
                 None => asked.entry(*adv).or_default().push(*cause),
             }
         }
+        // In the records' order, so that a record's new root is known to
+        // the records after it that agree with it.
         for (adv, mut list) in asked {
             list.sort_unstable();
             list.dedup();
             let ids = store.root_ids(adv, &list)?;
+            let mut missing: Vec<RootCause> = Vec::new();
             for (cause, id) in list.into_iter().zip(ids) {
-                let id = match id {
+                match id {
                     Some(id) => {
                         // Stored, so committed: it never changes.
                         cache.insert(adv, cause, id);
-                        id
+                        known.insert((adv, cause), id);
                     }
+                    None => missing.push(cause),
+                }
+            }
+            if missing.is_empty() {
+                continue;
+            }
+            let shared = shared_roots(store, cache, &known, &agreeing(adv), &missing)?;
+            for cause in missing {
+                let id = match shared.get(&cause) {
+                    Some(&id) => id,
                     None => {
                         let id = self.mem.next_notice_id;
                         self.mem.next_notice_id += 1;

@@ -1056,3 +1056,159 @@ async fn a_groups_plan_follows_the_catalog() {
     );
     assert_eq!(now[&key("relaunch", "pub-tpl")].2, some("pub-tpl"));
 }
+
+/// A real record of Ubuntu's OSV feed (testdata/advisories/ubuntu).
+fn ubuntu_record(id: &str) -> Value {
+    let path = format!(
+        "{}/../../testdata/advisories/ubuntu/{id}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// USN-4038-1 names UBUNTU-CVE-2019-12900 among its upstream ids (both
+/// real records, both fixing libbz2 on bionic): they agree, so a grouped
+/// reader gets one entry per root cause saying both records, each
+/// artifact once with its notice of each; per-artifact readers keep one
+/// notice per record; acknowledging the group acknowledges both. In
+/// either order of publication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_alias_one_vulnerability_make_one_grouped_notice() {
+    for (first, second) in [
+        ("USN-4038-1", "UBUNTU-CVE-2019-12900"),
+        ("UBUNTU-CVE-2019-12900", "USN-4038-1"),
+    ] {
+        let (url, got) = receiver().await;
+        let api = Api::new();
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let _worker = tokio::spawn(patchline_server::worker::run(api.state.clone(), stop_rx));
+        let canonical = api.tenant("canonical", &["publisher"]).await;
+        let acme = api.tenant("acme", &["tenant"]).await;
+        subscribe(&api, &acme, &format!("{url}/acme-g"), None).await;
+        subscribe(&api, &acme, &format!("{url}/acme-a"), Some("artifact")).await;
+        api.artifact(
+            &canonical,
+            json!({"id": "base", "kind": "image", "visibility": "public", "components": [VULNERABLE]}),
+        )
+        .await;
+        api.artifact(
+            &acme,
+            json!({"id": "tpl", "kind": "template", "parent": "base"}),
+        )
+        .await;
+        for i in 0..3 {
+            api.artifact(
+                &acme,
+                json!({"id": format!("vm{i}"), "kind": "instance", "parent": "tpl"}),
+            )
+            .await;
+        }
+        api.artifact(
+            &acme,
+            json!({"id": "own", "kind": "image", "components": [VULNERABLE]}),
+        )
+        .await;
+
+        let (s, v) = api.publish(&canonical, &ubuntu_record(first)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let before = by_step(&entries(&wait_for(&got, "/acme-g", 1).await));
+        assert_eq!(before.len(), 2, "{before:#?}");
+        for e in before.values() {
+            assert!(e.get("records").is_none(), "one record: {e}");
+        }
+        let (s, v) = api.publish(&canonical, &ubuntu_record(second)).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+
+        // The grouped webhook: the second record's notices come under the
+        // first one's groups (same notice_id), saying both records.
+        let messages = wait_for(&got, "/acme-g", 2).await;
+        let after = by_step(&entries(&messages[1..]));
+        assert_eq!(
+            after.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>()
+        );
+        for (step, e) in &after {
+            let was = &before[step];
+            assert_eq!(e["notice_id"], was["notice_id"], "{step:?}");
+            assert_eq!(e["advisory"], first, "the root's record: {e}");
+            assert_eq!(e["records"], json!([first, second]), "{e}");
+            assert_eq!(member_ids(e), member_ids(was), "each artifact once: {e}");
+            assert_eq!(e["artifacts_open"], json!(member_ids(was).len()), "{e}");
+            for m in e["artifacts"].as_array().unwrap() {
+                let records = m["records"].as_array().unwrap();
+                assert_eq!(records.len(), 1, "{m}");
+                assert_eq!(records[0]["advisory"], second);
+                assert_eq!(records[0]["notice_id"], m["notice_id"]);
+            }
+        }
+        // Per artifact: one notice per record and artifact, as always.
+        let per_artifact =
+            entries(&common::wait_for(&got, "/acme-a", "dev.patchline.notice", 2).await);
+        let mut pairs: Vec<(String, String)> = per_artifact
+            .iter()
+            .map(|n| {
+                assert!(n.get("records").is_none(), "{n}");
+                (
+                    n["advisory"].as_str().unwrap().to_string(),
+                    n["artifact"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        assert_eq!(pairs.len(), 10, "5 artifacts x 2 records: {pairs:?}");
+
+        // Pulled grouped: one entry per root cause, every artifact once
+        // with its notice of each record (in notice order: the first
+        // record's first).
+        let (s, page) = api
+            .call(
+                "GET",
+                "/v1/notices?grouping=grouped&limit=1000",
+                Some(&acme),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        let pulled = by_step(page["notices"].as_array().unwrap());
+        assert_eq!(pulled.len(), 2, "{page:#}");
+        let rebase = &pulled[&("rebase".to_string(), "tpl".to_string())];
+        assert_eq!(rebase["records"], json!([first, second]));
+        assert_eq!(member_ids(rebase), ["tpl", "vm0", "vm1", "vm2"]);
+        for m in rebase["artifacts"].as_array().unwrap() {
+            let advisories: Vec<&str> = m["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["advisory"].as_str().unwrap())
+                .collect();
+            assert_eq!(advisories, [first, second], "{m}");
+        }
+        // The group's notices page lists both records' notices.
+        let id = rebase["notice_id"].as_i64().unwrap();
+        let (_, members) = api
+            .call(
+                "GET",
+                &format!("/v1/notices/{id}/artifacts?limit=100"),
+                Some(&acme),
+                None,
+            )
+            .await;
+        assert_eq!(members["notices"].as_array().unwrap().len(), 8, "{members}");
+        // Acknowledging the group acknowledges both records' notices.
+        let (s, v) = api
+            .call("POST", &format!("/v1/notices/{id}/ack"), Some(&acme), None)
+            .await;
+        assert_eq!((s, v["changed"].as_u64()), (StatusCode::OK, Some(8)), "{v}");
+        let open: Vec<Value> = api
+            .notices(&acme)
+            .await
+            .into_iter()
+            .filter(|n| n["artifact"] == "vm0")
+            .collect();
+        assert_eq!(open.len(), 2, "{open:#?}");
+        for n in open {
+            assert_eq!(n["state"], "acknowledged", "{n}");
+        }
+    }
+}

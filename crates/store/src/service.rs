@@ -209,6 +209,9 @@ pub struct RootMembers {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredRoot {
     pub id: i64,
+    /// The record that made it (notices of records that agree with it
+    /// may share it).
+    pub advisory: AdvIdx,
     pub introduced_by: ArtIdx,
     pub step: ArtIdx,
     pub action: Action,
@@ -1031,11 +1034,17 @@ pub struct StoredNotice {
     pub root: Option<StoredRoot>,
 }
 
-const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, n.detail";
+const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, n.detail, r.advisory";
 const NOTICE_FROM: &str =
     "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
-fn root_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<StoredRoot>> {
+/// The root columns from `at` (id, introduced_by, step, action, waits_for,
+/// onto) and its record at `advisory_at`, where the row has a root.
+fn root_from_row(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+    advisory_at: usize,
+) -> rusqlite::Result<Option<StoredRoot>> {
     let Some(id) = r.get::<_, Option<i64>>(at)? else {
         return Ok(None);
     };
@@ -1043,8 +1052,10 @@ fn root_from_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Option<St
     let (introduced_by, step) = (ArtIdx(r.get(at + 1)?), ArtIdx(r.get(at + 2)?));
     let waits_for = r.get::<_, Option<u32>>(at + 4)?.map(ArtIdx);
     let onto = r.get::<_, Option<u32>>(at + 5)?.map(ArtIdx);
+    let advisory = AdvIdx(r.get(advisory_at)?);
     Ok(Action::parse(&action).map(|action| StoredRoot {
         id,
+        advisory,
         introduced_by,
         step,
         action,
@@ -1069,7 +1080,7 @@ fn notice_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredNotice> {
         updated_at_ms: r.get(9)?,
         reminders: r.get(10)?,
         remediated_by: r.get(11)?,
-        root: root_from_row(r, 12)?,
+        root: root_from_row(r, 12, 19)?,
     })
 }
 
@@ -1298,15 +1309,16 @@ pub(crate) fn root_members(
     }))
 }
 
-/// How many open notices (affected, notified, acknowledged) each root
-/// cause has now.
+/// How many artifacts with an open notice (affected, notified,
+/// acknowledged) each root cause has now (an artifact counts once where
+/// records that agree share the root).
 pub(crate) fn root_open_counts(
     conn: &Connection,
     roots: &[i64],
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT count(*) FROM notices WHERE root = ?1
+            "SELECT count(DISTINCT artifact) FROM notices WHERE root = ?1
                AND state IN ('affected', 'notified', 'acknowledged')",
         )
         .map_err(db_err)?;
@@ -1396,7 +1408,7 @@ pub(crate) fn digest_open(
 ) -> Result<Vec<OpenGroup>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, r.advisory, count(*)
+            "SELECT r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, r.advisory, count(DISTINCT n.artifact)
              FROM digest_items d JOIN notices n ON n.id = d.notice
                JOIN notice_roots r ON r.id = n.root
              WHERE d.subscription = ?1 AND n.tenant = ?2
@@ -1406,7 +1418,7 @@ pub(crate) fn digest_open(
         .map_err(db_err)?;
     let rows = stmt
         .query_map(params![subscription, tenant.0, limit as i64], |r| {
-            let root = root_from_row(r, 0)?;
+            let root = root_from_row(r, 0, 6)?;
             let n: i64 = r.get(7)?;
             Ok(root.map(|root| (root, AdvIdx(r.get(6).unwrap_or_default()), n)))
         })

@@ -1404,6 +1404,7 @@ each_backend! {
             root,
             Some(StoredRoot {
                 id: 21,
+                advisory: ADV1,
                 introduced_by: w.pub_base,
                 step: w.pub_base,
                 action: Action::Relaunch,
@@ -1463,9 +1464,31 @@ each_backend! {
         assert_eq!(store.notice(6).unwrap().unwrap().root.unwrap().onto, None);
         assert_eq!(store.root_plans_near(&[w.gone_pub], None).unwrap(), vec![]);
 
+        // A record that agrees with ADV1 (aliases one vulnerability)
+        // joins its root on the same artifact: the root is still ADV1's,
+        // and the artifact counts once among the open.
+        commit_outbox(
+            store.as_mut(),
+            &Outbox {
+                notice_changes: vec![NoticeChange {
+                    id: 2,
+                    advisory: ADV0,
+                    state: NoticeState::Affected,
+                    justification: None,
+                    detail: None,
+                    at_ms: 5500,
+                    regroup: Some((1, vec![w.pub_base.0, w.acme_vm.0], Some(20))),
+                    remediated_by: None,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let joined = store.notice(2).unwrap().unwrap();
+        assert_eq!((joined.advisory, joined.root.map(|r| (r.id, r.advisory))), (ADV0, Some((20, ADV1))));
         assert_eq!(b.queue().root_open_counts(&[20, 21, 99]).unwrap(), vec![(20, 1), (21, 1), (99, 0)]);
         let mut r = b.reader();
-        assert_eq!(ids(&r.root_notices_after(20, 0, 10).unwrap()), vec![6]);
+        assert_eq!(ids(&r.root_notices_after(20, 0, 10).unwrap()), vec![2, 6]);
         assert_eq!(ids(&r.root_notices_after(20, 6, 10).unwrap()), Vec::<i64>::new());
         assert_eq!(r.notices(&[6]).unwrap()[0].root.map(|r| r.id), Some(20));
         // Remediated members are not open.

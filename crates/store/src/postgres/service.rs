@@ -27,7 +27,7 @@ use crate::{SecretKeys, StoreError};
 /// Rows per chunk of ids in one `= ANY($1)` read.
 pub(super) const IDS_PER_QUERY_MAX: usize = 1000;
 
-pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, n.detail";
+pub(super) const NOTICE_COLUMNS: &str = "n.id, n.advisory, n.artifact, n.tenant, n.state, n.justification, g.components, n.path, n.created_at, n.updated_at, n.reminders, n.remediated_by, r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, n.detail, r.advisory";
 pub(super) const NOTICE_FROM: &str =
     "notices n JOIN notice_groups g ON g.id = n.grp LEFT JOIN notice_roots r ON r.id = n.root";
 
@@ -46,13 +46,13 @@ pub(super) fn notice_from_row(r: &Row) -> Result<StoredNotice, StoreError> {
         updated_at_ms: r.get(9),
         reminders: r.get(10),
         remediated_by: r.get(11),
-        root: root_from_row(r, 12)?,
+        root: root_from_row(r, 12, 19)?,
     })
 }
 
 /// The root columns from `at` (id, introduced_by, step, action, waits_for,
-/// onto), where the row has a root.
-fn root_from_row(r: &Row, at: usize) -> Result<Option<StoredRoot>, StoreError> {
+/// onto) and its record at `advisory_at`, where the row has a root.
+fn root_from_row(r: &Row, at: usize, advisory_at: usize) -> Result<Option<StoredRoot>, StoreError> {
     let Some(id) = r.get::<_, Option<i64>>(at) else {
         return Ok(None);
     };
@@ -61,6 +61,7 @@ fn root_from_row(r: &Row, at: usize) -> Result<Option<StoredRoot>, StoreError> {
     };
     Ok(Some(StoredRoot {
         id,
+        advisory: AdvIdx(index(r.get(advisory_at), "root advisory")?),
         introduced_by: ArtIdx(index(r.get(at + 1), "root introduction")?),
         step: ArtIdx(index(r.get(at + 2), "root step")?),
         action,
@@ -172,7 +173,7 @@ pub(super) fn digest_open(
 ) -> Result<Vec<OpenGroup>, StoreError> {
     let rows = client
         .query(
-            "SELECT r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, r.advisory, count(*)
+            "SELECT r.id, r.introduced_by, r.step, r.action, r.waits_for, r.onto, r.advisory, count(DISTINCT n.artifact)
              FROM digest_items d JOIN notices n ON n.id = d.notice
                JOIN notice_roots r ON r.id = n.root
              WHERE d.subscription = $1 AND n.tenant = $2
@@ -187,7 +188,7 @@ pub(super) fn digest_open(
         .map_err(db_err)?;
     let mut out = Vec::new();
     for r in rows {
-        let Some(root) = root_from_row(&r, 0)? else {
+        let Some(root) = root_from_row(&r, 0, 6)? else {
             continue;
         };
         let n: i64 = r.get(7);
@@ -282,7 +283,7 @@ pub(super) fn root_open_counts(
     }
     let rows = client
         .query(
-            "SELECT root, count(*) FROM notices WHERE root = ANY($1)
+            "SELECT root, count(DISTINCT artifact) FROM notices WHERE root = ANY($1)
                AND state IN ('affected', 'notified', 'acknowledged') GROUP BY root",
             &[&roots],
         )
