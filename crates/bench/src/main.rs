@@ -39,12 +39,12 @@ struct Args {
     /// `nodes` nodes on the `--store` database.
     bus: Option<String>,
     nodes: usize,
-    /// `--single N`: deliveries each single-notice phase of the
-    /// deployment benchmark queues.
-    single: i64,
-    /// `--repeat N`: how many phases of each kind (one node, every node),
-    /// alternating.
-    repeat: usize,
+    /// `--single N`: deliveries each single-notice phase queues (of the
+    /// deployment benchmark, or of one node: signed, then the raw client).
+    single: Option<i64>,
+    /// `--repeat N`: how many phases of each kind (one node and every
+    /// node; for one node, signed and raw), alternating.
+    repeat: Option<usize>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -57,8 +57,8 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut store = None;
     let mut bus = None;
     let mut nodes = 3;
-    let mut single = 20_000;
-    let mut repeat = 3;
+    let mut single = None;
+    let mut repeat = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -86,15 +86,17 @@ fn parse_args() -> anyhow::Result<Args> {
                 anyhow::ensure!((2..=16).contains(&nodes), "--nodes is 2 to 16");
             }
             "--single" => {
-                single = args.next().context("--single needs a number")?.parse()?;
+                let n: i64 = args.next().context("--single needs a number")?.parse()?;
                 anyhow::ensure!(
-                    (1_000..=1_000_000).contains(&single),
+                    (1_000..=1_000_000).contains(&n),
                     "--single is 1000 to 1000000"
                 );
+                single = Some(n);
             }
             "--repeat" => {
-                repeat = args.next().context("--repeat needs a number")?.parse()?;
-                anyhow::ensure!((1..=20).contains(&repeat), "--repeat is 1 to 20");
+                let n: usize = args.next().context("--repeat needs a number")?.parse()?;
+                anyhow::ensure!((1..=20).contains(&n), "--repeat is 1 to 20");
+                repeat = Some(n);
             }
             "--reuse" => {
                 reuse = true;
@@ -102,7 +104,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--store postgres://USER@HOST:PORT/DB [--bus nats://HOST:PORT [--nodes N] [--single N] [--repeat N]]]]"
+                    "patchline-bench [--size S|M] [--dir DIR] [--seed N] [--keep] [--reuse] [--service [--single N] [--repeat N] [--store postgres://USER@HOST:PORT/DB [--bus nats://HOST:PORT [--nodes N]]]]"
                 );
                 println!("  --keep   keep the generated files and database");
                 println!(
@@ -111,11 +113,9 @@ fn parse_args() -> anyhow::Result<Args> {
                 println!(
                     "  --bus    a deployment of --nodes nodes (default 3) on the --store database, this NATS as its bus"
                 );
+                println!("  --single deliveries each single-notice phase queues (default 20000)");
                 println!(
-                    "  --single deliveries each single-notice phase of the deployment benchmark queues (default 20000)"
-                );
-                println!(
-                    "  --repeat phases of each kind (node A alone, every node), alternating (default 3)"
+                    "  --repeat phases of each kind, alternating: signed and raw client (one node, default 1), node A alone and every node (--bus, default 3)"
                 );
                 println!(
                     "  --reuse  measure the queries on a kept database (no generation, no import)"
@@ -248,14 +248,23 @@ fn main() -> anyhow::Result<()> {
                     bus,
                     nodes::Shape {
                         nodes: args.nodes,
-                        single: args.single,
-                        repeat: args.repeat,
+                        single: args.single.unwrap_or(20_000),
+                        repeat: args.repeat.unwrap_or(3),
                     },
                     &data_dir,
                     &advisories_dir,
                     &all_bases,
                 )?,
-                _ => service::run(&data_dir, pg, &advisories_dir, &all_bases)?,
+                _ => service::run(
+                    &data_dir,
+                    pg,
+                    &advisories_dir,
+                    &all_bases,
+                    service::Phases {
+                        single: args.single.unwrap_or(20_000),
+                        repeat: args.repeat.unwrap_or(1),
+                    },
+                )?,
             };
             Ok((settings, figures))
         })();

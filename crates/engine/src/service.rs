@@ -312,9 +312,16 @@ impl RootCache {
     }
 }
 
+/// Most records agreeing with a record whose roots a new cause may join:
+/// the first ones by index (the earliest published). A name shared by
+/// thousands of records would otherwise cost a store lookup each, at
+/// every write of each of them.
+pub const AGREEING_LOOKED_AT: usize = 64;
+
 /// The roots that records agreeing with a record hold for `causes`, by
 /// cause (the lowest id where several do): made earlier in this write
-/// (`known`), cached, or stored (one lookup per agreeing record).
+/// (`known`), cached, or stored (one lookup per agreeing record; the
+/// first [`AGREEING_LOOKED_AT`] of them).
 fn shared_roots(
     store: &mut (impl CatalogStore + ?Sized),
     cache: &mut RootCache,
@@ -329,7 +336,7 @@ fn shared_roots(
             .and_modify(|s| *s = (*s).min(id))
             .or_insert(id);
     };
-    for &other in agreeing {
+    for &other in agreeing.iter().take(AGREEING_LOOKED_AT) {
         let mut ask: Vec<RootCause> = Vec::new();
         for &cause in causes {
             match known
