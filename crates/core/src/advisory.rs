@@ -195,14 +195,32 @@ impl CompiledRange {
 }
 
 /// Truncates the free text of a record (it is copied into notices and
-/// events) and drops aliases beyond the bounds of [`text`].
-fn bound_text(record: &mut osv::Advisory) {
+/// events) and drops aliases, upstream and related ids beyond the bounds
+/// of [`text`]; answers what it dropped, to be reported with the record.
+fn bound_text(record: &mut osv::Advisory) -> Vec<String> {
     text::truncate_opt(&mut record.summary, text::SUMMARY_LEN_MAX);
     text::truncate_opt(&mut record.details, text::DETAILS_LEN_MAX);
-    record.aliases.retain(|a| a.len() <= text::ALIAS_LEN_MAX);
-    record.aliases.truncate(text::ALIASES_MAX);
-    record.related.retain(|a| a.len() <= text::ALIAS_LEN_MAX);
-    record.related.truncate(text::ALIASES_MAX);
+    let mut dropped = Vec::new();
+    for (field, list) in [
+        ("aliases", &mut record.aliases),
+        ("upstream", &mut record.upstream),
+        ("related", &mut record.related),
+    ] {
+        let before = list.len();
+        list.retain(|a| a.len() <= text::ALIAS_LEN_MAX);
+        let long = before - list.len();
+        let past = list.len().saturating_sub(text::ALIASES_MAX);
+        list.truncate(text::ALIASES_MAX);
+        if long + past > 0 {
+            dropped.push(format!(
+                "{field}: {} ids not kept ({long} longer than {} bytes, {past} past the first {}): they neither find nor merge the record",
+                long + past,
+                text::ALIAS_LEN_MAX,
+                text::ALIASES_MAX
+            ));
+        }
+    }
+    dropped
 }
 
 /// A compiled OSV advisory.
@@ -237,7 +255,7 @@ impl Advisory {
         mut record: osv::Advisory,
         make_id: fn(String) -> Result<AdvisoryId, crate::CatalogError>,
     ) -> Result<Advisory, AdvisoryError> {
-        bound_text(&mut record);
+        let dropped = bound_text(&mut record);
         let id = make_id(record.id.clone()).map_err(|e| AdvisoryError::Invalid {
             id: record.id.chars().take(80).collect(),
             message: e.to_string(),
@@ -259,7 +277,7 @@ impl Advisory {
             )));
         }
         let mut entries = Vec::new();
-        let mut unsupported = Vec::new();
+        let mut unsupported = dropped;
         for (i, affected) in record.affected.iter().enumerate() {
             let Some(package) = &affected.package else {
                 unsupported.push(format!("affected[{i}]: no package"));
@@ -755,11 +773,13 @@ impl AdvisoryDb {
     }
 }
 
-/// An advisory's names: its id, aliases and upstream ids.
+/// An advisory's names: its id, aliases and upstream ids (blank ones
+/// left out: they name nothing).
 fn advisory_names(a: &Advisory) -> impl Iterator<Item = &str> {
     std::iter::once(a.id.as_str())
         .chain(a.osv.aliases.iter().map(String::as_str))
         .chain(a.osv.upstream.iter().map(String::as_str))
+        .filter(|n| !n.trim().is_empty())
 }
 
 /// A name's hash in ASCII lower case (the key of `AdvisoryDb::by_alias`).
@@ -833,6 +853,42 @@ mod tests {
         assert_eq!(ids(&db, db.agreeing(ghsa)), ["UBUNTU-X"]);
         assert_eq!(ids(&db, db.naming("CVE-2023-1")), ["GHSA-1"]);
         assert_eq!(ids(&db, db.naming("cve-2023-9")), ["PYSEC-1"]);
+    }
+
+    /// Aliases, upstream and related ids past the bounds are not kept, and
+    /// the record says so; blank names name nothing.
+    #[test]
+    fn ids_past_the_bounds_are_reported() {
+        let many: Vec<String> = (0..300).map(|i| format!("\"CVE-2099-{i}\"")).collect();
+        let long = format!("\"{}\"", "x".repeat(300));
+        let a = entry(&format!(
+            r#"{{"id":"T-1","modified":"2024-01-01T00:00:00Z","aliases":[{}],"upstream":[{long}, " "],"affected":[]}}"#,
+            many.join(",")
+        ));
+        assert_eq!(a.osv.aliases.len(), text::ALIASES_MAX);
+        assert_eq!(a.osv.upstream, [" "]);
+        assert_eq!(a.unsupported.len(), 2, "{:?}", a.unsupported);
+        assert!(
+            a.unsupported[0].starts_with("aliases: 44 ids not kept"),
+            "{:?}",
+            a.unsupported
+        );
+        assert!(
+            a.unsupported[1].starts_with("upstream: 1 ids not kept"),
+            "{:?}",
+            a.unsupported
+        );
+        let mut db = AdvisoryDb::new();
+        db.publish(Record::Advisory(a)).unwrap();
+        let b = entry(
+            r#"{"id":"T-2","modified":"2024-01-01T00:00:00Z","upstream":[" "],"affected":[]}"#,
+        );
+        db.publish(Record::Advisory(b)).unwrap();
+        assert_eq!(
+            db.agreeing(db.lookup("T-2").unwrap()),
+            vec![],
+            "a blank name is no name"
+        );
     }
 
     fn doc(ecosystem: &str, events: &str, versions: &str) -> String {

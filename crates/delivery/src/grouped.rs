@@ -125,6 +125,19 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// How open a state is, most open first: a member artifact of a group
+/// where records agree reads as its most open notice.
+fn urgency(state: Option<NoticeState>) -> u8 {
+    match state {
+        Some(NoticeState::Affected) => 0,
+        Some(NoticeState::Notified) => 1,
+        Some(NoticeState::Acknowledged) => 2,
+        Some(NoticeState::NotAffected) => 3,
+        Some(NoticeState::Remediated) => 4,
+        None => 5,
+    }
+}
+
 /// What a step waits for, shown only while no successor to move onto is
 /// shown (one the reader may not see, or removed since, is not).
 fn waits_for(names: &Names, reader: Reader, root: &patchline_store::StoredRoot) -> Option<String> {
@@ -228,8 +241,15 @@ pub fn group(
                     g.records.push(own.advisory.clone());
                 }
                 match listed.get(&(i, member.artifact.clone())) {
-                    // Another record's notice on a member already carried.
-                    Some(Some(m)) => g.artifacts[*m].records.push(own),
+                    // Another record's notice on a member already carried:
+                    // the member reads as its most open notice.
+                    Some(Some(m)) => {
+                        let m = &mut g.artifacts[*m];
+                        if urgency(own.state) < urgency(m.state) {
+                            m.state = own.state;
+                        }
+                        m.records.push(own);
+                    }
                     Some(None) => {}
                     None => {
                         let slot = (g.artifacts.len() < GROUP_ARTIFACTS_MAX).then(|| {
@@ -294,8 +314,13 @@ pub fn group(
             introduced_by,
             components: doc.body.components,
             path: doc.body.path[..cut].to_vec(),
-            summary: doc.body.summary,
-            severity: doc.body.severity,
+            // The root's record's, whichever record's notices are carried.
+            summary: names.record(root.advisory).map_or(doc.body.summary, |r| {
+                r.summary.as_deref().map(str::to_string)
+            }),
+            severity: names
+                .record(root.advisory)
+                .map_or(doc.body.severity, |r| r.severity),
             failure: doc.body.failure,
             artifacts: vec![GroupMember {
                 records: vec![own],
@@ -446,6 +471,63 @@ mod tests {
                 onto: None,
             }),
         }
+    }
+
+    /// Two records that agree share root 9: one entry naming both, each
+    /// artifact once with its notice of each record, reading as its most
+    /// open notice; summary and severity of the root's record.
+    #[test]
+    fn records_that_agree_make_one_entry() {
+        let mut names = names();
+        names.set_record(
+            AdvIdx(1),
+            RecordFacts {
+                id: "DSA-2".into(),
+                summary: Some("the other".into()),
+                severity: None,
+            },
+        );
+        let mut closed = notice(10, 1, vec![0, 1, 2], Some((9, 1, Action::Rebase)));
+        closed.state = NoticeState::Remediated;
+        let mut other = notice(20, 1, vec![0, 1, 2], Some((9, 1, Action::Rebase)));
+        other.advisory = AdvIdx(1);
+        let mut other_vm1 = notice(21, 1, vec![0, 1, 3], Some((9, 1, Action::Rebase)));
+        other_vm1.advisory = AdvIdx(1);
+        let rows = vec![closed, other, other_vm1];
+        let reader = Reader::Tenant(TenantIdx(1));
+        let docs = NoticeDoc::render_all(&rows, &names, reader);
+        let entries = group(&rows, docs, &names, reader, &HashMap::new());
+        assert_eq!(entries.len(), 1, "{entries:#?}");
+        let Entry::Grouped(g) = &entries[0] else {
+            panic!("a group")
+        };
+        assert_eq!(
+            (g.advisory.as_str(), g.records.clone()),
+            ("DSA-1", vec!["DSA-1".to_string(), "DSA-2".to_string()])
+        );
+        assert_eq!(g.summary.as_deref(), Some("bad"), "the root's record's");
+        assert_eq!(g.artifacts.len(), 2);
+        let vm0 = &g.artifacts[0];
+        assert_eq!((vm0.artifact.as_str(), vm0.notice_id), ("vm-0", 10));
+        assert_eq!(
+            vm0.state,
+            Some(NoticeState::Affected),
+            "its most open notice"
+        );
+        let listed: Vec<(&str, i64)> = vm0
+            .records
+            .iter()
+            .map(|r| (r.advisory.as_str(), r.notice_id))
+            .collect();
+        assert_eq!(listed, [("DSA-1", 10), ("DSA-2", 20)]);
+        assert_eq!(g.artifacts[1].records.len(), 1);
+        // One record carried, its root's own: read as before.
+        let rows = vec![notice(10, 1, vec![0, 1, 2], Some((9, 1, Action::Rebase)))];
+        let docs = NoticeDoc::render_all(&rows, &names, reader);
+        let Entry::Grouped(g) = &group(&rows, docs, &names, reader, &HashMap::new())[0] else {
+            panic!("a group")
+        };
+        assert!(g.records.is_empty() && g.artifacts[0].records.is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`Outbox`] committed with the change that caused it, so a notice is
 //! durable before any channel can see it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 use patchline_core::inventory::ComponentId;
@@ -312,16 +312,15 @@ impl RootCache {
     }
 }
 
-/// Most records agreeing with a record whose roots a new cause may join:
-/// the first ones by index (the earliest published). A name shared by
-/// thousands of records would otherwise cost a store lookup each, at
-/// every write of each of them.
+/// Most records agreeing with a record whose roots a new cause may join
+/// (the nearest, direct agreement first). A name shared by thousands of
+/// records would otherwise cost a store lookup each, at every write of
+/// each of them.
 pub const AGREEING_LOOKED_AT: usize = 64;
 
 /// The roots that records agreeing with a record hold for `causes`, by
 /// cause (the lowest id where several do): made earlier in this write
-/// (`known`), cached, or stored (one lookup per agreeing record; the
-/// first [`AGREEING_LOOKED_AT`] of them).
+/// (`known`), cached, or stored (one lookup per agreeing record).
 fn shared_roots(
     store: &mut (impl CatalogStore + ?Sized),
     cache: &mut RootCache,
@@ -336,7 +335,7 @@ fn shared_roots(
             .and_modify(|s| *s = (*s).min(id))
             .or_insert(id);
     };
-    for &other in agreeing.iter().take(AGREEING_LOOKED_AT) {
+    for &other in agreeing {
         let mut ask: Vec<RootCause> = Vec::new();
         for &cause in causes {
             match known
@@ -522,7 +521,8 @@ impl<'a> Notifier<'a> {
             if missing.is_empty() {
                 continue;
             }
-            let shared = shared_roots(store, cache, &known, &agreeing(adv), &missing)?;
+            let class = self.agreeing_class(adv, agreeing);
+            let shared = shared_roots(store, cache, &known, &class, &missing)?;
             for cause in missing {
                 let id = match shared.get(&cause) {
                     Some(&id) => id,
@@ -581,6 +581,31 @@ impl<'a> Notifier<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The records whose roots a cause of `adv` may join: those agreeing
+    /// with it directly or through a chain of records that agree, all of
+    /// the same publisher as `adv` (another publisher's record could
+    /// otherwise head a group and its plan), the nearest
+    /// [`AGREEING_LOOKED_AT`] of them, sorted by index.
+    fn agreeing_class(&self, adv: AdvIdx, agreeing: &dyn Fn(AdvIdx) -> Vec<AdvIdx>) -> Vec<AdvIdx> {
+        let owner = self.mem.record_owner(adv);
+        let mut seen: HashSet<AdvIdx> = HashSet::from([adv]);
+        let mut queue: VecDeque<AdvIdx> = VecDeque::from([adv]);
+        let mut class = Vec::new();
+        'walk: while let Some(r) = queue.pop_front() {
+            for other in agreeing(r) {
+                if class.len() >= AGREEING_LOOKED_AT {
+                    break 'walk;
+                }
+                if self.mem.record_owner(other) == owner && seen.insert(other) {
+                    class.push(other);
+                    queue.push_back(other);
+                }
+            }
+        }
+        class.sort_unstable();
+        class
     }
 
     /// The group of notices sharing these hits of this record (created on
@@ -879,12 +904,20 @@ impl<'a> Notifier<'a> {
 
     /// Turns the queued notice ids into delivery rows.
     pub fn finish(mut self, purpose: Purpose) -> Vec<(TenantIdx, i64)> {
+        // A grouped subscription's notices of every record together: the
+        // records that agree share groups, so one message carries a group
+        // whole (each member with its notice of each record).
+        let mut grouped: BTreeMap<String, (Vec<i64>, bool)> = BTreeMap::new();
         for (_, per_sub) in std::mem::take(&mut self.pending) {
             let mut subs: Vec<(String, Queued)> = per_sub.into_iter().collect();
             subs.sort_by(|a, b| a.0.cmp(&b.0));
             for (sub, (ids, active, grouping)) in subs {
                 let chunks = match grouping {
-                    Grouping::Grouped => grouped_batches(&ids, &self.root_of, &self.sizes),
+                    Grouping::Grouped => {
+                        let queued = grouped.entry(sub).or_insert_with(|| (Vec::new(), active));
+                        queued.0.extend(ids);
+                        continue;
+                    }
                     Grouping::Artifact => batches(&ids, &self.sizes)
                         .into_iter()
                         .map(<[i64]>::to_vec)
@@ -898,22 +931,31 @@ impl<'a> Notifier<'a> {
                         continue;
                     }
                 };
-                for chunk in chunks {
-                    let id = self.mem.next_delivery_id;
-                    self.mem.next_delivery_id += 1;
-                    self.outbox.deliveries.push(DeliveryRow {
-                        id,
-                        subscription: sub.clone(),
-                        purpose,
-                        notices: chunk,
-                        next_at_ms: self.now_ms,
-                        at_ms: self.now_ms,
-                        dead: !active,
-                    });
-                }
+                self.queue(&sub, chunks, purpose, active);
             }
         }
+        for (sub, (ids, active)) in grouped {
+            let chunks = grouped_batches(&ids, &self.root_of, &self.sizes);
+            self.queue(&sub, chunks, purpose, active);
+        }
         self.created
+    }
+
+    /// One delivery of each chunk of notice ids to `sub`.
+    fn queue(&mut self, sub: &str, chunks: Vec<Vec<i64>>, purpose: Purpose, active: bool) {
+        for chunk in chunks {
+            let id = self.mem.next_delivery_id;
+            self.mem.next_delivery_id += 1;
+            self.outbox.deliveries.push(DeliveryRow {
+                id,
+                subscription: sub.to_string(),
+                purpose,
+                notices: chunk,
+                next_at_ms: self.now_ms,
+                at_ms: self.now_ms,
+                dead: !active,
+            });
+        }
     }
 
     /// Records a patch notice for `tenant` (its document already made)
@@ -1616,7 +1658,7 @@ impl<S: CatalogStore> Engine<S> {
         for row in &rows {
             self.svc.add_vex(row.clone());
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let named = named.unwrap_or_default();
         for row in &rows {
             let records = named
@@ -1803,8 +1845,8 @@ impl<S: CatalogStore> Engine<S> {
         let open: Vec<i64> = group
             .members
             .iter()
-            .filter(|(_, s)| !s.is_closed())
-            .map(|(id, _)| *id)
+            .filter(|m| !m.state.is_closed())
+            .map(|m| m.id)
             .collect();
         if open.is_empty() {
             return Err(EngineError::Invalid(format!(
@@ -1812,13 +1854,15 @@ impl<S: CatalogStore> Engine<S> {
             )));
         }
         let now = self.clock.now_ms();
-        for (id, current) in &group.members {
-            if current.is_closed() || *current == state {
+        for m in &group.members {
+            if m.state.is_closed() || m.state == state {
                 continue;
             }
+            // The member's own record (a record that agrees with the
+            // root's may have notices in its group).
             self.outbox.notice_changes.push(NoticeChange {
-                id: *id,
-                advisory: group.advisory,
+                id: m.id,
+                advisory: m.advisory,
                 state,
                 justification: justification.clone(),
                 detail: detail.clone(),
@@ -1831,10 +1875,28 @@ impl<S: CatalogStore> Engine<S> {
         if changed > 0 {
             self.commit(&[])?;
         }
+        // The open notices of the first artifacts (an artifact's notice of
+        // each record that agrees), and how many artifacts are open.
+        let mut artifacts: Vec<ArtIdx> = Vec::new();
+        let mut members = Vec::new();
+        for m in group.members.iter().filter(|m| !m.state.is_closed()) {
+            let listed = match artifacts.iter().position(|&a| a == m.artifact) {
+                Some(i) => i < patchline_delivery::GROUP_ARTIFACTS_MAX,
+                None => {
+                    artifacts.push(m.artifact);
+                    artifacts.len() <= patchline_delivery::GROUP_ARTIFACTS_MAX
+                }
+            };
+            if listed {
+                members.push(m.id);
+            }
+        }
+        debug_assert!(open.len() >= members.len());
         Ok(Acked::Group {
             root,
             changed,
-            members: open,
+            members,
+            artifacts: artifacts.len(),
         })
     }
 
@@ -2194,11 +2256,14 @@ pub struct VexImported {
 pub enum Acked {
     /// One notice, as it is now.
     Notice(StoredNotice),
-    /// A group: how many of its notices changed, and its open ones (ids).
+    /// A group: how many of its notices changed, its open notices on the
+    /// first [`patchline_delivery::GROUP_ARTIFACTS_MAX`] artifacts (ids),
+    /// and how many artifacts have an open notice.
     Group {
         root: i64,
         changed: usize,
         members: Vec<i64>,
+        artifacts: usize,
     },
 }
 

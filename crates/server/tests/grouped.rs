@@ -1200,6 +1200,11 @@ async fn records_that_alias_one_vulnerability_make_one_grouped_notice() {
             .call("POST", &format!("/v1/notices/{id}/ack"), Some(&acme), None)
             .await;
         assert_eq!((s, v["changed"].as_u64()), (StatusCode::OK, Some(8)), "{v}");
+        assert_eq!(v["artifacts"].as_array().unwrap().len(), 4, "{v}");
+        assert!(
+            v.get("artifacts_omitted").is_none(),
+            "artifacts, not notices: {v}"
+        );
         let open: Vec<Value> = api
             .notices(&acme)
             .await
@@ -1210,5 +1215,58 @@ async fn records_that_alias_one_vulnerability_make_one_grouped_notice() {
         for n in open {
             assert_eq!(n["state"], "acknowledged", "{n}");
         }
+
+        // An instance made now: one message, its group whole (the new
+        // member with its notice of each record).
+        api.artifact(
+            &acme,
+            json!({"id": "vm9", "kind": "instance", "parent": "tpl"}),
+        )
+        .await;
+        let messages = wait_for(&got, "/acme-g", 3).await;
+        let last = entries(&messages[2..]);
+        assert_eq!(last.len(), 1, "{last:#?}");
+        assert_eq!(last[0]["notice_id"], json!(id));
+        assert_eq!(last[0]["records"], json!([first, second]));
+        let vm9 = &last[0]["artifacts"][0];
+        assert_eq!(vm9["artifact"], "vm9");
+        assert_eq!(vm9["records"].as_array().unwrap().len(), 2, "{vm9}");
+
+        // A record of the same publisher that agrees through the second
+        // one (it names the second's id) joins the same groups; another
+        // publisher's record that names the first does not.
+        let mut third = ubuntu_record(second);
+        third["id"] = json!("TEST-AGREE-3");
+        third["aliases"] = json!([second]);
+        third["upstream"] = json!([]);
+        third["related"] = json!([]);
+        let (s, v) = api.publish(&canonical, &third).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let other = api.tenant("other-publisher", &["publisher"]).await;
+        let mut evil = ubuntu_record(first);
+        evil["id"] = json!("OTHER-1");
+        evil["aliases"] = json!([]);
+        evil["upstream"] = json!([first]);
+        evil["related"] = json!([]);
+        let (s, v) = api.publish(&other, &evil).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (_, page) = api
+            .call(
+                "GET",
+                "/v1/notices?grouping=grouped&limit=1000",
+                Some(&acme),
+                None,
+            )
+            .await;
+        let at_tpl: Vec<&Value> = page["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "rebase" && e["artifact"] == "tpl")
+            .collect();
+        assert_eq!(at_tpl.len(), 2, "{at_tpl:#?}");
+        assert_eq!(at_tpl[0]["records"], json!([first, second, "TEST-AGREE-3"]));
+        assert_eq!(at_tpl[1]["advisory"], "OTHER-1");
+        assert!(at_tpl[1].get("records").is_none(), "{}", at_tpl[1]);
     }
 }

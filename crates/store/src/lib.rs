@@ -22,7 +22,7 @@ use patchline_core::{AdvIdx, AdvisoryDb, ArtIdx, Catalog, Changes, TenantIdx};
 pub use secrets::SecretKeys;
 pub use service::{
     ArtifactNotice, Claimed, DeliveryInfo, DigestWindow, Finished, OpenGroup, Outbox, PatchRow,
-    RootMembers, RootPlan, RootRow, ServiceState, StoredNotice, StoredRoot, VexRow,
+    RootMember, RootMembers, RootPlan, RootRow, ServiceState, StoredNotice, StoredRoot, VexRow,
 };
 use thiserror::Error;
 

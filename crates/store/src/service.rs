@@ -202,7 +202,17 @@ pub struct RootPlan {
 pub struct RootMembers {
     pub tenant: TenantIdx,
     pub advisory: AdvIdx,
-    pub members: Vec<(i64, NoticeState)>,
+    pub members: Vec<RootMember>,
+}
+
+/// One notice of a root cause (of its record, or of a record that agrees
+/// with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootMember {
+    pub id: i64,
+    pub advisory: AdvIdx,
+    pub artifact: ArtIdx,
+    pub state: NoticeState,
 }
 
 /// The root cause of a stored notice, as rendering needs it.
@@ -1289,15 +1299,19 @@ pub(crate) fn root_members(
         return Ok(None);
     };
     let mut stmt = conn
-        .prepare_cached("SELECT id, state FROM notices WHERE root = ?1 ORDER BY id")
+        .prepare_cached(
+            "SELECT id, advisory, artifact, state FROM notices WHERE root = ?1 ORDER BY id",
+        )
         .map_err(db_err)?;
     let members = stmt
         .query_map([root], |r| {
-            let s: String = r.get(1)?;
-            Ok((
-                r.get(0)?,
-                NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
-            ))
+            let s: String = r.get(3)?;
+            Ok(RootMember {
+                id: r.get(0)?,
+                advisory: AdvIdx(r.get(1)?),
+                artifact: ArtIdx(r.get(2)?),
+                state: NoticeState::parse(&s).unwrap_or(NoticeState::Affected),
+            })
         })
         .map_err(db_err)?
         .collect::<Result<_, _>>()

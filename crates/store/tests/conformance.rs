@@ -1395,7 +1395,12 @@ each_backend! {
             Some(RootMembers {
                 tenant: w.acme,
                 advisory: ADV1,
-                members: vec![(6, NoticeState::Affected)],
+                members: vec![patchline_store::RootMember {
+                    id: 6,
+                    advisory: ADV1,
+                    artifact: w.acme_vm,
+                    state: NoticeState::Affected,
+                }],
             })
         );
         assert_eq!(store.root_members(6).unwrap(), None, "a notice id is no root");

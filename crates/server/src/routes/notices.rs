@@ -546,19 +546,15 @@ pub async fn ack(
                 root,
                 changed,
                 members,
-            } => Ok((root, changed, members)),
+                artifacts,
+            } => Ok((root, changed, members, artifacts)),
         })
     })
     .await?;
-    let (root, changed, members) = match acked {
+    let (root, changed, listed, artifacts) = match acked {
         Err(doc) => return Ok(Json(AckAnswer::Notice(doc))),
         Ok(group) => group,
     };
-    let listed: Vec<i64> = members
-        .iter()
-        .copied()
-        .take(patchline_delivery::GROUP_ARTIFACTS_MAX)
-        .collect();
     let (rows, open) = with_reader(&st, move |r| {
         Ok((r.notices(&listed)?, r.root_open_counts(&[root])?))
     })
@@ -569,7 +565,7 @@ pub async fn ack(
     let mut entries = patchline_delivery::grouped::group(&rows, docs, &names, reader, &open);
     match entries.pop() {
         Some(Entry::Grouped(mut group)) if entries.is_empty() => {
-            group.artifacts_omitted = members.len().saturating_sub(group.artifacts.len());
+            group.artifacts_omitted = artifacts.saturating_sub(group.artifacts.len());
             Ok(Json(AckAnswer::Group(GroupAcked { group, changed })))
         }
         _ => Err(ApiError::internal("group body")),

@@ -217,18 +217,20 @@ pub(super) fn root_members(
     };
     let members = client
         .query(
-            "SELECT id, state FROM notices WHERE root = $1 ORDER BY id",
+            "SELECT id, advisory, artifact, state FROM notices WHERE root = $1 ORDER BY id",
             &[&root],
         )
         .map_err(db_err)?
         .iter()
         .map(|r| {
-            (
-                r.get(0),
-                NoticeState::parse(r.get(1)).unwrap_or(NoticeState::Affected),
-            )
+            Ok(crate::RootMember {
+                id: r.get(0),
+                advisory: AdvIdx(index(r.get(1), "notice advisory")?),
+                artifact: ArtIdx(index(r.get(2), "notice artifact")?),
+                state: NoticeState::parse(r.get(3)).unwrap_or(NoticeState::Affected),
+            })
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     Ok(Some(RootMembers {
         tenant: TenantIdx(index(head.get(0), "root tenant")?),
         advisory: AdvIdx(index(head.get(1), "root advisory")?),
