@@ -596,19 +596,25 @@ impl AdvisoryDb {
         let Some(Record::Advisory(a)) = self.records.get(adv.0 as usize) else {
             return Vec::new();
         };
-        let mut found: Vec<AdvIdx> = Vec::new();
-        for name in advisory_names(a) {
-            for other in self.with_name(name) {
-                if other != adv
-                    && let Record::Advisory(b) = self.get(other)
-                    && advisory_names(b).any(|x| x.eq_ignore_ascii_case(name))
-                {
-                    found.push(other);
-                }
-            }
-        }
+        // The candidates under any of its names' hashes, each once, then
+        // each checked once against the set of its names: linear in the
+        // names and the candidates (checking every candidate against every
+        // name was their product, and many records sharing hundreds of
+        // aliases made one write take minutes).
+        let mut found: Vec<AdvIdx> = advisory_names(a)
+            .flat_map(|name| self.with_name(name))
+            .filter(|&other| other != adv)
+            .collect();
         found.sort_unstable();
         found.dedup();
+        let mine: std::collections::HashSet<String> =
+            advisory_names(a).map(str::to_ascii_lowercase).collect();
+        found.retain(|&other| match self.get(other) {
+            Record::Advisory(b) => {
+                advisory_names(b).any(|x| mine.contains(&x.to_ascii_lowercase()))
+            }
+            Record::Failure(_) => false,
+        });
         found
     }
 

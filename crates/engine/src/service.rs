@@ -502,7 +502,10 @@ impl<'a> Notifier<'a> {
             }
         }
         // In the records' order, so that a record's new root is known to
-        // the records after it that agree with it.
+        // the records after it that agree with it. `agreeing` answers are
+        // kept for the records' chains (a change reaching many records
+        // that agree walks the same ones).
+        let mut agree_memo: HashMap<AdvIdx, Vec<AdvIdx>> = HashMap::new();
         for (adv, mut list) in asked {
             list.sort_unstable();
             list.dedup();
@@ -521,7 +524,9 @@ impl<'a> Notifier<'a> {
             if missing.is_empty() {
                 continue;
             }
-            let class = self.agreeing_class(adv, agreeing);
+            let class = self.agreeing_class(adv, &mut |r| {
+                agree_memo.entry(r).or_insert_with(|| agreeing(r)).clone()
+            });
             let shared = shared_roots(store, cache, &known, &class, &missing)?;
             for cause in missing {
                 let id = match shared.get(&cause) {
@@ -588,7 +593,11 @@ impl<'a> Notifier<'a> {
     /// the same publisher as `adv` (another publisher's record could
     /// otherwise head a group and its plan), the nearest
     /// [`AGREEING_LOOKED_AT`] of them, sorted by index.
-    fn agreeing_class(&self, adv: AdvIdx, agreeing: &dyn Fn(AdvIdx) -> Vec<AdvIdx>) -> Vec<AdvIdx> {
+    fn agreeing_class(
+        &self,
+        adv: AdvIdx,
+        agreeing: &mut dyn FnMut(AdvIdx) -> Vec<AdvIdx>,
+    ) -> Vec<AdvIdx> {
         let owner = self.mem.record_owner(adv);
         let mut seen: HashSet<AdvIdx> = HashSet::from([adv]);
         let mut queue: VecDeque<AdvIdx> = VecDeque::from([adv]);
