@@ -316,7 +316,7 @@ impl RootCache {
 /// (the nearest, direct agreement first). A name shared by thousands of
 /// records would otherwise cost a store lookup each, at every write of
 /// each of them.
-pub const AGREEING_LOOKED_AT: usize = 64;
+const AGREEING_LOOKED_AT: usize = 64;
 
 /// The roots that records agreeing with a record hold for `causes`, by
 /// cause (the lowest id where several do): made earlier in this write
@@ -1039,19 +1039,11 @@ impl<'a> Notifier<'a> {
     /// 4 MiB, like notices.
     pub fn finish_patches(&mut self) {
         for (subscription, (ids, active)) in std::mem::take(&mut self.patches) {
-            for chunk in batches(&ids, &self.sizes) {
-                let delivery = self.mem.next_delivery_id;
-                self.mem.next_delivery_id += 1;
-                self.outbox.deliveries.push(DeliveryRow {
-                    id: delivery,
-                    subscription: subscription.clone(),
-                    purpose: Purpose::Patch,
-                    notices: chunk.to_vec(),
-                    next_at_ms: self.now_ms,
-                    at_ms: self.now_ms,
-                    dead: !active,
-                });
-            }
+            let chunks = batches(&ids, &self.sizes)
+                .into_iter()
+                .map(<[i64]>::to_vec)
+                .collect();
+            self.queue(&subscription, chunks, Purpose::Patch, active);
         }
     }
 
