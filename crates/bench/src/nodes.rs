@@ -137,6 +137,10 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // A clone kept here: if the run fails, its own is dropped inside the
+    // runtime, where closing a PostgreSQL client panics (and would hide
+    // the error); this one closes after the runtime returns.
+    let _keep = tables.clone();
     rt.block_on(run_async(
         postgres.to_string(),
         bus.to_string(),

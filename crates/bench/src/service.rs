@@ -199,6 +199,11 @@ impl Tables {
                         ])?;
                     }
                 }
+                anyhow::ensure!(
+                    notice_ids.len() as i64 == n,
+                    "the cloud has {} notices: {n} single-notice deliveries cannot be queued (a smaller --single)",
+                    notice_ids.len()
+                );
                 tx.commit()?;
                 Ok(max_id + notice_ids.len() as i64)
             }
@@ -215,6 +220,10 @@ impl Tables {
                      FROM (SELECT id, tenant FROM notices ORDER BY id LIMIT $2) s",
                     &[&max_id, &n, &due_ms],
                 )?;
+                anyhow::ensure!(
+                    added as i64 == n,
+                    "the cloud has {added} notices: {n} single-notice deliveries cannot be queued (a smaller --single)"
+                );
                 tx.commit()?;
                 // What the store does after a commit of as many rows.
                 c.batch_execute("ANALYZE deliveries")?;
@@ -482,6 +491,10 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // A clone kept here: if the run fails, its own is dropped inside the
+    // runtime, where closing a PostgreSQL client panics (and would hide
+    // the error); this one closes after the runtime returns.
+    let _keep = tables.clone();
     rt.block_on(run_async(
         data_dir.to_path_buf(),
         postgres.map(str::to_string),
@@ -674,6 +687,7 @@ async fn run_async(
     let raw_failed = Arc::new(AtomicU64::new(0));
     for phase in 0..phases.repeat {
         let base_delivered = count_deliveries(&tables, "delivered").await?;
+        tables.off_thread(move |t| t.settle()).await?;
         let last_id = tables
             .off_thread(move |t| t.queue_single(n_single, now_ms() + 1000))
             .await?;
@@ -683,6 +697,7 @@ async fn run_async(
         }
         let seen_before = seen.count.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(1000)).await;
+        eprintln!("  (signed phase {} begins)", phase + 1);
         st.wake.notify_one();
         let d = wait_received_and_delivered(
             Some((&seen, seen_before + n_single as u64)),
