@@ -11,6 +11,11 @@ mod pgbench;
 mod scanbench;
 mod service;
 
+/// The allocator of the `patchline` binary, so the service measured here
+/// runs as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{HashMap, HashSet};
 use std::io::BufReader;
 use std::path::PathBuf;

@@ -38,6 +38,20 @@ fn open_engine(data_dir: &Path) -> Result<Engine, Failure> {
     Engine::open(data_dir).map_err(Failure::from)
 }
 
+/// SQLite's page cache while importing records: they are appended, and
+/// little is read back (BENCHMARKS.md, "Feeds").
+const IMPORT_CACHE_KIB: u32 = 16 * 1024;
+
+/// The engine for a bulk import of records (a smaller page cache).
+fn open_import_engine(data_dir: &Path) -> Result<Engine, Failure> {
+    let engine = open_engine(data_dir)?;
+    engine
+        .store()
+        .set_cache_kib(IMPORT_CACHE_KIB)
+        .map_err(|e| Failure::from(patchline_engine::EngineError::Store(e)))?;
+    Ok(engine)
+}
+
 /// The engine for a command that changes what must already be there
 /// (`remove`, `fail`, `import inventory`): like a read, a mistyped
 /// `--data-dir` is exit 6 and creates nothing.
@@ -178,7 +192,7 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
             Err(_) => HashMap::new(),
         };
     let mut engine: Option<Engine> = if stored.is_empty() {
-        Some(open_engine(data_dir)?)
+        Some(open_import_engine(data_dir)?)
     } else {
         None
     };
@@ -249,7 +263,7 @@ pub fn import_advisories(data_dir: &Path, paths: &[PathBuf]) -> CmdResult {
                 Ok(Some(adv)) => {
                     chunk.push((name, adv));
                     if engine.is_none() {
-                        match open_engine(data_dir) {
+                        match open_import_engine(data_dir) {
                             Ok(e) => engine = Some(e),
                             Err(f) => {
                                 failed = Some(f);
