@@ -225,6 +225,57 @@ pub fn rate(record: &osv::Advisory) -> Option<Rating> {
 mod tests {
     use super::*;
 
+    /// Real records (`testdata/severity`, sources and licences in its
+    /// SOURCES.md); the scores are the reference library's.
+    #[test]
+    fn real_records_are_rated_as_their_fields_say() {
+        let read = |name: &str| {
+            let path = format!(
+                "{}/../../testdata/severity/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let bytes = std::fs::read(&path).expect("fixture");
+            osv::parse_json(&bytes).expect("a real record parses")
+        };
+        let rate_file = |name: &str| rate(&read(name));
+        let r = rate_file("GHSA-7vhh-gfjc-x8rm.json").expect("rated");
+        assert_eq!(
+            (r.source, r.score, r.level),
+            (RatingSource::CvssV4, Some(8.6), Severity::High)
+        );
+        assert!(r.vector.starts_with("CVSS:4.0/AV:N/AC:L/AT:N/PR:L/UI:P"));
+        let r = rate_file("GHSA-8259-2x72-2gvc.json").expect("rated");
+        assert_eq!(
+            (r.source, r.score, r.level),
+            (RatingSource::CvssV4, Some(5.1), Severity::Medium)
+        );
+        // Debian's records: urgency `not yet assigned` for every release
+        // and a CVSS v3 vector, which rates them ...
+        for (name, score) in [
+            ("DEBIAN-CVE-2023-4527.json", 6.5),
+            ("DEBIAN-CVE-2024-21096.json", 4.9),
+        ] {
+            let r = rate_file(name).expect("rated");
+            assert_eq!(
+                (r.source, r.score, r.level),
+                (RatingSource::CvssV3, Some(score), Severity::Medium),
+                "{name}"
+            );
+            // ... while the urgency alone rates nothing: without the
+            // vector the record is unrated, not rated from that word.
+            let mut record = read(name);
+            assert!(record.affected.iter().any(|a| {
+                a.ecosystem_specific
+                    .as_ref()
+                    .and_then(|e| e.get_str("urgency"))
+                    .as_deref()
+                    == Some("not yet assigned")
+            }));
+            record.severity.clear();
+            assert_eq!(rate(&record), None, "{name}");
+        }
+    }
+
     /// Vectors and scores from Red Hat's CVSS reference library's test
     /// files (github.com/RedHatProductSecurity/cvss, `tests/vectors_simple4`
     /// and `tests/vectors_simple31`, LGPL-3.0; the `cvss` crate is tested
