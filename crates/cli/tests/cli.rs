@@ -1154,6 +1154,25 @@ fn osv_exports_import_directly_and_incrementally() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("other/all.zip:BROKEN-1.json"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 unchanged"));
+    // A record past 16 MiB (found from outside: a 240 MiB record, 7 MB
+    // zipped, took 3 GB at import and at every later load): refused by
+    // its place before it is parsed, the others read.
+    let mut huge = records_of("advisories/debian");
+    let mut big = b"{\"id\": \"HUGE-1\", \"details\": \"".to_vec();
+    big.resize(big.len() + (16 << 20), b'x');
+    big.extend_from_slice(b"\"}");
+    huge.push(("HUGE-1.json".into(), big));
+    let huge_zip = pl.dir.path().join("huge/all.zip");
+    write_zip(&huge_zip, &huge);
+    let out = pl.run(&["import", "advisories", huge_zip.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("huge/all.zip:HUGE-1.json")
+            && err.contains("16777216 bytes accepted for one record"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 unchanged"));
     // A file named .zip that is no archive: refused, nothing read.
     let fake = pl.file("fake.zip", "not a zip");
     let err = pl.fails(3, &["import", "advisories", &fake]);
