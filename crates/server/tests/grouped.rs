@@ -228,16 +228,8 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
     drop(resumed);
 
     // Pull, grouped and per artifact.
-    let (s, page) = api
-        .call(
-            "GET",
-            "/v1/notices?grouping=grouped&limit=1000",
-            Some(&acme),
-            None,
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{page}");
-    assert_eq!(by_step(page["notices"].as_array().unwrap()).len(), 3);
+    let page = api.grouped_notices(&acme).await;
+    assert_eq!(by_step(&page).len(), 3);
     assert_eq!(
         api.notices(&acme).await.len(),
         34,
@@ -367,15 +359,8 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
     // The plan inside the notices: each group now names the successor its
     // step moves onto; a tenant whose first notice comes after the
     // successor exists has it from the start.
-    let (_, page) = api
-        .call(
-            "GET",
-            "/v1/notices?grouping=grouped&limit=1000",
-            Some(&acme),
-            None,
-        )
-        .await;
-    let groups = by_step(page["notices"].as_array().unwrap());
+    let page = api.grouped_notices(&acme).await;
+    let groups = by_step(&page);
     for step in [("rebase", "acme-tpl"), ("relaunch", "base")] {
         let g = &groups[&(step.0.to_string(), step.1.to_string())];
         assert_eq!(
@@ -414,15 +399,8 @@ async fn one_notice_per_root_cause_and_its_artifacts_underneath() {
         v["error"]["message"].as_str().unwrap().contains("closed"),
         "{v}"
     );
-    let (_, page) = api
-        .call(
-            "GET",
-            "/v1/notices?grouping=grouped&limit=1000",
-            Some(&acme),
-            None,
-        )
-        .await;
-    let groups = by_step(page["notices"].as_array().unwrap());
+    let page = api.grouped_notices(&acme).await;
+    let groups = by_step(&page);
     assert_eq!(
         groups[&("rebase".to_string(), "acme-tpl".to_string())]["artifacts_open"],
         0
@@ -894,30 +872,21 @@ async fn a_groups_plan_follows_the_catalog() {
     // Each group's (notice_id, onto, waits_for) by step, and what the
     // tenant's remedy plan says of the same steps.
     let plans = || async {
-        let (s, page) = api
-            .call(
-                "GET",
-                "/v1/notices?grouping=grouped&limit=1000",
-                Some(&acme),
-                None,
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{page}");
-        let groups: BTreeMap<(String, String), GroupPlan> =
-            by_step(page["notices"].as_array().unwrap())
-                .into_iter()
-                .map(|(k, g)| {
-                    let name = |f: &str| g.get(f).and_then(Value::as_str).map(str::to_string);
+        let page = api.grouped_notices(&acme).await;
+        let groups: BTreeMap<(String, String), GroupPlan> = by_step(&page)
+            .into_iter()
+            .map(|(k, g)| {
+                let name = |f: &str| g.get(f).and_then(Value::as_str).map(str::to_string);
+                (
+                    k,
                     (
-                        k,
-                        (
-                            g["notice_id"].as_i64().unwrap(),
-                            name("onto"),
-                            name("waits_for"),
-                        ),
-                    )
-                })
-                .collect();
+                        g["notice_id"].as_i64().unwrap(),
+                        name("onto"),
+                        name("waits_for"),
+                    ),
+                )
+            })
+            .collect();
         let (s, remedy) = api
             .call("GET", "/v1/advisories/USN-4038-1/remedy", Some(&acme), None)
             .await;
@@ -1161,17 +1130,9 @@ async fn records_that_alias_one_vulnerability_make_one_grouped_notice() {
         // Pulled grouped: one entry per root cause, every artifact once
         // with its notice of each record (in notice order: the first
         // record's first).
-        let (s, page) = api
-            .call(
-                "GET",
-                "/v1/notices?grouping=grouped&limit=1000",
-                Some(&acme),
-                None,
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{page}");
-        let pulled = by_step(page["notices"].as_array().unwrap());
-        assert_eq!(pulled.len(), 2, "{page:#}");
+        let page = api.grouped_notices(&acme).await;
+        let pulled = by_step(&page);
+        assert_eq!(pulled.len(), 2, "{page:#?}");
         let rebase = &pulled[&("rebase".to_string(), "tpl".to_string())];
         assert_eq!(rebase["records"], json!([first, second]));
         assert_eq!(member_ids(rebase), ["tpl", "vm0", "vm1", "vm2"]);
@@ -1250,17 +1211,8 @@ async fn records_that_alias_one_vulnerability_make_one_grouped_notice() {
         evil["related"] = json!([]);
         let (s, v) = api.publish(&other, &evil).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
-        let (_, page) = api
-            .call(
-                "GET",
-                "/v1/notices?grouping=grouped&limit=1000",
-                Some(&acme),
-                None,
-            )
-            .await;
-        let at_tpl: Vec<&Value> = page["notices"]
-            .as_array()
-            .unwrap()
+        let page = api.grouped_notices(&acme).await;
+        let at_tpl: Vec<&Value> = page
             .iter()
             .filter(|e| e["action"] == "rebase" && e["artifact"] == "tpl")
             .collect();

@@ -131,6 +131,20 @@ impl Api {
         assert_eq!(s, StatusCode::OK, "{v}");
         v["notices"].as_array().unwrap().clone()
     }
+
+    /// The tenant's notices pulled grouped by root cause (one page).
+    pub async fn grouped_notices(&self, token: &str) -> Vec<Value> {
+        let (s, v) = self
+            .call(
+                "GET",
+                "/v1/notices?grouping=grouped&limit=1000",
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["notices"].as_array().unwrap().clone()
+    }
 }
 
 /// A real advisory from the test data, as JSON.
