@@ -38,16 +38,13 @@ fn open_engine(data_dir: &Path) -> Result<Engine, Failure> {
     Engine::open(data_dir).map_err(Failure::from)
 }
 
-/// SQLite's page cache while importing records: they are appended, and
-/// little is read back (BENCHMARKS.md, "Feeds").
-const IMPORT_CACHE_KIB: u32 = 16 * 1024;
-
-/// The engine for a bulk import of records (a smaller page cache).
+/// The engine for a bulk import of records: its store keeps the small
+/// page cache it loaded with (BENCHMARKS.md, "Feeds").
 fn open_import_engine(data_dir: &Path) -> Result<Engine, Failure> {
     let engine = open_engine(data_dir)?;
     engine
         .store()
-        .set_cache_kib(IMPORT_CACHE_KIB)
+        .use_bulk_cache()
         .map_err(|e| Failure::from(patchline_engine::EngineError::Store(e)))?;
     Ok(engine)
 }

@@ -210,23 +210,28 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// SQLite's page cache while a catalog loads, in KiB.
-const LOAD_CACHE_KIB: u32 = 16 * 1024;
+/// SQLite's page cache for work that reads each page about once (a
+/// catalog loading, records imported in bulk), in KiB.
+const ONCE_CACHE_KIB: u32 = 16 * 1024;
 
 /// SQLite's page cache once the catalog is loaded, for the queries of a
 /// large catalog and its service tables, in KiB.
 const QUERY_CACHE_KIB: u32 = 256 * 1024;
 
+/// Sets the page cache of `conn` to `kib` KiB.
+fn cache_kib(conn: &Connection, kib: u32) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("PRAGMA cache_size = -{kib};"))
+        .map_err(db_err)
+}
+
 impl SqliteStore {
-    /// Bounds SQLite's page cache of this connection to `kib` KiB (a loaded
-    /// catalog's connection has 256 MiB, for the queries of a large
-    /// catalog). A bulk import that appends records reads few pages back:
-    /// its cache only held memory (a quarter of a 100,000-record import's
+    /// Gives this connection back the small page cache it loaded with (a
+    /// loaded catalog's has 256 MiB, for its queries): for a bulk import
+    /// that appends records and reads few pages back, where the large
+    /// cache only held memory (a quarter of a 100,000-record import's
     /// peak).
-    pub fn set_cache_kib(&self, kib: u32) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch(&format!("PRAGMA cache_size = -{kib};"))
-            .map_err(db_err)
+    pub fn use_bulk_cache(&self) -> Result<(), StoreError> {
+        cache_kib(&self.conn, ONCE_CACHE_KIB)
     }
 
     /// Opens (creating if needed) the database in `data_dir`, with webhook
@@ -248,8 +253,7 @@ impl SqliteStore {
         // A small page cache while the catalog loads (one pass over every
         // table: a cache only holds memory); the queries' cache once it is
         // loaded (`load_all`).
-        conn.execute_batch(&format!("PRAGMA cache_size = -{LOAD_CACHE_KIB};"))
-            .map_err(db_err)?;
+        cache_kib(&conn, ONCE_CACHE_KIB)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
         conn.execute_batch(service::SERVICE_SCHEMA)
             .map_err(db_err)?;
@@ -478,7 +482,7 @@ impl CatalogStore for SqliteStore {
     fn load_all(&mut self) -> Result<(Catalog, AdvisoryDb, ServiceState), StoreError> {
         let (catalog, db) = self.load()?;
         let state = self.load_service()?;
-        self.set_cache_kib(QUERY_CACHE_KIB)?;
+        cache_kib(&self.conn, QUERY_CACHE_KIB)?;
         Ok((catalog, db, state))
     }
 
